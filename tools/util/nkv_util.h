@@ -1,0 +1,46 @@
+/*
+ * Small helpers every part of netkv shares: the error string, clocks and
+ * strict parsing of numbers and sizes from flags and files.
+ *
+ * Error convention (the whole project): a function returns 0 (or a count)
+ * on success and a negative errno on failure, and leaves a human-readable
+ * detail in a thread-local string that nkv_last_error() returns, in the
+ * spirit of dlerror(). nkv_err() sets it and hands back -err so a failure
+ * path is one line:   return nkv_err(EINVAL, "block id %u beyond pool", id);
+ */
+#ifndef NKV_UTIL_H
+#define NKV_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NKV_ERRSTR_MAX 512
+
+__attribute__((format(printf, 2, 3)))
+int nkv_err(int err, const char *fmt, ...);
+/* Prefix the current error string with more context: "connect 10.0.0.2: <old>". */
+__attribute__((format(printf, 2, 3)))
+int nkv_err_wrap(int err, const char *fmt, ...);
+const char *nkv_last_error(void);
+void nkv_clear_error(void);
+
+/* Monotonic clock. */
+uint64_t nkv_now_ns(void);
+static inline double nkv_now_s(void) { return (double)nkv_now_ns() * 1e-9; }
+
+/* Strict parsers: the whole string must be consumed, no sign surprises,
+ * overflow rejected. Errors name the offending text. */
+int nkv_parse_u64(const char *s, uint64_t *out);
+int nkv_parse_u32(const char *s, uint32_t *out);
+int nkv_parse_double(const char *s, double *out);
+/* Sizes with optional binary suffix: 4096, 64K, 1M, 2G (K = 1024). */
+int nkv_parse_size(const char *s, uint64_t *out);
+/* "host:port" -> host (copied, brackets stripped for [v6]) and port. */
+int nkv_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+/* Human formatting into caller buffers, e.g. "1.50 GiB", "12.3 ms". */
+const char *nkv_fmt_bytes(uint64_t bytes, char *buf, size_t len);
+const char *nkv_fmt_seconds(double s, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,141 @@
+/*
+ * netkv transfer engine: moves a request's paged KV blocks from a prefill
+ * process's memory into a decode process's memory.
+ *
+ * Contract (all backends):
+ *  - Regions are registered with an engine and named by a small id. The
+ *    decode (listening) side advertises its regions to each peer when the
+ *    connection is made; the prefill side then pushes into them by id.
+ *  - nkv_push() is one-sided from the caller's point of view: the decode side
+ *    posts nothing per block. The sender gets NKV_EV_PUSH_DONE when every byte
+ *    is placed; the receiver gets exactly one NKV_EV_RECV per request (request
+ *    id + byte count) after the last byte is in place, as RDMA WRITE_WITH_IMM
+ *    gives. A failed request gives one event with a negative status instead.
+ *  - A receiver never writes outside a registered region, whatever the peer
+ *    sends.
+ *  - Functions return 0 (or a count) or a negative errno; nkv_last_error()
+ *    (tools/util/nkv_util.h) has the detail.
+ *
+ * This is a draft contract written before the backends: the transfer owners
+ * refine it, but keep the shape (opaque handles, ops-table backends, events).
+ */
+#ifndef NETKV_TRANSFER_H
+#define NETKV_TRANSFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- KV layout model -------------------------------------------------- */
+
+enum nkv_dtype { NKV_FP16, NKV_BF16, NKV_FP8, NKV_FP32 };
+
+struct nkv_model {
+	char name[48];
+	uint32_t layers;
+	uint32_t kv_heads;  /* MLA: 1 */
+	uint32_t head_dim;  /* MLA: latent width, e.g. 576 */
+	enum nkv_dtype dtype;
+	bool mla;           /* one latent tensor per layer instead of K and V */
+};
+
+/* Presets: "llama3-8b", "llama3-70b", "qwen2.5-7b", "deepseek-v3", ... */
+int nkv_model_preset(const char *name, struct nkv_model *out);
+/* Custom shape from a JSON file {"name","layers","kv_heads","head_dim","dtype","mla"}. */
+int nkv_model_load_json(const char *path, struct nkv_model *out);
+uint64_t nkv_model_bytes_per_token(const struct nkv_model *m);
+
+enum nkv_layout_kind {
+	/* vLLM FlashAttention style: per layer a tensor [2][num_blocks][block_tokens][kv_heads][head_dim] */
+	NKV_LAYOUT_LAYER_MAJOR,
+	/* all layers (K and V) of one block contiguous */
+	NKV_LAYOUT_BLOCK_MAJOR,
+};
+
+struct nkv_layout {
+	struct nkv_model model;
+	uint32_t block_tokens; /* default 16 */
+	uint32_t num_blocks;   /* blocks in the pool */
+	enum nkv_layout_kind kind;
+};
+
+uint64_t nkv_layout_pool_bytes(const struct nkv_layout *l);
+uint64_t nkv_layout_block_bytes(const struct nkv_layout *l); /* all layers, K and V */
+
+struct nkv_range { uint64_t src_off, dst_off, len; };
+
+/* A request's byte ranges, coalesced where contiguous on both sides. Built
+ * once per request, posted many times. */
+struct nkv_plan;
+int nkv_plan_build(const struct nkv_layout *src, const struct nkv_layout *dst,
+		   const uint32_t *src_blocks, const uint32_t *dst_blocks, size_t nblocks,
+		   struct nkv_plan **out);
+size_t nkv_plan_count(const struct nkv_plan *p);
+const struct nkv_range *nkv_plan_ranges(const struct nkv_plan *p);
+uint64_t nkv_plan_bytes(const struct nkv_plan *p);
+void nkv_plan_free(struct nkv_plan *p);
+
+/* ---- engine, regions, connections ---------------------------------------- */
+
+enum nkv_backend { NKV_BACKEND_TCP, NKV_BACKEND_VERBS };
+enum nkv_mem_kind { NKV_MEM_HOST, NKV_MEM_HOST_HUGE, NKV_MEM_CUDA };
+
+struct nkv_engine_opts {
+	enum nkv_backend backend;
+	const char *device;   /* verbs: device name, NULL = automatic */
+	int gid_index;        /* verbs: -1 = automatic (RoCEv2 IPv4 GID on the routed netdev) */
+	unsigned streams;     /* TCP streams / QPs per connection for striping (>= 1) */
+	bool verify;          /* per-block xxhash64 computed by sender, checked by receiver */
+};
+
+struct nkv_engine;
+struct nkv_conn;
+
+int nkv_engine_create(const struct nkv_engine_opts *o, struct nkv_engine **out);
+void nkv_engine_destroy(struct nkv_engine *e);
+const char *nkv_engine_describe(const struct nkv_engine *e); /* "tcp (io_uring)", "verbs rxe0 gid 1", ... */
+
+/* Allocate and register a pool; *id names it on the wire. layout may be NULL
+ * (raw bytes); with a layout, --verify checks per block. */
+int nkv_region_alloc(struct nkv_engine *e, enum nkv_mem_kind kind, uint64_t len,
+		     const struct nkv_layout *layout, uint32_t *id, void **ptr);
+int nkv_region_register(struct nkv_engine *e, enum nkv_mem_kind kind, void *ptr, uint64_t len,
+			const struct nkv_layout *layout, uint32_t *id);
+int nkv_region_release(struct nkv_engine *e, uint32_t id);
+
+/* Decode side: accept connections on host:port ("0.0.0.0:0" picks a port). */
+int nkv_listen(struct nkv_engine *e, const char *addr, uint16_t *port_out);
+/* Prefill side. */
+int nkv_connect(struct nkv_engine *e, const char *addr, struct nkv_conn **out);
+void nkv_conn_close(struct nkv_conn *c);
+
+struct nkv_push {
+	uint64_t req_id;
+	uint32_t src_region;       /* local */
+	uint32_t dst_region;       /* the peer's, as advertised */
+	const struct nkv_plan *plan;
+};
+/* Post a push; completion comes as an event. Many may be in flight. */
+int nkv_push(struct nkv_conn *c, const struct nkv_push *p);
+
+enum nkv_event_type {
+	NKV_EV_PUSH_DONE,   /* sender: all bytes placed (status 0) or failed (<0) */
+	NKV_EV_RECV,        /* receiver: one per request, after its last byte */
+	NKV_EV_CONN_UP,     /* receiver: a peer connected */
+	NKV_EV_CONN_DOWN,   /* either side: a connection closed (status says why) */
+};
+
+struct nkv_event {
+	enum nkv_event_type type;
+	int status;          /* 0 or negative errno; nkv_event.reason has detail */
+	uint64_t req_id;
+	uint64_t bytes;
+	struct nkv_conn *conn;
+	char reason[160];
+};
+
+/* Drive progress and collect up to max events; waits up to timeout_ms
+ * (0 = poll, -1 = forever). Returns the number of events or a negative errno. */
+int nkv_poll(struct nkv_engine *e, struct nkv_event *ev, int max, int timeout_ms);
+
+#endif
