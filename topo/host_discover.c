@@ -63,9 +63,20 @@ static int bridges_between(hwloc_obj_t obj, hwloc_obj_t anc)
 	return n;
 }
 
+/* hwloc_get_common_ancestor_obj() compares depths, which I/O objects do not
+ * have: walk the parent chains instead. */
+static hwloc_obj_t common_ancestor(hwloc_obj_t a, hwloc_obj_t b)
+{
+	for (hwloc_obj_t x = a; x; x = x->parent)
+		for (hwloc_obj_t y = b; y; y = y->parent)
+			if (x == y)
+				return x;
+	return NULL;
+}
+
 static int pci_class(hwloc_topology_t topo, hwloc_obj_t a, hwloc_obj_t b)
 {
-	hwloc_obj_t anc = hwloc_get_common_ancestor_obj(topo, a, b);
+	hwloc_obj_t anc = common_ancestor(a, b);
 
 	if (!anc)
 		return NKV_PCI_UNKNOWN;
