@@ -40,6 +40,7 @@
 
 static char prefix[32];
 static int failures;
+static pid_t main_pid; /* forked helpers inherit atexit and signal handlers: only main tears down */
 
 #define CHECK(cond, ...)                                                                                               \
 	do {                                                                                                           \
@@ -281,7 +282,7 @@ static struct rtt rtt_to(const char *host, const char *addr, int port, int n)
 
 static void cleanup(void)
 {
-	if (prefix[0])
+	if (prefix[0] && getpid() == main_pid)
 		nkv_fabric_down(prefix);
 }
 
@@ -298,6 +299,7 @@ int main(void)
 	struct nkv_topo *t = NULL;
 	const char *src = getenv("NKV_TEST_DIR");
 
+	main_pid = getpid();
 	snprintf(prefix, sizeof(prefix), "nkvt%d-", (int)getpid() % 100000);
 	if (nkv_fabric_check(prefix)) {
 		printf("SKIP: %s\n", nkv_last_error());
