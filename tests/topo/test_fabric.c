@@ -147,34 +147,48 @@ static uint64_t tx_bytes(const char *ns_suffix, const char *dev)
 	return v;
 }
 
-/* iperf3 push from h0 to dst for secs; returns receiver goodput in bit/s, < 0 on failure. */
+/* Concurrent iperf3 pushes src[i] -> dst[i] for secs; fills receiver goodput in bit/s (< 0 on failure). */
+static void iperf3_push_n(int n, const char *const *src, const char *const *dst_host, const char *const *dst_addr,
+			  int port0, int secs, double *bps)
+{
+	pid_t srv[4], cli[4];
+	int fd[4];
+	char ports[4][16], t[16];
+
+	snprintf(t, sizeof(t), "%d", secs);
+	for (int i = 0; i < n; i++) {
+		snprintf(ports[i], sizeof(ports[i]), "%d", port0 + i);
+		char *argv[] = { "iperf3", "-s", "-1", "-p", ports[i], NULL };
+		srv[i] = spawn_in(dst_host[i], argv, NULL);
+	}
+	usleep(300000);
+	for (int i = 0; i < n; i++) {
+		/* -O 1: leave slow start and the first second of scheduling noise out of the figure */
+		char *argv[] = { "iperf3", "-c", (char *)dst_addr[i], "-p", ports[i], "-t", t, "-O", "1", "-J", NULL };
+		cli[i] = spawn_in(src[i], argv, &fd[i]);
+	}
+	for (int i = 0; i < n; i++) {
+		char *out = read_all(fd[i]);
+		int st = wait_status(cli[i]);
+		if (st)
+			kill(srv[i], SIGTERM);
+		wait_status(srv[i]);
+		json_t *j = out ? json_loads(out, 0, NULL) : NULL;
+		json_t *v = json_object_get(json_object_get(json_object_get(j, "end"), "sum_received"), "bits_per_second");
+		bps[i] = -1;
+		if (st == 0 && json_is_number(v))
+			bps[i] = json_number_value(v);
+		else
+			fprintf(stderr, "iperf3 %s -> %s failed (status %d): %.300s\n", src[i], dst_addr[i], st, out ? out : "");
+		json_decref(j);
+		free(out);
+	}
+}
+
 static double iperf3_push(const char *dst_host, const char *dst_addr, int port, int secs)
 {
-	char p[16], t[16];
-	snprintf(p, sizeof(p), "%d", port);
-	snprintf(t, sizeof(t), "%d", secs);
-	char *srv[] = { "iperf3", "-s", "-1", "-p", p, NULL };
-	char *cli[] = { "iperf3", "-c", (char *)dst_addr, "-p", p, "-t", t, "-J", NULL };
-	pid_t s = spawn_in(dst_host, srv, NULL), c;
-	int fd, st;
-	double bps = -1;
-
-	usleep(300000);
-	c = spawn_in("h0", cli, &fd);
-	char *out = read_all(fd);
-	st = wait_status(c);
-	if (st) {
-		kill(s, SIGTERM);
-	}
-	wait_status(s);
-	json_t *j = out ? json_loads(out, 0, NULL) : NULL;
-	json_t *v = json_object_get(json_object_get(json_object_get(j, "end"), "sum_received"), "bits_per_second");
-	if (st == 0 && json_is_number(v))
-		bps = json_number_value(v);
-	else
-		fprintf(stderr, "iperf3 to %s failed (status %d): %.300s\n", dst_addr, st, out ? out : "");
-	json_decref(j);
-	free(out);
+	double bps;
+	iperf3_push_n(1, (const char *[]){ "h0" }, &dst_host, &dst_addr, port, secs, &bps);
 	return bps;
 }
 
@@ -353,6 +367,25 @@ int main(void)
 	CHECK(spine1 - spine0 < 100000, "same-leaf push went through the spine (%llu bytes)",
 	      (unsigned long long)(spine1 - spine0));
 	CHECK(spine2 - spine1 > 0.8 * m_cross / 8 * 3, "cross-leaf push did not go through the spine");
+
+	/* Oversubscription: h0 -> h2 and h1 -> h3 at once share leaf0's 4:1 uplink; each should get the
+	 * model's loaded share (uplink / 2 GPUs behind it) and together the uplink rate. */
+	char h3[32];
+	CHECK(nkv_fabric_host_addr(prefix, "h3", h3, sizeof(h3)) == 0, "no h3 address");
+	double share_bps = nkv_topo_path_bw_loaded(t, (uint32_t)a, (uint32_t)c) * 8 / SCALE, two[2];
+	iperf3_push_n(2, (const char *[]){ "h0", "h1" }, (const char *[]){ "h2", "h3" }, (const char *[]){ h2, h3 }, 5210,
+		      3, two);
+	printf("%-22s %14.1f %14.1f %8.3f\n", "h0->h2 || h1->h3 sum", cross_bps / 1e6, (two[0] + two[1]) / 1e6,
+	       (two[0] + two[1]) / cross_bps);
+	printf("%-22s %14.1f %14.1f %8.3f   (loaded share per GPU from the model)\n", "  h0->h2 alone of 2", share_bps / 1e6,
+	       two[0] / 1e6, two[0] / share_bps);
+	printf("%-22s %14.1f %14.1f %8.3f\n", "  h1->h3 alone of 2", share_bps / 1e6, two[1] / 1e6, two[1] / share_bps);
+	CHECK(fabs(share_bps - 100e6) < 1, "model loaded share %g", share_bps);
+	CHECK(fabs((two[0] + two[1]) / cross_bps - 1) <= TOL, "two flows through a 4:1 uplink: %.1f Mbit/s vs %.1f",
+	      (two[0] + two[1]) / 1e6, cross_bps / 1e6);
+	/* one FIFO (tbf) does not split exactly evenly between two TCP flows over 3 s: a looser bound */
+	CHECK(two[0] > 0.6 * share_bps && two[1] > 0.6 * share_bps, "unfair split %.1f / %.1f Mbit/s", two[0] / 1e6,
+	      two[1] / 1e6);
 
 	/* Round trips, alternating so that load changes on this shared box hit both alike. */
 	char sp[256];
