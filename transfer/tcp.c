@@ -1010,7 +1010,7 @@ static int on_header(struct tstream *s)
 	struct nkv_wire_hdr *h = &s->h;
 	struct nkv_region *r;
 	struct rreq **slot, *rq;
-	bool sums = h->type == NKV_W_SUMS;
+	bool sums = h->type == NKV_W_SUMS, fresh = false;
 
 	if (h->magic != NKV_WIRE_MAGIC) {
 		conn_fail(tc, -EPROTO, "stream %u: bad header magic 0x%08x", s->idx, h->magic);
@@ -1066,7 +1066,10 @@ static int on_header(struct tstream *s)
 		return -1;
 	}
 	slot = rreq_slot(tc, h->req_id);
+	/* A request the peer never sent a valid byte for is not reported as
+	 * dropped: a rejected first header removes the entry it made. */
 	if (!(rq = *slot)) {
+		fresh = true;
 		if (tc->nrreqs >= MAX_RREQS) {
 			conn_fail(tc, -EPROTO, "more than %u requests open at once", MAX_RREQS);
 			return -1;
@@ -1083,14 +1086,19 @@ static int on_header(struct tstream *s)
 		tc->nrreqs++;
 	}
 	if (rq->total != h->total || rq->region != h->region || rq->want_sums != !!(h->flags & NKV_WF_VERIFY)) {
+		if (fresh)
+			rreq_remove(tc, rq);
 		conn_fail(tc, -EPROTO, "stream %u: request %llu: header disagrees with the request's earlier ones "
 				       "(size, region or verify flag)", s->idx, (unsigned long long)h->req_id);
 		return -1;
 	}
 	if (sums) {
 		if (!rq->want_sums || rq->have_sums || rq->sums) {
+			uint64_t id = h->req_id;
+			if (fresh)
+				rreq_remove(tc, rq);
 			conn_fail(tc, -EPROTO, "stream %u: request %llu: unexpected checksum list", s->idx,
-				  (unsigned long long)h->req_id);
+				  (unsigned long long)id);
 			return -1;
 		}
 		if (!(rq->sums = malloc(h->len))) {
@@ -1102,8 +1110,11 @@ static int on_header(struct tstream *s)
 		s->rs = R_SUMS;
 	} else {
 		if (h->len > rq->total - rq->claimed) {
+			uint64_t total = rq->total;
+			if (fresh)
+				rreq_remove(tc, rq);
 			conn_fail(tc, -EPROTO, "stream %u: request %llu: more bytes than its announced %llu", s->idx,
-				  (unsigned long long)h->req_id, (unsigned long long)rq->total);
+				  (unsigned long long)h->req_id, (unsigned long long)total);
 			return -1;
 		}
 		/* Claimed now so concurrent streams cannot overrun the request;
