@@ -9,6 +9,7 @@ const struct nkv_command nkv_commands[] = {
 	/* topo/ */
 
 	/* scheduler/ */
+	{ "bench sched", nkv_cmd_bench_sched, "scheduler decision latency per cluster size (decisions/s, p50/p99/p999)" },
 
 	/* simulator */
 
