@@ -105,12 +105,13 @@ int nkv_oracle_parse_figures(struct nkv_oracle *o, const char *json, size_t len,
 		f[i].t = now - age;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct opath *q = oracle_path(o, f[i].si, f[i].di);
+		size_t idx = (size_t)f[i].si * o->ndst + f[i].di;
 
 		if (f[i].has_lat)
-			q->lat = f[i].lat;
-		q->sh_bw = q->pub_bw = f[i].bw;
-		q->sh_t = q->pub_t = f[i].t;
+			o->paths[idx].lat = f[i].lat;
+		o->cold[idx].sh_bw = f[i].bw;
+		o->cold[idx].sh_t = f[i].t;
+		oracle_publish(o, idx); /* at once, no refresh wait */
 	}
 	ret = (int)n;
 out:

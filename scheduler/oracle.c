@@ -43,14 +43,14 @@ static int check_params(struct nkv_oracle_params *p)
 	return 0;
 }
 
-static int make_list(uint32_t ninst, const uint32_t *in, uint32_t n, const char *what, uint32_t **list,
-		     uint32_t **map)
+static int make_list(const struct nkv_topo *t, uint32_t ninst, const uint32_t *in, uint32_t n, const char *what,
+		     struct oend **list, uint32_t **map)
 {
 	uint32_t cnt = in ? n : ninst;
 
 	if (in && n == 0)
 		return nkv_err(EINVAL, "oracle: empty %s list", what);
-	*list = malloc((size_t)cnt * sizeof(uint32_t));
+	*list = calloc(cnt, sizeof(**list));
 	*map = malloc((size_t)ninst * sizeof(uint32_t));
 	if (!*list || !*map)
 		return nkv_err(ENOMEM, "oracle: out of memory");
@@ -58,21 +58,70 @@ static int make_list(uint32_t ninst, const uint32_t *in, uint32_t n, const char 
 		(*map)[i] = NO_IDX;
 	for (uint32_t i = 0; i < cnt; i++) {
 		uint32_t v = in ? in[i] : i;
+		struct nkv_instance_info ii;
+		int ret;
 
 		if (v >= ninst)
 			return nkv_err(EINVAL, "oracle: %s instance %u beyond the topology's %u", what, v, ninst);
 		if ((*map)[v] != NO_IDX)
 			return nkv_err(EINVAL, "oracle: %s instance %u listed twice", what, v);
-		(*list)[i] = v;
+		if ((ret = nkv_topo_instance(t, v, &ii)) < 0)
+			return ret;
+		(*list)[i].inst = v;
+		(*list)[i].host = ii.host;
+		(*list)[i].leaf = ii.leaf;
+		(*list)[i].pod = ii.pod;
+		for (int k = 0; k < 4; k++)
+			(*list)[i].link[k] = NO_IDX;
 		(*map)[v] = i;
 	}
 	return (int)cnt;
+}
+
+/* Record an endpoint's link at a level, or check it matches what other paths said. */
+static int set_link(struct oend *e, int level, uint32_t link, const char *side)
+{
+	if (e->link[level] == NO_IDX)
+		e->link[level] = link;
+	else if (e->link[level] != link)
+		return nkv_err(EINVAL, "oracle: instance %u has two %s links at level %d (%u, %u): topology is not "
+				       "tree-shaped", e->inst, side, level, e->link[level], link);
+	return 0;
+}
+
+/* Learn each endpoint's up/down links from the topology's paths and check
+ * that tier and path follow from the endpoints alone. */
+static int learn_path(struct nkv_oracle *o, uint32_t i, uint32_t j)
+{
+	struct oend *a = &o->src[i], *b = &o->dst[j];
+	uint32_t links[NKV_MAX_PATH], mine[NKV_MAX_PATH];
+	int tier = nkv_topo_tier(o->topo, a->inst, b->inst);
+	int n = nkv_topo_path(o->topo, a->inst, b->inst, links), ret;
+
+	if (tier < 0 || n < 0)
+		return tier < 0 ? tier : n;
+	if (tier != end_tier(a, b) || n != (tier ? 2 * tier : 2))
+		return nkv_err(EINVAL, "oracle: path %u -> %u (tier %d, %d links) does not follow the host/leaf/pod "
+				       "tree", a->inst, b->inst, tier, n);
+	if (tier == 0) {
+		if ((ret = set_link(a, 0, links[0], "up")) || (ret = set_link(b, 0, links[1], "down")))
+			return ret;
+	} else {
+		for (int k = 1; k <= tier; k++)
+			if ((ret = set_link(a, k, links[k - 1], "up")) || (ret = set_link(b, k, links[n - k], "down")))
+				return ret;
+	}
+	end_path(a, b, tier, mine);
+	if (memcmp(mine, links, (size_t)n * sizeof(uint32_t)))
+		return nkv_err(EINVAL, "oracle: path %u -> %u is not the tree path", a->inst, b->inst);
+	return 0;
 }
 
 int nkv_oracle_create(const struct nkv_topo *t, const struct nkv_oracle_params *params, const uint32_t *src,
 		      uint32_t nsrc, const uint32_t *dst, uint32_t ndst, struct nkv_oracle **out)
 {
 	struct nkv_oracle *o = calloc(1, sizeof(*o));
+	size_t npaths;
 	int ret;
 
 	if (!o)
@@ -87,20 +136,26 @@ int nkv_oracle_create(const struct nkv_topo *t, const struct nkv_oracle_params *
 	o->topo = t;
 	o->ninst = nkv_topo_instances(t);
 	o->nlinks = nkv_topo_links(t);
-	ret = make_list(o->ninst, src, nsrc, "source", &o->src, &o->src_map);
+	ret = make_list(t, o->ninst, src, nsrc, "source", &o->src, &o->src_map);
 	if (ret < 0)
 		goto fail;
 	o->nsrc = (uint32_t)ret;
-	ret = make_list(o->ninst, dst, ndst, "destination", &o->dst, &o->dst_map);
+	ret = make_list(t, o->ninst, dst, ndst, "destination", &o->dst, &o->dst_map);
 	if (ret < 0)
 		goto fail;
 	o->ndst = (uint32_t)ret;
-	o->paths = calloc((size_t)o->nsrc * o->ndst, sizeof(*o->paths));
-	o->dirty = malloc((size_t)o->nsrc * o->ndst * sizeof(uint32_t));
+	npaths = (size_t)o->nsrc * o->ndst;
+	if (npaths > UINT32_MAX) {
+		ret = nkv_err(EINVAL, "oracle: %u x %u paths is too many", o->nsrc, o->ndst);
+		goto fail;
+	}
+	o->paths = calloc(npaths, sizeof(*o->paths));
+	o->cold = calloc(npaths, sizeof(*o->cold));
+	o->dirty = malloc(npaths * sizeof(uint32_t));
 	o->inflight = calloc(o->nlinks ? o->nlinks : 1, sizeof(uint64_t));
 	o->inv_cap = calloc(o->nlinks ? o->nlinks : 1, sizeof(double));
 	o->cap = calloc(o->nlinks ? o->nlinks : 1, sizeof(double));
-	if (!o->paths || !o->dirty || !o->inflight || !o->inv_cap || !o->cap) {
+	if (!o->paths || !o->cold || !o->dirty || !o->inflight || !o->inv_cap || !o->cap) {
 		ret = nkv_err(ENOMEM, "oracle: out of memory for %u x %u paths", o->nsrc, o->ndst);
 		goto fail;
 	}
@@ -117,40 +172,29 @@ int nkv_oracle_create(const struct nkv_topo *t, const struct nkv_oracle_params *
 		o->cap[l] = li.bytes_per_s;
 		o->inv_cap[l] = 1.0 / li.bytes_per_s;
 	}
+	for (int k = 0; k < NKV_TIERS; k++) {
+		double bw = nkv_topo_tier_bw(t, k);
+
+		o->tier_inv[k] = bw > 0 ? 1.0 / bw : 0; /* 0: the topology has no such tier */
+	}
 	for (uint32_t i = 0; i < o->nsrc; i++) {
 		for (uint32_t j = 0; j < o->ndst; j++) {
 			struct opath *q = oracle_path(o, i, j);
-			uint32_t links[NKV_MAX_PATH];
-			int tier, n;
-			double bw;
+			struct opath_cold *c = &o->cold[(size_t)i * o->ndst + j];
+			int tier;
 
-			q->pub_t = q->sh_t = -INFINITY;
-			q->probe_until = -INFINITY;
-			if (o->src[i] == o->dst[j])
+			c->pub_t = c->sh_t = c->probe_until = -INFINITY;
+			q->fresh_until = -INFINITY;
+			if (o->src[i].inst == o->dst[j].inst)
 				continue; /* no transfer: cost 0 */
-			tier = nkv_topo_tier(t, o->src[i], o->dst[j]);
-			n = nkv_topo_path(t, o->src[i], o->dst[j], links);
-			if (tier < 0 || n < 0) {
-				ret = tier < 0 ? tier : n;
+			if ((ret = learn_path(o, i, j)))
 				goto fail;
-			}
-			if (n > PATH_LINKS) {
-				ret = nkv_err(EINVAL, "oracle: path %u -> %u has %d links, more than %d", o->src[i],
-					      o->dst[j], n, PATH_LINKS);
-				goto fail;
-			}
-			bw = nkv_topo_tier_bw(t, tier);
-			if (!(bw > 0))
-				bw = nkv_topo_path_bw_loaded(t, o->src[i], o->dst[j]);
-			if (!(bw > 0)) {
+			tier = end_tier(&o->src[i], &o->dst[j]);
+			if (!(o->tier_inv[tier] > 0)) {
 				ret = nkv_err(EINVAL, "oracle: no bandwidth figure for tier %s", nkv_tier_name(tier));
 				goto fail;
 			}
-			q->tier = (uint8_t)tier;
-			q->nlinks = (uint8_t)n;
-			memcpy(q->links, links, (size_t)n * sizeof(uint32_t));
-			q->lat = nkv_topo_path_latency(t, o->src[i], o->dst[j]);
-			q->nominal_inv = 1.0 / bw;
+			q->lat = nkv_topo_path_latency(t, o->src[i].inst, o->dst[j].inst);
 		}
 	}
 	o->next_tick = -INFINITY;
@@ -170,6 +214,7 @@ void nkv_oracle_free(struct nkv_oracle *o)
 	free(o->src_map);
 	free(o->dst_map);
 	free(o->paths);
+	free(o->cold);
 	free(o->dirty);
 	free(o->inflight);
 	free(o->inv_cap);
@@ -216,23 +261,21 @@ double nkv_oracle_bw(const struct nkv_oracle *o, uint32_t p, uint32_t d, double 
 	if (ret)
 		return ret;
 	q = oracle_path(o, si, di);
-	if (q->pub_bw > 0 && now - q->pub_t <= o->p.staleness_s) {
+	if (q->inv > 0 && now <= q->fresh_until) {
 		if (fresh)
 			*fresh = true;
-		return q->pub_bw;
+		return 1.0 / q->inv;
 	}
 	if (fresh)
 		*fresh = false;
-	return q->nlinks ? 1.0 / q->nominal_inv : INFINITY;
+	return p == d ? INFINITY : 1.0 / o->tier_inv[oracle_tier_idx(o, si, di)];
 }
 
-static void mark_dirty(struct nkv_oracle *o, uint32_t si, uint32_t di)
+static void mark_dirty(struct nkv_oracle *o, size_t idx)
 {
-	struct opath *q = oracle_path(o, si, di);
-
-	if (!q->dirty) {
-		q->dirty = 1;
-		o->dirty[o->ndirty++] = si * o->ndst + di;
+	if (!o->cold[idx].dirty) {
+		o->cold[idx].dirty = 1;
+		o->dirty[o->ndirty++] = (uint32_t)idx;
 	}
 }
 
@@ -240,7 +283,8 @@ int nkv_oracle_sample(struct nkv_oracle *o, uint32_t p, uint32_t d, uint64_t byt
 		      enum nkv_sample_kind kind)
 {
 	uint32_t si = 0, di = 0;
-	struct opath *q;
+	struct opath_cold *c;
+	size_t idx;
 	double x, busy;
 	int ret = lookup(o, p, d, &si, &di);
 
@@ -249,26 +293,38 @@ int nkv_oracle_sample(struct nkv_oracle *o, uint32_t p, uint32_t d, uint64_t byt
 	if (!(seconds > 0) || !isfinite(seconds) || !isfinite(t))
 		return nkv_err(EINVAL, "oracle: sample %u -> %u: %g s at t=%g is not a valid duration", p, d, seconds,
 			       t);
-	q = oracle_path(o, si, di);
-	if (!q->nlinks || (bytes < o->p.min_sample_bytes && kind != NKV_SAMPLE_EXTERNAL))
+	idx = (size_t)si * o->ndst + di;
+	c = &o->cold[idx];
+	if (p == d || (bytes < o->p.min_sample_bytes && kind != NKV_SAMPLE_EXTERNAL))
 		return 0; /* too small to say anything about throughput */
 	/* Take the path's base latency out so the figure is throughput. */
-	busy = seconds - q->lat;
+	busy = seconds - o->paths[idx].lat;
 	if (busy < seconds * 0.01)
 		busy = seconds * 0.01;
 	x = (double)bytes / busy;
-	if (!(q->sh_bw > 0) || t - q->sh_t > o->p.staleness_s) {
-		q->sh_bw = x;
+	if (!(c->sh_bw > 0) || t - c->sh_t > o->p.staleness_s) {
+		c->sh_bw = x;
 	} else {
-		double dt = t - q->sh_t > 0 ? t - q->sh_t : 0;
+		double dt = t - c->sh_t > 0 ? t - c->sh_t : 0;
 		double w = 1.0 - (1.0 - o->p.alpha) * exp(-dt / o->p.tau_s);
 
-		q->sh_bw += w * (x - q->sh_bw);
+		c->sh_bw += w * (x - c->sh_bw);
 	}
-	if (t > q->sh_t)
-		q->sh_t = t;
-	mark_dirty(o, si, di);
+	if (t > c->sh_t)
+		c->sh_t = t;
+	mark_dirty(o, idx);
 	return 1;
+}
+
+/* Make a path's shadow estimate the one cost() uses. */
+void oracle_publish(struct nkv_oracle *o, size_t idx)
+{
+	struct opath_cold *c = &o->cold[idx];
+	struct opath *q = &o->paths[idx];
+
+	c->pub_t = c->sh_t;
+	q->inv = c->sh_bw > 0 ? 1.0 / c->sh_bw : 0;
+	q->fresh_until = c->sh_t + o->p.staleness_s;
 }
 
 int nkv_oracle_refresh(struct nkv_oracle *o, double now)
@@ -276,11 +332,8 @@ int nkv_oracle_refresh(struct nkv_oracle *o, double now)
 	size_t n = o->ndirty;
 
 	for (size_t i = 0; i < n; i++) {
-		struct opath *q = &o->paths[o->dirty[i]];
-
-		q->pub_bw = q->sh_bw;
-		q->pub_t = q->sh_t;
-		q->dirty = 0;
+		oracle_publish(o, o->dirty[i]);
+		o->cold[o->dirty[i]].dirty = 0;
 	}
 	o->ndirty = 0;
 	o->next_tick = (floor(now / o->p.refresh_s) + 1) * o->p.refresh_s;
@@ -296,29 +349,27 @@ int nkv_oracle_tick(struct nkv_oracle *o, double now)
 
 static int flow(struct nkv_oracle *o, uint32_t p, uint32_t d, uint64_t bytes, int sign)
 {
-	uint32_t si = 0, di = 0;
-	struct opath *q;
-	int ret = lookup(o, p, d, &si, &di);
+	uint32_t si = 0, di = 0, links[NKV_MAX_PATH];
+	int n, ret = lookup(o, p, d, &si, &di);
 
 	if (ret)
 		return ret;
-	q = oracle_path(o, si, di);
+	n = end_path(&o->src[si], &o->dst[di], oracle_tier_idx(o, si, di), links);
 	if (sign < 0) {
-		for (uint32_t k = 0; k < q->nlinks; k++)
-			if (o->inflight[q->links[k]] < bytes)
+		for (int k = 0; k < n; k++)
+			if (o->inflight[links[k]] < bytes)
 				return nkv_err(EINVAL, "oracle: removing %llu bytes from %u -> %u, only %llu in flight",
 					       (unsigned long long)bytes, p, d,
-					       (unsigned long long)o->inflight[q->links[k]]);
+					       (unsigned long long)o->inflight[links[k]]);
 	}
-	for (uint32_t k = 0; k < q->nlinks; k++) {
+	for (int k = 0; k < n; k++) {
 		if (sign > 0)
-			o->inflight[q->links[k]] += bytes;
+			o->inflight[links[k]] += bytes;
 		else
-			o->inflight[q->links[k]] -= bytes;
+			o->inflight[links[k]] -= bytes;
 	}
 	return 0;
 }
-
 int nkv_oracle_flow_add(struct nkv_oracle *o, uint32_t p, uint32_t d, uint64_t bytes)
 {
 	return flow(o, p, d, bytes, 1);

@@ -24,8 +24,8 @@ static inline bool better(const struct nkv_sched *s, uint32_t p, double sc, uint
 		return true;
 	if (sc > best_sc + eps)
 		return false;
-	td = oracle_path(s->oracle, p, d)->tier;
-	tb = oracle_path(s->oracle, p, best)->tier;
+	td = oracle_tier_idx(s->oracle, p, d);
+	tb = oracle_tier_idx(s->oracle, p, best);
 	if (td != tb)
 		return td < tb;
 	ld = sched_load(s, &s->dec[d]);
@@ -149,7 +149,7 @@ static int pick_netkv_topo(struct nkv_sched *s, void *state, const struct nkv_re
 	const double wc = s->p.w_cache, wl = s->p.w_load, wt = s->p.w_tier / 3.0;
 
 	ARGMIN(wc * (1.0 - hit(r, held[d])) + wl * sched_load(s, &s->dec[d]) +
-	       wt * oracle_path(s->oracle, p, d)->tier);
+	       wt * oracle_tier_idx(s->oracle, p, d));
 	return 0;
 }
 
@@ -167,9 +167,11 @@ static int pick_netkv(struct nkv_sched *s, void *state, const struct nkv_request
 		      const uint32_t *held, double now, struct nkv_decision *out)
 {
 	const double ww = s->p.w_wait, wx = s->p.w_xfer;
+	double srcc[NKV_TIERS];
 
+	oracle_src_cong(s->oracle, p, srcc);
 	ARGMIN(ww * sched_wait(s, &s->dec[d], r) +
-	       wx * oracle_cost_idx(s->oracle, p, d, sched_missing_bytes(s, r, held[d]), now));
+	       wx * oracle_cost_pre(s->oracle, srcc, p, d, sched_missing_bytes(s, r, held[d]), now));
 	return 0;
 }
 

@@ -42,10 +42,9 @@ static int by_age_then_tier(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static uint64_t probe_size(const struct nkv_probe_params *pp, const struct opath *q)
+static uint64_t probe_size(const struct nkv_probe_params *pp, double lat, double bw)
 {
-	double bw = 1.0 / q->nominal_inv;
-	double want = pp->latency_factor * q->lat * bw;
+	double want = pp->latency_factor * lat * bw;
 	uint64_t b = want > (double)pp->min_bytes ? (uint64_t)ceil(want) : pp->min_bytes;
 
 	return (b + 65535) & ~(uint64_t)65535;
@@ -74,41 +73,41 @@ int nkv_probe_plan(struct nkv_oracle *o, const struct nkv_probe_params *pp, doub
 		return nkv_err(ENOMEM, "probe plan: out of memory for %zu paths", npaths);
 	}
 	for (size_t i = 0; i < npaths; i++) {
-		const struct opath *q = &o->paths[i];
+		const struct opath_cold *q = &o->cold[i];
+		uint32_t si = (uint32_t)(i / o->ndst), di = (uint32_t)(i % o->ndst);
 		double age;
 
-		if (!q->nlinks || q->probe_until > now)
+		if (o->src[si].inst == o->dst[di].inst || q->probe_until > now)
 			continue;
 		age = isfinite(q->sh_t) ? now - q->sh_t : INFINITY;
 		if (age < pp->min_age_s)
 			continue;
 		c[nc].age = age;
 		c[nc].idx = (uint32_t)i;
-		c[nc].tier = q->tier;
+		c[nc].tier = (uint8_t)oracle_tier_idx(o, si, di);
 		nc++;
 	}
 	qsort(c, nc, sizeof(*c), by_age_then_tier);
 	for (size_t i = 0; i < nc && n < max; i++) {
-		struct opath *q = &o->paths[c[i].idx];
-		uint64_t bytes = probe_size(pp, q);
+		uint32_t si = c[i].idx / o->ndst, di = c[i].idx % o->ndst, links[NKV_MAX_PATH];
+		int nl = end_path(&o->src[si], &o->dst[di], c[i].tier, links);
+		double lat = o->paths[c[i].idx].lat, inv = o->tier_inv[c[i].tier];
+		uint64_t bytes = probe_size(pp, lat, 1.0 / inv);
 		bool fits = true;
 
-		for (uint32_t k = 0; k < q->nlinks; k++) {
-			uint32_t l = q->links[k];
-
-			if (used[l] + (double)bytes > pp->budget * o->cap[l] * pp->window_s)
+		for (int k = 0; k < nl; k++)
+			if (used[links[k]] + (double)bytes > pp->budget * o->cap[links[k]] * pp->window_s)
 				fits = false;
-		}
 		if (!fits)
 			continue;
-		for (uint32_t k = 0; k < q->nlinks; k++)
-			used[q->links[k]] += (double)bytes;
-		out[n].src = o->src[c[i].idx / o->ndst];
-		out[n].dst = o->dst[c[i].idx % o->ndst];
+		for (int k = 0; k < nl; k++)
+			used[links[k]] += (double)bytes;
+		out[n].src = o->src[si].inst;
+		out[n].dst = o->dst[di].inst;
 		out[n].bytes = bytes;
-		out[n].tier = q->tier;
+		out[n].tier = c[i].tier;
 		/* Expected completion at the tier figure, at least one window: not planned again before. */
-		q->probe_until = now + fmax(pp->window_s, q->lat + (double)bytes * q->nominal_inv);
+		o->cold[c[i].idx].probe_until = now + fmax(pp->window_s, lat + (double)bytes * inv);
 		n++;
 	}
 	free(c);

@@ -166,36 +166,6 @@ struct nkv_prefill_state *nkv_sched_prefill(struct nkv_sched *s, uint32_t p)
 	return p < s->np ? &s->pre[p] : NULL;
 }
 
-double sched_load(const struct nkv_sched *s, const struct nkv_decode_state *d)
-{
-	double kv = 1.0, seq = (double)(d->running + d->queued) / s->perf.max_batch;
-	double total = (double)d->kv_blocks_total * s->p.kv_block_tokens;
-
-	if (total > 0)
-		kv = ((double)d->kv_blocks_used * s->p.kv_block_tokens + (double)d->queued_tokens) / total;
-	return kv > seq ? kv : seq;
-}
-
-double sched_wait(const struct nkv_sched *s, const struct nkv_decode_state *d, const struct nkv_request *r)
-{
-	double iter = nkv_perf_decode_iter_s(&s->perf, d->running_tokens + r->input_len, d->running + 1);
-	double used = (double)d->kv_blocks_used, total = (double)d->kv_blocks_total;
-	double free_tok = (total > used ? total - used : 0) * s->p.kv_block_tokens;
-	double need = (double)d->queued_tokens + r->input_len + r->output_len;
-	double def_tok = need > free_tok ? need - free_tok : 0;
-	double def_seq = (double)d->running + d->queued + 1 - s->perf.max_batch;
-	double admit = 0;
-
-	if (def_tok > 0 || def_seq > 0) {
-		double drain = s->p.mean_remaining_output * iter;
-		double ft = def_tok / (d->running_tokens ? (double)d->running_tokens : 1.0);
-		double fs = def_seq > 0 ? def_seq / (d->running ? (double)d->running : 1.0) : 0;
-
-		admit = drain * (ft > fs ? ft : fs);
-	}
-	return admit + iter;
-}
-
 double nkv_sched_decode_wait(const struct nkv_sched *s, uint32_t d, const struct nkv_request *r)
 {
 	return d < s->nd ? sched_wait(s, &s->dec[d], r) : -nkv_err(EINVAL, "decode %u out of range", d);
@@ -254,7 +224,7 @@ int nkv_sched_decide(struct nkv_sched *s, const struct nkv_request *r, double no
 		return nkv_err(EINVAL, "scheduler: policy %s chose decode %u of %u", s->ops->name, d, s->nd);
 	out->prefill_inst = s->pre[p].inst;
 	out->decode_inst = s->dec[d].inst;
-	out->tier = oracle_path(s->oracle, p, d)->tier;
+	out->tier = oracle_tier_idx(s->oracle, p, d);
 	out->held_blocks = s->held_d[d];
 	out->prefill_held_blocks = held_p;
 	out->bytes = sched_missing_bytes(s, r, s->held_d[d]);

@@ -10,27 +10,44 @@
 #include <math.h>
 
 #define NO_IDX UINT32_MAX
-#define PATH_LINKS 6 /* the longest path in the topology model (tier 3) */
 
-/* One kept path src[i] -> dst[j]; everything cost() needs, in one cache line or two. */
-struct opath {
-	double lat;          /* base latency, s */
-	double nominal_inv;  /* 1 / tier figure, s/B */
-	double pub_bw;       /* published estimate, B/s (0 = none) */
-	double pub_t;        /* time of its newest sample */
+/*
+ * Paths are kept as src[i] -> dst[j]. The decision loop reads, per
+ * candidate, one 24-byte hot record (row i is contiguous) and the
+ * destination's 32-byte record (shared by every source, stays in cache);
+ * everything else is cold. Tier and links come from the endpoints: the
+ * topology is a tree (netkv_topo.h), so a tier-t path is the source's
+ * first t uplinks then the destination's last t downlinks (tier 0: NVLink
+ * out, NVLink in). oracle_create checks this against nkv_topo_path for
+ * every kept path.
+ */
+struct opath {          /* hot */
+	double lat;         /* base latency, s */
+	double inv;         /* published 1 / throughput, s/B; 0 = none */
+	double fresh_until; /* published estimate usable while now <= this */
+};
+
+struct opath_cold {
 	double sh_bw, sh_t;  /* shadow: samples received, not yet published */
+	double pub_t;        /* time of the published estimate's newest sample */
 	double probe_until;  /* planner: a probe is out until then */
-	uint8_t tier, nlinks, dirty, pad;
-	uint32_t links[PATH_LINKS];
+	uint8_t dirty;
+};
+
+struct oend {           /* one endpoint (source or destination) */
+	uint32_t inst, host, leaf, pod;
+	uint32_t link[4];   /* src: nvl out, NIC up, leaf up, spine up; dst: nvl in, NIC down, leaf down, spine down */
 };
 
 struct nkv_oracle {
 	const struct nkv_topo *topo;
 	struct nkv_oracle_params p;
 	uint32_t nsrc, ndst, ninst, nlinks;
-	uint32_t *src, *dst;         /* oracle index -> topology instance */
+	struct oend *src, *dst;
 	uint32_t *src_map, *dst_map; /* topology instance -> oracle index or NO_IDX */
-	struct opath *paths;         /* nsrc * ndst */
+	struct opath *paths;         /* nsrc * ndst, hot */
+	struct opath_cold *cold;     /* nsrc * ndst */
+	double tier_inv[NKV_TIERS];  /* 1 / nominal tier figure */
 	uint64_t *inflight;          /* per link */
 	double *inv_cap;             /* per link */
 	double *cap;
@@ -44,35 +61,100 @@ static inline struct opath *oracle_path(const struct nkv_oracle *o, uint32_t si,
 	return &o->paths[(size_t)si * o->ndst + di];
 }
 
-/* Seconds for bytes over path (si, di): the formula in netkv_sched.h. */
+static inline int end_tier(const struct oend *a, const struct oend *b)
+{
+	return a->host == b->host ? 0 : a->leaf == b->leaf ? 1 : a->pod == b->pod ? 2 : 3;
+}
+
+static inline int oracle_tier_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di)
+{
+	return end_tier(&o->src[si], &o->dst[di]);
+}
+
+/* Links of a tier-t path from a to b, in path order; returns the count. */
+static inline int end_path(const struct oend *a, const struct oend *b, int t, uint32_t *links)
+{
+	int n = 0;
+
+	if (a->inst == b->inst)
+		return 0;
+	if (t == 0) {
+		links[0] = a->link[0];
+		links[1] = b->link[0];
+		return 2;
+	}
+	for (int k = 1; k <= t; k++)
+		links[n++] = a->link[k];
+	for (int k = t; k >= 1; k--)
+		links[n++] = b->link[k];
+	return n;
+}
+
+/* Congestion of the source side of a path, per tier: computed once per
+ * decision, since every candidate shares the chosen prefill's uplinks. */
+static inline void oracle_src_cong(const struct nkv_oracle *o, uint32_t si, double c[NKV_TIERS])
+{
+	const struct oend *a = &o->src[si];
+	double m = 0;
+
+	/* A level no kept path uses stays NO_IDX (e.g. no decode on the same host). */
+	c[0] = a->link[0] != NO_IDX ? (double)o->inflight[a->link[0]] * o->inv_cap[a->link[0]] : 0;
+	for (int k = 1; k < NKV_TIERS; k++) {
+		if (a->link[k] != NO_IDX) {
+			double x = (double)o->inflight[a->link[k]] * o->inv_cap[a->link[k]];
+
+			m = x > m ? x : m;
+		}
+		c[k] = m;
+	}
+}
+
+/* Seconds for bytes over path (si, di), given oracle_src_cong(si): the formula in netkv_sched.h. */
+static inline double oracle_cost_pre(const struct nkv_oracle *o, const double srcc[NKV_TIERS], uint32_t si,
+				     uint32_t di, uint64_t bytes, double now)
+{
+	const struct opath *q = oracle_path(o, si, di);
+	const struct oend *a = &o->src[si], *b = &o->dst[di];
+	int t = end_tier(a, b);
+	double inv = q->inv > 0 && now <= q->fresh_until ? q->inv : o->tier_inv[t];
+	double cong = srcc[t];
+
+	if (a->inst == b->inst)
+		return 0;
+	if (t == 0) {
+		double y = (double)o->inflight[b->link[0]] * o->inv_cap[b->link[0]];
+
+		cong = y > cong ? y : cong;
+	} else {
+		for (int k = 1; k <= t; k++) {
+			uint64_t f = o->inflight[b->link[k]];
+
+			if (f) {
+				double c = (double)f * o->inv_cap[b->link[k]];
+
+				cong = c > cong ? c : cong;
+			}
+		}
+	}
+	return q->lat + (double)(int64_t)bytes * inv + o->p.w_cong * cong;
+}
+
 static inline double oracle_cost_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di, uint64_t bytes,
 				     double now)
 {
-	const struct opath *q = oracle_path(o, si, di);
-	double inv = q->nominal_inv, cong = 0;
+	double c[NKV_TIERS];
 
-	if (!q->nlinks)
-		return 0;
-	if (q->pub_bw > 0 && now - q->pub_t <= o->p.staleness_s)
-		inv = 1.0 / q->pub_bw;
-	for (uint32_t k = 0; k < q->nlinks; k++) {
-		uint64_t f = o->inflight[q->links[k]];
-
-		if (f) {
-			double c = (double)f * o->inv_cap[q->links[k]];
-
-			if (c > cong)
-				cong = c;
-		}
-	}
-	return q->lat + (double)bytes * inv + o->p.w_cong * cong;
+	oracle_src_cong(o, si, c);
+	return oracle_cost_pre(o, c, si, di, bytes, now);
 }
 
 static inline double oracle_cost_nominal_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di, uint64_t bytes)
 {
-	const struct opath *q = oracle_path(o, si, di);
+	const struct oend *a = &o->src[si], *b = &o->dst[di];
 
-	return q->nlinks ? q->lat + (double)bytes * q->nominal_inv : 0;
+	if (a->inst == b->inst)
+		return 0;
+	return oracle_path(o, si, di)->lat + (double)bytes * o->tier_inv[end_tier(a, b)];
 }
 
 struct nkv_sched {
@@ -102,7 +184,40 @@ static inline uint64_t sched_missing_bytes(const struct nkv_sched *s, const stru
 	return (r->input_len - held_tok) * r->kv_bytes_per_token;
 }
 
-double sched_load(const struct nkv_sched *s, const struct nkv_decode_state *d);
-double sched_wait(const struct nkv_sched *s, const struct nkv_decode_state *d, const struct nkv_request *r);
+void oracle_publish(struct nkv_oracle *o, size_t idx);
+
+/* load(d) and wait(d): the formulas in netkv_sched.h (inline: called per candidate). */
+static inline double sched_load(const struct nkv_sched *s, const struct nkv_decode_state *d)
+{
+	double kv = 1.0, seq = (double)(d->running + d->queued) / s->perf.max_batch;
+	double total = (double)d->kv_blocks_total * s->p.kv_block_tokens;
+
+	if (total > 0)
+		kv = ((double)d->kv_blocks_used * s->p.kv_block_tokens + (double)d->queued_tokens) / total;
+	return kv > seq ? kv : seq;
+}
+
+static inline double sched_wait(const struct nkv_sched *s, const struct nkv_decode_state *d, const struct nkv_request *r)
+{
+	const struct nkv_perf *pf = &s->perf;
+	double iter = pf->decode_a + pf->decode_b * (double)(int64_t)(d->running_tokens + r->input_len) +
+		      pf->decode_c * (double)(d->running + 1);
+	uint64_t free_tok = d->kv_blocks_total > d->kv_blocks_used ?
+				    (d->kv_blocks_total - d->kv_blocks_used) * s->p.kv_block_tokens : 0;
+	uint64_t need = d->queued_tokens + r->input_len + r->output_len;
+	uint64_t seqs = (uint64_t)d->running + d->queued + 1;
+
+	/* Integer test first: the common case (room for it) costs no division. */
+	if (__builtin_expect(need > free_tok || seqs > pf->max_batch, 0)) {
+		double drain = s->p.mean_remaining_output * iter;
+		double ft = need > free_tok ? (double)(need - free_tok) /
+						      (d->running_tokens ? (double)d->running_tokens : 1.0) : 0;
+		double fs = seqs > pf->max_batch ? (double)(seqs - pf->max_batch) /
+							   (d->running ? (double)d->running : 1.0) : 0;
+
+		return drain * (ft > fs ? ft : fs) + iter;
+	}
+	return iter;
+}
 
 #endif
