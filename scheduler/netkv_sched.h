@@ -406,4 +406,27 @@ const struct nkv_policy_ops *nkv_policy_find(const char *name);
 /* NULL-terminated list of all policies, in the order above. */
 const struct nkv_policy_ops *const *nkv_policies(void);
 
+/* ===== cla* tuning ========================================================= */
+
+/*
+ * cla*'s weights come from a grid search over a trace. Running the trace is
+ * the simulator's job (or the testbed's), so the search takes the
+ * evaluation as a callback: eval(ctx, params with policy "cla*" and the
+ * candidate w_cache / w_load, &objective) returns 0 and the objective to
+ * minimise (e.g. mean TTFT in seconds), or a negative errno that stops the
+ * search. The grid is walked in order (w_cache outer, w_load inner), (0, 0)
+ * is skipped, strictly better wins, so the result is reproducible for a
+ * deterministic evaluator. NULL grids mean the default grid
+ * {0, 0.25, 0.5, 1, 2, 4, 8} for that weight.
+ */
+typedef int (*nkv_tune_eval_fn)(void *ctx, const struct nkv_sched_params *p, double *objective);
+struct nkv_tune_result {
+	double w_cache, w_load;
+	double objective;
+	uint32_t evaluated;
+};
+int nkv_cla_tune(const struct nkv_sched_params *base, const double *grid_cache, uint32_t ncache,
+		 const double *grid_load, uint32_t nload, nkv_tune_eval_fn eval, void *ctx,
+		 struct nkv_tune_result *out);
+
 #endif
