@@ -7,6 +7,10 @@ const struct nkv_command nkv_commands[] = {
 	/* transfer/ + bench/ */
 
 	/* topo/ */
+	{ "topo gen", nkv_cmd_topo_gen, "write a fat-tree topology file (JSON)" },
+	{ "topo show", nkv_cmd_topo_show, "tiers, switches, links and bandwidths of a topology file" },
+	{ "topo host", nkv_cmd_topo_host, "this host's GPUs, RDMA NICs, NUMA nodes and nearest NICs (hwloc)" },
+	{ "fabric", nkv_cmd_fabric, "emulated fabric on this box: up, down, status, exec" },
 
 	/* scheduler/ */
 	{ "bench sched", nkv_cmd_bench_sched, "scheduler decision latency per cluster size (decisions/s, p50/p99/p999)" },

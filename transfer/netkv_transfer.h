@@ -39,16 +39,27 @@ struct nkv_model {
 	bool mla;           /* one latent tensor per layer instead of K and V */
 };
 
-/* Presets: "llama3-8b", "llama3-70b", "qwen2.5-7b", "deepseek-v3", ... */
+/* Presets: "llama3-8b", "llama3-70b", "qwen2.5-7b", "deepseek-v3", "llama2-7b".
+ * The preset's dtype is fp16; change model.dtype afterwards for others. */
 int nkv_model_preset(const char *name, struct nkv_model *out);
-/* Custom shape from a JSON file {"name","layers","kv_heads","head_dim","dtype","mla"}. */
+/* Comma-separated preset names, for --help texts. */
+const char *nkv_model_preset_names(void);
+/* Custom shape from a JSON file {"name","layers","kv_heads","head_dim","dtype","mla"}
+ * (dtype and mla optional: fp16, false). */
 int nkv_model_load_json(const char *path, struct nkv_model *out);
+/* Parse "fp16", "bf16", "fp8", "fp32". */
+int nkv_dtype_parse(const char *s, enum nkv_dtype *out);
+const char *nkv_dtype_name(enum nkv_dtype d);
+uint32_t nkv_dtype_bytes(enum nkv_dtype d);
+/* Checks a model is sane (nonzero dims, no overflow); nkv_model_* callers get EINVAL otherwise. */
+int nkv_model_check(const struct nkv_model *m);
+/* layers x (MLA ? 1 : 2) x kv_heads x head_dim x dtype bytes. */
 uint64_t nkv_model_bytes_per_token(const struct nkv_model *m);
 
 enum nkv_layout_kind {
 	/* vLLM FlashAttention style: per layer a tensor [2][num_blocks][block_tokens][kv_heads][head_dim] */
 	NKV_LAYOUT_LAYER_MAJOR,
-	/* all layers (K and V) of one block contiguous */
+	/* all layers (K and V) of one block contiguous: [num_blocks][layers][2][block_tokens][kv_heads][head_dim] */
 	NKV_LAYOUT_BLOCK_MAJOR,
 };
 
@@ -59,20 +70,45 @@ struct nkv_layout {
 	enum nkv_layout_kind kind;
 };
 
+int nkv_layout_parse_kind(const char *s, enum nkv_layout_kind *out); /* "layer" | "block" */
+const char *nkv_layout_kind_name(enum nkv_layout_kind k);
+int nkv_layout_check(const struct nkv_layout *l);
 uint64_t nkv_layout_pool_bytes(const struct nkv_layout *l);
 uint64_t nkv_layout_block_bytes(const struct nkv_layout *l); /* all layers, K and V */
+/* One block's piece of one (layer, K/V) tensor: block_tokens x kv_heads x head_dim x dtype. */
+uint64_t nkv_layout_chunk_bytes(const struct nkv_layout *l);
+/* Tensors per layer: 2 (K, V) or 1 (MLA latent). */
+uint32_t nkv_layout_tensors(const struct nkv_layout *l);
+/* Byte offset of (block, layer, kv) in the pool; kv < nkv_layout_tensors(). */
+uint64_t nkv_layout_chunk_offset(const struct nkv_layout *l, uint32_t block, uint32_t layer, uint32_t kv);
+/* xxhash64 of one block's bytes taken in (layer, kv) order, so the value is
+ * the same whatever the layout the block is stored in. */
+uint64_t nkv_block_hash(const struct nkv_layout *l, const void *pool, uint32_t block);
 
 struct nkv_range { uint64_t src_off, dst_off, len; };
 
 /* A request's byte ranges, coalesced where contiguous on both sides. Built
- * once per request, posted many times. */
+ * once per request, posted many times. The two layouts must hold the same
+ * model and block size; kind and pool size may differ. Rejected: an empty
+ * list, a block id beyond either pool, a destination block named twice. */
 struct nkv_plan;
 int nkv_plan_build(const struct nkv_layout *src, const struct nkv_layout *dst,
 		   const uint32_t *src_blocks, const uint32_t *dst_blocks, size_t nblocks,
 		   struct nkv_plan **out);
+/* A plan of raw byte ranges (no blocks; --verify needs a paged plan). Ranges
+ * must be non-empty and must not overlap on the destination side. */
+int nkv_plan_build_raw(const struct nkv_range *ranges, size_t n, struct nkv_plan **out);
 size_t nkv_plan_count(const struct nkv_plan *p);
 const struct nkv_range *nkv_plan_ranges(const struct nkv_plan *p);
 uint64_t nkv_plan_bytes(const struct nkv_plan *p);
+/* Highest src_off+len and dst_off+len: the region sizes the plan needs. */
+uint64_t nkv_plan_src_extent(const struct nkv_plan *p);
+uint64_t nkv_plan_dst_extent(const struct nkv_plan *p);
+/* Paged plans: blocks and layouts (0 / NULL for raw plans). */
+size_t nkv_plan_nblocks(const struct nkv_plan *p);
+const uint32_t *nkv_plan_src_blocks(const struct nkv_plan *p);
+const uint32_t *nkv_plan_dst_blocks(const struct nkv_plan *p);
+const struct nkv_layout *nkv_plan_src_layout(const struct nkv_plan *p);
 void nkv_plan_free(struct nkv_plan *p);
 
 /* ---- engine, regions, connections ---------------------------------------- */
@@ -103,11 +139,29 @@ int nkv_region_register(struct nkv_engine *e, enum nkv_mem_kind kind, void *ptr,
 			const struct nkv_layout *layout, uint32_t *id);
 int nkv_region_release(struct nkv_engine *e, uint32_t id);
 
-/* Decode side: accept connections on host:port ("0.0.0.0:0" picks a port). */
+/* Decode side: accept connections on host:port ("0.0.0.0:0" picks a port).
+ * Connections are accepted and handshaken inside nkv_poll(). */
 int nkv_listen(struct nkv_engine *e, const char *addr, uint16_t *port_out);
-/* Prefill side. */
+/* Prefill side: opens opts.streams streams to addr and learns the peer's
+ * regions. Blocks (up to 10 s) until the peer's engine, polled by another
+ * thread or process, has answered. */
 int nkv_connect(struct nkv_engine *e, const char *addr, struct nkv_conn **out);
+/* Closes the connection: requests still in flight fail (their events are
+ * queued first). Receiver-side connections, handed out in events, stay valid
+ * until closed here or until the engine is destroyed. */
 void nkv_conn_close(struct nkv_conn *c);
+
+/* What a peer needs to write into a region: TCP uses id and len; verbs adds
+ * the virtual address and rkey. */
+struct nkv_remote_region {
+	uint32_t id;
+	uint32_t rkey;
+	uint64_t addr;
+	uint64_t len;
+};
+/* The peer's regions as advertised at connect time. */
+size_t nkv_conn_remote_count(const struct nkv_conn *c);
+const struct nkv_remote_region *nkv_conn_remote(const struct nkv_conn *c, size_t i);
 
 struct nkv_push {
 	uint64_t req_id;
@@ -115,7 +169,10 @@ struct nkv_push {
 	uint32_t dst_region;       /* the peer's, as advertised */
 	const struct nkv_plan *plan;
 };
-/* Post a push; completion comes as an event. Many may be in flight. */
+/* Post a push; completion comes as an event. Many may be in flight; the
+ * plan and the source bytes must stay untouched until NKV_EV_PUSH_DONE.
+ * Checked here, before anything is sent: the regions exist and the plan
+ * fits both; --verify needs a paged plan. */
 int nkv_push(struct nkv_conn *c, const struct nkv_push *p);
 
 enum nkv_event_type {
