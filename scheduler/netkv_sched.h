@@ -28,8 +28,9 @@
  *   missing(d)= bytes d must receive
  *             = (input_len - min(held(d) * prefix_block_tokens, input_len))
  *               * kv_bytes_per_token
- *   load(d)   = max(kv_used(d) / kv_total(d), (running + queued) / max_batch)
- *               kv_used counts the queued sequences' tokens too.
+ *   load(d)   = max((kv_used(d) * kv_block_tokens + queued_tokens(d))
+ *                     / (kv_total(d) * kv_block_tokens),
+ *                   (running + queued) / max_batch)         (may exceed 1)
  *   wait(d)   = decode-side wait estimate, seconds (below)
  *   xfer(d)   = oracle transfer time p -> d for missing(d) bytes, seconds
  *
@@ -37,11 +38,14 @@
  *   random       uniform d (xorshift, seeded by params.seed).
  *   load         min load(d).
  *   cache        max held(d); ties by min load(d).
- *   cla, cla*    min  w_cache * (1 - hit(d)) + w_load * load(d)
- *                (cla* is cla with weights found by a grid search over a
- *                trace; the weights are given in params.)
+ *   cla          min  (1 - hit(d)) + load(d)        (equal weights)
+ *   cla*         min  w_cache * (1 - hit(d)) + w_load * load(d)
+ *                (weights found by a grid search over a trace, given in
+ *                params; w_cache weighs a full miss against w_load a
+ *                full decode instance)
  *   netkv-topo   min  w_cache * (1 - hit(d)) + w_load * load(d)
  *                     + w_tier * tier(p, d) / 3
+ *                (cla* plus a tier penalty; no bandwidth figures)
  *   netkv-static min  w_wait * wait(d) + w_xfer * xfer_nominal(d)
  *                xfer_nominal = path base latency + missing / tier_bw
  *                (topology figures only: no measurements, no congestion)
@@ -57,7 +61,8 @@
  *   iter      = decode_iter_s(running_tokens + input_len, running + 1)
  *   free_tok  = (kv_total - kv_used) * kv_block_tokens
  *   need_tok  = input_len + output_len (the request's full KV footprint)
- *   def_tok   = max(0, need_tok - free_tok)        tokens that must be freed
+ *   def_tok   = max(0, queued_tokens + need_tok - free_tok)
+ *               tokens that must be freed (the queue ahead comes first)
  *   def_seq   = max(0, running + queued + 1 - max_batch)
  *   drain     = mean_remaining_output * iter       seconds until the
  *               running batch has turned over once
@@ -199,9 +204,9 @@ size_t nkv_prefix_blocks(const struct nkv_prefix_index *x); /* distinct hash ids
  */
 struct nkv_oracle_params {
 	double refresh_s;          /* telemetry refresh interval, 0.1 .. 60, default 1 */
-	double staleness_s;        /* estimates older than this fall back; default 5 * refresh_s */
+	double staleness_s;        /* estimates older than this fall back; 0 (default) = 5 * refresh_s */
 	double alpha;              /* EWMA weight of a back-to-back sample, default 0.3 */
-	double tau_s;              /* age constant of the weight, default refresh_s */
+	double tau_s;              /* age constant of the weight; 0 (default) = refresh_s */
 	double w_cong;             /* weight of the congestion term, default 1 */
 	uint64_t min_sample_bytes; /* default 1 MiB */
 };
@@ -313,7 +318,7 @@ enum nkv_prefill_policy { NKV_PREFILL_RR, NKV_PREFILL_CACHE };
 struct nkv_sched_params {
 	const char *policy;        /* decode policy name, default "netkv" */
 	enum nkv_prefill_policy prefill_policy; /* default NKV_PREFILL_RR */
-	double w_cache, w_load;    /* cla, cla* and netkv-topo; default 1, 1 */
+	double w_cache, w_load;    /* cla* and netkv-topo; default 1, 1 */
 	double w_tier;             /* netkv-topo, default 0.5 */
 	double w_wait, w_xfer;     /* netkv/netkv-static, default 1, 1 */
 	double mean_remaining_output; /* tokens, default 256 */
@@ -352,13 +357,16 @@ struct nkv_decision {
 	uint32_t prefill_inst, decode_inst; /* topology instance indexes */
 	int tier;
 	uint32_t held_blocks;              /* leading prefix blocks d already holds */
+	uint32_t prefill_held_blocks;      /* leading prefix blocks p already holds */
 	uint64_t bytes;                    /* KV bytes to move p -> d */
 	double est_wait_s, est_xfer_s, est_ttft_s; /* netkv's estimates (filled for every policy) */
 	double score;                      /* the policy's own score of d (lower wins) */
 };
 
 /* Choose (p, d) for r. Changes nothing but the policy's own cursor (rr,
- * random). O(|D| + blocks + matches), no allocation. */
+ * random) and the oracle's published estimates (nkv_oracle_tick(now) runs
+ * first). O(|D| + blocks + matches), no allocation. -EINVAL for a request
+ * without KV bytes per token or with more blocks than its input needs. */
 int nkv_sched_decide(struct nkv_sched *s, const struct nkv_request *r, double now, struct nkv_decision *out);
 /* Record a decision: d's queue and KV use, p's queue, in-flight bytes on the path. */
 int nkv_sched_assign(struct nkv_sched *s, const struct nkv_request *r, const struct nkv_decision *dec);
@@ -397,5 +405,28 @@ struct nkv_policy_ops {
 const struct nkv_policy_ops *nkv_policy_find(const char *name);
 /* NULL-terminated list of all policies, in the order above. */
 const struct nkv_policy_ops *const *nkv_policies(void);
+
+/* ===== cla* tuning ========================================================= */
+
+/*
+ * cla*'s weights come from a grid search over a trace. Running the trace is
+ * the simulator's job (or the testbed's), so the search takes the
+ * evaluation as a callback: eval(ctx, params with policy "cla*" and the
+ * candidate w_cache / w_load, &objective) returns 0 and the objective to
+ * minimise (e.g. mean TTFT in seconds), or a negative errno that stops the
+ * search. The grid is walked in order (w_cache outer, w_load inner), (0, 0)
+ * is skipped, strictly better wins, so the result is reproducible for a
+ * deterministic evaluator. NULL grids mean the default grid
+ * {0, 0.25, 0.5, 1, 2, 4, 8} for that weight.
+ */
+typedef int (*nkv_tune_eval_fn)(void *ctx, const struct nkv_sched_params *p, double *objective);
+struct nkv_tune_result {
+	double w_cache, w_load;
+	double objective;
+	uint32_t evaluated;
+};
+int nkv_cla_tune(const struct nkv_sched_params *base, const double *grid_cache, uint32_t ncache,
+		 const double *grid_load, uint32_t nload, nkv_tune_eval_fn eval, void *ctx,
+		 struct nkv_tune_result *out);
 
 #endif

@@ -162,12 +162,45 @@ static void test_real_trace(void **st)
 	nkv_trace_free(t);
 }
 
+/* Mutated input never crashes (run under ASan in CI) and either loads or names a line. */
+static void test_mutations(void **st)
+{
+	const char *base = "{\"timestamp\": 0, \"input_length\": 1000, \"output_length\": 5, \"hash_ids\": [7, 9]}\n"
+			   "{\"timestamp\": 3, \"input_length\": 512, \"output_length\": 1, \"hash_ids\": [7]}\n";
+	const char alphabet[] = "{}[]\":, 0123456789-.eE\n\\x";
+	size_t len = strlen(base);
+	unsigned seed = 4242;
+	char buf[256];
+
+	(void)st;
+	for (int i = 0; i < 3000; i++) {
+		struct nkv_trace *t = NULL;
+		int ret, nmut = 1 + rand_r(&seed) % 4;
+		struct nkv_trace_opts o = { .skip_bad = rand_r(&seed) % 2 };
+
+		memcpy(buf, base, len);
+		for (int k = 0; k < nmut; k++)
+			buf[rand_r(&seed) % len] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+		ret = nkv_trace_parse(buf, len, "m", &o, &t);
+		if (ret == 0) {
+			assert_true(t->n <= 2);
+			for (size_t j = 0; j < t->n; j++)
+				assert_int_equal(t->reqs[j].nblocks, (t->reqs[j].input_len + 511) / 512);
+			nkv_trace_free(t);
+		} else {
+			assert_int_equal(ret, -EINVAL);
+			assert_non_null(strstr(nkv_last_error(), "m:"));
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),      cmocka_unit_test(test_bad_lines_abort),
 		cmocka_unit_test(test_time_goes_back), cmocka_unit_test(test_skip),
 		cmocka_unit_test(test_missing_file), cmocka_unit_test(test_real_trace),
+		cmocka_unit_test(test_mutations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
