@@ -13,6 +13,7 @@ const struct nkv_command nkv_commands[] = {
 	{ "fabric", nkv_cmd_fabric, "emulated fabric on this box: up, down, status, exec" },
 
 	/* scheduler/ */
+	{ "bench sched", nkv_cmd_bench_sched, "scheduler decision latency per cluster size (decisions/s, p50/p99/p999)" },
 
 	/* simulator */
 

@@ -635,11 +635,11 @@ static void sreq_finish(struct tconn *tc, struct sreq *sr);
 
 static void item_sent(struct tstream *s, struct titem *it)
 {
-	if (it->req && --it->req->unsent == 0 && it->req->acked && s->tc && !s->tc->failed)
-		sreq_finish(s->tc, it->req);
-	if (it->heap) {
+	if (it->heap) { /* control message */
 		free(it->owned);
 		free(it);
+	} else if (it->req && --it->req->unsent == 0 && it->req->acked && s->tc && !s->tc->failed) {
+		sreq_finish(s->tc, it->req); /* frees it, which lives in req->items */
 	}
 }
 
@@ -710,6 +710,11 @@ static void on_send(struct tstream *s, int res)
 	uint64_t done;
 
 	s->send_busy = false;
+	if (res == -ECANCELED && !s->dead) {
+		/* The thread that submitted it exited: nothing was sent, go again. */
+		post_send(s);
+		return;
+	}
 	if (res < 0) {
 		if (s->tc)
 			conn_fail(s->tc, res, "send on stream %u: %s", s->idx, strerror(-res));
@@ -1147,7 +1152,7 @@ static void on_recv(struct tstream *s, int res)
 	struct tconn *tc = s->tc;
 
 	s->recv_busy = false;
-	if (s->dead)
+	if (s->dead || res == -ECANCELED) /* canceled: stream_kick() posts it again */
 		return;
 	if (res <= 0) {
 		const char *what = res == 0 ? "peer closed the connection" : strerror(-res);

@@ -52,6 +52,19 @@ static inline void h_start(struct h_peer *p)
 	pthread_create(&p->th, NULL, h_loop, p);
 }
 
+/* Stop polling for a while (the engine makes no progress meanwhile) and resume. */
+static inline void h_pause(struct h_peer *p)
+{
+	atomic_store(&p->stop, true);
+	pthread_join(p->th, NULL);
+}
+
+static inline void h_resume(struct h_peer *p)
+{
+	atomic_store(&p->stop, false);
+	pthread_create(&p->th, NULL, h_loop, p);
+}
+
 static inline void h_stop(struct h_peer *p)
 {
 	atomic_store(&p->stop, true);

@@ -4,6 +4,9 @@
  *     drops the partial request, reports it, and reports the connection down.
  *  B) a forked receiver exits while we push 256 MiB to it: our request fails
  *     with a clear error, and our other connection keeps working.
+ * "Mid-request" is made certain, not left to timing: the receiving side
+ * stops polling before the push starts, so only what fits in the socket
+ * buffers can move before the peer dies.
  */
 #include "harness.h"
 
@@ -31,8 +34,8 @@ static void die(const char *what)
 	_exit(1);
 }
 
-/* Child of A: connect, push BIG, poll ~30 ms, then vanish. */
-static void sender_child(int rfd)
+/* Child of A: connect, wait for the go, push BIG, poll ~30 ms, then vanish. */
+static void sender_child(int rfd, int gofd)
 {
 	struct nkv_engine *e;
 	struct nkv_conn *c;
@@ -51,6 +54,8 @@ static void sender_child(int rfd)
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
 	if (nkv_connect(e, addr, &c))
 		die("child connect");
+	if (read(gofd, &port, 1) != 1)
+		_exit(1);
 	if (nkv_plan_build_raw(&(struct nkv_range){ 0, 0, BIG }, 1, &p) ||
 	    nkv_push(c, &(struct nkv_push){ .req_id = 77, .src_region = sid, .dst_region = 0, .plan = p }))
 		die("child push");
@@ -68,20 +73,24 @@ static void case_a(void)
 	uint32_t rid;
 	void *dst;
 	uint16_t port;
-	int pfd[2], st;
+	int pfd[2], gfd[2], st;
 	pid_t pid;
 
-	if (pipe(pfd))
+	if (pipe(pfd) || pipe(gfd))
 		exit(1);
 	if ((pid = fork()) == 0)
-		sender_child(pfd[0]);
+		sender_child(pfd[0], gfd[0]);
 	if (nkv_engine_create(&opts, &re) || nkv_region_alloc(re, NKV_MEM_HOST, BIG, NULL, &rid, &dst) ||
 	    nkv_listen(re, "127.0.0.1:0", &port))
 		die("receiver");
 	rp.e = re;
 	h_start(&rp);
 	CHECK(write(pfd[1], &port, sizeof(port)) == sizeof(port), "pipe");
+	CHECK(h_wait(&rp, NKV_EV_CONN_UP, 1, 10) == 1, "sender never connected");
+	h_pause(&rp);
+	CHECK(write(gfd[1], "g", 1) == 1, "pipe");
 	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "sender child failed");
+	h_resume(&rp);
 	CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, 1, 10) == 1, "receiver saw no disconnect");
 	CHECK(h_wait(&rp, NKV_EV_RECV, 1, 1) == 1, "partial request not reported");
 	if (h_find(&rp, NKV_EV_RECV, 0, &ev)) {
@@ -96,9 +105,11 @@ static void case_a(void)
 	nkv_engine_destroy(re);
 	close(pfd[0]);
 	close(pfd[1]);
+	close(gfd[0]);
+	close(gfd[1]);
 }
 
-/* Child of B: listen, say the port, serve ~20 ms after the peer is up, vanish. */
+/* Child of B: listen, say the port, stop serving once the peer is up, vanish 50 ms later. */
 static void receiver_child(int wfd)
 {
 	struct nkv_engine *e;
@@ -106,7 +117,6 @@ static void receiver_child(int wfd)
 	uint32_t rid;
 	void *dst;
 	uint16_t port;
-	double end = 0;
 
 	if (nkv_engine_create(&opts, &e) || nkv_region_alloc(e, NKV_MEM_HOST, BIG, NULL, &rid, &dst) ||
 	    nkv_listen(e, "127.0.0.1:0", &port))
@@ -116,10 +126,10 @@ static void receiver_child(int wfd)
 	for (double give_up = nkv_now_s() + 20; nkv_now_s() < give_up;) {
 		int n = nkv_poll(e, ev, 16, 5);
 		for (int i = 0; i < n; i++)
-			if (ev[i].type == NKV_EV_CONN_UP)
-				end = nkv_now_s() + 0.02;
-		if (end && nkv_now_s() > end)
-			_exit(0);
+			if (ev[i].type == NKV_EV_CONN_UP) {
+				usleep(50000);
+				_exit(0);
+			}
 	}
 	_exit(1);
 }

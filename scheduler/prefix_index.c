@@ -1,0 +1,271 @@
+/*
+ * Prefix-block index: hash id -> slots holding that block.
+ *
+ * Open addressing with linear probing (xxhash of the id), backward-shift
+ * deletion when a block's last holder goes, so the table stays as small as
+ * what is held. Each entry keeps its holders in a small array.
+ *
+ * Matching walks the request's blocks in order and keeps, per slot, how
+ * many leading blocks it has matched (depth[s] == i means s holds blocks
+ * 0..i-1). Block i only advances slots whose depth is i, and the walk stops
+ * at the first block no slot advances on. Cost: the request's blocks up to
+ * that point plus the holders listed for them, plus clearing depth[]: with
+ * chained hashes the holders of block i are (nearly) the holders of block
+ * i-1, so that is O(blocks + matches + slots).
+ */
+#include "netkv_sched.h"
+
+#include "nkv_util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+struct entry {
+	uint64_t key;
+	uint32_t n, cap;   /* cap == 0: empty cell */
+	uint32_t *slots;
+};
+
+struct nkv_prefix_index {
+	uint32_t nslots;
+	size_t mask, used;
+	struct entry *tab;
+};
+
+static inline size_t home(const struct nkv_prefix_index *x, uint64_t key)
+{
+	return (size_t)XXH3_64bits(&key, sizeof(key)) & x->mask;
+}
+
+int nkv_prefix_create(uint32_t nslots, struct nkv_prefix_index **out)
+{
+	struct nkv_prefix_index *x;
+
+	if (nslots == 0)
+		return nkv_err(EINVAL, "prefix index: needs at least one slot");
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return nkv_err(ENOMEM, "prefix index: out of memory");
+	x->nslots = nslots;
+	x->mask = 1023;
+	x->tab = calloc(x->mask + 1, sizeof(*x->tab));
+	if (!x->tab) {
+		free(x);
+		return nkv_err(ENOMEM, "prefix index: out of memory");
+	}
+	*out = x;
+	return 0;
+}
+
+void nkv_prefix_free(struct nkv_prefix_index *x)
+{
+	if (!x)
+		return;
+	for (size_t i = 0; i <= x->mask; i++)
+		free(x->tab[i].slots);
+	free(x->tab);
+	free(x);
+}
+
+static struct entry *find(const struct nkv_prefix_index *x, uint64_t key)
+{
+	for (size_t i = home(x, key);; i = (i + 1) & x->mask) {
+		struct entry *e = &x->tab[i];
+
+		if (!e->cap)
+			return NULL;
+		if (e->key == key)
+			return e;
+	}
+}
+
+static int rehash(struct nkv_prefix_index *x)
+{
+	size_t nmask = x->mask * 2 + 1;
+	struct entry *nt = calloc(nmask + 1, sizeof(*nt)), *old = x->tab;
+	size_t omask = x->mask;
+
+	if (!nt)
+		return nkv_err(ENOMEM, "prefix index: out of memory growing to %zu cells", nmask + 1);
+	x->tab = nt;
+	x->mask = nmask;
+	for (size_t i = 0; i <= omask; i++) {
+		size_t j;
+
+		if (!old[i].cap)
+			continue;
+		for (j = home(x, old[i].key); nt[j].cap; j = (j + 1) & nmask)
+			;
+		nt[j] = old[i];
+	}
+	free(old);
+	return 0;
+}
+
+static int add_one(struct nkv_prefix_index *x, uint32_t slot, uint64_t key)
+{
+	struct entry *e;
+	size_t i;
+
+	e = find(x, key);
+	if (!e) {
+		if ((x->used + 1) * 2 > x->mask + 1) {
+			int ret = rehash(x);
+
+			if (ret)
+				return ret;
+		}
+		for (i = home(x, key); x->tab[i].cap; i = (i + 1) & x->mask)
+			;
+		e = &x->tab[i];
+		e->slots = malloc(2 * sizeof(uint32_t));
+		if (!e->slots)
+			return nkv_err(ENOMEM, "prefix index: out of memory");
+		e->key = key;
+		e->n = 0;
+		e->cap = 2;
+		x->used++;
+	}
+	for (uint32_t k = 0; k < e->n; k++)
+		if (e->slots[k] == slot)
+			return 0;
+	if (e->n == e->cap) {
+		uint32_t *ns = realloc(e->slots, (size_t)e->cap * 2 * sizeof(uint32_t));
+
+		if (!ns)
+			return nkv_err(ENOMEM, "prefix index: out of memory");
+		e->slots = ns;
+		e->cap *= 2;
+	}
+	e->slots[e->n++] = slot;
+	return 0;
+}
+
+/* Remove cell i and shift the following cluster back (no tombstones). */
+static void delete_cell(struct nkv_prefix_index *x, size_t i)
+{
+	size_t j = i;
+
+	free(x->tab[i].slots);
+	memset(&x->tab[i], 0, sizeof(x->tab[i]));
+	x->used--;
+	for (;;) {
+		size_t h;
+
+		j = (j + 1) & x->mask;
+		if (!x->tab[j].cap)
+			return;
+		h = home(x, x->tab[j].key);
+		/* Move j back to i if its home is not in (i, j] cyclically. */
+		if ((j > i && (h <= i || h > j)) || (j < i && (h <= i && h > j))) {
+			x->tab[i] = x->tab[j];
+			memset(&x->tab[j], 0, sizeof(x->tab[j]));
+			i = j;
+		}
+	}
+}
+
+static void remove_one(struct nkv_prefix_index *x, uint32_t slot, uint64_t key)
+{
+	struct entry *e = find(x, key);
+
+	if (!e)
+		return;
+	for (uint32_t k = 0; k < e->n; k++) {
+		if (e->slots[k] == slot) {
+			e->slots[k] = e->slots[--e->n];
+			break;
+		}
+	}
+	if (e->n == 0)
+		delete_cell(x, (size_t)(e - x->tab));
+}
+
+int nkv_prefix_add(struct nkv_prefix_index *x, uint32_t slot, const uint64_t *ids, uint32_t n)
+{
+	if (slot >= x->nslots)
+		return nkv_err(EINVAL, "prefix index: slot %u beyond %u slots", slot, x->nslots);
+	for (uint32_t i = 0; i < n; i++) {
+		int ret = add_one(x, slot, ids[i]);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int nkv_prefix_remove(struct nkv_prefix_index *x, uint32_t slot, const uint64_t *ids, uint32_t n)
+{
+	if (slot >= x->nslots)
+		return nkv_err(EINVAL, "prefix index: slot %u beyond %u slots", slot, x->nslots);
+	for (uint32_t i = 0; i < n; i++)
+		remove_one(x, slot, ids[i]);
+	return 0;
+}
+
+void nkv_prefix_clear_slot(struct nkv_prefix_index *x, uint32_t slot)
+{
+	size_t i = 0;
+
+	/* Deleting shifts later cells back into i: re-examine i after a delete. */
+	while (i <= x->mask) {
+		struct entry *e = &x->tab[i];
+		bool deleted = false;
+
+		if (e->cap) {
+			for (uint32_t k = 0; k < e->n; k++) {
+				if (e->slots[k] == slot) {
+					e->slots[k] = e->slots[--e->n];
+					break;
+				}
+			}
+			if (e->n == 0) {
+				delete_cell(x, i);
+				deleted = true;
+			}
+		}
+		if (!deleted)
+			i++;
+	}
+}
+
+uint32_t nkv_prefix_holders(const struct nkv_prefix_index *x, uint64_t key, const uint32_t **holders)
+{
+	const struct entry *e = find(x, key);
+
+	*holders = e ? e->slots : NULL;
+	return e ? e->n : 0;
+}
+
+uint32_t nkv_prefix_match(const struct nkv_prefix_index *x, const uint64_t *ids, uint32_t n, uint32_t *depth)
+{
+	uint32_t best = 0;
+
+	memset(depth, 0, (size_t)x->nslots * sizeof(*depth));
+	for (uint32_t i = 0; i < n; i++) {
+		const struct entry *e = find(x, ids[i]);
+		uint32_t advanced = 0;
+
+		if (!e)
+			break;
+		for (uint32_t k = 0; k < e->n; k++) {
+			uint32_t s = e->slots[k];
+
+			if (depth[s] == i) {
+				depth[s] = i + 1;
+				advanced++;
+			}
+		}
+		if (!advanced)
+			break;
+		best = i + 1;
+	}
+	return best;
+}
+
+size_t nkv_prefix_blocks(const struct nkv_prefix_index *x)
+{
+	return x->used;
+}
