@@ -130,7 +130,7 @@ struct tconn {
 	uint64_t token;
 	unsigned nstreams, nattached;
 	struct tstream **s;
-	bool failed, up;
+	bool failed, up, clean_close;
 	int fail_status;
 	char fail_reason[160];
 	/* sender */
@@ -839,9 +839,10 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 	else
 		tc->oldest = sr;
 	tc->newest = sr;
+	/* Queued for the ring; the next nkv_poll() submits, so a burst of
+	 * pushes costs one system call. */
 	for (unsigned i = 0; i < tc->nstreams; i++)
 		try_send(tc->s[i]);
-	io_uring_submit(&tc->te->ring);
 	return 0;
 }
 
@@ -1166,10 +1167,12 @@ static void on_recv(struct tstream *s, int res)
 				 (unsigned long long)s->hgot, (unsigned long long)HDR);
 		else
 			snprintf(why, sizeof(why), "%s", what);
-		if (!tc)
+		if (!tc) {
 			pending_drop(s, why);
-		else
-			conn_fail(tc, res == 0 ? -ECONNRESET : res, "stream %u: %s", s->idx, why);
+			return;
+		}
+		tc->clean_close = res == 0 && s->rs == R_HDR && !s->hgot && !tc->nrreqs && !tc->oldest;
+		conn_fail(tc, res == 0 ? -ECONNRESET : res, "stream %u: %s", s->idx, why);
 		return;
 	}
 	if (s->rs == R_HDR) {
@@ -1227,7 +1230,10 @@ static void conn_fail(struct tconn *tc, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(tc->fail_reason, sizeof(tc->fail_reason), fmt, ap);
 	va_end(ap);
-	nkv__log("connection %s %s closed: %s", tc->c->passive ? "from" : "to", tc->peer, tc->fail_reason);
+	/* The application closing, or the peer leaving cleanly between
+	 * requests, is no news; anything else is logged with its reason. */
+	if (status != -ECANCELED && !tc->clean_close)
+		nkv__log("connection %s %s closed: %s", tc->c->passive ? "from" : "to", tc->peer, tc->fail_reason);
 	for (unsigned i = 0; i < tc->nstreams; i++)
 		if (tc->s[i]) {
 			tc->s[i]->dead = true;
