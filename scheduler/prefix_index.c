@@ -58,9 +58,14 @@ struct nkv_prefix_index {
 	struct entry *tab;
 };
 
+static inline uint64_t hash_key(uint64_t key)
+{
+	return XXH3_64bits(&key, sizeof(key));
+}
+
 static inline size_t home(const struct nkv_prefix_index *x, uint64_t key)
 {
-	return (size_t)XXH3_64bits(&key, sizeof(key)) & x->mask;
+	return (size_t)hash_key(key) & x->mask;
 }
 
 int nkv_prefix_create(uint32_t nslots, struct nkv_prefix_index **out)
@@ -93,9 +98,9 @@ void nkv_prefix_free(struct nkv_prefix_index *x)
 	free(x);
 }
 
-static struct entry *find(const struct nkv_prefix_index *x, uint64_t key)
+static struct entry *find_h(const struct nkv_prefix_index *x, uint64_t key, uint64_t h)
 {
-	for (size_t i = home(x, key);; i = (i + 1) & x->mask) {
+	for (size_t i = (size_t)h & x->mask;; i = (i + 1) & x->mask) {
 		struct entry *e = &x->tab[i];
 
 		if (!e->cap)
@@ -103,6 +108,11 @@ static struct entry *find(const struct nkv_prefix_index *x, uint64_t key)
 		if (e->key == key)
 			return e;
 	}
+}
+
+static struct entry *find(const struct nkv_prefix_index *x, uint64_t key)
+{
+	return find_h(x, key, hash_key(key));
 }
 
 static int rehash(struct nkv_prefix_index *x)
@@ -305,6 +315,53 @@ uint32_t nkv_prefix_match(const struct nkv_prefix_index *x, const uint64_t *ids,
 		best = i + 1;
 	}
 	return best;
+}
+
+/* Advance the slots at depth i that hold this block; how many advanced. */
+static inline uint32_t advance(const struct entry *e, uint32_t i, uint32_t *depth)
+{
+	const uint32_t *sl = cslots_of(e);
+	uint32_t advanced = 0;
+
+	for (uint32_t k = 0; k < e->n; k++) {
+		if (depth[sl[k]] == i) {
+			depth[sl[k]] = i + 1;
+			advanced++;
+		}
+	}
+	return advanced;
+}
+
+/* Both indexes in one walk (the scheduler's prefill and decode sides):
+ * each id is hashed once, and both tables' next cells are prefetched. */
+void prefix_match_pair(const struct nkv_prefix_index *a, uint32_t *da, const struct nkv_prefix_index *b,
+		       uint32_t *db, const uint64_t *ids, uint32_t n)
+{
+	bool live_a = true, live_b = true;
+
+	memset(da, 0, (size_t)a->nslots * sizeof(*da));
+	memset(db, 0, (size_t)b->nslots * sizeof(*db));
+	for (uint32_t i = 0; i < n && (live_a || live_b); i++) {
+		uint64_t h = hash_key(ids[i]);
+		const struct entry *e;
+
+		if (i + 8 < n) {
+			uint64_t ha = hash_key(ids[i + 8]);
+
+			if (live_a)
+				__builtin_prefetch(&a->tab[ha & a->mask]);
+			if (live_b)
+				__builtin_prefetch(&b->tab[ha & b->mask]);
+		}
+		if (live_a) {
+			e = find_h(a, ids[i], h);
+			live_a = e && advance(e, i, da);
+		}
+		if (live_b) {
+			e = find_h(b, ids[i], h);
+			live_b = e && advance(e, i, db);
+		}
+	}
 }
 
 size_t nkv_prefix_blocks(const struct nkv_prefix_index *x)
