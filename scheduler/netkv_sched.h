@@ -20,6 +20,9 @@
  *   probes:        nkv_probe_plan(nkv_sched_oracle(s), ...) every window, results
  *                  back through nkv_oracle_sample(..., NKV_SAMPLE_PROBE)
  *
+ * Not thread-safe: one thread owns a scheduler (the daemon's event loop,
+ * the simulator's). Deterministic for a given seed and call sequence.
+ *
  * Time is in seconds (double) on the caller's clock (the simulator's
  * virtual clock or the daemon's monotonic clock); sizes are in bytes;
  * instance ids given to the oracle are topology instance indexes
