@@ -126,6 +126,9 @@ int nkv_host_discover(struct nkv_host_info **out)
 	if (hwloc_topology_init(&topo))
 		return nkv_err(ENOMEM, "hwloc: cannot initialise");
 	hwloc_topology_set_io_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+	/* The Linux backend reads PCI from sysfs itself; the libpciaccess plugin
+	 * only adds vendor names and leaks its ID database (found under ASan). */
+	hwloc_topology_set_components(topo, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, "pci");
 	if (hwloc_topology_load(topo)) {
 		hwloc_topology_destroy(topo);
 		return nkv_err(EIO, "hwloc: cannot load this machine's topology: %s", strerror(errno));

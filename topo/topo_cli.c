@@ -293,7 +293,7 @@ int nkv_cmd_topo_host(int argc, char **argv)
 		return 1;
 	}
 	if (json) {
-		json_t *root = json_object(), *g = json_array(), *n = json_array(), *m = json_array();
+		json_t *g = json_array(), *n = json_array(), *m = json_array();
 		for (uint32_t i = 0; i < h->ngpus; i++) {
 			const struct nkv_host_gpu *x = &h->gpus[i];
 			json_array_append_new(g, json_pack("{s:s,s:s,s:i,s:s?,s:s}", "name", x->name, "pci", x->pci, "numa",
@@ -312,11 +312,10 @@ int nkv_cmd_topo_host(int argc, char **argv)
 							   x->nic >= 0 ? h->nics[x->nic].name : NULL, "class",
 							   nkv_pci_class_name(x->nic_class)));
 		}
-		json_t *root2 = json_pack("{s:o,s:o,s:o}", "gpus", g, "nics", n, "numa_nodes", m);
-		json_decref(root);
-		json_dumpf(root2, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+		json_t *root = json_pack("{s:o,s:o,s:o}", "gpus", g, "nics", n, "numa_nodes", m);
+		json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 		putchar('\n');
-		json_decref(root2);
+		json_decref(root);
 		nkv_host_free(h);
 		return 0;
 	}
