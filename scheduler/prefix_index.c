@@ -20,13 +20,37 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#define XXH_INLINE_ALL /* the hash runs per block on the decision path: inline it */
 #include <xxhash.h>
+
+/* Up to INL holders live in the cell itself (one cache line holds two
+ * cells), more on the heap. */
+#define INL 4
 
 struct entry {
 	uint64_t key;
-	uint32_t n, cap;   /* cap == 0: empty cell */
-	uint32_t *slots;
+	uint32_t n, cap;   /* cap == 0: empty cell; cap == INL: inline */
+	union {
+		uint32_t inl[INL];
+		uint32_t *heap;
+	} u;
 };
+
+static inline uint32_t *slots_of(struct entry *e)
+{
+	return e->cap > INL ? e->u.heap : e->u.inl;
+}
+
+static inline const uint32_t *cslots_of(const struct entry *e)
+{
+	return e->cap > INL ? e->u.heap : e->u.inl;
+}
+
+static void free_entry(struct entry *e)
+{
+	if (e->cap > INL)
+		free(e->u.heap);
+}
 
 struct nkv_prefix_index {
 	uint32_t nslots;
@@ -34,9 +58,14 @@ struct nkv_prefix_index {
 	struct entry *tab;
 };
 
+static inline uint64_t hash_key(uint64_t key)
+{
+	return XXH3_64bits(&key, sizeof(key));
+}
+
 static inline size_t home(const struct nkv_prefix_index *x, uint64_t key)
 {
-	return (size_t)XXH3_64bits(&key, sizeof(key)) & x->mask;
+	return (size_t)hash_key(key) & x->mask;
 }
 
 int nkv_prefix_create(uint32_t nslots, struct nkv_prefix_index **out)
@@ -64,14 +93,14 @@ void nkv_prefix_free(struct nkv_prefix_index *x)
 	if (!x)
 		return;
 	for (size_t i = 0; i <= x->mask; i++)
-		free(x->tab[i].slots);
+		free_entry(&x->tab[i]);
 	free(x->tab);
 	free(x);
 }
 
-static struct entry *find(const struct nkv_prefix_index *x, uint64_t key)
+static struct entry *find_h(const struct nkv_prefix_index *x, uint64_t key, uint64_t h)
 {
-	for (size_t i = home(x, key);; i = (i + 1) & x->mask) {
+	for (size_t i = (size_t)h & x->mask;; i = (i + 1) & x->mask) {
 		struct entry *e = &x->tab[i];
 
 		if (!e->cap)
@@ -79,6 +108,11 @@ static struct entry *find(const struct nkv_prefix_index *x, uint64_t key)
 		if (e->key == key)
 			return e;
 	}
+}
+
+static struct entry *find(const struct nkv_prefix_index *x, uint64_t key)
+{
+	return find_h(x, key, hash_key(key));
 }
 
 static int rehash(struct nkv_prefix_index *x)
@@ -107,6 +141,7 @@ static int rehash(struct nkv_prefix_index *x)
 static int add_one(struct nkv_prefix_index *x, uint32_t slot, uint64_t key)
 {
 	struct entry *e;
+	uint32_t *sl;
 	size_t i;
 
 	e = find(x, key);
@@ -120,26 +155,32 @@ static int add_one(struct nkv_prefix_index *x, uint32_t slot, uint64_t key)
 		for (i = home(x, key); x->tab[i].cap; i = (i + 1) & x->mask)
 			;
 		e = &x->tab[i];
-		e->slots = malloc(2 * sizeof(uint32_t));
-		if (!e->slots)
-			return nkv_err(ENOMEM, "prefix index: out of memory");
 		e->key = key;
 		e->n = 0;
-		e->cap = 2;
+		e->cap = INL;
 		x->used++;
 	}
+	sl = slots_of(e);
 	for (uint32_t k = 0; k < e->n; k++)
-		if (e->slots[k] == slot)
+		if (sl[k] == slot)
 			return 0;
 	if (e->n == e->cap) {
-		uint32_t *ns = realloc(e->slots, (size_t)e->cap * 2 * sizeof(uint32_t));
+		uint32_t *ns;
 
+		if (e->cap == INL) {
+			ns = malloc(2 * INL * sizeof(uint32_t));
+			if (ns)
+				memcpy(ns, e->u.inl, sizeof(e->u.inl));
+		} else {
+			ns = realloc(e->u.heap, (size_t)e->cap * 2 * sizeof(uint32_t));
+		}
 		if (!ns)
 			return nkv_err(ENOMEM, "prefix index: out of memory");
-		e->slots = ns;
+		e->u.heap = ns;
 		e->cap *= 2;
+		sl = ns;
 	}
-	e->slots[e->n++] = slot;
+	sl[e->n++] = slot;
 	return 0;
 }
 
@@ -148,7 +189,7 @@ static void delete_cell(struct nkv_prefix_index *x, size_t i)
 {
 	size_t j = i;
 
-	free(x->tab[i].slots);
+	free_entry(&x->tab[i]);
 	memset(&x->tab[i], 0, sizeof(x->tab[i]));
 	x->used--;
 	for (;;) {
@@ -170,12 +211,15 @@ static void delete_cell(struct nkv_prefix_index *x, size_t i)
 static void remove_one(struct nkv_prefix_index *x, uint32_t slot, uint64_t key)
 {
 	struct entry *e = find(x, key);
+	uint32_t *sl;
 
 	if (!e)
 		return;
+	sl = slots_of(e);
+
 	for (uint32_t k = 0; k < e->n; k++) {
-		if (e->slots[k] == slot) {
-			e->slots[k] = e->slots[--e->n];
+		if (sl[k] == slot) {
+			sl[k] = sl[--e->n];
 			break;
 		}
 	}
@@ -215,9 +259,11 @@ void nkv_prefix_clear_slot(struct nkv_prefix_index *x, uint32_t slot)
 		bool deleted = false;
 
 		if (e->cap) {
+			uint32_t *sl = slots_of(e);
+
 			for (uint32_t k = 0; k < e->n; k++) {
-				if (e->slots[k] == slot) {
-					e->slots[k] = e->slots[--e->n];
+				if (sl[k] == slot) {
+					sl[k] = sl[--e->n];
 					break;
 				}
 			}
@@ -235,7 +281,7 @@ uint32_t nkv_prefix_holders(const struct nkv_prefix_index *x, uint64_t key, cons
 {
 	const struct entry *e = find(x, key);
 
-	*holders = e ? e->slots : NULL;
+	*holders = e ? cslots_of(e) : NULL;
 	return e ? e->n : 0;
 }
 
@@ -245,13 +291,19 @@ uint32_t nkv_prefix_match(const struct nkv_prefix_index *x, const uint64_t *ids,
 
 	memset(depth, 0, (size_t)x->nslots * sizeof(*depth));
 	for (uint32_t i = 0; i < n; i++) {
-		const struct entry *e = find(x, ids[i]);
+		const struct entry *e;
+		const uint32_t *sl;
 		uint32_t advanced = 0;
 
+		/* The ids are known up front: start the cache misses of the next cells early. */
+		if (i + 4 < n)
+			__builtin_prefetch(&x->tab[home(x, ids[i + 4])]);
+		e = find(x, ids[i]);
 		if (!e)
 			break;
+		sl = cslots_of(e);
 		for (uint32_t k = 0; k < e->n; k++) {
-			uint32_t s = e->slots[k];
+			uint32_t s = sl[k];
 
 			if (depth[s] == i) {
 				depth[s] = i + 1;
@@ -263,6 +315,53 @@ uint32_t nkv_prefix_match(const struct nkv_prefix_index *x, const uint64_t *ids,
 		best = i + 1;
 	}
 	return best;
+}
+
+/* Advance the slots at depth i that hold this block; how many advanced. */
+static inline uint32_t advance(const struct entry *e, uint32_t i, uint32_t *depth)
+{
+	const uint32_t *sl = cslots_of(e);
+	uint32_t advanced = 0;
+
+	for (uint32_t k = 0; k < e->n; k++) {
+		if (depth[sl[k]] == i) {
+			depth[sl[k]] = i + 1;
+			advanced++;
+		}
+	}
+	return advanced;
+}
+
+/* Both indexes in one walk (the scheduler's prefill and decode sides):
+ * each id is hashed once, and both tables' next cells are prefetched. */
+void prefix_match_pair(const struct nkv_prefix_index *a, uint32_t *da, const struct nkv_prefix_index *b,
+		       uint32_t *db, const uint64_t *ids, uint32_t n)
+{
+	bool live_a = true, live_b = true;
+
+	memset(da, 0, (size_t)a->nslots * sizeof(*da));
+	memset(db, 0, (size_t)b->nslots * sizeof(*db));
+	for (uint32_t i = 0; i < n && (live_a || live_b); i++) {
+		uint64_t h = hash_key(ids[i]);
+		const struct entry *e;
+
+		if (i + 8 < n) {
+			uint64_t ha = hash_key(ids[i + 8]);
+
+			if (live_a)
+				__builtin_prefetch(&a->tab[ha & a->mask]);
+			if (live_b)
+				__builtin_prefetch(&b->tab[ha & b->mask]);
+		}
+		if (live_a) {
+			e = find_h(a, ids[i], h);
+			live_a = e && advance(e, i, da);
+		}
+		if (live_b) {
+			e = find_h(b, ids[i], h);
+			live_b = e && advance(e, i, db);
+		}
+	}
 }
 
 size_t nkv_prefix_blocks(const struct nkv_prefix_index *x)

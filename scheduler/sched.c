@@ -176,28 +176,20 @@ double nkv_sched_decode_load(const struct nkv_sched *s, uint32_t d)
 	return d < s->nd ? sched_load(s, &s->dec[d]) : -nkv_err(EINVAL, "decode %u out of range", d);
 }
 
-static uint32_t pick_prefill(struct nkv_sched *s, const struct nkv_request *r, uint32_t *held)
+/* held_p[] must be filled (leading blocks per prefill). */
+static uint32_t pick_prefill(struct nkv_sched *s, const struct nkv_request *r)
 {
 	uint32_t best = 0;
 
 	if (s->p.prefill_policy == NKV_PREFILL_CACHE && r->nblocks) {
-		nkv_prefix_match(s->pindex, r->hash_ids, r->nblocks, s->held_p);
 		for (uint32_t i = 1; i < s->np; i++) {
 			if (s->held_p[i] > s->held_p[best] ||
 			    (s->held_p[i] == s->held_p[best] && s->pre[i].queued_tokens < s->pre[best].queued_tokens))
 				best = i;
 		}
-		*held = s->held_p[best];
 		return best;
 	}
-	best = s->prefill_rr++ % s->np;
-	*held = 0;
-	if (r->nblocks) {
-		/* Not used for the choice, but the decision reports what p holds. */
-		nkv_prefix_match(s->pindex, r->hash_ids, r->nblocks, s->held_p);
-		*held = s->held_p[best];
-	}
-	return best;
+	return s->prefill_rr++ % s->np;
 }
 
 int nkv_sched_decide(struct nkv_sched *s, const struct nkv_request *r, double now, struct nkv_decision *out)
@@ -208,12 +200,15 @@ int nkv_sched_decide(struct nkv_sched *s, const struct nkv_request *r, double no
 	if (!r->kv_bytes_per_token || (r->nblocks && !r->hash_ids))
 		return nkv_err(EINVAL, "scheduler: request %llu has %s", (unsigned long long)r->id,
 			       r->kv_bytes_per_token ? "blocks but no hash ids" : "no KV bytes per token");
+	if ((uint64_t)r->nblocks * s->p.prefix_block_tokens >= (uint64_t)r->input_len + s->p.prefix_block_tokens)
+		return nkv_err(EINVAL, "scheduler: request %llu has %u prefix blocks for %u input tokens (%u per block)",
+			       (unsigned long long)r->id, r->nblocks, r->input_len, s->p.prefix_block_tokens);
 	nkv_oracle_tick(s->oracle, now);
-	p = pick_prefill(s, r, &held_p);
-	if (r->nblocks)
-		nkv_prefix_match(s->dindex, r->hash_ids, r->nblocks, s->held_d);
-	else
-		memset(s->held_d, 0, (size_t)s->nd * sizeof(uint32_t));
+	/* Both sides' leading blocks in one walk: the prefill choice uses its
+	 * own, the decision reports what p holds (its queue counts the rest). */
+	prefix_match_pair(s->pindex, s->held_p, s->dindex, s->held_d, r->hash_ids, r->nblocks);
+	p = pick_prefill(s, r);
+	held_p = s->held_p[p];
 	memset(out, 0, sizeof(*out));
 	out->prefill = p;
 	ret = s->ops->pick(s, s->pstate, r, p, s->held_d, now, out);

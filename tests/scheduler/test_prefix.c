@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "netkv_sched.h"
+#include "sched_internal.h" /* prefix_match_pair, the scheduler's two-index walk */
 
 static void test_basic(void **st)
 {
@@ -115,8 +116,42 @@ static void test_random_vs_model(void **st)
 	nkv_prefix_free(x);
 }
 
+/* The scheduler's two-index walk gives exactly what two separate walks give. */
+static void test_pair_walk(void **st)
+{
+	struct nkv_prefix_index *a, *b;
+	uint32_t da[5], db[3], sa[5], sb[3];
+	unsigned seed = 5;
+
+	(void)st;
+	assert_int_equal(nkv_prefix_create(5, &a), 0);
+	assert_int_equal(nkv_prefix_create(3, &b), 0);
+	for (int i = 0; i < 400; i++) {
+		uint64_t ids[6];
+		uint32_t n = 1 + (uint32_t)rand_r(&seed) % 6;
+
+		for (uint32_t k = 0; k < n; k++)
+			ids[k] = (uint64_t)(rand_r(&seed) % 3) * 100 + k;
+		nkv_prefix_add(a, (uint32_t)rand_r(&seed) % 5, ids, 1 + (uint32_t)rand_r(&seed) % n);
+		nkv_prefix_add(b, (uint32_t)rand_r(&seed) % 3, ids, 1 + (uint32_t)rand_r(&seed) % n);
+		if (rand_r(&seed) % 4 == 0)
+			nkv_prefix_remove(a, (uint32_t)rand_r(&seed) % 5, ids + rand_r(&seed) % n, 1);
+		nkv_prefix_match(a, ids, n, sa);
+		nkv_prefix_match(b, ids, n, sb);
+		prefix_match_pair(a, da, b, db, ids, n);
+		assert_memory_equal(da, sa, sizeof(sa));
+		assert_memory_equal(db, sb, sizeof(sb));
+		prefix_match_pair(a, da, b, db, ids, 0);
+		for (int k = 0; k < 5; k++)
+			assert_int_equal(da[k], 0);
+	}
+	nkv_prefix_free(a);
+	nkv_prefix_free(b);
+}
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = { cmocka_unit_test(test_basic), cmocka_unit_test(test_random_vs_model) };
+	const struct CMUnitTest tests[] = { cmocka_unit_test(test_basic), cmocka_unit_test(test_random_vs_model),
+					    cmocka_unit_test(test_pair_walk) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
