@@ -230,7 +230,7 @@ struct nkv_oracle;
  * 0 = every instance). The topology must outlive the oracle. params may be
  * NULL (defaults). The topology must be tree-shaped as netkv_topo.h
  * describes (checked for every kept path; -EINVAL otherwise). Memory:
- * about 64 bytes per kept path. */
+ * about 70 bytes per kept path. */
 int nkv_oracle_create(const struct nkv_topo *t, const struct nkv_oracle_params *params,
 		      const uint32_t *src, uint32_t nsrc, const uint32_t *dst, uint32_t ndst,
 		      struct nkv_oracle **out);
