@@ -50,7 +50,7 @@
  *   rr           next d in turn.
  *   random       uniform d (xorshift, seeded by params.seed).
  *   load         min load(d).
- *   cache        max held(d); ties by min load(d).
+ *   cache        max held(d).
  *   cla          min  (1 - hit(d)) + load(d)        (equal weights)
  *   cla*         min  w_cache * (1 - hit(d)) + w_load * load(d)
  *                (weights found by a grid search over a trace, given in
@@ -228,14 +228,16 @@ void nkv_oracle_defaults(struct nkv_oracle_params *p);
 struct nkv_oracle;
 /* Paths are kept for src[i] -> dst[j] (topology instance indexes; NULL and
  * 0 = every instance). The topology must outlive the oracle. params may be
- * NULL (defaults). */
+ * NULL (defaults). The topology must be tree-shaped as netkv_topo.h
+ * describes (checked for every kept path; -EINVAL otherwise). Memory:
+ * about 70 bytes per kept path. */
 int nkv_oracle_create(const struct nkv_topo *t, const struct nkv_oracle_params *params,
 		      const uint32_t *src, uint32_t nsrc, const uint32_t *dst, uint32_t ndst,
 		      struct nkv_oracle **out);
 void nkv_oracle_free(struct nkv_oracle *o);
 const struct nkv_oracle_params *nkv_oracle_get_params(const struct nkv_oracle *o);
 
-/* Expected seconds; negative errno for a path the oracle does not keep. */
+/* Expected seconds (0 when p == d); negative errno for a path the oracle does not keep. */
 double nkv_oracle_cost(const struct nkv_oracle *o, uint32_t p, uint32_t d, uint64_t bytes, double now);
 /* The same with topology figures only (no samples, no congestion). */
 double nkv_oracle_cost_nominal(const struct nkv_oracle *o, uint32_t p, uint32_t d, uint64_t bytes);
@@ -297,8 +299,9 @@ void nkv_probe_defaults(const struct nkv_oracle *o, struct nkv_probe_params *p);
  * Choose up to max probes: paths older than min_age_s, oldest first (never
  * sampled = oldest), then cheapest tier first, keeping each link's probe
  * bytes within budget * capacity * window_s. Pairs on the same instance are
- * never probed. Marks the chosen paths so the next plan within their
- * expected completion skips them. Returns the count.
+ * never probed. A chosen path is not planned again until the later of its
+ * expected completion (at the tier figure) and the end of the window.
+ * Returns the count.
  */
 int nkv_probe_plan(struct nkv_oracle *o, const struct nkv_probe_params *pp, double now, struct nkv_probe *out,
 		   uint32_t max);
