@@ -93,7 +93,7 @@ struct nkv_backend_ops {
 };
 
 extern const struct nkv_backend_ops nkv_tcp_ops;
-/* The verbs engineer adds: extern const struct nkv_backend_ops nkv_verbs_ops; */
+extern const struct nkv_backend_ops nkv_verbs_ops;
 
 struct nkv_evq {
 	struct nkv_event *ev;

@@ -37,21 +37,21 @@ int nkv_engine_create(const struct nkv_engine_opts *o, struct nkv_engine **out)
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return nkv_err(ENOMEM, "engine: out of memory");
-	e->opts = *o;
-	e->opts.device = NULL; /* not kept: the caller's string may go away */
+	e->opts = *o; /* opts.device is valid during init only: the caller's string may go away */
 	switch (o->backend) {
 	case NKV_BACKEND_TCP:
 		e->ops = &nkv_tcp_ops;
 		break;
 	case NKV_BACKEND_VERBS:
-		/* The verbs backend lands with its own issue (branch verbs). */
-		free(e);
-		return nkv_err(ENOTSUP, "the verbs backend is not built into this netkv yet; use --backend tcp");
+		e->ops = &nkv_verbs_ops;
+		break;
 	default:
 		free(e);
 		return nkv_err(EINVAL, "unknown backend %d", (int)o->backend);
 	}
-	if ((rc = e->ops->init(e))) {
+	rc = e->ops->init(e);
+	e->opts.device = NULL;
+	if (rc) {
 		free(e);
 		return rc;
 	}

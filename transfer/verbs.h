@@ -1,0 +1,197 @@
+/*
+ * Verbs backend internals (rdma-core: libibverbs + librdmacm).
+ *
+ * Shape of a connection: nqps RC queue pairs (opts.streams, --qps), each one
+ * rdma_cm connection, all sharing one completion queue. The decode side
+ * advertises its regions (addr, len, rkey) in the private data of each
+ * accept. A request is cut into at most nqps parts (big requests are striped,
+ * small ones go to one QP round-robin); each part goes down its QP as
+ *   SEND (inline 32-byte header: seq, req id, bytes, region, parts)
+ *   RDMA WRITE ... (SGLs built from the coalesced ranges)
+ *   RDMA WRITE_WITH_IMM (imm = request seq) on the part's last write
+ * RC ordering on a QP makes the header arrive before that QP's immediate, and
+ * the immediate only after every write before it is placed, so the receiver
+ * raises NKV_EV_RECV when the immediates of all parts have arrived. The
+ * sender's signalled completion of a WRITE_WITH_IMM means the peer's NIC
+ * acknowledged it; when every part is acknowledged the push is done.
+ */
+#ifndef NKV_TRANSFER_VERBS_H
+#define NKV_TRANSFER_VERBS_H
+
+#include "backend.h"
+
+#include <infiniband/verbs.h>
+#include <rdma/rdma_cma.h>
+
+#define VB_VERSION 1
+#define VB_REQ_MAGIC 0x514b4e4eu /* "NNKQ" */
+#define VB_REP_MAGIC 0x504b4e4eu /* "NNKP" */
+#define VB_HDR_MAGIC 0x484b4e4eu /* "NNKH" */
+#define VB_REP_REGIONS 7         /* accept private data is 196 bytes */
+#define VB_RECV_RING 512         /* receive WQEs per QP (headers + immediates) */
+#define VB_PARTS_OPEN 200        /* parts in flight per QP: 2 receives each */
+#define VB_SQ_DEPTH 512
+#define VB_SIG_EVERY 32          /* selective signalling: one CQE per this many WRs */
+#define VB_POST_BATCH 16         /* WRs chained per ibv_post_send */
+#define VB_RSLOTS 4096           /* receiver request table; sender keeps fewer in flight */
+#define VB_MAX_INFLIGHT 2048
+
+/* Connection request private data (active -> passive, <= 56 bytes). */
+struct vb_req_pd {
+	uint32_t magic;
+	uint8_t version, qp_index, nqps, pad;
+	uint64_t token;  /* names the connection the QP belongs to */
+	uint32_t mtu;    /* the sender port's active MTU in bytes */
+	uint32_t pad2;
+};
+
+struct vb_wire_region {
+	uint32_t id, rkey;
+	uint64_t addr, len;
+};
+
+/* Accept private data (passive -> active, <= 196 bytes). */
+struct vb_rep_pd {
+	uint32_t magic;
+	uint8_t version, nregions;
+	uint16_t pad;
+	uint32_t mtu;
+	uint32_t pad2;
+	struct vb_wire_region r[VB_REP_REGIONS];
+};
+
+/* The per-part header, sent inline. */
+struct vb_hdr {
+	uint32_t magic;
+	uint32_t seq;
+	uint64_t req_id;
+	uint64_t bytes;   /* the whole request's */
+	uint32_t region;  /* destination region id */
+	uint16_t nparts;
+	uint16_t pad;
+};
+
+struct vb_dev {
+	struct ibv_context *ctx;  /* owned by librdmacm's device list */
+	struct ibv_context **list;
+	struct ibv_pd *pd;
+	struct ibv_device_attr attr;
+	struct ibv_port_attr port;
+	uint8_t port_num;
+	char name[64];
+	int gid_index;            /* chosen or asked for */
+	bool gid_asked;
+	char gid_ip[64];          /* the IPv4 address of that GID ("" for IB) */
+	uint32_t max_msg, max_sge, max_inline;
+	bool dmabuf;              /* ibv_reg_dmabuf_mr probe said supported */
+};
+
+struct vb_conn;
+struct vb_req;
+
+struct vb_op {            /* one RDMA WRITE */
+	uint64_t raddr;
+	uint32_t sge_first, nsge;
+	uint64_t len;
+};
+
+struct vb_part {
+	struct vb_req *req;
+	struct vb_qp *qp;
+	uint32_t op_first, nops, next; /* next op to post */
+	bool hdr_posted;
+	struct vb_part *qnext;         /* the QP's queue of parts to post */
+};
+
+struct vb_req {
+	uint64_t req_id;
+	uint32_t seq;
+	uint64_t bytes;
+	uint32_t rkey;
+	uint32_t region;
+	uint32_t nparts, parts_done;
+	struct ibv_sge *sge;
+	struct vb_op *ops;
+	struct vb_part *parts;
+	struct vb_hdr hdr;
+	struct vb_req *next, *prev;    /* the connection's requests in flight */
+};
+
+struct vb_sig {                    /* a signalled WR and what its CQE retires */
+	uint32_t nwr;
+	struct vb_part *part;          /* non-NULL: the part's last write */
+};
+
+struct vb_qp {
+	struct vb_conn *vc;
+	struct rdma_cm_id *id;
+	uint32_t idx, qpn;
+	bool established;
+	/* send side */
+	uint32_t sq_depth, sq_out, since_sig, parts_open;
+	struct vb_sig sig[VB_SQ_DEPTH];
+	uint32_t sig_head, sig_count;
+	struct vb_part *qhead, *qtail;
+	/* receive side */
+	struct vb_hdr *rbuf;
+	struct ibv_mr *rmr;
+};
+
+struct vb_rslot {
+	bool used;
+	uint32_t seq;
+	uint64_t req_id, bytes;
+	uint32_t region;
+	uint16_t nparts, seen;
+};
+
+struct vb_conn {
+	struct nkv_conn *c;
+	struct nkv_engine *e;
+	struct ibv_cq *cq;
+	struct vb_qp *qps;
+	uint32_t nqps, nup;
+	uint64_t token;
+	bool failed, up_emitted;
+	uint32_t next_seq, rr, inflight;
+	struct vb_req *reqs;
+	struct vb_rslot *rslots;       /* passive side */
+	uint32_t mtu;                  /* path MTU in bytes, from the QP */
+	uint32_t peer_mtu;
+};
+
+struct vb_engine {
+	struct vb_dev dev;
+	struct rdma_event_channel *cm_ch;
+	struct ibv_comp_channel *comp_ch;
+	struct rdma_cm_id *listen_id;
+	bool event_mode;               /* NKV_VERBS_COMPLETION=event */
+	uint32_t spin_ns;              /* adaptive busy-poll budget */
+};
+
+static inline struct vb_engine *VE(struct nkv_engine *e) { return e->be; }
+
+/* verbs_dev.c */
+int vb_dev_open(struct nkv_engine *e, const char *device, int gid_index);
+void vb_dev_close(struct vb_dev *d);
+void vb_describe(struct nkv_engine *e, struct vb_conn *vc);
+int vb_gid_info(struct vb_dev *d, int idx, char *type, size_t tlen, char *ip, size_t iplen, char *gid, size_t glen);
+const char *vb_mtu_str(uint32_t bytes);
+uint32_t vb_mtu_bytes(enum ibv_mtu m);
+
+/* verbs_cm.c */
+int vb_cm_events(struct nkv_engine *e);
+__attribute__((format(printf, 3, 4)))
+void vb_conn_fail(struct vb_conn *vc, int status, const char *fmt, ...);
+int vb_qp_create(struct vb_conn *vc, struct vb_qp *q, bool passive);
+
+/* verbs_data.c */
+int vb_cq_create(struct nkv_engine *e, struct vb_conn *vc);
+int vb_post_recvs(struct vb_qp *q);
+void vb_post_pending(struct vb_qp *q);
+int vb_poll_cq(struct vb_conn *vc);
+void vb_req_free(struct vb_conn *vc, struct vb_req *r);
+
+extern const struct nkv_backend_ops nkv_verbs_ops;
+
+#endif
