@@ -191,6 +191,9 @@ struct nkv_event {
 	char reason[160];
 };
 
+/* Threads: an engine is not thread-safe; drive each from one thread at a
+ * time. io_uring cancels operations when the thread that submitted them
+ * exits; the TCP backend posts them again on the next nkv_poll(). */
 /* Drive progress and collect up to max events; waits up to timeout_ms
  * (0 = poll, -1 = forever). Returns the number of events or a negative errno. */
 int nkv_poll(struct nkv_engine *e, struct nkv_event *ev, int max, int timeout_ms);
