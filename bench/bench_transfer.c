@@ -35,6 +35,7 @@ struct bopts {
 	enum { ROLE_LOOPBACK, ROLE_SERVER, ROLE_CLIENT } role;
 	const char *addr;
 	const char *listen;
+	const char *loopback_addr;
 	struct nkv_engine_opts eo;
 	uint64_t size;
 	bool all;
@@ -64,7 +65,13 @@ static void usage(FILE *f)
 		"  -l, --listen ADDR     server address (default 0.0.0.0:18515)\n"
 		"  --client ADDR         be the pushing end, connecting to ADDR\n"
 		"  --backend tcp|verbs   transfer backend (default tcp)\n"
-		"  --streams N           TCP streams per connection (default 1)\n"
+		"  --streams N           TCP streams / verbs QPs per connection (default 1)\n"
+		"  -q, --qps N           the same as --streams (ib_write_bw -q)\n"
+		"  --device NAME         verbs: RDMA device (default: the first with an ACTIVE port)\n"
+		"  --gid-index N         verbs: GID index (default: the RoCE v2 IPv4 GID of the routed netdev)\n"
+		"  --completion MODE     verbs: poll (adaptive busy-poll, default) | event (completion channel)\n"
+		"  --loopback-addr IP    address the loopback receiver listens on (default 127.0.0.1;\n"
+		"                        verbs: an address of the RDMA netdev, e.g. 10.0.2.15 on rxe)\n"
 		"  -s, --size BYTES      push size (default 65536; K/M/G suffixes)\n"
 		"  -a, --all             sweep sizes 2 B .. 8 MiB\n"
 		"  -n, --iters N         pushes per size (default 1000; paged: 8)\n"
@@ -456,6 +463,7 @@ out:
 enum {
 	O_LOOPBACK = 256, O_SERVER, O_CLIENT, O_BACKEND, O_STREAMS, O_VERIFY, O_JSON, O_MODEL, O_MODEL_JSON, O_DTYPE,
 	O_TOKENS, O_BLOCK_TOKENS, O_LAYOUT, O_DST_LAYOUT, O_PATTERN, O_REGION,
+	O_DEVICE, O_GID_INDEX, O_COMPLETION, O_LOOPBACK_ADDR, /* verbs */
 };
 
 static int parse(int argc, char **argv, struct bopts *o)
@@ -472,6 +480,9 @@ static int parse(int argc, char **argv, struct bopts *o)
 		{ "block-tokens", required_argument, 0, O_BLOCK_TOKENS }, { "layout", required_argument, 0, O_LAYOUT },
 		{ "dst-layout", required_argument, 0, O_DST_LAYOUT }, { "pattern", required_argument, 0, O_PATTERN },
 		{ "region", required_argument, 0, O_REGION },
+		{ "qps", required_argument, 0, 'q' }, { "device", required_argument, 0, O_DEVICE },
+		{ "gid-index", required_argument, 0, O_GID_INDEX }, { "completion", required_argument, 0, O_COMPLETION },
+		{ "loopback-addr", required_argument, 0, O_LOOPBACK_ADDR },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	const char *dtype = NULL, *dst_layout = NULL;
@@ -490,7 +501,7 @@ static int parse(int argc, char **argv, struct bopts *o)
 	o->src.block_tokens = 16;
 	o->src.kind = NKV_LAYOUT_LAYER_MAJOR;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "hl:s:an:t:", lo, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "hl:s:an:t:q:", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			usage(stdout);
@@ -516,8 +527,9 @@ static int parse(int argc, char **argv, struct bopts *o)
 				return nkv_err(EINVAL, "--backend: '%s' is not tcp or verbs", optarg);
 			break;
 		case O_STREAMS:
+		case 'q':
 			if ((rc = nkv_parse_u32(optarg, &u32)) || !u32 || u32 > 64)
-				return nkv_err(EINVAL, "--streams: '%s' is not in 1..64", optarg);
+				return nkv_err(EINVAL, "--streams/--qps: '%s' is not in 1..64", optarg);
 			o->eo.streams = u32;
 			break;
 		case 's':
@@ -540,6 +552,22 @@ static int parse(int argc, char **argv, struct bopts *o)
 		case O_REGION:
 			if ((rc = nkv_parse_size(optarg, &o->region)) || !o->region || o->region > REGION_CAP)
 				return nkv_err(EINVAL, "--region: '%s' is not in 1 B .. 1 GiB", optarg);
+			break;
+		case O_DEVICE:
+			o->eo.device = optarg;
+			break;
+		case O_GID_INDEX:
+			if ((rc = nkv_parse_u32(optarg, &u32)) || u32 > 65535)
+				return nkv_err(EINVAL, "--gid-index: '%s' is not in 0..65535", optarg);
+			o->eo.gid_index = (int)u32;
+			break;
+		case O_COMPLETION:
+			if (strcmp(optarg, "poll") && strcmp(optarg, "event"))
+				return nkv_err(EINVAL, "--completion: '%s' is not poll or event", optarg);
+			setenv("NKV_VERBS_COMPLETION", optarg, 1); /* read by the verbs backend at engine creation */
+			break;
+		case O_LOOPBACK_ADDR:
+			o->loopback_addr = optarg;
 			break;
 		case O_VERIFY:
 			o->eo.verify = true;
@@ -666,13 +694,15 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 	}
 
 	if (o.role == ROLE_LOOPBACK) {
-		if ((rc = server_setup(&s, &o, "127.0.0.1:0", &port))) {
+		const char *lip = o.loopback_addr ? o.loopback_addr : "127.0.0.1";
+		snprintf(addr, sizeof(addr), "%s:0", lip);
+		if ((rc = server_setup(&s, &o, addr, &port))) {
 			fprintf(stderr, "netkv bench transfer: %s\n", nkv_last_error());
 			nkv_engine_destroy(s.e);
 			json_decref(out);
 			return 1;
 		}
-		snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+		snprintf(addr, sizeof(addr), "%s:%u", lip, port);
 		pthread_create(&s.th, NULL, server_thread, &s);
 	} else {
 		snprintf(addr, sizeof(addr), "%s", o.addr);

@@ -174,6 +174,7 @@ static inline struct vb_engine *VE(struct nkv_engine *e) { return e->be; }
 /* verbs_dev.c */
 int vb_dev_open(struct nkv_engine *e, const char *device, int gid_index);
 void vb_dev_close(struct vb_dev *d);
+bool vb_dev_is_soft(const struct vb_dev *d);
 void vb_describe(struct nkv_engine *e, struct vb_conn *vc);
 int vb_gid_info(struct vb_dev *d, int idx, char *type, size_t tlen, char *ip, size_t iplen, char *gid, size_t glen);
 const char *vb_mtu_str(uint32_t bytes);

@@ -146,6 +146,10 @@ void vb_conn_fail(struct vb_conn *vc, int status, const char *fmt, ...)
 	}
 	if (vc->c)
 		vc->c->down = true;
+	for (uint32_t i = 0; i < vc->nqps; i++) {
+		vc->qps[i].sig_count = 0; /* their parts are gone */
+		vc->qps[i].qhead = vc->qps[i].qtail = NULL;
+	}
 	if (status != -ECANCELED)
 		nkv__log("%s", why);
 	for (uint32_t i = 0; i < vc->nqps; i++)

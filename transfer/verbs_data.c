@@ -401,11 +401,9 @@ int vb_poll_cq(struct vb_conn *vc)
 		for (int i = 0; i < n; i++) {
 			struct vb_qp *q = qp_by_num(vc, wc[i].qp_num);
 			bool recv = wc[i].wr_id & VB_RECV_TAG;
-			if (!q)
-				continue;
+			if (!q || vc->failed)
+				continue; /* after the first error: flushes, and nothing left to account */
 			if (wc[i].status != IBV_WC_SUCCESS) {
-				if (vc->failed)
-					continue; /* the flushes that follow the first error */
 				vb_conn_fail(vc, wc[i].status == IBV_WC_REM_ACCESS_ERR ? -EACCES : -EIO,
 					     "verbs %s QP 0x%x: %s (seq %u) failed: %s (status %d, vendor error 0x%x)",
 					     VE(vc->e)->dev.name, q->qpn, wr_kind(wc[i].wr_id, recv),

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 uint32_t vb_mtu_bytes(enum ibv_mtu m)
 {
@@ -180,6 +181,17 @@ fail:
 	return rc;
 }
 
+bool vb_dev_is_soft(const struct vb_dev *d)
+{
+	char path[256];
+
+	if (!strncmp(d->name, "rxe", 3) || !strncmp(d->name, "siw", 3))
+		return true;
+	/* Hardware devices have a parent (PCI) device in sysfs. */
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%s/device", d->name);
+	return access(path, F_OK) != 0;
+}
+
 void vb_dev_close(struct vb_dev *d)
 {
 	if (d->pd)
@@ -236,10 +248,16 @@ static int vb_init(struct nkv_engine *e)
 		rc = nkv_err(EINVAL, "NKV_VERBS_COMPLETION=%s: use poll or event", mode);
 		goto fail;
 	}
-	ve->event_mode = mode && !strcmp(mode, "event");
 	ve->spin_ns = 20000;
 	if ((rc = vb_dev_open(e, e->opts.device, e->opts.gid_index)))
 		goto fail;
+	/* Soft devices (rxe, siw) move the bytes with this host's CPU: a
+	 * busy-polling thread takes the cycles they need, so they default to
+	 * sleeping on the completion channel. NICs default to busy-polling. */
+	if (mode)
+		ve->event_mode = !strcmp(mode, "event");
+	else
+		ve->event_mode = vb_dev_is_soft(&ve->dev);
 	if (!(ve->cm_ch = rdma_create_event_channel())) {
 		rc = nkv_err(errno, "rdma_create_event_channel: %s (is rdma_ucm loaded? /dev/infiniband/rdma_cm)",
 			     strerror(errno));
