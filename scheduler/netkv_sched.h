@@ -10,6 +10,16 @@
  *   - the probe planner (nkv_probe_plan)
  *   - the scheduler (nkv_sched_*): cluster state + oracle + policies
  *
+ * Intended use (daemon or simulator):
+ *   nkv_sched_create(topo, perf, params, prefill[], np, decode[], nd, &s)
+ *   per request:   nkv_sched_decide(s, &req, now, &dec); nkv_sched_assign(s, &req, &dec)
+ *   KV pushed:     nkv_sched_transfer_done(s, &req, &dec, seconds, t)
+ *   decode admits: nkv_sched_admit(...); finishes: nkv_sched_finish(...)
+ *   heartbeats:    overwrite *nkv_sched_decode(s, d) / *nkv_sched_prefill(s, p);
+ *                  evictions: nkv_prefix_remove(nkv_sched_decode_index(s), d, ids, n)
+ *   probes:        nkv_probe_plan(nkv_sched_oracle(s), ...) every window, results
+ *                  back through nkv_oracle_sample(..., NKV_SAMPLE_PROBE)
+ *
  * Time is in seconds (double) on the caller's clock (the simulator's
  * virtual clock or the daemon's monotonic clock); sizes are in bytes;
  * instance ids given to the oracle are topology instance indexes

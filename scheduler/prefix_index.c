@@ -20,13 +20,37 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#define XXH_INLINE_ALL /* the hash runs per block on the decision path: inline it */
 #include <xxhash.h>
+
+/* Up to INL holders live in the cell itself (one cache line holds two
+ * cells), more on the heap. */
+#define INL 4
 
 struct entry {
 	uint64_t key;
-	uint32_t n, cap;   /* cap == 0: empty cell */
-	uint32_t *slots;
+	uint32_t n, cap;   /* cap == 0: empty cell; cap == INL: inline */
+	union {
+		uint32_t inl[INL];
+		uint32_t *heap;
+	} u;
 };
+
+static inline uint32_t *slots_of(struct entry *e)
+{
+	return e->cap > INL ? e->u.heap : e->u.inl;
+}
+
+static inline const uint32_t *cslots_of(const struct entry *e)
+{
+	return e->cap > INL ? e->u.heap : e->u.inl;
+}
+
+static void free_entry(struct entry *e)
+{
+	if (e->cap > INL)
+		free(e->u.heap);
+}
 
 struct nkv_prefix_index {
 	uint32_t nslots;
@@ -64,7 +88,7 @@ void nkv_prefix_free(struct nkv_prefix_index *x)
 	if (!x)
 		return;
 	for (size_t i = 0; i <= x->mask; i++)
-		free(x->tab[i].slots);
+		free_entry(&x->tab[i]);
 	free(x->tab);
 	free(x);
 }
@@ -107,6 +131,7 @@ static int rehash(struct nkv_prefix_index *x)
 static int add_one(struct nkv_prefix_index *x, uint32_t slot, uint64_t key)
 {
 	struct entry *e;
+	uint32_t *sl;
 	size_t i;
 
 	e = find(x, key);
@@ -120,26 +145,32 @@ static int add_one(struct nkv_prefix_index *x, uint32_t slot, uint64_t key)
 		for (i = home(x, key); x->tab[i].cap; i = (i + 1) & x->mask)
 			;
 		e = &x->tab[i];
-		e->slots = malloc(2 * sizeof(uint32_t));
-		if (!e->slots)
-			return nkv_err(ENOMEM, "prefix index: out of memory");
 		e->key = key;
 		e->n = 0;
-		e->cap = 2;
+		e->cap = INL;
 		x->used++;
 	}
+	sl = slots_of(e);
 	for (uint32_t k = 0; k < e->n; k++)
-		if (e->slots[k] == slot)
+		if (sl[k] == slot)
 			return 0;
 	if (e->n == e->cap) {
-		uint32_t *ns = realloc(e->slots, (size_t)e->cap * 2 * sizeof(uint32_t));
+		uint32_t *ns;
 
+		if (e->cap == INL) {
+			ns = malloc(2 * INL * sizeof(uint32_t));
+			if (ns)
+				memcpy(ns, e->u.inl, sizeof(e->u.inl));
+		} else {
+			ns = realloc(e->u.heap, (size_t)e->cap * 2 * sizeof(uint32_t));
+		}
 		if (!ns)
 			return nkv_err(ENOMEM, "prefix index: out of memory");
-		e->slots = ns;
+		e->u.heap = ns;
 		e->cap *= 2;
+		sl = ns;
 	}
-	e->slots[e->n++] = slot;
+	sl[e->n++] = slot;
 	return 0;
 }
 
@@ -148,7 +179,7 @@ static void delete_cell(struct nkv_prefix_index *x, size_t i)
 {
 	size_t j = i;
 
-	free(x->tab[i].slots);
+	free_entry(&x->tab[i]);
 	memset(&x->tab[i], 0, sizeof(x->tab[i]));
 	x->used--;
 	for (;;) {
@@ -170,12 +201,15 @@ static void delete_cell(struct nkv_prefix_index *x, size_t i)
 static void remove_one(struct nkv_prefix_index *x, uint32_t slot, uint64_t key)
 {
 	struct entry *e = find(x, key);
+	uint32_t *sl;
 
 	if (!e)
 		return;
+	sl = slots_of(e);
+
 	for (uint32_t k = 0; k < e->n; k++) {
-		if (e->slots[k] == slot) {
-			e->slots[k] = e->slots[--e->n];
+		if (sl[k] == slot) {
+			sl[k] = sl[--e->n];
 			break;
 		}
 	}
@@ -215,9 +249,11 @@ void nkv_prefix_clear_slot(struct nkv_prefix_index *x, uint32_t slot)
 		bool deleted = false;
 
 		if (e->cap) {
+			uint32_t *sl = slots_of(e);
+
 			for (uint32_t k = 0; k < e->n; k++) {
-				if (e->slots[k] == slot) {
-					e->slots[k] = e->slots[--e->n];
+				if (sl[k] == slot) {
+					sl[k] = sl[--e->n];
 					break;
 				}
 			}
@@ -235,7 +271,7 @@ uint32_t nkv_prefix_holders(const struct nkv_prefix_index *x, uint64_t key, cons
 {
 	const struct entry *e = find(x, key);
 
-	*holders = e ? e->slots : NULL;
+	*holders = e ? cslots_of(e) : NULL;
 	return e ? e->n : 0;
 }
 
@@ -245,13 +281,19 @@ uint32_t nkv_prefix_match(const struct nkv_prefix_index *x, const uint64_t *ids,
 
 	memset(depth, 0, (size_t)x->nslots * sizeof(*depth));
 	for (uint32_t i = 0; i < n; i++) {
-		const struct entry *e = find(x, ids[i]);
+		const struct entry *e;
+		const uint32_t *sl;
 		uint32_t advanced = 0;
 
+		/* The ids are known up front: start the cache misses of the next cells early. */
+		if (i + 4 < n)
+			__builtin_prefetch(&x->tab[home(x, ids[i + 4])]);
+		e = find(x, ids[i]);
 		if (!e)
 			break;
+		sl = cslots_of(e);
 		for (uint32_t k = 0; k < e->n; k++) {
-			uint32_t s = e->slots[k];
+			uint32_t s = sl[k];
 
 			if (depth[s] == i) {
 				depth[s] = i + 1;

@@ -208,6 +208,9 @@ int nkv_sched_decide(struct nkv_sched *s, const struct nkv_request *r, double no
 	if (!r->kv_bytes_per_token || (r->nblocks && !r->hash_ids))
 		return nkv_err(EINVAL, "scheduler: request %llu has %s", (unsigned long long)r->id,
 			       r->kv_bytes_per_token ? "blocks but no hash ids" : "no KV bytes per token");
+	if ((uint64_t)r->nblocks * s->p.prefix_block_tokens >= (uint64_t)r->input_len + s->p.prefix_block_tokens)
+		return nkv_err(EINVAL, "scheduler: request %llu has %u prefix blocks for %u input tokens (%u per block)",
+			       (unsigned long long)r->id, r->nblocks, r->input_len, s->p.prefix_block_tokens);
 	nkv_oracle_tick(s->oracle, now);
 	p = pick_prefill(s, r, &held_p);
 	if (r->nblocks)

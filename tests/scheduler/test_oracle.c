@@ -80,6 +80,8 @@ static void test_ewma_refresh_stale(void **st)
 	assert_true(fresh);
 	near(nkv_oracle_bw(o, 0, 8, 2.81, &fresh), 50e9, 1e-12);
 	assert_false(fresh);
+	near(nkv_oracle_cost(o, 0, 8, 1000000000, 2.8), 1e-6 + 1e9 / want, 1e-9);
+	near(nkv_oracle_cost(o, 0, 8, 1000000000, 2.81), 1e-6 + 0.02, 1e-9); /* tier figure */
 	/* After a stale gap a sample replaces the estimate outright. */
 	assert_int_equal(nkv_oracle_sample(o, 0, 8, 3000000000, 0.1 + 1e-6, 10.0, NKV_SAMPLE_PASSIVE), 1);
 	nkv_oracle_refresh(o, 10.0);

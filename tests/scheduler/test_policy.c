@@ -432,6 +432,22 @@ static void test_bad_input(void **st)
 	assert_int_equal(nkv_sched_create(t, &perf, &p, pre, 1, dec, 1, &s), 0);
 	r.input_len = 10;
 	assert_int_equal(nkv_sched_decide(s, &r, 0, &d), -EINVAL); /* no bytes per token */
+	{
+		uint64_t ids[3] = { 1, 2, 3 };
+
+		r.kv_bytes_per_token = 1;
+		r.hash_ids = ids;
+		r.nblocks = 2; /* 10 tokens need 1 block */
+		assert_int_equal(nkv_sched_decide(s, &r, 0, &d), -EINVAL);
+		assert_non_null(strstr(nkv_last_error(), "2 prefix blocks for 10 input tokens"));
+		r.nblocks = 1;
+		assert_int_equal(nkv_sched_decide(s, &r, 0, &d), 0);
+		r.input_len = 1024;
+		r.nblocks = 2;
+		assert_int_equal(nkv_sched_decide(s, &r, 0, &d), 0);
+		r.nblocks = 3;
+		assert_int_equal(nkv_sched_decide(s, &r, 0, &d), -EINVAL);
+	}
 	d.decode = 7;
 	assert_int_equal(nkv_sched_assign(s, &r, &d), -EINVAL);
 	nkv_sched_free(s);
