@@ -13,6 +13,8 @@
  *    cross-leaf path's extra latency: the configured 4 x 250 us per round
  *    trip where the kernel has netem, otherwise what the two extra
  *    forwarding hops each way really cost (must be > 0).
+ * Then the same pushes on the 64-GPU preset (one NIC per host, 4:1 at leaf and spine) to
+ * h1, h2 and h4: one tier each, bottlenecks 200 / 100 / 50 Mbit/s at scale 1/2000.
  * The push is netkv's transfer engine (TCP backend, one stream); iperf3 runs in the
  * same fabric as the reference tool.
  */
@@ -469,6 +471,43 @@ static struct rtt rtt_to(const char *host, const char *addr, int port, int n)
 	return m;
 }
 
+/* The 64-GPU preset with one 400 Gb/s NIC per host and 4:1 at leaf and spine, so that one flow's
+ * bottleneck differs per tier: NIC 400, leaf uplink 2x400/4 = 200, spine uplink 2x200/4 = 100 Gb/s.
+ * At scale 1/2000: 200, 100, 50 Mbit/s for h0 -> h1 (leaf), h2 (pod), h4 (core). */
+static void three_tiers(void)
+{
+	static const char *const dst[] = { "h1", "h2", "h4" };
+	struct nkv_fat_tree_params p;
+	struct nkv_topo *t = NULL;
+	struct nkv_fabric_opts o = { .prefix = prefix, .scale = 2000, .latency_scale = 1, .mtu = 9000 };
+
+	nkv_fat_tree_defaults(&p);
+	p.nics_per_host = 1;
+	p.oversub_leaf = p.oversub_spine = 4;
+	if (nkv_topo_fat_tree(&p, &t) || nkv_fabric_up(t, &o)) {
+		CHECK(0, "fat-tree-64 fabric: %s", nkv_last_error());
+		nkv_topo_free(t);
+		return;
+	}
+	printf("\n%-22s %14s %14s %8s\n", "fat-tree-64, 1 NIC/host", "shaped Mbit/s", "netkv tcp", "ratio");
+	for (int i = 0; i < 3; i++) {
+		char addr[32], gname[32];
+		snprintf(gname, sizeof(gname), "%sg0", dst[i]);
+		int b = nkv_topo_find(t, gname);
+		double shaped = nkv_topo_path_bw(t, 0, (uint32_t)b) * 8 / o.scale;
+		CHECK(nkv_topo_tier(t, 0, (uint32_t)b) == i + 1, "tier of h0 -> %s", dst[i]);
+		CHECK(fabs(shaped - 200e6 / (1 << i)) < 1, "model: h0 -> %s %g bit/s", dst[i], shaped);
+		CHECK(nkv_fabric_host_addr(prefix, dst[i], addr, sizeof(addr)) == 0, "%s", nkv_last_error());
+		double x = xfer_push_checked(dst[i], addr, 7300 + 10 * i, 3, shaped);
+		char label[48];
+		snprintf(label, sizeof(label), "h0->%s tier %d (%s)", dst[i], i + 1, nkv_tier_name(i + 1));
+		printf("%-22s %14.1f %14.1f %8.3f\n", label, shaped / 1e6, x / 1e6, x / shaped);
+		CHECK(fabs(x / shaped - 1) <= TOL, "tier %d: %.1f Mbit/s vs shaped %.1f", i + 1, x / 1e6, shaped / 1e6);
+	}
+	CHECK(nkv_fabric_down(prefix) == 15, "down did not remove the 15 namespaces");
+	nkv_topo_free(t);
+}
+
 static void cleanup(void)
 {
 	if (prefix[0] && getpid() == main_pid)
@@ -615,6 +654,7 @@ int main(void)
 	nkv_topo_free(t);
 	CHECK(nkv_fabric_down(prefix) == 7, "down did not remove the 7 namespaces");
 	CHECK(nkv_fabric_down(prefix) == 0, "down is not idempotent");
+	three_tiers();
 	prefix[0] = '\0';
 	if (failures)
 		fprintf(stderr, "%d check(s) failed\n", failures);
