@@ -65,9 +65,14 @@ static int tune_cla(struct nkv_sim_config *cfg, const struct nkv_trace *trace, s
 
 /* ---- output ---------------------------------------------------------------- */
 
+#define MAX_ROWS 512
 struct out {
 	FILE *tsv, *txt;
 	char dir[512], name[64];
+	/* the plotted series: mean TTFT per (group, policy) */
+	uint32_t n;
+	double x[MAX_ROWS], y[MAX_ROWS];
+	char key[MAX_ROWS][48];
 };
 
 static int out_open(struct out *o, const char *dir, const char *name)
@@ -113,6 +118,11 @@ static void row(struct out *o, double x, const char *group, const char *policy, 
 		s->slo_attainment * 100, s->transfer_mean * 1e3, s->gb_tier[0], s->gb_tier[1], s->gb_tier[2],
 		s->gb_tier[3], s->decide_p99_us, s->wall_s);
 	fflush(o->tsv);
+	if (o->n < MAX_ROWS) {
+		o->x[o->n] = x;
+		o->y[o->n] = s->ttft_mean * 1e3;
+		snprintf(o->key[o->n++], sizeof(o->key[0]), "%s|%s", group, policy);
+	}
 	say(o, "  %-10g %-16s %-13s %9.1f %9.1f %10.1f %8.2f %7.1f%% %9.2f %8.1f %8.1f %6.1f\n", x, group, policy,
 	    s->ttft_mean * 1e3, s->ttft_p50 * 1e3, s->ttft_p99 * 1e3, s->tbt_mean * 1e3, s->slo_attainment * 100,
 	    s->transfer_mean * 1e3, s->gb_tier[3], s->decide_p99_us, s->wall_s);
@@ -125,12 +135,30 @@ static void table_head(struct out *o, const char *xname)
 	    "p50 ms", "p99 ms", "TBT ms", "SLO", "xfer ms", "core GB", "dec p99", "wall s");
 }
 
-/* gnuplot: mean TTFT vs x, one line per (group, policy); PNG beside the table. */
-static void plot(struct out *o, const char *xlabel, bool logx, int col, const char *ylabel)
+/* gnuplot: mean TTFT vs x, one line per (group, policy); NAME.dat holds
+ * one block per series, NAME.gp the script, NAME.png the plot. */
+static void plot(struct out *o, const char *xlabel, bool logx, bool logy)
 {
-	char p[700], cmd[1600];
+	char p[700], d[700], cmd[1600];
 	FILE *f;
+	uint32_t nser = 0;
+	bool done[MAX_ROWS] = { 0 };
 
+	snprintf(d, sizeof(d), "%s/%s.dat", o->dir, o->name);
+	if (!(f = fopen(d, "w")))
+		return;
+	for (uint32_t i = 0; i < o->n; i++) {
+		if (done[i])
+			continue;
+		fprintf(f, "%s%s\n", nser ? "\n\n" : "", o->key[i]);
+		for (uint32_t j = i; j < o->n; j++)
+			if (!done[j] && !strcmp(o->key[i], o->key[j])) {
+				fprintf(f, "%g %g\n", o->x[j], o->y[j]);
+				done[j] = true;
+			}
+		nser++;
+	}
+	fclose(f);
 	if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
 		say(o, "(gnuplot not installed: no plot; tools/setup installs gnuplot-nox)\n");
 		return;
@@ -141,13 +169,10 @@ static void plot(struct out *o, const char *xlabel, bool logx, int col, const ch
 	fprintf(f,
 		"set terminal pngcairo size 900,560 noenhanced\n"
 		"set output '%s/%s.png'\n"
-		"set datafile separator '\\t'\n"
 		"set key outside right\n"
-		"set xlabel '%s'\nset ylabel '%s'\nset grid\n%s"
-		"keys = system(\"awk -F'\\t' 'NR>1{print $2\\\"|\\\"$3}' '%s/%s.tsv' | awk '!s[$0]++'\")\n"
-		"plot for [k in keys] '%s/%s.tsv' using 1:(strcol(2).'|'.strcol(3) eq k ? column(%d) : NaN) "
-		"with linespoints title k\n",
-		o->dir, o->name, xlabel, ylabel, logx ? "set logscale x\n" : "", o->dir, o->name, o->dir, o->name, col);
+		"set xlabel '%s'\nset ylabel 'mean TTFT (ms)'\nset grid\n%s%s"
+		"plot for [i=0:%u] '%s' index i using 1:2 with linespoints title columnheader(1)\n",
+		o->dir, o->name, xlabel, logx ? "set logscale x\n" : "", logy ? "set logscale y\n" : "", nser - 1, d);
 	fclose(f);
 	snprintf(cmd, sizeof(cmd), "gnuplot '%s' 2>&1", p);
 	if (system(cmd) != 0)
@@ -228,47 +253,61 @@ static int exp_headline(struct exp_ctx *x)
 		    pct_change(s[i][7].ttft_mean, s[i][0].ttft_mean), pct_change(s[i][7].ttft_mean, s[i][4].ttft_mean),
 		    (s[i][7].slo_attainment - s[i][0].slo_attainment) * 100,
 		    (s[i][7].slo_attainment - s[i][4].slo_attainment) * 100, (s[i][7].tbt_mean - s[i][0].tbt_mean) * 1e3);
-	plot(&x->out, "arrival rate scale", false, 4, "mean TTFT (ms)");
+	plot(&x->out, "arrival rate scale", false, true);
 	return 0;
 }
 
-/* The same base at 1:1 everywhere and no background: netkv's gain should vanish. */
+/* Where the gain should vanish and where it should appear. With whole hosts
+ * alternating prefill/decode (no NVLink pairs) on a 1:1 fabric without
+ * background, every path is NIC-bound at the same 50 GB/s: the network term
+ * is the same for every candidate, so netkv should match cla*. The same
+ * layout at 4:1 / 8:1 with background flows on the pod and core tiers is
+ * where it should appear; the headline layout (NVLink pairs) in between. */
 static int exp_control(struct exp_ctx *x)
 {
-	struct nkv_fat_tree_params ft = x->o->ft;
-	struct nkv_sim_config c = x->o->cfg;
-	struct nkv_topo *t[2] = { 0 };
-	struct nkv_sim_summary s[2][3];
+	static const struct { const char *label; enum nkv_sim_layout lay; double ovl, ovs; uint32_t bg; } cf[3] = {
+		{ "1:1-control", NKV_LAYOUT_HOST_ALT, 1, 1, 0 },
+		{ "alt-4:8+bg", NKV_LAYOUT_HOST_ALT, 4, 8, 16 },
+		{ "headline", NKV_LAYOUT_HOST_SPLIT, 0, 0, 0 },
+	};
 	static const char *const pol[3] = { "rr", "cla*", "netkv" };
-	struct nkv_tune_result tr;
-	int ret;
+	struct nkv_sim_summary s[3][3];
+	int ret = 0;
 
-	say(&x->out, "control: the headline setting vs a 1:1 (non-oversubscribed) fabric, no background\n");
-	if ((ret = tune_cla(&c, x->o->trace, x->tune_limit, false, &tr)))
-		return ret;
-	table_head(&x->out, "oversub");
-	for (int k = 0; k < 2; k++) {
-		if (k == 1) {
-			ft.oversub_leaf = ft.oversub_spine = 1;
+	say(&x->out, "control: where netkv's gain should vanish (1:1, hosts alternate, no background) and where it "
+		     "should appear\n");
+	table_head(&x->out, "config#");
+	for (int k = 0; k < 3; k++) {
+		struct nkv_fat_tree_params ft = x->o->ft;
+		struct nkv_sim_config c = x->o->cfg;
+		struct nkv_tune_result tr;
+		struct nkv_topo *t;
+
+		if (cf[k].ovl) {
+			ft.oversub_leaf = cf[k].ovl;
+			ft.oversub_spine = cf[k].ovs;
+			c.layout = cf[k].lay;
 			memset(c.bg_flows, 0, sizeof(c.bg_flows));
+			c.bg_flows[NKV_TIER_POD] = c.bg_flows[NKV_TIER_CORE] = cf[k].bg;
 		}
-		if ((ret = nkv_topo_fat_tree(&ft, &t[k])))
-			goto out;
-		c.topo = t[k];
-		for (int p = 0; p < 3; p++) {
-			if ((ret = run1(&c, x->o->trace, pol[p], &s[k][p])))
-				goto out;
-			row(&x->out, k ? 1 : ft.oversub_spine, k ? "1:1 control" : "oversubscribed", pol[p], &s[k][p]);
-		}
+		if ((ret = nkv_topo_fat_tree(&ft, &t)))
+			return ret;
+		c.topo = t;
+		ret = tune_cla(&c, x->o->trace, x->tune_limit, false, &tr);
+		for (int p = 0; p < 3 && !ret; p++)
+			if (!(ret = run1(&c, x->o->trace, pol[p], &s[k][p])))
+				row(&x->out, k, cf[k].label, pol[p], &s[k][p]);
+		nkv_topo_free(t);
+		if (ret)
+			return ret;
 	}
-	for (int k = 0; k < 2; k++)
-		say(&x->out, "%s: netkv vs cla* mean TTFT %+.1f%%, p99 %+.1f%%, transfer mean %.2f vs %.2f ms\n",
-		    k ? "1:1 control" : "oversubscribed", pct_change(s[k][2].ttft_mean, s[k][1].ttft_mean),
-		    pct_change(s[k][2].ttft_p99, s[k][1].ttft_p99), s[k][2].transfer_mean * 1e3, s[k][1].transfer_mean * 1e3);
-out:
-	nkv_topo_free(t[0]);
-	nkv_topo_free(t[1]);
-	return ret;
+	for (int k = 0; k < 3; k++)
+		say(&x->out, "%-12s netkv vs cla*: mean TTFT %+.1f%%, p99 %+.1f%%; vs rr %+.1f%%; transfer mean %.2f (netkv) "
+			     "vs %.2f (cla*) ms\n", cf[k].label, pct_change(s[k][2].ttft_mean, s[k][1].ttft_mean),
+		    pct_change(s[k][2].ttft_p99, s[k][1].ttft_p99), pct_change(s[k][2].ttft_mean, s[k][0].ttft_mean),
+		    s[k][2].transfer_mean * 1e3, s[k][1].transfer_mean * 1e3);
+	plot(&x->out, "config (0 1:1 control, 1 alt 4:1/8:1 + background, 2 headline)", false, false);
+	return 0;
 }
 
 static int gen_trace(struct sim_opts *o, enum nkv_trace_profile prof, double prefix, double ctx, struct nkv_trace **t)
@@ -332,7 +371,7 @@ static int exp_topology(struct exp_ctx *x)
 		if (ret)
 			return ret;
 	}
-	plot(&x->out, "fabric config index (see table)", false, 4, "mean TTFT (ms)");
+	plot(&x->out, "fabric config index (see table)", false, false);
 	return 0;
 }
 
@@ -356,7 +395,7 @@ static int exp_staleness(struct exp_ctx *x)
 	if ((ret = run1(&c, x->o->trace, "cla*", &s)))
 		return ret;
 	row(&x->out, 1, "reference", "cla*", &s);
-	plot(&x->out, "telemetry refresh interval (s)", true, 4, "mean TTFT (ms)");
+	plot(&x->out, "telemetry refresh interval (s)", true, false);
 	return 0;
 }
 
@@ -385,7 +424,7 @@ static int exp_prefix(struct exp_ctx *x)
 		if (ret)
 			return ret;
 	}
-	plot(&x->out, "prefix-sharing ratio", false, 4, "mean TTFT (ms)");
+	plot(&x->out, "prefix-sharing ratio", false, false);
 	return 0;
 }
 
@@ -414,7 +453,7 @@ static int exp_ablation(struct exp_ctx *x)
 		if (ret)
 			return ret;
 	}
-	plot(&x->out, "profile (0 chatbot, 1 rag, 2 agent)", false, 4, "mean TTFT (ms)");
+	plot(&x->out, "profile (0 chatbot, 1 rag, 2 agent)", false, false);
 	return 0;
 }
 
@@ -448,7 +487,7 @@ static int exp_scale(struct exp_ctx *x)
 		if (ret)
 			return ret;
 	}
-	plot(&x->out, "GPUs", true, 4, "mean TTFT (ms)");
+	plot(&x->out, "GPUs", true, false);
 	return 0;
 }
 
@@ -482,7 +521,7 @@ static int exp_context(struct exp_ctx *x)
 		say(&x->out, "    -> x%g: netkv vs cache mean TTFT %+.1f%%, vs cla* %+.1f%%\n", scale[i],
 		    pct_change(s[2].ttft_mean, s[0].ttft_mean), pct_change(s[2].ttft_mean, s[1].ttft_mean));
 	}
-	plot(&x->out, "context length scale", true, 4, "mean TTFT (ms)");
+	plot(&x->out, "context length scale", true, false);
 	return 0;
 }
 
