@@ -466,7 +466,9 @@ static int exp_scale(struct exp_ctx *x)
 	struct nkv_tune_result tu;
 	int ret;
 
-	say(&x->out, "scale: 64 -> 1024 GPUs, arrival rate x GPUs/64; decision latency is wall-clock per decision\n");
+	say(&x->out, "scale: 64 -> 1024 GPUs, arrival rate x GPUs/64; prefill rr (cache-aware prefill piles a "
+		     "rate-scaled trace's sessions onto few prefills); decision latency is wall-clock per decision\n");
+	c.sched.prefill_policy = NKV_PREFILL_RR;
 	if ((ret = tune_cla(&c, x->o->trace, x->tune_limit, false, &tu)))
 		return ret;
 	table_head(&x->out, "GPUs");

@@ -87,6 +87,7 @@ struct nkv_sim_config {
 	uint64_t decode_cache_blocks;   /* prefix blocks each decode keeps (LRU), 0 = a quarter of its KV */
 	bool probes;                    /* run the probe planner every refresh, default true */
 	uint32_t bg_flows[NKV_TIERS];   /* background flows whose path is of that tier */
+	double bg_period_s;             /* re-place the background flows every period (0 = static) */
 	double slo_ttft_s, slo_tbt_s;   /* default 2 s, 0.1 s (mean TBT per request) */
 	double rate_scale;              /* arrival rate x this (timestamps / scale), default 1 */
 	uint64_t seed;                  /* background flow placement; random policy via sched.seed */

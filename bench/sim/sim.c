@@ -27,7 +27,7 @@
 #include "nkv_util.h"
 #include "sim_internal.h"
 
-enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH };
+enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG };
 
 #define OWNER_PROBE UINT32_MAX
 #define OWNER_BG (UINT32_MAX - 1)
@@ -87,6 +87,8 @@ struct sim {
 	uint64_t events, probes, probe_bytes;
 	uint64_t moved_tier[NKV_TIERS];
 	uint64_t rng;
+	int *bg;               /* background flow ids */
+	uint32_t nbg;
 	double now;
 	/* eviction callback context */
 	struct nkv_prefix_index *evict_index;
@@ -98,6 +100,7 @@ void nkv_sim_defaults(struct nkv_sim_config *c)
 	memset(c, 0, sizeof(*c));
 	nkv_perf_preset("llama3-8b", "h100", &c->perf);
 	nkv_sched_defaults(&c->sched);
+	c->sched.prefill_policy = NKV_PREFILL_CACHE;
 	c->layout = NKV_LAYOUT_HOST_SPLIT;
 	c->prefill_share = 0.5;
 	c->prefill_max_tokens = 16384;
@@ -622,19 +625,35 @@ static void sim_free(struct sim *m)
 	free(m->rq);
 	free(m->owner);
 	free(m->decide_us);
+	free(m->bg);
 	sim_heap_free(&m->heap);
 	nkv_flownet_free(m->net);
 	nkv_sched_free(m->s);
 }
 
+/* Other tenants' flows: random pairs whose path is of the chosen tier.
+ * Called again every bg_period_s: the old ones leave, new ones start, so
+ * the congestion moves and telemetry can go stale. */
 static int add_background(struct sim *m)
 {
-	uint32_t ni = nkv_topo_instances(m->c->topo);
+	uint32_t ni = nkv_topo_instances(m->c->topo), total = 0;
+	int ret;
+
+	for (uint32_t i = 0; i < m->nbg; i++)
+		if ((ret = nkv_flownet_remove(m->net, m->bg[i], m->now)))
+			return ret;
+	m->nbg = 0;
+	for (int tier = 0; tier < NKV_TIERS; tier++)
+		total += m->c->bg_flows[tier];
+	if (!total)
+		return 0;
+	if (!m->bg && !(m->bg = calloc(total, sizeof(int))))
+		return nkv_err(ENOMEM, "sim: out of memory");
 
 	for (int tier = 0; tier < NKV_TIERS; tier++) {
 		for (uint32_t k = 0; k < m->c->bg_flows[tier]; k++) {
 			uint32_t a = 0, b = 0, tries;
-			int f, ret;
+			int f;
 
 			for (tries = 0; tries < 100000; tries++) {
 				a = (uint32_t)(xorshift(&m->rng) % ni);
@@ -645,10 +664,11 @@ static int add_background(struct sim *m)
 			if (tries == 100000)
 				return nkv_err(EINVAL, "sim: no pair of GPUs is %s-tier apart for background flows",
 					       nkv_tier_name(tier));
-			if ((f = nkv_flownet_add(m->net, a, b, UINT64_MAX, 0)) < 0)
+			if ((f = nkv_flownet_add(m->net, a, b, UINT64_MAX, m->now)) < 0)
 				return f;
 			if ((ret = set_owner(m, f, OWNER_BG)))
 				return ret;
+			m->bg[m->nbg++] = f;
 		}
 	}
 	return 0;
@@ -712,6 +732,8 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	}
 	if ((ret = add_background(&m)))
 		goto fail;
+	if (c->bg_period_s > 0 && (ret = sim_heap_push(&m.heap, m.rq[0].r.arrival_s + c->bg_period_s, EV_BG, 0, 0)))
+		goto fail;
 	if ((ret = sim_heap_push(&m.heap, m.rq[0].r.arrival_s, EV_ARRIVAL, 0, 0)) ||
 	    (ret = sim_heap_push(&m.heap, m.rq[0].r.arrival_s, EV_REFRESH, 0, 0)))
 		goto fail;
@@ -769,6 +791,13 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		}
 		case EV_DECODE_ITER:
 			if ((ret = decode_iter_done(&m, e.who)))
+				goto fail;
+			break;
+		case EV_BG:
+			if ((ret = add_background(&m)))
+				goto fail;
+			if (m.finished < m.n &&
+			    (ret = sim_heap_push(&m.heap, m.now + c->bg_period_s, EV_BG, 0, 0)))
 				goto fail;
 			break;
 		case EV_REFRESH:

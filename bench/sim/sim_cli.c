@@ -15,7 +15,7 @@
 enum {
 	O_TOPO = 1000, O_GPUS, O_OVL, O_OVS, O_NIC, O_TRACE, O_PROFILE, O_REQS, O_RATE, O_MODEL, O_POLICY,
 	O_SLO_TTFT, O_SLO_TBT, O_SEED, O_SCALE, O_REFRESH, O_LAYOUT, O_BG, O_LIMIT, O_WC, O_WL, O_NOPROBE,
-	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL,
+	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP,
 };
 
 const struct option nkv_sim_common_opts[] = {
@@ -32,8 +32,11 @@ const struct option nkv_sim_common_opts[] = {
 	{ "w-load", required_argument, 0, O_WL },        { "no-probes", no_argument, 0, O_NOPROBE },
 	{ "prefix-share", required_argument, 0, O_PREFIX }, { "context-scale", required_argument, 0, O_CTX },
 	{ "csv", required_argument, 0, O_CSV },          { "json", no_argument, 0, O_JSON },
-	{ "prefill-policy", required_argument, 0, O_PPOL },
+	{ "prefill-policy", required_argument, 0, O_PPOL }, { "bg-period", required_argument, 0, O_BGP },
 };
+
+_Static_assert(sizeof(nkv_sim_common_opts) / sizeof(nkv_sim_common_opts[0]) == NKV_SIM_COMMON_NOPTS,
+	       "NKV_SIM_COMMON_NOPTS must count nkv_sim_common_opts");
 
 void sim_opts_help(FILE *f)
 {
@@ -46,6 +49,7 @@ void sim_opts_help(FILE *f)
 		"  --nic-gbps X           NIC Gb/s, default 400\n"
 		"  --layout split|alt     split: each host half prefill, half decode (default); alt: whole hosts alternate\n"
 		"  --bg TIER:N            N background flows on TIER (host|leaf|pod|core), repeatable\n"
+		"  --bg-period S          move the background flows to new random pairs every S s (default static)\n"
 		"  --model NAME           perf + KV preset (%s), default llama3-8b\n"
 		"workload:\n"
 		"  --trace FILE           Mooncake JSONL; default ../shared/traces/mooncake/conversation_trace.jsonl\n"
@@ -125,6 +129,7 @@ int sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg)
 	case O_REFRESH:
 	case O_WC:
 	case O_WL:
+	case O_BGP:
 		if (nkv_parse_double(arg, &d) || !(d >= 0) || ((c == O_RATE || c == O_SCALE || c == O_REFRESH || c == O_CTX) && !(d > 0)) ||
 		    (c == O_PREFIX && d > 1))
 			return bad(cmd, "value", arg);
@@ -138,6 +143,7 @@ int sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg)
 		case O_REFRESH: o->cfg.sched.oracle.refresh_s = d; break;
 		case O_WC: o->cfg.sched.w_cache = d; break;
 		case O_WL: o->cfg.sched.w_load = d; break;
+		case O_BGP: o->cfg.bg_period_s = d; break;
 		}
 		return 1;
 	case O_MODEL: o->model = arg; return 1;
