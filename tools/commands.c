@@ -18,6 +18,8 @@ const struct nkv_command nkv_commands[] = {
 	{ "bench sched", nkv_cmd_bench_sched, "scheduler decision latency per cluster size (decisions/s, p50/p99/p999)" },
 
 	/* simulator */
+	{ "sim", nkv_cmd_sim, "simulate a trace on a cluster: run, experiment NAME, tune" },
+	{ "trace", nkv_cmd_trace, "synthetic Mooncake traces and trace figures: gen, stats" },
 
 	/* end-to-end testbed */
 

@@ -1,0 +1,691 @@
+/*
+ * netkv sim experiment NAME and netkv sim tune: the NetKV paper's
+ * evaluation, each experiment one command writing NAME.tsv (the table),
+ * NAME.txt (the same, readable, plus the comparison lines) and, when
+ * gnuplot is installed, NAME.gp and NAME.png into the output directory.
+ *
+ * Every experiment starts from the same base as `netkv sim run` (the common
+ * options apply: --model, --oversub-*, --trace, --seed, ...), so any
+ * figure can be re-run alone with `netkv sim run`.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "netkv_commands.h"
+#include "nkv_util.h"
+#include "sim_cli.h"
+
+/* ---- cla* tuning (shared by `sim tune` and the experiments) ---------------- */
+
+struct tune_ctx {
+	struct nkv_sim_config cfg;
+	const struct nkv_trace *trace;
+	bool verbose;
+};
+
+static int tune_eval(void *ctx, const struct nkv_sched_params *p, double *obj)
+{
+	struct tune_ctx *t = ctx;
+	struct nkv_sim_config c = t->cfg;
+	struct nkv_sim_result *r;
+	int ret;
+
+	c.sched = *p;
+	c.progress = false;
+	if ((ret = nkv_sim_run(&c, t->trace, &r)))
+		return ret;
+	*obj = r->sum.ttft_mean;
+	if (t->verbose)
+		fprintf(stderr, "tune: w_cache %-5g w_load %-5g mean TTFT %.1f ms\n", p->w_cache, p->w_load, *obj * 1e3);
+	nkv_sim_result_free(r);
+	return 0;
+}
+
+/* Grid search on the first `limit` requests; sets cfg->sched weights. */
+static int tune_cla(struct nkv_sim_config *cfg, const struct nkv_trace *trace, size_t limit, bool verbose,
+		    struct nkv_tune_result *res)
+{
+	static const double grid[] = { 0, 0.25, 0.5, 1, 2, 4 };
+	struct tune_ctx t = { .cfg = *cfg, .trace = trace, .verbose = verbose };
+	int ret;
+
+	t.cfg.limit = limit;
+	if ((ret = nkv_cla_tune(&cfg->sched, grid, 6, grid, 6, tune_eval, &t, res)))
+		return ret;
+	cfg->sched.w_cache = res->w_cache;
+	cfg->sched.w_load = res->w_load;
+	return 0;
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+#define MAX_ROWS 512
+struct out {
+	FILE *tsv, *txt;
+	char dir[512], name[64];
+	/* the plotted series: mean TTFT per (group, policy) */
+	uint32_t n;
+	double x[MAX_ROWS], y[MAX_ROWS];
+	char key[MAX_ROWS][48];
+};
+
+static int out_open(struct out *o, const char *dir, const char *name)
+{
+	char p[700];
+
+	if (mkdir(dir, 0755) && errno != EEXIST)
+		return nkv_err(errno, "%s: %s", dir, strerror(errno));
+	snprintf(o->dir, sizeof(o->dir), "%s", dir);
+	snprintf(o->name, sizeof(o->name), "%s", name);
+	snprintf(p, sizeof(p), "%s/%s.tsv", dir, name);
+	if (!(o->tsv = fopen(p, "w")))
+		return nkv_err(errno, "%s: %s", p, strerror(errno));
+	snprintf(p, sizeof(p), "%s/%s.txt", dir, name);
+	if (!(o->txt = fopen(p, "w"))) {
+		fclose(o->tsv);
+		return nkv_err(errno, "%s: %s", p, strerror(errno));
+	}
+	return 0;
+}
+
+/* Text goes to the .txt file and stdout. */
+__attribute__((format(printf, 2, 3))) static void say(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfprintf(o->txt, fmt, ap);
+	va_end(ap);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fflush(stdout);
+}
+
+static const char *row_hdr = "x\tgroup\tpolicy\tttft_mean_ms\tttft_p50_ms\tttft_p99_ms\ttbt_mean_ms\ttbt_p99_ms\tslo_pct"
+			     "\txfer_mean_ms\tgb_host\tgb_leaf\tgb_pod\tgb_core\tdecide_p99_us\twall_s\n";
+
+static void row(struct out *o, double x, const char *group, const char *policy, const struct nkv_sim_summary *s)
+{
+	fprintf(o->tsv, "%g\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.2f\t%.3f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\n", x, group,
+		policy, s->ttft_mean * 1e3, s->ttft_p50 * 1e3, s->ttft_p99 * 1e3, s->tbt_mean * 1e3, s->tbt_p99 * 1e3,
+		s->slo_attainment * 100, s->transfer_mean * 1e3, s->gb_tier[0], s->gb_tier[1], s->gb_tier[2],
+		s->gb_tier[3], s->decide_p99_us, s->wall_s);
+	fflush(o->tsv);
+	if (o->n < MAX_ROWS) {
+		o->x[o->n] = x;
+		o->y[o->n] = s->ttft_mean * 1e3;
+		snprintf(o->key[o->n++], sizeof(o->key[0]), "%s|%s", group, policy);
+	}
+	say(o, "  %-10g %-16s %-13s %9.1f %9.1f %10.1f %8.2f %7.1f%% %9.2f %8.1f %8.1f %6.1f\n", x, group, policy,
+	    s->ttft_mean * 1e3, s->ttft_p50 * 1e3, s->ttft_p99 * 1e3, s->tbt_mean * 1e3, s->slo_attainment * 100,
+	    s->transfer_mean * 1e3, s->gb_tier[3], s->decide_p99_us, s->wall_s);
+}
+
+static void table_head(struct out *o, const char *xname)
+{
+	fputs(row_hdr, o->tsv);
+	say(o, "  %-10s %-16s %-13s %9s %9s %10s %8s %8s %9s %8s %8s %6s\n", xname, "group", "policy", "TTFT ms",
+	    "p50 ms", "p99 ms", "TBT ms", "SLO", "xfer ms", "core GB", "dec p99", "wall s");
+}
+
+/* gnuplot: mean TTFT vs x, one line per (group, policy); NAME.dat holds
+ * one block per series, NAME.gp the script, NAME.png the plot. */
+static void plot(struct out *o, const char *xlabel, bool logx, bool logy)
+{
+	char p[700], d[700], cmd[1600];
+	FILE *f;
+	uint32_t nser = 0;
+	bool done[MAX_ROWS] = { 0 };
+
+	snprintf(d, sizeof(d), "%s/%s.dat", o->dir, o->name);
+	if (!(f = fopen(d, "w")))
+		return;
+	for (uint32_t i = 0; i < o->n; i++) {
+		if (done[i])
+			continue;
+		fprintf(f, "%s%s\n", nser ? "\n\n" : "", o->key[i]);
+		for (uint32_t j = i; j < o->n; j++)
+			if (!done[j] && !strcmp(o->key[i], o->key[j])) {
+				fprintf(f, "%g %g\n", o->x[j], o->y[j]);
+				done[j] = true;
+			}
+		nser++;
+	}
+	fclose(f);
+	if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+		say(o, "(gnuplot not installed: no plot; tools/setup installs gnuplot-nox)\n");
+		return;
+	}
+	snprintf(p, sizeof(p), "%s/%s.gp", o->dir, o->name);
+	if (!(f = fopen(p, "w")))
+		return;
+	fprintf(f,
+		"set terminal pngcairo size 900,560 noenhanced\n"
+		"set output '%s/%s.png'\n"
+		"set key outside right\n"
+		"set xlabel '%s'\nset ylabel 'mean TTFT (ms)'\nset grid\n%s%s"
+		"plot for [i=0:%u] '%s' index i using 1:2 with linespoints title columnheader(1)\n",
+		o->dir, o->name, xlabel, logx ? "set logscale x\n" : "", logy ? "set logscale y\n" : "", nser - 1, d);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "gnuplot '%s' 2>&1", p);
+	if (system(cmd) != 0)
+		say(o, "(gnuplot failed on %s)\n", p);
+	else
+		say(o, "plot: %s/%s.png\n", o->dir, o->name);
+}
+
+static void out_close(struct out *o)
+{
+	if (o->tsv)
+		fclose(o->tsv);
+	if (o->txt)
+		fclose(o->txt);
+}
+
+/* ---- running one configuration ---------------------------------------------- */
+
+static int run1(struct nkv_sim_config *c, const struct nkv_trace *tr, const char *policy, struct nkv_sim_summary *s)
+{
+	struct nkv_sim_result *r;
+	int ret;
+
+	c->sched.policy = policy;
+	c->progress = false;
+	if ((ret = nkv_sim_run(c, tr, &r)))
+		return ret;
+	*s = r->sum;
+	nkv_sim_result_free(r);
+	return 0;
+}
+
+static double pct_change(double a, double b)
+{
+	return b > 0 ? (a - b) / b * 100 : 0;
+}
+
+struct exp_ctx {
+	struct sim_opts *o;
+	struct out out;
+	size_t tune_limit;
+};
+
+#define NPOL 8
+static const char *const all_pol[NPOL] = { "rr", "random", "load", "cache", "cla*", "netkv-topo", "netkv-static", "netkv" };
+
+/* headline: every policy over a load sweep on the 64-GPU fat tree. */
+static int exp_headline(struct exp_ctx *x)
+{
+	static const double scales[] = { 0.5, 1, 1.5, 2, 3 };
+	struct nkv_sim_config c = x->o->cfg;
+	struct nkv_tune_result tr;
+	struct nkv_sim_summary s[5][NPOL];
+	int ret;
+
+	say(&x->out, "headline: %s, %s, %s; %zu requests; SLO TTFT %.2f s, mean TBT %.3f s\n",
+	    nkv_topo_name(c.topo), c.perf.model, x->o->trace_file ? x->o->trace_file : "conversation trace",
+	    x->o->trace->n, c.slo_ttft_s, c.slo_tbt_s);
+	if ((ret = tune_cla(&c, x->o->trace, x->tune_limit, false, &tr)))
+		return ret;
+	say(&x->out, "cla* weights (grid search, first %zu requests, mean TTFT): w_cache %g, w_load %g\n", x->tune_limit,
+	    tr.w_cache, tr.w_load);
+	table_head(&x->out, "rate x");
+	for (int i = 0; i < 5; i++) {
+		c.rate_scale = scales[i] * x->o->cfg.rate_scale;
+		for (int p = 0; p < NPOL; p++) {
+			if ((ret = run1(&c, x->o->trace, all_pol[p], &s[i][p])))
+				return ret;
+			row(&x->out, scales[i], "load", all_pol[p], &s[i][p]);
+		}
+	}
+	say(&x->out, "\nnetkv against the baselines (paper: vs rr -21.2%% mean TTFT, vs cla* -17.6%%, SLO +20.1 pp, "
+		     "TBT overhead < 0.5 ms)\n");
+	say(&x->out, "  %-8s %14s %15s %14s %16s %16s\n", "rate x", "TTFT vs rr", "TTFT vs cla*", "SLO vs rr pp",
+	    "SLO vs cla* pp", "TBT vs rr ms");
+	for (int i = 0; i < 5; i++)
+		say(&x->out, "  %-8g %13.1f%% %14.1f%% %+14.1f %+16.1f %+16.3f\n", scales[i],
+		    pct_change(s[i][7].ttft_mean, s[i][0].ttft_mean), pct_change(s[i][7].ttft_mean, s[i][4].ttft_mean),
+		    (s[i][7].slo_attainment - s[i][0].slo_attainment) * 100,
+		    (s[i][7].slo_attainment - s[i][4].slo_attainment) * 100, (s[i][7].tbt_mean - s[i][0].tbt_mean) * 1e3);
+	plot(&x->out, "arrival rate scale", false, true);
+	return 0;
+}
+
+/* Where the gain should vanish and where it should appear. With whole hosts
+ * alternating prefill/decode (no NVLink pairs) on a 1:1 fabric without
+ * background, every path is NIC-bound at the same 50 GB/s: the network term
+ * is the same for every candidate, so netkv should match cla*. The same
+ * layout at 4:1 / 8:1 with background flows on the pod and core tiers is
+ * where it should appear; the headline layout (NVLink pairs) in between. */
+static int exp_control(struct exp_ctx *x)
+{
+	static const struct { const char *label; enum nkv_sim_layout lay; double ovl, ovs; uint32_t bg; } cf[3] = {
+		{ "1:1-control", NKV_LAYOUT_HOST_ALT, 1, 1, 0 },
+		{ "alt-4:8+bg", NKV_LAYOUT_HOST_ALT, 4, 8, 16 },
+		{ "headline", NKV_LAYOUT_HOST_SPLIT, 0, 0, 0 },
+	};
+	static const char *const pol[3] = { "rr", "cla*", "netkv" };
+	struct nkv_sim_summary s[3][3];
+	int ret = 0;
+
+	say(&x->out, "control: where netkv's gain should vanish (1:1, hosts alternate, no background) and where it "
+		     "should appear\n");
+	table_head(&x->out, "config#");
+	for (int k = 0; k < 3; k++) {
+		struct nkv_fat_tree_params ft = x->o->ft;
+		struct nkv_sim_config c = x->o->cfg;
+		struct nkv_tune_result tr;
+		struct nkv_topo *t;
+
+		if (cf[k].ovl) {
+			ft.oversub_leaf = cf[k].ovl;
+			ft.oversub_spine = cf[k].ovs;
+			c.layout = cf[k].lay;
+			memset(c.bg_flows, 0, sizeof(c.bg_flows));
+			c.bg_flows[NKV_TIER_POD] = c.bg_flows[NKV_TIER_CORE] = cf[k].bg;
+		}
+		if ((ret = nkv_topo_fat_tree(&ft, &t)))
+			return ret;
+		c.topo = t;
+		ret = tune_cla(&c, x->o->trace, x->tune_limit, false, &tr);
+		for (int p = 0; p < 3 && !ret; p++)
+			if (!(ret = run1(&c, x->o->trace, pol[p], &s[k][p])))
+				row(&x->out, k, cf[k].label, pol[p], &s[k][p]);
+		nkv_topo_free(t);
+		if (ret)
+			return ret;
+	}
+	for (int k = 0; k < 3; k++)
+		say(&x->out, "%-12s netkv vs cla*: mean TTFT %+.1f%%, p99 %+.1f%%; vs rr %+.1f%%; transfer mean %.2f (netkv) "
+			     "vs %.2f (cla*) ms\n", cf[k].label, pct_change(s[k][2].ttft_mean, s[k][1].ttft_mean),
+		    pct_change(s[k][2].ttft_p99, s[k][1].ttft_p99), pct_change(s[k][2].ttft_mean, s[k][0].ttft_mean),
+		    s[k][2].transfer_mean * 1e3, s[k][1].transfer_mean * 1e3);
+	plot(&x->out, "config (0 1:1 control, 1 alt 4:1/8:1 + background, 2 headline)", false, false);
+	return 0;
+}
+
+static int gen_trace(struct sim_opts *o, enum nkv_trace_profile prof, double prefix, double ctx, struct nkv_trace **t)
+{
+	struct nkv_tracegen_params g = o->gen;
+
+	g.profile = prof;
+	g.prefix_share = prefix;
+	g.context_scale = ctx;
+	return nkv_tracegen(&g, t);
+}
+
+static const char *const prof_name[3] = { "chatbot", "rag", "agent" };
+
+/* topology: oversubscription and NIC speed per workload profile. */
+static int exp_topology(struct exp_ctx *x)
+{
+	static const struct { double leaf, spine, nic; } topo[] = {
+		{ 1, 1, 400 }, { 2, 2, 400 }, { 2, 4, 400 }, { 4, 8, 400 }, { 1, 1, 100 }, { 2, 4, 100 }, { 4, 8, 100 },
+	};
+	int ret = 0;
+
+	say(&x->out, "topology: netkv's mean TTFT change over cla* per fabric and profile (synthetic traces, %u requests "
+		     "at %g req/s)\n", x->o->gen.requests, x->o->gen.rate);
+	table_head(&x->out, "config");
+	for (int pf = 0; pf < 3; pf++) {
+		struct nkv_trace *tr;
+		struct nkv_sim_config c = x->o->cfg;
+		struct nkv_tune_result tu;
+
+		if ((ret = gen_trace(x->o, (enum nkv_trace_profile)pf, x->o->gen.prefix_share, 1, &tr)))
+			return ret;
+		if ((ret = tune_cla(&c, tr, x->tune_limit, false, &tu))) {
+			nkv_trace_free(tr);
+			return ret;
+		}
+		for (size_t k = 0; k < sizeof(topo) / sizeof(topo[0]); k++) {
+			struct nkv_fat_tree_params ft = x->o->ft;
+			struct nkv_topo *t;
+			struct nkv_sim_summary a, b;
+			char g[64];
+
+			ft.oversub_leaf = topo[k].leaf;
+			ft.oversub_spine = topo[k].spine;
+			ft.nic_gbps = topo[k].nic;
+			if ((ret = nkv_topo_fat_tree(&ft, &t)))
+				break;
+			c.topo = t;
+			snprintf(g, sizeof(g), "%s/%g:%g@%g", prof_name[pf], topo[k].leaf, topo[k].spine, topo[k].nic);
+			if (!(ret = run1(&c, tr, "cla*", &a)) && !(ret = run1(&c, tr, "netkv", &b))) {
+				row(&x->out, (double)k, g, "cla*", &a);
+				row(&x->out, (double)k, g, "netkv", &b);
+				say(&x->out, "    -> %s: netkv vs cla* mean TTFT %+.1f%%, p99 %+.1f%%\n", g,
+				    pct_change(b.ttft_mean, a.ttft_mean), pct_change(b.ttft_p99, a.ttft_p99));
+			}
+			nkv_topo_free(t);
+			if (ret)
+				break;
+		}
+		nkv_trace_free(tr);
+		if (ret)
+			return ret;
+	}
+	plot(&x->out, "fabric config index (see table)", false, false);
+	return 0;
+}
+
+/* staleness: telemetry refresh 0.1 .. 60 s for netkv (plus cla* as the reference). */
+static int exp_staleness(struct exp_ctx *x)
+{
+	static const double refresh[] = { 0.1, 0.5, 1, 5, 10, 30, 60 };
+	struct nkv_sim_config c = x->o->cfg;
+	struct nkv_sim_summary s;
+	int ret;
+
+	say(&x->out, "staleness: netkv with telemetry refreshed every 0.1 .. 60 s (%s)\n", nkv_topo_name(c.topo));
+	table_head(&x->out, "refresh s");
+	for (size_t i = 0; i < sizeof(refresh) / sizeof(refresh[0]); i++) {
+		c.sched.oracle.refresh_s = refresh[i];
+		if ((ret = run1(&c, x->o->trace, "netkv", &s)))
+			return ret;
+		row(&x->out, refresh[i], "staleness", "netkv", &s);
+	}
+	c.sched.oracle.refresh_s = 1;
+	if ((ret = run1(&c, x->o->trace, "cla*", &s)))
+		return ret;
+	row(&x->out, 1, "reference", "cla*", &s);
+	plot(&x->out, "telemetry refresh interval (s)", true, false);
+	return 0;
+}
+
+/* prefix: prefix-sharing ratio on the RAG profile. */
+static int exp_prefix(struct exp_ctx *x)
+{
+	static const double share[] = { 0, 0.25, 0.5, 0.75, 0.9 };
+	static const char *const pol[4] = { "load", "cla*", "netkv-static", "netkv" };
+	int ret = 0;
+
+	say(&x->out, "prefix: RAG profile, share of requests on a shared document\n");
+	table_head(&x->out, "share");
+	for (size_t i = 0; i < sizeof(share) / sizeof(share[0]); i++) {
+		struct nkv_trace *tr;
+		struct nkv_sim_config c = x->o->cfg;
+		struct nkv_tune_result tu;
+		struct nkv_sim_summary s;
+
+		if ((ret = gen_trace(x->o, NKV_PROFILE_RAG, share[i], 1, &tr)))
+			return ret;
+		ret = tune_cla(&c, tr, x->tune_limit, false, &tu);
+		for (int p = 0; p < 4 && !ret; p++)
+			if (!(ret = run1(&c, tr, pol[p], &s)))
+				row(&x->out, share[i], "rag", pol[p], &s);
+		nkv_trace_free(tr);
+		if (ret)
+			return ret;
+	}
+	plot(&x->out, "prefix-sharing ratio", false, false);
+	return 0;
+}
+
+/* ablation: cla*, netkv-topo, netkv-static, netkv per workload. */
+static int exp_ablation(struct exp_ctx *x)
+{
+	static const char *const pol[4] = { "cla*", "netkv-topo", "netkv-static", "netkv" };
+	int ret = 0;
+
+	say(&x->out, "ablation: what each netkv ingredient adds, per profile (%s, %u requests at %g req/s)\n",
+	    nkv_topo_name(x->o->topo), x->o->gen.requests, x->o->gen.rate);
+	table_head(&x->out, "profile#");
+	for (int pf = 0; pf < 3; pf++) {
+		struct nkv_trace *tr;
+		struct nkv_sim_config c = x->o->cfg;
+		struct nkv_tune_result tu;
+		struct nkv_sim_summary s;
+
+		if ((ret = gen_trace(x->o, (enum nkv_trace_profile)pf, x->o->gen.prefix_share, 1, &tr)))
+			return ret;
+		ret = tune_cla(&c, tr, x->tune_limit, false, &tu);
+		for (int p = 0; p < 4 && !ret; p++)
+			if (!(ret = run1(&c, tr, pol[p], &s)))
+				row(&x->out, pf, prof_name[pf], pol[p], &s);
+		nkv_trace_free(tr);
+		if (ret)
+			return ret;
+	}
+	plot(&x->out, "profile (0 chatbot, 1 rag, 2 agent)", false, false);
+	return 0;
+}
+
+/* scale: 64 -> 1024 GPUs, arrival rate scaled with the GPU count. */
+static int exp_scale(struct exp_ctx *x)
+{
+	static const uint32_t gpus[] = { 64, 128, 256, 512, 1024 };
+	static const char *const pol[2] = { "cla*", "netkv" };
+	struct nkv_sim_config c = x->o->cfg;
+	struct nkv_tune_result tu;
+	int ret;
+
+	say(&x->out, "scale: 64 -> 1024 GPUs, arrival rate x GPUs/64; prefill rr (cache-aware prefill piles a "
+		     "rate-scaled trace's sessions onto few prefills); decision latency is wall-clock per decision\n");
+	c.sched.prefill_policy = NKV_PREFILL_RR;
+	if ((ret = tune_cla(&c, x->o->trace, x->tune_limit, false, &tu)))
+		return ret;
+	table_head(&x->out, "GPUs");
+	for (size_t i = 0; i < sizeof(gpus) / sizeof(gpus[0]); i++) {
+		struct nkv_fat_tree_params ft = x->o->ft;
+		struct nkv_topo *t;
+		struct nkv_sim_summary s;
+
+		ft.gpus = gpus[i];
+		if ((ret = nkv_topo_fat_tree(&ft, &t)))
+			return ret;
+		c.topo = t;
+		c.rate_scale = x->o->cfg.rate_scale * gpus[i] / 64.0;
+		for (int p = 0; p < 2 && !ret; p++)
+			if (!(ret = run1(&c, x->o->trace, pol[p], &s)))
+				row(&x->out, gpus[i], "scale", pol[p], &s);
+		nkv_topo_free(t);
+		if (ret)
+			return ret;
+	}
+	plot(&x->out, "GPUs", true, false);
+	return 0;
+}
+
+/* context: context length grows; cache-aware only vs netkv. */
+static int exp_context(struct exp_ctx *x)
+{
+	static const double scale[] = { 0.5, 1, 2, 4, 8 };
+	static const char *const pol[3] = { "cache", "cla*", "netkv" };
+	int ret = 0;
+
+	say(&x->out, "context: chatbot profile with every length x scale (arrival rate / scale keeps the token load), "
+		     "cache-aware only vs netkv\n");
+	table_head(&x->out, "ctx x");
+	for (size_t i = 0; i < sizeof(scale) / sizeof(scale[0]); i++) {
+		struct nkv_trace *tr;
+		struct nkv_sim_config c = x->o->cfg;
+		struct nkv_tune_result tu;
+		struct nkv_sim_summary s[3];
+		struct sim_opts o2 = *x->o;
+
+		o2.gen.rate = x->o->gen.rate / scale[i];
+		if ((ret = gen_trace(&o2, NKV_PROFILE_CHATBOT, x->o->gen.prefix_share, scale[i], &tr)))
+			return ret;
+		ret = tune_cla(&c, tr, x->tune_limit, false, &tu);
+		for (int p = 0; p < 3 && !ret; p++)
+			if (!(ret = run1(&c, tr, pol[p], &s[p])))
+				row(&x->out, scale[i], "chatbot", pol[p], &s[p]);
+		nkv_trace_free(tr);
+		if (ret)
+			return ret;
+		say(&x->out, "    -> x%g: netkv vs cache mean TTFT %+.1f%%, vs cla* %+.1f%%\n", scale[i],
+		    pct_change(s[2].ttft_mean, s[0].ttft_mean), pct_change(s[2].ttft_mean, s[1].ttft_mean));
+	}
+	plot(&x->out, "context length scale", true, false);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*run)(struct exp_ctx *);
+	const char *what;
+} experiments[] = {
+	{ "headline", exp_headline, "all policies, 64-GPU fat tree, load sweep, vs the paper's figures" },
+	{ "control", exp_control, "oversubscribed vs 1:1 fabric: where netkv's gain should vanish" },
+	{ "topology", exp_topology, "oversubscription and NIC speed per profile (chatbot, rag, agent)" },
+	{ "staleness", exp_staleness, "telemetry refresh 0.1 .. 60 s" },
+	{ "prefix", exp_prefix, "prefix-sharing ratio, RAG profile" },
+	{ "ablation", exp_ablation, "cla*, netkv-topo, netkv-static, netkv per profile" },
+	{ "scale", exp_scale, "64 -> 1024 GPUs" },
+	{ "context", exp_context, "context length growth: cache-aware only vs netkv" },
+};
+#define NEXP (sizeof(experiments) / sizeof(experiments[0]))
+
+static struct option *build_opts(void)
+{
+	static struct option lo[NKV_SIM_COMMON_NOPTS + 4];
+
+	memcpy(lo, nkv_sim_common_opts, sizeof(struct option) * NKV_SIM_COMMON_NOPTS);
+	lo[NKV_SIM_COMMON_NOPTS] = (struct option){ "out", required_argument, 0, 'o' };
+	lo[NKV_SIM_COMMON_NOPTS + 1] = (struct option){ "tune-limit", required_argument, 0, 'L' };
+	lo[NKV_SIM_COMMON_NOPTS + 2] = (struct option){ "help", no_argument, 0, 'h' };
+	lo[NKV_SIM_COMMON_NOPTS + 3] = (struct option){ 0 };
+	return lo;
+}
+
+int nkv_sim_experiment(int argc, char **argv)
+{
+	struct exp_ctx x = { .tune_limit = 3000 };
+	struct sim_opts o;
+	const char *dir = "sim-results";
+	uint64_t v;
+	int c, ret;
+
+	sim_opts_init(&o);
+	o.gen.requests = 3000;
+	o.gen.rate = 12;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:h", build_opts(), NULL)) != -1) {
+		if (c == 'h') {
+			printf("usage: netkv sim experiment NAME [options]\nexperiments:\n");
+			for (size_t i = 0; i < NEXP; i++)
+				printf("  %-10s %s\n", experiments[i].name, experiments[i].what);
+			printf("\n  -o, --out DIR          output directory, default sim-results\n"
+			       "  --tune-limit N         requests used by the cla* grid search, default 3000\n"
+			       "synthetic profiles default to 3000 requests at 12 req/s (--requests, --gen-rate)\n\n");
+			sim_opts_help(stdout);
+			return 0;
+		}
+		if (c == 'o') {
+			dir = optarg;
+			continue;
+		}
+		if (c == 'L') {
+			if (nkv_parse_u64(optarg, &v) || !v) {
+				fprintf(stderr, "netkv sim experiment: --tune-limit '%s': %s\n", optarg, nkv_last_error());
+				return 2;
+			}
+			x.tune_limit = v;
+			continue;
+		}
+		if ((ret = sim_opts_parse(&o, "sim experiment", c, optarg)) < 0)
+			return 2;
+		if (!ret) {
+			fprintf(stderr, "netkv sim experiment: unknown option (see --help)\n");
+			return 2;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "netkv sim experiment: need one experiment NAME (see --help)\n");
+		return 2;
+	}
+	size_t e;
+	for (e = 0; e < NEXP && strcmp(experiments[e].name, argv[optind]); e++)
+		;
+	if (e == NEXP) {
+		fprintf(stderr, "netkv sim experiment: unknown experiment '%s' (see --help)\n", argv[optind]);
+		return 2;
+	}
+	bool gen = o.gen_set;
+	o.gen_set = false; /* the base trace is the Mooncake one unless --profile was given */
+	if (gen)
+		o.gen_set = true;
+	if (sim_opts_finish(&o, "sim experiment")) {
+		sim_opts_free(&o);
+		return 1;
+	}
+	x.o = &o;
+	if ((ret = out_open(&x.out, dir, experiments[e].name))) {
+		fprintf(stderr, "netkv sim experiment: %s\n", nkv_last_error());
+		sim_opts_free(&o);
+		return 1;
+	}
+	uint64_t t0 = nkv_now_ns();
+	ret = experiments[e].run(&x);
+	if (!ret)
+		say(&x.out, "experiment %s: %.1f s wall; table %s/%s.tsv\n", experiments[e].name,
+		    (double)(nkv_now_ns() - t0) * 1e-9, dir, experiments[e].name);
+	out_close(&x.out);
+	sim_opts_free(&o);
+	if (ret) {
+		fprintf(stderr, "netkv sim experiment %s: %s\n", experiments[e].name, nkv_last_error());
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- netkv sim tune ------------------------------------------------------------ */
+
+int nkv_sim_tune_cmd(int argc, char **argv)
+{
+	struct sim_opts o;
+	struct nkv_tune_result tr;
+	size_t limit = 0;
+	uint64_t v;
+	int c, ret;
+
+	sim_opts_init(&o);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:h", build_opts(), NULL)) != -1) {
+		if (c == 'h') {
+			printf("usage: netkv sim tune [options]\nGrid search of cla*'s weights (w_cache, w_load over "
+			       "{0, .25, .5, 1, 2, 4}) minimising simulated mean TTFT; deterministic for a seed.\n"
+			       "  --tune-limit N         first N requests of the trace (default all)\n\n");
+			sim_opts_help(stdout);
+			return 0;
+		}
+		if (c == 'L') {
+			if (nkv_parse_u64(optarg, &v) || !v) {
+				fprintf(stderr, "netkv sim tune: --tune-limit '%s': %s\n", optarg, nkv_last_error());
+				return 2;
+			}
+			limit = v;
+			continue;
+		}
+		if (c == 'o' || (ret = sim_opts_parse(&o, "sim tune", c, optarg)) <= 0) {
+			fprintf(stderr, "netkv sim tune: bad or unknown option (see --help)\n");
+			return 2;
+		}
+	}
+	if (sim_opts_finish(&o, "sim tune")) {
+		sim_opts_free(&o);
+		return 1;
+	}
+	ret = tune_cla(&o.cfg, o.trace, limit, !o.json, &tr);
+	if (ret) {
+		fprintf(stderr, "netkv sim tune: %s\n", nkv_last_error());
+		sim_opts_free(&o);
+		return 1;
+	}
+	if (o.json)
+		printf("{\"w_cache\": %g, \"w_load\": %g, \"mean_ttft_s\": %.6f, \"evaluated\": %u}\n", tr.w_cache,
+		       tr.w_load, tr.objective, tr.evaluated);
+	else
+		printf("cla*: w_cache %g, w_load %g (mean TTFT %.1f ms, %u points evaluated)\n"
+		       "use: netkv sim run --policy cla* --w-cache %g --w-load %g\n",
+		       tr.w_cache, tr.w_load, tr.objective * 1e3, tr.evaluated, tr.w_cache, tr.w_load);
+	sim_opts_free(&o);
+	return 0;
+}

@@ -1,0 +1,450 @@
+/*
+ * Flow-level network: max-min fair rates by progressive filling over the
+ * directional links, recomputed whenever the set of flows sharing links
+ * changes (a flow arrives, drains its last byte, or is removed).
+ *
+ * A flow goes through two stages: draining (its bytes leave at its rate,
+ * it holds a share of every link on its path) and then the tail (the last
+ * byte crosses the path's base latency; no bandwidth held). It completes
+ * at drain end + latency.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "netkv_sim.h"
+#include "nkv_util.h"
+
+enum flow_state { F_FREE, F_DRAIN, F_TAIL };
+
+struct flow {
+	uint32_t links[NKV_MAX_PATH];
+	uint8_t nl;
+	uint8_t state;
+	bool bg;
+	bool frozen;
+	int tier;
+	uint64_t bytes;
+	double remaining;   /* bytes left to drain */
+	double rate;        /* B/s */
+	double latency_s;
+	double start_s;
+	double done_s;      /* completion time once in the tail */
+};
+
+struct nkv_flownet {
+	const struct nkv_topo *topo;
+	uint32_t nlinks;
+	double *cap;
+	/* per-link scratch for progressive filling */
+	double *resid;
+	uint32_t *count;
+	uint64_t *stamp;
+	uint32_t *touched;
+	uint64_t gen;
+
+	struct flow *f;
+	uint32_t nf, capf;
+	uint32_t *freel;    /* free flow slots */
+	uint32_t nfree;
+	uint32_t *act;      /* active (drain or tail) flow ids */
+	uint32_t nact;
+
+	double now;
+	double next;        /* cached: next drain end or completion */
+	uint64_t done_bytes[NKV_TIERS];
+	uint64_t recomputes;
+};
+
+static int net_alloc(struct nkv_flownet **out, uint32_t nlinks)
+{
+	struct nkv_flownet *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return nkv_err(ENOMEM, "flownet: out of memory");
+	n->nlinks = nlinks;
+	n->cap = calloc(nlinks ? nlinks : 1, sizeof(double));
+	n->resid = calloc(nlinks ? nlinks : 1, sizeof(double));
+	n->count = calloc(nlinks ? nlinks : 1, sizeof(uint32_t));
+	n->stamp = calloc(nlinks ? nlinks : 1, sizeof(uint64_t));
+	n->touched = calloc(nlinks ? nlinks : 1, sizeof(uint32_t));
+	if (!n->cap || !n->resid || !n->count || !n->stamp || !n->touched) {
+		nkv_flownet_free(n);
+		return nkv_err(ENOMEM, "flownet: out of memory for %u links", nlinks);
+	}
+	n->next = INFINITY;
+	*out = n;
+	return 0;
+}
+
+int nkv_flownet_create(const struct nkv_topo *t, struct nkv_flownet **out)
+{
+	uint32_t nl = nkv_topo_links(t);
+	struct nkv_link_info li;
+	int ret = net_alloc(out, nl);
+
+	if (ret)
+		return ret;
+	(*out)->topo = t;
+	for (uint32_t i = 0; i < nl; i++) {
+		if ((ret = nkv_topo_link(t, i, &li)) < 0) {
+			nkv_flownet_free(*out);
+			*out = NULL;
+			return nkv_err_wrap(ret, "flownet: link %u", i);
+		}
+		(*out)->cap[i] = li.bytes_per_s;
+	}
+	return 0;
+}
+
+int nkv_flownet_create_links(const double *capacity, uint32_t nlinks, struct nkv_flownet **out)
+{
+	int ret;
+
+	for (uint32_t i = 0; i < nlinks; i++)
+		if (!(capacity[i] > 0) || !isfinite(capacity[i]))
+			return nkv_err(EINVAL, "flownet: link %u capacity %g must be a positive number", i, capacity[i]);
+	if ((ret = net_alloc(out, nlinks)))
+		return ret;
+	memcpy((*out)->cap, capacity, nlinks * sizeof(double));
+	return 0;
+}
+
+void nkv_flownet_free(struct nkv_flownet *n)
+{
+	if (!n)
+		return;
+	free(n->cap);
+	free(n->resid);
+	free(n->count);
+	free(n->stamp);
+	free(n->touched);
+	free(n->f);
+	free(n->freel);
+	free(n->act);
+	free(n);
+}
+
+/* Move the draining flows' bytes forward to time t at their current rates. */
+static void drain_to(struct nkv_flownet *n, double t)
+{
+	double dt = t - n->now;
+
+	if (dt > 0) {
+		for (uint32_t i = 0; i < n->nact; i++) {
+			struct flow *f = &n->f[n->act[i]];
+
+			if (f->state == F_DRAIN && !f->bg) {
+				f->remaining -= f->rate * dt;
+				if (f->remaining < 0)
+					f->remaining = 0;
+			}
+		}
+	}
+	if (t > n->now)
+		n->now = t;
+}
+
+static double drain_end(const struct nkv_flownet *n, const struct flow *f)
+{
+	if (f->bg)
+		return INFINITY;
+	if (f->remaining <= 0)
+		return n->now;
+	return f->rate > 0 ? n->now + f->remaining / f->rate : INFINITY;
+}
+
+static void update_next(struct nkv_flownet *n)
+{
+	double best = INFINITY;
+
+	for (uint32_t i = 0; i < n->nact; i++) {
+		const struct flow *f = &n->f[n->act[i]];
+		double t = f->state == F_TAIL ? f->done_s : drain_end(n, f);
+
+		if (t < best)
+			best = t;
+	}
+	n->next = best;
+}
+
+/* Progressive filling: raise every unfrozen flow's rate together; the link
+ * whose residual / unfrozen-flows is smallest saturates first, freezing its
+ * flows at that share; repeat. Gives the max-min fair allocation. */
+static void recompute(struct nkv_flownet *n)
+{
+	uint32_t ntouched = 0, unfrozen = 0;
+
+	n->recomputes++;
+	n->gen++;
+	for (uint32_t i = 0; i < n->nact; i++) {
+		struct flow *f = &n->f[n->act[i]];
+
+		if (f->state != F_DRAIN)
+			continue;
+		f->frozen = false;
+		f->rate = 0;
+		if (!f->nl) { /* no links: unlimited; only happens for a == b flows, which skip draining */
+			f->frozen = true;
+			f->rate = INFINITY;
+			continue;
+		}
+		unfrozen++;
+		for (uint32_t k = 0; k < f->nl; k++) {
+			uint32_t l = f->links[k];
+
+			if (n->stamp[l] != n->gen) {
+				n->stamp[l] = n->gen;
+				n->resid[l] = n->cap[l];
+				n->count[l] = 0;
+				n->touched[ntouched++] = l;
+			}
+			n->count[l]++;
+		}
+	}
+	while (unfrozen) {
+		double share = INFINITY;
+		uint32_t bl = UINT32_MAX;
+
+		for (uint32_t j = 0; j < ntouched; j++) {
+			uint32_t l = n->touched[j];
+			double s;
+
+			if (!n->count[l])
+				continue;
+			s = n->resid[l] / n->count[l];
+			if (s < share || (s == share && l < bl)) {
+				share = s;
+				bl = l;
+			}
+		}
+		if (bl == UINT32_MAX)
+			break;
+		if (share < 0)
+			share = 0;
+		for (uint32_t i = 0; i < n->nact; i++) {
+			struct flow *f = &n->f[n->act[i]];
+			bool on = false;
+
+			if (f->state != F_DRAIN || f->frozen)
+				continue;
+			for (uint32_t k = 0; k < f->nl && !on; k++)
+				on = f->links[k] == bl;
+			if (!on)
+				continue;
+			f->rate = share;
+			f->frozen = true;
+			unfrozen--;
+			for (uint32_t k = 0; k < f->nl; k++) {
+				n->resid[f->links[k]] -= share;
+				n->count[f->links[k]]--;
+			}
+		}
+		n->count[bl] = 0;
+	}
+}
+
+static int new_flow(struct nkv_flownet *n, struct flow **fp)
+{
+	uint32_t id;
+
+	if (n->nfree) {
+		id = n->freel[--n->nfree];
+	} else {
+		if (n->nf == n->capf) {
+			uint32_t c = n->capf ? n->capf * 2 : 64;
+			struct flow *f = realloc(n->f, c * sizeof(*f));
+			uint32_t *fl, *ac;
+
+			if (!f)
+				return nkv_err(ENOMEM, "flownet: out of memory for %u flows", c);
+			n->f = f;
+			fl = realloc(n->freel, c * sizeof(*fl));
+			if (!fl)
+				return nkv_err(ENOMEM, "flownet: out of memory for %u flows", c);
+			n->freel = fl;
+			ac = realloc(n->act, c * sizeof(*ac));
+			if (!ac)
+				return nkv_err(ENOMEM, "flownet: out of memory for %u flows", c);
+			n->act = ac;
+			n->capf = c;
+		}
+		id = n->nf++;
+	}
+	memset(&n->f[id], 0, sizeof(n->f[id]));
+	n->act[n->nact++] = id;
+	*fp = &n->f[id];
+	return (int)id;
+}
+
+static int start(struct nkv_flownet *n, const uint32_t *links, uint32_t nl, uint64_t bytes, double lat, int tier,
+		 double now)
+{
+	struct flow *f = NULL;
+	int id;
+
+	if (nl > NKV_MAX_PATH)
+		return nkv_err(EINVAL, "flownet: path of %u links (max %d)", nl, NKV_MAX_PATH);
+	for (uint32_t k = 0; k < nl; k++)
+		if (links[k] >= n->nlinks)
+			return nkv_err(EINVAL, "flownet: link %u beyond %u", links[k], n->nlinks);
+	if (!(lat >= 0) || !isfinite(lat))
+		return nkv_err(EINVAL, "flownet: latency %g", lat);
+	if (!bytes)
+		return nkv_err(EINVAL, "flownet: empty flow");
+	if (now < n->now)
+		now = n->now; /* never go back in time */
+	drain_to(n, now);
+	if ((id = new_flow(n, &f)) < 0)
+		return id;
+	memcpy(f->links, links, nl * sizeof(*links));
+	f->nl = (uint8_t)nl;
+	f->bytes = bytes;
+	f->bg = bytes == UINT64_MAX;
+	f->remaining = f->bg ? INFINITY : (double)bytes;
+	f->latency_s = lat;
+	f->start_s = now;
+	f->tier = tier;
+	if (!nl && !f->bg) {
+		f->state = F_TAIL; /* nothing to cross */
+		f->remaining = 0;
+		f->done_s = now + lat;
+	} else {
+		f->state = F_DRAIN;
+		recompute(n);
+	}
+	update_next(n);
+	return id;
+}
+
+int nkv_flownet_add(struct nkv_flownet *n, uint32_t a, uint32_t b, uint64_t bytes, double now)
+{
+	uint32_t links[NKV_MAX_PATH];
+	int nl, tier;
+	double lat;
+
+	if (!n->topo)
+		return nkv_err(EINVAL, "flownet: no topology (built from bare links)");
+	if ((tier = nkv_topo_tier(n->topo, a, b)) < 0)
+		return nkv_err_wrap(tier, "flownet: flow %u -> %u", a, b);
+	if ((nl = nkv_topo_path(n->topo, a, b, links)) < 0)
+		return nkv_err_wrap(nl, "flownet: flow %u -> %u", a, b);
+	lat = a == b ? 0 : nkv_topo_path_latency(n->topo, a, b);
+	if (lat < 0)
+		lat = 0;
+	return start(n, links, (uint32_t)nl, bytes, lat, tier, now);
+}
+
+int nkv_flownet_add_links(struct nkv_flownet *n, const uint32_t *links, uint32_t nlinks, uint64_t bytes,
+			  double latency_s, double now)
+{
+	return start(n, links, nlinks, bytes, latency_s, 0, now);
+}
+
+static void release(struct nkv_flownet *n, uint32_t idx_in_act)
+{
+	uint32_t id = n->act[idx_in_act];
+
+	n->f[id].state = F_FREE;
+	n->act[idx_in_act] = n->act[--n->nact];
+	n->freel[n->nfree++] = id;
+}
+
+int nkv_flownet_remove(struct nkv_flownet *n, int flow, double now)
+{
+	for (uint32_t i = 0; i < n->nact; i++) {
+		if ((int)n->act[i] != flow)
+			continue;
+		drain_to(n, now);
+		bool was_drain = n->f[flow].state == F_DRAIN;
+		release(n, i);
+		if (was_drain)
+			recompute(n);
+		update_next(n);
+		return 0;
+	}
+	return nkv_err(ENOENT, "flownet: no active flow %d", flow);
+}
+
+double nkv_flownet_next(const struct nkv_flownet *n)
+{
+	return n->next;
+}
+
+int nkv_flownet_pop(struct nkv_flownet *n, double now, uint64_t *bytes, double *started_s)
+{
+	/* Process drain ends up to now, each at its own time (rates change there). */
+	for (;;) {
+		double best = INFINITY;
+		uint32_t bi = UINT32_MAX;
+
+		for (uint32_t i = 0; i < n->nact; i++) {
+			const struct flow *f = &n->f[n->act[i]];
+
+			if (f->state != F_DRAIN)
+				continue;
+			double t = drain_end(n, f);
+			if (t < best || (bi != UINT32_MAX && t == best && n->act[i] < n->act[bi])) {
+				best = t;
+				bi = i;
+			}
+		}
+		if (bi == UINT32_MAX || best > now)
+			break;
+		drain_to(n, best);
+		struct flow *f = &n->f[n->act[bi]];
+		f->remaining = 0;
+		f->state = F_TAIL;
+		f->done_s = best + f->latency_s;
+		recompute(n);
+	}
+	drain_to(n, now);
+	/* The earliest completion at or before now (ties: lowest id). */
+	uint32_t bi = UINT32_MAX;
+	for (uint32_t i = 0; i < n->nact; i++) {
+		const struct flow *f = &n->f[n->act[i]];
+
+		if (f->state != F_TAIL || f->done_s > now)
+			continue;
+		if (bi == UINT32_MAX || f->done_s < n->f[n->act[bi]].done_s ||
+		    (f->done_s == n->f[n->act[bi]].done_s && n->act[i] < n->act[bi]))
+			bi = i;
+	}
+	if (bi == UINT32_MAX) {
+		update_next(n);
+		return -ENOENT;
+	}
+	int id = (int)n->act[bi];
+	struct flow *f = &n->f[id];
+	if (bytes)
+		*bytes = f->bytes;
+	if (started_s)
+		*started_s = f->start_s;
+	n->done_bytes[f->tier >= 0 && f->tier < NKV_TIERS ? f->tier : 0] += f->bytes;
+	release(n, bi);
+	update_next(n);
+	return id;
+}
+
+double nkv_flownet_rate(const struct nkv_flownet *n, int flow)
+{
+	if (flow < 0 || (uint32_t)flow >= n->nf || n->f[flow].state != F_DRAIN)
+		return 0;
+	return n->f[flow].rate;
+}
+
+uint32_t nkv_flownet_active(const struct nkv_flownet *n)
+{
+	return n->nact;
+}
+
+uint64_t nkv_flownet_bytes_done(const struct nkv_flownet *n, int tier)
+{
+	return tier >= 0 && tier < NKV_TIERS ? n->done_bytes[tier] : 0;
+}
+
+uint64_t nkv_flownet_recomputes(const struct nkv_flownet *n)
+{
+	return n->recomputes;
+}

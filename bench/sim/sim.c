@@ -1,0 +1,849 @@
+/*
+ * The cluster simulation: requests arrive from the trace, the scheduler
+ * (scheduler/, the live daemon's code) picks (prefill, decode), the
+ * prefill instance computes the uncached tokens, the KV moves as flows in
+ * the flow-level network, the decode instance admits the request into its
+ * continuous batch and emits tokens at the perf model's iteration time.
+ *
+ * What the scheduler sees, as the live one would:
+ *  - its own assignments at once (nkv_sched_assign), admissions and
+ *    finishes as they happen (the response stream passes the router);
+ *  - decode heartbeats (running tokens, KV use) every refresh_s;
+ *  - path throughput from completed transfers and probes, published by the
+ *    oracle at refresh ticks (refresh_s = the staleness knob);
+ *  - prefix blocks held: added when the transfer lands, removed on LRU
+ *    eviction.
+ * Simplifications (documented, deliberate): the decision's held blocks and
+ * byte count are fixed at decision time even if an eviction happens before
+ * the transfer; a request's running KV footprint is input + output tokens
+ * from admission (no sharing of prefix pages between running sequences).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "netkv_sim.h"
+#include "nkv_util.h"
+#include "sim_internal.h"
+
+enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG };
+
+#define OWNER_PROBE UINT32_MAX
+#define OWNER_BG (UINT32_MAX - 1)
+
+struct req {
+	struct nkv_request r;
+	struct nkv_decision dec;
+	double t_pstart, t_pend, t_xstart, t_xend, t_admit, t_first, t_last;
+	double tbt_sum, tbt_max;
+	uint32_t generated;
+	uint32_t subflows;     /* KV subflows still in flight */
+	uint64_t moved;
+	bool done;
+};
+
+struct fifo {
+	uint32_t *v;
+	size_t head, n, cap;
+};
+
+struct pinst {
+	uint32_t inst;         /* topology index (first GPU of the group) */
+	struct fifo q;
+	uint32_t *batch;
+	uint32_t nbatch, capbatch;
+	bool busy;
+	struct sim_lru *cache;
+};
+
+struct dinst {
+	uint32_t inst;
+	struct fifo wait;      /* KV in place, waiting for admission */
+	uint32_t *run;
+	uint32_t nrun, caprun;
+	uint64_t run_context;  /* sum of input + generated over the running batch */
+	uint64_t blocks_used, blocks_total;
+	uint32_t assigned;     /* assigned, not yet admitted (true queue as the agent sees it) */
+	uint64_t assigned_tokens;
+	bool iterating;
+	double iter_start;
+	struct sim_lru *cache;
+};
+
+struct sim {
+	const struct nkv_sim_config *c;
+	struct nkv_sched *s;
+	struct nkv_flownet *net;
+	struct sim_heap heap;
+	struct req *rq;
+	size_t n, next_arrival, finished;
+	struct pinst *P;
+	struct dinst *D;
+	uint32_t np, nd, group;
+	uint32_t *owner;       /* flow id -> request index / OWNER_* */
+	uint32_t capowner;
+	double *decide_us;
+	uint64_t events, probes, probe_bytes;
+	uint64_t moved_tier[NKV_TIERS];
+	uint64_t rng;
+	int *bg;               /* background flow ids */
+	uint32_t nbg;
+	double now;
+	/* eviction callback context */
+	struct nkv_prefix_index *evict_index;
+	uint32_t evict_slot;
+};
+
+void nkv_sim_defaults(struct nkv_sim_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	nkv_perf_preset("llama3-8b", "h100", &c->perf);
+	nkv_sched_defaults(&c->sched);
+	c->sched.prefill_policy = NKV_PREFILL_CACHE;
+	c->layout = NKV_LAYOUT_HOST_SPLIT;
+	c->prefill_share = 0.5;
+	c->prefill_max_tokens = 16384;
+	c->prefill_cache_blocks = 2048;
+	c->probes = true;
+	c->slo_ttft_s = 2.0;
+	c->slo_tbt_s = 0.1;
+	c->rate_scale = 1;
+	c->seed = 1;
+}
+
+static int fifo_push(struct fifo *f, uint32_t x)
+{
+	if (f->n == f->cap) {
+		size_t c = f->cap ? f->cap * 2 : 16;
+		uint32_t *v = malloc(c * sizeof(*v));
+
+		if (!v)
+			return nkv_err(ENOMEM, "sim: out of memory");
+		for (size_t i = 0; i < f->n; i++)
+			v[i] = f->v[(f->head + i) % f->cap];
+		free(f->v);
+		f->v = v;
+		f->head = 0;
+		f->cap = c;
+	}
+	f->v[(f->head + f->n++) % f->cap] = x;
+	return 0;
+}
+
+static uint32_t fifo_peek(const struct fifo *f)
+{
+	return f->v[f->head];
+}
+
+static uint32_t fifo_pop(struct fifo *f)
+{
+	uint32_t x = f->v[f->head];
+
+	f->head = (f->head + 1) % f->cap;
+	f->n--;
+	return x;
+}
+
+static int grow_u32(uint32_t **v, uint32_t *cap, uint32_t need)
+{
+	if (need <= *cap)
+		return 0;
+	uint32_t c = *cap ? *cap : 16;
+	while (c < need)
+		c *= 2;
+	uint32_t *nv = realloc(*v, c * sizeof(**v));
+	if (!nv)
+		return nkv_err(ENOMEM, "sim: out of memory");
+	*v = nv;
+	*cap = c;
+	return 0;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+static void on_evict(void *ctx, uint64_t key)
+{
+	struct sim *m = ctx;
+
+	nkv_prefix_remove(m->evict_index, m->evict_slot, &key, 1);
+}
+
+static int set_owner(struct sim *m, int flow, uint32_t who)
+{
+	int ret = grow_u32(&m->owner, &m->capowner, (uint32_t)flow + 1);
+
+	if (ret)
+		return ret;
+	m->owner[flow] = who;
+	return 0;
+}
+
+/* ---- layout ---------------------------------------------------------------- */
+
+static int place(struct sim *m)
+{
+	const struct nkv_topo *t = m->c->topo;
+	uint32_t ni = nkv_topo_instances(t), g = m->c->perf.gpus ? m->c->perf.gpus : 1;
+	struct nkv_instance_info a, b;
+	uint32_t ngroups = ni / g, hosts = nkv_topo_hosts(t);
+	uint32_t *per_host_seen;
+	int ret = 0;
+
+	if (!ngroups)
+		return nkv_err(EINVAL, "sim: %u GPUs cannot hold one %u-GPU instance", ni, g);
+	m->group = g;
+	m->P = calloc(ngroups, sizeof(*m->P));
+	m->D = calloc(ngroups, sizeof(*m->D));
+	per_host_seen = calloc(hosts ? hosts : 1, sizeof(uint32_t));
+	if (!m->P || !m->D || !per_host_seen) {
+		free(per_host_seen);
+		return nkv_err(ENOMEM, "sim: out of memory");
+	}
+	/* groups per host, to split each host by share */
+	uint32_t *groups_in_host = calloc(hosts ? hosts : 1, sizeof(uint32_t));
+	if (!groups_in_host) {
+		free(per_host_seen);
+		return nkv_err(ENOMEM, "sim: out of memory");
+	}
+	for (uint32_t k = 0; k < ngroups; k++) {
+		if ((ret = nkv_topo_instance(t, k * g, &a)) < 0)
+			goto out;
+		for (uint32_t i = 1; i < g; i++) {
+			if ((ret = nkv_topo_instance(t, k * g + i, &b)) < 0)
+				goto out;
+			if (b.host != a.host) {
+				ret = nkv_err(EINVAL, "sim: a %u-GPU instance at GPU %u would span hosts %s and %s", g,
+					      k * g, a.host_name, b.host_name);
+				goto out;
+			}
+		}
+		groups_in_host[a.host]++;
+	}
+	for (uint32_t k = 0; k < ngroups; k++) {
+		bool pre;
+
+		nkv_topo_instance(t, k * g, &a);
+		if (m->c->layout == NKV_LAYOUT_HOST_ALT) {
+			pre = a.host % 2 == 0;
+		} else {
+			uint32_t np_host = (uint32_t)lround(m->c->prefill_share * groups_in_host[a.host]);
+			if (groups_in_host[a.host] >= 2 && np_host == 0)
+				np_host = 1;
+			if (groups_in_host[a.host] >= 2 && np_host >= groups_in_host[a.host])
+				np_host = groups_in_host[a.host] - 1;
+			pre = per_host_seen[a.host] < np_host;
+			per_host_seen[a.host]++;
+		}
+		if (pre)
+			m->P[m->np++].inst = k * g;
+		else
+			m->D[m->nd++].inst = k * g;
+	}
+	if (!m->np || !m->nd)
+		ret = nkv_err(EINVAL, "sim: layout gives %u prefill and %u decode instances; need both", m->np, m->nd);
+out:
+	free(per_host_seen);
+	free(groups_in_host);
+	return ret < 0 ? ret : 0;
+}
+
+/* ---- prefill ---------------------------------------------------------------- */
+
+static uint32_t uncached(const struct sim *m, const struct req *q)
+{
+	uint64_t held = (uint64_t)q->dec.prefill_held_blocks * m->c->sched.prefix_block_tokens;
+
+	return held >= q->r.input_len ? 1 : (uint32_t)(q->r.input_len - held);
+}
+
+static int prefill_start(struct sim *m, uint32_t p)
+{
+	struct pinst *P = &m->P[p];
+	uint64_t tokens = 0;
+	uint32_t lens[256];
+	int ret;
+
+	if (P->busy || !P->q.n)
+		return 0;
+	P->nbatch = 0;
+	while (P->q.n && P->nbatch < 256) {
+		struct req *q = &m->rq[fifo_peek(&P->q)];
+		uint32_t l = uncached(m, q);
+
+		if (P->nbatch && tokens + l > m->c->prefill_max_tokens)
+			break;
+		if ((ret = grow_u32(&P->batch, &P->capbatch, P->nbatch + 1)))
+			return ret;
+		lens[P->nbatch] = l;
+		P->batch[P->nbatch++] = fifo_pop(&P->q);
+		tokens += l;
+		q->t_pstart = m->now;
+	}
+	P->busy = true;
+	return sim_heap_push(&m->heap, m->now + nkv_perf_prefill_batch_s(&m->c->perf, lens, P->nbatch),
+			     EV_PREFILL_DONE, p, 0);
+}
+
+/* ---- decode ------------------------------------------------------------------ */
+
+static uint64_t need_blocks(const struct sim *m, const struct req *q)
+{
+	uint64_t bt = m->c->sched.kv_block_tokens;
+
+	return ((uint64_t)q->r.input_len + q->r.output_len + bt - 1) / bt;
+}
+
+static int decode_admit(struct sim *m, uint32_t d)
+{
+	struct dinst *D = &m->D[d];
+	int ret;
+
+	while (D->wait.n) {
+		struct req *q = &m->rq[fifo_peek(&D->wait)];
+		uint64_t nb = need_blocks(m, q);
+
+		if (D->nrun >= m->c->perf.max_batch || (D->blocks_used + nb > D->blocks_total && D->nrun))
+			break; /* an empty instance admits even an oversized request, so nothing hangs */
+		fifo_pop(&D->wait);
+		if ((ret = grow_u32(&D->run, &D->caprun, D->nrun + 1)))
+			return ret;
+		D->run[D->nrun++] = (uint32_t)(q - m->rq);
+		D->run_context += q->r.input_len;
+		D->blocks_used += nb;
+		D->assigned--;
+		D->assigned_tokens -= (uint64_t)q->r.input_len + q->r.output_len;
+		q->t_admit = m->now;
+		if ((ret = nkv_sched_admit(m->s, &q->r, &q->dec)))
+			return ret;
+	}
+	if (!D->iterating && D->nrun) {
+		D->iterating = true;
+		D->iter_start = m->now;
+		return sim_heap_push(&m->heap, m->now + nkv_perf_decode_iter_s(&m->c->perf, D->run_context, D->nrun),
+				     EV_DECODE_ITER, d, 0);
+	}
+	return 0;
+}
+
+static int decode_iter_done(struct sim *m, uint32_t d)
+{
+	struct dinst *D = &m->D[d];
+	uint32_t keep = 0;
+	int ret;
+
+	D->iterating = false;
+	for (uint32_t i = 0; i < D->nrun; i++) {
+		struct req *q = &m->rq[D->run[i]];
+
+		q->generated++;
+		D->run_context++;
+		if (q->generated == 1) {
+			q->t_first = m->now;
+		} else {
+			double gap = m->now - q->t_last;
+			q->tbt_sum += gap;
+			if (gap > q->tbt_max)
+				q->tbt_max = gap;
+		}
+		q->t_last = m->now;
+		if (q->generated >= q->r.output_len) {
+			q->done = true;
+			m->finished++;
+			D->run_context -= (uint64_t)q->r.input_len + q->generated;
+			D->blocks_used -= need_blocks(m, q);
+			if ((ret = nkv_sched_finish(m->s, &q->r, &q->dec)))
+				return ret;
+			continue;
+		}
+		D->run[keep++] = D->run[i];
+	}
+	D->nrun = keep;
+	return decode_admit(m, d);
+}
+
+/* ---- transfers ------------------------------------------------------------------ */
+
+static int transfer_landed(struct sim *m, uint32_t qi)
+{
+	struct req *q = &m->rq[qi];
+	uint32_t d = q->dec.decode, p = q->dec.prefill;
+	int ret;
+
+	q->t_xend = m->now;
+	if ((ret = nkv_sched_transfer_done(m->s, &q->r, &q->dec, q->t_xend - q->t_xstart, m->now)))
+		return ret;
+	/* Both caches now hold the request's prefix (the scheduler indexed them). */
+	m->evict_index = nkv_sched_decode_index(m->s);
+	m->evict_slot = d;
+	for (uint32_t b = 0; b < q->r.nblocks; b++)
+		sim_lru_touch(m->D[d].cache, q->r.hash_ids[b], on_evict, m);
+	m->evict_index = nkv_sched_prefill_index(m->s);
+	m->evict_slot = p;
+	for (uint32_t b = 0; b < q->r.nblocks; b++)
+		sim_lru_touch(m->P[p].cache, q->r.hash_ids[b], on_evict, m);
+	if ((ret = fifo_push(&m->D[d].wait, qi)))
+		return ret;
+	return decode_admit(m, d);
+}
+
+static int transfer_start(struct sim *m, uint32_t qi)
+{
+	struct req *q = &m->rq[qi];
+	uint32_t g = m->group;
+	int ret;
+
+	q->t_xstart = m->now;
+	if (!q->dec.bytes)
+		return transfer_landed(m, qi);
+	q->subflows = g;
+	for (uint32_t i = 0; i < g; i++) {
+		uint64_t part = q->dec.bytes / g + (i < q->dec.bytes % g ? 1 : 0);
+		int f;
+
+		if (!part) {
+			q->subflows--;
+			continue;
+		}
+		if ((f = nkv_flownet_add(m->net, q->dec.prefill_inst + i, q->dec.decode_inst + i, part, m->now)) < 0)
+			return f;
+		if ((ret = set_owner(m, f, qi)))
+			return ret;
+	}
+	return q->subflows ? 0 : transfer_landed(m, qi);
+}
+
+static int flow_done(struct sim *m, int f, uint64_t bytes, double started)
+{
+	uint32_t who = m->owner[f];
+
+	if (who == OWNER_PROBE) {
+		/* probes: owner[f] marks the kind; the path is kept in arg via owner of pair arrays */
+		return 0;
+	}
+	struct req *q = &m->rq[who];
+	int tier = q->dec.tier >= 0 && q->dec.tier < NKV_TIERS ? q->dec.tier : 0;
+	q->moved += bytes;
+	m->moved_tier[tier] += bytes;
+	(void)started;
+	if (--q->subflows == 0)
+		return transfer_landed(m, who);
+	return 0;
+}
+
+/* ---- telemetry --------------------------------------------------------------- */
+
+struct probe_track {
+	uint32_t src, dst;
+	uint64_t bytes;
+	double start;
+};
+
+static int refresh(struct sim *m, struct probe_track **pt, uint32_t *npt, uint32_t *cappt)
+{
+	/* Decode heartbeats: the agent's own figures replace the scheduler's. */
+	for (uint32_t d = 0; d < m->nd; d++) {
+		struct nkv_decode_state *st = nkv_sched_decode(m->s, d);
+		struct dinst *D = &m->D[d];
+
+		st->running = D->nrun;
+		st->running_tokens = D->run_context;
+		st->queued = D->assigned;
+		st->queued_tokens = D->assigned_tokens;
+		st->kv_blocks_used = D->blocks_used;
+		st->refreshed_s = m->now;
+	}
+	if (!m->c->probes)
+		return 0;
+	struct nkv_probe_params pp;
+	struct nkv_probe pr[64];
+	nkv_probe_defaults(nkv_sched_oracle(m->s), &pp);
+	int n = nkv_probe_plan(nkv_sched_oracle(m->s), &pp, m->now, pr, 64);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		int f = nkv_flownet_add(m->net, pr[i].src, pr[i].dst, pr[i].bytes, m->now), ret;
+
+		if (f < 0)
+			return f;
+		if ((ret = set_owner(m, f, OWNER_PROBE)))
+			return ret;
+		if ((uint32_t)f >= *cappt) {
+			uint32_t c = *cappt ? *cappt : 64;
+			while (c <= (uint32_t)f)
+				c *= 2;
+			struct probe_track *np = realloc(*pt, c * sizeof(**pt));
+			if (!np)
+				return nkv_err(ENOMEM, "sim: out of memory");
+			*pt = np;
+			*cappt = c;
+		}
+		(*pt)[f] = (struct probe_track){ pr[i].src, pr[i].dst, pr[i].bytes, m->now };
+		if ((uint32_t)f >= *npt)
+			*npt = (uint32_t)f + 1;
+		m->probes++;
+		m->probe_bytes += pr[i].bytes;
+	}
+	return 0;
+}
+
+/* ---- main loop ----------------------------------------------------------------- */
+
+static int arrival(struct sim *m, uint32_t qi)
+{
+	struct req *q = &m->rq[qi];
+	uint64_t t0 = nkv_now_ns();
+	int ret = nkv_sched_decide(m->s, &q->r, m->now, &q->dec);
+
+	m->decide_us[qi] = (double)(nkv_now_ns() - t0) * 1e-3;
+	if (ret)
+		return nkv_err_wrap(ret, "request %zu", (size_t)qi);
+	if ((ret = nkv_sched_assign(m->s, &q->r, &q->dec)))
+		return ret;
+	m->D[q->dec.decode].assigned++;
+	m->D[q->dec.decode].assigned_tokens += (uint64_t)q->r.input_len + q->r.output_len;
+	if ((ret = fifo_push(&m->P[q->dec.prefill].q, qi)))
+		return ret;
+	return prefill_start(m, q->dec.prefill);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double pct(const double *sorted, size_t n, double p)
+{
+	if (!n)
+		return 0;
+	double r = p * (double)(n - 1);
+	size_t i = (size_t)r;
+	if (i + 1 >= n)
+		return sorted[n - 1];
+	return sorted[i] + (r - (double)i) * (sorted[i + 1] - sorted[i]);
+}
+
+static int summarise(struct sim *m, struct nkv_sim_result *res)
+{
+	size_t n = m->n, k = 0, kt = 0, met = 0;
+	double *a = malloc((n ? n : 1) * sizeof(double)), *b = malloc((n ? n : 1) * sizeof(double));
+	double *x = malloc((n ? n : 1) * sizeof(double));
+	struct nkv_sim_summary *s = &res->sum;
+	double st = 0, sb = 0, sx = 0;
+
+	if (!a || !b || !x) {
+		free(a), free(b), free(x);
+		return nkv_err(ENOMEM, "sim: out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct req *q = &m->rq[i];
+		struct nkv_sim_record *r = &res->recs[i];
+
+		*r = (struct nkv_sim_record){
+			.id = q->r.id, .arrival_s = q->r.arrival_s, .input_len = q->r.input_len,
+			.output_len = q->r.output_len, .prefill = q->dec.prefill_inst, .decode = q->dec.decode_inst,
+			.tier = q->dec.tier, .held_blocks = q->dec.held_blocks, .kv_bytes = q->moved,
+			.queue_wait_s = q->t_pstart - q->r.arrival_s, .prefill_s = q->t_pend - q->t_pstart,
+			.transfer_s = q->t_xend - q->t_xstart, .est_transfer_s = q->dec.est_xfer_s,
+			.decode_wait_s = q->t_admit - q->t_xend, .ttft_s = q->t_first - q->r.arrival_s,
+			.tbt_mean_s = q->generated > 1 ? q->tbt_sum / (q->generated - 1) : 0, .tbt_max_s = q->tbt_max,
+			.finish_s = q->t_last,
+		};
+		if (!q->done)
+			continue;
+		r->slo_met = r->ttft_s <= m->c->slo_ttft_s && r->tbt_mean_s <= m->c->slo_tbt_s;
+		met += r->slo_met;
+		a[k] = r->ttft_s;
+		x[k++] = r->transfer_s;
+		st += r->ttft_s;
+		sx += r->transfer_s;
+		if (q->generated > 1) {
+			b[kt++] = r->tbt_mean_s;
+			sb += r->tbt_mean_s;
+		}
+		s->bytes_scheduled += q->dec.bytes;
+		s->bytes_moved += q->moved;
+	}
+	qsort(a, k, sizeof(double), cmp_double);
+	qsort(b, kt, sizeof(double), cmp_double);
+	qsort(x, k, sizeof(double), cmp_double);
+	s->requests = n;
+	s->finished = k;
+	s->ttft_mean = k ? st / (double)k : 0;
+	s->ttft_p50 = pct(a, k, 0.5);
+	s->ttft_p90 = pct(a, k, 0.9);
+	s->ttft_p99 = pct(a, k, 0.99);
+	s->tbt_mean = kt ? sb / (double)kt : 0;
+	s->tbt_p50 = pct(b, kt, 0.5);
+	s->tbt_p90 = pct(b, kt, 0.9);
+	s->tbt_p99 = pct(b, kt, 0.99);
+	s->transfer_mean = k ? sx / (double)k : 0;
+	s->transfer_p99 = pct(x, k, 0.99);
+	s->slo_attainment = n ? (double)met / (double)n : 0;
+	for (int t = 0; t < NKV_TIERS; t++)
+		s->gb_tier[t] = (double)m->moved_tier[t] * 1e-9;
+	double sd = 0;
+	for (size_t i = 0; i < n; i++)
+		sd += m->decide_us[i];
+	memcpy(a, m->decide_us, n * sizeof(double));
+	qsort(a, n, sizeof(double), cmp_double);
+	s->decide_mean_us = n ? sd / (double)n : 0;
+	s->decide_p99_us = pct(a, n, 0.99);
+	s->makespan_s = m->now;
+	s->events = m->events;
+	s->net_recomputes = nkv_flownet_recomputes(m->net);
+	s->probes = m->probes;
+	s->probe_bytes = m->probe_bytes;
+	free(a), free(b), free(x);
+	return 0;
+}
+
+static void sim_free(struct sim *m)
+{
+	for (uint32_t p = 0; p < m->np; p++) {
+		free(m->P[p].q.v);
+		free(m->P[p].batch);
+		sim_lru_free(m->P[p].cache);
+	}
+	for (uint32_t d = 0; d < m->nd; d++) {
+		free(m->D[d].wait.v);
+		free(m->D[d].run);
+		sim_lru_free(m->D[d].cache);
+	}
+	free(m->P);
+	free(m->D);
+	free(m->rq);
+	free(m->owner);
+	free(m->decide_us);
+	free(m->bg);
+	sim_heap_free(&m->heap);
+	nkv_flownet_free(m->net);
+	nkv_sched_free(m->s);
+}
+
+/* Other tenants' flows: random pairs whose path is of the chosen tier.
+ * Called again every bg_period_s: the old ones leave, new ones start, so
+ * the congestion moves and telemetry can go stale. */
+static int add_background(struct sim *m)
+{
+	uint32_t ni = nkv_topo_instances(m->c->topo), total = 0;
+	int ret;
+
+	for (uint32_t i = 0; i < m->nbg; i++)
+		if ((ret = nkv_flownet_remove(m->net, m->bg[i], m->now)))
+			return ret;
+	m->nbg = 0;
+	for (int tier = 0; tier < NKV_TIERS; tier++)
+		total += m->c->bg_flows[tier];
+	if (!total)
+		return 0;
+	if (!m->bg && !(m->bg = calloc(total, sizeof(int))))
+		return nkv_err(ENOMEM, "sim: out of memory");
+
+	for (int tier = 0; tier < NKV_TIERS; tier++) {
+		for (uint32_t k = 0; k < m->c->bg_flows[tier]; k++) {
+			uint32_t a = 0, b = 0, tries;
+			int f;
+
+			for (tries = 0; tries < 100000; tries++) {
+				a = (uint32_t)(xorshift(&m->rng) % ni);
+				b = (uint32_t)(xorshift(&m->rng) % ni);
+				if (a != b && nkv_topo_tier(m->c->topo, a, b) == tier)
+					break;
+			}
+			if (tries == 100000)
+				return nkv_err(EINVAL, "sim: no pair of GPUs is %s-tier apart for background flows",
+					       nkv_tier_name(tier));
+			if ((f = nkv_flownet_add(m->net, a, b, UINT64_MAX, m->now)) < 0)
+				return f;
+			if ((ret = set_owner(m, f, OWNER_BG)))
+				return ret;
+			m->bg[m->nbg++] = f;
+		}
+	}
+	return 0;
+}
+
+int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, struct nkv_sim_result **out)
+{
+	struct sim m = { .c = c, .rng = c->seed * 0x9e3779b97f4a7c15ULL + 1 };
+	struct nkv_sim_result *res = NULL;
+	struct probe_track *pt = NULL;
+	uint32_t npt = 0, cappt = 0;
+	uint32_t *pre = NULL, *dec = NULL;
+	uint64_t kvbpt = c->perf.kv_bytes_per_token;
+	uint64_t t0 = nkv_now_ns();
+	double refresh_s = c->sched.oracle.refresh_s > 0 ? c->sched.oracle.refresh_s : 1;
+	int ret;
+
+	*out = NULL;
+	if (!c->topo)
+		return nkv_err(EINVAL, "sim: no topology");
+	if (!(c->rate_scale > 0) || !isfinite(c->rate_scale))
+		return nkv_err(EINVAL, "sim: rate scale %g must be > 0", c->rate_scale);
+	if (!kvbpt)
+		return nkv_err(EINVAL, "sim: model %s has no KV bytes per token", c->perf.model);
+	m.n = c->limit && c->limit < trace->n ? c->limit : trace->n;
+	if (!m.n)
+		return nkv_err(EINVAL, "sim: empty trace");
+	if ((ret = place(&m)))
+		goto fail;
+	m.rq = calloc(m.n, sizeof(*m.rq));
+	m.decide_us = calloc(m.n, sizeof(double));
+	pre = malloc(m.np * sizeof(uint32_t));
+	dec = malloc(m.nd * sizeof(uint32_t));
+	if (!m.rq || !m.decide_us || !pre || !dec) {
+		ret = nkv_err(ENOMEM, "sim: out of memory for %zu requests", m.n);
+		goto fail;
+	}
+	for (uint32_t p = 0; p < m.np; p++)
+		pre[p] = m.P[p].inst;
+	for (uint32_t d = 0; d < m.nd; d++)
+		dec[d] = m.D[d].inst;
+	if ((ret = nkv_sched_create(c->topo, &c->perf, &c->sched, pre, m.np, dec, m.nd, &m.s)))
+		goto fail;
+	if ((ret = nkv_flownet_create(c->topo, &m.net)))
+		goto fail;
+	uint64_t cap_tok = nkv_perf_kv_capacity_tokens(&c->perf);
+	uint64_t dblocks = c->decode_cache_blocks ? c->decode_cache_blocks : cap_tok / 4 / c->sched.prefix_block_tokens;
+	if (!dblocks)
+		dblocks = 1;
+	for (uint32_t p = 0; p < m.np; p++)
+		if ((ret = sim_lru_create((uint32_t)(c->prefill_cache_blocks ? c->prefill_cache_blocks : 1), &m.P[p].cache)))
+			goto fail;
+	for (uint32_t d = 0; d < m.nd; d++) {
+		if ((ret = sim_lru_create((uint32_t)dblocks, &m.D[d].cache)))
+			goto fail;
+		m.D[d].blocks_total = nkv_sched_decode(m.s, d)->kv_blocks_total;
+	}
+	for (size_t i = 0; i < m.n; i++) {
+		nkv_trace_request(trace, i, c->rate_scale, kvbpt, &m.rq[i].r);
+		m.rq[i].r.id = i;
+	}
+	if ((ret = add_background(&m)))
+		goto fail;
+	if (c->bg_period_s > 0 && (ret = sim_heap_push(&m.heap, m.rq[0].r.arrival_s + c->bg_period_s, EV_BG, 0, 0)))
+		goto fail;
+	if ((ret = sim_heap_push(&m.heap, m.rq[0].r.arrival_s, EV_ARRIVAL, 0, 0)) ||
+	    (ret = sim_heap_push(&m.heap, m.rq[0].r.arrival_s, EV_REFRESH, 0, 0)))
+		goto fail;
+
+	for (;;) {
+		double tn = nkv_flownet_next(m.net), th = sim_heap_top(&m.heap);
+		struct sim_event e;
+
+		if (isinf(tn) && isinf(th))
+			break;
+		m.events++;
+		if (tn <= th) {
+			uint64_t bytes;
+			double started;
+			int f;
+
+			m.now = tn;
+			while ((f = nkv_flownet_pop(m.net, tn, &bytes, &started)) >= 0) {
+				if (m.owner[f] == OWNER_PROBE) {
+					struct probe_track *p = &pt[f];
+					nkv_oracle_sample(nkv_sched_oracle(m.s), p->src, p->dst, p->bytes, tn - p->start, tn,
+							  NKV_SAMPLE_PROBE);
+					continue;
+				}
+				if ((ret = flow_done(&m, f, bytes, started)))
+					goto fail;
+			}
+			continue;
+		}
+		sim_heap_pop(&m.heap, &e);
+		m.now = e.t;
+		switch (e.type) {
+		case EV_ARRIVAL:
+			if ((ret = arrival(&m, e.who)))
+				goto fail;
+			if (++m.next_arrival < m.n &&
+			    (ret = sim_heap_push(&m.heap, m.rq[m.next_arrival].r.arrival_s, EV_ARRIVAL,
+						 (uint32_t)m.next_arrival, 0)))
+				goto fail;
+			if (c->progress && m.next_arrival % 2000 == 0)
+				fprintf(stderr, "\rsim: %zu/%zu requests arrived", m.next_arrival, m.n);
+			break;
+		case EV_PREFILL_DONE: {
+			struct pinst *P = &m.P[e.who];
+			P->busy = false;
+			for (uint32_t i = 0; i < P->nbatch; i++) {
+				m.rq[P->batch[i]].t_pend = m.now;
+				if ((ret = transfer_start(&m, P->batch[i])))
+					goto fail;
+			}
+			P->nbatch = 0;
+			if ((ret = prefill_start(&m, e.who)))
+				goto fail;
+			break;
+		}
+		case EV_DECODE_ITER:
+			if ((ret = decode_iter_done(&m, e.who)))
+				goto fail;
+			break;
+		case EV_BG:
+			if ((ret = add_background(&m)))
+				goto fail;
+			if (m.finished < m.n &&
+			    (ret = sim_heap_push(&m.heap, m.now + c->bg_period_s, EV_BG, 0, 0)))
+				goto fail;
+			break;
+		case EV_REFRESH:
+			if ((ret = refresh(&m, &pt, &npt, &cappt)))
+				goto fail;
+			if (m.finished < m.n &&
+			    (ret = sim_heap_push(&m.heap, m.now + refresh_s, EV_REFRESH, 0, 0)))
+				goto fail;
+			break;
+		}
+	}
+	if (c->progress)
+		fprintf(stderr, "\r%60s\r", "");
+	if (m.finished != m.n) {
+		ret = nkv_err(EPROTO, "sim: %zu of %zu requests never finished (model bug)", m.n - m.finished, m.n);
+		goto fail;
+	}
+	res = calloc(1, sizeof(*res));
+	if (!res || !(res->recs = calloc(m.n, sizeof(*res->recs)))) {
+		free(res);
+		res = NULL;
+		ret = nkv_err(ENOMEM, "sim: out of memory");
+		goto fail;
+	}
+	res->n = m.n;
+	if ((ret = summarise(&m, res)))
+		goto fail;
+	res->sum.wall_s = (double)(nkv_now_ns() - t0) * 1e-9;
+	*out = res;
+	ret = 0;
+fail:
+	if (ret && res) {
+		nkv_sim_result_free(res);
+		*out = NULL;
+	}
+	free(pre);
+	free(dec);
+	free(pt);
+	sim_free(&m);
+	return ret;
+}
+
+void nkv_sim_result_free(struct nkv_sim_result *r)
+{
+	if (!r)
+		return;
+	free(r->recs);
+	free(r);
+}

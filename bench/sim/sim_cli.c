@@ -1,0 +1,338 @@
+/*
+ * netkv sim run | experiment | tune: the simulator's commands.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "netkv_commands.h"
+#include "nkv_util.h"
+#include "sim_cli.h"
+
+enum {
+	O_TOPO = 1000, O_GPUS, O_OVL, O_OVS, O_NIC, O_TRACE, O_PROFILE, O_REQS, O_RATE, O_MODEL, O_POLICY,
+	O_SLO_TTFT, O_SLO_TBT, O_SEED, O_SCALE, O_REFRESH, O_LAYOUT, O_BG, O_LIMIT, O_WC, O_WL, O_NOPROBE,
+	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP,
+};
+
+const struct option nkv_sim_common_opts[] = {
+	{ "topo", required_argument, 0, O_TOPO },        { "gpus", required_argument, 0, O_GPUS },
+	{ "oversub-leaf", required_argument, 0, O_OVL }, { "oversub-spine", required_argument, 0, O_OVS },
+	{ "nic-gbps", required_argument, 0, O_NIC },     { "trace", required_argument, 0, O_TRACE },
+	{ "profile", required_argument, 0, O_PROFILE },  { "requests", required_argument, 0, O_REQS },
+	{ "gen-rate", required_argument, 0, O_RATE },    { "model", required_argument, 0, O_MODEL },
+	{ "policy", required_argument, 0, O_POLICY },    { "slo-ttft", required_argument, 0, O_SLO_TTFT },
+	{ "slo-tbt", required_argument, 0, O_SLO_TBT },  { "seed", required_argument, 0, O_SEED },
+	{ "rate-scale", required_argument, 0, O_SCALE }, { "refresh", required_argument, 0, O_REFRESH },
+	{ "layout", required_argument, 0, O_LAYOUT },    { "bg", required_argument, 0, O_BG },
+	{ "limit", required_argument, 0, O_LIMIT },      { "w-cache", required_argument, 0, O_WC },
+	{ "w-load", required_argument, 0, O_WL },        { "no-probes", no_argument, 0, O_NOPROBE },
+	{ "prefix-share", required_argument, 0, O_PREFIX }, { "context-scale", required_argument, 0, O_CTX },
+	{ "csv", required_argument, 0, O_CSV },          { "json", no_argument, 0, O_JSON },
+	{ "prefill-policy", required_argument, 0, O_PPOL }, { "bg-period", required_argument, 0, O_BGP },
+};
+
+_Static_assert(sizeof(nkv_sim_common_opts) / sizeof(nkv_sim_common_opts[0]) == NKV_SIM_COMMON_NOPTS,
+	       "NKV_SIM_COMMON_NOPTS must count nkv_sim_common_opts");
+
+void sim_opts_help(FILE *f)
+{
+	fprintf(f,
+		"cluster and fabric:\n"
+		"  --topo FILE            topology JSON (netkv topo gen); default the fat-tree preset below\n"
+		"  --gpus N               fat-tree preset GPUs, default 64 (8/host, 2 hosts/leaf, 2 leaves/pod)\n"
+		"  --oversub-leaf X       leaf->spine oversubscription, default 2 (2:1)\n"
+		"  --oversub-spine X      spine->core oversubscription, default 4 (4:1)\n"
+		"  --nic-gbps X           NIC Gb/s, default 400\n"
+		"  --layout split|alt     split: each host half prefill, half decode (default); alt: whole hosts alternate\n"
+		"  --bg TIER:N            N background flows on TIER (host|leaf|pod|core), repeatable\n"
+		"  --bg-period S          move the background flows to new random pairs every S s (default static)\n"
+		"  --model NAME           perf + KV preset (%s), default llama3-8b\n"
+		"workload:\n"
+		"  --trace FILE           Mooncake JSONL; default ../shared/traces/mooncake/conversation_trace.jsonl\n"
+		"  --profile P            generate instead: chatbot|rag|agent (--requests N, --gen-rate R/s,\n"
+		"                         --prefix-share X, --context-scale X)\n"
+		"  --rate-scale X         arrival rate x X (timestamps / X), default 1\n"
+		"  --limit N              first N requests\n"
+		"scheduler:\n"
+		"  --policy NAME          rr random load cache cla cla* netkv-topo netkv-static netkv (default netkv)\n"
+		"  --w-cache X --w-load X cla*/netkv-topo weights (default: from `netkv sim tune`, 1 and 1)\n"
+		"  --refresh S            telemetry refresh interval (staleness), default 1 s\n"
+		"  --no-probes            no active probes (passive samples only)\n"
+		"  --prefill-policy P     cache (default) or rr; shared by every decode policy\n"
+		"  --seed N               default 1\n"
+		"SLO and output:\n"
+		"  --slo-ttft S           default 2 s;  --slo-tbt S  mean TBT per request, default 0.1 s\n"
+		"  --csv FILE             per-request records ('-' = stdout);  --json  summary as JSON\n",
+		nkv_perf_models());
+}
+
+void sim_opts_init(struct sim_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	nkv_sim_defaults(&o->cfg);
+	nkv_fat_tree_defaults(&o->ft);
+	o->ft.oversub_leaf = 2;
+	o->ft.oversub_spine = 4;
+	nkv_tracegen_defaults(&o->gen);
+	o->model = "llama3-8b";
+	o->cfg.sched.policy = "netkv";
+	o->cfg.sched.prefill_policy = NKV_PREFILL_CACHE;
+}
+
+static int bad(const char *cmd, const char *what, const char *arg)
+{
+	fprintf(stderr, "netkv %s: --%s '%s': %s\n", cmd, what, arg, nkv_last_error());
+	return -EINVAL;
+}
+
+int sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg)
+{
+	uint32_t u;
+	uint64_t v;
+	double d;
+
+	switch (c) {
+	case O_TOPO: o->topo_file = arg; return 1;
+	case O_GPUS:
+		if (nkv_parse_u32(arg, &u) || !u)
+			return bad(cmd, "gpus", arg);
+		o->ft.gpus = u;
+		return 1;
+	case O_OVL:
+	case O_OVS:
+	case O_NIC:
+		if (nkv_parse_double(arg, &d) || !(d >= (c == O_NIC ? 1e-3 : 1)))
+			return bad(cmd, c == O_NIC ? "nic-gbps" : "oversub-*", arg);
+		*(c == O_OVL ? &o->ft.oversub_leaf : c == O_OVS ? &o->ft.oversub_spine : &o->ft.nic_gbps) = d;
+		return 1;
+	case O_TRACE: o->trace_file = arg; return 1;
+	case O_PROFILE:
+		if (nkv_profile_parse(arg, &o->gen.profile))
+			return bad(cmd, "profile", arg);
+		o->gen_set = true;
+		return 1;
+	case O_REQS:
+		if (nkv_parse_u32(arg, &u) || !u)
+			return bad(cmd, "requests", arg);
+		o->gen.requests = u;
+		return 1;
+	case O_RATE:
+	case O_PREFIX:
+	case O_CTX:
+	case O_SLO_TTFT:
+	case O_SLO_TBT:
+	case O_SCALE:
+	case O_REFRESH:
+	case O_WC:
+	case O_WL:
+	case O_BGP:
+		if (nkv_parse_double(arg, &d) || !(d >= 0) || ((c == O_RATE || c == O_SCALE || c == O_REFRESH || c == O_CTX) && !(d > 0)) ||
+		    (c == O_PREFIX && d > 1))
+			return bad(cmd, "value", arg);
+		switch (c) {
+		case O_RATE: o->gen.rate = d; break;
+		case O_PREFIX: o->gen.prefix_share = d; break;
+		case O_CTX: o->gen.context_scale = d; break;
+		case O_SLO_TTFT: o->cfg.slo_ttft_s = d; break;
+		case O_SLO_TBT: o->cfg.slo_tbt_s = d; break;
+		case O_SCALE: o->cfg.rate_scale = d; break;
+		case O_REFRESH: o->cfg.sched.oracle.refresh_s = d; break;
+		case O_WC: o->cfg.sched.w_cache = d; break;
+		case O_WL: o->cfg.sched.w_load = d; break;
+		case O_BGP: o->cfg.bg_period_s = d; break;
+		}
+		return 1;
+	case O_MODEL: o->model = arg; return 1;
+	case O_POLICY:
+		if (!nkv_policy_find(arg)) {
+			fprintf(stderr, "netkv %s: --policy '%s': unknown (rr random load cache cla cla* netkv-topo "
+					"netkv-static netkv)\n", cmd, arg);
+			return -EINVAL;
+		}
+		o->cfg.sched.policy = arg;
+		return 1;
+	case O_SEED:
+		if (nkv_parse_u64(arg, &v))
+			return bad(cmd, "seed", arg);
+		o->cfg.seed = v;
+		o->cfg.sched.seed = v;
+		o->gen.seed = v;
+		return 1;
+	case O_LAYOUT:
+		if (!strcmp(arg, "split"))
+			o->cfg.layout = NKV_LAYOUT_HOST_SPLIT;
+		else if (!strcmp(arg, "alt"))
+			o->cfg.layout = NKV_LAYOUT_HOST_ALT;
+		else {
+			fprintf(stderr, "netkv %s: --layout '%s': split or alt\n", cmd, arg);
+			return -EINVAL;
+		}
+		return 1;
+	case O_BG: {
+		const char *colon = strchr(arg, ':');
+		int tier = -1;
+
+		for (int t = 0; colon && t < NKV_TIERS; t++)
+			if (strlen(nkv_tier_name(t)) == (size_t)(colon - arg) && !strncmp(arg, nkv_tier_name(t), (size_t)(colon - arg)))
+				tier = t;
+		if (tier < 0 || nkv_parse_u32(colon + 1, &u)) {
+			fprintf(stderr, "netkv %s: --bg '%s': want TIER:N with TIER host|leaf|pod|core\n", cmd, arg);
+			return -EINVAL;
+		}
+		o->cfg.bg_flows[tier] = u;
+		return 1;
+	}
+	case O_LIMIT:
+		if (nkv_parse_u64(arg, &v))
+			return bad(cmd, "limit", arg);
+		o->cfg.limit = v;
+		return 1;
+	case O_NOPROBE: o->cfg.probes = false; return 1;
+	case O_CSV: o->csv = arg; return 1;
+	case O_PPOL:
+		if (!strcmp(arg, "rr"))
+			o->cfg.sched.prefill_policy = NKV_PREFILL_RR;
+		else if (!strcmp(arg, "cache"))
+			o->cfg.sched.prefill_policy = NKV_PREFILL_CACHE;
+		else {
+			fprintf(stderr, "netkv %s: --prefill-policy '%s': rr or cache\n", cmd, arg);
+			return -EINVAL;
+		}
+		return 1;
+	case O_JSON: o->json = true; return 1;
+	}
+	return 0;
+}
+
+static const char *default_trace(char *buf, size_t len)
+{
+	const char *sh = getenv("NKV_SHARED");
+
+	snprintf(buf, len, "%s/traces/mooncake/conversation_trace.jsonl", sh ? sh : "../shared");
+	return buf;
+}
+
+int sim_opts_finish(struct sim_opts *o, const char *cmd)
+{
+	int ret;
+	char buf[1024];
+
+	if ((ret = nkv_perf_preset(o->model, "h100", &o->cfg.perf))) {
+		fprintf(stderr, "netkv %s: --model: %s\n", cmd, nkv_last_error());
+		return ret;
+	}
+	if (o->topo_file)
+		ret = nkv_topo_load(o->topo_file, &o->topo);
+	else
+		ret = nkv_topo_fat_tree(&o->ft, &o->topo);
+	if (ret) {
+		fprintf(stderr, "netkv %s: topology: %s\n", cmd, nkv_last_error());
+		return ret;
+	}
+	o->cfg.topo = o->topo;
+	if (o->gen_set && !o->trace_file)
+		ret = nkv_tracegen(&o->gen, &o->trace);
+	else
+		ret = nkv_trace_load(o->trace_file ? o->trace_file : default_trace(buf, sizeof(buf)), NULL, &o->trace);
+	if (ret) {
+		fprintf(stderr, "netkv %s: trace: %s\n", cmd, nkv_last_error());
+		return ret;
+	}
+	return 0;
+}
+
+void sim_opts_free(struct sim_opts *o)
+{
+	nkv_trace_free(o->trace);
+	nkv_topo_free(o->topo);
+	o->trace = NULL;
+	o->topo = NULL;
+}
+
+/* ---- netkv sim run ---------------------------------------------------------- */
+
+static int sim_run(int argc, char **argv)
+{
+	struct sim_opts o;
+	struct nkv_sim_result *res = NULL;
+	struct option lo[NKV_SIM_COMMON_NOPTS + 2];
+	int c, ret;
+
+	memcpy(lo, nkv_sim_common_opts, sizeof(struct option) * NKV_SIM_COMMON_NOPTS);
+	lo[NKV_SIM_COMMON_NOPTS] = (struct option){ "help", no_argument, 0, 'h' };
+	lo[NKV_SIM_COMMON_NOPTS + 1] = (struct option){ 0 };
+	sim_opts_init(&o);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		if (c == 'h') {
+			printf("usage: netkv sim run [options]\nSimulate a trace on a cluster; prints the summary.\n\n");
+			sim_opts_help(stdout);
+			return 0;
+		}
+		if ((ret = sim_opts_parse(&o, "sim run", c, optarg)) < 0)
+			return 2;
+		if (!ret) {
+			fprintf(stderr, "netkv sim run: unknown option (see --help)\n");
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "netkv sim run: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (sim_opts_finish(&o, "sim run")) {
+		sim_opts_free(&o);
+		return 1;
+	}
+	o.cfg.progress = !o.json;
+	if ((ret = nkv_sim_run(&o.cfg, o.trace, &res))) {
+		fprintf(stderr, "netkv sim run: %s\n", nkv_last_error());
+		sim_opts_free(&o);
+		return 1;
+	}
+	if (o.json) {
+		json_t *j = nkv_sim_summary_json(&res->sum);
+		json_object_set_new(j, "policy", json_string(o.cfg.sched.policy));
+		json_object_set_new(j, "model", json_string(o.model));
+		json_object_set_new(j, "topology", json_string(nkv_topo_name(o.topo)));
+		json_dumpf(j, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+		putchar('\n');
+		json_decref(j);
+	} else {
+		char label[128];
+		snprintf(label, sizeof(label), "%s on %s (%s)", o.cfg.sched.policy, nkv_topo_name(o.topo), o.model);
+		nkv_sim_print_summary(stdout, label, &res->sum);
+	}
+	ret = 0;
+	if (o.csv && nkv_sim_write_csv(res, o.csv)) {
+		fprintf(stderr, "netkv sim run: %s\n", nkv_last_error());
+		ret = 1;
+	}
+	nkv_sim_result_free(res);
+	sim_opts_free(&o);
+	return ret;
+}
+
+int nkv_cmd_sim(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		fprintf(argc < 2 ? stderr : stdout,
+			"usage: netkv sim <run|experiment|tune> [options]   (each takes --help)\n"
+			"  run          simulate one trace / topology / policy\n"
+			"  experiment   NAME: headline topology staleness prefix ablation scale context control\n"
+			"  tune         cla* weight grid search over a trace (reproducible)\n");
+		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "run"))
+		return sim_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "experiment"))
+		return nkv_sim_experiment(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "tune"))
+		return nkv_sim_tune_cmd(argc - 1, argv + 1);
+	fprintf(stderr, "netkv sim: unknown subcommand '%s' (run, experiment, tune)\n", argv[1]);
+	return 2;
+}

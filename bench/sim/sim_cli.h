@@ -1,0 +1,40 @@
+/* Shared option handling of the simulator commands (netkv sim ..., netkv trace ...). */
+#ifndef NKV_SIM_CLI_H
+#define NKV_SIM_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "netkv_sim.h"
+
+struct sim_opts {
+	struct nkv_sim_config cfg;
+	struct nkv_fat_tree_params ft;
+	const char *topo_file;
+	const char *trace_file;      /* NULL: generate from gen */
+	bool gen_set;
+	struct nkv_tracegen_params gen;
+	const char *model;
+	const char *out_dir;
+	const char *csv;
+	bool json;
+	bool quiet;
+	/* owned */
+	struct nkv_topo *topo;
+	struct nkv_trace *trace;
+};
+
+/* Common long options; parse one; 1 = consumed, 0 = not ours, <0 usage error (message printed). */
+extern const struct option nkv_sim_common_opts[];
+#define NKV_SIM_COMMON_NOPTS 28
+void sim_opts_init(struct sim_opts *o);
+int sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg);
+/* Build topology and load (or generate) the trace. 0 or -errno (printed). */
+int sim_opts_finish(struct sim_opts *o, const char *cmd);
+void sim_opts_free(struct sim_opts *o);
+void sim_opts_help(FILE *f);
+
+int nkv_sim_experiment(int argc, char **argv);
+int nkv_sim_tune_cmd(int argc, char **argv);
+
+#endif

@@ -1,0 +1,39 @@
+/* Internals of the simulator: the event heap and the LRU block cache. */
+#ifndef NKV_SIM_INTERNAL_H
+#define NKV_SIM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- event heap: binary min-heap on (time, seq) so equal times pop in
+ * insertion order, which keeps runs deterministic. */
+struct sim_event {
+	double t;
+	uint64_t seq;
+	uint32_t type;
+	uint32_t who;   /* instance or request index */
+	uint64_t arg;
+};
+struct sim_heap {
+	struct sim_event *ev;
+	size_t n, cap;
+	uint64_t seq;
+};
+int sim_heap_push(struct sim_heap *h, double t, uint32_t type, uint32_t who, uint64_t arg);
+bool sim_heap_pop(struct sim_heap *h, struct sim_event *out);
+static inline double sim_heap_top(const struct sim_heap *h) { return h->n ? h->ev[0].t : __builtin_inf(); }
+void sim_heap_free(struct sim_heap *h);
+
+/* ---- LRU set of prefix block ids with a fixed capacity. Insert/touch
+ * returns the evicted ids through a callback. */
+struct sim_lru;
+int sim_lru_create(uint32_t capacity, struct sim_lru **out);
+void sim_lru_free(struct sim_lru *c);
+bool sim_lru_has(const struct sim_lru *c, uint64_t key);
+/* Insert or refresh key; when full, evicts the least recently used and
+ * reports it via evict(ctx, key). */
+void sim_lru_touch(struct sim_lru *c, uint64_t key, void (*evict)(void *ctx, uint64_t key), void *ctx);
+uint32_t sim_lru_size(const struct sim_lru *c);
+
+#endif
