@@ -18,6 +18,11 @@ const struct nkv_command nkv_commands[] = {
 	/* simulator */
 
 	/* end-to-end testbed */
+	{ "scheduler status", nkv_cmd_scheduler_status, "a running scheduler's counters and agents (JSON)" },
+	{ "scheduler", nkv_cmd_scheduler, "testbed scheduler daemon: agents register, clients submit" },
+	{ "agent", nkv_cmd_agent, "testbed prefill or decode agent (KV pool, transfer engine, emulated compute)" },
+	{ "demo", nkv_cmd_demo, "the testbed on this box: scheduler + agents over loopback, one replay per policy, comparison table" },
+	{ "replay", nkv_cmd_replay, "replay a Mooncake trace against a scheduler: TTFT, TBT, SLO per request" },
 
 	{ NULL, NULL, NULL },
 };

@@ -31,6 +31,7 @@ int nkv_cmd_sim(int argc, char **argv);
 int nkv_cmd_trace(int argc, char **argv);
 /* end-to-end testbed */
 int nkv_cmd_scheduler(int argc, char **argv);
+int nkv_cmd_scheduler_status(int argc, char **argv);
 int nkv_cmd_agent(int argc, char **argv);
 int nkv_cmd_replay(int argc, char **argv);
 
