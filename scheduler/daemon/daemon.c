@@ -401,7 +401,7 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 	if (m->type == NKV_MSG_REGISTER)
 		return on_register(d, pi, m);
 	if (!p->registered)
-		return nkv_err(EACCES, "%s before REGISTER", nkv_msg_type_name(m->type));
+		return nkv_err(EPROTO, "%s before REGISTER", nkv_msg_type_name(m->type));
 	bool agent = p->role == NKV_ROLE_PREFILL || p->role == NKV_ROLE_DECODE;
 	switch (m->type) {
 	case NKV_MSG_HEARTBEAT:
