@@ -5,7 +5,6 @@
 /* One line per command; each part keeps its lines together. */
 const struct nkv_command nkv_commands[] = {
 	/* transfer/ + bench/ */
-	{ "demo", nkv_cmd_demo, "loopback demo: paged KV pushes with per-block checks, results table" },
 	{ "bench transfer", nkv_cmd_bench_transfer, "push bandwidth like ib_write_bw: size sweep or paged KV (--loopback/--server/--client)" },
 
 	/* topo/ */
@@ -22,6 +21,12 @@ const struct nkv_command nkv_commands[] = {
 	{ "trace", nkv_cmd_trace, "synthetic Mooncake traces and trace figures: gen, stats" },
 
 	/* end-to-end testbed */
+	{ "scheduler status", nkv_cmd_scheduler_status, "a running scheduler's counters and agents (JSON)" },
+	{ "scheduler", nkv_cmd_scheduler, "testbed scheduler daemon: agents register, clients submit" },
+	{ "agent", nkv_cmd_agent, "testbed prefill or decode agent (KV pool, transfer engine, emulated compute)" },
+	{ "demo transfer", nkv_cmd_demo_transfer, "loopback transfer demo: paged KV pushes with per-block checks, results table" },
+	{ "demo", nkv_cmd_demo, "the testbed on this box: scheduler + agents over loopback, one replay per policy, comparison table" },
+	{ "replay", nkv_cmd_replay, "replay a Mooncake trace against a scheduler: TTFT, TBT, SLO per request" },
 
 	{ NULL, NULL, NULL },
 };

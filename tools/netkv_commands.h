@@ -18,6 +18,7 @@ extern const struct nkv_command nkv_commands[];
 /* transfer/ + bench/ */
 int nkv_cmd_bench_transfer(int argc, char **argv);
 int nkv_cmd_demo(int argc, char **argv);
+int nkv_cmd_demo_transfer(int argc, char **argv);
 /* topo/ */
 int nkv_cmd_topo_gen(int argc, char **argv);
 int nkv_cmd_topo_show(int argc, char **argv);
@@ -31,6 +32,7 @@ int nkv_cmd_sim(int argc, char **argv);
 int nkv_cmd_trace(int argc, char **argv);
 /* end-to-end testbed */
 int nkv_cmd_scheduler(int argc, char **argv);
+int nkv_cmd_scheduler_status(int argc, char **argv);
 int nkv_cmd_agent(int argc, char **argv);
 int nkv_cmd_replay(int argc, char **argv);
 

@@ -1,5 +1,5 @@
 /*
- * netkv demo: a short loopback run of the transfer engine. A "decode"
+ * netkv demo transfer: a short loopback run of the transfer engine. A "decode"
  * engine in a thread, a "prefill" engine here; for a few model shapes and
  * layouts, push requests of paged KV blocks with per-block xxhash64 checks
  * and print what arrived. (The full testbed demo replaces this later.)
@@ -212,7 +212,7 @@ out:
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: netkv demo [--tokens N] [--requests N] [--streams N] [--json]\n\n"
+	fprintf(f, "usage: netkv demo transfer [--tokens N] [--requests N] [--streams N] [--json]\n\n"
 		   "Loopback demo of the transfer engine: for several models and KV layouts, push\n"
 		   "requests of paged KV blocks from a prefill engine to a decode engine over TCP\n"
 		   "(io_uring), every block checked with xxhash64 on arrival, and print a table.\n\n"
@@ -222,7 +222,7 @@ static void usage(FILE *f)
 		   "  --json         JSON on stdout\n");
 }
 
-int nkv_cmd_demo(int argc, char **argv)
+int nkv_cmd_demo_transfer(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "tokens", required_argument, 0, 'k' }, { "requests", required_argument, 0, 'r' },
@@ -241,19 +241,19 @@ int nkv_cmd_demo(int argc, char **argv)
 		switch (opt) {
 		case 'k':
 			if (nkv_parse_u32(optarg, &tokens) || !tokens || tokens % 16 || tokens > 131072) {
-				fprintf(stderr, "netkv demo: --tokens '%s' must be a multiple of 16 up to 131072\n", optarg);
+				fprintf(stderr, "netkv demo transfer: --tokens '%s' must be a multiple of 16 up to 131072\n", optarg);
 				return 2;
 			}
 			break;
 		case 'r':
 			if (nkv_parse_u32(optarg, &requests) || !requests || requests > 1000) {
-				fprintf(stderr, "netkv demo: --requests '%s' must be in 1..1000\n", optarg);
+				fprintf(stderr, "netkv demo transfer: --requests '%s' must be in 1..1000\n", optarg);
 				return 2;
 			}
 			break;
 		case 's':
 			if (nkv_parse_u32(optarg, &streams) || !streams || streams > 64) {
-				fprintf(stderr, "netkv demo: --streams '%s' must be in 1..64\n", optarg);
+				fprintf(stderr, "netkv demo transfer: --streams '%s' must be in 1..64\n", optarg);
 				return 2;
 			}
 			break;
@@ -269,7 +269,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "netkv demo: unexpected argument '%s'\n", argv[optind]);
+		fprintf(stderr, "netkv demo transfer: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -301,7 +301,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		json_decref(arr);
 		return failed ? 1 : 0;
 	}
-	printf("netkv demo: loopback KV push, tcp (io_uring), %u streams, %u tokens/request, 16-token blocks, xxhash64 per block\n\n",
+	printf("netkv demo transfer: loopback KV push, tcp (io_uring), %u streams, %u tokens/request, 16-token blocks, xxhash64 per block\n\n",
 	       streams, tokens);
 	printf("%-12s %-15s %-7s %8s %10s %16s %9s %9s  %s\n", "model", "layout", "blocks", "blocks/rq", "MiB/rq",
 	       "ranges (chunks)", "GB/s", "verified", "status");

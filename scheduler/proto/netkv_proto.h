@@ -25,11 +25,11 @@
  *   SUBMIT        client -> sched req, input_len, output_len, ids (hash ids)
  *   DECODE_TASK   sched -> decode req, input_len, output_len, ids
  *   PREFILL_TASK  sched -> prefill req, input_len, output_len, peer (decode agent id),
- *                                addr (decode data address), ids
+ *                                tier (of the path), addr (decode data address), ids
  *   BLOCKS        decode -> sched -> prefill   req, first (leading blocks the decode
  *                                already holds), blocks (its pool blocks for ids[first..])
  *   PREFILL_DONE  prefill -> sched req, first (prefix blocks it had cached), t[0] start, t[1] end
- *   XFER_DONE     prefill -> sched req, peer, status, bytes, t[0] seconds, t[1] end, text
+ *   XFER_DONE     prefill -> sched (-> decode) req, peer, status, bytes, t[0] seconds, t[1] end, text
  *   TOKENS        decode -> sched req, status, ntokens, blocks_ok, blocks_bad,
  *                                t[0] admit, t[1] first token, t[2] first step seconds,
  *                                t[3] end, t[4] mean TBT, t[5] p99 TBT, text
@@ -40,6 +40,7 @@
  *                                t[0..NKV_REC_T) (enum nkv_rec_time), text
  *   STATUS_REQ    admin -> sched  (empty)
  *   STATUS        sched -> admin  text (JSON)
+ *   CANCEL        sched -> agent  req, status, text: the request failed elsewhere; drop it
  */
 #ifndef NETKV_PROTO_H
 #define NETKV_PROTO_H
@@ -78,6 +79,7 @@ enum nkv_msg_type {
 	NKV_MSG_RECORD,
 	NKV_MSG_STATUS_REQ,
 	NKV_MSG_STATUS,
+	NKV_MSG_CANCEL,
 	NKV_MSG__COUNT
 };
 

@@ -34,7 +34,7 @@ static const uint8_t specs[NKV_MSG__COUNT][24] = {
 	[NKV_MSG_HEARTBEAT] = { F_RUNNING, F_QUEUED, F_RTOK, F_QTOK, F_KVUSED, F_KVTOTAL, F_NADD, F_IDS },
 	[NKV_MSG_SUBMIT] = { F_REQ, F_INPUT, F_OUTPUT, F_IDS },
 	[NKV_MSG_DECODE_TASK] = { F_REQ, F_INPUT, F_OUTPUT, F_IDS },
-	[NKV_MSG_PREFILL_TASK] = { F_REQ, F_INPUT, F_OUTPUT, F_PEER, F_ADDR, F_IDS },
+	[NKV_MSG_PREFILL_TASK] = { F_REQ, F_INPUT, F_OUTPUT, F_PEER, F_TIER, F_ADDR, F_IDS },
 	[NKV_MSG_BLOCKS] = { F_REQ, F_FIRST, F_BLOCKS },
 	[NKV_MSG_PREFILL_DONE] = { F_REQ, F_FIRST, F_T2 },
 	[NKV_MSG_XFER_DONE] = { F_REQ, F_PEER, F_STATUS, F_BYTES, F_T2, F_TEXT },
@@ -45,12 +45,13 @@ static const uint8_t specs[NKV_MSG__COUNT][24] = {
 			     F_T12, F_TEXT },
 	[NKV_MSG_STATUS_REQ] = { F_END },
 	[NKV_MSG_STATUS] = { F_TEXT },
+	[NKV_MSG_CANCEL] = { F_REQ, F_STATUS, F_TEXT },
 };
 
 static const char *const type_names[NKV_MSG__COUNT] = {
 	"?", "REGISTER", "REGISTER_OK", "ERROR", "HEARTBEAT", "SUBMIT", "DECODE_TASK", "PREFILL_TASK",
 	"BLOCKS", "PREFILL_DONE", "XFER_DONE", "TOKENS", "PROBE", "PROBE_RESULT", "RECORD", "STATUS_REQ",
-	"STATUS",
+	"STATUS", "CANCEL",
 };
 
 const char *nkv_msg_type_name(int type)
@@ -259,12 +260,15 @@ static int check_msg(const struct nkv_msg *m)
 				       (unsigned long long)m->bytes);
 		break;
 	case NKV_MSG_RECORD:
+	case NKV_MSG_REGISTER_OK:
 		if (m->tier > 3)
 			return nkv_err(EINVAL, "RECORD: tier %u is not 0..3", m->tier);
 		break;
 	default:
 		break;
 	}
+	if (m->tier > 3)
+		return nkv_err(EINVAL, "%s: tier %u is not 0..3", tn, m->tier);
 	return 0;
 }
 

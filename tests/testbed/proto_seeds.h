@@ -58,6 +58,7 @@ static inline void seed_msg(int type, struct nkv_msg *m)
 		nkv_msg_set_text(m, "decode agent h0g1 lost");
 		break;
 	case NKV_MSG_STATUS_REQ: break;
+	case NKV_MSG_CANCEL: m->req = 42; m->status = -104; nkv_msg_set_text(m, "decode agent h1g0 lost"); break;
 	case NKV_MSG_STATUS: nkv_msg_set_text(m, "{\"agents\": 3}"); break;
 	}
 }

@@ -1,0 +1,372 @@
+/*
+ * `netkv replay`: submit a Mooncake trace to the scheduler at the trace's
+ * (scaled) times and collect one record per request.
+ *
+ * Per request (seconds of wall time on this box, from the agents' and the
+ * scheduler's monotonic clocks, all on one host):
+ *   queue       = prefill start - submit (decision + prefill FIFO)
+ *   prefill     = prefill end - prefill start (emulated compute)
+ *   transfer    = last byte placed - prefill end (decode's block list,
+ *                 the push, tier pacing)
+ *   decode_wait = admitted into the batch - last byte placed
+ *   first step  = first token - admitted
+ *   TTFT        = first token - submit = the sum of the five above
+ * SLO met: TTFT <= --ttft-slo and mean TBT <= --tbt-slo (both multiplied
+ * by --time-scale; defaults 2 s and 0.1 s, in the range DistServe uses).
+ */
+#include "replay.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "netkv_commands.h"
+#include "netkv_proto.h"
+#include "netkv_sched.h"
+#include "nkv_util.h"
+
+static void on_bad(void *ctx, uint64_t line, const char *why)
+{
+	size_t *n = ctx;
+	(*n)++;
+	fprintf(stderr, "replay: skipping bad line %llu: %s\n", (unsigned long long)line, why);
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double pct(const double *sorted, size_t n, double p)
+{
+	if (!n)
+		return 0;
+	size_t k = (size_t)ceil(p * (double)n);
+	return sorted[k ? k - 1 : 0];
+}
+
+static void summarise(const struct replay_opts *o, struct replay_result *res)
+{
+	double *tt = calloc(res->n + 1, sizeof(double));
+	size_t nt = 0;
+	double sum = 0, tbt = 0, p99 = 0;
+	for (size_t i = 0; i < res->n; i++) {
+		struct replay_rec *r = &res->recs[i];
+		if (!r->done) {
+			res->lost++;
+			continue;
+		}
+		if (r->status) {
+			res->failed++;
+			continue;
+		}
+		res->finished++;
+		res->blocks_ok += r->blocks_ok;
+		res->blocks_bad += r->blocks_bad;
+		r->slo = r->ttft <= o->ttft_slo && r->tbt_mean <= o->tbt_slo;
+		res->slo_met += r->slo;
+		tt[nt++] = r->ttft;
+		sum += r->ttft;
+		tbt += r->tbt_mean;
+		if (r->tbt_p99 > p99)
+			p99 = r->tbt_p99;
+		res->gb += (double)r->bytes / 1e9;
+		res->gb_tier[r->tier & 3] += (double)r->bytes / 1e9;
+		res->n_tier[r->tier & 3]++;
+	}
+	qsort(tt, nt, sizeof(double), cmp_d);
+	res->ttft[0] = nt ? sum / (double)nt : 0;
+	res->ttft[1] = pct(tt, nt, 0.5);
+	res->ttft[2] = pct(tt, nt, 0.9);
+	res->ttft[3] = pct(tt, nt, 0.99);
+	res->tbt_mean = nt ? tbt / (double)nt : 0;
+	res->tbt_p99 = p99;
+	free(tt);
+}
+
+int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	struct nkv_trace *t = NULL;
+	struct nkv_trace_opts to = { .skip_bad = !o->abort_on_bad, .limit = o->limit, .on_bad = on_bad,
+				     .ctx = &res->bad_lines };
+	int rc = nkv_trace_load(o->trace, &to, &t);
+	if (rc)
+		return rc;
+	res->n = t->n;
+	res->recs = calloc(t->n + 1, sizeof(*res->recs));
+	int fd = nkv_proto_connect(o->sched, 10);
+	if (fd < 0) {
+		nkv_trace_free(t);
+		return fd;
+	}
+	struct nkv_pconn c;
+	nkv_pconn_init(&c, fd);
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_REGISTER);
+	m.role = NKV_ROLE_CLIENT;
+	snprintf(m.token, sizeof(m.token), "%s", o->token ? o->token : "");
+	snprintf(m.name, sizeof(m.name), "replay");
+	rc = nkv_pconn_send_wait(&c, &m);
+	if (!rc)
+		rc = nkv_pconn_recv_wait(&c, &m, 10);
+	if (!rc && m.type != NKV_MSG_REGISTER_OK)
+		rc = nkv_err(EACCES, "scheduler refused the client: %s", m.text ? m.text : nkv_msg_type_name(m.type));
+	nkv_msg_clear(&m);
+	double start = nkv_now_s(), last_submit = start, last_progress = 0;
+	size_t next = 0, got = 0;
+	while (!rc) {
+		double now = nkv_now_s();
+		while (next < t->n && now - start >= (double)t->reqs[next].timestamp_ms / 1000.0 / o->speed) {
+			const struct nkv_trace_req *tr = &t->reqs[next];
+			struct replay_rec *r = &res->recs[next];
+			r->line = tr->line;
+			r->input = tr->input_len;
+			r->output = o->max_output && tr->output_len > o->max_output ? o->max_output : tr->output_len;
+			nkv_msg_init(&m, NKV_MSG_SUBMIT);
+			m.req = next;
+			m.input_len = r->input;
+			m.output_len = r->output;
+			nkv_msg_set_ids(&m, tr->hash_ids, tr->nblocks);
+			rc = nkv_pconn_send(&c, &m);
+			nkv_msg_clear(&m);
+			if (rc)
+				break;
+			next++;
+			last_submit = now;
+		}
+		if (rc || got == t->n)
+			break;
+		if (next == t->n && now - last_submit > o->timeout_s) {
+			rc = nkv_err(ETIMEDOUT, "%zu requests without a record %.0f s after the last submit", t->n - got,
+				     o->timeout_s);
+			break;
+		}
+		if (o->progress && now - last_progress > (isatty(2) ? 0.5 : 5)) {
+			fprintf(stderr, isatty(2) ? "\r%s%zu/%zu submitted, %zu done   " : "%s%zu/%zu submitted, %zu done\n",
+				o->label ? o->label : "", next, t->n, got);
+			last_progress = now;
+		}
+		double wait = next < t->n ? (double)t->reqs[next].timestamp_ms / 1000.0 / o->speed - (now - start) : 0.1;
+		if (wait > 0.1)
+			wait = 0.1;
+		struct pollfd pf = { .fd = c.fd, .events = (short)(POLLIN | (nkv_pconn_pending(&c) ? POLLOUT : 0)) };
+		poll(&pf, 1, wait > 0 ? (int)(wait * 1000) + 1 : 0);
+		if (pf.revents & POLLOUT)
+			nkv_pconn_flush(&c);
+		if (!(pf.revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		int rrc = nkv_pconn_read(&c);
+		int drc;
+		while ((drc = nkv_pconn_next(&c, &m)) == 1) {
+			if (m.type == NKV_MSG_RECORD && m.req < t->n && !res->recs[m.req].done) {
+				struct replay_rec *r = &res->recs[m.req];
+				const double *x = m.t;
+				r->done = true;
+				r->status = m.status;
+				r->ntokens = m.ntokens;
+				r->blocks_ok = m.blocks_ok;
+				r->blocks_bad = m.blocks_bad;
+				r->tier = m.tier;
+				r->bytes = m.bytes;
+				snprintf(r->reason, sizeof(r->reason), "%s", m.text ? m.text : "");
+				if (!m.status) {
+					r->queue = x[NKV_REC_PREFILL_T0] - x[NKV_REC_SUBMIT];
+					r->prefill = x[NKV_REC_PREFILL_T1] - x[NKV_REC_PREFILL_T0];
+					r->transfer = x[NKV_REC_XFER_END] - x[NKV_REC_PREFILL_T1];
+					r->xfer_s = x[NKV_REC_XFER_S];
+					r->decode_wait = x[NKV_REC_ADMIT] - x[NKV_REC_XFER_END];
+					r->step = x[NKV_REC_STEP_S];
+					r->ttft = x[NKV_REC_FIRST] - x[NKV_REC_SUBMIT];
+					r->tbt_mean = x[NKV_REC_TBT_MEAN];
+					r->tbt_p99 = x[NKV_REC_TBT_P99];
+					r->e2e = x[NKV_REC_END] - x[NKV_REC_SUBMIT];
+				}
+				got++;
+			} else if (m.type == NKV_MSG_ERROR) {
+				rc = nkv_err(EPROTO, "scheduler: %s", m.text ? m.text : "");
+			}
+			nkv_msg_clear(&m);
+		}
+		if (drc < 0)
+			rc = nkv_err_wrap(drc, "from the scheduler");
+		else if (rrc && !rc)
+			rc = nkv_err_wrap(rrc, "scheduler connection");
+	}
+	if (o->progress)
+		fprintf(stderr, isatty(2) ? "\r%s%zu/%zu submitted, %zu done   \n" : "%s%zu/%zu submitted, %zu done\n", o->label ? o->label : "", next, t->n, got);
+	res->wall_s = nkv_now_s() - start;
+	nkv_pconn_close(&c);
+	nkv_trace_free(t);
+	summarise(o, res);
+	return rc;
+}
+
+void nkv_replay_free(struct replay_result *r)
+{
+	free(r->recs);
+	memset(r, 0, sizeof(*r));
+}
+
+void nkv_replay_print(FILE *f, const struct replay_result *r)
+{
+	fprintf(f, "requests %zu: finished %zu, failed %zu, without record %zu; bad trace lines %zu\n", r->n,
+		r->finished, r->failed, r->lost, r->bad_lines);
+	fprintf(f, "TTFT ms   mean %8.2f  p50 %8.2f  p90 %8.2f  p99 %8.2f\n", r->ttft[0] * 1e3, r->ttft[1] * 1e3,
+		r->ttft[2] * 1e3, r->ttft[3] * 1e3);
+	fprintf(f, "TBT ms    mean %8.3f  max p99 %8.3f\n", r->tbt_mean * 1e3, r->tbt_p99 * 1e3);
+	fprintf(f, "SLO met   %.1f%% (%zu of %zu finished)\n", r->finished ? 100.0 * r->slo_met / r->finished : 0,
+		r->slo_met, r->finished);
+	fprintf(f, "KV moved  %.3f GB; per tier (host/leaf/pod/core): %.3f/%.3f/%.3f/%.3f GB, requests %zu/%zu/%zu/%zu\n",
+		r->gb, r->gb_tier[0], r->gb_tier[1], r->gb_tier[2], r->gb_tier[3], r->n_tier[0], r->n_tier[1],
+		r->n_tier[2], r->n_tier[3]);
+	fprintf(f, "blocks verified %zu, bad %zu; wall %.1f s\n", r->blocks_ok, r->blocks_bad, r->wall_s);
+}
+
+int nkv_replay_csv(const struct replay_result *r, const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return nkv_err(errno, "%s: %s", path, strerror(errno));
+	fprintf(f, "req,line,input,output,status,tier,bytes,queue_s,prefill_s,transfer_s,xfer_s,decode_wait_s,"
+		   "first_step_s,ttft_s,tbt_mean_s,tbt_p99_s,e2e_s,tokens,blocks_ok,blocks_bad,slo_met,reason\n");
+	for (size_t i = 0; i < r->n; i++) {
+		const struct replay_rec *x = &r->recs[i];
+		fprintf(f, "%zu,%llu,%u,%u,%s,%u,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%u,%u,%u,%d,\"%s\"\n",
+			i, (unsigned long long)x->line, x->input, x->output,
+			!x->done ? "lost" : x->status ? "failed" : "ok", x->tier, (unsigned long long)x->bytes, x->queue,
+			x->prefill, x->transfer, x->xfer_s, x->decode_wait, x->step, x->ttft, x->tbt_mean, x->tbt_p99,
+			x->e2e, x->ntokens, x->blocks_ok, x->blocks_bad, x->slo, x->reason);
+	}
+	if (fclose(f))
+		return nkv_err(EIO, "%s: write failed", path);
+	return 0;
+}
+
+static json_t *result_json(const struct replay_result *r)
+{
+	json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:f}",
+			      "requests", (json_int_t)r->n, "finished", (json_int_t)r->finished, "failed",
+			      (json_int_t)r->failed, "lost", (json_int_t)r->lost, "bad_lines", (json_int_t)r->bad_lines,
+			      "ttft_mean_s", r->ttft[0], "ttft_p50_s", r->ttft[1], "ttft_p90_s", r->ttft[2], "ttft_p99_s",
+			      r->ttft[3], "tbt_mean_s", r->tbt_mean, "tbt_p99_s", r->tbt_p99, "slo_attainment",
+			      r->finished ? (double)r->slo_met / (double)r->finished : 0.0, "blocks_ok",
+			      (json_int_t)r->blocks_ok, "blocks_bad", (json_int_t)r->blocks_bad, "kv_gb", r->gb);
+	json_t *tiers = json_array();
+	for (int i = 0; i < 4; i++)
+		json_array_append_new(tiers, json_pack("{s:s, s:f, s:I}", "tier", nkv_tier_name(i), "gb", r->gb_tier[i],
+						       "requests", (json_int_t)r->n_tier[i]));
+	json_object_set_new(o, "tiers", tiers);
+	return o;
+}
+
+char *nkv_replay_json(const struct replay_result *r);
+char *nkv_replay_json(const struct replay_result *r)
+{
+	json_t *o = result_json(r);
+	char *s = json_dumps(o, JSON_INDENT(2));
+	json_decref(o);
+	return s;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: netkv replay --scheduler ADDR --trace FILE [options]\n"
+		"Submits a Mooncake JSONL trace at its (scaled) times; one record per request.\n"
+		"  --speed X          trace time / X (default 1)\n"
+		"  --limit N          first N requests\n"
+		"  --token T          shared token (default $NKV_TOKEN)\n"
+		"  --abort-on-bad     stop at the first bad trace line (default: report and skip)\n"
+		"  --ttft-slo S       TTFT target, seconds (default 2)\n"
+		"  --tbt-slo S        mean TBT target, seconds (default 0.1)\n"
+		"  --time-scale X     the agents' time compression: targets are multiplied by it (default 1)\n"
+		"  --max-output N     clamp output tokens (default: as in the trace)\n"
+		"  --csv FILE         per-request records\n"
+		"  --timeout S        wait for records after the last submit (default 120)\n"
+		"  --json             summary as JSON on stdout\n");
+}
+
+int nkv_cmd_replay(int argc, char **argv)
+{
+	struct replay_opts o = { .speed = 1, .ttft_slo = 2, .tbt_slo = 0.1, .timeout_s = 120, .progress = true,
+				 .token = getenv("NKV_TOKEN") };
+	const char *csv = NULL;
+	bool json = false;
+	double scale = 1;
+	static const struct option opts[] = {
+		{ "scheduler", 1, 0, 's' }, { "trace", 1, 0, 'f' }, { "speed", 1, 0, 'x' }, { "limit", 1, 0, 'n' },
+		{ "token", 1, 0, 't' }, { "abort-on-bad", 0, 0, 'a' }, { "ttft-slo", 1, 0, 'T' }, { "tbt-slo", 1, 0, 'B' },
+		{ "time-scale", 1, 0, 'S' }, { "csv", 1, 0, 'c' }, { "timeout", 1, 0, 'w' }, { "json", 0, 0, 'j' },
+		{ "max-output", 1, 0, 'o' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		double *dp = NULL;
+		uint64_t u;
+		switch (c) {
+		case 's': o.sched = optarg; break;
+		case 'f': o.trace = optarg; break;
+		case 't': o.token = optarg; break;
+		case 'a': o.abort_on_bad = true; break;
+		case 'c': csv = optarg; break;
+		case 'j': json = true; break;
+		case 'x': dp = &o.speed; break;
+		case 'T': dp = &o.ttft_slo; break;
+		case 'B': dp = &o.tbt_slo; break;
+		case 'S': dp = &scale; break;
+		case 'w': dp = &o.timeout_s; break;
+		case 'n':
+		case 'o':
+			if (nkv_parse_u64(optarg, &u) || u == 0 || u > UINT32_MAX) {
+				fprintf(stderr, "netkv replay: --%s '%s': expected a count >= 1\n", c == 'n' ? "limit" : "max-output", optarg);
+				return 2;
+			}
+			if (c == 'n')
+				o.limit = (size_t)u;
+			else
+				o.max_output = (uint32_t)u;
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+		if (dp && (nkv_parse_double(optarg, dp) || !(*dp > 0) || !isfinite(*dp))) {
+			fprintf(stderr, "netkv replay: '%s': expected a number > 0\n", optarg);
+			return 2;
+		}
+	}
+	if (!o.sched || !o.trace) {
+		fprintf(stderr, "netkv replay: --scheduler and --trace are required\n");
+		usage(stderr);
+		return 2;
+	}
+	o.ttft_slo *= scale;
+	o.tbt_slo *= scale;
+	o.progress = !json;
+	struct replay_result r;
+	int rc = nkv_replay_run(&o, &r);
+	if (rc)
+		fprintf(stderr, "netkv replay: %s\n", nkv_last_error());
+	if (r.recs) {
+		if (json) {
+			char *s = nkv_replay_json(&r);
+			printf("%s\n", s);
+			free(s);
+		} else {
+			nkv_replay_print(stdout, &r);
+		}
+		if (csv && nkv_replay_csv(&r, csv)) {
+			fprintf(stderr, "netkv replay: %s\n", nkv_last_error());
+			rc = -EIO;
+		}
+	}
+	nkv_replay_free(&r);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,905 @@
+/*
+ * `netkv scheduler`: the central scheduler daemon of the testbed.
+ *
+ * One poll() loop over: the control listener, every peer (agents, replay
+ * clients, status queries) and an optional Prometheus text endpoint.
+ * Decisions are nkv_sched_decide() from the policy library, so the live
+ * testbed and the simulator choose with the same code; agent telemetry
+ * (heartbeats, transfer reports) feeds the library's state and oracle.
+ *
+ * A request's life: SUBMIT -> decide (p, d) -> DECODE_TASK to d and
+ * PREFILL_TASK to p at once (prefill computes while d reserves blocks) ->
+ * d answers BLOCKS, forwarded to p -> p pushes the blocks d lacks and
+ * reports XFER_DONE, forwarded to d -> d decodes and reports TOKENS -> one
+ * RECORD to the client. Any peer that sends a bad frame is disconnected
+ * with the decoder's reason logged; a lost agent fails its requests with a
+ * reason, so every request ends with a record.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "netkv_commands.h"
+#include "netkv_proto.h"
+#include "netkv_sched.h"
+#include "netkv_topo.h"
+#include "nkv_util.h"
+
+#define MAX_PEERS 256
+
+struct peer {
+	struct nkv_pconn c;
+	bool used, registered;
+	uint8_t role;
+	uint32_t id;         /* agent id handed out at REGISTER */
+	int idx;             /* index in the scheduler's prefill or decode list */
+	char name[NKV_PROTO_MAX_NAME + 1];
+	char addr[NKV_PROTO_MAX_ADDR + 1];
+};
+
+enum rq_state { RQ_PENDING, RQ_RUNNING, RQ_DONE };
+
+struct rq {
+	int client;          /* peer index, -1 when the client left */
+	uint64_t client_req;
+	struct nkv_request r;
+	uint64_t *ids;
+	struct nkv_decision dec;
+	int pp, dp;          /* peer indexes of the prefill and decode agents */
+	enum rq_state state;
+	bool xfer_done, admitted;
+	double t[NKV_REC_T];
+	uint64_t bytes;
+	uint32_t ntokens, blocks_ok, blocks_bad;
+};
+
+struct daemon {
+	struct nkv_topo *topo;
+	struct nkv_sched *s;
+	const char *token;
+	struct peer peers[MAX_PEERS];
+	int lfd, mfd;
+	uint32_t next_agent_id;
+	uint32_t nprefill, ndecode;
+	uint32_t *prefill_inst, *decode_inst;
+	int *prefill_peer, *decode_peer; /* list index -> peer index or -1 */
+	struct rq *rqs;
+	size_t nrq, caprq;
+	uint64_t kv_bpt;
+	/* counters */
+	uint64_t decisions, finished, failed, rerouted, bad_peers, xfer_bytes;
+	double decide_s_sum, decide_s_max;
+	uint64_t inflight_tier[NKV_TIERS];
+};
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { (void)sig; g_stop = 1; }
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "scheduler: ");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static const char *peer_label(const struct peer *p, char *buf, size_t n)
+{
+	if (p->registered)
+		snprintf(buf, n, "%s %s (agent %u)", nkv_role_name(p->role), p->name[0] ? p->name : "-", p->id);
+	else
+		snprintf(buf, n, "unregistered peer fd %d", p->c.fd);
+	return buf;
+}
+
+static void send_msg(struct daemon *d, int pi, const struct nkv_msg *m)
+{
+	struct peer *p = &d->peers[pi];
+	if (!p->used)
+		return;
+	if (nkv_pconn_send(&p->c, m)) {
+		char lb[96];
+		logf_("send %s to %s: %s", nkv_msg_type_name(m->type), peer_label(p, lb, sizeof(lb)),
+		      nkv_last_error());
+	}
+}
+
+static void send_error(struct daemon *d, int pi, int code, const char *text)
+{
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_ERROR);
+	m.code = (uint32_t)code;
+	nkv_msg_set_text(&m, text);
+	send_msg(d, pi, &m);
+	nkv_pconn_flush(&d->peers[pi].c);
+	nkv_msg_clear(&m);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void finish_rq(struct daemon *d, struct rq *q, int status, const char *reason)
+{
+	if (q->state == RQ_DONE)
+		return;
+	if (q->state == RQ_RUNNING) {
+		if (!q->xfer_done) {
+			nkv_oracle_flow_remove(nkv_sched_oracle(d->s), q->dec.prefill_inst, q->dec.decode_inst,
+					       q->dec.bytes);
+			d->inflight_tier[q->dec.tier] -= q->dec.bytes;
+			struct nkv_prefill_state *ps = nkv_sched_prefill(d->s, q->dec.prefill);
+			if (ps->queued)
+				ps->queued--;
+		}
+		if (!status)
+			nkv_sched_finish(d->s, &q->r, &q->dec);
+		else {
+			/* Agents drop what they hold for it (pins, staged blocks). */
+			struct nkv_msg c;
+			nkv_msg_init(&c, NKV_MSG_CANCEL);
+			c.req = (uint64_t)(q - d->rqs);
+			c.status = status;
+			nkv_msg_set_text(&c, reason ? reason : "");
+			if (q->pp >= 0 && d->peers[q->pp].used)
+				send_msg(d, q->pp, &c);
+			if (q->dp >= 0 && d->peers[q->dp].used)
+				send_msg(d, q->dp, &c);
+			nkv_msg_clear(&c);
+		}
+	}
+	q->state = RQ_DONE;
+	if (status)
+		d->failed++;
+	else
+		d->finished++;
+	if (q->client < 0)
+		return;
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_RECORD);
+	m.req = q->client_req;
+	m.status = status;
+	m.peer = q->dp >= 0 ? d->peers[q->dp].id : 0;
+	m.agent_id = q->pp >= 0 ? d->peers[q->pp].id : 0;
+	m.tier = q->dec.tier >= 0 && q->dec.tier < NKV_TIERS ? (uint32_t)q->dec.tier : 0;
+	m.ntokens = q->ntokens;
+	m.blocks_ok = q->blocks_ok;
+	m.blocks_bad = q->blocks_bad;
+	m.bytes = q->bytes;
+	memcpy(m.t, q->t, sizeof(q->t));
+	nkv_msg_set_text(&m, reason ? reason : "");
+	send_msg(d, q->client, &m);
+	nkv_msg_clear(&m);
+	free(q->ids);
+	q->ids = NULL;
+	q->r.hash_ids = NULL;
+}
+
+static struct rq *find_rq(struct daemon *d, uint64_t gid, int from, const char *what)
+{
+	if (gid >= d->nrq) {
+		char lb[96];
+		logf_("%s for unknown request %llu from %s (ignored)", what, (unsigned long long)gid,
+		      peer_label(&d->peers[from], lb, sizeof(lb)));
+		return NULL;
+	}
+	struct rq *q = &d->rqs[gid];
+	if (q->state != RQ_RUNNING || (q->pp != from && q->dp != from))
+		return NULL; /* a late report for a request already settled */
+	return q;
+}
+
+static bool alive_decode(struct daemon *d, uint32_t di) { return d->decode_peer[di] >= 0; }
+static bool alive_prefill(struct daemon *d, uint32_t pi) { return d->prefill_peer[pi] >= 0; }
+
+/* Decide and dispatch one pending request; false when no agents are up yet. */
+static bool dispatch(struct daemon *d, struct rq *q)
+{
+	bool anyp = false, anyd = false;
+	for (uint32_t i = 0; i < d->nprefill; i++)
+		anyp |= alive_prefill(d, i);
+	for (uint32_t i = 0; i < d->ndecode; i++)
+		anyd |= alive_decode(d, i);
+	if (!anyp || !anyd || !d->kv_bpt)
+		return false;
+	q->r.kv_bytes_per_token = d->kv_bpt;
+	double t0 = nkv_now_s();
+	struct nkv_decision dec;
+	int rc = nkv_sched_decide(d->s, &q->r, t0, &dec);
+	double t1 = nkv_now_s();
+	if (rc) {
+		finish_rq(d, q, rc, nkv_last_error());
+		return true;
+	}
+	d->decisions++;
+	d->decide_s_sum += t1 - t0;
+	if (t1 - t0 > d->decide_s_max)
+		d->decide_s_max = t1 - t0;
+	/* A policy may pick an instance whose agent is down: take the live one
+	 * with the least load / queue instead (counted as rerouted). */
+	if (!alive_decode(d, dec.decode)) {
+		double best = INFINITY;
+		for (uint32_t i = 0; i < d->ndecode; i++)
+			if (alive_decode(d, i) && nkv_sched_decode_load(d->s, i) < best) {
+				best = nkv_sched_decode_load(d->s, i);
+				dec.decode = i;
+			}
+		dec.decode_inst = d->decode_inst[dec.decode];
+		d->rerouted++;
+	}
+	if (!alive_prefill(d, dec.prefill)) {
+		uint32_t best = UINT32_MAX;
+		for (uint32_t i = 0; i < d->nprefill; i++)
+			if (alive_prefill(d, i) && nkv_sched_prefill(d->s, i)->queued < best) {
+				best = nkv_sched_prefill(d->s, i)->queued;
+				dec.prefill = i;
+			}
+		dec.prefill_inst = d->prefill_inst[dec.prefill];
+		d->rerouted++;
+	}
+	dec.tier = nkv_topo_tier(d->topo, dec.prefill_inst, dec.decode_inst);
+	if (dec.tier < 0)
+		dec.tier = 0;
+	q->dec = dec;
+	q->pp = d->prefill_peer[dec.prefill];
+	q->dp = d->decode_peer[dec.decode];
+	q->t[NKV_REC_ASSIGN] = t1;
+	q->state = RQ_RUNNING;
+	nkv_sched_assign(d->s, &q->r, &dec);
+	d->inflight_tier[dec.tier] += dec.bytes;
+
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_DECODE_TASK);
+	m.req = (uint64_t)(q - d->rqs);
+	m.input_len = q->r.input_len;
+	m.output_len = q->r.output_len;
+	nkv_msg_set_ids(&m, q->ids, q->r.nblocks);
+	send_msg(d, q->dp, &m);
+	m.type = NKV_MSG_PREFILL_TASK;
+	m.peer = d->peers[q->dp].id;
+	m.tier = (uint32_t)dec.tier;
+	snprintf(m.addr, sizeof(m.addr), "%s", d->peers[q->dp].addr);
+	send_msg(d, q->pp, &m);
+	nkv_msg_clear(&m);
+	return true;
+}
+
+static void dispatch_pending(struct daemon *d)
+{
+	for (size_t i = 0; i < d->nrq; i++)
+		if (d->rqs[i].state == RQ_PENDING && !dispatch(d, &d->rqs[i]))
+			return;
+}
+
+/* ---- messages ----------------------------------------------------------- */
+
+static int on_register(struct daemon *d, int pi, const struct nkv_msg *m)
+{
+	struct peer *p = &d->peers[pi];
+	if (p->registered)
+		return nkv_err(EPROTO, "REGISTER sent twice");
+	if (strcmp(m->token, d->token) != 0) {
+		send_error(d, pi, EACCES, "bad token");
+		return nkv_err(EACCES, "bad token");
+	}
+	p->role = m->role;
+	snprintf(p->name, sizeof(p->name), "%s", m->name);
+	snprintf(p->addr, sizeof(p->addr), "%s", m->addr);
+	if (m->role == NKV_ROLE_PREFILL || m->role == NKV_ROLE_DECODE) {
+		int inst = nkv_topo_find(d->topo, m->name);
+		uint32_t n = m->role == NKV_ROLE_PREFILL ? d->nprefill : d->ndecode;
+		uint32_t *insts = m->role == NKV_ROLE_PREFILL ? d->prefill_inst : d->decode_inst;
+		int *peers = m->role == NKV_ROLE_PREFILL ? d->prefill_peer : d->decode_peer;
+		int idx = -1;
+		for (uint32_t i = 0; inst >= 0 && i < n; i++)
+			if (insts[i] == (uint32_t)inst)
+				idx = (int)i;
+		char why[160];
+		if (idx < 0) {
+			snprintf(why, sizeof(why), "instance '%s' is not a %s instance of this scheduler", m->name,
+				 nkv_role_name(m->role));
+			send_error(d, pi, ENOENT, why);
+			return nkv_err(ENOENT, "%s", why);
+		}
+		if (peers[idx] >= 0) {
+			snprintf(why, sizeof(why), "instance '%s' already has an agent", m->name);
+			send_error(d, pi, EEXIST, why);
+			return nkv_err(EEXIST, "%s", why);
+		}
+		if (m->block_tokens != NKV_PREFIX_BLOCK_TOKENS ||
+		    (d->kv_bpt && d->kv_bpt != m->kv_bpt)) {
+			snprintf(why, sizeof(why), "KV shape differs: block_tokens %u (want %u), %llu B/token (want %llu)",
+				 m->block_tokens, NKV_PREFIX_BLOCK_TOKENS, (unsigned long long)m->kv_bpt,
+				 (unsigned long long)d->kv_bpt);
+			send_error(d, pi, EINVAL, why);
+			return nkv_err(EINVAL, "%s", why);
+		}
+		d->kv_bpt = m->kv_bpt;
+		peers[idx] = pi;
+		p->idx = idx;
+		if (m->role == NKV_ROLE_DECODE) {
+			struct nkv_decode_state *ds = nkv_sched_decode(d->s, (uint32_t)idx);
+			ds->kv_blocks_total = m->kv_blocks;
+			ds->kv_blocks_used = 0;
+			ds->running = ds->queued = 0;
+			ds->running_tokens = ds->queued_tokens = 0;
+			ds->refreshed_s = nkv_now_s();
+			nkv_prefix_clear_slot(nkv_sched_decode_index(d->s), (uint32_t)idx);
+		} else {
+			nkv_prefix_clear_slot(nkv_sched_prefill_index(d->s), (uint32_t)idx);
+		}
+	}
+	p->registered = true;
+	p->id = ++d->next_agent_id;
+	char lb[96];
+	logf_("registered %s at %s", peer_label(p, lb, sizeof(lb)), p->addr[0] ? p->addr : "-");
+	struct nkv_msg ok;
+	nkv_msg_init(&ok, NKV_MSG_REGISTER_OK);
+	ok.agent_id = p->id;
+	send_msg(d, pi, &ok);
+	dispatch_pending(d);
+	return 0;
+}
+
+static char *status_json(struct daemon *d)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "policy", json_string(nkv_sched_policy_name(d->s)));
+	json_object_set_new(o, "decisions", json_integer((json_int_t)d->decisions));
+	json_object_set_new(o, "finished", json_integer((json_int_t)d->finished));
+	json_object_set_new(o, "failed", json_integer((json_int_t)d->failed));
+	json_object_set_new(o, "rerouted", json_integer((json_int_t)d->rerouted));
+	json_object_set_new(o, "bad_peers", json_integer((json_int_t)d->bad_peers));
+	json_object_set_new(o, "xfer_bytes", json_integer((json_int_t)d->xfer_bytes));
+	json_object_set_new(o, "decide_mean_s", json_real(d->decisions ? d->decide_s_sum / d->decisions : 0));
+	json_object_set_new(o, "decide_max_s", json_real(d->decide_s_max));
+	json_t *agents = json_array();
+	for (int i = 0; i < MAX_PEERS; i++) {
+		struct peer *p = &d->peers[i];
+		if (!p->used || !p->registered || (p->role != NKV_ROLE_PREFILL && p->role != NKV_ROLE_DECODE))
+			continue;
+		json_t *a = json_object();
+		json_object_set_new(a, "id", json_integer(p->id));
+		json_object_set_new(a, "role", json_string(nkv_role_name(p->role)));
+		json_object_set_new(a, "name", json_string(p->name));
+		json_object_set_new(a, "addr", json_string(p->addr));
+		if (p->role == NKV_ROLE_DECODE) {
+			struct nkv_decode_state *ds = nkv_sched_decode(d->s, (uint32_t)p->idx);
+			json_object_set_new(a, "running", json_integer(ds->running));
+			json_object_set_new(a, "queued", json_integer(ds->queued));
+			json_object_set_new(a, "kv_used", json_integer((json_int_t)ds->kv_blocks_used));
+			json_object_set_new(a, "kv_total", json_integer((json_int_t)ds->kv_blocks_total));
+		}
+		json_array_append_new(agents, a);
+	}
+	json_object_set_new(o, "agents", agents);
+	json_t *tiers = json_object();
+	for (int t = 0; t < NKV_TIERS; t++)
+		json_object_set_new(tiers, nkv_tier_name(t), json_integer((json_int_t)d->inflight_tier[t]));
+	json_object_set_new(o, "inflight_bytes", tiers);
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return s;
+}
+
+/* Returns 0, or a negative errno: the peer is then disconnected with nkv_last_error(). */
+static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
+{
+	struct peer *p = &d->peers[pi];
+	double now = nkv_now_s();
+	if (m->type == NKV_MSG_REGISTER)
+		return on_register(d, pi, m);
+	if (!p->registered)
+		return nkv_err(EPROTO, "%s before REGISTER", nkv_msg_type_name(m->type));
+	bool agent = p->role == NKV_ROLE_PREFILL || p->role == NKV_ROLE_DECODE;
+	switch (m->type) {
+	case NKV_MSG_HEARTBEAT:
+		if (!agent)
+			break;
+		if (p->role == NKV_ROLE_DECODE) {
+			struct nkv_decode_state *ds = nkv_sched_decode(d->s, (uint32_t)p->idx);
+			ds->running = m->running;
+			ds->queued = m->queued;
+			ds->running_tokens = m->running_tokens;
+			ds->queued_tokens = m->queued_tokens;
+			ds->kv_blocks_used = m->kv_used;
+			ds->kv_blocks_total = m->kv_total;
+			ds->refreshed_s = now;
+			nkv_prefix_add(nkv_sched_decode_index(d->s), (uint32_t)p->idx, m->ids, m->nadd);
+			nkv_prefix_remove(nkv_sched_decode_index(d->s), (uint32_t)p->idx, m->ids + m->nadd,
+					  m->nids - m->nadd);
+		} else {
+			struct nkv_prefill_state *ps = nkv_sched_prefill(d->s, (uint32_t)p->idx);
+			ps->queued = m->queued;
+			ps->queued_tokens = m->queued_tokens;
+			ps->refreshed_s = now;
+			nkv_prefix_add(nkv_sched_prefill_index(d->s), (uint32_t)p->idx, m->ids, m->nadd);
+			nkv_prefix_remove(nkv_sched_prefill_index(d->s), (uint32_t)p->idx, m->ids + m->nadd,
+					  m->nids - m->nadd);
+		}
+		return 0;
+	case NKV_MSG_SUBMIT: {
+		if (p->role != NKV_ROLE_CLIENT)
+			break;
+		if (d->nrq == d->caprq) {
+			size_t cap = d->caprq ? d->caprq * 2 : 1024;
+			struct rq *n = realloc(d->rqs, cap * sizeof(*n));
+			if (!n)
+				return nkv_err(ENOMEM, "out of memory for requests");
+			d->rqs = n;
+			d->caprq = cap;
+		}
+		struct rq *q = &d->rqs[d->nrq++];
+		memset(q, 0, sizeof(*q));
+		q->client = pi;
+		q->client_req = m->req;
+		q->pp = q->dp = -1;
+		q->ids = m->ids; /* take ownership */
+		m->ids = NULL;
+		q->r.id = d->nrq - 1;
+		q->r.arrival_s = now;
+		q->r.input_len = m->input_len;
+		q->r.output_len = m->output_len;
+		q->r.hash_ids = q->ids;
+		q->r.nblocks = m->nids;
+		q->t[NKV_REC_SUBMIT] = now;
+		dispatch(d, q);
+		return 0;
+	}
+	case NKV_MSG_BLOCKS: {
+		struct rq *q = find_rq(d, m->req, pi, "BLOCKS");
+		if (q && pi == q->dp)
+			send_msg(d, q->pp, m);
+		return 0;
+	}
+	case NKV_MSG_PREFILL_DONE: {
+		struct rq *q = find_rq(d, m->req, pi, "PREFILL_DONE");
+		if (q && pi == q->pp) {
+			q->t[NKV_REC_PREFILL_T0] = m->t[0];
+			q->t[NKV_REC_PREFILL_T1] = m->t[1];
+		}
+		return 0;
+	}
+	case NKV_MSG_XFER_DONE: {
+		struct rq *q = find_rq(d, m->req, pi, "XFER_DONE");
+		if (!q || pi != q->pp || q->xfer_done)
+			return 0;
+		if (m->status) {
+			char why[256];
+			snprintf(why, sizeof(why), "transfer %s -> %s failed: %s", p->name, d->peers[q->dp].name,
+				 m->text ? m->text : "");
+			finish_rq(d, q, m->status, why);
+			return 0;
+		}
+		q->xfer_done = true;
+		q->bytes = m->bytes;
+		q->t[NKV_REC_XFER_S] = m->t[0];
+		q->t[NKV_REC_XFER_END] = m->t[1];
+		d->xfer_bytes += m->bytes;
+		d->inflight_tier[q->dec.tier] -= q->dec.bytes;
+		nkv_sched_transfer_done(d->s, &q->r, &q->dec, m->t[0], now);
+		send_msg(d, q->dp, m);
+		return 0;
+	}
+	case NKV_MSG_TOKENS: {
+		struct rq *q = find_rq(d, m->req, pi, "TOKENS");
+		if (!q || pi != q->dp)
+			return 0;
+		q->ntokens = m->ntokens;
+		q->blocks_ok = m->blocks_ok;
+		q->blocks_bad = m->blocks_bad;
+		q->t[NKV_REC_ADMIT] = m->t[0];
+		q->t[NKV_REC_FIRST] = m->t[1];
+		q->t[NKV_REC_STEP_S] = m->t[2];
+		q->t[NKV_REC_END] = m->t[3];
+		q->t[NKV_REC_TBT_MEAN] = m->t[4];
+		q->t[NKV_REC_TBT_P99] = m->t[5];
+		if (!m->status && q->xfer_done)
+			nkv_sched_admit(d->s, &q->r, &q->dec);
+		finish_rq(d, q, m->status, m->text);
+		return 0;
+	}
+	case NKV_MSG_STATUS_REQ: {
+		char *s = status_json(d);
+		struct nkv_msg r;
+		nkv_msg_init(&r, NKV_MSG_STATUS);
+		nkv_msg_set_text(&r, s);
+		free(s);
+		send_msg(d, pi, &r);
+		nkv_msg_clear(&r);
+		return 0;
+	}
+	case NKV_MSG_ERROR: {
+		char lb[96];
+		logf_("%s reports error %u: %s", peer_label(p, lb, sizeof(lb)), m->code, m->text ? m->text : "");
+		return 0;
+	}
+	default:
+		break;
+	}
+	return nkv_err(EPROTO, "%s is not a message a %s sends", nkv_msg_type_name(m->type), nkv_role_name(p->role));
+}
+
+static void drop_peer(struct daemon *d, int pi, const char *why)
+{
+	struct peer *p = &d->peers[pi];
+	char lb[96];
+	logf_("disconnecting %s: %s", peer_label(p, lb, sizeof(lb)), why);
+	if (p->registered && (p->role == NKV_ROLE_PREFILL || p->role == NKV_ROLE_DECODE)) {
+		if (p->role == NKV_ROLE_PREFILL)
+			d->prefill_peer[p->idx] = -1;
+		else {
+			d->decode_peer[p->idx] = -1;
+			nkv_prefix_clear_slot(nkv_sched_decode_index(d->s), (uint32_t)p->idx);
+			/* Keep policies away from it until an agent comes back. */
+			struct nkv_decode_state *ds = nkv_sched_decode(d->s, (uint32_t)p->idx);
+			ds->kv_blocks_used = ds->kv_blocks_total;
+		}
+		char reason[200];
+		snprintf(reason, sizeof(reason), "%s agent %s lost: %.120s", nkv_role_name(p->role), p->name, why);
+		for (size_t i = 0; i < d->nrq; i++) {
+			struct rq *q = &d->rqs[i];
+			/* A prefill's requests whose KV already arrived go on without it. */
+			if (q->state == RQ_RUNNING && (q->dp == pi || (q->pp == pi && !q->xfer_done)))
+				finish_rq(d, q, -ECONNRESET, reason);
+		}
+	}
+	for (size_t i = 0; i < d->nrq; i++)
+		if (d->rqs[i].client == pi)
+			d->rqs[i].client = -1;
+	nkv_pconn_close(&p->c);
+	memset(p, 0, sizeof(*p));
+	p->c.fd = -1;
+}
+
+static void serve_metrics(struct daemon *d, int fd)
+{
+	/* Read the request (whatever it is) and answer with the text format. */
+	char req[1024];
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	if (poll(&pf, 1, 200) > 0)
+		(void)!recv(fd, req, sizeof(req), MSG_DONTWAIT);
+	char *body = NULL;
+	size_t blen = 0;
+	FILE *f = open_memstream(&body, &blen);
+	if (!f) {
+		close(fd);
+		return;
+	}
+	const char *pol = nkv_sched_policy_name(d->s);
+	fprintf(f, "# TYPE netkv_decisions_total counter\nnetkv_decisions_total{policy=\"%s\"} %llu\n", pol,
+		(unsigned long long)d->decisions);
+	fprintf(f, "# TYPE netkv_decision_seconds summary\nnetkv_decision_seconds_sum{policy=\"%s\"} %.9f\n"
+		   "netkv_decision_seconds_count{policy=\"%s\"} %llu\n", pol, d->decide_s_sum, pol,
+		(unsigned long long)d->decisions);
+	fprintf(f, "# TYPE netkv_requests_total counter\nnetkv_requests_total{state=\"finished\"} %llu\n"
+		   "netkv_requests_total{state=\"failed\"} %llu\n", (unsigned long long)d->finished,
+		(unsigned long long)d->failed);
+	fprintf(f, "# TYPE netkv_kv_bytes_total counter\nnetkv_kv_bytes_total %llu\n",
+		(unsigned long long)d->xfer_bytes);
+	fprintf(f, "# TYPE netkv_bad_peers_total counter\nnetkv_bad_peers_total %llu\n",
+		(unsigned long long)d->bad_peers);
+	fprintf(f, "# TYPE netkv_inflight_bytes gauge\n");
+	for (int t = 0; t < NKV_TIERS; t++)
+		fprintf(f, "netkv_inflight_bytes{tier=\"%s\"} %llu\n", nkv_tier_name(t),
+			(unsigned long long)d->inflight_tier[t]);
+	fprintf(f, "# TYPE netkv_path_bytes_per_second gauge\n");
+	double now = nkv_now_s();
+	for (uint32_t p = 0; p < d->nprefill; p++)
+		for (uint32_t q = 0; q < d->ndecode; q++) {
+			bool fresh = false;
+			double bw = nkv_oracle_bw(nkv_sched_oracle(d->s), d->prefill_inst[p], d->decode_inst[q], now, &fresh);
+			struct nkv_instance_info a, b;
+			nkv_topo_instance(d->topo, d->prefill_inst[p], &a);
+			nkv_topo_instance(d->topo, d->decode_inst[q], &b);
+			fprintf(f, "netkv_path_bytes_per_second{src=\"%s\",dst=\"%s\",source=\"%s\"} %.6g\n", a.name,
+				b.name, fresh ? "measured" : "tier", bw);
+		}
+	fclose(f);
+	char hdr[160];
+	int hl = snprintf(hdr, sizeof(hdr),
+			  "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %zu\r\n\r\n",
+			  blen);
+	(void)!write(fd, hdr, (size_t)hl);
+	(void)!write(fd, body, blen);
+	free(body);
+	close(fd);
+}
+
+static int parse_names(struct daemon *d, const char *list, uint32_t **out, uint32_t *n, const char *what)
+{
+	char *copy = strdup(list), *save = NULL;
+	uint32_t cap = 8;
+	*out = malloc(cap * sizeof(**out));
+	*n = 0;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		int inst = nkv_topo_find(d->topo, t);
+		if (inst < 0) {
+			free(copy);
+			return nkv_err(ENOENT, "--%s: instance '%s' is not in the topology", what, t);
+		}
+		if (*n == cap)
+			*out = realloc(*out, (cap *= 2) * sizeof(**out));
+		(*out)[(*n)++] = (uint32_t)inst;
+	}
+	free(copy);
+	if (!*n)
+		return nkv_err(EINVAL, "--%s: no instances given", what);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: netkv scheduler --topo FILE --prefill NAMES --decode NAMES [options]\n"
+		"       netkv scheduler status --scheduler ADDR [--token T]\n"
+		"Central scheduler daemon: agents register, heartbeat and report; clients submit\n"
+		"requests and get (prefill, decode) assignments from the policy library.\n"
+		"  --listen ADDR      control address (default 127.0.0.1:7400)\n"
+		"  --topo FILE        topology JSON (netkv topo gen)\n"
+		"  --prefill NAMES    comma-separated topology instances that run prefill agents\n"
+		"  --decode NAMES     ... decode agents\n"
+		"  --policy P         rr random load cache cla cla* netkv-topo netkv-static netkv (default netkv)\n"
+		"  --token T          shared token agents and clients must present (default $NKV_TOKEN)\n"
+		"  --perf MODEL       perf model preset for the decode-wait estimate (default llama3-8b)\n"
+		"  --time-scale X     the agents' time compression (default 1)\n"
+		"  --w-cache X --w-load X   cla* weights (default 1, 1)\n"
+		"  --metrics ADDR     Prometheus text endpoint (HTTP), off by default\n"
+		"  --refresh S        oracle telemetry refresh interval, seconds (default 1)\n");
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	const char *addr = "127.0.0.1:7400", *token = getenv("NKV_TOKEN");
+	static const struct option opts[] = { { "scheduler", 1, 0, 's' }, { "token", 1, 0, 't' },
+					      { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "s:t:h", opts, NULL)) != -1) {
+		if (c == 's')
+			addr = optarg;
+		else if (c == 't')
+			token = optarg;
+		else if (c == 'h') {
+			printf("usage: netkv scheduler status --scheduler ADDR [--token T]\n"
+			       "Prints the scheduler's counters and agents (JSON).\n");
+			return 0;
+		} else
+			return 2;
+	}
+	int fd = nkv_proto_connect(addr, 2);
+	if (fd < 0) {
+		fprintf(stderr, "netkv scheduler status: %s\n", nkv_last_error());
+		return 1;
+	}
+	struct nkv_pconn pc;
+	nkv_pconn_init(&pc, fd);
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_REGISTER);
+	m.role = NKV_ROLE_ADMIN;
+	snprintf(m.token, sizeof(m.token), "%s", token ? token : "");
+	int rc = nkv_pconn_send_wait(&pc, &m);
+	nkv_msg_init(&m, NKV_MSG_STATUS_REQ);
+	if (!rc)
+		rc = nkv_pconn_send_wait(&pc, &m);
+	while (!rc && !(rc = nkv_pconn_recv_wait(&pc, &m, 5))) {
+		if (m.type == NKV_MSG_STATUS) {
+			printf("%s\n", m.text);
+			nkv_msg_clear(&m);
+			break;
+		}
+		if (m.type == NKV_MSG_ERROR)
+			rc = nkv_err(EACCES, "scheduler: %s", m.text);
+		nkv_msg_clear(&m);
+	}
+	nkv_pconn_close(&pc);
+	if (rc) {
+		fprintf(stderr, "netkv scheduler status: %s\n", nkv_last_error());
+		return 1;
+	}
+	return 0;
+}
+
+int nkv_cmd_scheduler_status(int argc, char **argv) { return cmd_status(argc, argv); }
+
+int nkv_cmd_scheduler(int argc, char **argv)
+{
+	const char *listen_addr = "127.0.0.1:7400", *topo = NULL, *policy = "netkv", *token = getenv("NKV_TOKEN");
+	const char *prefill = NULL, *decode = NULL, *perf_model = "llama3-8b", *metrics = NULL;
+	double scale = 1, w_cache = 1, w_load = 1, refresh = 1;
+	static const struct option opts[] = {
+		{ "listen", 1, 0, 'l' }, { "topo", 1, 0, 'T' }, { "policy", 1, 0, 'p' }, { "token", 1, 0, 't' },
+		{ "prefill", 1, 0, 'P' }, { "decode", 1, 0, 'D' }, { "perf", 1, 0, 'm' }, { "time-scale", 1, 0, 's' },
+		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'L' }, { "metrics", 1, 0, 'M' }, { "refresh", 1, 0, 'r' },
+		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		double *dp = NULL;
+		switch (c) {
+		case 'l': listen_addr = optarg; break;
+		case 'T': topo = optarg; break;
+		case 'p': policy = optarg; break;
+		case 't': token = optarg; break;
+		case 'P': prefill = optarg; break;
+		case 'D': decode = optarg; break;
+		case 'm': perf_model = optarg; break;
+		case 'M': metrics = optarg; break;
+		case 's': dp = &scale; break;
+		case 'c': dp = &w_cache; break;
+		case 'L': dp = &w_load; break;
+		case 'r': dp = &refresh; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+		if (dp && (nkv_parse_double(optarg, dp) || !(*dp > 0) || !isfinite(*dp))) {
+			fprintf(stderr, "netkv scheduler: --%s '%s': expected a number > 0\n", opts[c == 's' ? 7 : c == 'c' ? 8 : c == 'L' ? 9 : 11].name, optarg);
+			return 2;
+		}
+	}
+	if (!topo || !prefill || !decode) {
+		fprintf(stderr, "netkv scheduler: --topo, --prefill and --decode are required\n");
+		usage(stderr);
+		return 2;
+	}
+	if (!token || !token[0]) {
+		fprintf(stderr, "netkv scheduler: a --token (or $NKV_TOKEN) is required\n");
+		return 2;
+	}
+	if (!nkv_policy_find(policy)) {
+		fprintf(stderr, "netkv scheduler: unknown policy '%s'\n", policy);
+		return 2;
+	}
+	struct daemon *d = calloc(1, sizeof(*d));
+	d->token = token;
+	d->lfd = d->mfd = -1;
+	int rc = nkv_topo_load(topo, &d->topo);
+	struct nkv_perf perf;
+	if (!rc)
+		rc = nkv_perf_preset(perf_model, "h100", &perf);
+	if (!rc)
+		rc = parse_names(d, prefill, &d->prefill_inst, &d->nprefill, "prefill");
+	if (!rc)
+		rc = parse_names(d, decode, &d->decode_inst, &d->ndecode, "decode");
+	if (rc) {
+		fprintf(stderr, "netkv scheduler: %s\n", nkv_last_error());
+		return 1;
+	}
+	perf.prefill_a *= scale, perf.prefill_b *= scale, perf.prefill_c *= scale;
+	perf.decode_a *= scale, perf.decode_b *= scale, perf.decode_c *= scale;
+	struct nkv_sched_params sp;
+	nkv_sched_defaults(&sp);
+	sp.policy = policy;
+	sp.w_cache = w_cache;
+	sp.w_load = w_load;
+	sp.kv_block_tokens = NKV_PREFIX_BLOCK_TOKENS;
+	sp.oracle.refresh_s = refresh;
+	sp.oracle.min_sample_bytes = 64 * 1024;
+	rc = nkv_sched_create(d->topo, &perf, &sp, d->prefill_inst, d->nprefill, d->decode_inst, d->ndecode, &d->s);
+	if (rc) {
+		fprintf(stderr, "netkv scheduler: %s\n", nkv_last_error());
+		return 1;
+	}
+	d->prefill_peer = malloc(d->nprefill * sizeof(int));
+	d->decode_peer = malloc(d->ndecode * sizeof(int));
+	for (uint32_t i = 0; i < d->nprefill; i++)
+		d->prefill_peer[i] = -1;
+	for (uint32_t i = 0; i < d->ndecode; i++) {
+		d->decode_peer[i] = -1;
+		struct nkv_decode_state *ds = nkv_sched_decode(d->s, i);
+		ds->kv_blocks_used = ds->kv_blocks_total; /* no agent yet */
+	}
+	for (int i = 0; i < MAX_PEERS; i++)
+		d->peers[i].c.fd = -1;
+	d->lfd = nkv_proto_listen(listen_addr, NULL);
+	if (d->lfd < 0 || (metrics && (d->mfd = nkv_proto_listen(metrics, NULL)) < 0)) {
+		fprintf(stderr, "netkv scheduler: %s\n", nkv_last_error());
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	logf_("listening on %s, policy %s, %u prefill + %u decode instances%s%s", listen_addr, policy, d->nprefill,
+	      d->ndecode, metrics ? ", metrics on " : "", metrics ? metrics : "");
+
+	struct pollfd pfd[MAX_PEERS + 2];
+	while (!g_stop) {
+		int n = 0;
+		pfd[n++] = (struct pollfd){ .fd = d->lfd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = d->mfd, .events = POLLIN };
+		int map[MAX_PEERS + 2];
+		for (int i = 0; i < MAX_PEERS; i++)
+			if (d->peers[i].used) {
+				map[n] = i;
+				pfd[n++] = (struct pollfd){ .fd = d->peers[i].c.fd,
+							    .events = (short)(POLLIN | (nkv_pconn_pending(&d->peers[i].c) ? POLLOUT : 0)) };
+			}
+		if (poll(pfd, (nfds_t)n, 100) < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents & POLLIN) {
+			int fd;
+			while ((fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+				int slot = -1;
+				for (int i = 0; i < MAX_PEERS && slot < 0; i++)
+					if (!d->peers[i].used)
+						slot = i;
+				if (slot < 0) {
+					logf_("refusing a connection: %d peers already", MAX_PEERS);
+					close(fd);
+					continue;
+				}
+				nkv_pconn_init(&d->peers[slot].c, fd);
+				d->peers[slot].used = true;
+			}
+		}
+		if (d->mfd >= 0 && (pfd[1].revents & POLLIN)) {
+			int fd = accept4(d->mfd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0)
+				serve_metrics(d, fd);
+		}
+		for (int k = 2; k < n; k++) {
+			int pi = map[k];
+			struct peer *p = &d->peers[pi];
+			if (!p->used)
+				continue;
+			if (pfd[k].revents & POLLOUT)
+				nkv_pconn_flush(&p->c);
+			if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			int rrc = nkv_pconn_read(&p->c);
+			char why[NKV_ERRSTR_MAX];
+			snprintf(why, sizeof(why), "%s", rrc ? nkv_last_error() : "");
+			for (;;) {
+				struct nkv_msg m;
+				int drc = nkv_pconn_next(&p->c, &m);
+				if (drc == 0)
+					break;
+				if (drc < 0) {
+					d->bad_peers++;
+					snprintf(why, sizeof(why), "bad frame: %s", nkv_last_error());
+					rrc = drc;
+					break;
+				}
+				int mrc = on_msg(d, pi, &m);
+				nkv_msg_clear(&m);
+				if (mrc) {
+					if (mrc != -EACCES)
+						d->bad_peers++;
+					snprintf(why, sizeof(why), "%s", nkv_last_error());
+					rrc = mrc;
+					break;
+				}
+			}
+			if (rrc)
+				drop_peer(d, pi, why);
+		}
+		dispatch_pending(d);
+	}
+	logf_("stopping: %llu decisions, %llu finished, %llu failed", (unsigned long long)d->decisions,
+	      (unsigned long long)d->finished, (unsigned long long)d->failed);
+	for (int i = 0; i < MAX_PEERS; i++)
+		if (d->peers[i].used)
+			nkv_pconn_close(&d->peers[i].c);
+	close(d->lfd);
+	if (d->mfd >= 0)
+		close(d->mfd);
+	for (size_t i = 0; i < d->nrq; i++)
+		free(d->rqs[i].ids);
+	free(d->rqs);
+	nkv_sched_free(d->s);
+	nkv_topo_free(d->topo);
+	free(d->prefill_inst), free(d->decode_inst), free(d->prefill_peer), free(d->decode_peer);
+	free(d);
+	return 0;
+}

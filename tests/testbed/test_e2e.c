@@ -1,0 +1,213 @@
+/*
+ * End to end, real processes over loopback: scheduler + 2 prefill + 4
+ * decode agents, 300 requests of the Mooncake conversation trace with time
+ * compressed. Every request must finish, every block verify, and each
+ * record must add up and be causal. Then: garbage and unauthenticated
+ * control connections are cut off while the testbed goes on, and a trace
+ * with malformed lines is replayed (skip: reported and skipped; abort:
+ * fails naming the line).
+ */
+#include <errno.h>
+#include <math.h>
+#include <sys/socket.h>
+
+#include "e2e_common.h"
+#include "netkv_perf.h"
+#include "netkv_proto.h"
+
+#define SCALE 0.05
+#define BLOCK_BYTES (128u * 1024) /* tiny model: 256 B/token x 512 tokens */
+
+static int fails;
+#define CHECK(c, ...) do { if (!(c)) { fails++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+	fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+
+static const char *TOKEN = "e2e-token";
+
+/* Bytes on a raw socket; returns whether the scheduler closed it within 2 s. */
+static bool closed_after(const char *addr, const void *buf, size_t len)
+{
+	int fd = nkv_proto_connect(addr, 2);
+	if (fd < 0)
+		return false;
+	(void)!send(fd, buf, len, MSG_NOSIGNAL);
+	struct timeval tv = { 2, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	char tmp[4096];
+	ssize_t n;
+	while ((n = recv(fd, tmp, sizeof(tmp), 0)) > 0)
+		;
+	close(fd);
+	return n == 0;
+}
+
+static char *status_text(const char *addr)
+{
+	int fd = nkv_proto_connect(addr, 2);
+	if (fd < 0)
+		return NULL;
+	struct nkv_pconn pc;
+	nkv_pconn_init(&pc, fd);
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_REGISTER);
+	m.role = NKV_ROLE_ADMIN;
+	strcpy(m.token, TOKEN);
+	nkv_pconn_send_wait(&pc, &m);
+	nkv_msg_init(&m, NKV_MSG_STATUS_REQ);
+	nkv_pconn_send_wait(&pc, &m);
+	char *out = NULL;
+	while (!out && !nkv_pconn_recv_wait(&pc, &m, 3)) {
+		if (m.type == NKV_MSG_STATUS)
+			out = strdup(m.text);
+		nkv_msg_clear(&m);
+	}
+	nkv_pconn_close(&pc);
+	return out;
+}
+
+static void garbage(const char *addr)
+{
+	/* 1: random bytes. 2: a valid SUBMIT before REGISTER. 3: a wrong token.
+	 * 4: a frame with a bad field (input_len 0). */
+	uint8_t junk[256];
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(i * 37 + 11);
+	CHECK(closed_after(addr, junk, sizeof(junk)), "garbage bytes did not get the peer disconnected");
+
+	struct nkv_buf b = { 0 };
+	struct nkv_msg m;
+	uint64_t ids[1] = { 7 };
+	nkv_msg_init(&m, NKV_MSG_SUBMIT);
+	m.req = 1, m.input_len = 100, m.output_len = 10;
+	nkv_msg_set_ids(&m, ids, 1);
+	nkv_msg_encode(&m, &b);
+	CHECK(closed_after(addr, b.p, b.len), "SUBMIT before REGISTER was accepted");
+	nkv_msg_clear(&m);
+
+	b.len = 0;
+	nkv_msg_init(&m, NKV_MSG_REGISTER);
+	m.role = NKV_ROLE_CLIENT;
+	strcpy(m.token, "wrong");
+	nkv_msg_encode(&m, &b);
+	CHECK(closed_after(addr, b.p, b.len), "a wrong token was accepted");
+
+	b.len = 0;
+	nkv_msg_init(&m, NKV_MSG_REGISTER);
+	m.role = NKV_ROLE_CLIENT;
+	strcpy(m.token, TOKEN);
+	nkv_msg_encode(&m, &b);
+	size_t reg = b.len;
+	nkv_msg_init(&m, NKV_MSG_SUBMIT);
+	m.req = 1, m.input_len = 100, m.output_len = 10;
+	nkv_msg_encode(&m, &b);
+	b.p[reg + NKV_PROTO_HDR + 8] = 0; /* input_len = 0 */
+	CHECK(closed_after(addr, b.p, b.len), "a SUBMIT with input_len 0 was accepted");
+	nkv_buf_free(&b);
+
+	char *st = status_text(addr);
+	CHECK(st && strstr(st, "\"bad_peers\":"), "no status after garbage: %s", st ? st : "(none)");
+	if (st) {
+		const char *p = strstr(st, "\"bad_peers\":");
+		long bad = p ? strtol(p + 12, NULL, 10) : 0;
+		CHECK(bad >= 3, "bad_peers = %ld, expected >= 3 (garbage, early SUBMIT, bad field)", bad);
+	}
+	free(st);
+}
+
+static void check_records(const struct replay_result *r, const struct nkv_perf *perf)
+{
+	CHECK(r->n == 300, "%zu requests loaded, expected 300", r->n);
+	CHECK(r->finished == r->n, "%zu of %zu finished (%zu failed, %zu without record)", r->finished, r->n, r->failed,
+	      r->lost);
+	CHECK(r->blocks_bad == 0, "%zu blocks failed verification", r->blocks_bad);
+	CHECK(r->blocks_ok > 0, "no block was verified");
+	double min_step = perf->decode_a * SCALE;
+	size_t shown = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		const struct replay_rec *x = &r->recs[i];
+		if (x->status)
+			continue;
+		double sum = x->queue + x->prefill + x->transfer + x->decode_wait + x->step;
+		bool ok = fabs(sum - x->ttft) < 1e-6 && x->queue >= 0 && x->prefill >= 0 && x->transfer >= 0 &&
+			  x->decode_wait >= -1e-9 && x->step >= min_step * 0.99 && x->ntokens == x->output &&
+			  x->bytes == (uint64_t)x->blocks_ok * BLOCK_BYTES && x->xfer_s <= x->transfer + 1e-6 &&
+			  x->ttft < 30;
+		if (!ok && shown++ < 5)
+			fprintf(stderr,
+				"FAIL record %zu: ttft %.6f vs queue %.6f + prefill %.6f + transfer %.6f + wait %.6f + step %.6f"
+				" (min step %.6f), tokens %u/%u, bytes %llu for %u blocks, xfer %.6f\n",
+				i, x->ttft, x->queue, x->prefill, x->transfer, x->decode_wait, x->step, min_step, x->ntokens,
+				x->output, (unsigned long long)x->bytes, x->blocks_ok, x->xfer_s);
+		if (!ok)
+			fails++;
+	}
+}
+
+static void malformed_trace(const char *dir, const char *trace, const char *addr)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/bad.jsonl", dir);
+	FILE *in = fopen(trace, "r"), *out = fopen(path, "w");
+	char line[1 << 16];
+	for (int i = 0; i < 20 && fgets(line, sizeof(line), in); i++) {
+		fputs(line, out);
+		if (i == 4)
+			fputs("{\"timestamp\": 1, \"input_length\": \"many\", \"output_length\": 3, \"hash_ids\": [1]}\n", out);
+		if (i == 9)
+			fputs("this is not json\n", out);
+		if (i == 14)
+			fputs("{\"timestamp\": 5, \"input_length\": 600, \"output_length\": 3, \"hash_ids\": [1]}\n", out);
+	}
+	fclose(in);
+	fclose(out);
+	struct replay_opts o = { .sched = addr, .token = TOKEN, .trace = path, .speed = 20, .ttft_slo = 1, .tbt_slo = 1,
+				 .timeout_s = 30, .max_output = 64 };
+	struct replay_result r;
+	int rc = nkv_replay_run(&o, &r);
+	CHECK(rc == 0, "replay of a trace with bad lines (skip): %s", nkv_last_error());
+	CHECK(r.bad_lines == 3 && r.n == 20 && r.finished == 20, "bad lines %zu (want 3), requests %zu/%zu finished",
+	      r.bad_lines, r.finished, r.n);
+	nkv_replay_free(&r);
+	o.abort_on_bad = true;
+	rc = nkv_replay_run(&o, &r);
+	CHECK(rc < 0 && strstr(nkv_last_error(), ":6:"), "abort on bad line: rc %d, error '%s' should name line 6", rc,
+	      nkv_last_error());
+	nkv_replay_free(&r);
+}
+
+int main(void)
+{
+	char netkv[512], trace[512], dir[256], addr[32];
+	int rc = e2e_paths(netkv, sizeof(netkv), trace, sizeof(trace), dir, sizeof(dir));
+	if (rc)
+		return rc;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
+	struct nkv_perf perf;
+	nkv_perf_preset("llama3-8b", "h100", &perf);
+	struct cluster cl;
+	struct cluster_opts co = { .netkv = netkv, .dir = dir, .addr = addr, .token = TOKEN, .policy = "netkv",
+				   .prefill = "h0g0,h0g1", .decode = "h1g0,h2g0,h4g0,h5g0", .time_scale = SCALE,
+				   .prefill_blocks = 512, .decode_blocks = 512, .tier_gbps = NULL, .verify = true };
+	if (cluster_start(&co, &cl)) {
+		fprintf(stderr, "FAIL: testbed did not start: %s\n", nkv_last_error());
+		cluster_stop(&cl);
+		return 1;
+	}
+	garbage(addr);
+	struct replay_opts o = { .sched = addr, .token = TOKEN, .trace = trace, .speed = 15, .limit = 300,
+				 .ttft_slo = 2 * SCALE, .tbt_slo = 0.1 * SCALE, .timeout_s = 60, .max_output = 200,
+				 .progress = true, .label = "e2e " };
+	struct replay_result r;
+	rc = nkv_replay_run(&o, &r);
+	CHECK(rc == 0, "replay: %s", nkv_last_error());
+	nkv_replay_print(stderr, &r);
+	check_records(&r, &perf);
+	nkv_replay_free(&r);
+	malformed_trace(dir, trace, addr);
+	cluster_stop(&cl);
+	if (fails)
+		fprintf(stderr, "%d checks failed; logs in %s/\n", fails, dir);
+	else
+		e2e_cleanup(dir);
+	return fails ? 1 : 0;
+}
