@@ -964,6 +964,7 @@ int nkv_cmd_scheduler(int argc, char **argv)
 				drop_peer(d, pi, why);
 		}
 		dispatch_pending(d);
+		nkv_oracle_tick(nkv_sched_oracle(d->s), nkv_now_s()); /* publish samples on time, decisions or not */
 		plan_probes(d, nkv_now_s());
 	}
 	logf_("stopping: %llu decisions, %llu finished, %llu failed", (unsigned long long)d->decisions,
