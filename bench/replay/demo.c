@@ -186,6 +186,10 @@ int nkv_cmd_demo(int argc, char **argv)
 			fprintf(stderr, "netkv demo: %s: %s\n", pol, nkv_last_error());
 			failures++;
 		}
+		char csv[600];
+		snprintf(csv, sizeof(csv), "%s/replay-%s.csv", dir, pol);
+		if (res[np].r.recs && nkv_replay_csv(&res[np].r, csv))
+			fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
 		cluster_stop(&cl);
 		g_cluster = NULL;
 		np++;
@@ -220,6 +224,7 @@ int nkv_cmd_demo(int argc, char **argv)
 			       r->finished ? 100.0 * (double)r->slo_met / (double)r->finished : 0, r->gb, tiers_s,
 			       r->blocks_ok, r->blocks_bad);
 		}
+		printf("per-request records: %s/replay-POLICY.csv (plots: tools/plot-replay %s)\n", dir, dir);
 		printf("(times are wall times of this compressed run: compute x %g; SLO = TTFT <= %g ms and mean TBT <= %g ms;\n"
 		       " measured on a shared 2-core box, so expect noise)\n", scale, 2000 * scale, 100 * scale);
 	}

@@ -80,6 +80,12 @@ struct daemon {
 	uint64_t decisions, finished, failed, rerouted, bad_peers, xfer_bytes;
 	double decide_s_sum, decide_s_max;
 	uint64_t inflight_tier[NKV_TIERS];
+	/* probes in flight: id -> path */
+	struct { uint64_t id; uint32_t p, d; double t; } probes[64];
+	uint32_t nprobes;
+	uint64_t next_probe, probes_sent, probes_done;
+	double next_plan;
+	bool probe;
 };
 
 static volatile sig_atomic_t g_stop;
@@ -362,6 +368,8 @@ static char *status_json(struct daemon *d)
 	json_object_set_new(o, "rerouted", json_integer((json_int_t)d->rerouted));
 	json_object_set_new(o, "bad_peers", json_integer((json_int_t)d->bad_peers));
 	json_object_set_new(o, "xfer_bytes", json_integer((json_int_t)d->xfer_bytes));
+	json_object_set_new(o, "probes_sent", json_integer((json_int_t)d->probes_sent));
+	json_object_set_new(o, "probes_done", json_integer((json_int_t)d->probes_done));
 	json_object_set_new(o, "decide_mean_s", json_real(d->decisions ? d->decide_s_sum / d->decisions : 0));
 	json_object_set_new(o, "decide_max_s", json_real(d->decide_s_max));
 	json_t *agents = json_array();
@@ -392,6 +400,8 @@ static char *status_json(struct daemon *d)
 	json_decref(o);
 	return s;
 }
+
+static void on_probe_result(struct daemon *d, const struct nkv_msg *m, double now);
 
 /* Returns 0, or a negative errno: the peer is then disconnected with nkv_last_error(). */
 static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
@@ -510,6 +520,10 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 		finish_rq(d, q, m->status, m->text);
 		return 0;
 	}
+	case NKV_MSG_PROBE_RESULT:
+		if (p->role == NKV_ROLE_PREFILL)
+			on_probe_result(d, m, now);
+		return 0;
 	case NKV_MSG_STATUS_REQ: {
 		char *s = status_json(d);
 		struct nkv_msg r;
@@ -529,6 +543,64 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 		break;
 	}
 	return nkv_err(EPROTO, "%s is not a message a %s sends", nkv_msg_type_name(m->type), nkv_role_name(p->role));
+}
+
+/* Ask prefill agents to probe the paths the planner picks (oldest data
+ * first, cheapest tier first, within the probe budget). */
+static void plan_probes(struct daemon *d, double now)
+{
+	if (!d->probe || now < d->next_plan)
+		return;
+	struct nkv_oracle *o = nkv_sched_oracle(d->s);
+	d->next_plan = now + nkv_oracle_get_params(o)->refresh_s / 2;
+	struct nkv_probe_params pp;
+	nkv_probe_defaults(o, &pp);
+	struct nkv_probe pr[16];
+	int n = nkv_probe_plan(o, &pp, now, pr, 16);
+	for (int i = 0; i < n && d->nprobes < 64; i++) {
+		int pi = -1, di = -1;
+		for (uint32_t k = 0; k < d->nprefill; k++)
+			if (d->prefill_inst[k] == pr[i].src)
+				pi = d->prefill_peer[k];
+		for (uint32_t k = 0; k < d->ndecode; k++)
+			if (d->decode_inst[k] == pr[i].dst)
+				di = d->decode_peer[k];
+		if (pi < 0 || di < 0)
+			continue; /* not a live prefill -> decode path */
+		struct nkv_msg m;
+		nkv_msg_init(&m, NKV_MSG_PROBE);
+		m.req = ++d->next_probe;
+		m.peer = d->peers[di].id;
+		m.tier = pr[i].tier >= 0 && pr[i].tier < NKV_TIERS ? (uint32_t)pr[i].tier : 3;
+		m.bytes = pr[i].bytes;
+		snprintf(m.addr, sizeof(m.addr), "%s", d->peers[di].addr);
+		send_msg(d, pi, &m);
+		d->probes[d->nprobes].id = m.req;
+		d->probes[d->nprobes].p = pr[i].src;
+		d->probes[d->nprobes].d = pr[i].dst;
+		d->probes[d->nprobes].t = now;
+		d->nprobes++;
+		d->probes_sent++;
+	}
+	/* forget probes that never came back */
+	for (uint32_t i = 0; i < d->nprobes; i++)
+		if (now - d->probes[i].t > 30)
+			d->probes[i--] = d->probes[--d->nprobes];
+}
+
+static void on_probe_result(struct daemon *d, const struct nkv_msg *m, double now)
+{
+	for (uint32_t i = 0; i < d->nprobes; i++) {
+		if (d->probes[i].id != m->req)
+			continue;
+		if (!m->status && m->t[0] > 0) {
+			nkv_oracle_sample(nkv_sched_oracle(d->s), d->probes[i].p, d->probes[i].d, m->bytes, m->t[0], now,
+					  NKV_SAMPLE_PROBE);
+			d->probes_done++;
+		}
+		d->probes[i] = d->probes[--d->nprobes];
+		return;
+	}
 }
 
 static void drop_peer(struct daemon *d, int pi, const char *why)
@@ -588,6 +660,9 @@ static void serve_metrics(struct daemon *d, int fd)
 		(unsigned long long)d->failed);
 	fprintf(f, "# TYPE netkv_kv_bytes_total counter\nnetkv_kv_bytes_total %llu\n",
 		(unsigned long long)d->xfer_bytes);
+	fprintf(f, "# TYPE netkv_probes_total counter\nnetkv_probes_total{state=\"sent\"} %llu\n"
+		   "netkv_probes_total{state=\"done\"} %llu\n", (unsigned long long)d->probes_sent,
+		(unsigned long long)d->probes_done);
 	fprintf(f, "# TYPE netkv_bad_peers_total counter\nnetkv_bad_peers_total %llu\n",
 		(unsigned long long)d->bad_peers);
 	fprintf(f, "# TYPE netkv_inflight_bytes gauge\n");
@@ -656,7 +731,8 @@ static void usage(FILE *f)
 		"  --time-scale X     the agents' time compression (default 1)\n"
 		"  --w-cache X --w-load X   cla* weights (default 1, 1)\n"
 		"  --metrics ADDR     Prometheus text endpoint (HTTP), off by default\n"
-		"  --refresh S        oracle telemetry refresh interval, seconds (default 1)\n");
+		"  --refresh S        oracle telemetry refresh interval, seconds (default 1)\n"
+		"  --no-probes        no active probes (passive samples from transfers only)\n");
 }
 
 static int cmd_status(int argc, char **argv)
@@ -722,12 +798,14 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		{ "listen", 1, 0, 'l' }, { "topo", 1, 0, 'T' }, { "policy", 1, 0, 'p' }, { "token", 1, 0, 't' },
 		{ "prefill", 1, 0, 'P' }, { "decode", 1, 0, 'D' }, { "perf", 1, 0, 'm' }, { "time-scale", 1, 0, 's' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'L' }, { "metrics", 1, 0, 'M' }, { "refresh", 1, 0, 'r' },
-		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+		{ "no-probes", 0, 0, 'N' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	int c;
+	bool probes = true;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		double *dp = NULL;
 		switch (c) {
+		case 'N': probes = false; break;
 		case 'l': listen_addr = optarg; break;
 		case 'T': topo = optarg; break;
 		case 'p': policy = optarg; break;
@@ -744,7 +822,7 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 		if (dp && (nkv_parse_double(optarg, dp) || !(*dp > 0) || !isfinite(*dp))) {
-			fprintf(stderr, "netkv scheduler: --%s '%s': expected a number > 0\n", opts[c == 's' ? 7 : c == 'c' ? 8 : c == 'L' ? 9 : 11].name, optarg);
+			fprintf(stderr, "netkv scheduler: '%s': expected a number > 0\n", optarg);
 			return 2;
 		}
 	}
@@ -763,6 +841,7 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	}
 	struct daemon *d = calloc(1, sizeof(*d));
 	d->token = token;
+	d->probe = probes;
 	d->lfd = d->mfd = -1;
 	int rc = nkv_topo_load(topo, &d->topo);
 	struct nkv_perf perf;
@@ -885,6 +964,8 @@ int nkv_cmd_scheduler(int argc, char **argv)
 				drop_peer(d, pi, why);
 		}
 		dispatch_pending(d);
+		nkv_oracle_tick(nkv_sched_oracle(d->s), nkv_now_s()); /* publish samples on time, decisions or not */
+		plan_probes(d, nkv_now_s());
 	}
 	logf_("stopping: %llu decisions, %llu finished, %llu failed", (unsigned long long)d->decisions,
 	      (unsigned long long)d->finished, (unsigned long long)d->failed);

@@ -33,7 +33,7 @@
  *   TOKENS        decode -> sched req, status, ntokens, blocks_ok, blocks_bad,
  *                                t[0] admit, t[1] first token, t[2] first step seconds,
  *                                t[3] end, t[4] mean TBT, t[5] p99 TBT, text
- *   PROBE         sched -> prefill req (probe id), peer, addr, bytes
+ *   PROBE         sched -> prefill req (probe id), peer, tier, addr, bytes
  *   PROBE_RESULT  prefill -> sched req, peer, status, bytes, t[0] seconds
  *   RECORD        sched -> client  req, status, peer (decode agent), agent_id (prefill
  *                                agent), tier, ntokens, blocks_ok, blocks_bad, bytes,

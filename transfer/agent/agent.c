@@ -40,6 +40,8 @@
 #include "nkv_util.h"
 
 #define BLOCK_TOKENS 512
+#define PROBE_BLOCKS 64
+#define PROBE_BIT (1ull << 63) /* request ids of probe pushes */
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
@@ -266,6 +268,11 @@ struct agent {
 	double busy_until;
 	struct { uint32_t peer; struct nkv_conn *c; } conns[64];
 	uint32_t nconns;
+	/* probes: a separate region on both sides, so probe bytes never touch the KV pool */
+	struct nkv_layout probe_l;
+	uint32_t probe_region;
+	struct { uint64_t id; uint32_t peer, tier; uint64_t bytes; double t0, hold; struct nkv_plan *plan; } probes[16];
+	uint32_t nprobes;
 	/* decode */
 	bool iter_on;
 	double iter_end, iter_start;
@@ -504,6 +511,85 @@ static void prefill_blocks(struct agent *a, struct nkv_msg *m)
 	try_push(a, r);
 }
 
+static void probe_report(struct agent *a, uint32_t i, int status, double seconds)
+{
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_PROBE_RESULT);
+	m.req = a->probes[i].id;
+	m.peer = a->probes[i].peer;
+	m.status = status;
+	m.bytes = status ? 0 : a->probes[i].bytes;
+	m.t[0] = status ? 0 : seconds;
+	send_ctl(a, &m);
+	if (a->probes[i].plan)
+		nkv_plan_free(a->probes[i].plan);
+	a->probes[i] = a->probes[--a->nprobes];
+}
+
+/* PROBE: push whole blocks of the probe region into the decode's probe region. */
+static void probe_start(struct agent *a, struct nkv_msg *m)
+{
+	if (a->nprobes >= 16)
+		return;
+	uint32_t i = a->nprobes++;
+	memset(&a->probes[i], 0, sizeof(a->probes[i]));
+	a->probes[i].id = m->req;
+	a->probes[i].peer = m->peer;
+	a->probes[i].tier = m->tier < 4 ? m->tier : 3;
+	struct req tmp = { .peer = m->peer };
+	snprintf(tmp.addr, sizeof(tmp.addr), "%s", m->addr);
+	struct nkv_conn *c = conn_for(a, &tmp);
+	const struct nkv_remote_region *rr = c && nkv_conn_remote_count(c) > 1 ? nkv_conn_remote(c, 1) : NULL;
+	uint64_t bb = nkv_layout_block_bytes(&a->probe_l);
+	uint32_t k = (uint32_t)((m->bytes + bb - 1) / bb);
+	if (k > a->probe_l.num_blocks)
+		k = a->probe_l.num_blocks;
+	if (k == 0)
+		k = 1;
+	uint32_t blocks[PROBE_BLOCKS];
+	for (uint32_t b = 0; b < k; b++)
+		blocks[b] = b;
+	int rc = rr ? nkv_plan_build(&a->probe_l, &a->probe_l, blocks, blocks, k, &a->probes[i].plan)
+		    : nkv_err(ENOENT, "no probe region at %s", m->addr);
+	if (!rc) {
+		struct nkv_push p = { .req_id = m->req | PROBE_BIT, .src_region = a->probe_region,
+				      .dst_region = rr->id, .plan = a->probes[i].plan };
+		rc = nkv_push(c, &p);
+	}
+	if (rc) {
+		alog(a, "probe to %s: %s", m->addr, nkv_last_error());
+		probe_report(a, i, rc, 0);
+		return;
+	}
+	a->probes[i].bytes = (uint64_t)k * bb;
+	a->probes[i].t0 = nkv_now_s();
+}
+
+static void probe_done(struct agent *a, const struct nkv_event *ev)
+{
+	for (uint32_t i = 0; i < a->nprobes; i++) {
+		if ((a->probes[i].id | PROBE_BIT) != ev->req_id)
+			continue;
+		double s = nkv_now_s() - a->probes[i].t0;
+		double bw = a->tier_Bps[a->probes[i].tier];
+		if (!ev->status && bw > 0 && (double)a->probes[i].bytes / bw > s) {
+			a->probes[i].hold = a->probes[i].t0 + (double)a->probes[i].bytes / bw;
+			return;
+		}
+		probe_report(a, i, ev->status, s);
+		return;
+	}
+}
+
+static void probe_timers(struct agent *a, double now)
+{
+	for (uint32_t i = 0; i < a->nprobes; i++)
+		if (a->probes[i].hold > 0 && now >= a->probes[i].hold) {
+			probe_report(a, i, 0, a->probes[i].hold - a->probes[i].t0);
+			i--;
+		}
+}
+
 static void prefill_event(struct agent *a, const struct nkv_event *ev)
 {
 	if (ev->type == NKV_EV_CONN_DOWN) {
@@ -512,6 +598,10 @@ static void prefill_event(struct agent *a, const struct nkv_event *ev)
 	}
 	if (ev->type != NKV_EV_PUSH_DONE)
 		return;
+	if (ev->req_id & PROBE_BIT) {
+		probe_done(a, ev);
+		return;
+	}
 	struct req *r = req_find(a, ev->req_id);
 	if (!r || !r->pushing)
 		return;
@@ -639,8 +729,8 @@ static void decode_xfer(struct agent *a, struct nkv_msg *m)
 
 static void decode_event(struct agent *a, const struct nkv_event *ev)
 {
-	if (ev->type != NKV_EV_RECV)
-		return;
+	if (ev->type != NKV_EV_RECV || (ev->req_id & PROBE_BIT))
+		return; /* probe bytes land in the probe region and are not looked at */
 	struct req *r = req_find(a, ev->req_id);
 	if (!r || r->st != R_WAIT) {
 		alog(a, "data for unknown request %llu (%llu bytes) ignored", (unsigned long long)ev->req_id,
@@ -883,6 +973,17 @@ int nkv_cmd_agent(int argc, char **argv)
 	if (!rc)
 		rc = nkv_region_alloc(a->eng, NKV_MEM_HOST, nkv_layout_pool_bytes(&p->layout), &p->layout, &p->region, &mem);
 	p->mem = mem;
+	a->probe_l = p->layout;
+	/* about 8 MiB of whole blocks (at least one, at most PROBE_BLOCKS) */
+	uint64_t pbb = nkv_layout_block_bytes(&p->layout);
+	a->probe_l.num_blocks = pbb ? (uint32_t)((8u << 20) / pbb) : 1;
+	if (a->probe_l.num_blocks < 1)
+		a->probe_l.num_blocks = 1;
+	if (a->probe_l.num_blocks > PROBE_BLOCKS)
+		a->probe_l.num_blocks = PROBE_BLOCKS;
+	if (!rc)
+		rc = nkv_region_alloc(a->eng, NKV_MEM_HOST, nkv_layout_pool_bytes(&a->probe_l), &a->probe_l,
+				      &a->probe_region, &mem);
 	if (!rc && role == NKV_ROLE_DECODE) {
 		uint16_t port;
 		char host[48];
@@ -938,6 +1039,9 @@ int nkv_cmd_agent(int argc, char **argv)
 					wake = r->hold_until;
 			}
 		}
+		for (uint32_t i = 0; i < a->nprobes; i++)
+			if (a->probes[i].hold > 0 && a->probes[i].hold < wake)
+				wake = a->probes[i].hold;
 		if (a->iter_on && a->iter_end < wake)
 			wake = a->iter_end;
 		double dt = wake - now;
@@ -959,6 +1063,8 @@ int nkv_cmd_agent(int argc, char **argv)
 					break;
 				if (role == NKV_ROLE_PREFILL && m.type == NKV_MSG_PREFILL_TASK)
 					prefill_task(a, &m);
+				else if (role == NKV_ROLE_PREFILL && m.type == NKV_MSG_PROBE)
+					probe_start(a, &m);
 				else if (role == NKV_ROLE_PREFILL && m.type == NKV_MSG_BLOCKS)
 					prefill_blocks(a, &m);
 				else if (role == NKV_ROLE_DECODE && m.type == NKV_MSG_DECODE_TASK)
@@ -988,8 +1094,10 @@ int nkv_cmd_agent(int argc, char **argv)
 				decode_event(a, &ev[i]);
 		}
 		now = nkv_now_s();
-		if (role == NKV_ROLE_PREFILL)
+		if (role == NKV_ROLE_PREFILL) {
 			prefill_timers(a, now);
+			probe_timers(a, now);
+		}
 		else
 			decode_step(a, now);
 		if (now >= next_hb) {
@@ -1001,6 +1109,9 @@ int nkv_cmd_agent(int argc, char **argv)
 		if (a->r[i].st != R_FREE)
 			req_free(&a->r[i]);
 	free(a->r);
+	for (uint32_t i = 0; i < a->nprobes; i++)
+		if (a->probes[i].plan)
+			nkv_plan_free(a->probes[i].plan);
 	for (uint32_t i = 0; i < a->nconns; i++)
 		nkv_conn_close(a->conns[i].c);
 	nkv_engine_destroy(a->eng);
