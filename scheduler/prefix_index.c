@@ -1,0 +1,370 @@
+/*
+ * Prefix-block index: hash id -> slots holding that block.
+ *
+ * Open addressing with linear probing (xxhash of the id), backward-shift
+ * deletion when a block's last holder goes, so the table stays as small as
+ * what is held. Each entry keeps its holders in a small array.
+ *
+ * Matching walks the request's blocks in order and keeps, per slot, how
+ * many leading blocks it has matched (depth[s] == i means s holds blocks
+ * 0..i-1). Block i only advances slots whose depth is i, and the walk stops
+ * at the first block no slot advances on. Cost: the request's blocks up to
+ * that point plus the holders listed for them, plus clearing depth[]: with
+ * chained hashes the holders of block i are (nearly) the holders of block
+ * i-1, so that is O(blocks + matches + slots).
+ */
+#include "netkv_sched.h"
+
+#include "nkv_util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#define XXH_INLINE_ALL /* the hash runs per block on the decision path: inline it */
+#include <xxhash.h>
+
+/* Up to INL holders live in the cell itself (one cache line holds two
+ * cells), more on the heap. */
+#define INL 4
+
+struct entry {
+	uint64_t key;
+	uint32_t n, cap;   /* cap == 0: empty cell; cap == INL: inline */
+	union {
+		uint32_t inl[INL];
+		uint32_t *heap;
+	} u;
+};
+
+static inline uint32_t *slots_of(struct entry *e)
+{
+	return e->cap > INL ? e->u.heap : e->u.inl;
+}
+
+static inline const uint32_t *cslots_of(const struct entry *e)
+{
+	return e->cap > INL ? e->u.heap : e->u.inl;
+}
+
+static void free_entry(struct entry *e)
+{
+	if (e->cap > INL)
+		free(e->u.heap);
+}
+
+struct nkv_prefix_index {
+	uint32_t nslots;
+	size_t mask, used;
+	struct entry *tab;
+};
+
+static inline uint64_t hash_key(uint64_t key)
+{
+	return XXH3_64bits(&key, sizeof(key));
+}
+
+static inline size_t home(const struct nkv_prefix_index *x, uint64_t key)
+{
+	return (size_t)hash_key(key) & x->mask;
+}
+
+int nkv_prefix_create(uint32_t nslots, struct nkv_prefix_index **out)
+{
+	struct nkv_prefix_index *x;
+
+	if (nslots == 0)
+		return nkv_err(EINVAL, "prefix index: needs at least one slot");
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return nkv_err(ENOMEM, "prefix index: out of memory");
+	x->nslots = nslots;
+	x->mask = 1023;
+	x->tab = calloc(x->mask + 1, sizeof(*x->tab));
+	if (!x->tab) {
+		free(x);
+		return nkv_err(ENOMEM, "prefix index: out of memory");
+	}
+	*out = x;
+	return 0;
+}
+
+void nkv_prefix_free(struct nkv_prefix_index *x)
+{
+	if (!x)
+		return;
+	for (size_t i = 0; i <= x->mask; i++)
+		free_entry(&x->tab[i]);
+	free(x->tab);
+	free(x);
+}
+
+static struct entry *find_h(const struct nkv_prefix_index *x, uint64_t key, uint64_t h)
+{
+	for (size_t i = (size_t)h & x->mask;; i = (i + 1) & x->mask) {
+		struct entry *e = &x->tab[i];
+
+		if (!e->cap)
+			return NULL;
+		if (e->key == key)
+			return e;
+	}
+}
+
+static struct entry *find(const struct nkv_prefix_index *x, uint64_t key)
+{
+	return find_h(x, key, hash_key(key));
+}
+
+static int rehash(struct nkv_prefix_index *x)
+{
+	size_t nmask = x->mask * 2 + 1;
+	struct entry *nt = calloc(nmask + 1, sizeof(*nt)), *old = x->tab;
+	size_t omask = x->mask;
+
+	if (!nt)
+		return nkv_err(ENOMEM, "prefix index: out of memory growing to %zu cells", nmask + 1);
+	x->tab = nt;
+	x->mask = nmask;
+	for (size_t i = 0; i <= omask; i++) {
+		size_t j;
+
+		if (!old[i].cap)
+			continue;
+		for (j = home(x, old[i].key); nt[j].cap; j = (j + 1) & nmask)
+			;
+		nt[j] = old[i];
+	}
+	free(old);
+	return 0;
+}
+
+static int add_one(struct nkv_prefix_index *x, uint32_t slot, uint64_t key)
+{
+	struct entry *e;
+	uint32_t *sl;
+	size_t i;
+
+	e = find(x, key);
+	if (!e) {
+		if ((x->used + 1) * 2 > x->mask + 1) {
+			int ret = rehash(x);
+
+			if (ret)
+				return ret;
+		}
+		for (i = home(x, key); x->tab[i].cap; i = (i + 1) & x->mask)
+			;
+		e = &x->tab[i];
+		e->key = key;
+		e->n = 0;
+		e->cap = INL;
+		x->used++;
+	}
+	sl = slots_of(e);
+	for (uint32_t k = 0; k < e->n; k++)
+		if (sl[k] == slot)
+			return 0;
+	if (e->n == e->cap) {
+		uint32_t *ns;
+
+		if (e->cap == INL) {
+			ns = malloc(2 * INL * sizeof(uint32_t));
+			if (ns)
+				memcpy(ns, e->u.inl, sizeof(e->u.inl));
+		} else {
+			ns = realloc(e->u.heap, (size_t)e->cap * 2 * sizeof(uint32_t));
+		}
+		if (!ns)
+			return nkv_err(ENOMEM, "prefix index: out of memory");
+		e->u.heap = ns;
+		e->cap *= 2;
+		sl = ns;
+	}
+	sl[e->n++] = slot;
+	return 0;
+}
+
+/* Remove cell i and shift the following cluster back (no tombstones). */
+static void delete_cell(struct nkv_prefix_index *x, size_t i)
+{
+	size_t j = i;
+
+	free_entry(&x->tab[i]);
+	memset(&x->tab[i], 0, sizeof(x->tab[i]));
+	x->used--;
+	for (;;) {
+		size_t h;
+
+		j = (j + 1) & x->mask;
+		if (!x->tab[j].cap)
+			return;
+		h = home(x, x->tab[j].key);
+		/* Move j back to i if its home is not in (i, j] cyclically. */
+		if ((j > i && (h <= i || h > j)) || (j < i && (h <= i && h > j))) {
+			x->tab[i] = x->tab[j];
+			memset(&x->tab[j], 0, sizeof(x->tab[j]));
+			i = j;
+		}
+	}
+}
+
+static void remove_one(struct nkv_prefix_index *x, uint32_t slot, uint64_t key)
+{
+	struct entry *e = find(x, key);
+	uint32_t *sl;
+
+	if (!e)
+		return;
+	sl = slots_of(e);
+
+	for (uint32_t k = 0; k < e->n; k++) {
+		if (sl[k] == slot) {
+			sl[k] = sl[--e->n];
+			break;
+		}
+	}
+	if (e->n == 0)
+		delete_cell(x, (size_t)(e - x->tab));
+}
+
+int nkv_prefix_add(struct nkv_prefix_index *x, uint32_t slot, const uint64_t *ids, uint32_t n)
+{
+	if (slot >= x->nslots)
+		return nkv_err(EINVAL, "prefix index: slot %u beyond %u slots", slot, x->nslots);
+	for (uint32_t i = 0; i < n; i++) {
+		int ret = add_one(x, slot, ids[i]);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int nkv_prefix_remove(struct nkv_prefix_index *x, uint32_t slot, const uint64_t *ids, uint32_t n)
+{
+	if (slot >= x->nslots)
+		return nkv_err(EINVAL, "prefix index: slot %u beyond %u slots", slot, x->nslots);
+	for (uint32_t i = 0; i < n; i++)
+		remove_one(x, slot, ids[i]);
+	return 0;
+}
+
+void nkv_prefix_clear_slot(struct nkv_prefix_index *x, uint32_t slot)
+{
+	size_t i = 0;
+
+	/* Deleting shifts later cells back into i: re-examine i after a delete. */
+	while (i <= x->mask) {
+		struct entry *e = &x->tab[i];
+		bool deleted = false;
+
+		if (e->cap) {
+			uint32_t *sl = slots_of(e);
+
+			for (uint32_t k = 0; k < e->n; k++) {
+				if (sl[k] == slot) {
+					sl[k] = sl[--e->n];
+					break;
+				}
+			}
+			if (e->n == 0) {
+				delete_cell(x, i);
+				deleted = true;
+			}
+		}
+		if (!deleted)
+			i++;
+	}
+}
+
+uint32_t nkv_prefix_holders(const struct nkv_prefix_index *x, uint64_t key, const uint32_t **holders)
+{
+	const struct entry *e = find(x, key);
+
+	*holders = e ? cslots_of(e) : NULL;
+	return e ? e->n : 0;
+}
+
+uint32_t nkv_prefix_match(const struct nkv_prefix_index *x, const uint64_t *ids, uint32_t n, uint32_t *depth)
+{
+	uint32_t best = 0;
+
+	memset(depth, 0, (size_t)x->nslots * sizeof(*depth));
+	for (uint32_t i = 0; i < n; i++) {
+		const struct entry *e;
+		const uint32_t *sl;
+		uint32_t advanced = 0;
+
+		/* The ids are known up front: start the cache misses of the next cells early. */
+		if (i + 4 < n)
+			__builtin_prefetch(&x->tab[home(x, ids[i + 4])]);
+		e = find(x, ids[i]);
+		if (!e)
+			break;
+		sl = cslots_of(e);
+		for (uint32_t k = 0; k < e->n; k++) {
+			uint32_t s = sl[k];
+
+			if (depth[s] == i) {
+				depth[s] = i + 1;
+				advanced++;
+			}
+		}
+		if (!advanced)
+			break;
+		best = i + 1;
+	}
+	return best;
+}
+
+/* Advance the slots at depth i that hold this block; how many advanced. */
+static inline uint32_t advance(const struct entry *e, uint32_t i, uint32_t *depth)
+{
+	const uint32_t *sl = cslots_of(e);
+	uint32_t advanced = 0;
+
+	for (uint32_t k = 0; k < e->n; k++) {
+		if (depth[sl[k]] == i) {
+			depth[sl[k]] = i + 1;
+			advanced++;
+		}
+	}
+	return advanced;
+}
+
+/* Both indexes in one walk (the scheduler's prefill and decode sides):
+ * each id is hashed once, and both tables' next cells are prefetched. */
+void prefix_match_pair(const struct nkv_prefix_index *a, uint32_t *da, const struct nkv_prefix_index *b,
+		       uint32_t *db, const uint64_t *ids, uint32_t n)
+{
+	bool live_a = true, live_b = true;
+
+	memset(da, 0, (size_t)a->nslots * sizeof(*da));
+	memset(db, 0, (size_t)b->nslots * sizeof(*db));
+	for (uint32_t i = 0; i < n && (live_a || live_b); i++) {
+		uint64_t h = hash_key(ids[i]);
+		const struct entry *e;
+
+		if (i + 8 < n) {
+			uint64_t ha = hash_key(ids[i + 8]);
+
+			if (live_a)
+				__builtin_prefetch(&a->tab[ha & a->mask]);
+			if (live_b)
+				__builtin_prefetch(&b->tab[ha & b->mask]);
+		}
+		if (live_a) {
+			e = find_h(a, ids[i], h);
+			live_a = e && advance(e, i, da);
+		}
+		if (live_b) {
+			e = find_h(b, ids[i], h);
+			live_b = e && advance(e, i, db);
+		}
+	}
+}
+
+size_t nkv_prefix_blocks(const struct nkv_prefix_index *x)
+{
+	return x->used;
+}

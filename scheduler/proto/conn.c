@@ -1,0 +1,202 @@
+/* Control-protocol sockets: non-blocking, buffered both ways, one frame at a time. */
+#include "netkv_proto.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nkv_util.h"
+
+static int resolve(const char *addr, struct sockaddr_storage *ss, socklen_t *sl)
+{
+	char host[256];
+	uint16_t port;
+	int rc = nkv_parse_hostport(addr, host, sizeof(host), &port);
+	if (rc)
+		return rc;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	char ps[8];
+	snprintf(ps, sizeof(ps), "%u", port);
+	int g = getaddrinfo(host[0] ? host : NULL, ps, &hints, &ai);
+	if (g || !ai)
+		return nkv_err(EHOSTUNREACH, "cannot resolve '%s': %s", addr, gai_strerror(g));
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*sl = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+int nkv_proto_listen(const char *addr, uint16_t *port_out)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int rc = resolve(addr, &ss, &sl);
+	if (rc)
+		return rc;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return nkv_err(errno, "socket: %s", strerror(errno));
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 128)) {
+		int e = errno;
+		close(fd);
+		return nkv_err(e, "listen on %s: %s", addr, strerror(e));
+	}
+	if (port_out) {
+		sl = sizeof(ss);
+		getsockname(fd, (struct sockaddr *)&ss, &sl);
+		*port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+							  : ((struct sockaddr_in *)&ss)->sin_port);
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	return fd;
+}
+
+int nkv_proto_connect(const char *addr, double timeout_s)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int rc = resolve(addr, &ss, &sl);
+	if (rc)
+		return rc;
+	double end = nkv_now_s() + timeout_s;
+	for (;;) {
+		int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return nkv_err(errno, "socket: %s", strerror(errno));
+		if (connect(fd, (struct sockaddr *)&ss, sl) == 0) {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			return fd;
+		}
+		int e = errno;
+		close(fd);
+		if ((e != ECONNREFUSED && e != EAGAIN) || nkv_now_s() >= end)
+			return nkv_err(e, "connect to %s: %s", addr, strerror(e));
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+void nkv_pconn_init(struct nkv_pconn *c, int fd)
+{
+	memset(c, 0, sizeof(*c));
+	c->fd = fd;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+void nkv_pconn_close(struct nkv_pconn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->in);
+	nkv_buf_free(&c->out);
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+}
+
+int nkv_pconn_read(struct nkv_pconn *c)
+{
+	for (;;) {
+		if (c->incap - c->inlen < 65536) {
+			/* A whole largest frame is buffered: let the caller decode first. */
+			if (c->inlen >= NKV_PROTO_MAX_PAYLOAD + NKV_PROTO_HDR)
+				return 0;
+			size_t cap = c->incap ? c->incap * 2 : 131072;
+			uint8_t *p = realloc(c->in, cap);
+			if (!p)
+				return nkv_err(ENOMEM, "out of memory for the input buffer");
+			c->in = p;
+			c->incap = cap;
+		}
+		ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, 0);
+		if (n > 0) {
+			c->inlen += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return nkv_err(ECONNRESET, "peer closed the connection");
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		return nkv_err(errno, "recv: %s", strerror(errno));
+	}
+}
+
+int nkv_pconn_next(struct nkv_pconn *c, struct nkv_msg *m)
+{
+	size_t used = 0;
+	int rc = nkv_msg_decode(c->in, c->inlen, m, &used);
+	if (rc == 1) {
+		memmove(c->in, c->in + used, c->inlen - used);
+		c->inlen -= used;
+	}
+	return rc;
+}
+
+int nkv_pconn_flush(struct nkv_pconn *c)
+{
+	while (c->out.len) {
+		ssize_t n = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL);
+		if (n > 0) {
+			nkv_buf_consume(&c->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return nkv_err(errno ? errno : EPIPE, "send: %s", strerror(errno ? errno : EPIPE));
+	}
+	return 0;
+}
+
+int nkv_pconn_send(struct nkv_pconn *c, const struct nkv_msg *m)
+{
+	int rc = nkv_msg_encode(m, &c->out);
+	if (rc)
+		return rc;
+	return nkv_pconn_flush(c);
+}
+
+int nkv_pconn_send_wait(struct nkv_pconn *c, const struct nkv_msg *m)
+{
+	int rc = nkv_pconn_send(c, m);
+	while (!rc && c->out.len) {
+		struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+		poll(&p, 1, 1000);
+		rc = nkv_pconn_flush(c);
+	}
+	return rc;
+}
+
+int nkv_pconn_recv_wait(struct nkv_pconn *c, struct nkv_msg *m, double timeout_s)
+{
+	double end = nkv_now_s() + timeout_s;
+	for (;;) {
+		int rc = nkv_pconn_next(c, m);
+		if (rc)
+			return rc < 0 ? rc : 0;
+		double left = end - nkv_now_s();
+		if (timeout_s >= 0 && left <= 0)
+			return nkv_err(ETIMEDOUT, "no reply within %.1f s", timeout_s);
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		poll(&p, 1, timeout_s < 0 ? 1000 : (int)(left * 1000) + 1);
+		if ((rc = nkv_pconn_read(c)))
+			return rc;
+	}
+}

@@ -1,0 +1,225 @@
+/*
+ * Internals shared by the scheduler's files (oracle, planner, policies).
+ * Not part of the contract: callers use netkv_sched.h.
+ */
+#ifndef NKV_SCHED_INTERNAL_H
+#define NKV_SCHED_INTERNAL_H
+
+#include "netkv_sched.h"
+
+#include <math.h>
+
+#define NO_IDX UINT32_MAX
+
+/*
+ * Paths are kept as src[i] -> dst[j]. The decision loop reads, per
+ * candidate, one 24-byte hot record (row i is contiguous) and the
+ * destination's 32-byte record (shared by every source, stays in cache);
+ * everything else is cold. Tier and links come from the endpoints: the
+ * topology is a tree (netkv_topo.h), so a tier-t path is the source's
+ * first t uplinks then the destination's last t downlinks (tier 0: NVLink
+ * out, NVLink in). oracle_create checks this against nkv_topo_path for
+ * every kept path.
+ */
+struct opath {          /* hot */
+	double lat;         /* base latency, s */
+	double inv;         /* published 1 / throughput, s/B; 0 = none */
+	double fresh_until; /* published estimate usable while now <= this */
+};
+
+struct opath_cold {
+	double sh_bw, sh_t;  /* shadow: samples received, not yet published */
+	double pub_t;        /* time of the published estimate's newest sample */
+	double probe_until;  /* planner: a probe is out until then */
+	uint8_t dirty;
+};
+
+struct oend {           /* one endpoint (source or destination) */
+	uint32_t inst, host, leaf, pod;
+	uint32_t link[4];   /* src: nvl out, NIC up, leaf up, spine up; dst: nvl in, NIC down, leaf down, spine down */
+};
+
+struct nkv_oracle {
+	const struct nkv_topo *topo;
+	struct nkv_oracle_params p;
+	uint32_t nsrc, ndst, ninst, nlinks;
+	struct oend *src, *dst;
+	uint32_t *src_map, *dst_map; /* topology instance -> oracle index or NO_IDX */
+	struct opath *paths;         /* nsrc * ndst, hot */
+	struct opath_cold *cold;     /* nsrc * ndst */
+	double tier_inv[NKV_TIERS];  /* 1 / nominal tier figure */
+	uint64_t *inflight;          /* per link */
+	double *inv_cap;             /* per link */
+	double *cap;
+	uint32_t *dirty;             /* paths with unpublished samples */
+	size_t ndirty;
+	double next_tick;
+};
+
+static inline struct opath *oracle_path(const struct nkv_oracle *o, uint32_t si, uint32_t di)
+{
+	return &o->paths[(size_t)si * o->ndst + di];
+}
+
+static inline int end_tier(const struct oend *a, const struct oend *b)
+{
+	return a->host == b->host ? 0 : a->leaf == b->leaf ? 1 : a->pod == b->pod ? 2 : 3;
+}
+
+static inline int oracle_tier_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di)
+{
+	return end_tier(&o->src[si], &o->dst[di]);
+}
+
+/* Links of a tier-t path from a to b, in path order; returns the count. */
+static inline int end_path(const struct oend *a, const struct oend *b, int t, uint32_t *links)
+{
+	int n = 0;
+
+	if (a->inst == b->inst)
+		return 0;
+	if (t == 0) {
+		links[0] = a->link[0];
+		links[1] = b->link[0];
+		return 2;
+	}
+	for (int k = 1; k <= t; k++)
+		links[n++] = a->link[k];
+	for (int k = t; k >= 1; k--)
+		links[n++] = b->link[k];
+	return n;
+}
+
+/* Congestion of the source side of a path, per tier: computed once per
+ * decision, since every candidate shares the chosen prefill's uplinks. */
+static inline void oracle_src_cong(const struct nkv_oracle *o, uint32_t si, double c[NKV_TIERS])
+{
+	const struct oend *a = &o->src[si];
+	double m = 0;
+
+	/* A level no kept path uses stays NO_IDX (e.g. no decode on the same host). */
+	c[0] = a->link[0] != NO_IDX ? (double)o->inflight[a->link[0]] * o->inv_cap[a->link[0]] : 0;
+	for (int k = 1; k < NKV_TIERS; k++) {
+		if (a->link[k] != NO_IDX) {
+			double x = (double)o->inflight[a->link[k]] * o->inv_cap[a->link[k]];
+
+			m = x > m ? x : m;
+		}
+		c[k] = m;
+	}
+}
+
+/* Seconds for bytes over path (si, di), given oracle_src_cong(si): the formula in netkv_sched.h. */
+static inline double oracle_cost_pre(const struct nkv_oracle *o, const double srcc[NKV_TIERS], uint32_t si,
+				     uint32_t di, uint64_t bytes, double now)
+{
+	const struct opath *q = oracle_path(o, si, di);
+	const struct oend *a = &o->src[si], *b = &o->dst[di];
+	int t = end_tier(a, b);
+	double inv = q->inv > 0 && now <= q->fresh_until ? q->inv : o->tier_inv[t];
+	double cong = srcc[t];
+
+	if (a->inst == b->inst)
+		return 0;
+	if (t == 0) {
+		double y = (double)o->inflight[b->link[0]] * o->inv_cap[b->link[0]];
+
+		cong = y > cong ? y : cong;
+	} else {
+		for (int k = 1; k <= t; k++) {
+			uint64_t f = o->inflight[b->link[k]];
+
+			if (f) {
+				double c = (double)f * o->inv_cap[b->link[k]];
+
+				cong = c > cong ? c : cong;
+			}
+		}
+	}
+	return q->lat + (double)(int64_t)bytes * inv + o->p.w_cong * cong;
+}
+
+static inline double oracle_cost_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di, uint64_t bytes,
+				     double now)
+{
+	double c[NKV_TIERS];
+
+	oracle_src_cong(o, si, c);
+	return oracle_cost_pre(o, c, si, di, bytes, now);
+}
+
+static inline double oracle_cost_nominal_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di, uint64_t bytes)
+{
+	const struct oend *a = &o->src[si], *b = &o->dst[di];
+
+	if (a->inst == b->inst)
+		return 0;
+	return oracle_path(o, si, di)->lat + (double)bytes * o->tier_inv[end_tier(a, b)];
+}
+
+struct nkv_sched {
+	const struct nkv_topo *topo;
+	struct nkv_perf perf;
+	struct nkv_sched_params p;
+	char policy_name[32];
+	const struct nkv_policy_ops *ops;
+	void *pstate;
+	uint32_t np, nd;
+	struct nkv_prefill_state *pre;
+	struct nkv_decode_state *dec;
+	uint32_t *pre_inst, *dec_inst;
+	struct nkv_oracle *oracle;    /* src = prefill list, dst = decode list: path (p, d) */
+	struct nkv_prefix_index *dindex, *pindex;
+	uint32_t *held_d, *held_p;    /* scratch for the decision */
+	uint32_t prefill_rr;
+};
+
+/* Bytes d must receive, given the leading blocks it holds. */
+static inline uint64_t sched_missing_bytes(const struct nkv_sched *s, const struct nkv_request *r, uint32_t held)
+{
+	uint64_t held_tok = (uint64_t)held * s->p.prefix_block_tokens;
+
+	if (held_tok > r->input_len)
+		held_tok = r->input_len;
+	return (r->input_len - held_tok) * r->kv_bytes_per_token;
+}
+
+void oracle_publish(struct nkv_oracle *o, size_t idx);
+void prefix_match_pair(const struct nkv_prefix_index *a, uint32_t *da, const struct nkv_prefix_index *b,
+		       uint32_t *db, const uint64_t *ids, uint32_t n);
+
+/* load(d) and wait(d): the formulas in netkv_sched.h (inline: called per candidate). */
+static inline double sched_load(const struct nkv_sched *s, const struct nkv_decode_state *d)
+{
+	double kv = 1.0, seq = (double)(d->running + d->queued) / s->perf.max_batch;
+	double total = (double)d->kv_blocks_total * s->p.kv_block_tokens;
+
+	if (total > 0)
+		kv = ((double)d->kv_blocks_used * s->p.kv_block_tokens + (double)d->queued_tokens) / total;
+	return kv > seq ? kv : seq;
+}
+
+static inline double sched_wait(const struct nkv_sched *s, const struct nkv_decode_state *d, const struct nkv_request *r)
+{
+	const struct nkv_perf *pf = &s->perf;
+	double iter = pf->decode_a + pf->decode_b * (double)(int64_t)(d->running_tokens + r->input_len) +
+		      pf->decode_c * (double)(d->running + 1);
+	uint64_t free_tok = d->kv_blocks_total > d->kv_blocks_used ?
+				    (d->kv_blocks_total - d->kv_blocks_used) * s->p.kv_block_tokens : 0;
+	uint64_t need = d->queued_tokens + r->input_len + r->output_len;
+	uint64_t seqs = (uint64_t)d->running + d->queued + 1;
+
+	/* Integer test first: the common case (room for it) costs no division. */
+	if (__builtin_expect(need > free_tok || seqs > pf->max_batch, 0)) {
+		double drain = s->p.mean_remaining_output * iter;
+		double ft = need > free_tok ? (double)(need - free_tok) /
+						      (d->running_tokens ? (double)d->running_tokens : 1.0) : 0;
+		double fs = seqs > pf->max_batch ? (double)(seqs - pf->max_batch) /
+							   (d->running ? (double)d->running : 1.0) : 0;
+
+		return drain * (ft > fs ? ft : fs) + iter;
+	}
+	return iter;
+}
+
+#endif

@@ -1,0 +1,273 @@
+/* Control protocol: round trips of every message, one clear error per bad
+ * input, and seeds + mutations + random garbage through the decoder (the
+ * same corpus the libFuzzer target starts from). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "netkv_proto.h"
+#include "nkv_util.h"
+#include "proto_seeds.h"
+
+static void encode(const struct nkv_msg *m, struct nkv_buf *b)
+{
+	b->len = 0;
+	int rc = nkv_msg_encode(m, b);
+	if (rc)
+		fail_msg("encode %s: %s", nkv_msg_type_name(m->type), nkv_last_error());
+}
+
+static void test_round_trip(void **st)
+{
+	(void)st;
+	for (int t = 1; t < NKV_MSG__COUNT; t++) {
+		struct nkv_msg m, d;
+		struct nkv_buf b = { 0 };
+		seed_msg(t, &m);
+		encode(&m, &b);
+		size_t used;
+		/* Every strict prefix asks for more bytes, never errors. */
+		for (size_t n = 0; n < b.len; n++) {
+			assert_int_equal(nkv_msg_decode(b.p, n, &d, &used), 0);
+		}
+		assert_int_equal(nkv_msg_decode(b.p, b.len, &d, &used), 1);
+		assert_int_equal(used, b.len);
+		assert_int_equal(d.type, t);
+		assert_int_equal(d.req, m.req);
+		assert_int_equal(d.nids, m.nids);
+		if (m.nids)
+			assert_memory_equal(d.ids, m.ids, m.nids * 8);
+		assert_int_equal(d.nblocks, m.nblocks);
+		if (m.nblocks)
+			assert_memory_equal(d.blocks, m.blocks, m.nblocks * 4);
+		assert_string_equal(d.name, m.name);
+		assert_string_equal(d.addr, m.addr);
+		assert_string_equal(d.text ? d.text : "", m.text ? m.text : "");
+		assert_memory_equal(d.t, m.t, sizeof(m.t));
+		assert_int_equal(d.status, m.status);
+		assert_int_equal(d.kv_bpt, m.kv_bpt);
+		nkv_msg_clear(&d);
+		nkv_msg_clear(&m);
+		nkv_buf_free(&b);
+	}
+}
+
+/* Decode b and expect an error whose text contains `want`. */
+static void expect_bad(const struct nkv_buf *b, const char *want)
+{
+	struct nkv_msg d;
+	size_t used;
+	int rc = nkv_msg_decode(b->p, b->len, &d, &used);
+	if (rc >= 0)
+		fail_msg("decoded (rc %d), expected an error with '%s'", rc, want);
+	if (!strstr(nkv_last_error(), want))
+		fail_msg("error '%s' does not mention '%s'", nkv_last_error(), want);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void test_bad_frames(void **st)
+{
+	(void)st;
+	struct nkv_msg m;
+	struct nkv_buf b = { 0 };
+	seed_msg(NKV_MSG_SUBMIT, &m);
+
+	encode(&m, &b);
+	b.p[0] = 'X';
+	expect_bad(&b, "bad magic");
+
+	encode(&m, &b);
+	b.p[4] = 9;
+	expect_bad(&b, "protocol version 9");
+
+	encode(&m, &b);
+	b.p[6] = 99;
+	expect_bad(&b, "unknown message type 99");
+
+	encode(&m, &b);
+	put32(b.p + 8, NKV_PROTO_MAX_PAYLOAD + 1);
+	expect_bad(&b, "exceeds");
+
+	/* Length one short of the fields: the last id is cut. */
+	encode(&m, &b);
+	put32(b.p + 8, (uint32_t)(b.len - NKV_PROTO_HDR - 1));
+	b.len--;
+	expect_bad(&b, "payload ends inside field ids");
+
+	/* Trailing bytes. */
+	encode(&m, &b);
+	b.p[b.len++] = 0;
+	put32(b.p + 8, (uint32_t)(b.len - NKV_PROTO_HDR));
+	expect_bad(&b, "1 trailing bytes");
+
+	/* Semantic checks: input_len 0, too many ids, an id count beyond the limit. */
+	encode(&m, &b);
+	put32(b.p + NKV_PROTO_HDR + 8, 0);
+	expect_bad(&b, "input_len 0");
+	encode(&m, &b);
+	put32(b.p + NKV_PROTO_HDR + 8, 512); /* 1 block, 5 ids */
+	expect_bad(&b, "5 hash ids for 512 input tokens");
+	encode(&m, &b);
+	put32(b.p + NKV_PROTO_HDR + 16, 0xfffffff0u);
+	expect_bad(&b, "ids count 4294967280 exceeds");
+	nkv_msg_clear(&m);
+
+	/* REGISTER: bad role, string with a control byte, oversize string. */
+	seed_msg(NKV_MSG_REGISTER, &m);
+	encode(&m, &b);
+	b.p[NKV_PROTO_HDR] = 7;
+	expect_bad(&b, "role 7");
+	encode(&m, &b);
+	b.p[NKV_PROTO_HDR + 3] = '\n'; /* first byte of the token */
+	expect_bad(&b, "token has a non-printable byte 0x0a");
+	encode(&m, &b);
+	b.p[NKV_PROTO_HDR + 1] = 200; /* token length 200 */
+	expect_bad(&b, "token is 200 bytes, at most 64");
+	m.kv_blocks = 0;
+	assert_int_equal(nkv_msg_encode(&m, &b), -EINVAL); /* never sent either */
+	nkv_msg_clear(&m);
+
+	/* Times must be finite and >= 0; heartbeat counts consistent. */
+	seed_msg(NKV_MSG_PREFILL_DONE, &m);
+	encode(&m, &b);
+	memset(b.p + NKV_PROTO_HDR + 12, 0xff, 8); /* t[0] = NaN */
+	expect_bad(&b, "t[0]");
+	nkv_msg_clear(&m);
+	seed_msg(NKV_MSG_HEARTBEAT, &m);
+	m.nadd = 6;
+	assert_true(nkv_msg_encode(&m, &b) < 0);
+	assert_non_null(strstr(nkv_last_error(), "nadd 6 exceeds the 5"));
+	nkv_msg_clear(&m);
+	seed_msg(NKV_MSG_ERROR, &m);
+	m.code = 0;
+	assert_true(nkv_msg_encode(&m, &b) < 0);
+	nkv_msg_clear(&m);
+	nkv_buf_free(&b);
+}
+
+/* Two frames in one buffer, decoded one after the other. */
+static void test_stream(void **st)
+{
+	(void)st;
+	struct nkv_msg a, c, d;
+	struct nkv_buf b = { 0 };
+	seed_msg(NKV_MSG_HEARTBEAT, &a);
+	seed_msg(NKV_MSG_RECORD, &c);
+	assert_int_equal(nkv_msg_encode(&a, &b), 0);
+	assert_int_equal(nkv_msg_encode(&c, &b), 0);
+	size_t used, off = 0;
+	assert_int_equal(nkv_msg_decode(b.p, b.len, &d, &used), 1);
+	assert_int_equal(d.type, NKV_MSG_HEARTBEAT);
+	assert_int_equal(d.nadd, 3);
+	off += used;
+	nkv_msg_clear(&d);
+	assert_int_equal(nkv_msg_decode(b.p + off, b.len - off, &d, &used), 1);
+	assert_int_equal(d.type, NKV_MSG_RECORD);
+	assert_string_equal(d.text, "decode agent h0g1 lost");
+	assert_int_equal(off + used, b.len);
+	nkv_msg_clear(&d);
+	nkv_msg_clear(&a);
+	nkv_msg_clear(&c);
+	nkv_buf_free(&b);
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint64_t next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+/* Run the decoder the way a connection does: frame after frame until error or need-more. */
+static int drain(const uint8_t *p, size_t len)
+{
+	size_t off = 0;
+	int frames = 0;
+	for (;;) {
+		struct nkv_msg d;
+		size_t used;
+		int rc = nkv_msg_decode(p + off, len - off, &d, &used);
+		if (rc <= 0) {
+			if (rc < 0)
+				assert_true(nkv_last_error()[0] != 0);
+			return frames;
+		}
+		assert_true(used >= NKV_PROTO_HDR && used <= len - off);
+		/* Whatever decodes must encode again to the same bytes. */
+		struct nkv_buf b = { 0 };
+		assert_int_equal(nkv_msg_encode(&d, &b), 0);
+		assert_int_equal(b.len, used);
+		assert_memory_equal(b.p, p + off, used);
+		nkv_buf_free(&b);
+		nkv_msg_clear(&d);
+		off += used;
+		frames++;
+	}
+}
+
+static void test_garbage(void **st)
+{
+	(void)st;
+	uint8_t buf[4096];
+	int decoded = 0;
+	/* Mutations of each seed: flipped bytes, truncations, spliced lengths. */
+	for (int t = 1; t < NKV_MSG__COUNT; t++) {
+		struct nkv_msg m;
+		struct nkv_buf b = { 0 };
+		seed_msg(t, &m);
+		encode(&m, &b);
+		for (int i = 0; i < 3000; i++) {
+			size_t n = b.len;
+			memcpy(buf, b.p, n);
+			int flips = 1 + (int)(next_rand() % 4);
+			for (int f = 0; f < flips; f++)
+				buf[next_rand() % n] ^= (uint8_t)(1u << (next_rand() % 8));
+			if (next_rand() % 4 == 0)
+				n = next_rand() % (n + 1);
+			decoded += drain(buf, n);
+		}
+		nkv_msg_clear(&m);
+		nkv_buf_free(&b);
+	}
+	/* Pure random bytes, with and without a valid header in front. */
+	for (int i = 0; i < 20000; i++) {
+		size_t n = next_rand() % sizeof(buf);
+		for (size_t k = 0; k < n; k++)
+			buf[k] = (uint8_t)next_rand();
+		if (i % 2 && n >= NKV_PROTO_HDR) {
+			put32(buf, NKV_PROTO_MAGIC);
+			buf[4] = 1, buf[5] = 0;
+			buf[6] = (uint8_t)(1 + next_rand() % (NKV_MSG__COUNT - 1)), buf[7] = 0;
+			put32(buf + 8, (uint32_t)(next_rand() % (n - NKV_PROTO_HDR + 1)));
+		}
+		decoded += drain(buf, n);
+	}
+	/* Some mutations keep a frame valid (a flipped id, a changed time); most do not. */
+	assert_true(decoded > 0);
+	print_message("garbage: %d frames decoded and re-encoded identically\n", decoded);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_bad_frames),
+		cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_garbage),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
