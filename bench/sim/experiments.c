@@ -109,30 +109,30 @@ __attribute__((format(printf, 2, 3))) static void say(struct out *o, const char 
 }
 
 static const char *row_hdr = "x\tgroup\tpolicy\tttft_mean_ms\tttft_p50_ms\tttft_p99_ms\ttbt_mean_ms\ttbt_p99_ms\tslo_pct"
-			     "\txfer_mean_ms\tgb_host\tgb_leaf\tgb_pod\tgb_core\tdecide_p99_us\twall_s\n";
+			     "\txfer_mean_ms\tgb_host\tgb_leaf\tgb_pod\tgb_core\tdecide_p99_us\twall_s\tcpu_s\n";
 
 static void row(struct out *o, double x, const char *group, const char *policy, const struct nkv_sim_summary *s)
 {
-	fprintf(o->tsv, "%g\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.2f\t%.3f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\n", x, group,
+	fprintf(o->tsv, "%g\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.2f\t%.3f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\n", x, group,
 		policy, s->ttft_mean * 1e3, s->ttft_p50 * 1e3, s->ttft_p99 * 1e3, s->tbt_mean * 1e3, s->tbt_p99 * 1e3,
 		s->slo_attainment * 100, s->transfer_mean * 1e3, s->gb_tier[0], s->gb_tier[1], s->gb_tier[2],
-		s->gb_tier[3], s->decide_p99_us, s->wall_s);
+		s->gb_tier[3], s->decide_p99_us, s->wall_s, s->cpu_s);
 	fflush(o->tsv);
 	if (o->n < MAX_ROWS) {
 		o->x[o->n] = x;
 		o->y[o->n] = s->ttft_mean * 1e3;
 		snprintf(o->key[o->n++], sizeof(o->key[0]), "%s|%s", group, policy);
 	}
-	say(o, "  %-10g %-16s %-13s %9.1f %9.1f %10.1f %8.2f %7.1f%% %9.2f %8.1f %8.1f %6.1f\n", x, group, policy,
+	say(o, "  %-10g %-16s %-13s %9.1f %9.1f %10.1f %8.2f %7.1f%% %9.2f %8.1f %8.1f %6.1f %6.2f\n", x, group, policy,
 	    s->ttft_mean * 1e3, s->ttft_p50 * 1e3, s->ttft_p99 * 1e3, s->tbt_mean * 1e3, s->slo_attainment * 100,
-	    s->transfer_mean * 1e3, s->gb_tier[3], s->decide_p99_us, s->wall_s);
+	    s->transfer_mean * 1e3, s->gb_tier[3], s->decide_p99_us, s->wall_s, s->cpu_s);
 }
 
 static void table_head(struct out *o, const char *xname)
 {
 	fputs(row_hdr, o->tsv);
-	say(o, "  %-10s %-16s %-13s %9s %9s %10s %8s %8s %9s %8s %8s %6s\n", xname, "group", "policy", "TTFT ms",
-	    "p50 ms", "p99 ms", "TBT ms", "SLO", "xfer ms", "core GB", "dec p99", "wall s");
+	say(o, "  %-10s %-16s %-13s %9s %9s %10s %8s %8s %9s %8s %8s %6s %6s\n", xname, "group", "policy", "TTFT ms",
+	    "p50 ms", "p99 ms", "TBT ms", "SLO", "xfer ms", "core GB", "dec p99", "wall s", "cpu s");
 }
 
 /* gnuplot: mean TTFT vs x, one line per (group, policy); NAME.dat holds

@@ -127,6 +127,7 @@ struct nkv_sim_summary {
 	double decide_mean_us, decide_p99_us; /* scheduler decision latency, measured */
 	double makespan_s;              /* virtual time of the last event */
 	double wall_s;                  /* wall-clock run time */
+	double cpu_s;                   /* this thread's CPU time for the run (steadier than wall on a shared box) */
 	uint64_t events, net_recomputes;
 	uint64_t probes, probe_bytes;
 };

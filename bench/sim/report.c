@@ -9,8 +9,8 @@
 
 void nkv_sim_print_summary(FILE *f, const char *label, const struct nkv_sim_summary *s)
 {
-	fprintf(f, "%s: %zu requests, %zu finished, virtual time %.1f s, wall %.3f s\n", label ? label : "sim",
-		s->requests, s->finished, s->makespan_s, s->wall_s);
+	fprintf(f, "%s: %zu requests, %zu finished, virtual time %.1f s, wall %.3f s (CPU %.3f s)\n",
+		label ? label : "sim", s->requests, s->finished, s->makespan_s, s->wall_s, s->cpu_s);
 	fprintf(f, "  %-10s %10s %10s %10s %10s\n", "", "mean", "p50", "p90", "p99");
 	fprintf(f, "  %-10s %10.1f %10.1f %10.1f %10.1f   ms\n", "TTFT", s->ttft_mean * 1e3, s->ttft_p50 * 1e3,
 		s->ttft_p90 * 1e3, s->ttft_p99 * 1e3);
@@ -73,6 +73,7 @@ void *nkv_sim_summary_json(const struct nkv_sim_summary *s)
 	json_object_set_new(o, "decide_p99_us", json_real(s->decide_p99_us));
 	json_object_set_new(o, "virtual_s", json_real(s->makespan_s));
 	json_object_set_new(o, "wall_s", json_real(s->wall_s));
+	json_object_set_new(o, "cpu_s", json_real(s->cpu_s));
 	json_object_set_new(o, "events", json_integer((json_int_t)s->events));
 	json_object_set_new(o, "probes", json_integer((json_int_t)s->probes));
 	return o;

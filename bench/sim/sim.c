@@ -22,6 +22,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "netkv_sim.h"
 #include "nkv_util.h"
@@ -674,6 +675,14 @@ static int add_background(struct sim *m)
 	return 0;
 }
 
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, struct nkv_sim_result **out)
 {
 	struct sim m = { .c = c, .rng = c->seed * 0x9e3779b97f4a7c15ULL + 1 };
@@ -683,6 +692,7 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	uint32_t *pre = NULL, *dec = NULL;
 	uint64_t kvbpt = c->perf.kv_bytes_per_token;
 	uint64_t t0 = nkv_now_ns();
+	double cpu0 = thread_cpu_s();
 	double refresh_s = c->sched.oracle.refresh_s > 0 ? c->sched.oracle.refresh_s : 1;
 	int ret;
 
@@ -826,6 +836,7 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	if ((ret = summarise(&m, res)))
 		goto fail;
 	res->sum.wall_s = (double)(nkv_now_ns() - t0) * 1e-9;
+	res->sum.cpu_s = thread_cpu_s() - cpu0;
 	*out = res;
 	ret = 0;
 fail:
