@@ -127,29 +127,33 @@ static int pick_cache(struct nkv_sched *s, void *state, const struct nkv_request
 	return 0;
 }
 
+/* cla with weights: cla is (1, 1), cla* and netkv-topo take params' (x 1.0 is exact). */
+static inline double cla_score(const struct nkv_sched *s, const struct nkv_request *r, uint32_t held, uint32_t d,
+			       double wc, double wl)
+{
+	return wc * (1.0 - hit(r, held)) + wl * sched_load(s, &s->dec[d]);
+}
+
 static int pick_cla(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p, const uint32_t *held,
 		    double now, struct nkv_decision *out)
 {
-	ARGMIN((1.0 - hit(r, held[d])) + sched_load(s, &s->dec[d]));
+	ARGMIN(cla_score(s, r, held[d], d, 1.0, 1.0));
 	return 0;
 }
 
 static int pick_cla_star(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p,
 			 const uint32_t *held, double now, struct nkv_decision *out)
 {
-	const double wc = s->p.w_cache, wl = s->p.w_load;
-
-	ARGMIN(wc * (1.0 - hit(r, held[d])) + wl * sched_load(s, &s->dec[d]));
+	ARGMIN(cla_score(s, r, held[d], d, s->p.w_cache, s->p.w_load));
 	return 0;
 }
 
 static int pick_netkv_topo(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p,
 			   const uint32_t *held, double now, struct nkv_decision *out)
 {
-	const double wc = s->p.w_cache, wl = s->p.w_load, wt = s->p.w_tier / 3.0;
+	const double wt = s->p.w_tier / 3.0;
 
-	ARGMIN(wc * (1.0 - hit(r, held[d])) + wl * sched_load(s, &s->dec[d]) +
-	       wt * oracle_tier_idx(s->oracle, p, d));
+	ARGMIN(cla_score(s, r, held[d], d, s->p.w_cache, s->p.w_load) + wt * oracle_tier_idx(s->oracle, p, d));
 	return 0;
 }
 

@@ -285,38 +285,6 @@ uint32_t nkv_prefix_holders(const struct nkv_prefix_index *x, uint64_t key, cons
 	return e ? e->n : 0;
 }
 
-uint32_t nkv_prefix_match(const struct nkv_prefix_index *x, const uint64_t *ids, uint32_t n, uint32_t *depth)
-{
-	uint32_t best = 0;
-
-	memset(depth, 0, (size_t)x->nslots * sizeof(*depth));
-	for (uint32_t i = 0; i < n; i++) {
-		const struct entry *e;
-		const uint32_t *sl;
-		uint32_t advanced = 0;
-
-		/* The ids are known up front: start the cache misses of the next cells early. */
-		if (i + 4 < n)
-			__builtin_prefetch(&x->tab[home(x, ids[i + 4])]);
-		e = find(x, ids[i]);
-		if (!e)
-			break;
-		sl = cslots_of(e);
-		for (uint32_t k = 0; k < e->n; k++) {
-			uint32_t s = sl[k];
-
-			if (depth[s] == i) {
-				depth[s] = i + 1;
-				advanced++;
-			}
-		}
-		if (!advanced)
-			break;
-		best = i + 1;
-	}
-	return best;
-}
-
 /* Advance the slots at depth i that hold this block; how many advanced. */
 static inline uint32_t advance(const struct entry *e, uint32_t i, uint32_t *depth)
 {
@@ -324,44 +292,141 @@ static inline uint32_t advance(const struct entry *e, uint32_t i, uint32_t *dept
 	uint32_t advanced = 0;
 
 	for (uint32_t k = 0; k < e->n; k++) {
-		if (depth[sl[k]] == i) {
-			depth[sl[k]] = i + 1;
-			advanced++;
-		}
+		uint32_t m = depth[sl[k]] == i;
+
+		depth[sl[k]] += m;
+		advanced += m;
 	}
 	return advanced;
 }
 
-/* Both indexes in one walk (the scheduler's prefill and decode sides):
- * each id is hashed once, and both tables' next cells are prefetched. */
+/*
+ * One index's side of a walk. Long shared prefixes are the expensive case:
+ * block after block is held by the same slots, and advancing each of them
+ * per block costs O(holders) scattered writes. When every holder of a
+ * block advanced (so the live set is exactly its holder list) and the next
+ * block's holder list is the same array, the live set cannot change: count
+ * the block in `extra` and write the depths once when the run ends. The
+ * comparison is a memcmp of the two lists; lists in another order simply
+ * take the per-slot path, so the result is exact either way.
+ */
+struct walk {
+	const struct nkv_prefix_index *x;
+	uint32_t *depth;
+	const struct entry *run; /* its holders are all live, at depth run_depth + extra */
+	uint32_t extra;
+	uint32_t best;
+	bool live;
+};
+
+/* Same holder list, in the same order (short lists compared inline: a call costs more). */
+static inline bool same_slots(const struct entry *a, const struct entry *b)
+{
+	const uint32_t *x = cslots_of(a), *y = cslots_of(b);
+
+	if (a == b)
+		return true;
+	if (a->n > 16)
+		return !memcmp(x, y, (size_t)a->n * sizeof(uint32_t));
+	for (uint32_t k = 0; k < a->n; k++)
+		if (x[k] != y[k])
+			return false;
+	return true;
+}
+
+static inline __attribute__((always_inline)) void walk_flush(struct walk *w)
+{
+	if (w->run && w->extra) {
+		const uint32_t *sl = cslots_of(w->run);
+
+		for (uint32_t k = 0; k < w->run->n; k++)
+			w->depth[sl[k]] += w->extra;
+	}
+	w->run = NULL;
+	w->extra = 0;
+}
+
+static inline __attribute__((always_inline)) void walk_step(struct walk *w, uint64_t id, uint64_t h, uint32_t i)
+{
+	const struct entry *e = find_h(w->x, id, h);
+	uint32_t adv;
+
+	if (!e) {
+		w->live = false;
+		return;
+	}
+	if (w->run && e->n == w->run->n && same_slots(e, w->run)) {
+		w->extra++;
+		w->best = i + 1;
+		return;
+	}
+	walk_flush(w);
+	adv = advance(e, i, w->depth);
+	if (!adv) {
+		w->live = false;
+		return;
+	}
+	w->best = i + 1;
+	w->run = adv == e->n ? e : NULL;
+}
+
+#define AHEAD 8 /* blocks whose cells are prefetched ahead of the walk */
+
+/* Walk n ids over one or two indexes (b may be NULL): each id hashed once,
+ * the cells AHEAD blocks on prefetched, stopping when no slot of either
+ * index can still advance. */
+static inline __attribute__((always_inline)) void walk_ids(struct walk *wa, struct walk *wb, const uint64_t *ids, uint32_t n)
+{
+	uint64_t hs[2 * AHEAD];
+
+	for (uint32_t i = 0; i < n && i < AHEAD; i++)
+		hs[i] = hash_key(ids[i]);
+	for (uint32_t i = 0; i < n && (wa->live || (wb && wb->live)); i++) {
+		uint64_t h = hs[i % (2 * AHEAD)];
+
+		if (i + AHEAD < n) {
+			uint64_t ha = hash_key(ids[i + AHEAD]);
+
+			hs[(i + AHEAD) % (2 * AHEAD)] = ha;
+			if (wa->live)
+				__builtin_prefetch(&wa->x->tab[ha & wa->x->mask]);
+			if (wb && wb->live)
+				__builtin_prefetch(&wb->x->tab[ha & wb->x->mask]);
+		}
+		if (wa->live)
+			walk_step(wa, ids[i], h, i);
+		if (wb && wb->live)
+			walk_step(wb, ids[i], h, i);
+	}
+	walk_flush(wa);
+	if (wb)
+		walk_flush(wb);
+}
+
+static void walk_init(struct walk *w, const struct nkv_prefix_index *x, uint32_t *depth)
+{
+	*w = (struct walk){ .x = x, .depth = depth, .live = true };
+	memset(depth, 0, (size_t)x->nslots * sizeof(*depth));
+}
+
+uint32_t nkv_prefix_match(const struct nkv_prefix_index *x, const uint64_t *ids, uint32_t n, uint32_t *depth)
+{
+	struct walk w;
+
+	walk_init(&w, x, depth);
+	walk_ids(&w, NULL, ids, n);
+	return w.best;
+}
+
+/* Both indexes in one walk (the scheduler's prefill and decode sides). */
 void prefix_match_pair(const struct nkv_prefix_index *a, uint32_t *da, const struct nkv_prefix_index *b,
 		       uint32_t *db, const uint64_t *ids, uint32_t n)
 {
-	bool live_a = true, live_b = true;
+	struct walk wa, wb;
 
-	memset(da, 0, (size_t)a->nslots * sizeof(*da));
-	memset(db, 0, (size_t)b->nslots * sizeof(*db));
-	for (uint32_t i = 0; i < n && (live_a || live_b); i++) {
-		uint64_t h = hash_key(ids[i]);
-		const struct entry *e;
-
-		if (i + 8 < n) {
-			uint64_t ha = hash_key(ids[i + 8]);
-
-			if (live_a)
-				__builtin_prefetch(&a->tab[ha & a->mask]);
-			if (live_b)
-				__builtin_prefetch(&b->tab[ha & b->mask]);
-		}
-		if (live_a) {
-			e = find_h(a, ids[i], h);
-			live_a = e && advance(e, i, da);
-		}
-		if (live_b) {
-			e = find_h(b, ids[i], h);
-			live_b = e && advance(e, i, db);
-		}
-	}
+	walk_init(&wa, a, da);
+	walk_init(&wb, b, db);
+	walk_ids(&wa, &wb, ids, n);
 }
 
 size_t nkv_prefix_blocks(const struct nkv_prefix_index *x)

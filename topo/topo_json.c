@@ -67,6 +67,20 @@ static int get_string(json_t *obj, const char *key, const char *where, bool requ
 	return 0;
 }
 
+/* The required "name" of a switch, host or NIC, checked and copied. */
+static int get_name(json_t *obj, const char *where, char name[TOPO_NAME_MAX])
+{
+	const char *s;
+	int rc = get_string(obj, "name", where, true, &s);
+
+	if (rc)
+		return rc;
+	if (!topo_valid_name(s))
+		return nkv_err(EINVAL, "%s: name \"%.60s\": use 1..55 of [A-Za-z0-9._-]", where, s);
+	snprintf(name, TOPO_NAME_MAX, "%s", s);
+	return 0;
+}
+
 /* A finite number >= 0; *out keeps dflt when the key is absent. */
 static int get_number(json_t *obj, const char *key, const char *where, double *out)
 {
@@ -248,14 +262,9 @@ static int parse_doc(json_t *root, struct nkv_topo **out)
 		snprintf(where, sizeof(where), "switches[%u]", i);
 		rc = check_keys(so, where, sw_keys);
 		if (!rc)
-			rc = get_string(so, "name", where, true, &s);
+			rc = get_name(so, where, t->switches[i].name);
 		if (rc)
 			goto fail;
-		if (!topo_valid_name(s)) {
-			rc = nkv_err(EINVAL, "%s: name \"%.60s\": use 1..55 of [A-Za-z0-9._-]", where, s);
-			goto fail;
-		}
-		snprintf(t->switches[i].name, TOPO_NAME_MAX, "%s", s);
 		ix[i] = (struct sw_index){ t->switches[i].name, i };
 	}
 	qsort(ix, nsw, sizeof(*ix), cmp_sw);
@@ -313,14 +322,9 @@ static int parse_doc(json_t *root, struct nkv_topo **out)
 		struct topo_host *hs = &t->hosts[h];
 
 		snprintf(where, sizeof(where), "hosts[%u]", h);
-		rc = get_string(ho, "name", where, true, &s);
+		rc = get_name(ho, where, hs->name);
 		if (rc)
 			goto fail;
-		if (!topo_valid_name(s)) {
-			rc = nkv_err(EINVAL, "%s: name \"%.60s\": use 1..55 of [A-Za-z0-9._-]", where, s);
-			goto fail;
-		}
-		snprintf(hs->name, TOPO_NAME_MAX, "%s", s);
 		snprintf(where, sizeof(where), "host %.60s", hs->name);
 		rc = get_string(ho, "leaf", where, true, &s);
 		if (rc)
@@ -343,14 +347,9 @@ static int parse_doc(json_t *root, struct nkv_topo **out)
 			snprintf(nwhere, sizeof(nwhere), "%.160s nics[%u]", where, k);
 			rc = check_keys(no, nwhere, nic_keys);
 			if (!rc)
-				rc = get_string(no, "name", nwhere, true, &s);
+				rc = get_name(no, nwhere, n->name);
 			if (rc)
 				goto fail;
-			if (!topo_valid_name(s)) {
-				rc = nkv_err(EINVAL, "%s: name \"%.60s\": use 1..55 of [A-Za-z0-9._-]", nwhere, s);
-				goto fail;
-			}
-			snprintf(n->name, TOPO_NAME_MAX, "%s", s);
 			snprintf(nwhere, sizeof(nwhere), "%.160s NIC %.63s", where, n->name);
 			n->host = h;
 			n->latency_us = DEFAULT_HOP_US;

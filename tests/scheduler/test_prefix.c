@@ -149,9 +149,98 @@ static void test_pair_walk(void **st)
 	nkv_prefix_free(b);
 }
 
+/*
+ * Long chained prefixes, as in Mooncake traces: slots receive whole leading
+ * runs of a few prefix families, lose single blocks (holes) or tails, and
+ * are cleared; requests walk up to 40 blocks, sometimes with a repeated or
+ * foreign id. This is where consecutive blocks share their holder lists
+ * (the walk's run shortcut) and where removals reorder those lists.
+ * Checked against the brute-force model, single and two-index walks.
+ */
+#define RS 12
+#define RF 4
+#define RB 40
+static void test_runs_vs_model(void **st)
+{
+	struct nkv_prefix_index *x, *y;
+	static unsigned char held[RS][RF * RB + 1];
+	uint32_t depth[RS], dy[RS], single[RS];
+	unsigned seed = 7;
+
+	(void)st;
+	memset(held, 0, sizeof(held));
+	assert_int_equal(nkv_prefix_create(RS, &x), 0);
+	assert_int_equal(nkv_prefix_create(RS, &y), 0);
+	for (int it = 0; it < 6000; it++) {
+		uint32_t s = (uint32_t)rand_r(&seed) % RS, f = (uint32_t)rand_r(&seed) % RF;
+		uint32_t len = 1 + (uint32_t)rand_r(&seed) % RB;
+		uint64_t ids[RB + 1];
+		int op = rand_r(&seed) % 10;
+
+		for (uint32_t j = 0; j < RB; j++)
+			ids[j] = 1000 * (uint64_t)(f + 1) + j;
+		if (op < 6) {
+			assert_int_equal(nkv_prefix_add(x, s, ids, len), 0);
+			for (uint32_t j = 0; j < len; j++)
+				held[s][f * RB + j] = 1;
+		} else if (op < 8) {
+			uint32_t j = (uint32_t)rand_r(&seed) % len;
+
+			assert_int_equal(nkv_prefix_remove(x, s, &ids[j], 1), 0);
+			held[s][f * RB + j] = 0;
+		} else if (op < 9) {
+			assert_int_equal(nkv_prefix_remove(x, s, ids + len - 1, RB - len + 1), 0);
+			for (uint32_t j = len - 1; j < RB; j++)
+				held[s][f * RB + j] = 0;
+		} else if (rand_r(&seed) % 20 == 0) {
+			nkv_prefix_clear_slot(x, s);
+			memset(held[s], 0, sizeof(held[s]));
+		}
+		if (it % 3 == 0) {
+			uint32_t n = 1 + (uint32_t)rand_r(&seed) % RB, best = 0, got;
+			int model[RB + 1]; /* model index per id, -1 = held by nobody */
+
+			for (uint32_t j = 0; j < n; j++)
+				model[j] = (int)(f * RB + j);
+			if (rand_r(&seed) % 4 == 0 && n > 2) { /* repeat a block */
+				uint32_t j = 1 + (uint32_t)rand_r(&seed) % (n - 1);
+
+				ids[j] = ids[j - 1];
+				model[j] = model[j - 1];
+			}
+			if (rand_r(&seed) % 6 == 0) { /* a block nobody holds */
+				uint32_t j = (uint32_t)rand_r(&seed) % n;
+
+				ids[j] = 999999;
+				model[j] = -1;
+			}
+			got = nkv_prefix_match(x, ids, n, depth);
+			for (uint32_t sl = 0; sl < RS; sl++) {
+				uint32_t d = 0;
+
+				while (d < n && model[d] >= 0 && held[sl][model[d]])
+					d++;
+				if (depth[sl] != d)
+					fail_msg("it %d slot %u: depth %u, model %u", it, sl, depth[sl], d);
+				best = d > best ? d : best;
+			}
+			assert_int_equal(got, best);
+			/* the two-index walk: x's answer, and y's (empty) all zero */
+			prefix_match_pair(x, single, y, dy, ids, n);
+			assert_memory_equal(single, depth, sizeof(depth));
+			prefix_match_pair(y, dy, x, single, ids, n);
+			assert_memory_equal(single, depth, sizeof(depth));
+			for (uint32_t sl = 0; sl < RS; sl++)
+				assert_int_equal(dy[sl], 0);
+		}
+	}
+	nkv_prefix_free(x);
+	nkv_prefix_free(y);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = { cmocka_unit_test(test_basic), cmocka_unit_test(test_random_vs_model),
-					    cmocka_unit_test(test_pair_walk) };
+					    cmocka_unit_test(test_pair_walk), cmocka_unit_test(test_runs_vs_model) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

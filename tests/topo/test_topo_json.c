@@ -48,20 +48,6 @@ static void round_trip(void **state)
 	nkv_topo_free(b);
 }
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	static char buf[1 << 16];
-	size_t n;
-
-	if (!f)
-		fail_msg("cannot open %s", path);
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
-}
-
 static void files(void **state)
 {
 	struct nkv_topo *t = NULL;
@@ -103,7 +89,6 @@ static void files(void **state)
 	snprintf(path, sizeof(path), "%s/corpus/not_json.json", NKV_TEST_DIR);
 	assert_int_equal(nkv_topo_load(path, &t), -EINVAL);
 	assert_non_null(strstr(nkv_last_error(), "not valid JSON"));
-	(void)slurp;
 }
 
 struct bad {
