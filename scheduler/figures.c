@@ -122,20 +122,14 @@ out:
 
 int nkv_oracle_load_figures(struct nkv_oracle *o, const char *path, double now)
 {
-	json_error_t je;
-	json_t *root = json_load_file(path, 0, &je);
-	char *s;
-	int ret;
+	char *buf;
+	size_t len;
+	int ret = nkv_read_file(path, (size_t)64 << 20, &buf, &len);
 
-	/* Read through jansson for the file's own error text, then parse the bytes once more. */
-	if (!root)
-		return nkv_err(EINVAL, "figures %s: %s (line %d)", path, je.text, je.line);
-	s = json_dumps(root, JSON_COMPACT);
-	json_decref(root);
-	if (!s)
-		return nkv_err(ENOMEM, "figures %s: out of memory", path);
-	ret = nkv_oracle_parse_figures(o, s, strlen(s), now);
-	free(s);
+	if (ret)
+		return nkv_err_wrap(EINVAL, "figures");
+	ret = nkv_oracle_parse_figures(o, buf, len, now);
+	free(buf);
 	if (ret < 0)
 		nkv_err_wrap(-ret, "%s", path);
 	return ret;

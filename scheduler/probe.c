@@ -45,9 +45,11 @@ static int by_age_then_tier(const void *a, const void *b)
 static uint64_t probe_size(const struct nkv_probe_params *pp, double lat, double bw)
 {
 	double want = pp->latency_factor * lat * bw;
-	uint64_t b = want > (double)pp->min_bytes ? (uint64_t)ceil(want) : pp->min_bytes;
+	uint64_t b = want > (double)pp->min_bytes ? (want < 0x1p62 ? (uint64_t)ceil(want) : (uint64_t)1 << 62)
+						  : pp->min_bytes;
 
-	return (b + 65535) & ~(uint64_t)65535;
+	/* min_bytes near UINT64_MAX must not wrap to a tiny probe. */
+	return b > ((uint64_t)1 << 62) ? (uint64_t)1 << 62 : (b + 65535) & ~(uint64_t)65535;
 }
 
 int nkv_probe_plan(struct nkv_oracle *o, const struct nkv_probe_params *pp, double now, struct nkv_probe *out,
@@ -58,10 +60,10 @@ int nkv_probe_plan(struct nkv_oracle *o, const struct nkv_probe_params *pp, doub
 	double *used;
 	uint32_t n = 0;
 
-	if (!(pp->window_s > 0) || !(pp->budget > 0 && pp->budget <= 1) || pp->min_age_s < 0 ||
-	    !(pp->latency_factor >= 1) || !isfinite(now))
+	if (!(pp->window_s > 0 && isfinite(pp->window_s)) || !(pp->budget > 0 && pp->budget <= 1) ||
+	    !(pp->min_age_s >= 0) || !(pp->latency_factor >= 1 && isfinite(pp->latency_factor)) || !isfinite(now))
 		return nkv_err(EINVAL, "probe plan: window %g s, budget %g, min age %g s, latency factor %g: "
-				       "need window > 0, 0 < budget <= 1, age >= 0, factor >= 1",
+				       "need finite window > 0, 0 < budget <= 1, age >= 0, finite factor >= 1",
 			       pp->window_s, pp->budget, pp->min_age_s, pp->latency_factor);
 	if (!max)
 		return 0;

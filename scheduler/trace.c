@@ -15,6 +15,7 @@
 #include <string.h>
 
 #define MAX_INPUT_LEN (1u << 24)
+#define MAX_TRACE_FILE ((size_t)4 << 30)
 
 struct reader {
 	struct nkv_trace *t;
@@ -202,33 +203,12 @@ int nkv_trace_parse(const char *buf, size_t len, const char *name, const struct 
 
 int nkv_trace_load(const char *path, const struct nkv_trace_opts *o, struct nkv_trace **out)
 {
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	int ret;
+	char *buf;
+	size_t len;
+	int ret = nkv_read_file(path, MAX_TRACE_FILE, &buf, &len);
 
-	if (!f)
-		return nkv_err(errno, "trace %s: %s", path, strerror(errno));
-	for (;;) {
-		size_t got;
-
-		if (grow((void **)&buf, &cap, len + 65536, 1)) {
-			fclose(f);
-			free(buf);
-			return -ENOMEM;
-		}
-		got = fread(buf + len, 1, cap - len, f);
-		len += got;
-		if (got == 0)
-			break;
-	}
-	if (ferror(f)) {
-		ret = nkv_err(EIO, "trace %s: read error", path);
-		fclose(f);
-		free(buf);
-		return ret;
-	}
-	fclose(f);
+	if (ret)
+		return nkv_err_wrap(ret, "trace");
 	ret = nkv_trace_parse(buf, len, path, o, out);
 	free(buf);
 	return ret;

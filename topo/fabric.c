@@ -37,6 +37,8 @@
 #define NETNS_DIR "/run/netns"
 #define STATE_DIR "/run/netkv"
 #define MAX_PAIRS 16384
+#define MIN_RATE_BPS 8e3   /* tbf below 1 kB/s: nothing useful gets through */
+#define MAX_DELAY_US 1e7
 
 /* Run a command given as one printf-formatted line; words split on spaces
  * (every name that reaches here was validated to [A-Za-z0-9._-]). */
@@ -213,6 +215,21 @@ int nkv_fabric_up(const struct nkv_topo *t, const struct nkv_fabric_opts *o)
 		return nkv_err(EINVAL, "--scale must be >= 1 and --latency-scale >= 0");
 	if (npairs > MAX_PAIRS)
 		return nkv_err(EINVAL, "topology has %u links, the 10.77/16 plan holds %u", npairs, MAX_PAIRS);
+	/* Shaped figures tc can take, checked before anything is made. */
+	for (uint32_t k = 0; k < npairs; k++) {
+		const char *name = k < t->nnics ? t->nics[k].name : t->switches[k - t->nnics].name;
+		double gbps = k < t->nnics ? t->nics[k].gbps : t->switches[k - t->nnics].up_gbps;
+		double us = k < t->nnics ? t->nics[k].latency_us : t->switches[k - t->nnics].latency_us;
+
+		if (k >= t->nnics && t->switches[k - t->nnics].up == TOPO_NONE)
+			continue;
+		if (!(gbps * 1e9 / o->scale >= MIN_RATE_BPS))
+			return nkv_err(EINVAL, "link %s: %g Gb/s / scale %g = %g bit/s, below the %g bit/s tc can shape",
+				       name, gbps, o->scale, gbps * 1e9 / o->scale, MIN_RATE_BPS);
+		if (!(us * o->latency_scale <= MAX_DELAY_US))
+			return nkv_err(EINVAL, "link %s: %g us x latency scale %g is more than %g s of delay", name, us,
+				       o->latency_scale, MAX_DELAY_US * 1e-6);
+	}
 	if (each_ns(o->prefix, NULL, NULL))
 		return nkv_err(EEXIST, "a fabric with prefix %s is already up (netkv fabric down first)", o->prefix);
 	rc = nkv_fabric_check(o->prefix);
@@ -498,7 +515,7 @@ int nkv_cmd_fabric(int argc, char **argv)
 	struct nkv_fabric_opts o = { .prefix = "nkv-", .scale = 400, .latency_scale = 1, .mtu = 9000, .verbose = true };
 	const char *topo = NULL, *sub;
 	bool json = false;
-	int c, rc = 0;
+	int c, li = 0, rc = 0;
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(argc < 2 ? stderr : stdout);
@@ -509,7 +526,7 @@ int nkv_cmd_fabric(int argc, char **argv)
 	argv++;
 	optind = 1;
 	/* "+": stop at the first non-option so `exec HOST -- cmd -x` keeps cmd's flags. */
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+h", opts, &li)) != -1) {
 		switch (c) {
 		case 't': topo = optarg; break;
 		case 's': rc = nkv_parse_double(optarg, &o.scale); break;
@@ -521,7 +538,7 @@ int nkv_cmd_fabric(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 		if (rc) {
-			fprintf(stderr, "netkv fabric: %s\n", nkv_last_error());
+			fprintf(stderr, "netkv fabric: --%s: %s\n", opts[li].name, nkv_last_error());
 			return 2;
 		}
 	}
@@ -536,7 +553,10 @@ int nkv_cmd_fabric(int argc, char **argv)
 	if (!strcmp(sub, "up")) {
 		struct nkv_topo *t;
 		if (!topo || optind != argc) {
-			fprintf(stderr, "netkv fabric up: --topo FILE is required\n");
+			if (topo)
+				fprintf(stderr, "netkv fabric up: unexpected argument '%s'\n", argv[optind]);
+			else
+				fprintf(stderr, "netkv fabric up: --topo FILE is required\n");
 			return 2;
 		}
 		if (nkv_topo_load(topo, &t)) {

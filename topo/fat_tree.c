@@ -34,16 +34,21 @@ int nkv_topo_fat_tree(const struct nkv_fat_tree_params *p, struct nkv_topo **out
 
 	if (!gph || !nph || !p->hosts_per_leaf || !p->leaves_per_pod || !p->gpus)
 		return nkv_err(EINVAL, "fat tree: GPU, NIC, host and leaf counts must be > 0");
-	if (gph > 1024 || nph > gph)
-		return nkv_err(EINVAL, "fat tree: %u GPUs and %u NICs per host (need 1..1024 GPUs, NICs <= GPUs)", gph, nph);
+	if (gph > TOPO_MAX_GPUS_PER_HOST || nph > gph || nph > TOPO_MAX_NICS_PER_HOST)
+		return nkv_err(EINVAL, "fat tree: %u GPUs and %u NICs per host (need 1..%u GPUs, 1..%u NICs, NICs <= GPUs)",
+			       gph, nph, TOPO_MAX_GPUS_PER_HOST, TOPO_MAX_NICS_PER_HOST);
+	/* Before allocating: the limits every topology file has (topo_finish checks them again). */
+	if (p->gpus > TOPO_MAX_INSTANCES || p->gpus / gph > TOPO_MAX_HOSTS)
+		return nkv_err(EINVAL, "fat tree: %u GPUs at %u per host make %u hosts; a topology holds at most %u GPUs "
+			       "and %u hosts", p->gpus, gph, p->gpus / gph, TOPO_MAX_INSTANCES, TOPO_MAX_HOSTS);
 	if (gph % nph)
 		return nkv_err(EINVAL, "fat tree: %u NICs per host do not divide %u GPUs per host", nph, gph);
 	uint32_t per_pod = gph * p->hosts_per_leaf * p->leaves_per_pod;
-	if (p->gpus > (1u << 20) || p->gpus % gph || (p->gpus / gph > p->hosts_per_leaf && p->gpus % (gph * p->hosts_per_leaf)) ||
+	if (p->gpus % gph || (p->gpus / gph > p->hosts_per_leaf && p->gpus % (gph * p->hosts_per_leaf)) ||
 	    (p->gpus / gph / p->hosts_per_leaf > p->leaves_per_pod && p->gpus % per_pod))
 		return nkv_err(EINVAL, "fat tree: %u GPUs do not fill whole hosts/leaves/pods "
 			       "(%u per host, %u per leaf, %u per pod)", p->gpus, gph, gph * p->hosts_per_leaf, per_pod);
-	if (p->oversub_leaf < 1 || p->oversub_spine < 1)
+	if (!(p->oversub_leaf >= 1) || !(p->oversub_spine >= 1))
 		return nkv_err(EINVAL, "fat tree: oversubscription below 1:1 (%g, %g)", p->oversub_leaf, p->oversub_spine);
 
 	uint32_t hosts = p->gpus / gph;

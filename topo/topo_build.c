@@ -61,14 +61,43 @@ bool topo_valid_name(const char *s)
 	return true;
 }
 
-static bool positive(double v)
+const char *topo_switch_tier_name(int tier)
 {
-	return isfinite(v) && v > 0;
+	return tier == SW_LEAF ? "leaf" : tier == SW_SPINE ? "spine" : tier == SW_CORE ? "core" : "?";
+}
+
+int topo_parse_ratio(const char *s, double *out)
+{
+	char buf[64];
+	const char *colon = strchr(s, ':');
+	double num, den = 1;
+
+	if (strlen(s) >= sizeof(buf))
+		return nkv_err(EINVAL, "oversubscription '%.20s...' too long", s);
+	snprintf(buf, sizeof(buf), "%s", s);
+	if (colon)
+		buf[colon - s] = '\0';
+	if ((colon && (nkv_parse_double(colon + 1, &den) || !(den > 0))) || nkv_parse_double(buf, &num) ||
+	    !(num / den > 0) || !isfinite(num / den))
+		return nkv_err(EINVAL, "oversubscription '%s' is not N:M with N, M > 0 (such as 2:1)", s);
+	*out = num / den;
+	return 0;
 }
 
 static bool nonneg(double v)
 {
 	return isfinite(v) && v >= 0;
+}
+
+static bool latency_ok(double us)
+{
+	return nonneg(us) && us <= TOPO_MAX_LATENCY_US;
+}
+
+/* A link rate in Gb/s (or NVLink GB/s) within what a real link can be. */
+static bool rate_ok(double gbps, double max)
+{
+	return isfinite(gbps) && gbps >= TOPO_MIN_GBPS && gbps <= max;
 }
 
 struct name_ref {
@@ -155,12 +184,13 @@ static int check_switches(struct nkv_topo *t)
 		if (t->switches[s->up].tier != s->tier + 1)
 			return nkv_err(EINVAL, "switch %s (%s): uplink %s must be a %s switch, not a %s switch",
 				       s->name, nkv_tier_name(s->tier), t->switches[s->up].name,
-				       s->tier == SW_LEAF ? "spine" : "core",
-				       t->switches[s->up].tier == SW_LEAF ? "leaf" :
-				       t->switches[s->up].tier == SW_SPINE ? "spine" : "core");
+				       topo_switch_tier_name(s->tier + 1), topo_switch_tier_name(t->switches[s->up].tier));
 		if (!nonneg(s->up_gbps) || !nonneg(s->oversub) || !nonneg(s->latency_us))
 			return nkv_err(EINVAL, "switch %s: bandwidth, oversubscription and latency must be finite and >= 0",
 				       s->name);
+		if (!latency_ok(s->latency_us))
+			return nkv_err(EINVAL, "switch %s: uplink latency %g us beyond %g us", s->name, s->latency_us,
+				       TOPO_MAX_LATENCY_US);
 		if (s->up_gbps == 0 && s->oversub == 0)
 			return nkv_err(EINVAL, "switch %s: uplink needs a bandwidth (uplink_gbps) or an oversubscription",
 				       s->name);
@@ -252,10 +282,17 @@ int topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic)
 
 	if (t->nhosts == 0)
 		return nkv_err(EINVAL, "topology has no hosts");
-	if (!positive(t->intra_GBps))
+	if (t->nhosts > TOPO_MAX_HOSTS || t->nswitches > TOPO_MAX_SWITCHES || t->ninsts > TOPO_MAX_INSTANCES)
+		return nkv_err(EINVAL, "topology of %u hosts, %u switches, %u GPUs: at most %u, %u, %u", t->nhosts,
+			       t->nswitches, t->ninsts, TOPO_MAX_HOSTS, TOPO_MAX_SWITCHES, TOPO_MAX_INSTANCES);
+	if (!(t->intra_GBps > 0))
 		return nkv_err(EINVAL, "intra-host bandwidth must be > 0 (got %g GB/s)", t->intra_GBps);
-	if (!nonneg(t->intra_latency_us))
-		return nkv_err(EINVAL, "intra-host latency must be >= 0");
+	if (!rate_ok(t->intra_GBps, TOPO_MAX_GBPS))
+		return nkv_err(EINVAL, "intra-host bandwidth %g GB/s outside %g .. %g", t->intra_GBps, TOPO_MIN_GBPS,
+			       TOPO_MAX_GBPS);
+	if (!latency_ok(t->intra_latency_us))
+		return nkv_err(EINVAL, "intra-host latency must be in 0 .. %g us (got %g)", TOPO_MAX_LATENCY_US,
+			       t->intra_latency_us);
 	rc = check_switches(t);
 	if (rc)
 		return rc;
@@ -271,7 +308,10 @@ int topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic)
 			return nkv_err(EINVAL, "host %s: has no GPUs", hs->name);
 		if (hs->nnics == 0)
 			return nkv_err(EINVAL, "host %s: has no NICs", hs->name);
-		if (hs->first_inst != inst || hs->first_nic + hs->nnics > t->nnics)
+		if (hs->ngpus > TOPO_MAX_GPUS_PER_HOST || hs->nnics > TOPO_MAX_NICS_PER_HOST)
+			return nkv_err(EINVAL, "host %s: %u GPUs and %u NICs, at most %u and %u", hs->name, hs->ngpus,
+				       hs->nnics, TOPO_MAX_GPUS_PER_HOST, TOPO_MAX_NICS_PER_HOST);
+		if (hs->first_inst != inst || hs->first_nic > t->nnics || hs->nnics > t->nnics - hs->first_nic)
 			return nkv_err(EINVAL, "host %s: inconsistent GPU/NIC ranges", hs->name);
 		inst += hs->ngpus;
 		if (root == TOPO_NONE)
@@ -287,10 +327,14 @@ int topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic)
 				return nkv_err(EINVAL, "NIC %s: listed under host %s but belongs elsewhere", nic->name, hs->name);
 			if (!topo_valid_name(nic->name))
 				return nkv_err(EINVAL, "NIC name '%s': use 1..55 of [A-Za-z0-9._-]", nic->name);
-			if (!positive(nic->gbps))
+			if (!(nic->gbps > 0))
 				return nkv_err(EINVAL, "NIC %s: bandwidth must be > 0 (got %g Gb/s)", nic->name, nic->gbps);
-			if (!nonneg(nic->latency_us))
-				return nkv_err(EINVAL, "NIC %s: latency must be >= 0", nic->name);
+			if (!rate_ok(nic->gbps, TOPO_MAX_GBPS))
+				return nkv_err(EINVAL, "NIC %s: bandwidth %g Gb/s outside %g .. %g", nic->name, nic->gbps,
+					       TOPO_MIN_GBPS, TOPO_MAX_GBPS);
+			if (!latency_ok(nic->latency_us))
+				return nkv_err(EINVAL, "NIC %s: latency must be in 0 .. %g us (got %g)", nic->name,
+					       TOPO_MAX_LATENCY_US, nic->latency_us);
 			nic->ngpus = 0;
 		}
 	}
@@ -355,6 +399,10 @@ int topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic)
 						       "of %g Gb/s below (%g Gb/s); give one of the two",
 						       s->name, s->up_gbps, s->oversub, s->down_gbps, want);
 			}
+			if (!rate_ok(s->up_gbps, TOPO_MAX_UPLINK_GBPS))
+				return nkv_err(EINVAL, "switch %s: uplink %g Gb/s outside %g .. %g (%g Gb/s below, "
+					       "oversubscription %g)", s->name, s->up_gbps, TOPO_MIN_GBPS, TOPO_MAX_UPLINK_GBPS,
+					       s->down_gbps, s->oversub);
 			s->oversub = s->down_gbps / s->up_gbps;
 			t->switches[s->up].down_gbps += s->up_gbps;
 			t->switches[s->up].gpus_below += s->gpus_below;

@@ -17,22 +17,11 @@
 /* "2:1", "4:1", "2" or "1.5" -> ratio >= 1. */
 static int parse_ratio(const char *s, double *out)
 {
-	char buf[64];
-	const char *colon = strchr(s, ':');
-	double num, den = 1;
+	int rc = topo_parse_ratio(s, out);
 
-	if (strlen(s) >= sizeof(buf))
-		return nkv_err(EINVAL, "oversubscription '%s' too long", s);
-	snprintf(buf, sizeof(buf), "%s", s);
-	if (colon) {
-		buf[colon - s] = '\0';
-		if (nkv_parse_double(colon + 1, &den) || !(den > 0))
-			return nkv_err(EINVAL, "oversubscription '%s': expected N:M such as 2:1", s);
-	}
-	if (nkv_parse_double(buf, &num) || !(num / den >= 1) || !isfinite(num / den))
-		return nkv_err(EINVAL, "oversubscription '%s': expected N:M >= 1:1 such as 2:1", s);
-	*out = num / den;
-	return 0;
+	if (!rc && !(*out >= 1))
+		rc = nkv_err(EINVAL, "oversubscription '%s' is below 1:1", s);
+	return rc;
 }
 
 static void gen_usage(FILE *f)
@@ -66,11 +55,11 @@ int nkv_cmd_topo_gen(int argc, char **argv)
 	struct nkv_fat_tree_params p;
 	const char *output = "-", *preset = NULL;
 	struct nkv_topo *t = NULL;
-	int c, rc = 0;
+	int c, li = -1, rc = 0;
 
 	nkv_fat_tree_defaults(&p);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:h", opts, &li)) != -1) {
 		switch (c) {
 		case 'p': preset = optarg; break;
 		case 'g': rc = nkv_parse_u32(optarg, &p.gpus); break;
@@ -92,7 +81,7 @@ int nkv_cmd_topo_gen(int argc, char **argv)
 		default: gen_usage(stderr); return 2;
 		}
 		if (rc) {
-			fprintf(stderr, "netkv topo gen: %s: %s\n", argv[optind - 1], nkv_last_error());
+			fprintf(stderr, "netkv topo gen: --%s: %s\n", opts[li].name, nkv_last_error());
 			return 2;
 		}
 	}
@@ -196,7 +185,7 @@ int nkv_cmd_topo_show(int argc, char **argv)
 		for (uint32_t i = 0; i < t->nswitches; i++) {
 			const struct topo_switch *s = &t->switches[i];
 			json_t *o = json_pack("{s:s,s:s,s:f}", "name", s->name, "tier",
-					      s->tier == 1 ? "leaf" : s->tier == 2 ? "spine" : "core", "down_gbps", s->down_gbps);
+					      topo_switch_tier_name(s->tier), "down_gbps", s->down_gbps);
 			if (s->up != TOPO_NONE) {
 				json_object_set_new(o, "uplink", json_string(t->switches[s->up].name));
 				json_object_set_new(o, "uplink_gbps", json_real(s->up_gbps));
@@ -239,7 +228,7 @@ int nkv_cmd_topo_show(int argc, char **argv)
 	printf("\n%-16s %-6s %-16s %12s %12s %8s\n", "switch", "tier", "uplink", "down Gb/s", "up Gb/s", "oversub");
 	for (uint32_t i = 0; i < t->nswitches; i++) {
 		const struct topo_switch *s = &t->switches[i];
-		printf("%-16s %-6s %-16s %12.0f ", s->name, s->tier == 1 ? "leaf" : s->tier == 2 ? "spine" : "core",
+		printf("%-16s %-6s %-16s %12.0f ", s->name, topo_switch_tier_name(s->tier),
 		       s->up != TOPO_NONE ? t->switches[s->up].name : "-", s->down_gbps);
 		if (s->up != TOPO_NONE)
 			printf("%12.0f %7.2f:1\n", s->up_gbps, s->oversub);

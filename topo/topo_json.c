@@ -27,12 +27,12 @@
 #include <string.h>
 
 #define FORMAT "netkv-topology/1"
-#define MAX_HOSTS 65536u
-#define MAX_SWITCHES 65536u
-#define MAX_GPUS_PER_HOST 1024u
-#define MAX_NICS_PER_HOST 64u
-#define MAX_INSTANCES (1u << 20)
-#define MAX_FILE (64u << 20)
+#define MAX_HOSTS TOPO_MAX_HOSTS
+#define MAX_SWITCHES TOPO_MAX_SWITCHES
+#define MAX_GPUS_PER_HOST TOPO_MAX_GPUS_PER_HOST
+#define MAX_NICS_PER_HOST TOPO_MAX_NICS_PER_HOST
+#define MAX_INSTANCES TOPO_MAX_INSTANCES
+#define MAX_FILE ((size_t)256 << 20)
 #define DEFAULT_HOP_US 0.5
 
 static int check_keys(json_t *obj, const char *where, const char *const *allowed)
@@ -101,20 +101,8 @@ static int get_oversub(json_t *obj, const char *where, double *out)
 	if (json_is_number(v)) {
 		*out = json_number_value(v);
 	} else if (json_is_string(v)) {
-		char buf[64];
-		const char *s = json_string_value(v), *colon = strchr(s, ':');
-		double num, den = 1;
-		if (strlen(s) >= sizeof(buf))
-			return nkv_err(EINVAL, "%s: oversub \"%.20s...\" too long", where, s);
-		snprintf(buf, sizeof(buf), "%s", s);
-		if (colon) {
-			buf[colon - s] = '\0';
-			if (nkv_parse_double(colon + 1, &den) || den <= 0)
-				return nkv_err(EINVAL, "%s: oversub \"%s\" is not N:M", where, s);
-		}
-		if (nkv_parse_double(buf, &num))
-			return nkv_err(EINVAL, "%s: oversub \"%s\" is not N:M", where, s);
-		*out = num / den;
+		if (topo_parse_ratio(json_string_value(v), out))
+			return nkv_err_wrap(EINVAL, "%s", where);
 	} else {
 		return nkv_err(EINVAL, "%s: \"oversub\" must be a number or \"N:M\"", where);
 	}
@@ -227,6 +215,19 @@ static int parse_doc(json_t *root, struct nkv_topo **out)
 	rc = get_string(root, "name", "topology", false, &s);
 	if (rc)
 		goto fail;
+	if (s) {
+		/* Printed on terminals and written back: whole (no cut UTF-8) and no control characters. */
+		size_t n = strlen(s);
+		bool ctl = false;
+
+		for (size_t i = 0; i < n; i++)
+			ctl |= (unsigned char)s[i] < 0x20 || s[i] == 0x7f;
+		if (n == 0 || n >= sizeof(t->name) || ctl) {
+			rc = nkv_err(EINVAL, "topology: \"name\" must be 1..%zu bytes without control characters",
+				     sizeof(t->name) - 1);
+			goto fail;
+		}
+	}
 	snprintf(t->name, sizeof(t->name), "%s", s ? s : "unnamed");
 	t->intra_GBps = 450;
 	t->intra_latency_us = 1;
@@ -421,41 +422,17 @@ int nkv_topo_parse(const char *json, size_t len, struct nkv_topo **out)
 
 int nkv_topo_load(const char *path, struct nkv_topo **out)
 {
-	FILE *f = fopen(path, "rb");
 	char *buf;
-	long n;
+	size_t n;
 	int rc;
 
 	*out = NULL;
-	if (!f)
-		return nkv_err(errno, "%s: %s", path, strerror(errno));
-	if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
-		fclose(f);
-		return nkv_err(EIO, "%s: cannot size the file", path);
-	}
-	if ((unsigned long)n > MAX_FILE) {
-		fclose(f);
-		return nkv_err(EFBIG, "%s: %ld bytes, more than %u MiB", path, n, MAX_FILE >> 20);
-	}
-	buf = malloc((size_t)n + 1);
-	if (!buf) {
-		fclose(f);
-		return nkv_err(ENOMEM, "%s: out of memory", path);
-	}
-	if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		fclose(f);
-		return nkv_err(EIO, "%s: short read", path);
-	}
-	fclose(f);
-	rc = nkv_topo_parse(buf, (size_t)n, out);
+	rc = nkv_read_file(path, MAX_FILE, &buf, &n);
+	if (rc)
+		return rc;
+	rc = nkv_topo_parse(buf, n, out);
 	free(buf);
 	return rc ? nkv_err_wrap(rc, "%s", path) : 0;
-}
-
-static const char *tier_str(int tier)
-{
-	return tier == SW_LEAF ? "leaf" : tier == SW_SPINE ? "spine" : "core";
 }
 
 static json_t *to_json(const struct nkv_topo *t)
@@ -468,7 +445,7 @@ static json_t *to_json(const struct nkv_topo *t)
 			    json_pack("{s:f,s:f}", "GBps", t->intra_GBps, "latency_us", t->intra_latency_us));
 	for (uint32_t i = 0; i < t->nswitches; i++) {
 		const struct topo_switch *s = &t->switches[i];
-		json_t *o = json_pack("{s:s,s:s}", "name", s->name, "tier", tier_str(s->tier));
+		json_t *o = json_pack("{s:s,s:s}", "name", s->name, "tier", topo_switch_tier_name(s->tier));
 		if (s->up != TOPO_NONE) {
 			json_object_set_new(o, "uplink", json_string(t->switches[s->up].name));
 			json_object_set_new(o, "uplink_gbps", json_real(s->up_gbps));

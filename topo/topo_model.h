@@ -15,6 +15,19 @@
 
 enum { SW_LEAF = 1, SW_SPINE = 2, SW_CORE = 3 };
 
+/* What a topology may hold, checked by topo_finish() so that the generator
+ * can never write a file the reader rejects. Rates and latencies outside
+ * these are unit mistakes (and overflow to inf once turned into B/s). */
+#define TOPO_MAX_HOSTS 65536u
+#define TOPO_MAX_SWITCHES 65536u
+#define TOPO_MAX_GPUS_PER_HOST 1024u
+#define TOPO_MAX_NICS_PER_HOST 64u
+#define TOPO_MAX_INSTANCES (1u << 20)
+#define TOPO_MIN_GBPS 1e-3        /* 1 Mb/s */
+#define TOPO_MAX_GBPS 1e6         /* 1 Pb/s per NIC (and NVLink, GB/s) */
+#define TOPO_MAX_UPLINK_GBPS 1e12 /* an aggregated switch uplink sums many NICs */
+#define TOPO_MAX_LATENCY_US 1e6   /* 1 s per link */
+
 struct topo_switch {
 	char name[TOPO_NAME_MAX];
 	int tier;             /* SW_LEAF, SW_SPINE, SW_CORE */
@@ -82,5 +95,9 @@ struct nkv_topo {
 struct nkv_topo *topo_alloc(uint32_t nhosts, uint32_t nnics, uint32_t nswitches, uint32_t ninsts);
 int topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic);
 bool topo_valid_name(const char *s);
+/* "leaf", "spine", "core" for SW_*. */
+const char *topo_switch_tier_name(int tier);
+/* Oversubscription "N:M" or "N" (N, M finite, > 0) -> N / M > 0. */
+int topo_parse_ratio(const char *s, double *out);
 
 #endif

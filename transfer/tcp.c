@@ -40,7 +40,9 @@
 
 #define HDR ((uint64_t)sizeof(struct nkv_wire_hdr))
 #define RING_ENTRIES 512
-#define MAX_BATCH_ITEMS 256         /* items per sendmsg (2 iovecs each) */
+#define MAX_BATCH_ITEMS 256         /* items per sendmsg */
+#define MAX_BATCH_IOV 1024          /* iovecs per sendmsg (IOV_MAX) */
+#define VEC_RANGE_MAX (64u << 10)   /* ranges below this are grouped into DATAV messages */
 #define MAX_BATCH_BYTES (4u << 20)  /* bytes per sendmsg */
 #define MAX_PIECE (1u << 20)        /* largest piece a range is cut into */
 #define MIN_PIECE (64u << 10)
@@ -54,11 +56,15 @@ enum { OP_ACCEPT = 0, OP_RECV = 1, OP_SEND = 2, OP_IGNORE = 3 };
 struct tconn;
 struct tcp_engine;
 
-/* One message to send: a header and an optional payload. */
+/* One message to send: a header and an optional payload. A DATAV item
+ * (vec != NULL) sends its header, nvec entries, then nvec payloads. */
 struct titem {
 	struct nkv_wire_hdr hdr;
 	const void *data;
-	uint64_t len;
+	uint64_t len;       /* payload bytes (DATAV: entries + payloads) */
+	struct nkv_wire_vent *vec;
+	const void **vdata;
+	unsigned nvec;
 	struct sreq *req;   /* data/sums items of a push */
 	void *owned;        /* control items: payload to free once sent */
 	bool heap;          /* control items: the item itself is malloc'd */
@@ -74,6 +80,8 @@ struct sreq {
 	uint64_t req_id, total;
 	size_t nitems, unsent;
 	struct titem *items;
+	struct nkv_wire_vent *vents; /* DATAV entries of all groups */
+	const void **vdata;          /* and their source pointers */
 	struct nkv_block_sum *sums;
 	/* The ACK can beat our own send completion (the receiver may have
 	 * every byte while sendmsg is still returning): then it waits here. */
@@ -94,7 +102,7 @@ struct rreq {
 	struct rreq *hnext;
 };
 
-enum rstate { R_HDR, R_DATA, R_SUMS };
+enum rstate { R_HDR, R_DATA, R_SUMS, R_VENT, R_VDATA };
 
 struct tstream {
 	struct tcp_engine *te;
@@ -109,9 +117,9 @@ struct tstream {
 	/* send side */
 	struct tqueue ctrl;     /* HELLO replies and ACKs, ahead of data */
 	struct titem *batch[MAX_BATCH_ITEMS];
-	unsigned nbatch;
+	unsigned nbatch, niov;
 	uint64_t first_off;     /* bytes of batch[0] already sent */
-	struct iovec siov[2 * MAX_BATCH_ITEMS];
+	struct iovec siov[MAX_BATCH_IOV];
 	struct msghdr smsg;
 
 	/* receive side */
@@ -121,7 +129,11 @@ struct tstream {
 	uint8_t *dst;           /* R_DATA / R_SUMS: where the payload goes */
 	uint64_t dlen, dgot;
 	struct rreq *cur;
-	struct iovec riov[2];
+	uint8_t *vbase;         /* R_VENT / R_VDATA: the region, its size, the payload size */
+	uint64_t vrlen, vpay;
+	struct nkv_wire_vent vent[NKV_WIRE_MAX_VEC];
+	unsigned nvent;
+	struct iovec riov[NKV_WIRE_MAX_VEC + 1];
 	struct msghdr rmsg;
 };
 
@@ -644,25 +656,45 @@ static void item_sent(struct tstream *s, struct titem *it)
 	}
 }
 
-/* Fill the iovecs from the batch, starting first_off bytes into batch[0]. */
-static unsigned batch_iov(struct tstream *s)
+/* An item's pieces in wire order: header, then payload (DATAV: entries, payloads). */
+static unsigned item_segments(const struct titem *it, struct iovec *v)
 {
 	unsigned n = 0;
 
-	for (unsigned i = 0; i < s->nbatch; i++) {
-		struct titem *it = s->batch[i];
-		uint64_t off = i == 0 ? s->first_off : 0;
+	v[n++] = (struct iovec){ (void *)&it->hdr, HDR };
+	if (it->vec) {
+		v[n++] = (struct iovec){ it->vec, it->nvec * sizeof(*it->vec) };
+		for (unsigned i = 0; i < it->nvec; i++)
+			v[n++] = (struct iovec){ (void *)it->vdata[i], it->vec[i].len };
+	} else if (it->len) {
+		v[n++] = (struct iovec){ (void *)it->data, it->len };
+	}
+	return n;
+}
 
-		if (off < HDR) {
-			s->siov[n].iov_base = (char *)&it->hdr + off;
-			s->siov[n++].iov_len = HDR - off;
-			off = 0;
-		} else {
-			off -= HDR;
-		}
-		if (it->len > off) {
-			s->siov[n].iov_base = (char *)it->data + off;
-			s->siov[n++].iov_len = it->len - off;
+static unsigned item_niov(const struct titem *it)
+{
+	return it->vec ? 2 + it->nvec : it->len ? 2 : 1;
+}
+
+/* Fill the iovecs from the batch, starting first_off bytes into batch[0]. */
+static unsigned batch_iov(struct tstream *s)
+{
+	struct iovec seg[NKV_WIRE_MAX_VEC + 2];
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < s->nbatch; i++) {
+		unsigned k = item_segments(s->batch[i], seg);
+		uint64_t skip = i == 0 ? s->first_off : 0;
+
+		for (unsigned j = 0; j < k; j++) {
+			if (skip >= seg[j].iov_len) {
+				skip -= seg[j].iov_len;
+				continue;
+			}
+			s->siov[n].iov_base = (char *)seg[j].iov_base + skip;
+			s->siov[n++].iov_len = seg[j].iov_len - skip;
+			skip = 0;
 		}
 	}
 	return n;
@@ -691,15 +723,20 @@ static void try_send(struct tstream *s)
 		return;
 	s->nbatch = 0;
 	s->first_off = 0;
+	s->niov = 0;
 	/* Control messages first: ACKs unblock the peer's completions. */
-	while (s->nbatch < MAX_BATCH_ITEMS && (it = q_pop(&s->ctrl))) {
+	while (s->nbatch < MAX_BATCH_ITEMS && s->niov + 2 <= MAX_BATCH_IOV && (it = q_pop(&s->ctrl))) {
 		s->batch[s->nbatch++] = it;
+		s->niov += item_niov(it);
 		bytes += item_size(it);
 	}
 	/* Then pieces off the connection's shared queue, while the batch has room. */
 	if (tc && tc->up && !tc->failed)
-		while (s->nbatch < MAX_BATCH_ITEMS && bytes < MAX_BATCH_BYTES && (it = q_pop(&tc->fifo))) {
+		while (s->nbatch < MAX_BATCH_ITEMS && bytes < MAX_BATCH_BYTES && tc->fifo.head &&
+		       s->niov + item_niov(tc->fifo.head) <= MAX_BATCH_IOV) {
+			it = q_pop(&tc->fifo);
 			s->batch[s->nbatch++] = it;
+			s->niov += item_niov(it);
 			bytes += item_size(it);
 		}
 	if (s->nbatch)
@@ -789,19 +826,59 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 		free(req->sums);
 		return nkv_err(ENOMEM, "push: out of memory");
 	}
-	for (size_t i = 0; i < nr; i++)
-		sr->nitems += (r[i].len + piece - 1) / piece;
-	sr->nitems += req->sums ? 1 : 0;
-	if (!(sr->items = calloc(sr->nitems, sizeof(*sr->items)))) {
-		size_t n = sr->nitems;
+	/* Upper bounds: large ranges cut into pieces, small ones one item each
+	 * at most (they are grouped into DATAV messages below). */
+	size_t nsmall = 0, cap = 0;
+	for (size_t i = 0; i < nr; i++) {
+		if (r[i].len < VEC_RANGE_MAX)
+			nsmall++;
+		else
+			cap += (r[i].len + piece - 1) / piece;
+	}
+	cap += nsmall + (req->sums ? 1 : 0);
+	sr->items = calloc(cap, sizeof(*sr->items));
+	sr->vents = nsmall ? malloc(nsmall * sizeof(*sr->vents)) : NULL;
+	sr->vdata = nsmall ? malloc(nsmall * sizeof(*sr->vdata)) : NULL;
+	if (!sr->items || (nsmall && (!sr->vents || !sr->vdata))) {
+		free(sr->items);
+		free(sr->vents);
+		free(sr->vdata);
 		free(sr);
 		free(req->sums);
-		return nkv_err(ENOMEM, "push: out of memory for %zu pieces", n);
+		return nkv_err(ENOMEM, "push: out of memory for %zu pieces", cap);
 	}
 	sr->req_id = req->req_id;
 	sr->total = total;
 	sr->sums = req->sums;
-	for (size_t i = 0; i < nr; i++)
+	size_t nv = 0;
+	struct titem *group = NULL; /* open DATAV group */
+	uint64_t gbytes = 0;
+	for (size_t i = 0; i < nr; i++) {
+		if (r[i].len < VEC_RANGE_MAX) {
+			/* Blocks that did not coalesce: many ranges, one message,
+			 * one scattered receive on the other side. */
+			if (!group || group->nvec == NKV_WIRE_MAX_VEC || gbytes + r[i].len > piece) {
+				group = &sr->items[k++];
+				hdr_init(&group->hdr, NKV_W_DATAV);
+				group->hdr.region = req->dst->id;
+				group->hdr.flags = req->sums ? NKV_WF_VERIFY : 0;
+				group->hdr.req_id = req->req_id;
+				group->hdr.total = total;
+				group->vec = &sr->vents[nv];
+				group->vdata = &sr->vdata[nv];
+				group->req = sr;
+				gbytes = 0;
+			}
+			sr->vents[nv] = (struct nkv_wire_vent){ .offset = r[i].dst_off, .len = r[i].len };
+			sr->vdata[nv++] = (const char *)req->src->ptr + r[i].src_off;
+			group->nvec++;
+			group->hdr.offset = group->nvec;
+			group->hdr.len += r[i].len;
+			group->len = group->nvec * sizeof(struct nkv_wire_vent) + group->hdr.len;
+			gbytes += r[i].len;
+			continue;
+		}
+		group = NULL;
 		for (uint64_t off = 0; off < r[i].len; off += piece) {
 			struct titem *it = &sr->items[k++];
 			uint64_t len = r[i].len - off < piece ? r[i].len - off : piece;
@@ -817,6 +894,7 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 			it->len = len;
 			it->req = sr;
 		}
+	}
 	sr->items[k - 1].hdr.flags |= NKV_WF_LAST;
 	if (req->sums) {
 		struct titem *it = &sr->items[k++];
@@ -831,6 +909,7 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 		it->len = it->hdr.len;
 		it->req = sr;
 	}
+	sr->nitems = k;
 	sr->unsent = sr->nitems;
 	for (size_t i = 0; i < sr->nitems; i++)
 		q_push(&tc->fifo, &sr->items[i]);
@@ -858,6 +937,8 @@ static void sreq_unlink_free(struct tconn *tc, struct sreq *sr)
 	else
 		tc->newest = sr->prev;
 	free(sr->items);
+	free(sr->vents);
+	free(sr->vdata);
 	free(sr->sums);
 	free(sr);
 }
@@ -909,6 +990,30 @@ static void post_recv(struct tstream *s)
 	if (s->rs == R_HDR) {
 		s->riov[0] = (struct iovec){ (char *)&s->h + s->hgot, HDR - s->hgot };
 		s->rmsg.msg_iovlen = 1;
+	} else if (s->rs == R_VENT) {
+		s->riov[0] = (struct iovec){ s->dst + s->dgot, s->dlen - s->dgot };
+		s->rmsg.msg_iovlen = 1;
+		flags = MSG_WAITALL;
+	} else if (s->rs == R_VDATA) {
+		/* Scattered straight into the region, from where we are. */
+		uint64_t skip = s->dgot;
+		unsigned n = 0;
+
+		for (unsigned i = 0; i < s->nvent; i++) {
+			if (skip >= s->vent[i].len) {
+				skip -= s->vent[i].len;
+				continue;
+			}
+			s->riov[n++] = (struct iovec){ s->vbase + s->vent[i].offset + skip, s->vent[i].len - skip };
+			skip = 0;
+		}
+		if (s->dlen - s->dgot >= WAITALL_MIN) {
+			flags = MSG_WAITALL;
+		} else {
+			s->riov[n++] = (struct iovec){ &s->h, HDR };
+			s->hgot = 0;
+		}
+		s->rmsg.msg_iovlen = n;
 	} else {
 		/* The payload, and with it (if already there) the next header.
 		 * A large remainder is received whole instead (MSG_WAITALL: the
@@ -1024,7 +1129,7 @@ static int on_header(struct tstream *s)
 	struct nkv_wire_hdr *h = &s->h;
 	struct nkv_region *r;
 	struct rreq **slot, *rq;
-	bool sums = h->type == NKV_W_SUMS, fresh = false;
+	bool sums = h->type == NKV_W_SUMS, vec = h->type == NKV_W_DATAV, fresh = false;
 
 	if (h->magic != NKV_WIRE_MAGIC) {
 		conn_fail(tc, -EPROTO, "stream %u: bad header magic 0x%08x", s->idx, h->magic);
@@ -1054,7 +1159,7 @@ static int on_header(struct tstream *s)
 			sreq_finish(tc, sr);
 		return 0;
 	}
-	if (h->type != NKV_W_DATA && h->type != NKV_W_SUMS) {
+	if (h->type != NKV_W_DATA && h->type != NKV_W_SUMS && h->type != NKV_W_DATAV) {
 		conn_fail(tc, -EPROTO, "stream %u: unexpected message type %u", s->idx, h->type);
 		return -1;
 	}
@@ -1068,7 +1173,12 @@ static int on_header(struct tstream *s)
 			  h->total ? "range" : "request");
 		return -1;
 	}
-	if (!sums && (h->offset > r->len || h->len > r->len - h->offset)) {
+	if (vec && (!h->offset || h->offset > NKV_WIRE_MAX_VEC)) {
+		conn_fail(tc, -EPROTO, "stream %u: request %llu: vector of %llu ranges (1..%u allowed)", s->idx,
+			  (unsigned long long)h->req_id, (unsigned long long)h->offset, NKV_WIRE_MAX_VEC);
+		return -1;
+	}
+	if (!sums && !vec && (h->offset > r->len || h->len > r->len - h->offset)) {
 		conn_fail(tc, -EPROTO, "stream %u: request %llu: range [%llu, +%llu) outside region %u of %llu bytes",
 			  s->idx, (unsigned long long)h->req_id, (unsigned long long)h->offset,
 			  (unsigned long long)h->len, h->region, (unsigned long long)r->len);
@@ -1134,11 +1244,52 @@ static int on_header(struct tstream *s)
 		/* Claimed now so concurrent streams cannot overrun the request;
 		 * it completes only once every payload is in. */
 		rq->claimed += h->len;
+		if (vec) {
+			/* First the entries; vent_done() checks them. */
+			s->nvent = (unsigned)h->offset;
+			s->vbase = r->ptr;
+			s->vrlen = r->len;
+			s->vpay = h->len;
+			s->dst = (uint8_t *)s->vent;
+			s->rs = R_VENT;
+			s->cur = rq;
+			s->dlen = s->nvent * sizeof(struct nkv_wire_vent);
+			s->dgot = 0;
+			return 0;
+		}
 		s->dst = (uint8_t *)r->ptr + h->offset;
 		s->rs = R_DATA;
 	}
 	s->cur = rq;
 	s->dlen = h->len;
+	s->dgot = 0;
+	return 0;
+}
+
+/* A DATAV's entries are in: each must lie inside the region and together
+ * they must add up to the payload the header announced. */
+static int vent_done(struct tstream *s)
+{
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; i < s->nvent; i++) {
+		const struct nkv_wire_vent *v = &s->vent[i];
+
+		if (!v->len || v->offset > s->vrlen || v->len > s->vrlen - v->offset) {
+			conn_fail(s->tc, -EPROTO, "stream %u: request %llu: vector entry %u [%llu, +%llu) outside region %u of %llu bytes",
+				  s->idx, (unsigned long long)s->h.req_id, i, (unsigned long long)v->offset,
+				  (unsigned long long)v->len, s->h.region, (unsigned long long)s->vrlen);
+			return -1;
+		}
+		sum += v->len;
+	}
+	if (sum != s->vpay) {
+		conn_fail(s->tc, -EPROTO, "stream %u: request %llu: vector entries add up to %llu bytes, header says %llu",
+			  s->idx, (unsigned long long)s->h.req_id, (unsigned long long)sum, (unsigned long long)s->vpay);
+		return -1;
+	}
+	s->rs = R_VDATA;
+	s->dlen = s->vpay;
 	s->dgot = 0;
 	return 0;
 }
@@ -1193,6 +1344,10 @@ static void on_recv(struct tstream *s, int res)
 			return;
 		}
 		s->dgot = s->dlen;
+		if (s->rs == R_VENT) { /* entries in; the payloads follow */
+			vent_done(s);
+			return;
+		}
 		s->hgot = n - want; /* bytes of the next header that came along */
 		payload_done(s);
 		if (s->dead || (tc && tc->failed))

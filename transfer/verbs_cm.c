@@ -514,6 +514,9 @@ int vb_cm_events(struct nkv_engine *e)
 			}
 			break;
 		case RDMA_CM_EVENT_DISCONNECTED:
+			/* What the peer wrote before it left may still sit in the CQ:
+			 * deliver it first, then fail what is really incomplete. */
+			vb_poll_cq(vc);
 			vb_conn_fail(vc, -ECONNRESET, "verbs %s QP 0x%x: the peer disconnected", ve->dev.name, q->qpn);
 			break;
 		case RDMA_CM_EVENT_DEVICE_REMOVAL:

@@ -428,12 +428,14 @@ int vb_poll_cq(struct vb_conn *vc)
 
 static int poll_all(struct nkv_engine *e)
 {
-	int n = vb_cm_events(e);
+	int n = 0;
 
+	/* Completions before connection events, so a disconnect never
+	 * overtakes data that already arrived. */
 	for (struct nkv_conn *c = e->conns; c; c = c->next)
 		if (c->be)
 			n += vb_poll_cq(c->be);
-	return n;
+	return n + vb_cm_events(e);
 }
 
 /* Arm every CQ; then wait on the CM and completion channels. */

@@ -12,6 +12,12 @@
  *           req_id names the request, total is its byte count over all
  *           ranges and streams; flags: LAST on the request's final range,
  *           VERIFY if a SUMS message belongs to the request.
+ *   DATAV   active -> passive: several small ranges of one request in one
+ *           message (blocks that do not coalesce): offset = entry count n
+ *           (1..NKV_WIRE_MAX_VEC), len = payload bytes; then n struct
+ *           nkv_wire_vent {offset, len} (16 bytes each), then the payloads in
+ *           entry order. The receiver checks every entry, then receives the
+ *           payloads scattered straight into the region (one readv).
  *   SUMS    active -> passive: payload is struct nkv_block_sum[len / 16],
  *           the request's per-block xxhash64s (--verify).
  *   ACK     passive -> active: request req_id is placed (and verified);
@@ -35,6 +41,14 @@ enum nkv_wire_type {
 	NKV_W_DATA = 3,
 	NKV_W_SUMS = 4,
 	NKV_W_ACK = 5,
+	NKV_W_DATAV = 6,
+};
+
+#define NKV_WIRE_MAX_VEC 64
+
+struct nkv_wire_vent {
+	uint64_t offset;
+	uint64_t len;
 };
 
 #define NKV_WF_LAST   1u

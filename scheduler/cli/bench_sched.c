@@ -21,6 +21,8 @@
 
 #define MAX_SIZES 16
 #define MAX_POLICIES 16
+/* The oracle keeps |D|/4 x |D| paths: 4096 is ~300 MB; 16384 took 4 GB and 90 s. */
+#define MAX_DECODE 4096
 
 struct opts {
 	uint32_t sizes[MAX_SIZES];
@@ -67,18 +69,20 @@ static int parse_sizes(const char *s, struct opts *o)
 {
 	char buf[256], *save = NULL, *tok;
 
+	if (strlen(s) >= sizeof(buf))
+		return nkv_err(EINVAL, "list longer than %zu characters", sizeof(buf) - 1);
 	snprintf(buf, sizeof(buf), "%s", s);
 	o->nsizes = 0;
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		uint32_t v;
 
 		if (o->nsizes == MAX_SIZES)
-			return nkv_err(EINVAL, "--sizes: at most %d sizes", MAX_SIZES);
-		if (nkv_parse_u32(tok, &v) || v < 1 || v > 65536)
-			return nkv_err(EINVAL, "--sizes: '%s' is not a count in 1..65536", tok);
+			return nkv_err(EINVAL, "at most %d sizes", MAX_SIZES);
+		if (nkv_parse_u32(tok, &v) || v < 1 || v > MAX_DECODE)
+			return nkv_err(EINVAL, "'%s' is not a count in 1..%u", tok, MAX_DECODE);
 		o->sizes[o->nsizes++] = v;
 	}
-	return o->nsizes ? 0 : nkv_err(EINVAL, "--sizes: empty list");
+	return o->nsizes ? 0 : nkv_err(EINVAL, "empty list");
 }
 
 static int parse_policies(char *s, struct opts *o)
@@ -97,12 +101,12 @@ static int parse_policies(char *s, struct opts *o)
 		const struct nkv_policy_ops *p = nkv_policy_find(tok);
 
 		if (!p)
-			return nkv_err(EINVAL, "--policy: unknown policy '%s'", tok);
+			return nkv_err(EINVAL, "unknown policy '%s'", tok);
 		if (o->npolicies == MAX_POLICIES)
-			return nkv_err(EINVAL, "--policy: too many");
+			return nkv_err(EINVAL, "too many");
 		o->policies[o->npolicies++] = p->name;
 	}
-	return o->npolicies ? 0 : nkv_err(EINVAL, "--policy: empty list");
+	return o->npolicies ? 0 : nkv_err(EINVAL, "empty list");
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -321,10 +325,10 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 	struct nkv_perf perf;
 	struct result *res = NULL;
 	uint64_t *lat = NULL, *minlat = NULL;
-	int c, nres = 0, rc = 1;
+	int c, li = 0, nres = 0, rc = 1;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", lo, &li)) != -1) {
 		int ret = 0;
 
 		switch (c) {
@@ -335,13 +339,13 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 		case 'n':
 			ret = nkv_parse_u32(optarg, &o.decisions);
 			if (!ret && (o.decisions < 1000 || o.decisions > 10000000))
-				ret = nkv_err(EINVAL, "--decisions %u: need 1000 .. 10000000", o.decisions);
+				ret = nkv_err(EINVAL, "%u: need 1000 .. 10000000", o.decisions);
 			break;
 		case 'm': o.model = optarg; break;
 		case 'r':
 			ret = nkv_parse_u32(optarg, &o.rounds);
 			if (!ret && (o.rounds < 1 || o.rounds > 100))
-				ret = nkv_err(EINVAL, "--rounds %u: need 1 .. 100", o.rounds);
+				ret = nkv_err(EINVAL, "%u: need 1 .. 100", o.rounds);
 			break;
 		case 'S': ret = nkv_parse_u64(optarg, &o.seed); break;
 		case 'j': o.json = true; break;
@@ -349,7 +353,7 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 		if (ret) {
-			fprintf(stderr, "netkv bench sched: %s\n", nkv_last_error());
+			fprintf(stderr, "netkv bench sched: --%s: %s\n", lo[li].name, nkv_last_error());
 			return 2;
 		}
 	}

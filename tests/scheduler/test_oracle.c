@@ -193,6 +193,22 @@ static void test_figures(void **st)
 	near(nkv_oracle_bw(o, 0, 40, 100.9, &fresh), 1e9, 1e-12);
 	near(nkv_oracle_bw(o, 0, 40, 101.1, &fresh), 6.25e9, 1e-12);
 	assert_int_equal(nkv_oracle_load_figures(o, "/nonexistent.json", 0), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "/nonexistent.json"));
+	assert_int_equal(nkv_oracle_load_figures(o, "/tmp", 0), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "directory"));
+	/* A file is held to the same rules as a string: a repeated key is an error, not "last wins". */
+	{
+		const char *dup = "{\"paths\": [{\"src\": 0, \"dst\": 8, \"bytes_per_s\": 1e9, \"bytes_per_s\": 2e9}]}";
+		char p2[] = "/tmp/nkv_figXXXXXX";
+		int fd2 = mkstemp(p2);
+
+		assert_true(fd2 >= 0);
+		assert_int_equal(write(fd2, dup, strlen(dup)), (ssize_t)strlen(dup));
+		close(fd2);
+		assert_int_equal(nkv_oracle_load_figures(o, p2, 0), -EINVAL);
+		assert_non_null(strstr(nkv_last_error(), "duplicate"));
+		unlink(p2);
+	}
 	nkv_oracle_free(o);
 	nkv_topo_free(t);
 }
@@ -237,10 +253,18 @@ static void test_probe_budget(void **st)
 			fail_msg("link %s: %.0f probe bytes > 1%% of %.0f B/s", li.name, used[l], li.bytes_per_s);
 	}
 	/* Planned paths are not planned again while their probe is out. */
-	n2 = nkv_probe_plan(o, &pp, 0.5, pr, 4096);
-	assert_true(n2 >= 0);
-	for (int i = 0; i < n2; i++)
-		assert_true(pr[i].tier >= 0);
+	{
+		static struct nkv_probe first[4096];
+		int nfirst = n;
+
+		memcpy(first, pr, (size_t)n * sizeof(pr[0]));
+		n2 = nkv_probe_plan(o, &pp, 0.5, pr, 4096);
+		assert_true(n2 > 0); /* what the budget left out at 0 comes now */
+		for (int i = 0; i < n2; i++)
+			for (int j = 0; j < nfirst; j++)
+				if (pr[i].src == first[j].src && pr[i].dst == first[j].dst)
+					fail_msg("path %u -> %u planned at 0 and again at 0.5", pr[i].src, pr[i].dst);
+	}
 	/* Oldest first: give every path a fresh sample except 0 -> 40. */
 	nkv_oracle_free(o);
 	{
@@ -267,6 +291,20 @@ static void test_probe_budget(void **st)
 		assert_int_equal(nkv_probe_plan(o, &pp, 10.0, pr, 3), 0);
 		pp.budget = 2;
 		assert_int_equal(nkv_probe_plan(o, &pp, 10.0, pr, 3), -EINVAL);
+		/* Parameters that would overflow the probe size or skip the age test are refused. */
+		nkv_probe_defaults(o, &pp);
+		pp.latency_factor = INFINITY;
+		assert_int_equal(nkv_probe_plan(o, &pp, 10.0, pr, 3), -EINVAL);
+		nkv_probe_defaults(o, &pp);
+		pp.min_age_s = NAN;
+		assert_int_equal(nkv_probe_plan(o, &pp, 10.0, pr, 3), -EINVAL);
+		/* A huge minimum size is capped, not wrapped to a tiny probe. */
+		nkv_probe_defaults(o, &pp);
+		pp.min_bytes = UINT64_MAX;
+		pp.budget = 1;
+		pp.window_s = 1e300;
+		assert_int_equal(nkv_probe_plan(o, &pp, 10.0, pr, 3), 3);
+		assert_true(pr[0].bytes >= (uint64_t)1 << 62);
 	}
 	free(used);
 	nkv_oracle_free(o);

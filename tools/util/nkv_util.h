@@ -39,6 +39,10 @@ int nkv_parse_size(const char *s, uint64_t *out);
 /* "host:port" -> host (copied, brackets stripped for [v6]) and port. */
 int nkv_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 
+/* Whole file (or pipe) into a malloc'ed, NUL-terminated buffer of at most
+ * max bytes. Errors name the path: missing, a directory, too large. */
+int nkv_read_file(const char *path, size_t max, char **buf, size_t *len);
+
 /* Human formatting into caller buffers, e.g. "1.50 GiB", "12.3 ms". */
 const char *nkv_fmt_bytes(uint64_t bytes, char *buf, size_t len);
 const char *nkv_fmt_seconds(double s, char *buf, size_t len);

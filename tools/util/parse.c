@@ -1,11 +1,15 @@
 #include "nkv_util.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 uint64_t nkv_now_ns(void)
 {
@@ -19,7 +23,8 @@ int nkv_parse_u64(const char *s, uint64_t *out)
 	char *end;
 	unsigned long long v;
 
-	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+	/* strtoull would skip any leading white space and accept a sign. */
+	if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s))
 		return nkv_err(EINVAL, "'%s' is not an unsigned integer", s ? s : "(null)");
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -51,6 +56,8 @@ int nkv_parse_double(const char *s, double *out)
 
 	if (!s || !*s)
 		return nkv_err(EINVAL, "empty number");
+	if (isspace((unsigned char)*s))
+		return nkv_err(EINVAL, "'%s' is not a finite number", s);
 	errno = 0;
 	v = strtod(s, &end);
 	if (errno == ERANGE || *end || !isfinite(v))
@@ -114,6 +121,65 @@ int nkv_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port
 	memcpy(host, h, hl);
 	host[hl] = '\0';
 	*port = (uint16_t)p;
+	return 0;
+}
+
+int nkv_read_file(const char *path, size_t max, char **buf, size_t *len)
+{
+	struct stat st;
+	size_t n = 0, cap = 0;
+	char *b = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err;
+
+	if (fd < 0)
+		return nkv_err(errno, "%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		close(fd);
+		return nkv_err(EISDIR, "%s: is a directory", path);
+	}
+	/* Read to the end rather than trust st_size: pipes and /proc have none. */
+	for (;;) {
+		ssize_t got;
+
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 65536;
+			char *nb;
+
+			if (cap > max) {
+				free(b);
+				close(fd);
+				return nkv_err(EFBIG, "%s: larger than %zu MiB", path, max >> 20);
+			}
+			nb = realloc(b, ncap + 1);
+			if (!nb) {
+				free(b);
+				close(fd);
+				return nkv_err(ENOMEM, "%s: out of memory", path);
+			}
+			b = nb;
+			cap = ncap;
+		}
+		got = read(fd, b + n, cap - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			err = errno;
+			free(b);
+			close(fd);
+			return nkv_err(err, "%s: %s", path, strerror(err));
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	close(fd);
+	if (n > max) {
+		free(b);
+		return nkv_err(EFBIG, "%s: larger than %zu MiB", path, max >> 20);
+	}
+	b[n] = '\0';
+	*buf = b;
+	*len = n;
 	return 0;
 }
 
