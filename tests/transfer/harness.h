@@ -15,6 +15,27 @@
 
 #define H_MAX_EVENTS 8192
 
+/* Soft assertion: count the failure, keep going, report at the end. */
+static int fails;
+#define CHECK(c, ...)                                                                   \
+	do {                                                                            \
+		if (!(c)) {                                                             \
+			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c);   \
+			fprintf(stderr, __VA_ARGS__);                                   \
+			fputc('\n', stderr);                                            \
+			fails++;                                                        \
+		}                                                                       \
+	} while (0)
+
+/* xorshift64: a seeded, reproducible source of block ids and bytes. */
+static inline uint64_t rnd(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
 struct h_peer {
 	struct nkv_engine *e;
 	pthread_t th;

@@ -15,17 +15,6 @@
 
 #define BIG (256u << 20)
 
-static int fails;
-#define CHECK(c, ...)                                                                   \
-	do {                                                                            \
-		if (!(c)) {                                                             \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c);   \
-			fprintf(stderr, __VA_ARGS__);                                   \
-			fputc('\n', stderr);                                            \
-			fails++;                                                        \
-		}                                                                       \
-	} while (0)
-
 static const struct nkv_engine_opts opts = { .backend = NKV_BACKEND_TCP, .streams = 2 };
 
 static void die(const char *what)

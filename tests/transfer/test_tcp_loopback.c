@@ -11,25 +11,6 @@
 #define REQS 32
 #define BLOCKS_PER_REQ 16 /* 32 x 16 x 2 MiB = 1 GiB */
 
-static int fails;
-#define CHECK(c, ...)                                                                   \
-	do {                                                                            \
-		if (!(c)) {                                                             \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c);   \
-			fprintf(stderr, __VA_ARGS__);                                   \
-			fputc('\n', stderr);                                            \
-			fails++;                                                        \
-		}                                                                       \
-	} while (0)
-
-static uint64_t rnd(uint64_t *x)
-{
-	*x ^= *x << 13;
-	*x ^= *x >> 7;
-	*x ^= *x << 17;
-	return *x;
-}
-
 /* One run: src layout kind -> dst layout kind, `reqs` requests in flight. */
 static void run(enum nkv_layout_kind sk, enum nkv_layout_kind dk, int reqs, uint64_t seed)
 {

@@ -13,17 +13,6 @@
 
 #define REGION (1u << 20)
 
-static int fails;
-#define CHECK(c, ...)                                                                   \
-	do {                                                                            \
-		if (!(c)) {                                                             \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c);   \
-			fprintf(stderr, __VA_ARGS__);                                   \
-			fputc('\n', stderr);                                            \
-			fails++;                                                        \
-		}                                                                       \
-	} while (0)
-
 static uint16_t port;
 static struct h_peer rp;
 static int downs;

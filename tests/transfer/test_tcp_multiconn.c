@@ -12,17 +12,6 @@
 #define REQS 12 /* per connection */
 #define BPR 4   /* blocks per request */
 
-static int fails;
-#define CHECK(c, ...)                                                                   \
-	do {                                                                            \
-		if (!(c)) {                                                             \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c);   \
-			fprintf(stderr, __VA_ARGS__);                                   \
-			fputc('\n', stderr);                                            \
-			fails++;                                                        \
-		}                                                                       \
-	} while (0)
-
 static struct nkv_layout sl, dl;
 static char addr[64];
 

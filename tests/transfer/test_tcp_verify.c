@@ -9,17 +9,6 @@
 
 #include <errno.h>
 
-static int fails;
-#define CHECK(c, ...)                                                                   \
-	do {                                                                            \
-		if (!(c)) {                                                             \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c);   \
-			fprintf(stderr, __VA_ARGS__);                                   \
-			fputc('\n', stderr);                                            \
-			fails++;                                                        \
-		}                                                                       \
-	} while (0)
-
 int main(void)
 {
 	struct nkv_engine_opts o = { .backend = NKV_BACKEND_TCP, .streams = 3, .verify = true };
