@@ -282,10 +282,7 @@ static uint32_t *block_ids(uint32_t n, bool random, uint64_t seed)
 	for (uint32_t i = 0; i < n; i++)
 		ids[i] = i;
 	for (uint32_t i = n - 1; random && i > 0; i--) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		uint32_t j = (uint32_t)(x % (i + 1)), t = ids[i];
+		uint32_t j = (uint32_t)(nkv_xorshift64(&x) % (i + 1)), t = ids[i];
 		ids[i] = ids[j];
 		ids[j] = t;
 	}
@@ -296,10 +293,7 @@ static void fill(void *p, uint64_t len)
 {
 	uint64_t x = 88172645463325252ull, *q = p;
 	for (uint64_t i = 0; i < len / 8; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		q[i] = x;
+		q[i] = nkv_xorshift64(&x);
 	}
 }
 

@@ -70,10 +70,7 @@ static void shuffle(uint32_t *ids, uint32_t n, uint64_t *x)
 	for (uint32_t i = 0; i < n; i++)
 		ids[i] = i;
 	for (uint32_t i = n - 1; i > 0; i--) {
-		*x ^= *x << 13;
-		*x ^= *x >> 7;
-		*x ^= *x << 17;
-		uint32_t j = (uint32_t)(*x % (i + 1)), t = ids[i];
+		uint32_t j = (uint32_t)(nkv_xorshift64(x) % (i + 1)), t = ids[i];
 		ids[i] = ids[j];
 		ids[j] = t;
 	}
@@ -124,10 +121,7 @@ static int run_scenario(const struct scenario *sc, unsigned streams, uint32_t to
 		goto out;
 	/* Prefill "computes" KV: pseudo-random bytes. */
 	for (uint64_t i = 0, *q = src; i < nkv_layout_pool_bytes(&sl) / 8; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		q[i] = x;
+		q[i] = nkv_xorshift64(&x);
 	}
 	pthread_create(&r.th, NULL, receiver_loop, &r);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);

@@ -161,14 +161,9 @@ static int grow_u32(uint32_t **v, uint32_t *cap, uint32_t need)
 	return 0;
 }
 
-static uint64_t xorshift(uint64_t *s)
+static inline uint64_t xorshift(uint64_t *s)
 {
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
+	return nkv_xorshift64(s);
 }
 
 static void on_evict(void *ctx, uint64_t key)

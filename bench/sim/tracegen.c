@@ -46,12 +46,7 @@ struct rng {
 
 static double unif(struct rng *r)
 {
-	uint64_t x = r->s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	r->s = x;
+	uint64_t x = nkv_xorshift64(&r->s);
 	return ((double)(x >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 

@@ -116,14 +116,9 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static uint64_t xs(uint64_t *s)
+static inline uint64_t xs(uint64_t *s)
 {
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
+	return nkv_xorshift64(s);
 }
 
 /* Cluster of nd decode + np prefill instances spread over a fat tree. */

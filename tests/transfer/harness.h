@@ -30,10 +30,7 @@ static int fails;
 /* xorshift64: a seeded, reproducible source of block ids and bytes. */
 static inline uint64_t rnd(uint64_t *x)
 {
-	*x ^= *x << 13;
-	*x ^= *x >> 7;
-	*x ^= *x << 17;
-	return *x;
+	return nkv_xorshift64(x);
 }
 
 struct h_peer {
@@ -154,10 +151,7 @@ static inline void h_fill(void *buf, uint64_t len, uint64_t seed)
 	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1, *p = buf;
 
 	for (uint64_t i = 0; i < len / 8; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		p[i] = x;
+		p[i] = nkv_xorshift64(&x);
 	}
 }
 

@@ -43,6 +43,18 @@ int nkv_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port
  * max bytes. Errors name the path: missing, a directory, too large. */
 int nkv_read_file(const char *path, size_t max, char **buf, size_t *len);
 
+/* xorshift64 (Marsaglia): the project's one cheap, seeded, reproducible
+ * generator for test data, block ids and synthetic traces. *s must be non-zero. */
+static inline uint64_t nkv_xorshift64(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
 /* Human formatting into caller buffers, e.g. "1.50 GiB", "12.3 ms". */
 const char *nkv_fmt_bytes(uint64_t bytes, char *buf, size_t len);
 const char *nkv_fmt_seconds(double s, char *buf, size_t len);
