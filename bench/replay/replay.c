@@ -29,6 +29,7 @@
 #include "netkv_commands.h"
 #include "netkv_proto.h"
 #include "netkv_sched.h"
+#include "netkv_sim.h"
 #include "nkv_util.h"
 
 static void on_bad(void *ctx, uint64_t line, const char *why)
@@ -91,6 +92,52 @@ static void summarise(const struct replay_opts *o, struct replay_result *res)
 	free(tt);
 }
 
+/* Ask the scheduler which agent id is which instance (STATUS is answered to
+ * any registered peer). Other messages met while waiting are dropped: call
+ * it only when no records are due. Best effort: on failure names stay empty. */
+static void query_agents(struct nkv_pconn *c, struct replay_result *res)
+{
+	struct nkv_msg m;
+
+	nkv_msg_init(&m, NKV_MSG_STATUS_REQ);
+	if (nkv_pconn_send_wait(c, &m))
+		return;
+	double end = nkv_now_s() + 5;
+	while (nkv_now_s() < end && !nkv_pconn_recv_wait(c, &m, end - nkv_now_s())) {
+		bool st = m.type == NKV_MSG_STATUS;
+		json_t *root = st && m.text ? json_loads(m.text, 0, NULL) : NULL, *agents = json_object_get(root, "agents"), *a;
+		size_t i;
+		json_array_foreach(agents, i, a) {
+			json_t *id = json_object_get(a, "id"), *name = json_object_get(a, "name");
+			if (!json_is_integer(id) || !json_is_string(name) || json_integer_value(id) < 0 ||
+			    json_integer_value(id) > UINT32_MAX)
+				continue;
+			size_t k;
+			for (k = 0; k < res->nagents && res->agents[k].id != (uint32_t)json_integer_value(id); k++)
+				;
+			if (k == res->nagents) {
+				if (k == sizeof(res->agents) / sizeof(res->agents[0]))
+					continue;
+				res->nagents++;
+			}
+			res->agents[k].id = (uint32_t)json_integer_value(id);
+			snprintf(res->agents[k].name, sizeof(res->agents[k].name), "%s", json_string_value(name));
+		}
+		json_decref(root);
+		nkv_msg_clear(&m);
+		if (st)
+			return;
+	}
+}
+
+static const char *agent_name(const struct replay_result *res, uint32_t id)
+{
+	for (size_t k = 0; id && k < res->nagents; k++)
+		if (res->agents[k].id == id)
+			return res->agents[k].name;
+	return NULL;
+}
+
 int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 {
 	memset(res, 0, sizeof(*res));
@@ -120,6 +167,8 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 	if (!rc && m.type != NKV_MSG_REGISTER_OK)
 		rc = nkv_err(EACCES, "scheduler refused the client: %s", m.text ? m.text : nkv_msg_type_name(m.type));
 	nkv_msg_clear(&m);
+	if (!rc)
+		query_agents(&c, res);
 	double start = nkv_now_s(), last_submit = start, last_progress = 0;
 	size_t next = 0, got = 0;
 	while (!rc) {
@@ -130,6 +179,7 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 			r->line = tr->line;
 			r->input = tr->input_len;
 			r->output = o->max_output && tr->output_len > o->max_output ? o->max_output : tr->output_len;
+			r->arrival = now - start;
 			nkv_msg_init(&m, NKV_MSG_SUBMIT);
 			m.req = next;
 			m.input_len = r->input;
@@ -176,6 +226,8 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 				r->blocks_bad = m.blocks_bad;
 				r->tier = m.tier;
 				r->bytes = m.bytes;
+				r->prefill_id = m.agent_id;
+				r->decode_id = m.peer;
 				snprintf(r->reason, sizeof(r->reason), "%s", m.text ? m.text : "");
 				if (!m.status) {
 					r->queue = x[NKV_REC_PREFILL_T0] - x[NKV_REC_SUBMIT];
@@ -203,6 +255,13 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 	if (o->progress)
 		fprintf(stderr, isatty(2) ? "\r%s%zu/%zu submitted, %zu done   \n" : "%s%zu/%zu submitted, %zu done\n", o->label ? o->label : "", next, t->n, got);
 	res->wall_s = nkv_now_s() - start;
+	/* Agents that registered during the run (restarts) get new ids. */
+	bool unknown = false;
+	for (size_t i = 0; i < next && !rc; i++)
+		unknown |= (res->recs[i].prefill_id && !agent_name(res, res->recs[i].prefill_id)) ||
+			   (res->recs[i].decode_id && !agent_name(res, res->recs[i].decode_id));
+	if (unknown)
+		query_agents(&c, res);
 	nkv_pconn_close(&c);
 	nkv_trace_free(t);
 	summarise(o, res);
@@ -235,15 +294,39 @@ int nkv_replay_csv(const struct replay_result *r, const char *path)
 	FILE *f = fopen(path, "w");
 	if (!f)
 		return nkv_err(errno, "%s: %s", path, strerror(errno));
-	fprintf(f, "req,line,input,output,status,tier,bytes,queue_s,prefill_s,transfer_s,xfer_s,decode_wait_s,"
-		   "first_step_s,ttft_s,tbt_mean_s,tbt_p99_s,e2e_s,tokens,blocks_ok,blocks_bad,slo_met,reason\n");
+	nkv_rec_write_header(f);
 	for (size_t i = 0; i < r->n; i++) {
 		const struct replay_rec *x = &r->recs[i];
-		fprintf(f, "%zu,%llu,%u,%u,%s,%u,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%u,%u,%u,%d,\"%s\"\n",
-			i, (unsigned long long)x->line, x->input, x->output,
-			!x->done ? "lost" : x->status ? "failed" : "ok", x->tier, (unsigned long long)x->bytes, x->queue,
-			x->prefill, x->transfer, x->xfer_s, x->decode_wait, x->step, x->ttft, x->tbt_mean, x->tbt_p99,
-			x->e2e, x->ntokens, x->blocks_ok, x->blocks_bad, x->slo, x->reason);
+		struct nkv_rec_row w;
+		const char *pn = agent_name(r, x->prefill_id), *dn = agent_name(r, x->decode_id);
+
+		nkv_rec_row_init(&w);
+		w.req = i;
+		w.line = x->line;
+		w.input = x->input;
+		w.output = x->output;
+		w.status = !x->done ? NKV_REC_ST_LOST : x->status ? NKV_REC_ST_FAILED : NKV_REC_ST_OK;
+		w.tier = (int)(x->tier & 3);
+		w.bytes = x->bytes;
+		w.queue_s = x->queue;
+		w.prefill_s = x->prefill;
+		w.transfer_s = x->transfer;
+		w.xfer_s = x->xfer_s;
+		w.decode_wait_s = x->decode_wait;
+		w.first_step_s = x->step;
+		w.ttft_s = x->ttft;
+		w.tbt_mean_s = x->tbt_mean;
+		w.tbt_p99_s = x->tbt_p99;
+		w.e2e_s = x->e2e;
+		w.tokens = x->ntokens;
+		w.blocks_ok = x->blocks_ok;
+		w.blocks_bad = x->blocks_bad;
+		w.slo_met = x->slo;
+		w.arrival_s = x->line ? x->arrival : NAN; /* line 0: never submitted */
+		snprintf(w.prefill, sizeof(w.prefill), "%s", pn ? pn : "");
+		snprintf(w.decode, sizeof(w.decode), "%s", dn ? dn : "");
+		snprintf(w.reason, sizeof(w.reason), "%s", x->reason);
+		nkv_rec_write_row(f, &w);
 	}
 	if (fclose(f))
 		return nkv_err(EIO, "%s: write failed", path);

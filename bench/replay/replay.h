@@ -26,7 +26,15 @@ struct replay_rec {
 	bool done, slo;
 	uint64_t bytes;
 	double queue, prefill, transfer, xfer_s, decode_wait, step, ttft, tbt_mean, tbt_p99, e2e;
+	double arrival;        /* submit time (this client's clock) from the start of the run */
+	uint32_t prefill_id, decode_id; /* agent ids from the RECORD (0 = none) */
 	char reason[160];
+};
+
+/* Agent id -> topology instance name, from the scheduler's STATUS. */
+struct replay_agent {
+	uint32_t id;
+	char name[40];
 };
 
 struct replay_result {
@@ -36,11 +44,15 @@ struct replay_result {
 	double gb, gb_tier[4];
 	size_t n_tier[4];
 	double wall_s;
+	struct replay_agent agents[64];
+	size_t nagents;
 };
 
 int nkv_replay_run(const struct replay_opts *o, struct replay_result *out);
 void nkv_replay_free(struct replay_result *r);
 void nkv_replay_print(FILE *f, const struct replay_result *r);
+/* Per-request records in the shared record format (bench/sim/netkv_sim.h,
+ * the one `netkv sim run --csv` and `netkv sim validate` use). */
 int nkv_replay_csv(const struct replay_result *r, const char *path);
 
 #endif

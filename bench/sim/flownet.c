@@ -53,6 +53,7 @@ struct nkv_flownet {
 
 	double now;
 	double next;        /* cached: next drain end or completion */
+	bool isolated;      /* each flow at its path's bottleneck, no sharing */
 	uint64_t done_bytes[NKV_TIERS];
 	uint64_t recomputes;
 };
@@ -178,6 +179,22 @@ static void recompute(struct nkv_flownet *n)
 
 	n->recomputes++;
 	n->gen++;
+	if (n->isolated) {
+		/* Per-path pacing (the loopback testbed's --tier-gbps): a flow gets
+		 * its path's narrowest link whatever else is running. */
+		for (uint32_t i = 0; i < n->nact; i++) {
+			struct flow *f = &n->f[n->act[i]];
+
+			if (f->state != F_DRAIN)
+				continue;
+			f->rate = INFINITY;
+			for (uint32_t k = 0; k < f->nl; k++)
+				if (n->cap[f->links[k]] < f->rate)
+					f->rate = n->cap[f->links[k]];
+			f->frozen = true;
+		}
+		return;
+	}
 	for (uint32_t i = 0; i < n->nact; i++) {
 		struct flow *f = &n->f[n->act[i]];
 
@@ -447,4 +464,11 @@ uint64_t nkv_flownet_bytes_done(const struct nkv_flownet *n, int tier)
 uint64_t nkv_flownet_recomputes(const struct nkv_flownet *n)
 {
 	return n->recomputes;
+}
+
+void nkv_flownet_set_isolated(struct nkv_flownet *n, bool on)
+{
+	n->isolated = on;
+	recompute(n);
+	update_next(n);
 }

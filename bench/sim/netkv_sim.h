@@ -68,12 +68,24 @@ uint32_t nkv_flownet_active(const struct nkv_flownet *n); /* flows in the net, b
  * flow's path (tier of a links-only flow: 0). */
 uint64_t nkv_flownet_bytes_done(const struct nkv_flownet *n, int tier);
 uint64_t nkv_flownet_recomputes(const struct nkv_flownet *n);
+/* Isolated mode: every flow drains at its path's narrowest link whatever
+ * else runs (no sharing), as the loopback testbed's per-path pacing does.
+ * Set it before adding flows. */
+void nkv_flownet_set_isolated(struct nkv_flownet *n, bool on);
 
 /* ===== the cluster simulation ============================================ */
 
 enum nkv_sim_layout {
 	NKV_LAYOUT_HOST_SPLIT,  /* in each host, first half of the GPUs prefill, second half decode */
 	NKV_LAYOUT_HOST_ALT,    /* whole hosts alternate: even hosts prefill, odd hosts decode */
+};
+
+/* A forced assignment (netkv sim validate): request i goes to these
+ * topology instances instead of where the policy would send it. */
+struct nkv_sim_assign {
+	uint32_t prefill, decode;       /* topology instance indexes (first GPU of the group) */
+	uint64_t bytes;                 /* KV bytes to move; UINT64_MAX = what the model says */
+	double arrival_s;               /* arrival time; < 0 = from the trace */
 };
 
 struct nkv_sim_config {
@@ -93,12 +105,21 @@ struct nkv_sim_config {
 	uint64_t seed;                  /* background flow placement; random policy via sched.seed */
 	size_t limit;                   /* first N requests of the trace, 0 = all */
 	bool progress;                  /* progress on stderr */
+	/* Forced assignments, one per simulated request (NULL = the policy
+	 * decides). The prefill and decode instances are then the distinct
+	 * ones named here (layout and prefill_share are ignored); arrivals
+	 * must not decrease. Everything else runs as usual. */
+	const struct nkv_sim_assign *assign;
+	size_t nassign;
+	bool isolated_flows;            /* nkv_flownet_set_isolated: per-path pacing, no sharing */
+	uint64_t decode_kv_tokens;      /* KV capacity of a decode instance, 0 = the perf model's */
 };
 void nkv_sim_defaults(struct nkv_sim_config *c);
 
 /* Per-request record, the same fields as `netkv replay` writes. */
 struct nkv_sim_record {
 	uint64_t id;
+	uint64_t line;                  /* trace line (0 when unknown) */
 	double arrival_s;
 	uint32_t input_len, output_len;
 	uint32_t prefill, decode;       /* topology instance indexes */
@@ -110,6 +131,8 @@ struct nkv_sim_record {
 	double transfer_s;              /* KV transfer (flow start -> last byte + latency) */
 	double est_transfer_s;          /* the scheduler's estimate */
 	double decode_wait_s;           /* KV in place -> admitted into the running batch */
+	double first_step_s;            /* admitted -> first token */
+	uint32_t tokens;                /* tokens generated */
 	double ttft_s;                  /* arrival -> first token out of decode */
 	double tbt_mean_s, tbt_max_s;   /* over this request's tokens after the first */
 	double finish_s;
@@ -142,11 +165,107 @@ struct nkv_sim_result {
 int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, struct nkv_sim_result **out);
 void nkv_sim_result_free(struct nkv_sim_result *r);
 
-/* Output: the summary as a table, CSV of records, JSON of both. */
+/* Output: the summary as a table, CSV of records (the per-request record
+ * format below, the same as `netkv replay --csv`), JSON of both. */
 void nkv_sim_print_summary(FILE *f, const char *label, const struct nkv_sim_summary *s);
-int nkv_sim_write_csv(const struct nkv_sim_result *r, const char *path);
+int nkv_sim_write_csv(const struct nkv_sim_result *r, const struct nkv_topo *t, const char *path);
 /* A jansson json_t * (returned as void * to keep jansson out of this header). */
 void *nkv_sim_summary_json(const struct nkv_sim_summary *s);
+
+/* ===== per-request record files (CSV) =====================================
+ *
+ * One format for `netkv replay --csv` / `netkv demo` (measured) and
+ * `netkv sim run --csv` (simulated), so plot scripts and `netkv sim
+ * validate` read both. One header line, then one line per request:
+ *
+ *   req line input output status tier bytes queue_s prefill_s transfer_s
+ *   xfer_s decode_wait_s first_step_s ttft_s tbt_mean_s tbt_p99_s e2e_s
+ *   tokens blocks_ok blocks_bad slo_met arrival_s prefill decode
+ *   held_blocks est_transfer_s tbt_max_s reason
+ *
+ * (the first 21 are the original replay columns, in their original
+ * places; reason, free text in double quotes with "" for a quote, stays
+ * last). Times in seconds. status ok|failed|lost. arrival_s: submit time
+ * from the start of the run. prefill/decode: topology instance names.
+ * transfer_s: prefill end -> last byte placed; xfer_s: push start -> last
+ * byte placed (the data movement alone; the simulator has no gap between
+ * the two). An empty field means "not known on this side" (the simulator
+ * verifies no blocks and keeps no per-token gaps; the testbed's records do
+ * not carry the scheduler's estimate or the blocks held).
+ */
+enum nkv_rec_status { NKV_REC_ST_OK, NKV_REC_ST_FAILED, NKV_REC_ST_LOST };
+
+struct nkv_rec_row {
+	uint64_t req, line;
+	uint32_t input, output;
+	int status;                      /* enum nkv_rec_status */
+	int tier;                        /* -1 unknown */
+	uint64_t bytes;
+	double queue_s, prefill_s, transfer_s, xfer_s, decode_wait_s, first_step_s;
+	double ttft_s, tbt_mean_s, tbt_p99_s, e2e_s; /* NaN = unknown */
+	uint32_t tokens;
+	int64_t blocks_ok, blocks_bad;   /* -1 unknown */
+	int slo_met;
+	double arrival_s;                /* NaN unknown */
+	char prefill[40], decode[40];    /* "" unknown */
+	int64_t held_blocks;             /* -1 unknown */
+	double est_transfer_s, tbt_max_s; /* NaN unknown */
+	char reason[160];
+	uint64_t file_line;              /* reader: line in the file */
+};
+/* Every field unknown / zero. */
+void nkv_rec_row_init(struct nkv_rec_row *r);
+void nkv_rec_write_header(FILE *f);
+void nkv_rec_write_row(FILE *f, const struct nkv_rec_row *r);
+/* Read and check a record file: the header must name every column the
+ * validation needs (others may be missing; unknown ones are ignored),
+ * every field must parse (numbers >= 0, finite), instance names must exist
+ * in topo (when not NULL). Errors read "FILE:LINE: column NAME: what".
+ * *rows is malloc'ed. */
+int nkv_rec_read(const char *path, const struct nkv_topo *topo, struct nkv_rec_row **rows, size_t *n);
+
+/* ===== validation against measured records (netkv sim validate) ==========
+ *
+ * The finished (ok) records of a testbed run are simulated again with
+ * their own arrivals, (prefill, decode) assignments and KV bytes, and the
+ * simulator's per-request figures compared with the measured ones:
+ *   transfer  measured xfer_s (push start -> last byte placed, pacing
+ *             included) vs the flow's time (start -> last byte drained +
+ *             path latency);
+ *   ttft      measured ttft_s vs simulated TTFT;
+ *   handoff   measured transfer_s (prefill end -> last byte placed: adds
+ *             the wait for the decode's block list and the agents' event
+ *             loop) vs the same simulated flow time, to show that gap.
+ * Relative error = (predicted - measured) / measured; requests whose
+ * measured figure is 0 (nothing moved) are counted apart.
+ */
+enum { NKV_VQ_TRANSFER, NKV_VQ_TTFT, NKV_VQ_HANDOFF, NKV_VQ_N };
+const char *nkv_vq_name(int q);   /* "transfer", "ttft", "handoff" */
+
+struct nkv_err_stats {
+	size_t n;                       /* requests compared */
+	size_t zero;                    /* measured 0: left out */
+	double median_abs, p90_abs;     /* |relative error|, shares (0.1 = 10%) */
+	double mean_signed;             /* bias: mean relative error, + = over-predicts */
+	double meas_p50_s, pred_p50_s;
+};
+
+struct nkv_validation {
+	size_t records, compared;       /* records read; ok ones simulated */
+	struct nkv_err_stats q[NKV_VQ_N];
+	const struct nkv_rec_row **meas; /* the compared records, in simulated order */
+	struct nkv_sim_result *sim;     /* simulated records, same order */
+};
+
+/* base: the simulator set up as the testbed was (topology with the
+ * capacities it had, perf model with its time scale, pools); its assign
+ * fields are filled here. trace (may be NULL: no prefix caching) gives the
+ * hash ids of each record's trace line; its lengths must match. */
+int nkv_sim_validate(const struct nkv_sim_config *base, const struct nkv_rec_row *rows, size_t n,
+		     const struct nkv_trace *trace, const char *name, struct nkv_validation **out);
+void nkv_validation_free(struct nkv_validation *v);
+/* predicted / measured seconds of quantity q for compared request i. */
+void nkv_validation_pair(const struct nkv_validation *v, int q, size_t i, double *pred, double *meas);
 
 /* ===== synthetic traces ================================================== */
 

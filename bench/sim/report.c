@@ -25,25 +25,52 @@ void nkv_sim_print_summary(FILE *f, const char *label, const struct nkv_sim_summ
 		(unsigned long)s->probes);
 }
 
-int nkv_sim_write_csv(const struct nkv_sim_result *r, const char *path)
+/* The simulated records in the shared record format (netkv_sim.h). */
+int nkv_sim_write_csv(const struct nkv_sim_result *r, const struct nkv_topo *t, const char *path)
 {
 	FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
+	struct nkv_instance_info pi, di;
 
 	if (!f)
 		return nkv_err(errno, "%s: %s", path, strerror(errno));
-	fprintf(f, "id,arrival_s,input_len,output_len,prefill,decode,tier,held_blocks,kv_bytes,queue_wait_s,"
-		   "prefill_s,transfer_s,est_transfer_s,decode_wait_s,ttft_s,tbt_mean_s,tbt_max_s,finish_s,slo_met\n");
+	nkv_rec_write_header(f);
 	for (size_t i = 0; i < r->n; i++) {
 		const struct nkv_sim_record *x = &r->recs[i];
+		struct nkv_rec_row w;
 
-		fprintf(f, "%lu,%.6f,%u,%u,%u,%u,%d,%u,%lu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%d\n",
-			(unsigned long)x->id, x->arrival_s, x->input_len, x->output_len, x->prefill, x->decode, x->tier,
-			x->held_blocks, (unsigned long)x->kv_bytes, x->queue_wait_s, x->prefill_s, x->transfer_s,
-			x->est_transfer_s, x->decode_wait_s, x->ttft_s, x->tbt_mean_s, x->tbt_max_s, x->finish_s,
-			x->slo_met);
+		nkv_rec_row_init(&w);
+		w.req = x->id;
+		w.line = x->line;
+		w.input = x->input_len;
+		w.output = x->output_len;
+		w.status = NKV_REC_ST_OK;
+		w.tier = x->tier;
+		w.bytes = x->kv_bytes;
+		w.queue_s = x->queue_wait_s;
+		w.prefill_s = x->prefill_s;
+		w.transfer_s = x->transfer_s;
+		w.xfer_s = x->transfer_s; /* no control-plane gap before the push in the model */
+		w.decode_wait_s = x->decode_wait_s;
+		w.first_step_s = x->first_step_s;
+		w.ttft_s = x->ttft_s;
+		w.tbt_mean_s = x->tbt_mean_s;
+		w.e2e_s = x->finish_s - x->arrival_s;
+		w.tokens = x->tokens;
+		w.slo_met = x->slo_met;
+		w.arrival_s = x->arrival_s;
+		if (nkv_topo_instance(t, x->prefill, &pi) == 0 && nkv_topo_instance(t, x->decode, &di) == 0) {
+			snprintf(w.prefill, sizeof(w.prefill), "%s", pi.name);
+			snprintf(w.decode, sizeof(w.decode), "%s", di.name);
+		}
+		w.held_blocks = x->held_blocks;
+		w.est_transfer_s = x->est_transfer_s;
+		w.tbt_max_s = x->tbt_max_s;
+		nkv_rec_write_row(f, &w);
 	}
 	if (f != stdout && fclose(f))
 		return nkv_err(errno, "%s: %s", path, strerror(errno));
+	if (f == stdout)
+		fflush(stdout);
 	return 0;
 }
 

@@ -35,6 +35,7 @@ enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG };
 
 struct req {
 	struct nkv_request r;
+	uint64_t line;
 	struct nkv_decision dec;
 	double t_pstart, t_pend, t_xstart, t_xend, t_admit, t_first, t_last;
 	double tbt_sum, tbt_max;
@@ -94,6 +95,9 @@ struct sim {
 	/* eviction callback context */
 	struct nkv_prefix_index *evict_index;
 	uint32_t evict_slot;
+	/* forced assignments: topology instance -> P / D index (-1: none) */
+	int32_t *pidx_of, *didx_of;
+	uint32_t *depth;       /* prefix match scratch, max(np, nd) */
 };
 
 void nkv_sim_defaults(struct nkv_sim_config *c)
@@ -185,7 +189,62 @@ static int set_owner(struct sim *m, int flow, uint32_t who)
 
 /* ---- layout ---------------------------------------------------------------- */
 
-static int place(struct sim *m)
+/* Forced assignments: the prefill and decode instances are the distinct
+ * ones the assignments name, in topology order. */
+static int place_forced(struct sim *m)
+{
+	const struct nkv_topo *t = m->c->topo;
+	uint32_t ni = nkv_topo_instances(t), g = m->c->perf.gpus ? m->c->perf.gpus : 1;
+
+	m->group = g;
+	m->pidx_of = malloc(ni * sizeof(int32_t));
+	m->didx_of = malloc(ni * sizeof(int32_t));
+	m->P = calloc(ni, sizeof(*m->P));
+	m->D = calloc(ni, sizeof(*m->D));
+	if (!m->pidx_of || !m->didx_of || !m->P || !m->D)
+		return nkv_err(ENOMEM, "sim: out of memory");
+	for (uint32_t i = 0; i < ni; i++)
+		m->pidx_of[i] = m->didx_of[i] = -1;
+	for (size_t i = 0; i < m->c->nassign; i++) {
+		const struct nkv_sim_assign *a = &m->c->assign[i];
+		struct nkv_instance_info x, y;
+
+		if (a->prefill >= ni || a->decode >= ni)
+			return nkv_err(EINVAL, "sim: request %zu: instance %u beyond the topology's %u", i,
+				       a->prefill >= ni ? a->prefill : a->decode, ni);
+		for (int role = 0; role < 2; role++) {
+			uint32_t inst = role ? a->decode : a->prefill;
+
+			if (inst % g || inst + g > ni)
+				return nkv_err(EINVAL, "sim: request %zu: instance %u does not start a %u-GPU group", i, inst, g);
+			nkv_topo_instance(t, inst, &x);
+			nkv_topo_instance(t, inst + g - 1, &y);
+			if (x.host != y.host)
+				return nkv_err(EINVAL, "sim: a %u-GPU instance at %s would span hosts", g, x.name);
+		}
+		m->pidx_of[a->prefill] = 0;
+		m->didx_of[a->decode] = 0;
+	}
+	for (uint32_t i = 0; i < ni; i++) {
+		if (m->pidx_of[i] >= 0 && m->didx_of[i] >= 0) {
+			struct nkv_instance_info x;
+			nkv_topo_instance(t, i, &x);
+			return nkv_err(EINVAL, "sim: instance %s is assigned both prefill and decode work", x.name);
+		}
+		if (m->pidx_of[i] >= 0) {
+			m->pidx_of[i] = (int32_t)m->np;
+			m->P[m->np++].inst = i;
+		}
+		if (m->didx_of[i] >= 0) {
+			m->didx_of[i] = (int32_t)m->nd;
+			m->D[m->nd++].inst = i;
+		}
+	}
+	return 0;
+}
+
+/* The layout: prefill and decode instances from the topology (split or alt). */
+static int place_layout(struct sim *m)
 {
 	const struct nkv_topo *t = m->c->topo;
 	uint32_t ni = nkv_topo_instances(t), g = m->c->perf.gpus ? m->c->perf.gpus : 1;
@@ -250,6 +309,11 @@ out:
 	free(per_host_seen);
 	free(groups_in_host);
 	return ret < 0 ? ret : 0;
+}
+
+static int place(struct sim *m)
+{
+	return m->c->assign ? place_forced(m) : place_layout(m);
 }
 
 /* ---- prefill ---------------------------------------------------------------- */
@@ -493,11 +557,46 @@ static int refresh(struct sim *m, struct probe_track **pt, uint32_t *npt, uint32
 
 /* ---- main loop ----------------------------------------------------------------- */
 
+/* The decision a forced assignment stands for: what the scheduler would
+ * have filled in for that (p, d), from the same state (its prefix indexes,
+ * its oracle, ticked as nkv_sched_decide would). */
+static int forced_decision(struct sim *m, struct req *q, const struct nkv_sim_assign *a)
+{
+	struct nkv_decision *d = &q->dec;
+	struct nkv_oracle *o = nkv_sched_oracle(m->s);
+	uint64_t pbt = m->c->sched.prefix_block_tokens ? m->c->sched.prefix_block_tokens : NKV_PREFIX_BLOCK_TOKENS;
+	int ret;
+
+	memset(d, 0, sizeof(*d));
+	if ((ret = nkv_oracle_tick(o, m->now)) < 0)
+		return ret;
+	d->prefill = (uint32_t)m->pidx_of[a->prefill];
+	d->decode = (uint32_t)m->didx_of[a->decode];
+	d->prefill_inst = a->prefill;
+	d->decode_inst = a->decode;
+	d->tier = nkv_topo_tier(m->c->topo, a->prefill, a->decode);
+	if (q->r.nblocks) {
+		nkv_prefix_match(nkv_sched_decode_index(m->s), q->r.hash_ids, q->r.nblocks, m->depth);
+		d->held_blocks = m->depth[d->decode];
+		nkv_prefix_match(nkv_sched_prefill_index(m->s), q->r.hash_ids, q->r.nblocks, m->depth);
+		d->prefill_held_blocks = m->depth[d->prefill];
+	}
+	if (a->bytes != UINT64_MAX) {
+		d->bytes = a->bytes;
+	} else {
+		uint64_t held = (uint64_t)d->held_blocks * pbt;
+		d->bytes = (q->r.input_len - (held < q->r.input_len ? held : q->r.input_len)) * q->r.kv_bytes_per_token;
+	}
+	double est = nkv_oracle_cost(o, a->prefill, a->decode, d->bytes, m->now);
+	d->est_xfer_s = est > 0 ? est : 0;
+	return 0;
+}
+
 static int arrival(struct sim *m, uint32_t qi)
 {
 	struct req *q = &m->rq[qi];
 	uint64_t t0 = nkv_now_ns();
-	int ret = nkv_sched_decide(m->s, &q->r, m->now, &q->dec);
+	int ret = m->c->assign ? forced_decision(m, q, &m->c->assign[qi]) : nkv_sched_decide(m->s, &q->r, m->now, &q->dec);
 
 	m->decide_us[qi] = (double)(nkv_now_ns() - t0) * 1e-3;
 	if (ret)
@@ -546,12 +645,13 @@ static int summarise(struct sim *m, struct nkv_sim_result *res)
 		struct nkv_sim_record *r = &res->recs[i];
 
 		*r = (struct nkv_sim_record){
-			.id = q->r.id, .arrival_s = q->r.arrival_s, .input_len = q->r.input_len,
+			.id = q->r.id, .line = q->line, .arrival_s = q->r.arrival_s, .input_len = q->r.input_len,
 			.output_len = q->r.output_len, .prefill = q->dec.prefill_inst, .decode = q->dec.decode_inst,
 			.tier = q->dec.tier, .held_blocks = q->dec.held_blocks, .kv_bytes = q->moved,
 			.queue_wait_s = q->t_pstart - q->r.arrival_s, .prefill_s = q->t_pend - q->t_pstart,
 			.transfer_s = q->t_xend - q->t_xstart, .est_transfer_s = q->dec.est_xfer_s,
-			.decode_wait_s = q->t_admit - q->t_xend, .ttft_s = q->t_first - q->r.arrival_s,
+			.decode_wait_s = q->t_admit - q->t_xend, .first_step_s = q->t_first - q->t_admit,
+			.tokens = q->generated, .ttft_s = q->t_first - q->r.arrival_s,
 			.tbt_mean_s = q->generated > 1 ? q->tbt_sum / (q->generated - 1) : 0, .tbt_max_s = q->tbt_max,
 			.finish_s = q->t_last,
 		};
@@ -622,6 +722,9 @@ static void sim_free(struct sim *m)
 	free(m->owner);
 	free(m->decide_us);
 	free(m->bg);
+	free(m->pidx_of);
+	free(m->didx_of);
+	free(m->depth);
 	sim_heap_free(&m->heap);
 	nkv_flownet_free(m->net);
 	nkv_sched_free(m->s);
@@ -701,6 +804,8 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	m.n = c->limit && c->limit < trace->n ? c->limit : trace->n;
 	if (!m.n)
 		return nkv_err(EINVAL, "sim: empty trace");
+	if (c->assign && c->nassign != m.n)
+		return nkv_err(EINVAL, "sim: %zu forced assignments for %zu requests", c->nassign, m.n);
 	if ((ret = place(&m)))
 		goto fail;
 	m.rq = calloc(m.n, sizeof(*m.rq));
@@ -719,6 +824,12 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		goto fail;
 	if ((ret = nkv_flownet_create(c->topo, &m.net)))
 		goto fail;
+	if (c->isolated_flows)
+		nkv_flownet_set_isolated(m.net, true);
+	if (!(m.depth = calloc((m.np > m.nd ? m.np : m.nd) + 1, sizeof(uint32_t)))) {
+		ret = nkv_err(ENOMEM, "sim: out of memory");
+		goto fail;
+	}
 	uint64_t cap_tok = nkv_perf_kv_capacity_tokens(&c->perf);
 	uint64_t dblocks = c->decode_cache_blocks ? c->decode_cache_blocks : cap_tok / 4 / c->sched.prefix_block_tokens;
 	if (!dblocks)
@@ -729,11 +840,23 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	for (uint32_t d = 0; d < m.nd; d++) {
 		if ((ret = sim_lru_create((uint32_t)dblocks, &m.D[d].cache)))
 			goto fail;
+		if (c->decode_kv_tokens) {
+			uint32_t kbt = c->sched.kv_block_tokens ? c->sched.kv_block_tokens : 16;
+			nkv_sched_decode(m.s, d)->kv_blocks_total = c->decode_kv_tokens / kbt;
+		}
 		m.D[d].blocks_total = nkv_sched_decode(m.s, d)->kv_blocks_total;
 	}
 	for (size_t i = 0; i < m.n; i++) {
 		nkv_trace_request(trace, i, c->rate_scale, kvbpt, &m.rq[i].r);
 		m.rq[i].r.id = i;
+		m.rq[i].line = trace->reqs[i].line;
+		if (c->assign && c->assign[i].arrival_s >= 0)
+			m.rq[i].r.arrival_s = c->assign[i].arrival_s;
+		if (i && m.rq[i].r.arrival_s < m.rq[i - 1].r.arrival_s) {
+			ret = nkv_err(EINVAL, "sim: request %zu arrives at %.6f s, before request %zu (%.6f s)", i,
+				      m.rq[i].r.arrival_s, i - 1, m.rq[i - 1].r.arrival_s);
+			goto fail;
+		}
 	}
 	if ((ret = add_background(&m)))
 		goto fail;

@@ -308,7 +308,7 @@ static int sim_run(int argc, char **argv)
 		nkv_sim_print_summary(stdout, label, &res->sum);
 	}
 	ret = 0;
-	if (o.csv && nkv_sim_write_csv(res, o.csv)) {
+	if (o.csv && nkv_sim_write_csv(res, o.topo, o.csv)) {
 		fprintf(stderr, "netkv sim run: %s\n", nkv_last_error());
 		ret = 1;
 	}
