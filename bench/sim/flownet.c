@@ -29,6 +29,7 @@ struct flow {
 	double remaining;   /* bytes left to drain */
 	double rate;        /* B/s */
 	double latency_s;
+	double min_s;       /* completes no sooner than start + min_s (setup floor) */
 	double start_s;
 	double done_s;      /* completion time once in the tail */
 };
@@ -54,6 +55,7 @@ struct nkv_flownet {
 	double now;
 	double next;        /* cached: next drain end or completion */
 	bool isolated;      /* each flow at its path's bottleneck, no sharing */
+	double setup_s;     /* fixed cost per flow (nkv_flownet_set_setup) */
 	uint64_t done_bytes[NKV_TIERS];
 	uint64_t recomputes;
 };
@@ -320,13 +322,14 @@ static int start(struct nkv_flownet *n, const uint32_t *links, uint32_t nl, uint
 	f->bytes = bytes;
 	f->bg = bytes == UINT64_MAX;
 	f->remaining = f->bg ? INFINITY : (double)bytes;
-	f->latency_s = lat;
+	f->latency_s = lat + (n->isolated ? 0 : n->setup_s);
+	f->min_s = n->isolated ? n->setup_s : 0;
 	f->start_s = now;
 	f->tier = tier;
 	if (!nl && !f->bg) {
 		f->state = F_TAIL; /* nothing to cross */
 		f->remaining = 0;
-		f->done_s = now + lat;
+		f->done_s = now + fmax(f->latency_s, f->min_s);
 	} else {
 		f->state = F_DRAIN;
 		recompute(n);
@@ -413,7 +416,7 @@ int nkv_flownet_pop(struct nkv_flownet *n, double now, uint64_t *bytes, double *
 		struct flow *f = &n->f[n->act[bi]];
 		f->remaining = 0;
 		f->state = F_TAIL;
-		f->done_s = best + f->latency_s;
+		f->done_s = fmax(best + f->latency_s, f->start_s + f->min_s);
 		recompute(n);
 	}
 	drain_to(n, now);
@@ -471,4 +474,9 @@ void nkv_flownet_set_isolated(struct nkv_flownet *n, bool on)
 	n->isolated = on;
 	recompute(n);
 	update_next(n);
+}
+
+void nkv_flownet_set_setup(struct nkv_flownet *n, double seconds)
+{
+	n->setup_s = seconds > 0 && isfinite(seconds) ? seconds : 0;
 }

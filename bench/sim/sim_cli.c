@@ -321,10 +321,11 @@ int nkv_cmd_sim(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		fprintf(argc < 2 ? stderr : stdout,
-			"usage: netkv sim <run|experiment|tune> [options]   (each takes --help)\n"
+			"usage: netkv sim <run|experiment|tune|validate> [options]   (each takes --help)\n"
 			"  run          simulate one trace / topology / policy\n"
 			"  experiment   NAME: headline topology staleness prefix ablation scale context control\n"
-			"  tune         cla* weight grid search over a trace (reproducible)\n");
+			"  tune         cla* weight grid search over a trace (reproducible)\n"
+			"  validate     replay a testbed run's assignments; predicted vs measured transfer and TTFT\n");
 		return argc < 2 ? 2 : 0;
 	}
 	if (!strcmp(argv[1], "run"))
@@ -333,6 +334,8 @@ int nkv_cmd_sim(int argc, char **argv)
 		return nkv_sim_experiment(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "tune"))
 		return nkv_sim_tune_cmd(argc - 1, argv + 1);
-	fprintf(stderr, "netkv sim: unknown subcommand '%s' (run, experiment, tune)\n", argv[1]);
+	if (!strcmp(argv[1], "validate"))
+		return nkv_sim_validate_cmd(argc - 1, argv + 1);
+	fprintf(stderr, "netkv sim: unknown subcommand '%s' (run, experiment, tune, validate)\n", argv[1]);
 	return 2;
 }

@@ -36,5 +36,6 @@ void sim_opts_help(FILE *f);
 
 int nkv_sim_experiment(int argc, char **argv);
 int nkv_sim_tune_cmd(int argc, char **argv);
+int nkv_sim_validate_cmd(int argc, char **argv);
 
 #endif

@@ -1,0 +1,416 @@
+/*
+ * netkv sim validate: simulate the finished requests of a testbed run with
+ * the assignments the testbed made, on the topology as it was emulated, and
+ * report per-request predicted vs measured transfer time and TTFT.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "netkv_commands.h"
+#include "nkv_util.h"
+#include "sim_cli.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: netkv sim validate --replay CSV --topo FILE [options]\n"
+		"Simulates the finished requests of a testbed run (`netkv replay --csv`, `netkv demo`'s\n"
+		"DIR/replay-POLICY.csv, or `netkv sim run --csv`) with their own arrival times, (prefill,\n"
+		"decode) assignments and KV bytes, on the topology as the testbed had it, and compares\n"
+		"per request predicted with measured:\n"
+		"  transfer  measured xfer_s = push start -> last byte placed (the agent's pacing hold\n"
+		"            included) vs the simulated flow: start -> last byte drained at its max-min\n"
+		"            rate + the path's per-hop latency. Neither side counts the scheduler's\n"
+		"            messages. This is the figure the <= 10%% goal is about.\n"
+		"  ttft      measured ttft_s (submit -> first token) vs simulated TTFT (arrival -> first\n"
+		"            token: prefill queue + prefill + transfer + decode wait + first step).\n"
+		"  handoff   measured transfer_s = prefill end -> last byte placed (adds the wait for the\n"
+		"            decode's block list and the agents' event-loop latency, which the model\n"
+		"            does not have) vs the same simulated flow time: shows that gap.\n"
+		"Relative error = (predicted - measured) / measured; reported: median and p90 of its\n"
+		"absolute value, bias = its mean (+ = the simulator over-predicts), count.\n"
+		"\n"
+		"  --replay CSV          measured records (every field checked; errors name line and column)\n"
+		"  --topo FILE           the topology as emulated (link capacities = what the testbed had)\n"
+		"  --tier-gbps H,L,P,C   set the capacities from per-tier rates first (Gb/s; 0 = keep):\n"
+		"                        NVLink = H, NICs = L, leaf uplinks = P, spine uplinks = C, so a\n"
+		"                        tier's path bottleneck is its rate (as `netkv demo --tier-gbps`);\n"
+		"                        implies --flows paced\n"
+		"  --flows shared|paced  shared: max-min sharing over the links (a real or netns fabric;\n"
+		"                        default); paced: each flow at its path's bottleneck alone (the\n"
+		"                        loopback demo paces each transfer per path, without sharing)\n"
+		"  --setup-ms X          fixed cost per transfer the testbed adds (default 0). The loopback\n"
+		"                        agents drive a push from an event loop that wakes every <= 2 ms,\n"
+		"                        and a push needs about two wake-ups: ~4 ms. shared flows: added\n"
+		"                        to the path latency; paced flows: a floor (the agent holds a paced\n"
+		"                        push until bytes/rate, so it measures max(push time, bytes/rate))\n"
+		"  --trace FILE          the trace the run replayed, for prefix caching (default: trace.jsonl\n"
+		"                        beside the CSV if there is one; 'none' = no prefix caching)\n"
+		"  --model M             perf preset the agents used (--perf; default llama3-8b): %s\n"
+		"  --time-scale X        the agents' --time-scale (compute times x X; default 1, demo: 0.1)\n"
+		"  --prefill-batch-tokens N  prefill batch budget (default 1: the agent computes one\n"
+		"                        request at a time)\n"
+		"  --prefill-cache-blocks N  prefix blocks a prefill keeps (default 512, the demo's pool)\n"
+		"  --decode-cache-blocks N   prefix blocks a decode keeps (default 512)\n"
+		"  --decode-kv-tokens N  KV capacity of a decode (default 262144 = 512 blocks x 512; 0 = the\n"
+		"                        perf model's)\n"
+		"  --refresh S           telemetry refresh (default 1);  --no-probes  no probe flows\n"
+		"  --json                results as JSON;  --csv FILE  per-request predicted vs measured\n"
+		"  --plot PREFIX         PREFIX-transfer.png, PREFIX-ttft.png, PREFIX-handoff.png: log-log\n"
+		"                        scatter with y = x (gnuplot)\n"
+		"Exit 0 when it ran (whatever the errors), 1 on failure, 2 on a usage error.\n",
+		nkv_perf_models());
+}
+
+/* Rewrite the capacities so a tier's path bottleneck is its rate:
+ * tier 1 = [NIC up, NIC down], tier 2 adds the leaf uplinks, tier 3 the
+ * spine uplinks (netkv_topo.h), hence the rates must not grow with tier. */
+static int paced_topo(const struct nkv_topo *t, const double gbps[NKV_TIERS], struct nkv_topo **out)
+{
+	char *doc = nkv_topo_dump_json(t), *back;
+	json_error_t je;
+	json_t *root, *a, *x;
+	size_t i, j;
+	int ret;
+
+	if (!doc)
+		return nkv_err(ENOMEM, "topology: cannot dump it");
+	root = json_loads(doc, 0, &je);
+	free(doc);
+	if (!root)
+		return nkv_err(EINVAL, "topology dump: %s", je.text);
+	if (gbps[0] > 0)
+		json_object_set_new(json_object_get(root, "intra_host"), "GBps", json_real(gbps[0] / 8));
+	json_array_foreach(json_object_get(root, "switches"), i, a) {
+		const char *tier = json_string_value(json_object_get(a, "tier"));
+		double r = !tier ? 0 : !strcmp(tier, "leaf") ? gbps[2] : !strcmp(tier, "spine") ? gbps[3] : 0;
+
+		if (r > 0 && json_object_get(a, "uplink")) {
+			json_object_del(a, "oversub");
+			json_object_set_new(a, "uplink_gbps", json_real(r));
+		}
+	}
+	if (gbps[1] > 0)
+		json_array_foreach(json_object_get(root, "hosts"), i, a)
+			json_array_foreach(json_object_get(a, "nics"), j, x)
+				json_object_set_new(x, "gbps", json_real(gbps[1]));
+	back = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	if (!back)
+		return nkv_err(ENOMEM, "topology: out of memory");
+	ret = nkv_topo_parse(back, strlen(back), out);
+	free(back);
+	return ret ? nkv_err_wrap(ret, "topology with --tier-gbps") : 0;
+}
+
+static int parse_tiers(const char *s, double gbps[NKV_TIERS])
+{
+	char buf[128], *save = NULL, *tok;
+	int n = 0;
+
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (n == NKV_TIERS || nkv_parse_double(tok, &gbps[n]) || !(gbps[n] >= 0) || !isfinite(gbps[n]))
+			return nkv_err(EINVAL, "want 4 numbers >= 0 (host,leaf,pod,core Gb/s)");
+		n++;
+	}
+	if (n != NKV_TIERS)
+		return nkv_err(EINVAL, "want 4 numbers >= 0 (host,leaf,pod,core Gb/s), got %d", n);
+	for (int a = 1; a < NKV_TIERS; a++)
+		for (int b = a + 1; b < NKV_TIERS; b++)
+			if (gbps[a] > 0 && gbps[b] > gbps[a])
+				return nkv_err(EINVAL, "%s %g Gb/s above %s %g: a %s path crosses the %s links too, so "
+						       "its bottleneck could not be its rate", nkv_tier_name(b), gbps[b],
+					       nkv_tier_name(a), gbps[a], nkv_tier_name(b), nkv_tier_name(a));
+	return 0;
+}
+
+static int plot(const struct nkv_validation *v, const char *prefix)
+{
+	char dat[1100], png[1100];
+	int ret = 0;
+
+	for (int q = 0; q < NKV_VQ_N && !ret; q++) {
+		snprintf(dat, sizeof(dat), "%s-%s.dat", prefix, nkv_vq_name(q));
+		snprintf(png, sizeof(png), "%s-%s.png", prefix, nkv_vq_name(q));
+		FILE *f = fopen(dat, "w");
+		if (!f)
+			return nkv_err(errno, "%s: %s", dat, strerror(errno));
+		double lo = INFINITY, hi = 0;
+		fprintf(f, "# measured_ms predicted_ms (%s)\n", nkv_vq_name(q));
+		for (size_t i = 0; i < v->compared; i++) {
+			double p, m;
+			nkv_validation_pair(v, q, i, &p, &m);
+			if (!(p > 0) || !(m > 0))
+				continue; /* no place on a log scale */
+			fprintf(f, "%.6f %.6f\n", m * 1e3, p * 1e3);
+			lo = fmin(lo, fmin(m, p) * 1e3);
+			hi = fmax(hi, fmax(m, p) * 1e3);
+		}
+		if (fclose(f))
+			return nkv_err(EIO, "%s: write failed", dat);
+		if (!(hi > 0)) {
+			fprintf(stderr, "netkv sim validate: %s: no positive pairs, no plot\n", nkv_vq_name(q));
+			continue;
+		}
+		const struct nkv_err_stats *s = &v->q[q];
+		FILE *g = popen("gnuplot", "w");
+		if (!g)
+			return nkv_err(errno, "gnuplot: %s (apt-get install gnuplot-nox)", strerror(errno));
+		fprintf(g,
+			"set terminal pngcairo size 700,640\nset output '%s'\nset logscale xy\nset grid\n"
+			"set xrange [%g:%g]\nset yrange [%g:%g]\nset size square\n"
+			"set xlabel 'measured %s (ms)'\nset ylabel 'predicted (ms)'\nset key top left\n"
+			"set title '%s: median |err| %.1f%%, p90 %.1f%%, bias %+.1f%% (n=%zu)'\n"
+			"plot '%s' using 1:2 with points pt 7 ps 0.6 title 'requests', x with lines lw 2 title 'y = x'\n",
+			png, lo / 1.3, hi * 1.3, lo / 1.3, hi * 1.3, nkv_vq_name(q), nkv_vq_name(q), s->median_abs * 100,
+			s->p90_abs * 100, s->mean_signed * 100, s->n, dat);
+		int st = pclose(g);
+		if (st)
+			ret = nkv_err(EIO, "gnuplot failed for %s (is gnuplot installed?)", png);
+	}
+	return ret;
+}
+
+static int write_pairs(const struct nkv_validation *v, const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return nkv_err(errno, "%s: %s", path, strerror(errno));
+	fprintf(f, "req,line,prefill,decode,tier,bytes,arrival_s,meas_transfer_s,pred_transfer_s,meas_ttft_s,pred_ttft_s,"
+		   "meas_handoff_s,pred_handoff_s\n");
+	for (size_t i = 0; i < v->compared; i++) {
+		const struct nkv_rec_row *m = v->meas[i];
+		double p[NKV_VQ_N], x[NKV_VQ_N];
+		for (int q = 0; q < NKV_VQ_N; q++)
+			nkv_validation_pair(v, q, i, &p[q], &x[q]);
+		fprintf(f, "%llu,%llu,%s,%s,%d,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", (unsigned long long)m->req,
+			(unsigned long long)m->line, m->prefill, m->decode, v->sim->recs[i].tier,
+			(unsigned long long)m->bytes, m->arrival_s, x[0], p[0], x[1], p[1], x[2], p[2]);
+	}
+	return fclose(f) ? nkv_err(EIO, "%s: write failed", path) : 0;
+}
+
+enum { V_REPLAY = 1, V_TOPO, V_TIERS, V_FLOWS, V_TRACE, V_MODEL, V_SCALE, V_PBT, V_PCB, V_DCB, V_DKV, V_REFRESH,
+       V_NOPROBE, V_JSON, V_CSV, V_PLOT, V_SETUP };
+
+int nkv_sim_validate_cmd(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "replay", 1, 0, V_REPLAY }, { "topo", 1, 0, V_TOPO }, { "tier-gbps", 1, 0, V_TIERS },
+		{ "flows", 1, 0, V_FLOWS }, { "trace", 1, 0, V_TRACE }, { "model", 1, 0, V_MODEL },
+		{ "time-scale", 1, 0, V_SCALE }, { "prefill-batch-tokens", 1, 0, V_PBT },
+		{ "prefill-cache-blocks", 1, 0, V_PCB }, { "decode-cache-blocks", 1, 0, V_DCB },
+		{ "decode-kv-tokens", 1, 0, V_DKV }, { "refresh", 1, 0, V_REFRESH }, { "no-probes", 0, 0, V_NOPROBE },
+		{ "json", 0, 0, V_JSON }, { "csv", 1, 0, V_CSV }, { "plot", 1, 0, V_PLOT }, { "setup-ms", 1, 0, V_SETUP }, { "help", 0, 0, 'h' },
+		{ 0, 0, 0, 0 } };
+	const char *replay = NULL, *topo_file = NULL, *trace_file = NULL, *model = "llama3-8b", *csv = NULL;
+	const char *plot_prefix = NULL;
+	double gbps[NKV_TIERS] = { 0 }, scale = 1;
+	bool tiers = false, json = false, flows_set = false, paced = false;
+	struct nkv_sim_config cfg;
+	struct nkv_topo *topo = NULL, *emu = NULL;
+	struct nkv_trace *trace = NULL;
+	struct nkv_rec_row *rows = NULL;
+	struct nkv_validation *v = NULL;
+	size_t nrows = 0;
+	char tbuf[1100];
+	int c, rc = 1;
+	uint64_t u;
+
+	nkv_sim_defaults(&cfg);
+	cfg.prefill_max_tokens = 1;
+	cfg.prefill_cache_blocks = 512;
+	cfg.decode_cache_blocks = 512;
+	cfg.decode_kv_tokens = 512 * 512;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		const char *opt = NULL;
+		switch (c) {
+		case V_REPLAY: replay = optarg; break;
+		case V_TOPO: topo_file = optarg; break;
+		case V_TRACE: trace_file = optarg; break;
+		case V_MODEL: model = optarg; break;
+		case V_CSV: csv = optarg; break;
+		case V_PLOT: plot_prefix = optarg; break;
+		case V_JSON: json = true; break;
+		case V_NOPROBE: cfg.probes = false; break;
+		case V_TIERS:
+			if (parse_tiers(optarg, gbps))
+				opt = "tier-gbps";
+			tiers = true;
+			break;
+		case V_FLOWS:
+			flows_set = true;
+			if (!strcmp(optarg, "paced"))
+				paced = true;
+			else if (!strcmp(optarg, "shared"))
+				paced = false;
+			else
+				opt = "flows", nkv_err(EINVAL, "shared or paced");
+			break;
+		case V_SCALE:
+		case V_REFRESH:
+		case V_SETUP: {
+			double d;
+			if (nkv_parse_double(optarg, &d) || !(c == V_SETUP ? d >= 0 : d > 0) || !isfinite(d)) {
+				opt = c == V_SCALE ? "time-scale" : c == V_SETUP ? "setup-ms" : "refresh";
+				nkv_err(EINVAL, "want a number %s 0", c == V_SETUP ? ">=" : ">");
+				break;
+			}
+			if (c == V_SCALE)
+				scale = d;
+			else if (c == V_SETUP)
+				cfg.xfer_setup_s = d * 1e-3;
+			else
+				cfg.sched.oracle.refresh_s = d;
+			break;
+		}
+		case V_PBT:
+		case V_PCB:
+		case V_DCB:
+		case V_DKV:
+			if (nkv_parse_u64(optarg, &u) || u > UINT32_MAX * (c == V_DKV ? 1024ull : 1ull) ||
+			    (c != V_DKV && !u)) {
+				opt = c == V_PBT ? "prefill-batch-tokens" : c == V_PCB ? "prefill-cache-blocks" :
+				      c == V_DCB ? "decode-cache-blocks" : "decode-kv-tokens";
+				nkv_err(EINVAL, "want a count%s", c == V_DKV ? "" : " >= 1");
+				break;
+			}
+			if (c == V_PBT)
+				cfg.prefill_max_tokens = (uint32_t)u;
+			else if (c == V_PCB)
+				cfg.prefill_cache_blocks = u;
+			else if (c == V_DCB)
+				cfg.decode_cache_blocks = u;
+			else
+				cfg.decode_kv_tokens = u;
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+		if (opt) {
+			fprintf(stderr, "netkv sim validate: --%s '%s': %s\n", opt, optarg, nkv_last_error());
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "netkv sim validate: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!replay || !topo_file) {
+		fprintf(stderr, "netkv sim validate: --replay and --topo are required (see --help)\n");
+		return 2;
+	}
+	if (!flows_set)
+		paced = tiers;
+	if (nkv_perf_preset(model, "h100", &cfg.perf)) {
+		fprintf(stderr, "netkv sim validate: --model: %s\n", nkv_last_error());
+		return 2;
+	}
+	/* The agents multiply every compute time by their --time-scale. */
+	cfg.perf.prefill_a *= scale, cfg.perf.prefill_b *= scale, cfg.perf.prefill_c *= scale;
+	cfg.perf.decode_a *= scale, cfg.perf.decode_b *= scale, cfg.perf.decode_c *= scale;
+	cfg.isolated_flows = paced;
+
+	if (nkv_topo_load(topo_file, &topo) || (tiers && paced_topo(topo, gbps, &emu))) {
+		fprintf(stderr, "netkv sim validate: %s\n", nkv_last_error());
+		goto out;
+	}
+	cfg.topo = emu ? emu : topo;
+	if (!trace_file) {
+		/* netkv demo writes its trace beside its records */
+		const char *slash = strrchr(replay, '/');
+		struct stat st;
+		snprintf(tbuf, sizeof(tbuf), "%.*strace.jsonl", slash ? (int)(slash - replay + 1) : 0, replay);
+		if (stat(tbuf, &st) == 0 && S_ISREG(st.st_mode))
+			trace_file = tbuf;
+	} else if (!strcmp(trace_file, "none")) {
+		trace_file = NULL;
+	}
+	if (trace_file && nkv_trace_load(trace_file, NULL, &trace)) {
+		fprintf(stderr, "netkv sim validate: --trace: %s\n", nkv_last_error());
+		goto out;
+	}
+	if (nkv_rec_read(replay, cfg.topo, &rows, &nrows) ||
+	    nkv_sim_validate(&cfg, rows, nrows, trace, replay, &v)) {
+		fprintf(stderr, "netkv sim validate: %s\n", nkv_last_error());
+		goto out;
+	}
+	if (json) {
+		json_t *o = json_object(), *qs = json_object();
+		json_object_set_new(o, "replay", json_string(replay));
+		json_object_set_new(o, "topology", json_string(nkv_topo_name(cfg.topo)));
+		json_object_set_new(o, "flows", json_string(paced ? "paced" : "shared"));
+		json_object_set_new(o, "model", json_string(model));
+		json_object_set_new(o, "time_scale", json_real(scale));
+		json_object_set_new(o, "setup_s", json_real(cfg.xfer_setup_s));
+		json_object_set_new(o, "trace", trace_file ? json_string(trace_file) : json_null());
+		json_object_set_new(o, "records", json_integer((json_int_t)v->records));
+		json_object_set_new(o, "compared", json_integer((json_int_t)v->compared));
+		for (int q = 0; q < NKV_VQ_N; q++) {
+			const struct nkv_err_stats *s = &v->q[q];
+			json_object_set_new(qs, nkv_vq_name(q),
+					    json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "n", (json_int_t)s->n, "zero_measured",
+						      (json_int_t)s->zero, "median_abs_rel_err", s->median_abs, "p90_abs_rel_err",
+						      s->p90_abs, "mean_rel_err", s->mean_signed, "measured_p50_s",
+						      s->meas_p50_s, "predicted_p50_s", s->pred_p50_s));
+		}
+		json_object_set_new(o, "quantities", qs);
+		json_object_set_new(o, "transfer_goal_met", json_boolean(v->q[NKV_VQ_TRANSFER].n &&
+									  v->q[NKV_VQ_TRANSFER].median_abs <= 0.10));
+		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+		putchar('\n');
+		json_decref(o);
+	} else {
+		printf("validate %s: %zu records, %zu finished and simulated\n", replay, v->records, v->compared);
+		printf("  topology %s, flows %s%s, setup %g ms; model %s, compute x %g; trace %s\n",
+		       nkv_topo_name(cfg.topo), paced ? "paced per path" : "max-min shared",
+		       tiers ? " (capacities from --tier-gbps)" : "", cfg.xfer_setup_s * 1e3, model, scale,
+		       trace_file ? trace_file : "none (no prefix caching)");
+		printf("  %-9s %6s %12s %10s %10s %13s %13s\n", "quantity", "n", "median|err|", "p90|err|", "bias",
+		       "measured p50", "predicted p50");
+		for (int q = 0; q < NKV_VQ_N; q++) {
+			const struct nkv_err_stats *s = &v->q[q];
+			printf("  %-9s %6zu %11.1f%% %9.1f%% %+9.1f%% %10.3f ms %10.3f ms", nkv_vq_name(q), s->n,
+			       s->median_abs * 100, s->p90_abs * 100, s->mean_signed * 100, s->meas_p50_s * 1e3,
+			       s->pred_p50_s * 1e3);
+			if (s->zero)
+				printf("   (%zu with 0 measured left out)", s->zero);
+			putchar('\n');
+		}
+		printf("  goal (transfer median |err| <= 10%%): %s\n",
+		       v->q[NKV_VQ_TRANSFER].n && v->q[NKV_VQ_TRANSFER].median_abs <= 0.10 ? "met" : "NOT met");
+	}
+	rc = 0;
+	if (csv && write_pairs(v, csv)) {
+		fprintf(stderr, "netkv sim validate: %s\n", nkv_last_error());
+		rc = 1;
+	}
+	if (plot_prefix) {
+		char pre[1024];
+		size_t l = strlen(plot_prefix);
+		snprintf(pre, sizeof(pre), "%.*s", (int)(l > 4 && !strcmp(plot_prefix + l - 4, ".png") ? l - 4 : l),
+			 plot_prefix);
+		if (plot(v, pre)) {
+			fprintf(stderr, "netkv sim validate: %s\n", nkv_last_error());
+			rc = 1;
+		} else if (!json) {
+			printf("  plots: %s-{transfer,ttft,handoff}.png\n", pre);
+		}
+	}
+out:
+	nkv_validation_free(v);
+	free(rows);
+	nkv_trace_free(trace);
+	nkv_topo_free(emu);
+	nkv_topo_free(topo);
+	return rc;
+}
