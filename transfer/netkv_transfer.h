@@ -122,6 +122,8 @@ struct nkv_engine_opts {
 	int gid_index;        /* verbs: -1 = automatic (RoCEv2 IPv4 GID on the routed netdev) */
 	unsigned streams;     /* TCP streams / QPs per connection for striping (>= 1) */
 	bool verify;          /* per-block xxhash64 computed by sender, checked by receiver */
+	const char *src_addr; /* TCP: local IP that connections leave from (a host's NIC on a
+			       * multi-NIC host), NULL = the route's choice; must outlive the engine */
 };
 
 struct nkv_engine;
