@@ -97,7 +97,7 @@ void nkv_rec_write_row(FILE *f, const struct nkv_rec_row *r)
 			break;
 		case C_DBL:
 			if (isfinite(*(const double *)p))
-				fprintf(f, "%.6f", *(const double *)p);
+				fprintf(f, "%.9f", *(const double *)p);
 			break;
 		case C_STATUS: {
 			int st = *(const int *)p;

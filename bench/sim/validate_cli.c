@@ -57,7 +57,7 @@ static void usage(FILE *f)
 		"  --prefill-batch-tokens N  prefill batch budget (default 1: the agent computes one\n"
 		"                        request at a time)\n"
 		"  --prefill-cache-blocks N  prefix blocks a prefill keeps (default 512, the demo's pool)\n"
-		"  --decode-cache-blocks N   prefix blocks a decode keeps (default 512)\n"
+		"  --decode-cache-blocks N   prefix blocks a decode keeps (default 512; 0 = a quarter of its KV)\n"
 		"  --decode-kv-tokens N  KV capacity of a decode (default 262144 = 512 blocks x 512; 0 = the\n"
 		"                        perf model's)\n"
 		"  --refresh S           telemetry refresh (default 1);  --no-probes  no probe flows\n"
@@ -278,10 +278,10 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		case V_DCB:
 		case V_DKV:
 			if (nkv_parse_u64(optarg, &u) || u > UINT32_MAX * (c == V_DKV ? 1024ull : 1ull) ||
-			    (c != V_DKV && !u)) {
+			    (c != V_DKV && c != V_DCB && !u)) {
 				opt = c == V_PBT ? "prefill-batch-tokens" : c == V_PCB ? "prefill-cache-blocks" :
 				      c == V_DCB ? "decode-cache-blocks" : "decode-kv-tokens";
-				nkv_err(EINVAL, "want a count%s", c == V_DKV ? "" : " >= 1");
+				nkv_err(EINVAL, "want a count%s", c == V_DKV || c == V_DCB ? "" : " >= 1");
 				break;
 			}
 			if (c == V_PBT)

@@ -1,0 +1,454 @@
+/* netkv sim validate: forced assignments against a hand-computed case,
+ * the record format round trip (simulated records validated against
+ * themselves give ~0 error; a perturbed column shows up), malformed record
+ * files rejected with file, line and column, and the CLI round trip
+ * (`netkv sim run --csv` fed to `netkv sim validate`). */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "netkv_sim.h"
+#include "nkv_util.h"
+
+static char tmpdir[64];
+
+static void near(double got, double want, double tol)
+{
+	if (fabs(got - want) > tol)
+		fail_msg("got %.9g, want %.9g (+- %g)", got, want, tol);
+}
+
+static const char *tmp(const char *name)
+{
+	static char buf[16][256];
+	static int k;
+	k = (k + 1) % 16;
+	snprintf(buf[k], sizeof(buf[k]), "%s/%s", tmpdir, name);
+	return buf[k];
+}
+
+/* 4 GPUs, 2 per host, ONE 8 Gb/s NIC per host (so h0's two GPUs share its
+ * uplink), one leaf, 0.5 us per hop. */
+static struct nkv_topo *small_tree(void)
+{
+	const char *doc = "{\"format\": \"netkv-topology/1\", \"name\": \"small\","
+			  " \"intra_host\": {\"GBps\": 450, \"latency_us\": 1},"
+			  " \"switches\": [{\"name\": \"leaf0\", \"tier\": \"leaf\"}],"
+			  " \"hosts\": ["
+			  "  {\"name\": \"h0\", \"leaf\": \"leaf0\", \"gpus\": 2, \"nics\": [{\"name\": \"h0n0\", \"gbps\": 8, \"latency_us\": 0.5, \"gpus\": [0, 1]}]},"
+			  "  {\"name\": \"h1\", \"leaf\": \"leaf0\", \"gpus\": 2, \"nics\": [{\"name\": \"h1n0\", \"gbps\": 8, \"latency_us\": 0.5, \"gpus\": [0, 1]}]}]}";
+	struct nkv_topo *t;
+	assert_int_equal(nkv_topo_parse(doc, strlen(doc), &t), 0);
+	return t;
+}
+
+static int inst(const struct nkv_topo *t, const char *name)
+{
+	int i = nkv_topo_find(t, name);
+	assert_true(i >= 0);
+	return i;
+}
+
+/* Two requests at t = 0, 100 input tokens, 1 output token, prefill 1e-4
+ * s/token (10 ms), decode iteration 5 ms, 1 MB each forced from h0's two
+ * GPUs to h1's, crossed over (h0g0 -> h1g1, h0g1 -> h1g0).
+ *   shared: both flows on h0n0 up and on different NIC downs: 0.5 GB/s
+ *           each -> 2 ms + 2 hops x 0.5 us; first token at 10 + 2.001 + 5.
+ *   paced:  each alone at 1 GB/s: 1.001 ms.
+ *   setup 3 ms: shared adds it (5.001 ms), paced floors at it (3 ms). */
+static void run_small(bool paced, double setup, double want_xfer)
+{
+	struct nkv_topo *t = small_tree();
+	const char *tr_doc = "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 1, \"hash_ids\": [11]}\n"
+			     "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 1, \"hash_ids\": [22]}\n";
+	struct nkv_trace *tr;
+	struct nkv_sim_config c;
+	struct nkv_sim_result *r;
+	struct nkv_sim_assign as[2] = {
+		{ .prefill = (uint32_t)inst(t, "h0g0"), .decode = (uint32_t)inst(t, "h1g1"), .bytes = 1000000, .arrival_s = 0 },
+		{ .prefill = (uint32_t)inst(t, "h0g1"), .decode = (uint32_t)inst(t, "h1g0"), .bytes = 1000000, .arrival_s = -1 },
+	};
+
+	assert_int_equal(nkv_trace_parse(tr_doc, strlen(tr_doc), "small", NULL, &tr), 0);
+	nkv_sim_defaults(&c);
+	c.topo = t;
+	c.perf.prefill_a = 0, c.perf.prefill_b = 1e-4, c.perf.prefill_c = 0;
+	c.perf.decode_a = 5e-3, c.perf.decode_b = 0, c.perf.decode_c = 0;
+	c.probes = false;
+	c.assign = as;
+	c.nassign = 2;
+	c.isolated_flows = paced;
+	c.xfer_setup_s = setup;
+	assert_int_equal(nkv_sim_run(&c, tr, &r), 0);
+	assert_int_equal(r->n, 2);
+	for (int i = 0; i < 2; i++) {
+		const struct nkv_sim_record *x = &r->recs[i];
+		assert_int_equal(x->prefill, as[i].prefill);
+		assert_int_equal(x->decode, as[i].decode);
+		assert_int_equal(x->kv_bytes, 1000000);
+		assert_int_equal(x->tier, NKV_TIER_LEAF);
+		near(x->prefill_s, 0.010, 1e-9);
+		near(x->transfer_s, want_xfer, 1e-9);
+		near(x->ttft_s, 0.010 + want_xfer + 0.005, 1e-9);
+	}
+	nkv_sim_result_free(r);
+	nkv_trace_free(tr);
+	nkv_topo_free(t);
+}
+
+static void forced_small(void **st)
+{
+	(void)st;
+	run_small(false, 0, 2e-3 + 1e-6);
+	run_small(true, 0, 1e-3 + 1e-6);
+	run_small(false, 3e-3, 2e-3 + 1e-6 + 3e-3);
+	run_small(true, 3e-3, 3e-3);
+}
+
+/* A forced instance that is both prefill and decode, or beyond the topology: clear errors. */
+static void forced_bad(void **st)
+{
+	(void)st;
+	struct nkv_topo *t = small_tree();
+	const char *tr_doc = "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 1, \"hash_ids\": [1]}\n"
+			     "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 1, \"hash_ids\": [2]}\n";
+	struct nkv_trace *tr;
+	struct nkv_sim_config c;
+	struct nkv_sim_result *r = NULL;
+	struct nkv_sim_assign as[2] = { { 0, 2, UINT64_MAX, -1 }, { 2, 3, UINT64_MAX, -1 } };
+
+	assert_int_equal(nkv_trace_parse(tr_doc, strlen(tr_doc), "bad", NULL, &tr), 0);
+	nkv_sim_defaults(&c);
+	c.topo = t;
+	c.assign = as;
+	c.nassign = 2;
+	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "both prefill and decode"));
+	as[1] = (struct nkv_sim_assign){ 1, 9, UINT64_MAX, -1 };
+	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "beyond the topology"));
+	as[1] = (struct nkv_sim_assign){ 1, 3, UINT64_MAX, -1 };
+	c.nassign = 1;
+	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
+	assert_null(r);
+	nkv_trace_free(tr);
+	nkv_topo_free(t);
+}
+
+static struct nkv_topo *tree16(void)
+{
+	struct nkv_fat_tree_params p;
+	struct nkv_topo *t;
+
+	nkv_fat_tree_defaults(&p);
+	p.gpus = 16;
+	p.gpus_per_host = 4;
+	p.nics_per_host = 4;
+	p.oversub_leaf = 2;
+	p.oversub_spine = 4;
+	p.nic_gbps = 100;
+	assert_int_equal(nkv_topo_fat_tree(&p, &t), 0);
+	return t;
+}
+
+/* Simulated records written in the record format, read back and validated
+ * against themselves with the same configuration: ~0 error. Perturbing a
+ * measured column (xfer_s x 1.25) gives -20% on transfer; perturbing an
+ * input column (bytes x 2) makes the prediction move. */
+static void round_trip(void **st)
+{
+	(void)st;
+	struct nkv_topo *t = tree16();
+	struct nkv_tracegen_params g;
+	struct nkv_trace *tr;
+	struct nkv_sim_config c;
+	struct nkv_sim_result *r;
+	struct nkv_rec_row *rows;
+	struct nkv_validation *v;
+	size_t n;
+
+	nkv_tracegen_defaults(&g);
+	g.requests = 300;
+	g.rate = 10;
+	g.seed = 3;
+	assert_int_equal(nkv_tracegen(&g, &tr), 0);
+	nkv_sim_defaults(&c);
+	c.topo = t;
+	c.sched.policy = "netkv";
+	assert_int_equal(nkv_sim_run(&c, tr, &r), 0);
+	assert_int_equal(nkv_sim_write_csv(r, t, tmp("sim.csv")), 0);
+	assert_int_equal(nkv_rec_read(tmp("sim.csv"), t, &rows, &n), 0);
+	assert_int_equal(n, 300);
+	assert_int_equal(nkv_topo_find(t, rows[5].decode), (int)r->recs[5].decode);
+	assert_int_equal(nkv_topo_find(t, rows[5].prefill), (int)r->recs[5].prefill);
+	assert_int_equal(rows[5].bytes, r->recs[5].kv_bytes);
+
+	assert_int_equal(nkv_sim_validate(&c, rows, n, tr, "sim.csv", &v), 0);
+	assert_int_equal(v->compared, 300);
+	for (int q = 0; q < NKV_VQ_N; q++) {
+		assert_true(v->q[q].n > 250);
+		if (v->q[q].median_abs > 1e-3 || v->q[q].p90_abs > 1e-3)
+			fail_msg("%s: median %g p90 %g, want ~0", nkv_vq_name(q), v->q[q].median_abs, v->q[q].p90_abs);
+	}
+	nkv_validation_free(v);
+
+	/* measured transfer 25% longer: every request under-predicted by 20% */
+	for (size_t i = 0; i < n; i++)
+		rows[i].xfer_s *= 1.25;
+	assert_int_equal(nkv_sim_validate(&c, rows, n, tr, "sim.csv", &v), 0);
+	near(v->q[NKV_VQ_TRANSFER].median_abs, 0.2, 2e-3);
+	near(v->q[NKV_VQ_TRANSFER].mean_signed, -0.2, 2e-3);
+	assert_true(v->q[NKV_VQ_TTFT].median_abs < 1e-3); /* TTFT column untouched */
+	nkv_validation_free(v);
+	for (size_t i = 0; i < n; i++)
+		rows[i].xfer_s /= 1.25;
+
+	/* twice the bytes in: the simulated transfers take longer */
+	for (size_t i = 0; i < n; i++)
+		rows[i].bytes *= 2;
+	assert_int_equal(nkv_sim_validate(&c, rows, n, tr, "sim.csv", &v), 0);
+	assert_true(v->q[NKV_VQ_TRANSFER].mean_signed > 0.5);
+	assert_true(v->q[NKV_VQ_TTFT].mean_signed > 0);
+	nkv_validation_free(v);
+
+	/* a trace whose lengths differ: refused */
+	rows[0].bytes /= 2;
+	rows[0].input += 1;
+	assert_int_equal(nkv_sim_validate(&c, rows, n, tr, "sim.csv", &v), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "wrong --trace"));
+
+	free(rows);
+	nkv_sim_result_free(r);
+	nkv_trace_free(tr);
+	nkv_topo_free(t);
+}
+
+/* ---- malformed record files ----------------------------------------------- */
+
+static char header[1024], good[1024];
+
+static void make_rows(void)
+{
+	struct nkv_rec_row w;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	nkv_rec_write_header(f);
+	nkv_rec_row_init(&w);
+	w.req = 0, w.line = 1, w.input = 600, w.output = 4, w.status = NKV_REC_ST_OK, w.tier = 1, w.bytes = 131072;
+	w.transfer_s = 0.002, w.xfer_s = 0.0015, w.ttft_s = 0.02, w.arrival_s = 0;
+	snprintf(w.prefill, sizeof(w.prefill), "h0g0");
+	snprintf(w.decode, sizeof(w.decode), "h1g0");
+	snprintf(w.reason, sizeof(w.reason), "said \"hi\", twice");
+	nkv_rec_write_row(f, &w);
+	fclose(f);
+	char *nl = strchr(buf, '\n');
+	snprintf(header, sizeof(header), "%.*s", (int)(nl - buf), buf);
+	snprintf(good, sizeof(good), "%.*s", (int)(strlen(nl + 1) - 1), nl + 1);
+	free(buf);
+}
+
+/* good row with field `col` (0-based) replaced by val */
+static const char *row_with(const char *with, int col)
+{
+	static char out[1024];
+	char *p = good;
+	int k = 0;
+
+	out[0] = 0;
+	while (k < col) {
+		p = strchr(p, ',') + 1;
+		k++;
+	}
+	char *end = strchr(p, ',');
+	snprintf(out, sizeof(out), "%.*s%s%s", (int)(p - good), good, with, end ? end : "");
+	return out;
+}
+
+static int col_of(const char *name)
+{
+	char h[1024], *save = NULL;
+	int k = 0;
+	snprintf(h, sizeof(h), "%s", header);
+	for (char *tok = strtok_r(h, ",", &save); tok; tok = strtok_r(NULL, ",", &save), k++)
+		if (!strcmp(tok, name))
+			return k;
+	fail_msg("no column %s", name);
+	return -1;
+}
+
+static void expect_bad(const struct nkv_topo *t, const char *content, const char *want1, const char *want2)
+{
+	const char *path = tmp("bad.csv");
+	FILE *f = fopen(path, "w");
+	struct nkv_rec_row *rows = NULL;
+	size_t n = 0;
+
+	assert_non_null(f);
+	fputs(content, f);
+	fclose(f);
+	int rc = nkv_rec_read(path, t, &rows, &n);
+	if (rc != -EINVAL)
+		fail_msg("accepted (%d) a file that should fail with '%s':\n%s", rc, want1, content);
+	assert_null(rows);
+	if (!strstr(nkv_last_error(), want1) || (want2 && !strstr(nkv_last_error(), want2)))
+		fail_msg("error '%s' lacks '%s' / '%s'", nkv_last_error(), want1, want2 ? want2 : "");
+}
+
+static void malformed(void **st)
+{
+	(void)st;
+	struct nkv_topo *t = tree16();
+	char doc[4096];
+	struct nkv_rec_row *rows;
+	size_t n;
+
+	make_rows();
+	/* the good one reads, quotes and all */
+	snprintf(doc, sizeof(doc), "%s\n%s\n", header, good);
+	FILE *f = fopen(tmp("good.csv"), "w");
+	fputs(doc, f);
+	fclose(f);
+	if (nkv_rec_read(tmp("good.csv"), t, &rows, &n))
+		fail_msg("%s", nkv_last_error());
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].reason, "said \"hi\", twice");
+	assert_string_equal(rows[0].decode, "h1g0");
+	near(rows[0].xfer_s, 0.0015, 1e-12);
+	assert_true(isnan(rows[0].tbt_p99_s)); /* empty = unknown */
+	free(rows);
+
+	expect_bad(t, "", "empty file", NULL);
+	snprintf(doc, sizeof(doc), "%s\n", header);
+	expect_bad(t, doc, "no records", NULL);
+	/* a header without the decode column */
+	char h2[1024];
+	snprintf(h2, sizeof(h2), "%s", header);
+	char *d = strstr(h2, ",decode,");
+	memmove(d, d + 7, strlen(d + 7) + 1);
+	snprintf(doc, sizeof(doc), "%s\n%s\n", h2, good);
+	expect_bad(t, doc, ":1:", "no column decode");
+	/* a bad number on line 3 */
+	snprintf(doc, sizeof(doc), "%s\n%s\n%s\n", header, good, row_with("1.5x", col_of("ttft_s")));
+	expect_bad(t, doc, "bad.csv:3:", "column ttft_s");
+	snprintf(doc, sizeof(doc), "%s\n%s\n", header, row_with("-0.1", col_of("xfer_s")));
+	expect_bad(t, doc, "bad.csv:2:", "column xfer_s");
+	/* an instance the topology does not have */
+	snprintf(doc, sizeof(doc), "%s\n%s\n", header, row_with("h99g0", col_of("decode")));
+	expect_bad(t, doc, "bad.csv:2:", "h99g0");
+	/* an empty required field in an ok record; a bad status; too few fields; a duplicate */
+	snprintf(doc, sizeof(doc), "%s\n%s\n", header, row_with("", col_of("arrival_s")));
+	expect_bad(t, doc, "bad.csv:2:", "column arrival_s");
+	snprintf(doc, sizeof(doc), "%s\n%s\n", header, row_with("done", col_of("status")));
+	expect_bad(t, doc, "bad.csv:2:", "column status");
+	snprintf(doc, sizeof(doc), "%s\n1,2,3\n", header);
+	expect_bad(t, doc, "bad.csv:2:", "fields");
+	snprintf(doc, sizeof(doc), "%s\n%s\n%s\n", header, good, good);
+	expect_bad(t, doc, "bad.csv:3:", "already at line 2");
+	snprintf(doc, sizeof(doc), "%s\n%.*s\n", header, (int)strlen(good) - 1, good); /* reason's closing quote gone */
+	expect_bad(t, doc, "bad.csv:2:", "quote");
+	nkv_topo_free(t);
+}
+
+/* ---- the CLI: netkv sim run --csv fed to netkv sim validate ------------------ */
+
+static int sh(const char *cmd)
+{
+	int rc = system(cmd);
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static void cli_round_trip(void **st)
+{
+	(void)st;
+	const char *b = getenv("NKV_BUILD");
+	char cmd[4096], nk[600];
+	json_error_t je;
+
+	if (!b)
+		skip();
+	snprintf(nk, sizeof(nk), "%s/netkv", b);
+	if (access(nk, X_OK))
+		skip();
+	snprintf(cmd, sizeof(cmd),
+		 "%s topo gen --preset fat-tree --gpus 16 -o %s >/dev/null && "
+		 "%s trace gen --profile chatbot --requests 200 --rate 10 --seed 5 -o %s >/dev/null && "
+		 "%s sim run --topo %s --trace %s --csv %s --json >/dev/null",
+		 nk, tmp("t.json"), nk, tmp("tr.jsonl"), nk, tmp("t.json"), tmp("tr.jsonl"), tmp("run.csv"));
+	assert_int_equal(sh(cmd), 0);
+	/* the simulator's own defaults: batched prefill, its cache sizes and KV capacity */
+	const char *same = "--prefill-batch-tokens 16384 --prefill-cache-blocks 2048 --decode-cache-blocks 0 "
+			   "--decode-kv-tokens 0";
+	snprintf(cmd, sizeof(cmd), "%s sim validate --replay %s --topo %s --trace %s %s --json > %s", nk,
+		 tmp("run.csv"), tmp("t.json"), tmp("tr.jsonl"), same, tmp("v.json"));
+	assert_int_equal(sh(cmd), 0);
+	json_t *j = json_load_file(tmp("v.json"), 0, &je);
+	assert_non_null(j);
+	json_t *q = json_object_get(json_object_get(j, "quantities"), "transfer");
+	assert_int_equal(json_integer_value(json_object_get(q, "n")), 200);
+	assert_true(json_real_value(json_object_get(q, "median_abs_rel_err")) < 1e-3);
+	assert_true(json_real_value(json_object_get(q, "p90_abs_rel_err")) < 1e-3);
+	q = json_object_get(json_object_get(j, "quantities"), "ttft");
+	assert_true(json_real_value(json_object_get(q, "median_abs_rel_err")) < 1e-3);
+	assert_true(json_is_true(json_object_get(j, "transfer_goal_met")));
+	json_decref(j);
+
+	/* compute twice as slow as the run had it: TTFT is over-predicted, transfers are not */
+	snprintf(cmd, sizeof(cmd), "%s sim validate --replay %s --topo %s --trace %s %s --time-scale 2 --json > %s", nk,
+		 tmp("run.csv"), tmp("t.json"), tmp("tr.jsonl"), same, tmp("v.json"));
+	assert_int_equal(sh(cmd), 0);
+	j = json_load_file(tmp("v.json"), 0, &je);
+	assert_non_null(j);
+	q = json_object_get(json_object_get(j, "quantities"), "ttft");
+	assert_true(json_real_value(json_object_get(q, "median_abs_rel_err")) > 0.2);
+	assert_true(json_real_value(json_object_get(q, "mean_rel_err")) > 0.2);
+	q = json_object_get(json_object_get(j, "quantities"), "transfer");
+	assert_true(json_real_value(json_object_get(q, "median_abs_rel_err")) < 1e-3);
+	json_decref(j);
+
+	/* bad input: exit 1 and the line named; usage errors exit 2 */
+	snprintf(cmd, sizeof(cmd), "sed '3s/,ok,/,okay,/' %s > %s && %s sim validate --replay %s --topo %s 2> %s",
+		 tmp("run.csv"), tmp("bad.csv"), nk, tmp("bad.csv"), tmp("t.json"), tmp("err.txt"));
+	assert_int_equal(sh(cmd), 1);
+	snprintf(cmd, sizeof(cmd), "grep -q 'bad.csv:3: column status' %s", tmp("err.txt"));
+	assert_int_equal(sh(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "%s sim validate --replay %s 2>/dev/null", nk, tmp("run.csv"));
+	assert_int_equal(sh(cmd), 2);
+	snprintf(cmd, sizeof(cmd), "%s sim validate --replay %s --topo %s --tier-gbps 1,2,3,4 2>/dev/null", nk,
+		 tmp("run.csv"), tmp("t.json"));
+	assert_int_equal(sh(cmd), 2);
+}
+
+static int setup(void **st)
+{
+	(void)st;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/nkv-validate-XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **st)
+{
+	(void)st;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(forced_small), cmocka_unit_test(forced_bad), cmocka_unit_test(round_trip),
+		cmocka_unit_test(malformed), cmocka_unit_test(cli_round_trip),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
