@@ -55,7 +55,7 @@ struct nkv_flownet {
 	double now;
 	double next;        /* cached: next drain end or completion */
 	bool isolated;      /* each flow at its path's bottleneck, no sharing */
-	double setup_s;     /* fixed cost per flow (nkv_flownet_set_setup) */
+	double setup_s, floor_s; /* per-flow overheads (nkv_flownet_set_overhead) */
 	uint64_t done_bytes[NKV_TIERS];
 	uint64_t recomputes;
 };
@@ -322,8 +322,8 @@ static int start(struct nkv_flownet *n, const uint32_t *links, uint32_t nl, uint
 	f->bytes = bytes;
 	f->bg = bytes == UINT64_MAX;
 	f->remaining = f->bg ? INFINITY : (double)bytes;
-	f->latency_s = lat + (n->isolated ? 0 : n->setup_s);
-	f->min_s = n->isolated ? n->setup_s : 0;
+	f->latency_s = lat + n->setup_s;
+	f->min_s = n->floor_s;
 	f->start_s = now;
 	f->tier = tier;
 	if (!nl && !f->bg) {
@@ -476,7 +476,8 @@ void nkv_flownet_set_isolated(struct nkv_flownet *n, bool on)
 	update_next(n);
 }
 
-void nkv_flownet_set_setup(struct nkv_flownet *n, double seconds)
+void nkv_flownet_set_overhead(struct nkv_flownet *n, double setup_s, double floor_s)
 {
-	n->setup_s = seconds > 0 && isfinite(seconds) ? seconds : 0;
+	n->setup_s = setup_s > 0 && isfinite(setup_s) ? setup_s : 0;
+	n->floor_s = floor_s > 0 && isfinite(floor_s) ? floor_s : 0;
 }

@@ -72,11 +72,11 @@ uint64_t nkv_flownet_recomputes(const struct nkv_flownet *n);
  * else runs (no sharing), as the loopback testbed's per-path pacing does.
  * Set it before adding flows. */
 void nkv_flownet_set_isolated(struct nkv_flownet *n, bool on);
-/* A fixed cost per flow started afterwards (a testbed's per-transfer
- * overhead). Shared mode: added to the path latency. Isolated mode: a floor,
- * the flow completes no sooner than start + seconds (a paced agent holds a
- * transfer until bytes / rate, so the larger of the two shows). */
-void nkv_flownet_set_setup(struct nkv_flownet *n, double seconds);
+/* Per-flow overheads of a testbed's transfer path, for flows started
+ * afterwards: setup_s is added to the path latency; floor_s is the least
+ * time a flow takes (completion = max(start + floor, drain end + latency +
+ * setup)). Both default 0. */
+void nkv_flownet_set_overhead(struct nkv_flownet *n, double setup_s, double floor_s);
 
 /* ===== the cluster simulation ============================================ */
 
@@ -118,7 +118,7 @@ struct nkv_sim_config {
 	size_t nassign;
 	bool isolated_flows;            /* nkv_flownet_set_isolated: per-path pacing, no sharing */
 	uint64_t decode_kv_tokens;      /* KV capacity of a decode instance, 0 = the perf model's */
-	double xfer_setup_s;            /* nkv_flownet_set_setup: fixed cost per transfer, default 0 */
+	double xfer_setup_s, xfer_floor_s; /* nkv_flownet_set_overhead, default 0 */
 };
 void nkv_sim_defaults(struct nkv_sim_config *c);
 

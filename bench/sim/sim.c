@@ -826,7 +826,7 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		goto fail;
 	if (c->isolated_flows)
 		nkv_flownet_set_isolated(m.net, true);
-	nkv_flownet_set_setup(m.net, c->xfer_setup_s);
+	nkv_flownet_set_overhead(m.net, c->xfer_setup_s, c->xfer_floor_s);
 	if (!(m.depth = calloc((m.np > m.nd ? m.np : m.nd) + 1, sizeof(uint32_t)))) {
 		ret = nkv_err(ENOMEM, "sim: out of memory");
 		goto fail;

@@ -20,6 +20,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: netkv sim validate --replay CSV --topo FILE [options]\n"
+		"       netkv sim validate --run DIR/run.json --policy P [options]   (a `netkv demo` run)\n"
 		"Simulates the finished requests of a testbed run (`netkv replay --csv`, `netkv demo`'s\n"
 		"DIR/replay-POLICY.csv, or `netkv sim run --csv`) with their own arrival times, (prefill,\n"
 		"decode) assignments and KV bytes, on the topology as the testbed had it, and compares\n"
@@ -37,6 +38,9 @@ static void usage(FILE *f)
 		"absolute value, bias = its mean (+ = the simulator over-predicts), count.\n"
 		"\n"
 		"  --replay CSV          measured records (every field checked; errors name line and column)\n"
+		"  --run FILE            `netkv demo`'s run.json: gives the topology as emulated, shared or\n"
+		"                        paced flows, time scale, trace, pool sizes, perf model and each\n"
+		"                        policy's CSV (--policy P picks one); explicit options win\n"
 		"  --topo FILE           the topology as emulated (link capacities = what the testbed had)\n"
 		"  --tier-gbps H,L,P,C   set the capacities from per-tier rates first (Gb/s; 0 = keep):\n"
 		"                        NVLink = H, NICs = L, leaf uplinks = P, spine uplinks = C, so a\n"
@@ -45,11 +49,16 @@ static void usage(FILE *f)
 		"  --flows shared|paced  shared: max-min sharing over the links (a real or netns fabric;\n"
 		"                        default); paced: each flow at its path's bottleneck alone (the\n"
 		"                        loopback demo paces each transfer per path, without sharing)\n"
-		"  --setup-ms X          fixed cost per transfer the testbed adds (default 0). The loopback\n"
-		"                        agents drive a push from an event loop that wakes every <= 2 ms,\n"
-		"                        and a push needs about two wake-ups: ~4 ms. shared flows: added\n"
-		"                        to the path latency; paced flows: a floor (the agent holds a paced\n"
-		"                        push until bytes/rate, so it measures max(push time, bytes/rate))\n"
+		"  --setup-ms X          the testbed's transfer-path overheads (default 0 and 0): each\n"
+		"  --floor-ms Y          simulated transfer takes max(Y, bytes/rate + latency + X). The\n"
+		"                        agents drive a push from an event loop that wakes every <= 2 ms and\n"
+		"                        the push completes on the decode's acknowledgement: a small push\n"
+		"                        takes two or so wake-ups (floor), a long one ends ~one wake-up after\n"
+		"                        its last byte (setup). Calibrate them on one run (--fit prints them)\n"
+		"                        and validate another with them\n"
+		"  --fit                 print the overheads this run shows (floor = median measured transfer\n"
+		"                        of those the model puts under 1 ms; setup = median measured - model\n"
+		"                        of those the model puts above 2 x floor)\n"
 		"  --trace FILE          the trace the run replayed, for prefix caching (default: trace.jsonl\n"
 		"                        beside the CSV if there is one; 'none' = no prefix caching)\n"
 		"  --model M             perf preset the agents used (--perf; default llama3-8b): %s\n"
@@ -109,6 +118,12 @@ static int paced_topo(const struct nkv_topo *t, const double gbps[NKV_TIERS], st
 	return ret ? nkv_err_wrap(ret, "topology with --tier-gbps") : 0;
 }
 
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
 static int parse_tiers(const char *s, double gbps[NKV_TIERS])
 {
 	char buf[128], *save = NULL, *tok;
@@ -129,6 +144,83 @@ static int parse_tiers(const char *s, double gbps[NKV_TIERS])
 						       "its bottleneck could not be its rate", nkv_tier_name(b), gbps[b],
 					       nkv_tier_name(a), gbps[a], nkv_tier_name(b), nkv_tier_name(a));
 	return 0;
+}
+
+/* What `netkv demo` wrote about its run (format netkv-demo-run/1). */
+struct run_desc {
+	char topo[1024], trace[1024], csv[1024], model[32];
+	double time_scale;
+	int shared;                   /* -1 unknown */
+	uint64_t pool_prefill, pool_decode, block_tokens;
+};
+
+static int load_run(const char *path, const char *policy, struct run_desc *d)
+{
+	json_error_t je;
+	json_t *j = json_load_file(path, 0, &je), *x;
+	int ret = 0;
+
+	memset(d, 0, sizeof(*d));
+	d->shared = -1;
+	if (!j)
+		return nkv_err(EINVAL, "%s: %s (line %d)", path, je.text, je.line);
+	if (!json_is_string(json_object_get(j, "format")) ||
+	    strcmp(json_string_value(json_object_get(j, "format")), "netkv-demo-run/1")) {
+		ret = nkv_err(EINVAL, "%s: not a netkv demo run description (format netkv-demo-run/1)", path);
+		goto out;
+	}
+#define STR(key, dst)                                                                                 \
+	if ((x = json_object_get(j, key))) {                                                              \
+		if (!json_is_string(x)) {                                                                 \
+			ret = nkv_err(EINVAL, "%s: %s: want a string", path, key);                          \
+			goto out;                                                                         \
+		}                                                                                         \
+		snprintf(dst, sizeof(dst), "%s", json_string_value(x));                                  \
+	}
+	STR("topology", d->topo);
+	STR("trace", d->trace);
+	STR("perf_model", d->model);
+#undef STR
+	char *slash = strchr(d->model, '/');
+	if (slash)
+		*slash = 0;
+	if ((x = json_object_get(j, "links_shared")) && !json_is_boolean(x)) {
+		ret = nkv_err(EINVAL, "%s: links_shared: want true or false", path);
+		goto out;
+	}
+	d->shared = x ? json_is_true(x) : -1;
+	if ((x = json_object_get(j, "time_scale")) && (!json_is_number(x) || !(json_number_value(x) > 0))) {
+		ret = nkv_err(EINVAL, "%s: time_scale: want a number > 0", path);
+		goto out;
+	}
+	d->time_scale = x ? json_number_value(x) : 0;
+	json_t *pb = json_object_get(j, "pool_blocks");
+	json_t *pp = json_object_get(pb, "prefill"), *pd = json_object_get(pb, "decode"), *bt = json_object_get(j, "block_tokens");
+	if ((pp && (!json_is_integer(pp) || json_integer_value(pp) < 1)) ||
+	    (pd && (!json_is_integer(pd) || json_integer_value(pd) < 1)) ||
+	    (bt && (!json_is_integer(bt) || json_integer_value(bt) < 1))) {
+		ret = nkv_err(EINVAL, "%s: pool_blocks / block_tokens: want counts >= 1", path);
+		goto out;
+	}
+	d->pool_prefill = pp ? (uint64_t)json_integer_value(pp) : 0;
+	d->pool_decode = pd ? (uint64_t)json_integer_value(pd) : 0;
+	d->block_tokens = bt ? (uint64_t)json_integer_value(bt) : 512;
+	json_t *pols = json_object_get(j, "policies"), *pol;
+	const char *name;
+	if (policy) {
+		json_t *csv = json_object_get(json_object_get(pols, policy), "csv");
+		if (!json_is_string(csv)) {
+			char known[256] = "";
+			json_object_foreach(pols, name, pol)
+				snprintf(known + strlen(known), sizeof(known) - strlen(known), " %s", name);
+			ret = nkv_err(ENOENT, "%s: no policy '%s' with a CSV (it has:%s)", path, policy, known);
+			goto out;
+		}
+		snprintf(d->csv, sizeof(d->csv), "%s", json_string_value(csv));
+	}
+out:
+	json_decref(j);
+	return ret;
 }
 
 static int plot(const struct nkv_validation *v, const char *prefix)
@@ -178,6 +270,40 @@ static int plot(const struct nkv_validation *v, const char *prefix)
 	return ret;
 }
 
+/* The overheads this run shows, against the model's own transfer time
+ * (its current setup and floor taken back out first). */
+static void print_fit(const struct nkv_validation *v, FILE *f)
+{
+	size_t n = v->compared, a = 0, b = 0;
+	double *small = malloc((n + 1) * sizeof(double)), *big = malloc((n + 1) * sizeof(double));
+	double floor_s = 0, setup_s = 0;
+
+	if (!small || !big) {
+		free(small), free(big);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		double p, m;
+		nkv_validation_pair(v, NKV_VQ_TRANSFER, i, &p, &m);
+		if (m > 0 && p > 0 && p < 1e-3)
+			small[a++] = m;
+	}
+	qsort(small, a, sizeof(double), cmp_dbl);
+	floor_s = a ? small[a / 2] : 0;
+	for (size_t i = 0; i < n; i++) {
+		double p, m;
+		nkv_validation_pair(v, NKV_VQ_TRANSFER, i, &p, &m);
+		if (m > 0 && p > 2 * floor_s && p > 1e-3)
+			big[b++] = m - p;
+	}
+	qsort(big, b, sizeof(double), cmp_dbl);
+	setup_s = b ? big[b / 2] : 0;
+	fprintf(f, "  fit (meaningful without --setup-ms/--floor-ms): floor %.3f ms from %zu transfers the model "
+		   "puts under 1 ms; extra setup %+.3f ms from %zu above 2 x floor\n",
+		floor_s * 1e3, a, setup_s * 1e3, b);
+	free(small), free(big);
+}
+
 static int write_pairs(const struct nkv_validation *v, const char *path)
 {
 	FILE *f = fopen(path, "w");
@@ -199,7 +325,7 @@ static int write_pairs(const struct nkv_validation *v, const char *path)
 }
 
 enum { V_REPLAY = 1, V_TOPO, V_TIERS, V_FLOWS, V_TRACE, V_MODEL, V_SCALE, V_PBT, V_PCB, V_DCB, V_DKV, V_REFRESH,
-       V_NOPROBE, V_JSON, V_CSV, V_PLOT, V_SETUP };
+       V_NOPROBE, V_JSON, V_CSV, V_PLOT, V_SETUP, V_RUN, V_POLICY, V_FLOOR, V_FIT };
 
 int nkv_sim_validate_cmd(int argc, char **argv)
 {
@@ -209,12 +335,14 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		{ "time-scale", 1, 0, V_SCALE }, { "prefill-batch-tokens", 1, 0, V_PBT },
 		{ "prefill-cache-blocks", 1, 0, V_PCB }, { "decode-cache-blocks", 1, 0, V_DCB },
 		{ "decode-kv-tokens", 1, 0, V_DKV }, { "refresh", 1, 0, V_REFRESH }, { "no-probes", 0, 0, V_NOPROBE },
-		{ "json", 0, 0, V_JSON }, { "csv", 1, 0, V_CSV }, { "plot", 1, 0, V_PLOT }, { "setup-ms", 1, 0, V_SETUP }, { "help", 0, 0, 'h' },
+		{ "json", 0, 0, V_JSON }, { "csv", 1, 0, V_CSV }, { "plot", 1, 0, V_PLOT }, { "setup-ms", 1, 0, V_SETUP }, { "floor-ms", 1, 0, V_FLOOR }, { "fit", 0, 0, V_FIT }, { "run", 1, 0, V_RUN }, { "policy", 1, 0, V_POLICY }, { "help", 0, 0, 'h' },
 		{ 0, 0, 0, 0 } };
 	const char *replay = NULL, *topo_file = NULL, *trace_file = NULL, *model = "llama3-8b", *csv = NULL;
-	const char *plot_prefix = NULL;
+	const char *plot_prefix = NULL, *run_file = NULL, *policy = NULL;
+	bool model_set = false, scale_set = false, pcb_set = false, dcb_set = false, dkv_set = false;
+	struct run_desc rd;
 	double gbps[NKV_TIERS] = { 0 }, scale = 1;
-	bool tiers = false, json = false, flows_set = false, paced = false;
+	bool tiers = false, json = false, flows_set = false, paced = false, fit = false;
 	struct nkv_sim_config cfg;
 	struct nkv_topo *topo = NULL, *emu = NULL;
 	struct nkv_trace *trace = NULL;
@@ -237,7 +365,9 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		case V_REPLAY: replay = optarg; break;
 		case V_TOPO: topo_file = optarg; break;
 		case V_TRACE: trace_file = optarg; break;
-		case V_MODEL: model = optarg; break;
+		case V_MODEL: model = optarg, model_set = true; break;
+		case V_RUN: run_file = optarg; break;
+		case V_POLICY: policy = optarg; break;
 		case V_CSV: csv = optarg; break;
 		case V_PLOT: plot_prefix = optarg; break;
 		case V_JSON: json = true; break;
@@ -256,19 +386,24 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 			else
 				opt = "flows", nkv_err(EINVAL, "shared or paced");
 			break;
+		case V_FIT: fit = true; break;
 		case V_SCALE:
 		case V_REFRESH:
-		case V_SETUP: {
+		case V_SETUP:
+		case V_FLOOR: {
 			double d;
-			if (nkv_parse_double(optarg, &d) || !(c == V_SETUP ? d >= 0 : d > 0) || !isfinite(d)) {
-				opt = c == V_SCALE ? "time-scale" : c == V_SETUP ? "setup-ms" : "refresh";
-				nkv_err(EINVAL, "want a number %s 0", c == V_SETUP ? ">=" : ">");
+			bool zero_ok = c == V_SETUP || c == V_FLOOR;
+			if (nkv_parse_double(optarg, &d) || !(zero_ok ? d >= 0 : d > 0) || !isfinite(d)) {
+				opt = c == V_SCALE ? "time-scale" : c == V_SETUP ? "setup-ms" : c == V_FLOOR ? "floor-ms" : "refresh";
+				nkv_err(EINVAL, "want a number %s 0", zero_ok ? ">=" : ">");
 				break;
 			}
 			if (c == V_SCALE)
-				scale = d;
+				scale = d, scale_set = true;
 			else if (c == V_SETUP)
 				cfg.xfer_setup_s = d * 1e-3;
+			else if (c == V_FLOOR)
+				cfg.xfer_floor_s = d * 1e-3;
 			else
 				cfg.sched.oracle.refresh_s = d;
 			break;
@@ -287,11 +422,11 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 			if (c == V_PBT)
 				cfg.prefill_max_tokens = (uint32_t)u;
 			else if (c == V_PCB)
-				cfg.prefill_cache_blocks = u;
+				cfg.prefill_cache_blocks = u, pcb_set = true;
 			else if (c == V_DCB)
-				cfg.decode_cache_blocks = u;
+				cfg.decode_cache_blocks = u, dcb_set = true;
 			else
-				cfg.decode_kv_tokens = u;
+				cfg.decode_kv_tokens = u, dkv_set = true;
 			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -305,8 +440,32 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		fprintf(stderr, "netkv sim validate: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	if (run_file) {
+		if (load_run(run_file, replay ? NULL : policy, &rd)) {
+			fprintf(stderr, "netkv sim validate: --run: %s\n", nkv_last_error());
+			return 2;
+		}
+		if (!replay && rd.csv[0])
+			replay = rd.csv;
+		if (!topo_file && rd.topo[0])
+			topo_file = rd.topo;
+		if (!trace_file && rd.trace[0])
+			trace_file = rd.trace;
+		if (!model_set && rd.model[0])
+			model = rd.model;
+		if (!scale_set && rd.time_scale > 0)
+			scale = rd.time_scale;
+		if (!flows_set && !tiers && rd.shared >= 0)
+			flows_set = true, paced = !rd.shared;
+		if (!pcb_set && rd.pool_prefill)
+			cfg.prefill_cache_blocks = rd.pool_prefill;
+		if (!dcb_set && rd.pool_decode)
+			cfg.decode_cache_blocks = rd.pool_decode;
+		if (!dkv_set && rd.pool_decode)
+			cfg.decode_kv_tokens = rd.pool_decode * rd.block_tokens;
+	}
 	if (!replay || !topo_file) {
-		fprintf(stderr, "netkv sim validate: --replay and --topo are required (see --help)\n");
+		fprintf(stderr, "netkv sim validate: --replay and --topo (or --run with --policy) are required (see --help)\n");
 		return 2;
 	}
 	if (!flows_set)
@@ -352,6 +511,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		json_object_set_new(o, "model", json_string(model));
 		json_object_set_new(o, "time_scale", json_real(scale));
 		json_object_set_new(o, "setup_s", json_real(cfg.xfer_setup_s));
+		json_object_set_new(o, "floor_s", json_real(cfg.xfer_floor_s));
 		json_object_set_new(o, "trace", trace_file ? json_string(trace_file) : json_null());
 		json_object_set_new(o, "records", json_integer((json_int_t)v->records));
 		json_object_set_new(o, "compared", json_integer((json_int_t)v->compared));
@@ -371,9 +531,9 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		json_decref(o);
 	} else {
 		printf("validate %s: %zu records, %zu finished and simulated\n", replay, v->records, v->compared);
-		printf("  topology %s, flows %s%s, setup %g ms; model %s, compute x %g; trace %s\n",
+		printf("  topology %s, flows %s%s, transfer setup %g ms, floor %g ms; model %s, compute x %g; trace %s\n",
 		       nkv_topo_name(cfg.topo), paced ? "paced per path" : "max-min shared",
-		       tiers ? " (capacities from --tier-gbps)" : "", cfg.xfer_setup_s * 1e3, model, scale,
+		       tiers ? " (capacities from --tier-gbps)" : "", cfg.xfer_setup_s * 1e3, cfg.xfer_floor_s * 1e3, model, scale,
 		       trace_file ? trace_file : "none (no prefix caching)");
 		printf("  %-9s %6s %12s %10s %10s %13s %13s\n", "quantity", "n", "median|err|", "p90|err|", "bias",
 		       "measured p50", "predicted p50");
@@ -389,6 +549,8 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		printf("  goal (transfer median |err| <= 10%%): %s\n",
 		       v->q[NKV_VQ_TRANSFER].n && v->q[NKV_VQ_TRANSFER].median_abs <= 0.10 ? "met" : "NOT met");
 	}
+	if (fit)
+		print_fit(v, json ? stderr : stdout);
 	rc = 0;
 	if (csv && write_pairs(v, csv)) {
 		fprintf(stderr, "netkv sim validate: %s\n", nkv_last_error());

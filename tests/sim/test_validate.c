@@ -64,8 +64,9 @@ static int inst(const struct nkv_topo *t, const char *name)
  *   shared: both flows on h0n0 up and on different NIC downs: 0.5 GB/s
  *           each -> 2 ms + 2 hops x 0.5 us; first token at 10 + 2.001 + 5.
  *   paced:  each alone at 1 GB/s: 1.001 ms.
- *   setup 3 ms: shared adds it (5.001 ms), paced floors at it (3 ms). */
-static void run_small(bool paced, double setup, double want_xfer)
+ *   setup 3 ms is added (5.001 / 4.001 ms); a floor of 3 ms shows only
+ *   where the flow is quicker (paced: 3 ms; shared: 2.001 ms stays). */
+static void run_small(bool paced, double setup, double floor_s, double want_xfer)
 {
 	struct nkv_topo *t = small_tree();
 	const char *tr_doc = "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 1, \"hash_ids\": [11]}\n"
@@ -88,6 +89,7 @@ static void run_small(bool paced, double setup, double want_xfer)
 	c.nassign = 2;
 	c.isolated_flows = paced;
 	c.xfer_setup_s = setup;
+	c.xfer_floor_s = floor_s;
 	assert_int_equal(nkv_sim_run(&c, tr, &r), 0);
 	assert_int_equal(r->n, 2);
 	for (int i = 0; i < 2; i++) {
@@ -108,10 +110,13 @@ static void run_small(bool paced, double setup, double want_xfer)
 static void forced_small(void **st)
 {
 	(void)st;
-	run_small(false, 0, 2e-3 + 1e-6);
-	run_small(true, 0, 1e-3 + 1e-6);
-	run_small(false, 3e-3, 2e-3 + 1e-6 + 3e-3);
-	run_small(true, 3e-3, 3e-3);
+	run_small(false, 0, 0, 2e-3 + 1e-6);
+	run_small(true, 0, 0, 1e-3 + 1e-6);
+	run_small(false, 3e-3, 0, 2e-3 + 1e-6 + 3e-3);
+	run_small(true, 3e-3, 0, 1e-3 + 1e-6 + 3e-3);
+	run_small(true, 0, 3e-3, 3e-3);
+	run_small(false, 0, 1.5e-3, 2e-3 + 1e-6);
+	run_small(false, 1e-3, 3.5e-3, 3.5e-3);
 }
 
 /* A forced instance that is both prefill and decode, or beyond the topology: clear errors. */
