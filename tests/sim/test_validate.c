@@ -421,6 +421,28 @@ static void cli_round_trip(void **st)
 	assert_true(json_real_value(json_object_get(q, "median_abs_rel_err")) < 1e-3);
 	json_decref(j);
 
+	/* the same through a run description as `netkv demo` writes it */
+	FILE *f = fopen(tmp("run.json"), "w");
+	assert_non_null(f);
+	fprintf(f, "{\"format\": \"netkv-demo-run/1\", \"links_shared\": true, \"topology\": \"%s\", \"trace\": \"%s\","
+		   " \"time_scale\": 1, \"perf_model\": \"llama3-8b/h100\", \"policies\": {\"sim\": {\"csv\": \"%s\"}}}\n",
+		tmp("t.json"), tmp("tr.jsonl"), tmp("run.csv"));
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "%s sim validate --run %s --policy sim %s --json > %s", nk, tmp("run.json"), same,
+		 tmp("v.json"));
+	assert_int_equal(sh(cmd), 0);
+	j = json_load_file(tmp("v.json"), 0, &je);
+	assert_non_null(j);
+	q = json_object_get(json_object_get(j, "quantities"), "transfer");
+	assert_int_equal(json_integer_value(json_object_get(q, "n")), 200);
+	assert_true(json_real_value(json_object_get(q, "median_abs_rel_err")) < 1e-3);
+	assert_string_equal(json_string_value(json_object_get(j, "flows")), "shared");
+	json_decref(j);
+	snprintf(cmd, sizeof(cmd), "%s sim validate --run %s --policy nope 2> %s", nk, tmp("run.json"), tmp("err.txt"));
+	assert_int_equal(sh(cmd), 2);
+	snprintf(cmd, sizeof(cmd), "grep -q \"no policy 'nope'.*sim\" %s", tmp("err.txt"));
+	assert_int_equal(sh(cmd), 0);
+
 	/* bad input: exit 1 and the line named; usage errors exit 2 */
 	snprintf(cmd, sizeof(cmd), "sed '3s/,ok,/,okay,/' %s > %s && %s sim validate --replay %s --topo %s 2> %s",
 		 tmp("run.csv"), tmp("bad.csv"), nk, tmp("bad.csv"), tmp("t.json"), tmp("err.txt"));
