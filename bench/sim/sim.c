@@ -367,6 +367,12 @@ static int decode_admit(struct sim *m, uint32_t d)
 	struct dinst *D = &m->D[d];
 	int ret;
 
+	/* KV that lands while an iteration runs waits for its end: requests
+	 * join the batch at iteration boundaries (as the testbed's decode
+	 * agent and continuous batching engines do), so the first token comes
+	 * one full iteration after admission. */
+	if (D->iterating)
+		return 0;
 	while (D->wait.n) {
 		struct req *q = &m->rq[fifo_peek(&D->wait)];
 		uint64_t nb = need_blocks(m, q);

@@ -270,6 +270,35 @@ static int plot(const struct nkv_validation *v, const char *prefix)
 	return ret;
 }
 
+/* Mean of each TTFT component, measured and simulated: where the gap is. */
+enum { B_QUEUE, B_PREFILL, B_XFER, B_DWAIT, B_STEP, B_N };
+static const char *bname[B_N] = { "queue", "prefill", "transfer", "decode_wait", "first_step" };
+
+static void breakdown(const struct nkv_validation *v, double meas[B_N], double pred[B_N])
+{
+	size_t nm[B_N] = { 0 };
+
+	for (int b = 0; b < B_N; b++)
+		meas[b] = pred[b] = 0;
+	for (size_t i = 0; i < v->compared; i++) {
+		const struct nkv_rec_row *m = v->meas[i];
+		const struct nkv_sim_record *s = &v->sim->recs[i];
+		double mv[B_N] = { m->queue_s, m->prefill_s, m->transfer_s, m->decode_wait_s, m->first_step_s };
+		double pv[B_N] = { s->queue_wait_s, s->prefill_s, s->transfer_s, s->decode_wait_s, s->first_step_s };
+		for (int b = 0; b < B_N; b++) {
+			if (!isnan(mv[b])) {
+				meas[b] += mv[b];
+				nm[b]++;
+			}
+			pred[b] += pv[b];
+		}
+	}
+	for (int b = 0; b < B_N; b++) {
+		meas[b] = nm[b] ? meas[b] / (double)nm[b] : NAN;
+		pred[b] = v->compared ? pred[b] / (double)v->compared : 0;
+	}
+}
+
 /* The overheads this run shows, against the model's own transfer time
  * (its current setup and floor taken back out first). */
 static void print_fit(const struct nkv_validation *v, FILE *f)
@@ -524,6 +553,14 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 						      s->meas_p50_s, "predicted_p50_s", s->pred_p50_s));
 		}
 		json_object_set_new(o, "quantities", qs);
+		double bm[B_N], bp[B_N];
+		json_t *bj = json_object();
+		breakdown(v, bm, bp);
+		for (int b = 0; b < B_N; b++)
+			json_object_set_new(bj, bname[b], json_pack("{s:o, s:f}", "measured_mean_s",
+								    isnan(bm[b]) ? json_null() : json_real(bm[b]),
+								    "predicted_mean_s", bp[b]));
+		json_object_set_new(o, "ttft_breakdown", bj);
 		json_object_set_new(o, "transfer_goal_met", json_boolean(v->q[NKV_VQ_TRANSFER].n &&
 									  v->q[NKV_VQ_TRANSFER].median_abs <= 0.10));
 		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
@@ -546,6 +583,18 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 				printf("   (%zu with 0 measured left out)", s->zero);
 			putchar('\n');
 		}
+		double bm[B_N], bp[B_N];
+		breakdown(v, bm, bp);
+		printf("  TTFT parts, mean ms  ");
+		for (int b = 0; b < B_N; b++)
+			printf(" %12s", bname[b]);
+		printf("\n  %-21s", "    measured");
+		for (int b = 0; b < B_N; b++)
+			printf(" %12.3f", bm[b] * 1e3);
+		printf("\n  %-21s", "    predicted");
+		for (int b = 0; b < B_N; b++)
+			printf(" %12.3f", bp[b] * 1e3);
+		printf("\n");
 		printf("  goal (transfer median |err| <= 10%%): %s\n",
 		       v->q[NKV_VQ_TRANSFER].n && v->q[NKV_VQ_TRANSFER].median_abs <= 0.10 ? "met" : "NOT met");
 	}
