@@ -13,6 +13,10 @@
  *   TTFT        = first token - submit = the sum of the five above
  * SLO met: TTFT <= --ttft-slo and mean TBT <= --tbt-slo (both multiplied
  * by --time-scale; defaults 2 s and 0.1 s, in the range DistServe uses).
+ * --csv writes the shared record format (bench/sim/netkv_sim.h) with what
+ * `netkv sim validate` needs besides: arrival_s (this client's submit time
+ * from the start), prefill and decode (instance names: the RECORD's agent
+ * ids resolved through the scheduler's STATUS).
  */
 #include "replay.h"
 
