@@ -46,6 +46,48 @@ static void two_flows_share(void **st)
 	nkv_flownet_free(n);
 }
 
+/* Isolated (paced) mode: the same two flows each drain at the link's full
+ * 10 GB/s (0.5 s and 1 s); with B crossing a 2 GB/s link too, B gets 2.
+ * Overheads: setup 0.1 s is added (A: 1.1 s), a floor of 0.7 s holds the
+ * quicker B (0.5 s -> 0.7 s). */
+static void isolated_and_overheads(void **st)
+{
+	double cap[2] = { 10 * GB, 2 * GB };
+	uint32_t l0[1] = { 0 }, l01[2] = { 0, 1 };
+	struct nkv_flownet *n;
+	uint64_t bytes;
+	double started;
+
+	assert_int_equal(nkv_flownet_create_links(cap, 2, &n), 0);
+	nkv_flownet_set_isolated(n, true);
+	int a = nkv_flownet_add_links(n, l0, 1, (uint64_t)(10 * GB), 0, 0);
+	int b = nkv_flownet_add_links(n, l0, 1, (uint64_t)(5 * GB), 0, 0);
+	int c = nkv_flownet_add_links(n, l01, 2, (uint64_t)(1 * GB), 0, 0);
+	near(nkv_flownet_rate(n, a), 10 * GB);
+	near(nkv_flownet_rate(n, b), 10 * GB);
+	near(nkv_flownet_rate(n, c), 2 * GB);
+	assert_int_equal(nkv_flownet_pop(n, 0.5, &bytes, &started), b);
+	assert_int_equal(nkv_flownet_pop(n, 0.5, &bytes, &started), c);
+	near(nkv_flownet_next(n), 1.0);
+	assert_int_equal(nkv_flownet_pop(n, 1.0, &bytes, &started), a);
+	nkv_flownet_free(n);
+
+	assert_int_equal(nkv_flownet_create_links(cap, 2, &n), 0);
+	nkv_flownet_set_isolated(n, true);
+	nkv_flownet_set_overhead(n, 0.1, 0.7);
+	a = nkv_flownet_add_links(n, l0, 1, (uint64_t)(10 * GB), 0, 0);
+	b = nkv_flownet_add_links(n, l0, 1, (uint64_t)(5 * GB), 0, 0);
+	near(nkv_flownet_next(n), 0.5); /* B's last byte drains; it completes at the floor */
+	assert_int_equal(nkv_flownet_pop(n, 0.5, &bytes, &started), -ENOENT);
+	near(nkv_flownet_next(n), 0.7);
+	assert_int_equal(nkv_flownet_pop(n, 0.7, &bytes, &started), b);
+	near(nkv_flownet_next(n), 1.0); /* A drains, then its setup */
+	assert_int_equal(nkv_flownet_pop(n, 1.0, &bytes, &started), -ENOENT);
+	near(nkv_flownet_next(n), 1.1);
+	assert_int_equal(nkv_flownet_pop(n, 1.1, &bytes, &started), a);
+	nkv_flownet_free(n);
+}
+
 /* A flow limited elsewhere: link 0 (10) carries flows A and B; B also
  * crosses link 1 (2). B gets 2 (its bottleneck), A takes the rest: 8. */
 static void limited_elsewhere(void **st)
@@ -160,6 +202,7 @@ int main(void)
 		cmocka_unit_test(two_flows_share),   cmocka_unit_test(limited_elsewhere),
 		cmocka_unit_test(three_links),       cmocka_unit_test(latency_and_background),
 		cmocka_unit_test(on_fat_tree),       cmocka_unit_test(bad_input),
+		cmocka_unit_test(isolated_and_overheads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
