@@ -250,6 +250,35 @@ static bool field_known(const struct col *c, const struct nkv_rec_row *r)
 	}
 }
 
+static int cmp_req(const void *a, const void *b)
+{
+	const struct nkv_rec_row *x = *(const struct nkv_rec_row *const *)a, *y = *(const struct nkv_rec_row *const *)b;
+
+	if (x->req != y->req)
+		return x->req < y->req ? -1 : 1;
+	return x->file_line < y->file_line ? -1 : x->file_line > y->file_line;
+}
+
+/* One record per request id (sorted copy: O(n log n) for big files). */
+static int check_unique(const struct nkv_rec_row *rows, size_t n, const char *path)
+{
+	const struct nkv_rec_row **p = malloc(n * sizeof(*p));
+	int ret = 0;
+
+	if (!p)
+		return nkv_err(ENOMEM, "%s: out of memory", path);
+	for (size_t i = 0; i < n; i++)
+		p[i] = &rows[i];
+	qsort(p, n, sizeof(*p), cmp_req);
+	for (size_t i = 1; i < n && !ret; i++)
+		if (p[i]->req == p[i - 1]->req)
+			ret = nkv_err(EINVAL, "%s:%llu: column req: request %llu already at line %llu", path,
+				      (unsigned long long)p[i]->file_line, (unsigned long long)p[i]->req,
+				      (unsigned long long)p[i - 1]->file_line);
+	free(p);
+	return ret;
+}
+
 int nkv_rec_read(const char *path, const struct nkv_topo *topo, struct nkv_rec_row **rows_out, size_t *n_out)
 {
 	FILE *f = fopen(path, "r");
@@ -335,13 +364,6 @@ int nkv_rec_read(const char *path, const struct nkv_topo *topo, struct nkv_rec_r
 					      (unsigned long long)ln, cols[c].name);
 				goto out;
 			}
-		for (size_t i = 0; i < n; i++)
-			if (rows[i].req == r->req) {
-				ret = nkv_err(EINVAL, "%s:%llu: column req: request %llu already at line %llu", path,
-					      (unsigned long long)ln, (unsigned long long)r->req,
-					      (unsigned long long)rows[i].file_line);
-				goto out;
-			}
 		n++;
 	}
 	if (ferror(f)) {
@@ -352,6 +374,8 @@ int nkv_rec_read(const char *path, const struct nkv_topo *topo, struct nkv_rec_r
 		ret = nkv_err(EINVAL, "%s: empty file (no header line)", path);
 	else if (!n)
 		ret = nkv_err(EINVAL, "%s: no records after the header", path);
+	else
+		ret = check_unique(rows, n, path);
 out:
 	free(line);
 	fclose(f);

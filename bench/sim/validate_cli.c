@@ -346,7 +346,7 @@ static int write_pairs(const struct nkv_validation *v, const char *path)
 		double p[NKV_VQ_N], x[NKV_VQ_N];
 		for (int q = 0; q < NKV_VQ_N; q++)
 			nkv_validation_pair(v, q, i, &p[q], &x[q]);
-		fprintf(f, "%llu,%llu,%s,%s,%d,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", (unsigned long long)m->req,
+		fprintf(f, "%llu,%llu,%s,%s,%d,%llu,%.9f,%.9f,%.9f,%.9f,%.9f,%.9f,%.9f\n", (unsigned long long)m->req,
 			(unsigned long long)m->line, m->prefill, m->decode, v->sim->recs[i].tier,
 			(unsigned long long)m->bytes, m->arrival_s, x[0], p[0], x[1], p[1], x[2], p[2]);
 	}
@@ -364,7 +364,9 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		{ "time-scale", 1, 0, V_SCALE }, { "prefill-batch-tokens", 1, 0, V_PBT },
 		{ "prefill-cache-blocks", 1, 0, V_PCB }, { "decode-cache-blocks", 1, 0, V_DCB },
 		{ "decode-kv-tokens", 1, 0, V_DKV }, { "refresh", 1, 0, V_REFRESH }, { "no-probes", 0, 0, V_NOPROBE },
-		{ "json", 0, 0, V_JSON }, { "csv", 1, 0, V_CSV }, { "plot", 1, 0, V_PLOT }, { "setup-ms", 1, 0, V_SETUP }, { "floor-ms", 1, 0, V_FLOOR }, { "fit", 0, 0, V_FIT }, { "run", 1, 0, V_RUN }, { "policy", 1, 0, V_POLICY }, { "help", 0, 0, 'h' },
+		{ "json", 0, 0, V_JSON }, { "csv", 1, 0, V_CSV }, { "plot", 1, 0, V_PLOT }, { "setup-ms", 1, 0, V_SETUP },
+		{ "floor-ms", 1, 0, V_FLOOR }, { "fit", 0, 0, V_FIT }, { "run", 1, 0, V_RUN }, { "policy", 1, 0, V_POLICY },
+		{ "help", 0, 0, 'h' },
 		{ 0, 0, 0, 0 } };
 	const char *replay = NULL, *topo_file = NULL, *trace_file = NULL, *model = "llama3-8b", *csv = NULL;
 	const char *plot_prefix = NULL, *run_file = NULL, *policy = NULL;
@@ -467,6 +469,10 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "netkv sim validate: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (policy && !run_file) {
+		fprintf(stderr, "netkv sim validate: --policy picks a CSV from --run's run.json; give --run too\n");
 		return 2;
 	}
 	if (run_file) {
