@@ -299,6 +299,29 @@ static void breakdown(const struct nkv_validation *v, double meas[B_N], double p
 	}
 }
 
+/* Transfer error per tier of the path: median |err| and count (-1 when none). */
+static void by_tier(const struct nkv_validation *v, double med[NKV_TIERS], size_t cnt[NKV_TIERS])
+{
+	double *e = malloc((v->compared + 1) * sizeof(double));
+
+	for (int t = 0; t < NKV_TIERS; t++) {
+		size_t k = 0;
+		for (size_t i = 0; e && i < v->compared; i++) {
+			double p, m;
+			if (v->sim->recs[i].tier != t)
+				continue;
+			nkv_validation_pair(v, NKV_VQ_TRANSFER, i, &p, &m);
+			if (m > 0)
+				e[k++] = fabs(p - m) / m;
+		}
+		if (e)
+			qsort(e, k, sizeof(double), cmp_dbl);
+		cnt[t] = k;
+		med[t] = k ? (k % 2 ? e[k / 2] : (e[k / 2 - 1] + e[k / 2]) / 2) : -1;
+	}
+	free(e);
+}
+
 /* The overheads this run shows, against the model's own transfer time
  * (its current setup and floor taken back out first). */
 static void print_fit(const struct nkv_validation *v, FILE *f)
@@ -567,6 +590,15 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 								    isnan(bm[b]) ? json_null() : json_real(bm[b]),
 								    "predicted_mean_s", bp[b]));
 		json_object_set_new(o, "ttft_breakdown", bj);
+		double tm[NKV_TIERS];
+		size_t tc[NKV_TIERS];
+		json_t *tj = json_object();
+		by_tier(v, tm, tc);
+		for (int t = 0; t < NKV_TIERS; t++)
+			if (tc[t])
+				json_object_set_new(tj, nkv_tier_name(t), json_pack("{s:I, s:f}", "n", (json_int_t)tc[t],
+										    "median_abs_rel_err", tm[t]));
+		json_object_set_new(o, "transfer_by_tier", tj);
 		json_object_set_new(o, "transfer_goal_met", json_boolean(v->q[NKV_VQ_TRANSFER].n &&
 									  v->q[NKV_VQ_TRANSFER].median_abs <= 0.10));
 		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
@@ -600,6 +632,14 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		printf("\n  %-21s", "    predicted");
 		for (int b = 0; b < B_N; b++)
 			printf(" %12.3f", bp[b] * 1e3);
+		printf("\n");
+		double tm[NKV_TIERS];
+		size_t tc[NKV_TIERS];
+		by_tier(v, tm, tc);
+		printf("  transfer by tier, median |err|:");
+		for (int t = 0; t < NKV_TIERS; t++)
+			if (tc[t])
+				printf("  %s %.1f%% (n=%zu)", nkv_tier_name(t), tm[t] * 100, tc[t]);
 		printf("\n");
 		printf("  goal (transfer median |err| <= 10%%): %s\n",
 		       v->q[NKV_VQ_TRANSFER].n && v->q[NKV_VQ_TRANSFER].median_abs <= 0.10 ? "met" : "NOT met");
