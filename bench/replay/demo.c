@@ -170,8 +170,11 @@ static int write_run_json(const char *path, const char *mode, const char *why, d
 			json_object_set_new(o, "weights", json_pack("{s:f,s:f,s:b}", "w_cache", wc, "w_load", wl, "tuned", tuned));
 		json_object_set_new(pol, res[i].name, o);
 	}
-	json_t *j = json_pack("{s:s,s:s,s:s,s:b}", "format", "netkv-demo-run/1", "mode", mode, "mode_reason", why,
-			      "links_shared", !strcmp(mode, "fabric"));
+	/* links_shared: on the fabric flows share tbf links; loopback paces each
+	 * path alone. Per-hop latency is not emulated in either (no netem here):
+	 * what there is comes from the veth hops and the agents' loops. */
+	json_t *j = json_pack("{s:s,s:s,s:s,s:b,s:b}", "format", "netkv-demo-run/1", "mode", mode, "mode_reason", why,
+			      "links_shared", !strcmp(mode, "fabric"), "latency_emulated", 0);
 	if (!strcmp(mode, "fabric")) {
 		json_object_set_new(j, "scale", json_real(scale));
 		json_object_set_new(j, "link_gbps_nominal", json_pack("{s:f,s:f,s:f}", "nic", link[0], "leaf_up", link[1],
