@@ -7,6 +7,13 @@
  * it holds a share of every link on its path) and then the tail (the last
  * byte crosses the path's base latency; no bandwidth held). It completes
  * at drain end + latency.
+ *
+ * Optional token buckets (nkv_flownet_set_buckets), as tc tbf shapes the
+ * emulated fabric's links: a link whose bucket holds tokens carries up to
+ * the peak rate, the bucket draining at (load - rate); an empty bucket
+ * leaves the link at its rate, refilling while the load is below it. The
+ * switch back to the peak happens at the next recompute (a flow arriving or
+ * leaving) once the bucket is 1% full, so a saturated link does not flap.
  */
 #include <errno.h>
 #include <math.h>
@@ -55,6 +62,9 @@ struct nkv_flownet {
 	double now;
 	double next;        /* cached: next drain end or completion */
 	bool isolated;      /* each flow at its path's bottleneck, no sharing */
+	bool buckets;       /* token buckets on (nkv_flownet_set_buckets) */
+	double *bucket, *tokens, *load; /* per link: bucket size (0 = none), tokens, carried B/s */
+	double peak;        /* what a link with tokens carries, B/s */
 	double setup_s, floor_s; /* per-flow overheads (nkv_flownet_set_overhead) */
 	uint64_t done_bytes[NKV_TIERS];
 	uint64_t recomputes;
@@ -123,10 +133,42 @@ void nkv_flownet_free(struct nkv_flownet *n)
 	free(n->count);
 	free(n->stamp);
 	free(n->touched);
+	free(n->bucket);
+	free(n->tokens);
+	free(n->load);
 	free(n->f);
 	free(n->freel);
 	free(n->act);
 	free(n);
+}
+
+/* A link's capacity now: the peak while its bucket holds tokens. */
+static double link_cap(const struct nkv_flownet *n, uint32_t l)
+{
+	if (n->buckets && n->bucket[l] > 0 && n->tokens[l] > 0.01 * n->bucket[l])
+		return fmax(n->peak, n->cap[l]);
+	return n->cap[l];
+}
+
+/* The bucket that empties first at the current loads: its link (or
+ * UINT32_MAX) and the time. */
+static uint32_t next_empty(const struct nkv_flownet *n, double *when)
+{
+	uint32_t best = UINT32_MAX;
+
+	*when = INFINITY;
+	if (!n->buckets)
+		return best;
+	for (uint32_t l = 0; l < n->nlinks; l++) {
+		if (!(n->bucket[l] > 0) || n->tokens[l] <= 0 || n->load[l] <= n->cap[l])
+			continue;
+		double t = n->now + n->tokens[l] / (n->load[l] - n->cap[l]);
+		if (t < *when) {
+			*when = t;
+			best = l;
+		}
+	}
+	return best;
 }
 
 /* Move the draining flows' bytes forward to time t at their current rates. */
@@ -134,6 +176,14 @@ static void drain_to(struct nkv_flownet *n, double t)
 {
 	double dt = t - n->now;
 
+	if (dt > 0 && n->buckets) {
+		for (uint32_t l = 0; l < n->nlinks; l++) {
+			if (!(n->bucket[l] > 0))
+				continue;
+			n->tokens[l] += (n->cap[l] - n->load[l]) * dt;
+			n->tokens[l] = fmin(fmax(n->tokens[l], 0), n->bucket[l]);
+		}
+	}
 	if (dt > 0) {
 		for (uint32_t i = 0; i < n->nact; i++) {
 			struct flow *f = &n->f[n->act[i]];
@@ -169,6 +219,9 @@ static void update_next(struct nkv_flownet *n)
 		if (t < best)
 			best = t;
 	}
+	double te;
+	if (next_empty(n, &te) != UINT32_MAX && te < best)
+		best = te;
 	n->next = best;
 }
 
@@ -191,11 +244,11 @@ static void recompute(struct nkv_flownet *n)
 				continue;
 			f->rate = INFINITY;
 			for (uint32_t k = 0; k < f->nl; k++)
-				if (n->cap[f->links[k]] < f->rate)
-					f->rate = n->cap[f->links[k]];
+				if (link_cap(n, f->links[k]) < f->rate)
+					f->rate = link_cap(n, f->links[k]);
 			f->frozen = true;
 		}
-		return;
+		goto loads;
 	}
 	for (uint32_t i = 0; i < n->nact; i++) {
 		struct flow *f = &n->f[n->act[i]];
@@ -215,7 +268,7 @@ static void recompute(struct nkv_flownet *n)
 
 			if (n->stamp[l] != n->gen) {
 				n->stamp[l] = n->gen;
-				n->resid[l] = n->cap[l];
+				n->resid[l] = link_cap(n, l);
 				n->count[l] = 0;
 				n->touched[ntouched++] = l;
 			}
@@ -261,6 +314,17 @@ static void recompute(struct nkv_flownet *n)
 			}
 		}
 		n->count[bl] = 0;
+	}
+loads:
+	if (!n->buckets)
+		return;
+	/* What each link carries, for its bucket. */
+	memset(n->load, 0, n->nlinks * sizeof(double));
+	for (uint32_t i = 0; i < n->nact; i++) {
+		const struct flow *f = &n->f[n->act[i]];
+		if (f->state == F_DRAIN && isfinite(f->rate))
+			for (uint32_t k = 0; k < f->nl; k++)
+				n->load[f->links[k]] += f->rate;
 	}
 }
 
@@ -410,6 +474,15 @@ int nkv_flownet_pop(struct nkv_flownet *n, double now, uint64_t *bytes, double *
 				bi = i;
 			}
 		}
+		double te;
+		uint32_t el = next_empty(n, &te);
+		if (el != UINT32_MAX && te <= now && (bi == UINT32_MAX || te < best)) {
+			/* a bucket runs dry: its link falls back to its rate */
+			drain_to(n, te);
+			n->tokens[el] = 0;
+			recompute(n);
+			continue;
+		}
 		if (bi == UINT32_MAX || best > now)
 			break;
 		drain_to(n, best);
@@ -480,4 +553,29 @@ void nkv_flownet_set_overhead(struct nkv_flownet *n, double setup_s, double floo
 {
 	n->setup_s = setup_s > 0 && isfinite(setup_s) ? setup_s : 0;
 	n->floor_s = floor_s > 0 && isfinite(floor_s) ? floor_s : 0;
+}
+
+int nkv_flownet_set_buckets(struct nkv_flownet *n, double burst_s, double min_bytes, double peak_Bps, int min_tier)
+{
+	if (!(burst_s >= 0) || !(min_bytes >= 0) || !isfinite(burst_s) || !isfinite(min_bytes) || !(peak_Bps > 0) ||
+	    !isfinite(peak_Bps))
+		return nkv_err(EINVAL, "flownet: bucket %g s / %g B at peak %g B/s", burst_s, min_bytes, peak_Bps);
+	if (!n->bucket) {
+		n->bucket = calloc(n->nlinks ? n->nlinks : 1, sizeof(double));
+		n->tokens = calloc(n->nlinks ? n->nlinks : 1, sizeof(double));
+		n->load = calloc(n->nlinks ? n->nlinks : 1, sizeof(double));
+		if (!n->bucket || !n->tokens || !n->load)
+			return nkv_err(ENOMEM, "flownet: out of memory for buckets");
+	}
+	for (uint32_t l = 0; l < n->nlinks; l++) {
+		struct nkv_link_info li;
+		if (n->topo && (nkv_topo_link(n->topo, l, &li) < 0 || li.tier < min_tier))
+			continue;
+		n->bucket[l] = n->tokens[l] = fmax(n->cap[l] * burst_s, min_bytes);
+	}
+	n->peak = peak_Bps;
+	n->buckets = burst_s > 0 || min_bytes > 0;
+	recompute(n);
+	update_next(n);
+	return 0;
 }

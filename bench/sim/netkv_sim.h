@@ -77,6 +77,13 @@ void nkv_flownet_set_isolated(struct nkv_flownet *n, bool on);
  * time a flow takes (completion = max(start + floor, drain end + latency +
  * setup)). Both default 0. */
 void nkv_flownet_set_overhead(struct nkv_flownet *n, double setup_s, double floor_s);
+/* Token buckets on the links of tier >= min_tier (all links of a bare-link
+ * net), as tc tbf shapes an emulated fabric: bucket = max(capacity x
+ * burst_s, min_bytes), full at the start; a link with tokens carries up to
+ * peak_Bps (what the unshaped path underneath moves), the bucket draining
+ * at the excess; an empty one carries its capacity and refills below it.
+ * Set before adding flows. */
+int nkv_flownet_set_buckets(struct nkv_flownet *n, double burst_s, double min_bytes, double peak_Bps, int min_tier);
 
 /* ===== the cluster simulation ============================================ */
 
@@ -119,6 +126,8 @@ struct nkv_sim_config {
 	bool isolated_flows;            /* nkv_flownet_set_isolated: per-path pacing, no sharing */
 	uint64_t decode_kv_tokens;      /* KV capacity of a decode instance, 0 = the perf model's */
 	double xfer_setup_s, xfer_floor_s; /* nkv_flownet_set_overhead, default 0 */
+	double link_burst_s, link_burst_min; /* nkv_flownet_set_buckets on tiers >= 1 (0, 0 = none) */
+	double link_peak_Bps;           /* the buckets' peak rate */
 };
 void nkv_sim_defaults(struct nkv_sim_config *c);
 

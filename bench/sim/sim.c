@@ -833,6 +833,9 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	if (c->isolated_flows)
 		nkv_flownet_set_isolated(m.net, true);
 	nkv_flownet_set_overhead(m.net, c->xfer_setup_s, c->xfer_floor_s);
+	if ((c->link_burst_s > 0 || c->link_burst_min > 0) &&
+	    (ret = nkv_flownet_set_buckets(m.net, c->link_burst_s, c->link_burst_min, c->link_peak_Bps, 1)))
+		goto fail;
 	if (!(m.depth = calloc((m.np > m.nd ? m.np : m.nd) + 1, sizeof(uint32_t)))) {
 		ret = nkv_err(ENOMEM, "sim: out of memory");
 		goto fail;

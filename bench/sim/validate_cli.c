@@ -56,6 +56,12 @@ static void usage(FILE *f)
 		"                        takes two or so wake-ups (floor), a long one ends ~one wake-up after\n"
 		"                        its last byte (setup). Calibrate them on one run (--fit prints them)\n"
 		"                        and validate another with them\n"
+		"  --tbf-burst-ms X      token buckets on the fabric's links, as tc tbf shapes them: bucket =\n"
+		"  --tbf-burst-min B     max(rate x X, B bytes), full at the start; while it holds tokens a\n"
+		"  --peak-gbps P         link carries up to P Gb/s (what the unshaped veth + TCP path moves).\n"
+		"                        Default off; with --run of a fabric run: 4 ms and 64 KiB (netkv\n"
+		"                        fabric's tbf) at P = 10 unless given. A short transfer then fits in\n"
+		"                        the burst and takes far less than bytes/rate\n"
 		"  --fit                 print the overheads this run shows (floor = median measured transfer\n"
 		"                        of those the model puts under 1 ms; setup = median measured - model\n"
 		"                        of those the model puts above 2 x floor)\n"
@@ -377,7 +383,7 @@ static int write_pairs(const struct nkv_validation *v, const char *path)
 }
 
 enum { V_REPLAY = 1, V_TOPO, V_TIERS, V_FLOWS, V_TRACE, V_MODEL, V_SCALE, V_PBT, V_PCB, V_DCB, V_DKV, V_REFRESH,
-       V_NOPROBE, V_JSON, V_CSV, V_PLOT, V_SETUP, V_RUN, V_POLICY, V_FLOOR, V_FIT };
+       V_NOPROBE, V_JSON, V_CSV, V_PLOT, V_SETUP, V_RUN, V_POLICY, V_FLOOR, V_FIT, V_BURST, V_BURST_MIN, V_PEAK };
 
 int nkv_sim_validate_cmd(int argc, char **argv)
 {
@@ -389,11 +395,14 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		{ "decode-kv-tokens", 1, 0, V_DKV }, { "refresh", 1, 0, V_REFRESH }, { "no-probes", 0, 0, V_NOPROBE },
 		{ "json", 0, 0, V_JSON }, { "csv", 1, 0, V_CSV }, { "plot", 1, 0, V_PLOT }, { "setup-ms", 1, 0, V_SETUP },
 		{ "floor-ms", 1, 0, V_FLOOR }, { "fit", 0, 0, V_FIT }, { "run", 1, 0, V_RUN }, { "policy", 1, 0, V_POLICY },
+		{ "tbf-burst-ms", 1, 0, V_BURST }, { "tbf-burst-min", 1, 0, V_BURST_MIN }, { "peak-gbps", 1, 0, V_PEAK },
 		{ "help", 0, 0, 'h' },
 		{ 0, 0, 0, 0 } };
 	const char *replay = NULL, *topo_file = NULL, *trace_file = NULL, *model = "llama3-8b", *csv = NULL;
 	const char *plot_prefix = NULL, *run_file = NULL, *policy = NULL;
 	bool model_set = false, scale_set = false, pcb_set = false, dcb_set = false, dkv_set = false;
+	bool burst_set = false;
+	double peak_gbps = 10;
 	struct run_desc rd;
 	double gbps[NKV_TIERS] = { 0 }, scale = 1;
 	bool tiers = false, json = false, flows_set = false, paced = false, fit = false;
@@ -441,6 +450,28 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 				opt = "flows", nkv_err(EINVAL, "shared or paced");
 			break;
 		case V_FIT: fit = true; break;
+		case V_BURST_MIN:
+			if (nkv_parse_size(optarg, &u)) {
+				opt = "tbf-burst-min";
+				break;
+			}
+			cfg.link_burst_min = (double)u;
+			burst_set = true;
+			break;
+		case V_BURST:
+		case V_PEAK: {
+			double d;
+			if (nkv_parse_double(optarg, &d) || !(c == V_PEAK ? d > 0 : d >= 0) || !isfinite(d)) {
+				opt = c == V_BURST ? "tbf-burst-ms" : "peak-gbps";
+				nkv_err(EINVAL, "want a number %s 0", c == V_PEAK ? ">" : ">=");
+				break;
+			}
+			if (c == V_BURST)
+				cfg.link_burst_s = d * 1e-3, burst_set = true;
+			else
+				peak_gbps = d;
+			break;
+		}
 		case V_SCALE:
 		case V_REFRESH:
 		case V_SETUP:
@@ -515,6 +546,11 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 			scale = rd.time_scale;
 		if (!flows_set && !tiers && rd.shared >= 0)
 			flows_set = true, paced = !rd.shared;
+		if (!burst_set && rd.shared == 1) {
+			/* netkv fabric's tbf (topo/fabric.c): burst = max(4 ms at the rate, 64 KiB) */
+			cfg.link_burst_s = 0.004;
+			cfg.link_burst_min = 65536;
+		}
 		if (!pcb_set && rd.pool_prefill)
 			cfg.prefill_cache_blocks = rd.pool_prefill;
 		if (!dcb_set && rd.pool_decode)
@@ -536,6 +572,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 	cfg.perf.prefill_a *= scale, cfg.perf.prefill_b *= scale, cfg.perf.prefill_c *= scale;
 	cfg.perf.decode_a *= scale, cfg.perf.decode_b *= scale, cfg.perf.decode_c *= scale;
 	cfg.isolated_flows = paced;
+	cfg.link_peak_Bps = peak_gbps * 1e9 / 8;
 
 	if (nkv_topo_load(topo_file, &topo) || (tiers && paced_topo(topo, gbps, &emu))) {
 		fprintf(stderr, "netkv sim validate: %s\n", nkv_last_error());
@@ -570,6 +607,8 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		json_object_set_new(o, "time_scale", json_real(scale));
 		json_object_set_new(o, "setup_s", json_real(cfg.xfer_setup_s));
 		json_object_set_new(o, "floor_s", json_real(cfg.xfer_floor_s));
+		json_object_set_new(o, "tbf", json_pack("{s:f, s:f, s:f}", "burst_s", cfg.link_burst_s, "burst_min_bytes",
+							cfg.link_burst_min, "peak_gbps", peak_gbps));
 		json_object_set_new(o, "trace", trace_file ? json_string(trace_file) : json_null());
 		json_object_set_new(o, "records", json_integer((json_int_t)v->records));
 		json_object_set_new(o, "compared", json_integer((json_int_t)v->compared));
@@ -606,9 +645,13 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		json_decref(o);
 	} else {
 		printf("validate %s: %zu records, %zu finished and simulated\n", replay, v->records, v->compared);
-		printf("  topology %s, flows %s%s, transfer setup %g ms, floor %g ms; model %s, compute x %g; trace %s\n",
+		char tbf[96] = "";
+		if (cfg.link_burst_s > 0 || cfg.link_burst_min > 0)
+			snprintf(tbf, sizeof(tbf), ", tbf buckets max(%g ms, %.0f B) at peak %g Gb/s", cfg.link_burst_s * 1e3,
+				 cfg.link_burst_min, peak_gbps);
+		printf("  topology %s, flows %s%s%s, transfer setup %g ms, floor %g ms; model %s, compute x %g; trace %s\n",
 		       nkv_topo_name(cfg.topo), paced ? "paced per path" : "max-min shared",
-		       tiers ? " (capacities from --tier-gbps)" : "", cfg.xfer_setup_s * 1e3, cfg.xfer_floor_s * 1e3, model, scale,
+		       tiers ? " (capacities from --tier-gbps)" : "", tbf, cfg.xfer_setup_s * 1e3, cfg.xfer_floor_s * 1e3, model, scale,
 		       trace_file ? trace_file : "none (no prefix caching)");
 		printf("  %-9s %6s %12s %10s %10s %13s %13s\n", "quantity", "n", "median|err|", "p90|err|", "bias",
 		       "measured p50", "predicted p50");

@@ -88,6 +88,51 @@ static void isolated_and_overheads(void **st)
 	nkv_flownet_free(n);
 }
 
+/* Token bucket (tbf): 1 GB/s link, 4 MB bucket, 10 GB/s peak. A 10 MB flow
+ * runs at 10 GB/s until the bucket is dry (4 MB / 9 GB/s = 0.444 ms, 4.44 MB
+ * sent), then at 1 GB/s: done at (10 - 4) MB / 1 GB/s = 6 ms. 2 ms later the
+ * bucket has 2 MB again: a 1 MB flow goes at the peak, 0.1 ms. Two 10 MB
+ * flows at once share the peak, then the rate. */
+static void token_bucket(void **st)
+{
+	double cap[1] = { 1 * GB };
+	uint32_t l0[1] = { 0 };
+	struct nkv_flownet *n;
+	uint64_t bytes;
+	double started;
+
+	assert_int_equal(nkv_flownet_create_links(cap, 1, &n), 0);
+	assert_int_equal(nkv_flownet_set_buckets(n, 0.004, 0, 10 * GB, 0), 0);
+	int a = nkv_flownet_add_links(n, l0, 1, (uint64_t)(10e6), 0, 0);
+	near(nkv_flownet_rate(n, a), 10 * GB);
+	near(nkv_flownet_next(n), 4e6 / 9e9);
+	assert_int_equal(nkv_flownet_pop(n, 4e6 / 9e9, &bytes, &started), -ENOENT);
+	near(nkv_flownet_rate(n, a), 1 * GB);
+	near(nkv_flownet_next(n), 0.006);
+	assert_int_equal(nkv_flownet_pop(n, 0.006, &bytes, &started), a);
+	int b = nkv_flownet_add_links(n, l0, 1, (uint64_t)(1e6), 0, 0.008);
+	near(nkv_flownet_rate(n, b), 10 * GB);
+	near(nkv_flownet_next(n), 0.0081);
+	assert_int_equal(nkv_flownet_pop(n, 0.0081, &bytes, &started), b);
+	nkv_flownet_free(n);
+
+	/* both at once: 5 GB/s each until dry (4 MB / 9 GB/s), then 0.5 GB/s each:
+	 * each has 10 - 2.22 = 7.78 MB left -> done at 0.444 ms + 15.56 ms = 16 ms */
+	assert_int_equal(nkv_flownet_create_links(cap, 1, &n), 0);
+	assert_int_equal(nkv_flownet_set_buckets(n, 0.004, 0, 10 * GB, 0), 0);
+	a = nkv_flownet_add_links(n, l0, 1, (uint64_t)(10e6), 0, 0);
+	b = nkv_flownet_add_links(n, l0, 1, (uint64_t)(10e6), 0, 0);
+	near(nkv_flownet_rate(n, a), 5 * GB);
+	assert_int_equal(nkv_flownet_pop(n, 4e6 / 9e9, &bytes, &started), -ENOENT);
+	near(nkv_flownet_rate(n, b), 0.5 * GB);
+	near(nkv_flownet_next(n), 0.016);
+	assert_true(nkv_flownet_pop(n, 0.016, &bytes, &started) >= 0);
+	assert_true(nkv_flownet_pop(n, 0.016, &bytes, &started) >= 0);
+	assert_true(isinf(nkv_flownet_next(n)));
+	assert_true(nkv_flownet_set_buckets(n, -1, 0, 1, 0) < 0);
+	nkv_flownet_free(n);
+}
+
 /* A flow limited elsewhere: link 0 (10) carries flows A and B; B also
  * crosses link 1 (2). B gets 2 (its bottleneck), A takes the rest: 8. */
 static void limited_elsewhere(void **st)
@@ -202,7 +247,7 @@ int main(void)
 		cmocka_unit_test(two_flows_share),   cmocka_unit_test(limited_elsewhere),
 		cmocka_unit_test(three_links),       cmocka_unit_test(latency_and_background),
 		cmocka_unit_test(on_fat_tree),       cmocka_unit_test(bad_input),
-		cmocka_unit_test(isolated_and_overheads),
+		cmocka_unit_test(isolated_and_overheads), cmocka_unit_test(token_bucket),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
