@@ -8,30 +8,12 @@
 #include "harness.h"
 #include "../../transfer/wire.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #define HANDSHAKE_MS 300
 
 static uint16_t port;
 static struct h_peer rp;
-
-static int raw_connect(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
-	struct timeval tv = { .tv_sec = 5 };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		perror("connect");
-		exit(1);
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
 
 /* Reads until the engine closes fd; returns how long that took, in ms. */
 static double wait_closed(int fd, const char *what)
@@ -71,18 +53,18 @@ int main(void)
 	h_start(&rp);
 
 	/* Connects and says nothing. */
-	fd = raw_connect();
+	fd = h_raw_connect(port);
 	ms = wait_closed(fd, "silent stream");
 	CHECK(ms > HANDSHAKE_MS * 0.5 && ms < HANDSHAKE_MS + 1000, "silent stream closed after %.0f ms", ms);
 
 	/* Half a HELLO, then silence. */
-	fd = raw_connect();
+	fd = h_raw_connect(port);
 	CHECK(send(fd, &h, sizeof(h) / 2, 0) == sizeof(h) / 2, "send half hello");
 	ms = wait_closed(fd, "half hello");
 	CHECK(ms > HANDSHAKE_MS * 0.5 && ms < HANDSHAKE_MS + 1000, "half hello closed after %.0f ms", ms);
 
 	/* Stream 0 of 2, and stream 1 never comes: the connection is failed. */
-	fd = raw_connect();
+	fd = h_raw_connect(port);
 	h.offset = 42;
 	h.total = 2; /* stream 0 of 2 */
 	CHECK(send(fd, &h, sizeof(h), 0) == sizeof(h), "send hello");
