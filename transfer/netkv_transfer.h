@@ -124,6 +124,8 @@ struct nkv_engine_opts {
 	bool verify;          /* per-block xxhash64 computed by sender, checked by receiver */
 	unsigned handshake_ms; /* TCP: how long connect waits for the peer, and how long an
 				  accepted connection may take to open all its streams (0 = 10 s) */
+	const char *src_addr; /* TCP: local IP that connections leave from (a host's NIC on a
+			       * multi-NIC host), NULL = the route's choice; must outlive the engine */
 };
 
 struct nkv_engine;

@@ -538,7 +538,7 @@ static int tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, st
 	struct tconn *tc = calloc(1, sizeof(*tc));
 	int timeout_ms = (int)(te->handshake_ns / 1000000);
 	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 }, tv0 = { 0 };
-	struct addrinfo *res = NULL, *ai;
+	struct addrinfo *res = NULL, *src = NULL, *ai;
 	int rc = 0;
 
 	if (!tc || !(tc->s = calloc(n, sizeof(*tc->s)))) {
@@ -553,6 +553,9 @@ static int tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, st
 		tc->token = nkv_now_ns() ^ ((uint64_t)getpid() << 32);
 	if ((rc = resolve(host, port, false, &res)))
 		goto fail;
+	/* Leave from the given local address (port chosen by the kernel). */
+	if (e->opts.src_addr && (rc = resolve(e->opts.src_addr, 0, true, &src)))
+		goto fail;
 	for (unsigned i = 0; i < n; i++) {
 		struct nkv_wire_hdr h;
 		int fd = -1;
@@ -564,6 +567,12 @@ static int tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, st
 				continue;
 			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 			setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+			if (src && (src->ai_family != ai->ai_family || bind(fd, src->ai_addr, src->ai_addrlen))) {
+				rc = src->ai_family != ai->ai_family ? -EAFNOSUPPORT : -errno;
+				close(fd);
+				fd = -1;
+				continue;
+			}
 			if (!connect_wait(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms))
 				break;
 			rc = -errno;
@@ -628,6 +637,8 @@ static int tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, st
 		setsockopt(tc->s[i]->fd, SOL_SOCKET, SO_SNDTIMEO, &tv0, sizeof(tv0));
 	}
 	freeaddrinfo(res);
+	if (src)
+		freeaddrinfo(src);
 	tc->nattached = n;
 	tc->up = true;
 	snprintf(tc->peer, sizeof(tc->peer), "%s:%u", host, port);
@@ -638,6 +649,8 @@ static int tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, st
 fail:
 	if (res)
 		freeaddrinfo(res);
+	if (src)
+		freeaddrinfo(src);
 	conn_free_be(tc);
 	c->be = NULL;
 	return rc;
