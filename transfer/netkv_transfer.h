@@ -122,6 +122,7 @@ struct nkv_engine_opts {
 	int gid_index;        /* verbs: -1 = automatic (RoCEv2 IPv4 GID on the routed netdev) */
 	unsigned streams;     /* TCP streams / QPs per connection for striping (>= 1) */
 	bool verify;          /* per-block xxhash64 computed by sender, checked by receiver */
+	int gpu;              /* CUDA device (runtime ordinal) of NKV_MEM_CUDA regions; default 0 */
 };
 
 struct nkv_engine;
@@ -138,6 +139,10 @@ int nkv_region_alloc(struct nkv_engine *e, enum nkv_mem_kind kind, uint64_t len,
 int nkv_region_register(struct nkv_engine *e, enum nkv_mem_kind kind, void *ptr, uint64_t len,
 			const struct nkv_layout *layout, uint32_t *id);
 int nkv_region_release(struct nkv_engine *e, uint32_t id);
+/* How the backend reaches a region: "host", or for NKV_MEM_CUDA the GPU and
+ * the registration mode with its reason, e.g. "cuda0 NVIDIA H100 ... :
+ * dma-buf" or "...: staging (peermem: nvidia_peermem module not loaded)". */
+int nkv_region_describe(const struct nkv_engine *e, uint32_t id, char *buf, size_t len);
 
 /* Decode side: accept connections on host:port ("0.0.0.0:0" picks a port).
  * Connections are accepted and handshaken inside nkv_poll(). */
