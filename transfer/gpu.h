@@ -62,6 +62,11 @@ struct nkv_gpu_ops {
 };
 
 const struct nkv_gpu_ops *nkv__gpu(void);
+/* The implementation linked in (gpu_cuda.c or gpu_none.c). */
+extern const struct nkv_gpu_ops nkv__gpu_builtin;
+/* Tests: run the engine on a fake device (host memory, deferred copies);
+ * NULL restores the built-in one. Set before creating engines. */
+void nkv__gpu_override(const struct nkv_gpu_ops *ops);
 
 /*
  * GPUDirect registration decision (pure, tested without hardware): given

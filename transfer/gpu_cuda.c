@@ -46,33 +46,36 @@ static int cuda_fail(cudaError_t e, const char *call)
 	return nkv_err(cuda_errno(e), "%s: %s: %s", call, cudaGetErrorName(e), cudaGetErrorString(e));
 }
 
-/* CK(call): return the failure, naming the call, unless cudaSuccess. */
-#define CK(call)                                          \
+/* CK(fn, args...): call fn; unless cudaSuccess, return the failure naming fn. */
+#define CK(fn, ...)                                       \
 	do {                                              \
-		cudaError_t ck_e = (call);                \
+		cudaError_t ck_e = fn(__VA_ARGS__);       \
 		if (ck_e != cudaSuccess)                  \
-			return cuda_fail(ck_e, #call);    \
+			return cuda_fail(ck_e, #fn);      \
 	} while (0)
 
 /* For void paths (free, destroy): log, since there is no caller to tell. */
-#define CK_LOG(call)                                                                               \
+#define CK_LOG(fn, ...)                                                                            \
 	do {                                                                                       \
-		cudaError_t ck_e = (call);                                                         \
+		cudaError_t ck_e = fn(__VA_ARGS__);                                                \
 		if (ck_e != cudaSuccess)                                                           \
-			fprintf(stderr, "netkv: %s: %s: %s\n", #call, cudaGetErrorName(ck_e),       \
+			fprintf(stderr, "netkv: %s: %s: %s\n", #fn, cudaGetErrorName(ck_e),         \
 				cudaGetErrorString(ck_e));                                         \
 	} while (0)
 
 static int set_dev(int dev)
 {
-	CK(cudaSetDevice(dev));
+	cudaError_t e = cudaSetDevice(dev);
+
+	if (e != cudaSuccess)
+		return nkv_err(cuda_errno(e), "cudaSetDevice(%d): %s: %s", dev, cudaGetErrorName(e), cudaGetErrorString(e));
 	return 0;
 }
 
 static int c_count(int *n)
 {
 	*n = 0;
-	CK(cudaGetDeviceCount(n));
+	CK(cudaGetDeviceCount, n);
 	return 0;
 }
 
@@ -88,8 +91,8 @@ static int c_open(int dev, char *desc, size_t len)
 		return nkv_err(ENODEV, "GPU %d asked for, and this host has %d (CUDA_VISIBLE_DEVICES applies)", dev, n);
 	if ((rc = set_dev(dev)))
 		return rc;
-	CK(cudaGetDeviceProperties(&prop, dev));
-	CK(cudaDeviceGetPCIBusId(pci, sizeof(pci), dev));
+	CK(cudaGetDeviceProperties, &prop, dev);
+	CK(cudaDeviceGetPCIBusId, pci, sizeof(pci), dev);
 	if (!prop.unifiedAddressing)
 		return nkv_err(ENOTSUP, "GPU %d (%s) has no unified addressing, which netkv's copies rely on", dev,
 			       prop.name);
@@ -100,7 +103,7 @@ static int c_open(int dev, char *desc, size_t len)
 
 static int c_by_pci(const char *pci, int *dev)
 {
-	CK(cudaDeviceGetByPCIBusId(dev, pci));
+	CK(cudaDeviceGetByPCIBusId, dev, pci);
 	return 0;
 }
 
@@ -124,7 +127,7 @@ static void c_free(int dev, void *p)
 {
 	if (!p || set_dev(dev))
 		return;
-	CK_LOG(cudaFree(p));
+	CK_LOG(cudaFree, p);
 }
 
 static int c_host_alloc(int dev, uint64_t len, void **p)
@@ -149,7 +152,7 @@ static void c_host_free(int dev, void *p)
 {
 	if (!p)
 		return;
-	CK_LOG(cudaFreeHost(p));
+	CK_LOG(cudaFreeHost, p);
 }
 
 static int c_stream_create(int dev, void **s)
@@ -161,7 +164,7 @@ static int c_stream_create(int dev, void **s)
 	if ((rc = set_dev(dev)))
 		return rc;
 	/* Non-blocking: no implicit sync with the legacy default stream. */
-	CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+	CK(cudaStreamCreateWithFlags, &st, cudaStreamNonBlocking);
 	*s = st;
 	return 0;
 }
@@ -170,7 +173,7 @@ static void c_stream_destroy(int dev, void *s)
 {
 	if (!s || set_dev(dev))
 		return;
-	CK_LOG(cudaStreamDestroy((cudaStream_t)s));
+	CK_LOG(cudaStreamDestroy, (cudaStream_t)s);
 }
 
 static int c_stream_sync(int dev, void *s)
@@ -179,7 +182,7 @@ static int c_stream_sync(int dev, void *s)
 
 	if ((rc = set_dev(dev)))
 		return rc;
-	CK(cudaStreamSynchronize((cudaStream_t)s));
+	CK(cudaStreamSynchronize, (cudaStream_t)s);
 	return 0;
 }
 
@@ -191,7 +194,7 @@ static int c_event_create(int dev, void **ev)
 	*ev = NULL;
 	if ((rc = set_dev(dev)))
 		return rc;
-	CK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+	CK(cudaEventCreateWithFlags, &e, cudaEventDisableTiming);
 	*ev = e;
 	return 0;
 }
@@ -200,7 +203,7 @@ static void c_event_destroy(int dev, void *ev)
 {
 	if (!ev || set_dev(dev))
 		return;
-	CK_LOG(cudaEventDestroy((cudaEvent_t)ev));
+	CK_LOG(cudaEventDestroy, (cudaEvent_t)ev);
 }
 
 static int c_event_record(int dev, void *ev, void *s)
@@ -209,7 +212,7 @@ static int c_event_record(int dev, void *ev, void *s)
 
 	if ((rc = set_dev(dev)))
 		return rc;
-	CK(cudaEventRecord((cudaEvent_t)ev, (cudaStream_t)s));
+	CK(cudaEventRecord, (cudaEvent_t)ev, (cudaStream_t)s);
 	return 0;
 }
 
@@ -234,7 +237,7 @@ static int c_copy_async(int dev, void *dst, const void *src, uint64_t len, void 
 
 	if ((rc = set_dev(dev)))
 		return rc;
-	CK(cudaMemcpyAsync(dst, src, len, cudaMemcpyDefault, (cudaStream_t)s));
+	CK(cudaMemcpyAsync, dst, src, len, cudaMemcpyDefault, (cudaStream_t)s);
 	return 0;
 }
 
@@ -244,7 +247,7 @@ static int c_copy(int dev, void *dst, const void *src, uint64_t len)
 
 	if ((rc = set_dev(dev)))
 		return rc;
-	CK(cudaMemcpy(dst, src, len, cudaMemcpyDefault));
+	CK(cudaMemcpy, dst, src, len, cudaMemcpyDefault);
 	return 0;
 }
 
@@ -254,8 +257,10 @@ static int c_memset(int dev, void *p, int v, uint64_t len)
 
 	if ((rc = set_dev(dev)))
 		return rc;
-	CK(cudaMemset(p, v, len));
-	CK(cudaDeviceSynchronize());
+	CK(cudaMemset, p, v, len);
+	cudaError_t e = cudaDeviceSynchronize();
+	if (e != cudaSuccess)
+		return cuda_fail(e, "cudaDeviceSynchronize (after cudaMemset)");
 	return 0;
 }
 
@@ -326,7 +331,7 @@ static int c_dmabuf_fd(int dev, void *p, uint64_t len, int *fd, uint64_t *offset
 		return rc;
 	/* Runtime and driver share the primary context once a runtime call
 	 * made it current: cudaFree(0) does exactly that. */
-	CK(cudaFree(0));
+	CK(cudaFree, 0);
 	if ((rc = driver_entry("cuMemGetHandleForAddressRange", &fn)))
 		return rc;
 	/* The driver wants the range aligned to the host page size. */
@@ -353,7 +358,7 @@ static int c_dmabuf_supported(int dev, bool *yes)
 	*yes = true; /* unknown: let the registration try and tell */
 	if ((rc = set_dev(dev)))
 		return rc;
-	CK(cudaFree(0));
+	CK(cudaFree, 0);
 	/* The attribute is deprecated in CUDA 13 (dma-buf is assumed where the
 	 * open modules run); when it cannot be read, registration finds out. */
 	if (driver_entry("cuDeviceGet", &get) || driver_entry("cuDeviceGetAttribute", &attr))
@@ -365,7 +370,7 @@ static int c_dmabuf_supported(int dev, bool *yes)
 	return 0;
 }
 
-static const struct nkv_gpu_ops cuda_ops = {
+const struct nkv_gpu_ops nkv__gpu_builtin = {
 	.name = "cuda",
 	.open = c_open,
 	.device_count = c_count,
@@ -388,8 +393,3 @@ static const struct nkv_gpu_ops cuda_ops = {
 	.dmabuf_fd = c_dmabuf_fd,
 	.dmabuf_supported = c_dmabuf_supported,
 };
-
-const struct nkv_gpu_ops *nkv__gpu(void)
-{
-	return &cuda_ops;
-}

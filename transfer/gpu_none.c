@@ -39,7 +39,7 @@ static int none_dmabuf_supported(int dev, bool *yes)
 	return NO_CUDA();
 }
 
-static const struct nkv_gpu_ops none_ops = {
+const struct nkv_gpu_ops nkv__gpu_builtin = {
 	.name = "none",
 	.open = none_open,
 	.device_count = none_count,
@@ -62,8 +62,3 @@ static const struct nkv_gpu_ops none_ops = {
 	.dmabuf_fd = none_dmabuf,
 	.dmabuf_supported = none_dmabuf_supported,
 };
-
-const struct nkv_gpu_ops *nkv__gpu(void)
-{
-	return &none_ops;
-}

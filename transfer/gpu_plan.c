@@ -12,6 +12,18 @@
 #include <string.h>
 #include <sys/stat.h>
 
+static const struct nkv_gpu_ops *gpu_override;
+
+const struct nkv_gpu_ops *nkv__gpu(void)
+{
+	return gpu_override ? gpu_override : &nkv__gpu_builtin;
+}
+
+void nkv__gpu_override(const struct nkv_gpu_ops *ops)
+{
+	gpu_override = ops;
+}
+
 const char *nkv_gpu_reg_mode_name(enum nkv_gpu_reg_mode m)
 {
 	switch (m) {
