@@ -7,8 +7,9 @@
 
 #include <errno.h>
 
-#define NO_CUDA() nkv_err(ENOTSUP, "netkv was built without CUDA (no toolkit found at build time; "
-			  "rebuild with the CUDA toolkit installed, or -DNKV_CUDA=ON to insist)")
+#define NO_CUDA()                                                                              \
+	nkv_err(ENOTSUP, "netkv was built without CUDA (no toolkit found at build time, or -DNKV_CUDA=OFF; " \
+		"rebuild with the CUDA toolkit installed)")
 
 static int none_open(int dev, char *desc, size_t len) { return NO_CUDA(); }
 static int none_count(int *n) { *n = 0; return NO_CUDA(); }
