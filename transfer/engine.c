@@ -103,6 +103,8 @@ static int region_add(struct nkv_engine *e, enum nkv_mem_kind kind, void *ptr, u
 		struct nkv_gpu_ctx *g;
 		if ((rc = nkv__gpu_ctx(e, &g)))
 			return nkv_err_wrap(rc, "GPU region");
+		if ((rc = nkv__gpu()->check_ptr(nkv__gpu_dev(e), ptr)))
+			return nkv_err_wrap(rc, "GPU region");
 	}
 	if (layout) {
 		if ((rc = nkv_layout_check(layout)))

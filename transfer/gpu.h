@@ -31,6 +31,8 @@ struct nkv_gpu_ops {
 	/* Runtime ordinal of the GPU with this PCI bus id ("0000:17:00.0"). */
 	int (*device_by_pci)(const char *pci, int *dev);
 	int (*alloc)(int dev, uint64_t len, void **p);      /* device memory (cudaMalloc) */
+	/* nkv_region_register(NKV_MEM_CUDA): p is device memory of GPU dev. */
+	int (*check_ptr)(int dev, const void *p);
 	void (*free)(int dev, void *p);
 	int (*host_alloc)(int dev, uint64_t len, void **p); /* pinned host memory (cudaHostAlloc) */
 	void (*host_free)(int dev, void *p);

@@ -123,6 +123,20 @@ static int c_alloc(int dev, uint64_t len, void **p)
 	return 0;
 }
 
+static int c_check_ptr(int dev, const void *p)
+{
+	struct cudaPointerAttributes a;
+
+	CK(cudaPointerGetAttributes, &a, p);
+	if (a.type != cudaMemoryTypeDevice)
+		return nkv_err(EINVAL, "pointer %p is not GPU device memory (cudaPointerGetAttributes: type %d)", p,
+			       (int)a.type);
+	if (a.device != dev)
+		return nkv_err(EINVAL, "pointer %p is memory of GPU %d, and the engine uses GPU %d (opts.gpu)", p,
+			       a.device, dev);
+	return 0;
+}
+
 static void c_free(int dev, void *p)
 {
 	if (!p || set_dev(dev))
@@ -376,6 +390,7 @@ const struct nkv_gpu_ops nkv__gpu_builtin = {
 	.device_count = c_count,
 	.device_by_pci = c_by_pci,
 	.alloc = c_alloc,
+	.check_ptr = c_check_ptr,
 	.free = c_free,
 	.host_alloc = c_host_alloc,
 	.host_free = c_host_free,

@@ -16,6 +16,7 @@ static int none_count(int *n) { *n = 0; return NO_CUDA(); }
 static int none_by_pci(const char *pci, int *dev) { return NO_CUDA(); }
 static int none_alloc(int dev, uint64_t len, void **p) { *p = NULL; return NO_CUDA(); }
 static void none_free(int dev, void *p) { }
+static int none_check_ptr(int dev, const void *p) { return NO_CUDA(); }
 static int none_stream_create(int dev, void **s) { *s = NULL; return NO_CUDA(); }
 static void none_destroy(int dev, void *s) { }
 static int none_sync(int dev, void *s) { return NO_CUDA(); }
@@ -46,6 +47,7 @@ const struct nkv_gpu_ops nkv__gpu_builtin = {
 	.device_count = none_count,
 	.device_by_pci = none_by_pci,
 	.alloc = none_alloc,
+	.check_ptr = none_check_ptr,
 	.free = none_free,
 	.host_alloc = none_alloc,
 	.host_free = none_free,

@@ -67,7 +67,8 @@ static void fake_run(struct fake_stream *s, struct fake_ev *upto)
 			}
 		}
 	}
-	memmove(s->ops, s->ops + i, (s->n - i) * sizeof(*s->ops));
+	if (i && s->n > i)
+		memmove(s->ops, s->ops + i, (s->n - i) * sizeof(*s->ops));
 	s->n -= i;
 }
 
@@ -108,6 +109,7 @@ static int f_alloc(int dev, uint64_t len, void **p)
 	return 0;
 }
 static void f_free(int dev, void *p) { free(p); }
+static int f_check_ptr(int dev, const void *p) { return p ? 0 : nkv_err(EINVAL, "fake: null pointer"); }
 static int f_stream_create(int dev, void **s)
 {
 	struct fake_stream *fs = calloc(1, sizeof(*fs));
@@ -201,6 +203,7 @@ static const struct nkv_gpu_ops fake_gpu_ops = {
 	.device_count = f_count,
 	.device_by_pci = f_by_pci,
 	.alloc = f_alloc,
+	.check_ptr = f_check_ptr,
 	.free = f_free,
 	.host_alloc = f_alloc,
 	.host_free = f_free,

@@ -40,6 +40,13 @@ int main(void)
 	CHECK(nkv_region_describe(e, id, desc, sizeof(desc)) == 0 && strstr(desc, "cuda0") && strstr(desc, "staging"),
 	      "describe: %s", desc);
 	fprintf(stderr, "pool: %s\n", desc);
+	{
+		static char not_gpu[4096];
+		uint32_t id2;
+		CHECK(nkv_region_register(e, NKV_MEM_CUDA, not_gpu, sizeof(not_gpu), NULL, &id2) == -EINVAL &&
+			      strstr(nkv_last_error(), "not GPU device memory"),
+		      "host memory registered as a GPU region: %s", nkv_last_error());
+	}
 	host = malloc(POOL);
 	ref = calloc(1, POOL);
 	out = malloc(POOL);
