@@ -486,7 +486,13 @@ int nkv__gpu_progress(struct nkv_engine *e)
 		}
 	}
 	issue_more(g);
-	return g->out_busy || g->in_pending || g->qhead ? 1 : 0;
+	/* Copies running: the caller polls without sleeping. Slots that are
+	 * ready and waiting for the network need no spinning: the sends that
+	 * free them come as io_uring completions. */
+	for (unsigned i = 0; i < NKV_GPU_OUT_SLOTS; i++)
+		if (g->out[i].busy && !g->out[i].ready)
+			return 1;
+	return g->in_pending ? 1 : 0;
 }
 
 /* ---- receiver ------------------------------------------------------------------ */

@@ -50,8 +50,8 @@ int nkv__region_block_hash(struct nkv_engine *e, const struct nkv_region *r, con
 			   uint32_t block, uint64_t *hash);
 
 /* Poll the copies in flight and start the next ones. Returns 1 while GPU
- * work is pending (callers then poll the network without sleeping), 0 when
- * idle, or a negative errno. */
+ * copies are running (callers then poll the network without sleeping), 0
+ * otherwise, or a negative errno. */
 int nkv__gpu_progress(struct nkv_engine *e);
 /* Bumped whenever a staged chunk becomes ready: backends waiting on one
  * look again when it changes. */
