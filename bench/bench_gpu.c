@@ -253,6 +253,18 @@ static int staged(struct copy_bench *b, bool d2h)
 	return 0;
 }
 
+/* The pinned buffer holds the request's blocks, in plan order. */
+static int check_gathered(const struct copy_bench *b, const uint8_t *src_host, const char *what)
+{
+	for (size_t i = 0; i < b->cp.nr; i++) {
+		const struct nkv_srange *s = &b->cp.r[i];
+		if (memcmp(b->host + b->chunk_off[s->chunk] + s->soff, src_host + s->src_off, s->len))
+			return nkv_err(EBADMSG, "%s: range %zu (pool offset %llu, %llu bytes) differs from the source", what,
+				       i, (unsigned long long)s->src_off, (unsigned long long)s->len);
+	}
+	return 0;
+}
+
 static int contiguous(struct copy_bench *b, bool d2h, uint64_t bytes)
 {
 	int rc;
@@ -589,14 +601,8 @@ int nkv_cmd_bench_gpu(int argc, char **argv)
 	res[1].name = "D2H gather";
 	if ((rc = timed(&b, 1, req_bytes, o.iters, &res[1])))
 		goto fail;
-	/* The gathered bytes must be the request's blocks, in plan order. */
-	for (size_t i = 0; i < b.cp.nr; i++) {
-		const struct nkv_srange *s = &b.cp.r[i];
-		if (memcmp(b.host + b.chunk_off[s->chunk] + s->soff, src_host + s->src_off, s->len)) {
-			rc = nkv_err(EBADMSG, "gather: range %zu differs from the pool", i);
-			goto fail;
-		}
-	}
+	if ((rc = check_gathered(&b, src_host, "gather")))
+		goto fail;
 	snprintf(res[1].note, sizeof(res[1].note), "%zu chunks of <= %llu B, kernel + copy, checked", b.cp.nc,
 		 (unsigned long long)o.chunk);
 	res[2].name = "H2D contiguous";
@@ -607,6 +613,11 @@ int nkv_cmd_bench_gpu(int argc, char **argv)
 	snprintf(res[3].note, sizeof(res[3].note), "%zu chunks, copy + kernel", b.cp.nc);
 	if ((rc = timed(&b, 3, req_bytes, o.iters, &res[3])))
 		goto fail;
+	/* The contiguous H2D wrote over the start of the pool; the scatter
+	 * must have put every block of the request back: gather and check. */
+	if ((rc = staged(&b, true)) || (rc = check_gathered(&b, src_host, "scatter")))
+		goto fail;
+	snprintf(res[3].note, sizeof(res[3].note), "%zu chunks, copy + kernel, checked", b.cp.nc);
 	res[1].vs = res[0].avg_s / res[1].avg_s;
 	res[3].vs = res[2].avg_s / res[3].avg_s;
 	nres = 4;
