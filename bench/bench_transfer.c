@@ -279,13 +279,11 @@ static uint32_t *block_ids(uint32_t n, bool random, uint64_t seed)
 
 	if (!ids)
 		return NULL;
-	for (uint32_t i = 0; i < n; i++)
-		ids[i] = i;
-	for (uint32_t i = n - 1; random && i > 0; i--) {
-		uint32_t j = (uint32_t)(nkv_xorshift64(&x) % (i + 1)), t = ids[i];
-		ids[i] = ids[j];
-		ids[j] = t;
-	}
+	if (random)
+		nkv_permutation(ids, n, &x);
+	else
+		for (uint32_t i = 0; i < n; i++)
+			ids[i] = i;
 	return ids;
 }
 

@@ -13,6 +13,11 @@
  * `down` deletes every namespace whose name starts with the prefix (which
  * takes the veths with it) and the state file, so it also cleans up after
  * a crash and is idempotent. Everything is done with ip(8) and tc(8).
+ *
+ * --mgmt adds an unshaped management network (fabric.h): a namespace
+ * PREFIX"mgmt" with a bridge, one isolated bridge port per host, so a
+ * scheduler there is reachable from every host without touching the
+ * caller's namespace and without a shortcut between hosts.
  */
 #include "netkv_commands.h"
 #include "netkv_topo.h"
@@ -200,6 +205,44 @@ static int shape(const char *ns, const char *dev, double rate_bps, double delay_
 	return rc;
 }
 
+/* The management network (see fabric.h); host i at 10.78.0.0 + i + 2. */
+static uint32_t mgmt_addr(uint32_t host)
+{
+	return (10u << 24) | (78u << 16) | (host + 2);
+}
+
+static int mgmt_up(const struct nkv_topo *t, const struct nkv_fabric_opts *o)
+{
+	const char *p = o->prefix;
+	char a[16];
+	int rc;
+
+	rc = run(false, "ip netns add %s" NKV_FABRIC_MGMT_NS, p);
+	if (!rc)
+		rc = run(false, "ip -n %s" NKV_FABRIC_MGMT_NS " link set lo up", p);
+	if (!rc)
+		rc = run(false, "ip -n %s" NKV_FABRIC_MGMT_NS " link add br0 type bridge", p);
+	if (!rc)
+		rc = run(false, "ip -n %s" NKV_FABRIC_MGMT_NS " addr add " NKV_FABRIC_MGMT_ADDR "/16 dev br0", p);
+	if (!rc)
+		rc = run(false, "ip -n %s" NKV_FABRIC_MGMT_NS " link set br0 up", p);
+	for (uint32_t h = 0; h < t->nhosts && !rc; h++) {
+		const char *hn = t->hosts[h].name;
+		rc = run(false, "ip -n %s%s link add mg0 type veth peer name m%u netns %s" NKV_FABRIC_MGMT_NS, p, hn, h, p);
+		if (!rc)
+			rc = run(false, "ip -n %s%s addr add %s/16 dev mg0", p, hn, ip4(mgmt_addr(h), a));
+		if (!rc)
+			rc = run(false, "ip -n %s%s link set mg0 up", p, hn);
+		if (!rc)
+			rc = run(false, "ip -n %s" NKV_FABRIC_MGMT_NS " link set m%u master br0", p, h);
+		if (!rc)
+			rc = run(false, "bridge -n %s" NKV_FABRIC_MGMT_NS " link set dev m%u isolated on", p, h);
+		if (!rc)
+			rc = run(false, "ip -n %s" NKV_FABRIC_MGMT_NS " link set m%u up", p, h);
+	}
+	return rc;
+}
+
 int nkv_fabric_up(const struct nkv_topo *t, const struct nkv_fabric_opts *o)
 {
 	uint32_t npairs = t->nnics + t->nswitches;
@@ -230,6 +273,12 @@ int nkv_fabric_up(const struct nkv_topo *t, const struct nkv_fabric_opts *o)
 			return nkv_err(EINVAL, "link %s: %g us x latency scale %g is more than %g s of delay", name, us,
 				       o->latency_scale, MAX_DELAY_US * 1e-6);
 	}
+	if (o->mgmt)
+		for (uint32_t k = 0; k < t->nhosts + t->nswitches; k++) {
+			const char *n = k < t->nhosts ? t->hosts[k].name : t->switches[k - t->nhosts].name;
+			if (!strcmp(n, NKV_FABRIC_MGMT_NS))
+				return nkv_err(EINVAL, "--mgmt: the topology has a node named %s, the management namespace's name", n);
+		}
 	if (each_ns(o->prefix, NULL, NULL))
 		return nkv_err(EEXIST, "a fabric with prefix %s is already up (netkv fabric down first)", o->prefix);
 	rc = nkv_fabric_check(o->prefix);
@@ -340,6 +389,8 @@ int nkv_fabric_up(const struct nkv_topo *t, const struct nkv_fabric_opts *o)
 		if (t->switches[s].up != TOPO_NONE)
 			rc = run(false, "ip -n %s route add default via %s dev upl", p->child_ns, ip4(p->parent_addr, a1));
 	}
+	if (!rc && o->mgmt)
+		rc = mgmt_up(t, o);
 	if (rc)
 		goto out;
 
@@ -352,9 +403,15 @@ int nkv_fabric_up(const struct nkv_topo *t, const struct nkv_fabric_opts *o)
 		json_t *addrs = json_array();
 		for (uint32_t k = t->hosts[h].first_nic; k < t->hosts[h].first_nic + t->hosts[h].nnics; k++)
 			json_array_append_new(addrs, json_string(ip4(pr[k].child_addr, a1)));
-		json_array_append_new(hosts, json_pack("{s:s,s:s+,s:o}", "name", t->hosts[h].name, "netns", o->prefix,
-						       t->hosts[h].name, "addrs", addrs));
+		json_t *hj = json_pack("{s:s,s:s+,s:o}", "name", t->hosts[h].name, "netns", o->prefix, t->hosts[h].name,
+				       "addrs", addrs);
+		if (o->mgmt)
+			json_object_set_new(hj, "mgmt_addr", json_string(ip4(mgmt_addr(h), a1)));
+		json_array_append_new(hosts, hj);
 	}
+	if (o->mgmt)
+		json_object_set_new(state, "mgmt", json_pack("{s:s+,s:s}", "netns", o->prefix, NKV_FABRIC_MGMT_NS, "addr",
+							     NKV_FABRIC_MGMT_ADDR));
 	for (uint32_t k = 0; k < npairs; k++) {
 		const struct pair *p = &pr[k];
 		if (!p->child_ns[0])
@@ -385,6 +442,11 @@ out:
 
 int nkv_fabric_host_addr(const char *prefix, const char *host, char *addr, size_t len)
 {
+	return nkv_fabric_nic_addr(prefix, host, 0, addr, len);
+}
+
+int nkv_fabric_nic_addr(const char *prefix, const char *host, uint32_t nic, char *addr, size_t len)
+{
 	char path[256];
 	json_error_t jerr;
 	json_t *st, *hosts, *h;
@@ -397,7 +459,11 @@ int nkv_fabric_host_addr(const char *prefix, const char *host, char *addr, size_
 	hosts = json_object_get(st, "hosts");
 	json_array_foreach(hosts, i, h) {
 		const char *name = json_string_value(json_object_get(h, "name"));
-		const char *a = json_string_value(json_array_get(json_object_get(h, "addrs"), 0));
+		const char *a = json_string_value(json_array_get(json_object_get(h, "addrs"), nic));
+		if (name && !strcmp(name, host) && !a) {
+			json_decref(st);
+			return nkv_err(ENOENT, "fabric %s: host %s has no NIC %u", prefix, host, nic);
+		}
 		if (name && a && !strcmp(name, host)) {
 			snprintf(addr, len, "%s", a);
 			json_decref(st);
@@ -429,7 +495,7 @@ int nkv_fabric_enter(const char *prefix, const char *name)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: netkv fabric up --topo FILE [--scale F] [--latency-scale F] [--mtu N] [--prefix P]\n"
+		"usage: netkv fabric up --topo FILE [--scale F] [--latency-scale F] [--mtu N] [--prefix P] [--mgmt]\n"
 		"       netkv fabric down [--prefix P]\n"
 		"       netkv fabric status [--prefix P] [--json]\n"
 		"       netkv fabric exec HOST [--prefix P] -- COMMAND [ARGS...]\n"
@@ -437,6 +503,8 @@ static void usage(FILE *f)
 		"PREFIX nkv- by default), veth links with tbf at rate/F (default F 400: 400 Gb/s -> 1 Gbit/s)\n"
 		"and netem at latency x latency-scale (default 1), addresses from 10.77.0.0/16 inside them only.\n"
 		"Needs root and iproute2. `down` removes every namespace with the prefix (also after a crash).\n"
+		"--mgmt adds an unshaped management network: namespace PREFIXmgmt with a bridge at\n"
+		"10.78.0.1/16, each host on it as mg0 (10.78.0.2 + host index), hosts isolated from each other.\n"
 		"Equivalent of exec: ip netns exec nkv-HOST COMMAND.\n");
 }
 
@@ -475,6 +543,10 @@ static int status(const char *prefix, bool json)
 		       json_string_value(json_object_get(st, "topology")), json_number_value(json_object_get(st, "scale")),
 		       json_number_value(json_object_get(st, "latency_scale")),
 		       json_is_true(json_object_get(st, "latency_emulated")) ? "" : " (not emulated: no netem)", n);
+		json_t *mg = json_object_get(st, "mgmt");
+		if (mg)
+			printf("management network: netns %s, scheduler address %s (hosts: mg0, unshaped)\n\n",
+			       json_string_value(json_object_get(mg, "netns")), json_string_value(json_object_get(mg, "addr")));
 		printf("%-16s %-20s %s\n", "host", "netns", "addresses");
 		json_array_foreach(json_object_get(st, "hosts"), i, h) {
 			json_t *a;
@@ -510,7 +582,8 @@ int nkv_cmd_fabric(int argc, char **argv)
 		{ "topo", required_argument, NULL, 't' },   { "scale", required_argument, NULL, 's' },
 		{ "latency-scale", required_argument, NULL, 'l' }, { "mtu", required_argument, NULL, 'm' },
 		{ "prefix", required_argument, NULL, 'p' }, { "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+		{ "mgmt", no_argument, NULL, 'M' },         { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct nkv_fabric_opts o = { .prefix = "nkv-", .scale = 400, .latency_scale = 1, .mtu = 9000, .verbose = true };
 	const char *topo = NULL, *sub;
@@ -534,6 +607,7 @@ int nkv_cmd_fabric(int argc, char **argv)
 		case 'm': rc = nkv_parse_u32(optarg, &o.mtu); break;
 		case 'p': o.prefix = optarg; break;
 		case 'j': json = true; break;
+		case 'M': o.mgmt = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

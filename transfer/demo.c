@@ -65,17 +65,6 @@ static void *receiver_loop(void *arg)
 	return NULL;
 }
 
-static void shuffle(uint32_t *ids, uint32_t n, uint64_t *x)
-{
-	for (uint32_t i = 0; i < n; i++)
-		ids[i] = i;
-	for (uint32_t i = n - 1; i > 0; i--) {
-		uint32_t j = (uint32_t)(nkv_xorshift64(x) % (i + 1)), t = ids[i];
-		ids[i] = ids[j];
-		ids[j] = t;
-	}
-}
-
 struct row {
 	char model[48], layout[24], pattern[8];
 	uint32_t blocks;
@@ -137,8 +126,8 @@ static int run_scenario(const struct scenario *sc, unsigned streams, uint32_t to
 	for (int q = 0; q < requests; q++) {
 		/* Each request: its own blocks on both sides (a vLLM block table). */
 		if (sc->random) {
-			shuffle(sb, sl.num_blocks, &x);
-			shuffle(db, sl.num_blocks, &x);
+			nkv_permutation(sb, sl.num_blocks, &x);
+			nkv_permutation(db, sl.num_blocks, &x);
 		} else {
 			for (uint32_t i = 0; i < nb; i++)
 				sb[i] = db[i] = (uint32_t)(q % 2) * nb + i;

@@ -122,6 +122,10 @@ struct nkv_engine_opts {
 	int gid_index;        /* verbs: -1 = automatic (RoCEv2 IPv4 GID on the routed netdev) */
 	unsigned streams;     /* TCP streams / QPs per connection for striping (>= 1) */
 	bool verify;          /* per-block xxhash64 computed by sender, checked by receiver */
+	unsigned handshake_ms; /* TCP: how long connect waits for the peer, and how long an
+				  accepted connection may take to open all its streams (0 = 10 s) */
+	const char *src_addr; /* TCP: local IP that connections leave from (a host's NIC on a
+			       * multi-NIC host), NULL = the route's choice; must outlive the engine */
 	int gpu;              /* CUDA device (runtime ordinal) of NKV_MEM_CUDA regions; default 0 */
 };
 
@@ -148,7 +152,7 @@ int nkv_region_describe(const struct nkv_engine *e, uint32_t id, char *buf, size
  * Connections are accepted and handshaken inside nkv_poll(). */
 int nkv_listen(struct nkv_engine *e, const char *addr, uint16_t *port_out);
 /* Prefill side: opens opts.streams streams to addr and learns the peer's
- * regions. Blocks (up to 10 s) until the peer's engine, polled by another
+ * regions. Blocks (up to opts.handshake_ms) until the peer's engine, polled by another
  * thread or process, has answered. */
 int nkv_connect(struct nkv_engine *e, const char *addr, struct nkv_conn **out);
 /* Closes the connection: requests still in flight fail (their events are

@@ -59,7 +59,7 @@
 #define WAITALL_MIN (64u << 10)     /* payloads received whole from this size */
 #define MAX_RREQS 65536             /* partial requests a peer may have open */
 #define MAX_SUMS (1u << 22)         /* checksums per request */
-#define HANDSHAKE_TIMEOUT_S 10
+#define HANDSHAKE_DEFAULT_MS 10000
 
 enum { OP_ACCEPT = 0, OP_RECV = 1, OP_SEND = 2, OP_IGNORE = 3 };
 
@@ -129,6 +129,7 @@ struct tstream {
 	bool send_busy, recv_busy;
 	char peer[64];
 	struct tstream *pnext;  /* tcp_engine.pending (passive, before HELLO) */
+	uint64_t born_ns;       /* accepted at; the handshake deadline counts from here */
 
 	/* send side */
 	struct tqueue ctrl;     /* HELLO replies and ACKs, ahead of data */
@@ -162,6 +163,7 @@ struct tconn {
 	struct nkv_conn *c;
 	struct tcp_engine *te;
 	uint64_t token;
+	uint64_t born_ns;       /* passive: when its first stream was accepted */
 	unsigned nstreams, nattached;
 	struct tstream **s;
 	bool failed, up, clean_close;
@@ -190,6 +192,7 @@ struct tcp_engine {
 	unsigned inflight;
 	struct tlistener *listeners;
 	struct tstream *pending;
+	uint64_t handshake_ns;
 	bool reap;
 	uint64_t gpu_gen;        /* nkv__gpu_ready_gen() last acted on */
 };
@@ -283,6 +286,7 @@ static int tcp_init(struct nkv_engine *e)
 			       strerror(-rc));
 	}
 	te->e = e;
+	te->handshake_ns = (uint64_t)(e->opts.handshake_ms ? e->opts.handshake_ms : HANDSHAKE_DEFAULT_MS) * 1000000;
 	e->be = te;
 	snprintf(e->desc, sizeof(e->desc), "tcp (io_uring), %u stream%s per connection%s", e->opts.streams,
 		 e->opts.streams > 1 ? "s" : "", e->opts.verify ? ", per-block xxhash64 verify" : "");
@@ -451,6 +455,7 @@ static struct tstream *stream_new(struct tcp_engine *te, int fd)
 	s->te = te;
 	s->fd = fd;
 	s->rs = R_HDR;
+	s->born_ns = nkv_now_ns();
 	return s;
 }
 
@@ -526,7 +531,7 @@ static void conn_free_be(struct tconn *tc);
 
 /* connect(), finishing it with poll() if a signal interrupts it (the
  * connection goes on in the background then). Sets errno on failure. */
-static int connect_wait(int fd, const struct sockaddr *sa, socklen_t len)
+static int connect_wait(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
 	socklen_t sl = sizeof(int);
@@ -537,7 +542,7 @@ static int connect_wait(int fd, const struct sockaddr *sa, socklen_t len)
 	if (errno != EINTR && errno != EINPROGRESS)
 		return -1;
 	do
-		n = poll(&pfd, 1, HANDSHAKE_TIMEOUT_S * 1000);
+		n = poll(&pfd, 1, timeout_ms);
 	while (n < 0 && errno == EINTR);
 	if (n == 0) {
 		errno = ETIMEDOUT;
@@ -554,8 +559,9 @@ static int tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, st
 	struct tcp_engine *te = e->be;
 	unsigned n = e->opts.streams;
 	struct tconn *tc = calloc(1, sizeof(*tc));
-	struct timeval tv = { .tv_sec = HANDSHAKE_TIMEOUT_S }, tv0 = { 0 };
-	struct addrinfo *res = NULL, *ai;
+	int timeout_ms = (int)(te->handshake_ns / 1000000);
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 }, tv0 = { 0 };
+	struct addrinfo *res = NULL, *src = NULL, *ai;
 	int rc = 0;
 
 	if (!tc || !(tc->s = calloc(n, sizeof(*tc->s)))) {
@@ -570,6 +576,9 @@ static int tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, st
 		tc->token = nkv_now_ns() ^ ((uint64_t)getpid() << 32);
 	if ((rc = resolve(host, port, false, &res)))
 		goto fail;
+	/* Leave from the given local address (port chosen by the kernel). */
+	if (e->opts.src_addr && (rc = resolve(e->opts.src_addr, 0, true, &src)))
+		goto fail;
 	for (unsigned i = 0; i < n; i++) {
 		struct nkv_wire_hdr h;
 		int fd = -1;
@@ -581,7 +590,13 @@ static int tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, st
 				continue;
 			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 			setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-			if (!connect_wait(fd, ai->ai_addr, ai->ai_addrlen))
+			if (src && (src->ai_family != ai->ai_family || bind(fd, src->ai_addr, src->ai_addrlen))) {
+				rc = src->ai_family != ai->ai_family ? -EAFNOSUPPORT : -errno;
+				close(fd);
+				fd = -1;
+				continue;
+			}
+			if (!connect_wait(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms))
 				break;
 			rc = -errno;
 			close(fd);
@@ -645,6 +660,8 @@ static int tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, st
 		setsockopt(tc->s[i]->fd, SOL_SOCKET, SO_SNDTIMEO, &tv0, sizeof(tv0));
 	}
 	freeaddrinfo(res);
+	if (src)
+		freeaddrinfo(src);
 	tc->nattached = n;
 	tc->up = true;
 	snprintf(tc->peer, sizeof(tc->peer), "%s:%u", host, port);
@@ -655,6 +672,8 @@ static int tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, st
 fail:
 	if (res)
 		freeaddrinfo(res);
+	if (src)
+		freeaddrinfo(src);
 	conn_free_be(tc);
 	c->be = NULL;
 	return rc;
@@ -1171,6 +1190,7 @@ static int on_hello(struct tstream *s)
 		tc->c = c;
 		tc->te = te;
 		tc->token = h->offset;
+		tc->born_ns = s->born_ns;
 		tc->nstreams = n;
 		snprintf(tc->peer, sizeof(tc->peer), "%s", s->peer);
 		c->be = tc;
@@ -1722,6 +1742,36 @@ static void handle_cqe(struct tcp_engine *te, struct io_uring_cqe *cqe)
 	}
 }
 
+/* A peer that opens a stream and never says HELLO, or opens some of a
+ * connection's streams and never the rest, must not hold sockets (and the
+ * memory behind them) forever. True while some handshake is still in time. */
+static bool expire_handshakes(struct tcp_engine *te)
+{
+	uint64_t now = nkv_now_ns();
+	bool waiting = false;
+
+	for (struct tstream *s = te->pending; s; s = s->pnext) {
+		if (s->dead)
+			continue;
+		if (now - s->born_ns > te->handshake_ns)
+			pending_drop(s, "no hello before the handshake timeout");
+		else
+			waiting = true;
+	}
+	for (struct nkv_conn *c = te->e->conns; c; c = c->next) {
+		struct tconn *tc = c->be;
+
+		if (!c->passive || !tc || tc->up || tc->failed)
+			continue;
+		if (now - tc->born_ns > te->handshake_ns)
+			conn_fail(tc, -ETIMEDOUT, "only %u of its %u streams arrived within %llu ms", tc->nattached,
+				  tc->nstreams, (unsigned long long)(te->handshake_ns / 1000000));
+		else
+			waiting = true;
+	}
+	return waiting;
+}
+
 static int tcp_progress(struct nkv_engine *e, int timeout_ms)
 {
 	struct tcp_engine *te = e->be;
@@ -1732,6 +1782,9 @@ static int tcp_progress(struct nkv_engine *e, int timeout_ms)
 
 	if (e->gpu)
 		gpu_kick(te);
+	/* Wake up in time to enforce a pending handshake's deadline. */
+	if (expire_handshakes(te) && (timeout_ms < 0 || timeout_ms > 100))
+		timeout_ms = 100;
 	if (timeout_ms == 0) {
 		rc = io_uring_submit(&te->ring);
 	} else if (timeout_ms < 0) {

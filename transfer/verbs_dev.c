@@ -236,6 +236,23 @@ void vb_describe(struct nkv_engine *e, struct vb_conn *vc)
 
 /* ---- engine ops ------------------------------------------------------------ */
 
+static void vb_fini(struct nkv_engine *e)
+{
+	struct vb_engine *ve = VE(e);
+
+	if (!ve)
+		return;
+	if (ve->listen_id)
+		rdma_destroy_id(ve->listen_id);
+	if (ve->comp_ch)
+		ibv_destroy_comp_channel(ve->comp_ch);
+	if (ve->cm_ch)
+		rdma_destroy_event_channel(ve->cm_ch);
+	vb_dev_close(&ve->dev);
+	free(ve);
+	e->be = NULL;
+}
+
 static int vb_init(struct nkv_engine *e)
 {
 	struct vb_engine *ve = calloc(1, sizeof(*ve));
@@ -271,31 +288,8 @@ static int vb_init(struct nkv_engine *e)
 	vb_describe(e, NULL);
 	return 0;
 fail:
-	if (ve->comp_ch)
-		ibv_destroy_comp_channel(ve->comp_ch);
-	if (ve->cm_ch)
-		rdma_destroy_event_channel(ve->cm_ch);
-	vb_dev_close(&ve->dev);
-	free(ve);
-	e->be = NULL;
+	vb_fini(e);
 	return rc;
-}
-
-static void vb_fini(struct nkv_engine *e)
-{
-	struct vb_engine *ve = VE(e);
-
-	if (!ve)
-		return;
-	if (ve->listen_id)
-		rdma_destroy_id(ve->listen_id);
-	if (ve->comp_ch)
-		ibv_destroy_comp_channel(ve->comp_ch);
-	if (ve->cm_ch)
-		rdma_destroy_event_channel(ve->cm_ch);
-	vb_dev_close(&ve->dev);
-	free(ve);
-	e->be = NULL;
 }
 
 /*

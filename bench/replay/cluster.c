@@ -11,10 +11,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <sched.h>
+
+#include "fabric.h"
 #include "netkv_proto.h"
+#include "netkv_topo.h"
 #include "nkv_util.h"
 
-static int spawn(struct cluster *c, const char *name, const char *log, char *const argv[])
+/* netns: NULL, or a fabric prefix and host whose namespace the child enters. */
+static int spawn_in(struct cluster *c, const char *name, const char *log, const char *prefix, const char *host,
+		    char *const argv[])
 {
 	if (c->n >= CLUSTER_MAX)
 		return nkv_err(ENOSPC, "too many processes");
@@ -31,6 +38,10 @@ static int spawn(struct cluster *c, const char *name, const char *log, char *con
 		/* Die with the parent, whatever kills it; Ctrl-C is the parent's to handle. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		signal(SIGINT, SIG_IGN);
+		if (prefix && nkv_fabric_enter(prefix, host)) {
+			fprintf(stderr, "cannot enter the namespace of %s: %s\n", host, nkv_last_error());
+			_exit(126);
+		}
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -38,6 +49,11 @@ static int spawn(struct cluster *c, const char *name, const char *log, char *con
 	snprintf(c->name[c->n], sizeof(c->name[0]), "%s", name);
 	c->n++;
 	return 0;
+}
+
+static int spawn(struct cluster *c, const char *name, const char *log, char *const argv[])
+{
+	return spawn_in(c, name, log, NULL, NULL, argv);
 }
 
 static int count_registered(const char *addr, const char *token)
@@ -84,24 +100,38 @@ int cluster_start(const struct cluster_opts *o, struct cluster *c)
 	 * real bytes moved and checked, small enough for loopback on a small box. */
 	fprintf(f, "{\"name\": \"tiny\", \"layers\": 2, \"kv_heads\": 1, \"head_dim\": 32}\n");
 	fclose(f);
-	snprintf(log, sizeof(log), "%s/topo.log", o->dir);
-	char *gen[] = { (char *)o->netkv, "topo", "gen", "--preset", "fat-tree", "--gpus", "16", "--gpus-per-host", "2",
-			"--nics-per-host", "2", "--hosts-per-leaf", "2", "--leaves-per-pod", "2", "-o", topo, NULL };
-	int rc = spawn(c, "topo", log, gen);
-	if (rc)
+	int rc, st;
+	if (o->topo) {
+		snprintf(topo, sizeof(topo), "%s", o->topo);
+	} else {
+		snprintf(log, sizeof(log), "%s/topo.log", o->dir);
+		char *gen[] = { (char *)o->netkv, "topo", "gen", "--preset", "fat-tree", "--gpus", "16", "--gpus-per-host",
+				"2", "--nics-per-host", "2", "--hosts-per-leaf", "2", "--leaves-per-pod", "2", "-o", topo,
+				NULL };
+		if ((rc = spawn(c, "topo", log, gen)))
+			return rc;
+		waitpid(c->pid[0], &st, 0);
+		c->n = 0;
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			return nkv_err(EIO, "netkv topo gen failed (see %s)", log);
+	}
+	/* On the fabric: where each instance lives (host namespace, NIC address). */
+	struct nkv_topo *tp = NULL;
+	if (o->fabric && (rc = nkv_topo_load(topo, &tp)))
 		return rc;
-	int st;
-	waitpid(c->pid[0], &st, 0);
-	c->n = 0;
-	if (!WIFEXITED(st) || WEXITSTATUS(st))
-		return nkv_err(EIO, "netkv topo gen failed (see %s)", log);
 	snprintf(scale, sizeof(scale), "%g", o->time_scale);
 	snprintf(log, sizeof(log), "%s/scheduler.log", o->dir);
+	char wc[32], wl[32];
+	snprintf(wc, sizeof(wc), "%g", o->w_cache);
+	snprintf(wl, sizeof(wl), "%g", o->w_load);
+	bool weights = o->w_cache > 0 || o->w_load > 0; /* without: argv ends before --w-cache */
 	char *sched[] = { (char *)o->netkv, "scheduler", "--listen", (char *)o->addr, "--topo", topo, "--prefill",
 			  (char *)o->prefill, "--decode", (char *)o->decode, "--policy", (char *)o->policy, "--token",
-			  (char *)o->token, "--time-scale", scale, NULL };
-	if ((rc = spawn(c, "scheduler", log, sched)))
+			  (char *)o->token, "--time-scale", scale, weights ? "--w-cache" : NULL, wc, "--w-load", wl, NULL };
+	if ((rc = spawn(c, "scheduler", log, sched))) {
+		nkv_topo_free(tp);
 		return rc;
+	}
 	int nagents = 0;
 	for (int role = 0; role < 2; role++) {
 		char *list = strdup(role ? o->decode : o->prefill), *save = NULL;
@@ -119,15 +149,35 @@ int cluster_start(const struct cluster_opts *o, struct cluster *c)
 				argv[k++] = "--verify";
 			if (o->tier_gbps && !role)
 				argv[k++] = "--tier-gbps", argv[k++] = (char *)o->tier_gbps;
+			char nic[64] = "", data[80];
+			struct nkv_instance_info ii = { 0 };
+			if (tp) {
+				int idx = nkv_topo_find(tp, t);
+				rc = idx < 0 ? idx : nkv_topo_instance(tp, (uint32_t)idx, &ii);
+				if (!rc)
+					rc = nkv_fabric_nic_addr(o->fabric, ii.host_name, ii.nic, nic, sizeof(nic));
+				if (rc) {
+					free(list);
+					nkv_topo_free(tp);
+					return nkv_err_wrap(-rc, "%s on the fabric", t);
+				}
+				snprintf(data, sizeof(data), "%s:0", nic);
+				if (role)
+					argv[k++] = "--data", argv[k++] = data;
+				else
+					argv[k++] = "--src", argv[k++] = nic;
+			}
 			argv[k] = NULL;
-			if ((rc = spawn(c, t, log, argv))) {
+			if ((rc = spawn_in(c, t, log, tp ? o->fabric : NULL, ii.host_name, argv))) {
 				free(list);
+				nkv_topo_free(tp);
 				return rc;
 			}
 			nagents++;
 		}
 		free(list);
 	}
+	nkv_topo_free(tp);
 	double end = nkv_now_s() + 30;
 	while (nkv_now_s() < end) {
 		if (count_registered(o->addr, o->token) == nagents)
@@ -176,4 +226,103 @@ void cluster_stop(struct cluster *c)
 		}
 	}
 	c->n = 0;
+}
+
+int cluster_write_topo(const char *path, double nic_gbps, double leaf_up_gbps, double spine_up_gbps)
+{
+	struct nkv_fat_tree_params p;
+	struct nkv_topo *t;
+	int rc;
+
+	if (!(nic_gbps > 0 && leaf_up_gbps > 0 && spine_up_gbps > 0))
+		return nkv_err(EINVAL, "link rates must be > 0 Gb/s (%g, %g, %g)", nic_gbps, leaf_up_gbps, spine_up_gbps);
+	nkv_fat_tree_defaults(&p);
+	p.gpus = 16, p.gpus_per_host = 2, p.nics_per_host = 2, p.hosts_per_leaf = 2, p.leaves_per_pod = 2;
+	p.nic_gbps = nic_gbps;
+	/* uplink = sum below / oversubscription: 4 NICs under a leaf, 2 leaves under a spine */
+	p.oversub_leaf = 4 * nic_gbps / leaf_up_gbps;
+	p.oversub_spine = 2 * leaf_up_gbps / spine_up_gbps;
+	if ((rc = nkv_topo_fat_tree(&p, &t)))
+		return rc;
+	rc = nkv_topo_write_json(t, path);
+	nkv_topo_free(t);
+	return rc;
+}
+
+/* ---- the emulated fabric ---------------------------------------------------- */
+
+int cluster_fabric_check(void)
+{
+	return nkv_fabric_check("nkv-");
+}
+
+/* Remove namespaces "nkv<kind><pid>-..." whose process is gone. */
+static void reap_stale(char kind)
+{
+	DIR *d = opendir("/run/netns");
+	struct dirent *e;
+	char done[64][32];
+	int ndone = 0;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		const char *n = e->d_name;
+		char *end;
+		if (strncmp(n, "nkv", 3) || n[3] != kind || n[4] < '0' || n[4] > '9')
+			continue;
+		long pid = strtol(n + 4, &end, 10);
+		if (*end != '-' || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue; /* its process is alive (or not ours to judge) */
+		char prefix[32];
+		snprintf(prefix, sizeof(prefix), "nkv%c%ld-", kind, pid);
+		bool seen = false;
+		for (int i = 0; i < ndone; i++)
+			seen |= !strcmp(done[i], prefix);
+		if (!seen && ndone < 64)
+			snprintf(done[ndone++], sizeof(done[0]), "%s", prefix);
+	}
+	closedir(d);
+	for (int i = 0; i < ndone; i++)
+		if (nkv_fabric_down(done[i]) > 0)
+			fprintf(stderr, "removed namespaces %s* left by a process that no longer exists\n", done[i]);
+}
+
+int cluster_fabric_up(char kind, const char *topo, double scale, struct cluster_fabric *f)
+{
+	struct nkv_topo *t;
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	f->home_fd = -1;
+	snprintf(f->prefix, sizeof(f->prefix), "nkv%c%d-", kind, (int)getpid());
+	reap_stale(kind);
+	if ((rc = nkv_topo_load(topo, &t)))
+		return rc;
+	struct nkv_fabric_opts fo = { .prefix = f->prefix, .scale = scale, .latency_scale = 0, .mtu = 9000, .mgmt = true };
+	rc = nkv_fabric_up(t, &fo);
+	nkv_topo_free(t);
+	if (rc)
+		return rc;
+	f->up = true;
+	f->home_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (f->home_fd < 0 || (rc = nkv_fabric_enter(f->prefix, NKV_FABRIC_MGMT_NS))) {
+		rc = f->home_fd < 0 ? nkv_err(errno, "/proc/self/ns/net: %s", strerror(errno)) : rc;
+		cluster_fabric_down(f);
+		return rc;
+	}
+	return 0;
+}
+
+void cluster_fabric_down(struct cluster_fabric *f)
+{
+	if (f->home_fd >= 0) {
+		if (setns(f->home_fd, CLONE_NEWNET))
+			fprintf(stderr, "cannot return to the original network namespace: %s\n", strerror(errno));
+		close(f->home_fd);
+		f->home_fd = -1;
+	}
+	if (f->up && nkv_fabric_down(f->prefix) < 0)
+		fprintf(stderr, "fabric %s: %s\n", f->prefix, nkv_last_error());
+	f->up = false;
 }

@@ -18,6 +18,14 @@ struct cluster_opts {
 	unsigned prefill_blocks, decode_blocks;
 	const char *tier_gbps;  /* NULL = no pacing */
 	bool verify;
+	const char *topo;       /* topology for the scheduler; NULL = write the default 16-GPU tree */
+	/* Prefix of a running fabric with a management network (cluster_fabric_up):
+	 * each agent runs in its host's namespace with its NIC's fabric address as
+	 * data address (decode listens there, prefill pushes leave from there);
+	 * the scheduler runs where the caller is (the mgmt namespace), so addr
+	 * must be NKV_FABRIC_MGMT_ADDR:port. NULL = loopback. */
+	const char *fabric;
+	double w_cache, w_load; /* cla* weights for the scheduler; 0 and 0 = its defaults */
 };
 
 struct cluster {
@@ -26,10 +34,32 @@ struct cluster {
 	int n;
 };
 
-/* Writes the topology (16 GPUs, 2 per host, 2 hosts per leaf, 2 leaves per
- * pod: tiers leaf, pod and core all present) and a tiny KV model into dir,
- * starts everything and waits until every agent has registered. */
+/* Writes the topology (unless o->topo: 16 GPUs, 2 per host, 2 hosts per
+ * leaf, 2 leaves per pod: tiers leaf, pod and core all present) and a tiny
+ * KV model into dir, starts everything and waits until every agent has
+ * registered. */
 int cluster_start(const struct cluster_opts *o, struct cluster *c);
+/* The 16-GPU tree above with the given link rates (Gb/s): each NIC, each
+ * leaf's uplink, each spine's uplink (so tiers leaf/pod/core get nic,
+ * min(nic, leaf_up), min(.., spine_up) per flow). Written as JSON to path. */
+int cluster_write_topo(const char *path, double nic_gbps, double leaf_up_gbps, double spine_up_gbps);
+
+/* The emulated fabric for a testbed: built from a topology file with tbf at
+ * rate / scale plus the management network, under a prefix unique to this
+ * process ("nkvd<pid>-" for kind 'd', "nkvt<pid>-" for kind 't').
+ * cluster_fabric_up also moves the calling process into the management
+ * namespace (do it before starting threads); cluster_fabric_down moves it
+ * back and removes every namespace made. Namespaces left by a process of
+ * the same kind that no longer exists (killed with SIGKILL) are removed
+ * first. */
+struct cluster_fabric {
+	char prefix[24];
+	int home_fd;            /* the caller's network namespace, -1 when not moved */
+	bool up;
+};
+int cluster_fabric_check(void);  /* 0 when root, netns and tbf work; -errno + reason otherwise */
+int cluster_fabric_up(char kind, const char *topo, double scale, struct cluster_fabric *f);
+void cluster_fabric_down(struct cluster_fabric *f);
 /* SIGKILL one child by name ("h1g0"); its slot is cleared. */
 int cluster_kill(struct cluster *c, const char *name);
 /* SIGTERM everything, wait, SIGKILL stragglers. Safe to call twice. */

@@ -1,10 +1,21 @@
 /*
  * `netkv demo`: the testbed on this box in one command. For each policy it
- * starts a scheduler, 2 prefill and 4 decode agents over loopback (tiers
- * emulated by per-path pacing: the decodes sit one per tier from the
- * prefills' host: same leaf, same pod, and two across pods), replays the
- * trace with --verify on, stops everything, and prints one comparison
- * table. Ctrl-C stops every child too.
+ * starts a scheduler, 2 prefill and 4 decode agents (the decodes sit one
+ * per tier from the prefills' host: same leaf, same pod, and two across
+ * pods), replays the trace with --verify on, stops everything, and prints
+ * one comparison table.
+ *
+ * Two modes. On the emulated fabric (root, netns and tbf work): the 16-GPU
+ * tree is built with `netkv fabric` machinery under a prefix of its own
+ * (nkvd<pid>-), each agent runs in its host's namespace on its NIC's
+ * address, so KV bytes cross shaped veths and share links; the scheduler
+ * and this process sit on the unshaped management network. Else over
+ * loopback, tiers emulated by per-path pacing in the prefill agents.
+ *
+ * cla* runs with weights tuned in the simulator on the same trace and
+ * topology (demo_tune.c). The work dir keeps per policy the per-request
+ * CSV, the topology as emulated and run.json, for `netkv sim validate`.
+ * Ctrl-C / SIGTERM stop every child and remove every namespace made.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,26 +25,43 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "cluster.h"
+#include "demo_tune.h"
+#include "fabric.h"
 #include "netkv_commands.h"
 #include "nkv_util.h"
 #include "replay.h"
 
-static struct cluster *g_cluster;
+static struct cluster *volatile g_cluster;
+static volatile sig_atomic_t g_fabric_up;
+static char g_self[512], g_prefix[32];
 
 static void on_sigint(int sig)
 {
 	(void)sig;
-	/* Async-signal-safe: kill the children and leave. */
-	if (g_cluster)
-		for (int i = 0; i < g_cluster->n; i++)
-			if (g_cluster->pid[i] > 0)
-				kill(g_cluster->pid[i], SIGKILL);
-	static const char msg[] = "\nnetkv demo: interrupted, children stopped\n";
+	/* Async-signal-safe: kill the children, remove the namespaces with a
+	 * `netkv fabric down` child (fork, execv, waitpid), and leave. */
+	struct cluster *c = g_cluster;
+	if (c)
+		for (int i = 0; i < c->n; i++)
+			if (c->pid[i] > 0)
+				kill(c->pid[i], SIGKILL);
+	if (g_fabric_up) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			char *argv[] = { g_self, "fabric", "down", "--prefix", g_prefix, NULL };
+			execv(g_self, argv);
+			_exit(127);
+		}
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+	}
+	static const char msg[] = "\nnetkv demo: interrupted, children stopped, namespaces removed\n";
 	(void)!write(2, msg, sizeof(msg) - 1);
 	_exit(130);
 }
@@ -78,29 +106,116 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: netkv demo [options]\n"
-		"Starts a scheduler + 2 prefill + 4 decode agents over loopback for each policy,\n"
-		"replays a trace with --verify, and prints TTFT / TBT / SLO per policy.\n"
+		"Starts a scheduler + 2 prefill (h0g0, h0g1) + 4 decode agents (h1g0 same leaf, h2g0 same pod,\n"
+		"h4g0 and h5g0 across pods) for each policy, replays a trace with --verify, and prints\n"
+		"TTFT / TBT / SLO per policy.\n"
+		"  --fabric MODE      auto (default): the emulated fabric when this box allows it (root, ip netns,\n"
+		"                     tc tbf), else loopback; on: the fabric or fail; off: loopback\n"
+		"    fabric: the 16-GPU tree in network namespaces (prefix nkvd<pid>-, removed at the end),\n"
+		"    each agent in its host's namespace on its NIC's address, KV bytes crossing tbf-shaped\n"
+		"    veths that flows share; scheduler on an unshaped management network (10.78.0.1).\n"
+		"  --link-gbps N,L,S  fabric: nominal NIC, leaf uplink, spine uplink Gb/s (default 400,200,100:\n"
+		"                     8:1 at the leaf, 4:1 at the spine)\n"
+		"  --scale F          fabric: shaped rate = nominal / F (default 200: NIC 2, leaf up 1, spine up\n"
+		"                     0.5 Gbit/s, so one flow gets 2 / 1 / 0.5 Gbit/s at tier leaf / pod / core;\n"
+		"                     all KV traffic of the demo peaks near 3 Gbit/s, within what 2 cores shape)\n"
+		"  --tier-gbps LIST   loopback: pacing per tier host,leaf,pod,core in Gb/s (default 0,8,2,0.5)\n"
 		"  --trace FILE       Mooncake JSONL (default: a generated chatbot-like trace)\n"
 		"  --requests N       requests to replay (default 150)\n"
 		"  --rate R           generated trace: arrivals per second (default 8)\n"
+		"  --seed N           generated trace: seed (default 42)\n"
 		"  --speed X          trace time / X (default 1)\n"
 		"  --policies LIST    comma-separated (default rr,cla*,netkv)\n"
+		"  --w-cache X --w-load Y  cla* weights (default: tuned first, in the simulator on this trace\n"
+		"                     and topology: grid {0,.25,.5,1,2,4}^2, min mean TTFT)\n"
 		"  --time-scale X     emulated compute time x X (default 0.1)\n"
-		"  --tier-gbps LIST   pacing per tier host,leaf,pod,core in Gb/s (default 0,8,2,0.5)\n"
-		"  --dir DIR          work dir for logs and files (default /tmp/netkv-demo-PID)\n"
+		"  --dir DIR          work dir (default /tmp/netkv-demo-PID): logs, replay-POLICY.csv per policy,\n"
+		"                     topo.json (the topology as emulated), run.json (mode, rates, weights, ...)\n"
 		"  --json             results as JSON on stdout\n");
+}
+
+static int parse_list(const char *s, double *out, int n, const char *what)
+{
+	char *copy = strdup(s), *save = NULL;
+	int k = 0;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (k >= n || nkv_parse_double(t, &out[k]) || !(out[k] >= 0) || !isfinite(out[k])) {
+			free(copy);
+			return nkv_err(EINVAL, "%s '%s': expected %d comma-separated numbers >= 0", what, s, n);
+		}
+		k++;
+	}
+	free(copy);
+	if (k != n)
+		return nkv_err(EINVAL, "%s '%s': expected %d comma-separated numbers >= 0", what, s, n);
+	return 0;
+}
+
+struct result {
+	char name[32];
+	struct replay_result r;
+	int rc;
+};
+
+static int write_run_json(const char *path, const char *mode, const char *why, double scale, const double link[3],
+			  const double shaped[3], const char *tiers, double time_scale, const char *trace,
+			  unsigned requests, double speed, bool tuned, double wc, double wl, const struct result *res,
+			  int np, const char *dir)
+{
+	json_t *pol = json_object();
+	for (int i = 0; i < np; i++) {
+		json_t *o = json_pack("{s:o,s:b}", "csv", json_sprintf("%s/replay-%s.csv", dir, res[i].name), "ok",
+				      res[i].rc == 0);
+		if (!strcmp(res[i].name, "cla*"))
+			json_object_set_new(o, "weights", json_pack("{s:f,s:f,s:b}", "w_cache", wc, "w_load", wl, "tuned", tuned));
+		json_object_set_new(pol, res[i].name, o);
+	}
+	json_t *j = json_pack("{s:s,s:s,s:s,s:b}", "format", "netkv-demo-run/1", "mode", mode, "mode_reason", why,
+			      "links_shared", !strcmp(mode, "fabric"));
+	if (!strcmp(mode, "fabric")) {
+		json_object_set_new(j, "scale", json_real(scale));
+		json_object_set_new(j, "link_gbps_nominal", json_pack("{s:f,s:f,s:f}", "nic", link[0], "leaf_up", link[1],
+									"spine_up", link[2]));
+	} else {
+		json_object_set_new(j, "tier_gbps_paced", json_string(tiers));
+	}
+	json_object_set_new(j, "link_gbps_emulated", json_pack("{s:f,s:f,s:f}", "nic", shaped[0], "leaf_up", shaped[1],
+							       "spine_up", shaped[2]));
+	json_object_set_new(j, "tier_gbps_one_flow", json_pack("[f,f,f]", shaped[0], fmin(shaped[0], shaped[1]),
+								fmin(fmin(shaped[0], shaped[1]), shaped[2])));
+	json_object_set_new(j, "topology", json_sprintf("%s/topo.json", dir));
+	json_object_set_new(j, "prefill", json_string("h0g0,h0g1"));
+	json_object_set_new(j, "decode", json_string("h1g0,h2g0,h4g0,h5g0"));
+	json_object_set_new(j, "perf_model", json_string("llama3-8b/h100"));
+	json_object_set_new(j, "kv_model", json_pack("{s:s,s:i,s:i,s:i,s:i}", "name", "tiny", "layers", 2, "kv_heads", 1,
+						     "head_dim", 32, "bytes_per_token", 256));
+	json_object_set_new(j, "block_tokens", json_integer(512));
+	json_object_set_new(j, "pool_blocks", json_pack("{s:i,s:i}", "prefill", 512, "decode", 512));
+	json_object_set_new(j, "time_scale", json_real(time_scale));
+	json_object_set_new(j, "trace", json_string(trace));
+	json_object_set_new(j, "requests", json_integer(requests));
+	json_object_set_new(j, "speed", json_real(speed));
+	json_object_set_new(j, "slo", json_pack("{s:f,s:f}", "ttft_s", 2 * time_scale, "tbt_mean_s", 0.1 * time_scale));
+	json_object_set_new(j, "policies", pol);
+	int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) ? nkv_err(EIO, "cannot write %s", path) : 0;
+	json_decref(j);
+	return rc;
 }
 
 int nkv_cmd_demo(int argc, char **argv)
 {
 	const char *trace = NULL, *policies = "rr,cla*,netkv", *tiers = "0,8,2,0.5", *dir_arg = NULL;
+	const char *fabric_arg = "auto", *links_arg = "400,200,100";
 	unsigned requests = 150;
-	double speed = 1, scale = 0.1, rate = 8;
+	uint64_t seed = 42;
+	double speed = 1, scale = 0.1, rate = 8, fscale = 200, wc = -1, wl = -1;
 	bool json = false;
 	static const struct option opts[] = {
 		{ "trace", 1, 0, 'f' }, { "requests", 1, 0, 'n' }, { "speed", 1, 0, 'x' }, { "policies", 1, 0, 'p' },
 		{ "time-scale", 1, 0, 'S' }, { "tier-gbps", 1, 0, 'T' }, { "dir", 1, 0, 'd' }, { "json", 0, 0, 'j' },
-		{ "rate", 1, 0, 'r' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+		{ "rate", 1, 0, 'r' }, { "fabric", 1, 0, 'F' }, { "link-gbps", 1, 0, 'L' }, { "scale", 1, 0, 'k' },
+		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'l' }, { "seed", 1, 0, 's' }, { "help", 0, 0, 'h' },
+		{ 0, 0, 0, 0 } };
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -111,9 +226,27 @@ int nkv_cmd_demo(int argc, char **argv)
 		case 'T': tiers = optarg; break;
 		case 'd': dir_arg = optarg; break;
 		case 'j': json = true; break;
+		case 'F': fabric_arg = optarg; break;
+		case 'L': links_arg = optarg; break;
 		case 'x': dp = &speed; break;
 		case 'S': dp = &scale; break;
 		case 'r': dp = &rate; break;
+		case 'k': dp = &fscale; break;
+		case 'c':
+		case 'l':
+			if (nkv_parse_double(optarg, c == 'c' ? &wc : &wl) || !((c == 'c' ? wc : wl) >= 0) ||
+			    !isfinite(c == 'c' ? wc : wl)) {
+				fprintf(stderr, "netkv demo: --w-%s '%s': expected a number >= 0\n", c == 'c' ? "cache" : "load",
+					optarg);
+				return 2;
+			}
+			break;
+		case 's':
+			if (nkv_parse_u64(optarg, &seed)) {
+				fprintf(stderr, "netkv demo: --seed '%s': %s\n", optarg, nkv_last_error());
+				return 2;
+			}
+			break;
 		case 'n':
 			if (nkv_parse_u32(optarg, &requests) || requests == 0) {
 				fprintf(stderr, "netkv demo: --requests '%s': expected a count >= 1\n", optarg);
@@ -128,48 +261,176 @@ int nkv_cmd_demo(int argc, char **argv)
 			return 2;
 		}
 	}
-	char dir[256], path[512], self[512];
+	if (optind != argc) {
+		fprintf(stderr, "netkv demo: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if ((wc < 0) != (wl < 0) || (wc == 0 && wl == 0)) {
+		fprintf(stderr, "netkv demo: give both --w-cache and --w-load (not both 0), or neither (tuned)\n");
+		return 2;
+	}
+	if (strcmp(fabric_arg, "auto") && strcmp(fabric_arg, "on") && strcmp(fabric_arg, "off")) {
+		fprintf(stderr, "netkv demo: --fabric '%s': expected auto, on or off\n", fabric_arg);
+		return 2;
+	}
+	double link[3], tier_v[4], shaped[3];
+	if (parse_list(links_arg, link, 3, "--link-gbps") || !(link[0] > 0 && link[1] > 0 && link[2] > 0)) {
+		fprintf(stderr, "netkv demo: --link-gbps '%s': expected NIC,LEAF-UP,SPINE-UP Gb/s, each > 0\n", links_arg);
+		return 2;
+	}
+	if (parse_list(tiers, tier_v, 4, "--tier-gbps")) {
+		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
+		return 2;
+	}
+	if (fscale < 1) {
+		fprintf(stderr, "netkv demo: --scale %g: must be >= 1\n", fscale);
+		return 2;
+	}
+
+	char dir[256], path[512], topo[512], topo_nominal[512], runjson[512];
 	if (dir_arg)
 		snprintf(dir, sizeof(dir), "%s", dir_arg);
 	else
 		snprintf(dir, sizeof(dir), "/tmp/netkv-demo-%d", (int)getpid());
-	mkdir(dir, 0755);
-	ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (mkdir(dir, 0755) && errno != EEXIST) {
+		fprintf(stderr, "netkv demo: %s: %s\n", dir, strerror(errno));
+		return 1;
+	}
+	ssize_t sl = readlink("/proc/self/exe", g_self, sizeof(g_self) - 1);
 	if (sl <= 0) {
 		fprintf(stderr, "netkv demo: cannot find my own binary\n");
 		return 1;
 	}
-	self[sl] = 0;
+	g_self[sl] = 0;
 	if (!trace) {
 		snprintf(path, sizeof(path), "%s/trace.jsonl", dir);
-		if (gen_trace(path, requests, rate, 42)) {
+		if (gen_trace(path, requests, rate, seed)) {
 			fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
 			return 1;
 		}
 		trace = path;
 	}
+
+	/* The mode, and why. */
+	bool fabric = false;
+	char why[300];
+	if (!strcmp(fabric_arg, "off")) {
+		snprintf(why, sizeof(why), "--fabric off");
+	} else if (cluster_fabric_check()) {
+		if (!strcmp(fabric_arg, "on")) {
+			fprintf(stderr, "netkv demo: --fabric on: %s\n", nkv_last_error());
+			return 1;
+		}
+		snprintf(why, sizeof(why), "no emulated fabric here: %s", nkv_last_error());
+	} else {
+		fabric = true;
+		snprintf(why, sizeof(why), "root, ip netns and tc tbf work here%s",
+			 strcmp(fabric_arg, "on") ? "; --fabric off for loopback" : "");
+	}
+
+	/* The topology as emulated: what the scheduler gets, and what the
+	 * simulator should replay against (link capacities = what is shaped or paced). */
+	snprintf(topo, sizeof(topo), "%s/topo.json", dir);
+	snprintf(topo_nominal, sizeof(topo_nominal), "%s/topo-nominal.json", dir);
+	snprintf(runjson, sizeof(runjson), "%s/run.json", dir);
+	if (fabric) {
+		for (int i = 0; i < 3; i++)
+			shaped[i] = link[i] / fscale;
+	} else {
+		/* per-path pacing: one flow at tier 1/2/3 gets tier_v[1..3]; unpaced (0): loopback is fast */
+		for (int i = 0; i < 3; i++)
+			shaped[i] = tier_v[i + 1] > 0 ? tier_v[i + 1] : 40;
+	}
+	if (cluster_write_topo(topo, shaped[0], shaped[1], shaped[2]) ||
+	    (fabric && cluster_write_topo(topo_nominal, link[0], link[1], link[2]))) {
+		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
+		return 1;
+	}
+
+	/* cla*: tuned unless the weights were given. */
+	bool tuned = false, want_cla = false;
+	{
+		char *l = strdup(policies), *sv = NULL;
+		for (char *t = strtok_r(l, ",", &sv); t; t = strtok_r(NULL, ",", &sv))
+			want_cla |= !strcmp(t, "cla*");
+		free(l);
+	}
+	char wdesc[200] = "";
+	if (want_cla && wc < 0) {
+		struct demo_tune dt = { .trace = trace, .topo = topo, .time_scale = scale, .speed = speed, .limit = requests,
+					.decode_blocks = 512, .kv_bytes_per_token = 256 };
+		struct demo_tune_result tr;
+		fprintf(stderr, "netkv demo: tuning cla* in the simulator on this trace and topology...\n");
+		if (demo_tune_cla(&dt, &tr)) {
+			fprintf(stderr, "netkv demo: cla* tuning: %s\n", nkv_last_error());
+			return 1;
+		}
+		wc = tr.w_cache, wl = tr.w_load, tuned = true;
+		snprintf(wdesc, sizeof(wdesc), "w_cache %g, w_load %g (tuned: %u grid points in the simulator, %.1f s, "
+			 "simulated mean TTFT %.1f ms)", wc, wl, tr.evaluated, tr.wall_s, tr.ttft_mean_s * 1e3);
+	} else if (want_cla) {
+		snprintf(wdesc, sizeof(wdesc), "w_cache %g, w_load %g (given)", wc, wl);
+	}
+
 	signal(SIGINT, on_sigint);
 	signal(SIGTERM, on_sigint);
-	fprintf(stderr, "netkv demo: 2 prefill (h0g0, h0g1) + 4 decode agents (h1g0 leaf, h2g0 pod, h4g0 and h5g0 core)\n"
-			"  over loopback, tiers paced at %s Gb/s (host,leaf,pod,core), compute x %g, --verify on;\n"
-			"  trace %s (%u requests), logs in %s/\n", tiers, scale, trace, requests, dir);
-	char token[32], addr[32];
+	struct cluster_fabric fab = { .home_fd = -1 };
+	if (fabric) {
+		fprintf(stderr, "netkv demo: building the emulated fabric...\n");
+		/* set before it exists: a signal during the build still removes what was made */
+		snprintf(g_prefix, sizeof(g_prefix), "nkvd%d-", (int)getpid());
+		g_fabric_up = 1;
+		if (cluster_fabric_up('d', topo_nominal, fscale, &fab)) {
+			fprintf(stderr, "netkv demo: fabric: %s\n", nkv_last_error());
+			g_fabric_up = 0;
+			return 1;
+		}
+	}
+	if (fabric)
+		fprintf(stderr, "netkv demo: mode fabric (%s)\n"
+				"  namespaces %s*: tbf per link at nominal / %g: NIC %g, leaf uplink %g, spine uplink %g Gbit/s\n"
+				"  (one flow: leaf %g, pod %g, core %g Gbit/s; flows share links); scheduler on %s\n",
+			why, fab.prefix, fscale, shaped[0], shaped[1], shaped[2], shaped[0], fmin(shaped[0], shaped[1]),
+			fmin(fmin(shaped[0], shaped[1]), shaped[2]), NKV_FABRIC_MGMT_ADDR " (management network, unshaped)");
+	else
+		fprintf(stderr, "netkv demo: mode loopback (%s)\n  tiers paced per path at %s Gb/s (host,leaf,pod,core), "
+				"links not shared\n", why, tiers);
+	fprintf(stderr, "  2 prefill (h0g0, h0g1) + 4 decode agents (h1g0 leaf, h2g0 pod, h4g0 and h5g0 core),\n"
+			"  compute x %g, --verify on; trace %s (%u requests); work dir %s/\n", scale, trace, requests, dir);
+	if (want_cla)
+		fprintf(stderr, "  cla*: %s\n", wdesc);
+
+	char token[32], addr[48];
 	snprintf(token, sizeof(token), "demo-%d", (int)getpid());
 	char *list = strdup(policies), *save = NULL;
-	struct { char name[32]; struct replay_result r; int rc; } res[16];
+	struct result res[16];
 	int np = 0, failures = 0;
 	for (char *pol = strtok_r(list, ",", &save); pol && np < 16; pol = strtok_r(NULL, ",", &save)) {
 		struct cluster cl;
-		snprintf(addr, sizeof(addr), "127.0.0.1:%d", 17400 + (int)(getpid() % 2000) + np);
-		struct cluster_opts co = { .netkv = self, .dir = dir, .addr = addr, .token = token, .policy = pol,
+		if (fabric)
+			snprintf(addr, sizeof(addr), NKV_FABRIC_MGMT_ADDR ":%d", 17400 + np);
+		else
+			snprintf(addr, sizeof(addr), "127.0.0.1:%d", 17400 + (int)(getpid() % 2000) + np);
+		bool cla = !strcmp(pol, "cla*");
+		/* logs per policy: DIR/log-POLICY ('*' and the like as '_') */
+		char logdir[300];
+		int ll = snprintf(logdir, sizeof(logdir), "%s/log-", dir);
+		for (const char *q = pol; *q && ll < (int)sizeof(logdir) - 1; q++)
+			logdir[ll++] = (char)((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '-' ? *q : '_');
+		logdir[ll] = 0;
+		mkdir(logdir, 0755);
+		struct cluster_opts co = { .netkv = g_self, .dir = logdir, .addr = addr, .token = token, .policy = pol,
 					   .prefill = "h0g0,h0g1", .decode = "h1g0,h2g0,h4g0,h5g0", .time_scale = scale,
-					   .prefill_blocks = 512, .decode_blocks = 512, .tier_gbps = tiers, .verify = true };
+					   .prefill_blocks = 512, .decode_blocks = 512, .tier_gbps = fabric ? NULL : tiers,
+					   .verify = true, .topo = topo, .fabric = fabric ? fab.prefix : NULL,
+					   .w_cache = cla ? wc : 0, .w_load = cla ? wl : 0 };
 		snprintf(res[np].name, sizeof(res[np].name), "%s", pol);
 		g_cluster = &cl;
 		int rc = cluster_start(&co, &cl);
 		if (rc) {
 			fprintf(stderr, "netkv demo: %s: %s\n", pol, nkv_last_error());
 			cluster_stop(&cl);
+			g_cluster = NULL;
 			res[np].rc = rc;
 			memset(&res[np].r, 0, sizeof(res[np].r));
 			np++;
@@ -195,12 +456,22 @@ int nkv_cmd_demo(int argc, char **argv)
 		np++;
 	}
 	free(list);
+	if (fabric) {
+		cluster_fabric_down(&fab);
+		g_fabric_up = 0;
+	}
+	if (write_run_json(runjson, fabric ? "fabric" : "loopback", why, fscale, link, shaped, tiers, scale, trace,
+			   requests, speed, tuned, wc, wl, res, np, dir)) {
+		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
+		failures++;
+	}
 	if (json) {
 		json_t *arr = json_array();
 		for (int i = 0; i < np; i++) {
 			const struct replay_result *r = &res[i].r;
-			json_array_append_new(arr, json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:f}", "policy",
-						       res[i].name, "finished", (json_int_t)r->finished, "failed",
+			json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:f}",
+						       "policy", res[i].name, "mode", fabric ? "fabric" : "loopback",
+						       "finished", (json_int_t)r->finished, "failed",
 						       (json_int_t)r->failed, "ttft_mean_s", r->ttft[0], "ttft_p50_s", r->ttft[1],
 						       "ttft_p90_s", r->ttft[2], "ttft_p99_s", r->ttft[3], "tbt_mean_s",
 						       r->tbt_mean, "slo_attainment",
@@ -212,7 +483,14 @@ int nkv_cmd_demo(int argc, char **argv)
 		free(s);
 		json_decref(arr);
 	} else {
-		printf("\n%-7s %5s %5s | %9s %9s %9s %9s | %8s | %6s | %8s | %-23s | %s\n", "policy", "done", "fail",
+		if (fabric)
+			printf("\nmode fabric: tbf-shaped links, one flow gets leaf %g, pod %g, core %g Gbit/s\n", shaped[0],
+			       fmin(shaped[0], shaped[1]), fmin(fmin(shaped[0], shaped[1]), shaped[2]));
+		else
+			printf("\nmode loopback: per-path pacing %s Gb/s (host,leaf,pod,core)\n", tiers);
+		if (want_cla)
+			printf("cla*: %s\n", wdesc);
+		printf("%-7s %5s %5s | %9s %9s %9s %9s | %8s | %6s | %8s | %-23s | %s\n", "policy", "done", "fail",
 		       "TTFT mean", "p50", "p90", "p99", "TBT mean", "SLO", "KV GB", "requests leaf/pod/core", "blocks ok/bad");
 		for (int i = 0; i < np; i++) {
 			const struct replay_result *r = &res[i].r;
@@ -224,7 +502,9 @@ int nkv_cmd_demo(int argc, char **argv)
 			       r->finished ? 100.0 * (double)r->slo_met / (double)r->finished : 0, r->gb, tiers_s,
 			       r->blocks_ok, r->blocks_bad);
 		}
-		printf("per-request records: %s/replay-POLICY.csv (plots: tools/plot-replay %s)\n", dir, dir);
+		printf("per-request records: %s/replay-POLICY.csv (plots: tools/plot-replay %s), logs in %s/log-*/\n", dir,
+		       dir, dir);
+		printf("for netkv sim validate: topology as emulated %s, run description %s\n", topo, runjson);
 		printf("(times are wall times of this compressed run: compute x %g; SLO = TTFT <= %g ms and mean TBT <= %g ms;\n"
 		       " measured on a shared 2-core box, so expect noise)\n", scale, 2000 * scale, 100 * scale);
 	}

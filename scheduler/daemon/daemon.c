@@ -729,7 +729,7 @@ static void usage(FILE *f)
 		"  --token T          shared token agents and clients must present (default $NKV_TOKEN)\n"
 		"  --perf MODEL       perf model preset for the decode-wait estimate (default llama3-8b)\n"
 		"  --time-scale X     the agents' time compression (default 1)\n"
-		"  --w-cache X --w-load X   cla* weights (default 1, 1)\n"
+		"  --w-cache X --w-load X   cla* weights >= 0 (default 1, 1; `netkv sim tune` finds good ones)\n"
 		"  --metrics ADDR     Prometheus text endpoint (HTTP), off by default\n"
 		"  --refresh S        oracle telemetry refresh interval, seconds (default 1)\n"
 		"  --no-probes        no active probes (passive samples from transfers only)\n");
@@ -821,8 +821,11 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
-		if (dp && (nkv_parse_double(optarg, dp) || !(*dp > 0) || !isfinite(*dp))) {
-			fprintf(stderr, "netkv scheduler: '%s': expected a number > 0\n", optarg);
+		/* a cla* weight may be 0 (the tuning grid has 0: that term off); the rest must be > 0 */
+		if (dp && (nkv_parse_double(optarg, dp) || !(*dp > 0 || (*dp == 0 && (c == 'c' || c == 'L'))) ||
+			   !isfinite(*dp))) {
+			fprintf(stderr, "netkv scheduler: '%s': expected a number > 0%s\n", optarg,
+				c == 'c' || c == 'L' ? " (or 0)" : "");
 			return 2;
 		}
 	}

@@ -2,6 +2,7 @@
 #ifndef E2E_COMMON_H
 #define E2E_COMMON_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,40 @@ static inline void e2e_cleanup(const char *dir)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* Every request finished, every block verified, and each record adds up
+ * and is causal: TTFT = queue + prefill + transfer + decode wait + first
+ * step, the first step at least the perf model's fixed part, every token
+ * out, bytes = verified blocks x block size. Returns the failures. */
+static inline int e2e_check_records(const struct replay_result *r, size_t n, double min_step, uint64_t block_bytes)
+{
+	int fails = 0;
+	if (r->n != n || r->finished != r->n || r->blocks_bad || !r->blocks_ok) {
+		fprintf(stderr, "FAIL: %zu requests (expected %zu), %zu finished, %zu failed, %zu without record; "
+				"blocks %zu ok, %zu bad\n", r->n, n, r->finished, r->failed, r->lost, r->blocks_ok, r->blocks_bad);
+		fails++;
+	}
+	size_t shown = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		const struct replay_rec *x = &r->recs[i];
+		if (x->status)
+			continue;
+		double sum = x->queue + x->prefill + x->transfer + x->decode_wait + x->step;
+		bool ok = fabs(sum - x->ttft) < 1e-6 && x->queue >= 0 && x->prefill >= 0 && x->transfer >= 0 &&
+			  x->decode_wait >= -1e-9 && x->step >= min_step * 0.99 && x->ntokens == x->output &&
+			  x->bytes == (uint64_t)x->blocks_ok * block_bytes && x->xfer_s <= x->transfer + 1e-6 &&
+			  x->ttft < 30;
+		if (!ok && shown++ < 5)
+			fprintf(stderr,
+				"FAIL record %zu: ttft %.6f vs queue %.6f + prefill %.6f + transfer %.6f + wait %.6f + step %.6f"
+				" (min step %.6f), tokens %u/%u, bytes %llu for %u blocks, xfer %.6f\n",
+				i, x->ttft, x->queue, x->prefill, x->transfer, x->decode_wait, x->step, min_step, x->ntokens,
+				x->output, (unsigned long long)x->bytes, x->blocks_ok, x->xfer_s);
+		if (!ok)
+			fails++;
+	}
+	return fails;
 }
 
 #endif

@@ -117,30 +117,7 @@ static void garbage(const char *addr)
 static void check_records(const struct replay_result *r, const struct nkv_perf *perf)
 {
 	CHECK(r->n == 300, "%zu requests loaded, expected 300", r->n);
-	CHECK(r->finished == r->n, "%zu of %zu finished (%zu failed, %zu without record)", r->finished, r->n, r->failed,
-	      r->lost);
-	CHECK(r->blocks_bad == 0, "%zu blocks failed verification", r->blocks_bad);
-	CHECK(r->blocks_ok > 0, "no block was verified");
-	double min_step = perf->decode_a * SCALE;
-	size_t shown = 0;
-	for (size_t i = 0; i < r->n; i++) {
-		const struct replay_rec *x = &r->recs[i];
-		if (x->status)
-			continue;
-		double sum = x->queue + x->prefill + x->transfer + x->decode_wait + x->step;
-		bool ok = fabs(sum - x->ttft) < 1e-6 && x->queue >= 0 && x->prefill >= 0 && x->transfer >= 0 &&
-			  x->decode_wait >= -1e-9 && x->step >= min_step * 0.99 && x->ntokens == x->output &&
-			  x->bytes == (uint64_t)x->blocks_ok * BLOCK_BYTES && x->xfer_s <= x->transfer + 1e-6 &&
-			  x->ttft < 30;
-		if (!ok && shown++ < 5)
-			fprintf(stderr,
-				"FAIL record %zu: ttft %.6f vs queue %.6f + prefill %.6f + transfer %.6f + wait %.6f + step %.6f"
-				" (min step %.6f), tokens %u/%u, bytes %llu for %u blocks, xfer %.6f\n",
-				i, x->ttft, x->queue, x->prefill, x->transfer, x->decode_wait, x->step, min_step, x->ntokens,
-				x->output, (unsigned long long)x->bytes, x->blocks_ok, x->xfer_s);
-		if (!ok)
-			fails++;
-	}
+	fails += e2e_check_records(r, 300, perf->decode_a * SCALE, BLOCK_BYTES);
 }
 
 static void malformed_trace(const char *dir, const char *trace, const char *addr)

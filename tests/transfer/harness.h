@@ -3,11 +3,14 @@
 #ifndef NKV_TEST_HARNESS_H
 #define NKV_TEST_HARNESS_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "netkv_transfer.h"
@@ -153,6 +156,23 @@ static inline void h_fill(void *buf, uint64_t len, uint64_t seed)
 	for (uint64_t i = 0; i < len / 8; i++) {
 		p[i] = nkv_xorshift64(&x);
 	}
+}
+
+/* A plain TCP socket to 127.0.0.1:port with a 5 s receive timeout: for
+ * playing a misbehaving peer byte by byte. */
+static inline int h_raw_connect(uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct timeval tv = { .tv_sec = 5 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		perror("connect");
+		exit(1);
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
 }
 
 #endif

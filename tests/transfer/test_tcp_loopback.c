@@ -54,13 +54,7 @@ static void run(enum nkv_layout_kind sk, enum nkv_layout_kind dk, int reqs, uint
 	 * permutation of [0, reqs*16). Request 0 is contiguous on both sides
 	 * (src 0..15 -> dst reqs*16..) so coalesced ranges are exercised too,
 	 * every 4th request contiguous on the source side only. */
-	for (uint32_t i = 0; i < (uint32_t)reqs * BLOCKS_PER_REQ; i++)
-		perm[i] = i;
-	for (uint32_t i = (uint32_t)reqs * BLOCKS_PER_REQ - 1; i > 0; i--) {
-		uint32_t j = (uint32_t)(rnd(&x) % (i + 1)), t = perm[i];
-		perm[i] = perm[j];
-		perm[j] = t;
-	}
+	nkv_permutation(perm, (uint32_t)reqs * BLOCKS_PER_REQ, &x);
 	for (int r = 0; r < reqs; r++)
 		for (int b = 0; b < BLOCKS_PER_REQ; b++) {
 			sb[r][b] = r % 4 == 0 ? (uint32_t)((r / 4 % 3) * 16 + b) : (uint32_t)(rnd(&x) % sl.num_blocks);

@@ -6,31 +6,13 @@
 #include "harness.h"
 #include "../../transfer/wire.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #define REGION (1u << 20)
 
 static uint16_t port;
 static struct h_peer rp;
 static int downs;
-
-static int raw_connect(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
-	struct timeval tv = { .tv_sec = 5 };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		perror("connect");
-		exit(1);
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
 
 static struct nkv_wire_hdr hdr(uint16_t type)
 {
@@ -41,7 +23,7 @@ static struct nkv_wire_hdr hdr(uint16_t type)
 /* Connects and says a valid hello for a one-stream connection; reads the region list. */
 static int raw_hello(uint64_t token)
 {
-	int fd = raw_connect();
+	int fd = h_raw_connect(port);
 	struct nkv_wire_hdr h = hdr(NKV_W_HELLO);
 	char buf[4096];
 
@@ -131,11 +113,11 @@ int main(void)
 	token = 1;
 
 	/* Not a netkv peer at all: dropped before any connection exists. */
-	fd = raw_connect();
+	fd = h_raw_connect(port);
 	CHECK(send(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n0123456789012345678901", 48, 0) == 48, "send");
 	expect_closed(fd, NULL, "garbage first message");
 	/* A hello with a stream count of 0. */
-	fd = raw_connect();
+	fd = h_raw_connect(port);
 	{
 		struct nkv_wire_hdr h = hdr(NKV_W_HELLO);
 		h.offset = 999;

@@ -46,21 +46,18 @@ static void paged_push(unsigned qps, uint64_t seed)
 
 	/* Destinations: a random permutation cut into requests of 1..16 blocks;
 	 * sources: random blocks. Unused destination blocks must stay zero. */
+	nkv_permutation(perm, POOL, &s);
 	for (uint32_t i = 0; i < POOL; i++)
-		perm[i] = i, src_of[i] = UINT32_MAX;
-	for (uint32_t i = POOL - 1; i > 0; i--) {
-		uint32_t j = (uint32_t)(vt_rand(&s) % (i + 1)), t = perm[i];
-		perm[i] = perm[j], perm[j] = t;
-	}
+		src_of[i] = UINT32_MAX;
 	sb = malloc(POOL * sizeof(*sb));
 	db = malloc(POOL * sizeof(*db));
 	for (int r = 0; r < NREQ; r++) {
-		size_t n = 1 + vt_rand(&s) % 16;
+		size_t n = 1 + nkv_xorshift64(&s) % 16;
 		if (used + n > POOL - 8)
 			n = 1;
 		for (size_t k = 0; k < n; k++) {
 			db[k] = perm[used + k];
-			sb[k] = (uint32_t)(vt_rand(&s) % POOL);
+			sb[k] = (uint32_t)(nkv_xorshift64(&s) % POOL);
 			src_of[db[k]] = sb[k];
 		}
 		used += n;

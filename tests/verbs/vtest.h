@@ -198,19 +198,11 @@ static inline int vt_wait_done(struct nkv_engine *e, size_t n, double sec, int *
 	return (int)got;
 }
 
-static inline uint64_t vt_rand(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
-
 static inline void vt_fill(void *p, size_t len, uint64_t seed)
 {
 	uint64_t *q = p;
 	for (size_t i = 0; i < len / 8; i++)
-		q[i] = vt_rand(&seed);
+		q[i] = nkv_xorshift64(&seed);
 }
 
 #endif

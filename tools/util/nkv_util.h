@@ -55,6 +55,20 @@ static inline uint64_t nkv_xorshift64(uint64_t *s)
 	return *s = x;
 }
 
+/* ids[] = a uniformly shuffled 0..n-1 (Fisher-Yates on nkv_xorshift64):
+ * the block tables of benchmarks and tests with random placement. */
+static inline void nkv_permutation(uint32_t *ids, uint32_t n, uint64_t *s)
+{
+	for (uint32_t i = 0; i < n; i++)
+		ids[i] = i;
+	for (uint32_t i = n; i > 1; i--) {
+		uint32_t j = (uint32_t)(nkv_xorshift64(s) % i), t = ids[i - 1];
+
+		ids[i - 1] = ids[j];
+		ids[j] = t;
+	}
+}
+
 /* Human formatting into caller buffers, e.g. "1.50 GiB", "12.3 ms". */
 const char *nkv_fmt_bytes(uint64_t bytes, char *buf, size_t len);
 const char *nkv_fmt_seconds(double s, char *buf, size_t len);

@@ -859,6 +859,7 @@ static void usage(FILE *f)
 		"A testbed worker: a KV pool in host memory, the transfer engine, emulated compute.\n"
 		"  --token T          shared token (default $NKV_TOKEN)\n"
 		"  --data ADDR        decode: data listen address (default 127.0.0.1:0)\n"
+		"  --src IP           prefill: local address pushes leave from (a host's NIC; default: route's choice)\n"
 		"  --model M          KV shape: preset (%s) or a JSON file (default llama3-8b)\n"
 		"  --perf M           perf model preset for compute times (default llama3-8b)\n"
 		"  --blocks N         pool blocks of 512 tokens (default 64)\n"
@@ -889,7 +890,7 @@ static int parse_tiers(const char *s, double out[4])
 int nkv_cmd_agent(int argc, char **argv)
 {
 	const char *role_s = NULL, *sched = NULL, *token = getenv("NKV_TOKEN"), *name = NULL;
-	const char *data = "127.0.0.1:0", *model = "llama3-8b", *perf_model = "llama3-8b";
+	const char *data = "127.0.0.1:0", *model = "llama3-8b", *perf_model = "llama3-8b", *src = NULL;
 	uint32_t blocks = 64;
 	struct agent *a = calloc(1, sizeof(*a));
 	a->scale = 1;
@@ -897,7 +898,7 @@ int nkv_cmd_agent(int argc, char **argv)
 		{ "role", 1, 0, 'r' }, { "scheduler", 1, 0, 's' }, { "token", 1, 0, 't' }, { "name", 1, 0, 'n' },
 		{ "data", 1, 0, 'd' }, { "model", 1, 0, 'm' }, { "perf", 1, 0, 'p' }, { "blocks", 1, 0, 'b' },
 		{ "time-scale", 1, 0, 'S' }, { "tier-gbps", 1, 0, 'T' }, { "verify", 0, 0, 'v' },
-		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+		{ "src", 1, 0, 'i' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -907,6 +908,7 @@ int nkv_cmd_agent(int argc, char **argv)
 		case 't': token = optarg; break;
 		case 'n': name = optarg; break;
 		case 'd': data = optarg; break;
+		case 'i': src = optarg; break;
 		case 'm': model = optarg; break;
 		case 'p': perf_model = optarg; break;
 		case 'v': a->verify = true; break;
@@ -964,7 +966,8 @@ int nkv_cmd_agent(int argc, char **argv)
 	p->added = calloc(p->capdelta, sizeof(uint64_t));
 	p->evicted = calloc(p->capdelta, sizeof(uint64_t));
 	a->scratch = malloc(nkv_layout_chunk_bytes(&p->layout) + 8);
-	struct nkv_engine_opts eo = { .backend = NKV_BACKEND_TCP, .gid_index = -1, .streams = 1, .verify = a->verify };
+	struct nkv_engine_opts eo = { .backend = NKV_BACKEND_TCP, .gid_index = -1, .streams = 1, .verify = a->verify,
+				      .src_addr = src };
 	void *mem = NULL;
 	char addr[NKV_PROTO_MAX_ADDR + 1] = "-";
 	rc = nkv_layout_check(&p->layout);
