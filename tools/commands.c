@@ -6,6 +6,7 @@
 const struct nkv_command nkv_commands[] = {
 	/* transfer/ + bench/ */
 	{ "bench transfer", nkv_cmd_bench_transfer, "push bandwidth like ib_write_bw: size sweep or paged KV (--loopback/--server/--client)" },
+	{ "bench gpu", nkv_cmd_bench_gpu, "GPU KV staging: gather/scatter vs one contiguous copy, GPU->TCP->GPU push (needs a GPU)" },
 
 	/* topo/ */
 	{ "topo gen", nkv_cmd_topo_gen, "write a fat-tree topology file (JSON)" },

@@ -17,6 +17,7 @@ extern const struct nkv_command nkv_commands[];
 
 /* transfer/ + bench/ */
 int nkv_cmd_bench_transfer(int argc, char **argv);
+int nkv_cmd_bench_gpu(int argc, char **argv);
 int nkv_cmd_demo(int argc, char **argv);
 int nkv_cmd_demo_transfer(int argc, char **argv);
 /* topo/ */

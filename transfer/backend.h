@@ -43,6 +43,9 @@ struct nkv_region {
 	struct nkv_layout layout;
 	struct nkv_remote_region desc; /* what the peer learns; backend fills addr/rkey */
 	void *be;             /* backend state, e.g. struct ibv_mr * */
+	/* NKV_MEM_CUDA: how the backend reaches the memory and why. */
+	const char *gpu_mode; /* "dma-buf", "peermem", "staging" */
+	char gpu_why[320];
 };
 
 /* One block checksum as pushed with a --verify request (little-endian on the wire). */
@@ -109,6 +112,7 @@ struct nkv_engine {
 	struct nkv_evq evq;
 	void *be;
 	char desc[128];
+	struct nkv_gpu_ctx *gpu; /* gpu_stage.c: opened on the first GPU region */
 };
 
 /* For backends. */

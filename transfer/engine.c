@@ -3,6 +3,7 @@
  * objects, the event queue, argument checks and --verify checksums.
  */
 #include "backend.h"
+#include "gpu_stage.h"
 #include "nkv_util.h"
 
 #include <errno.h>
@@ -69,6 +70,7 @@ void nkv_engine_destroy(struct nkv_engine *e)
 		if (e->regions[i].used)
 			nkv_region_release(e, i);
 	e->ops->fini(e);
+	nkv__gpu_ctx_free(e);
 	free(e->regions);
 	free(e->evq.ev);
 	free(e);
@@ -95,8 +97,15 @@ static int region_add(struct nkv_engine *e, enum nkv_mem_kind kind, void *ptr, u
 
 	if (!ptr || !len)
 		return nkv_err(EINVAL, "region: null pointer or zero length");
-	if (kind == NKV_MEM_CUDA)
-		return nkv_err(ENOTSUP, "CUDA regions come with the GPU path; this build moves host memory only");
+	if (kind != NKV_MEM_HOST && kind != NKV_MEM_HOST_HUGE && kind != NKV_MEM_CUDA)
+		return nkv_err(EINVAL, "region: unknown memory kind %d", (int)kind);
+	if (kind == NKV_MEM_CUDA) {
+		struct nkv_gpu_ctx *g;
+		if ((rc = nkv__gpu_ctx(e, &g)))
+			return nkv_err_wrap(rc, "GPU region");
+		if ((rc = nkv__gpu()->check_ptr(nkv__gpu_dev(e), ptr)))
+			return nkv_err_wrap(rc, "GPU region");
+	}
 	if (layout) {
 		if ((rc = nkv_layout_check(layout)))
 			return nkv_err_wrap(rc, "region layout");
@@ -129,6 +138,15 @@ static int region_add(struct nkv_engine *e, enum nkv_mem_kind kind, void *ptr, u
 	r->desc = (struct nkv_remote_region){ .id = i, .addr = (uint64_t)(uintptr_t)ptr, .len = len };
 	if ((rc = e->ops->reg(e, r)))
 		return rc;
+	if (kind == NKV_MEM_CUDA && !r->gpu_mode) {
+		/* A backend that does not reach GPU memory itself: staged. */
+		struct nkv_gpu_caps caps = { .rdma = false };
+		struct nkv_gpu_reg_plan plan;
+		if (!nkv__gpu_reg_plan(&caps, &plan)) {
+			r->gpu_mode = nkv_gpu_reg_mode_name(plan.try[0]);
+			snprintf(r->gpu_why, sizeof(r->gpu_why), "%s", plan.why);
+		}
+	}
 	r->used = true;
 	*id = i;
 	if (rout)
@@ -152,8 +170,18 @@ int nkv_region_alloc(struct nkv_engine *e, enum nkv_mem_kind kind, uint64_t len,
 
 	if (!len)
 		return nkv_err(EINVAL, "region: zero length");
-	if (kind == NKV_MEM_CUDA)
-		return nkv_err(ENOTSUP, "CUDA regions come with the GPU path; this build moves host memory only");
+	if (kind == NKV_MEM_CUDA) {
+		if ((rc = nkv__gpu_region_alloc(e, len, &p)))
+			return nkv_err_wrap(rc, "GPU region of %llu bytes", (unsigned long long)len);
+		if ((rc = region_add(e, kind, p, len, layout, id, &r))) {
+			nkv__gpu_region_free(e, p);
+			return rc;
+		}
+		r->owned = true;
+		r->map_len = len;
+		*ptr = p;
+		return 0;
+	}
 	if (kind == NKV_MEM_HOST_HUGE) {
 		map_len = (len + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1);
 		p = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
@@ -191,9 +219,25 @@ int nkv_region_release(struct nkv_engine *e, uint32_t id)
 	if (!r)
 		return nkv_err(ENOENT, "no region %u", id);
 	e->ops->dereg(e, r);
-	if (r->owned)
+	if (r->owned && r->kind == NKV_MEM_CUDA)
+		nkv__gpu_region_free(e, r->ptr);
+	else if (r->owned)
 		munmap(r->ptr, r->map_len);
 	r->used = false;
+	return 0;
+}
+
+int nkv_region_describe(const struct nkv_engine *e, uint32_t id, char *buf, size_t len)
+{
+	const struct nkv_region *r = id < e->nregions && e->regions[id].used ? &e->regions[id] : NULL;
+
+	if (!r)
+		return nkv_err(ENOENT, "no region %u", id);
+	if (r->kind != NKV_MEM_CUDA)
+		snprintf(buf, len, "host%s", r->kind == NKV_MEM_HOST_HUGE ? " (huge pages)" : "");
+	else
+		snprintf(buf, len, "%s: %s%s%s%s", nkv__gpu_desc(e), r->gpu_mode ? r->gpu_mode : "?",
+			 r->gpu_why[0] ? " (" : "", r->gpu_why, r->gpu_why[0] ? ")" : "");
 	return 0;
 }
 
@@ -335,11 +379,14 @@ int nkv_push(struct nkv_conn *c, const struct nkv_push *p)
 		req.nsums = nkv_plan_nblocks(p->plan);
 		if (!(req.sums = malloc(req.nsums * sizeof(*req.sums))))
 			return nkv_err(ENOMEM, "push: out of memory for checksums");
-		for (size_t i = 0; i < req.nsums; i++)
-			req.sums[i] = (struct nkv_block_sum){
-				.block = nkv_plan_dst_blocks(p->plan)[i],
-				.hash = nkv_block_hash(sl, req.src->ptr, nkv_plan_src_blocks(p->plan)[i]),
-			};
+		for (size_t i = 0; i < req.nsums; i++) {
+			req.sums[i] = (struct nkv_block_sum){ .block = nkv_plan_dst_blocks(p->plan)[i] };
+			if ((rc = nkv__region_block_hash(e, req.src, sl, nkv_plan_src_blocks(p->plan)[i],
+							 &req.sums[i].hash))) {
+				free(req.sums);
+				return nkv_err_wrap(rc, "push %llu", (unsigned long long)p->req_id);
+			}
+		}
 	}
 	rc = e->ops->push(c, &req);
 	return rc;
@@ -396,11 +443,18 @@ int nkv__recv_done(struct nkv_engine *e, struct nkv_conn *c, uint64_t req_id, ui
 			 (unsigned long long)req_id, region);
 	}
 	for (size_t i = 0; i < nsums && !ev.status; i++) {
+		uint64_t h = 0;
+		int rc;
+
 		if (sums[i].block >= r->layout.num_blocks) {
 			ev.status = -EBADMSG;
 			snprintf(ev.reason, sizeof(ev.reason), "request %llu: checksum for block %u beyond pool of %u",
 				 (unsigned long long)req_id, sums[i].block, r->layout.num_blocks);
-		} else if (nkv_block_hash(&r->layout, r->ptr, sums[i].block) != sums[i].hash) {
+		} else if ((rc = nkv__region_block_hash(e, r, &r->layout, sums[i].block, &h))) {
+			ev.status = rc;
+			snprintf(ev.reason, sizeof(ev.reason), "request %llu: %s", (unsigned long long)req_id,
+				 nkv_last_error());
+		} else if (h != sums[i].hash) {
 			ev.status = -EBADMSG;
 			snprintf(ev.reason, sizeof(ev.reason), "request %llu: block %u (entry %zu of %zu) checksum mismatch",
 				 (unsigned long long)req_id, sums[i].block, i, nsums);
@@ -419,6 +473,12 @@ int nkv_poll(struct nkv_engine *e, struct nkv_event *ev, int max, int timeout_ms
 
 	if (max <= 0)
 		return nkv_err(EINVAL, "nkv_poll: max must be positive");
+	/* GPU copies in flight: poll their events, and the network without
+	 * sleeping, since a sleep in io_uring would stall the pipeline. */
+	if ((rc = nkv__gpu_progress(e)) < 0)
+		return rc;
+	if (rc > 0)
+		timeout_ms = 0;
 	if (!q->count) {
 		if ((rc = e->ops->progress(e, timeout_ms)) < 0)
 			return rc;

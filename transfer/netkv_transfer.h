@@ -126,6 +126,7 @@ struct nkv_engine_opts {
 				  accepted connection may take to open all its streams (0 = 10 s) */
 	const char *src_addr; /* TCP: local IP that connections leave from (a host's NIC on a
 			       * multi-NIC host), NULL = the route's choice; must outlive the engine */
+	int gpu;              /* CUDA device (runtime ordinal) of NKV_MEM_CUDA regions; default 0 */
 };
 
 struct nkv_engine;
@@ -142,6 +143,10 @@ int nkv_region_alloc(struct nkv_engine *e, enum nkv_mem_kind kind, uint64_t len,
 int nkv_region_register(struct nkv_engine *e, enum nkv_mem_kind kind, void *ptr, uint64_t len,
 			const struct nkv_layout *layout, uint32_t *id);
 int nkv_region_release(struct nkv_engine *e, uint32_t id);
+/* How the backend reaches a region: "host", or for NKV_MEM_CUDA the GPU and
+ * the registration mode with its reason, e.g. "cuda0 NVIDIA H100 ... :
+ * dma-buf" or "...: staging (peermem: nvidia_peermem module not loaded)". */
+int nkv_region_describe(const struct nkv_engine *e, uint32_t id, char *buf, size_t len);
 
 /* Decode side: accept connections on host:port ("0.0.0.0:0" picks a port).
  * Connections are accepted and handshaken inside nkv_poll(). */

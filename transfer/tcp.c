@@ -14,11 +14,21 @@
  * --verify) is complete it raises NKV_EV_RECV and sends an ACK, which the
  * sender turns into NKV_EV_PUSH_DONE.
  *
+ * GPU regions (NKV_MEM_CUDA) are staged through pinned host memory
+ * (gpu_stage.h): a push from GPU memory builds its items from the staging
+ * chunk plan, and an item waits in the queue until its chunk has been
+ * copied to the host (the queue is in chunk order, so the wire keeps the
+ * order too); its slot goes back once the chunk's last byte is sent.
+ * Payloads for a GPU region are received into a pinned slot and copied to
+ * the device; they count towards the request only once that copy is done.
+ * Host regions take exactly the path they took before.
+ *
  * Each stream has at most one send and one receive in flight, which keeps
  * byte order on the socket and makes teardown simple: shut the sockets down,
  * wait for the in-flight operations to come back, then free.
  */
 #include "backend.h"
+#include "gpu_stage.h"
 #include "nkv_util.h"
 #include "wire.h"
 
@@ -66,6 +76,11 @@ struct titem {
 	const void **vdata;
 	unsigned nvec;
 	struct sreq *req;   /* data/sums items of a push */
+	/* Staged from GPU memory: payload at soff in staging chunk `chunk`,
+	 * pointers filled in once the chunk is in host memory. */
+	bool staged, resolved;
+	uint32_t chunk;
+	uint64_t soff;
 	void *owned;        /* control items: payload to free once sent */
 	bool heap;          /* control items: the item itself is malloc'd */
 	struct titem *next;
@@ -83,6 +98,7 @@ struct sreq {
 	struct nkv_wire_vent *vents; /* DATAV entries of all groups */
 	const void **vdata;          /* and their source pointers */
 	struct nkv_block_sum *sums;
+	struct nkv_stage *stage;     /* GPU source: the staging pipeline */
 	/* The ACK can beat our own send completion (the receiver may have
 	 * every byte while sendmsg is still returning): then it waits here. */
 	bool acked;
@@ -136,6 +152,11 @@ struct tstream {
 	unsigned nvent;
 	struct iovec riov[NKV_WIRE_MAX_VEC + 1];
 	struct msghdr rmsg;
+	/* receive into a GPU region: through a pinned slot */
+	bool gpu;
+	void *gdev;              /* the region's device pointer */
+	uint64_t goff;           /* R_DATA: destination offset */
+	struct nkv_gpu_in *gslot;
 };
 
 struct tconn {
@@ -173,6 +194,7 @@ struct tcp_engine {
 	struct tstream *pending;
 	uint64_t handshake_ns;
 	bool reap;
+	uint64_t gpu_gen;        /* nkv__gpu_ready_gen() last acted on */
 };
 
 static void stream_kick(struct tstream *s);
@@ -292,6 +314,7 @@ static void stream_free(struct tstream *s)
 {
 	struct titem *it;
 
+	nkv__gpu_in_drop_owner(s->te->e, s);
 	while ((it = q_pop(&s->ctrl))) {
 		free(it->owned);
 		free(it);
@@ -667,6 +690,8 @@ static void sreq_finish(struct tconn *tc, struct sreq *sr);
 
 static void item_sent(struct tstream *s, struct titem *it)
 {
+	if (it->staged)
+		nkv__stage_sent(it->req->stage, it->chunk, it->hdr.len);
 	if (it->heap) { /* control message */
 		free(it->owned);
 		free(it);
@@ -732,6 +757,36 @@ static void post_send(struct tstream *s)
 	s->te->inflight++;
 }
 
+/* A staged item's chunk is in host memory: point its payload there.
+ * False while the copy is running (or after a failure, which fails the
+ * connection: the receiver holds part of the request). */
+static bool item_ready(struct tconn *tc, struct titem *it)
+{
+	const uint8_t *base;
+	uint64_t off;
+	int rc;
+
+	if (!it->staged || it->resolved)
+		return true;
+	if ((rc = nkv__stage_ptr(it->req->stage, it->chunk, &base)) <= 0) {
+		if (rc < 0)
+			conn_fail(tc, rc, "request %llu: %s", (unsigned long long)it->req->req_id, nkv_last_error());
+		return false;
+	}
+	if (it->vec) {
+		/* A DATAV group's ranges sit back to back in the chunk. */
+		off = it->soff;
+		for (unsigned i = 0; i < it->nvec; i++) {
+			it->vdata[i] = base + off;
+			off += it->vec[i].len;
+		}
+	} else {
+		it->data = base + it->soff;
+	}
+	it->resolved = true;
+	return true;
+}
+
 static void try_send(struct tstream *s)
 {
 	struct tconn *tc = s->tc;
@@ -749,10 +804,11 @@ static void try_send(struct tstream *s)
 		s->niov += item_niov(it);
 		bytes += item_size(it);
 	}
-	/* Then pieces off the connection's shared queue, while the batch has room. */
+	/* Then pieces off the connection's shared queue, while the batch has
+	 * room and (GPU sources) while their staging chunk is in host memory. */
 	if (tc && tc->up && !tc->failed)
 		while (s->nbatch < MAX_BATCH_ITEMS && bytes < MAX_BATCH_BYTES && tc->fifo.head &&
-		       s->niov + item_niov(tc->fifo.head) <= MAX_BATCH_IOV) {
+		       s->niov + item_niov(tc->fifo.head) <= MAX_BATCH_IOV && item_ready(tc, tc->fifo.head)) {
 			it = q_pop(&tc->fifo);
 			s->batch[s->nbatch++] = it;
 			s->niov += item_niov(it);
@@ -824,7 +880,10 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 	const struct nkv_range *r = nkv_plan_ranges(req->plan);
 	size_t nr = nkv_plan_count(req->plan), k = 0;
 	uint64_t total = nkv_plan_bytes(req->plan), piece;
+	struct nkv_stage *stage = NULL;
+	const struct nkv_srange *sg = NULL;
 	struct sreq *sr;
+	int rc;
 
 	if (!tc || tc->failed) {
 		free(req->sums);
@@ -841,18 +900,32 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 	 * pieces so small that headers and syscalls dominate. */
 	piece = (total + tc->nstreams - 1) / tc->nstreams;
 	piece = piece < MIN_PIECE ? MIN_PIECE : piece > MAX_PIECE ? MAX_PIECE : piece;
+	if (req->src->kind == NKV_MEM_CUDA) {
+		/* GPU source: send the staging plan's ranges (the plan's, cut at
+		 * chunk boundaries) from pinned chunks as they are copied. */
+		if ((rc = nkv__stage_new(c->e, req->src->ptr, req->plan, &stage))) {
+			free(req->sums);
+			return nkv_err_wrap(rc, "push %llu from GPU region %u", (unsigned long long)req->req_id,
+					    req->src->id);
+		}
+		sg = nkv__stage_plan(stage)->r;
+		nr = nkv__stage_plan(stage)->nr;
+	}
 	if (!(sr = calloc(1, sizeof(*sr)))) {
+		nkv__stage_free(stage);
 		free(req->sums);
 		return nkv_err(ENOMEM, "push: out of memory");
 	}
+	sr->stage = stage;
 	/* Upper bounds: large ranges cut into pieces, small ones one item each
 	 * at most (they are grouped into DATAV messages below). */
 	size_t nsmall = 0, cap = 0;
 	for (size_t i = 0; i < nr; i++) {
-		if (r[i].len < VEC_RANGE_MAX)
+		uint64_t len = sg ? sg[i].len : r[i].len;
+		if (len < VEC_RANGE_MAX)
 			nsmall++;
 		else
-			cap += (r[i].len + piece - 1) / piece;
+			cap += (len + piece - 1) / piece;
 	}
 	cap += nsmall + (req->sums ? 1 : 0);
 	sr->items = calloc(cap, sizeof(*sr->items));
@@ -863,6 +936,7 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 		free(sr->vents);
 		free(sr->vdata);
 		free(sr);
+		nkv__stage_free(stage);
 		free(req->sums);
 		return nkv_err(ENOMEM, "push: out of memory for %zu pieces", cap);
 	}
@@ -873,10 +947,16 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 	struct titem *group = NULL; /* open DATAV group */
 	uint64_t gbytes = 0;
 	for (size_t i = 0; i < nr; i++) {
-		if (r[i].len < VEC_RANGE_MAX) {
+		/* This range: from the plan, or a staged piece of it. */
+		uint64_t rlen = sg ? sg[i].len : r[i].len, dst_off = sg ? sg[i].dst_off : r[i].dst_off;
+		const char *src = sg ? NULL : (const char *)req->src->ptr + r[i].src_off;
+
+		if (rlen < VEC_RANGE_MAX) {
 			/* Blocks that did not coalesce: many ranges, one message,
-			 * one scattered receive on the other side. */
-			if (!group || group->nvec == NKV_WIRE_MAX_VEC || gbytes + r[i].len > piece) {
+			 * one scattered receive on the other side. A group never
+			 * spans two staging chunks. */
+			if (!group || group->nvec == NKV_WIRE_MAX_VEC || gbytes + rlen > piece ||
+			    (sg && group->chunk != sg[i].chunk)) {
 				group = &sr->items[k++];
 				hdr_init(&group->hdr, NKV_W_DATAV);
 				group->hdr.region = req->dst->id;
@@ -886,32 +966,42 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 				group->vec = &sr->vents[nv];
 				group->vdata = &sr->vdata[nv];
 				group->req = sr;
+				if (sg) {
+					group->staged = true;
+					group->chunk = sg[i].chunk;
+					group->soff = sg[i].soff;
+				}
 				gbytes = 0;
 			}
-			sr->vents[nv] = (struct nkv_wire_vent){ .offset = r[i].dst_off, .len = r[i].len };
-			sr->vdata[nv++] = (const char *)req->src->ptr + r[i].src_off;
+			sr->vents[nv] = (struct nkv_wire_vent){ .offset = dst_off, .len = rlen };
+			sr->vdata[nv++] = src;
 			group->nvec++;
 			group->hdr.offset = group->nvec;
-			group->hdr.len += r[i].len;
+			group->hdr.len += rlen;
 			group->len = group->nvec * sizeof(struct nkv_wire_vent) + group->hdr.len;
-			gbytes += r[i].len;
+			gbytes += rlen;
 			continue;
 		}
 		group = NULL;
-		for (uint64_t off = 0; off < r[i].len; off += piece) {
+		for (uint64_t off = 0; off < rlen; off += piece) {
 			struct titem *it = &sr->items[k++];
-			uint64_t len = r[i].len - off < piece ? r[i].len - off : piece;
+			uint64_t len = rlen - off < piece ? rlen - off : piece;
 
 			hdr_init(&it->hdr, NKV_W_DATA);
 			it->hdr.region = req->dst->id;
 			it->hdr.flags = req->sums ? NKV_WF_VERIFY : 0;
-			it->hdr.offset = r[i].dst_off + off;
+			it->hdr.offset = dst_off + off;
 			it->hdr.len = len;
 			it->hdr.req_id = req->req_id;
 			it->hdr.total = total;
-			it->data = (const char *)req->src->ptr + r[i].src_off + off;
+			it->data = src ? src + off : NULL;
 			it->len = len;
 			it->req = sr;
+			if (sg) {
+				it->staged = true;
+				it->chunk = sg[i].chunk;
+				it->soff = sg[i].soff + off;
+			}
 		}
 	}
 	sr->items[k - 1].hdr.flags |= NKV_WF_LAST;
@@ -959,6 +1049,7 @@ static void sreq_unlink_free(struct tconn *tc, struct sreq *sr)
 	free(sr->vents);
 	free(sr->vdata);
 	free(sr->sums);
+	nkv__stage_free(sr->stage);
 	free(sr);
 }
 
@@ -1014,11 +1105,14 @@ static void post_recv(struct tstream *s)
 		s->rmsg.msg_iovlen = 1;
 		flags = MSG_WAITALL;
 	} else if (s->rs == R_VDATA) {
-		/* Scattered straight into the region, from where we are. */
+		/* Scattered straight into the region, from where we are (GPU
+		 * region: packed into the pinned slot, scattered on the GPU). */
 		uint64_t skip = s->dgot;
 		unsigned n = 0;
 
-		for (unsigned i = 0; i < s->nvent; i++) {
+		if (s->gpu)
+			s->riov[n++] = (struct iovec){ nkv__gpu_in_buf(s->gslot) + s->dgot, s->dlen - s->dgot };
+		for (unsigned i = 0; i < s->nvent && !s->gpu; i++) {
 			if (skip >= s->vent[i].len) {
 				skip -= s->vent[i].len;
 				continue;
@@ -1204,6 +1298,13 @@ static int on_header(struct tstream *s)
 			  (unsigned long long)h->len, h->region, (unsigned long long)r->len);
 		return -1;
 	}
+	if (!sums && r->kind == NKV_MEM_CUDA && h->len > NKV_GPU_IN_BYTES) {
+		conn_fail(tc, -EPROTO, "stream %u: request %llu: payload of %llu bytes for GPU region %u exceeds the "
+				       "%u-byte staging slot (netkv senders cut ranges to %u bytes)", s->idx,
+			  (unsigned long long)h->req_id, (unsigned long long)h->len, h->region, NKV_GPU_IN_BYTES,
+			  MAX_PIECE);
+		return -1;
+	}
 	if (sums && (h->len % sizeof(struct nkv_block_sum) || h->len / sizeof(struct nkv_block_sum) > MAX_SUMS)) {
 		conn_fail(tc, -EPROTO, "stream %u: request %llu: checksum list of %llu bytes is malformed", s->idx,
 			  (unsigned long long)h->req_id, (unsigned long long)h->len);
@@ -1270,6 +1371,8 @@ static int on_header(struct tstream *s)
 			s->vbase = r->ptr;
 			s->vrlen = r->len;
 			s->vpay = h->len;
+			s->gpu = r->kind == NKV_MEM_CUDA; /* payload into a slot, see gpu_slot_ready() */
+			s->gdev = r->ptr;
 			s->dst = (uint8_t *)s->vent;
 			s->rs = R_VENT;
 			s->cur = rq;
@@ -1279,6 +1382,12 @@ static int on_header(struct tstream *s)
 		}
 		s->dst = (uint8_t *)r->ptr + h->offset;
 		s->rs = R_DATA;
+		if (r->kind == NKV_MEM_CUDA) { /* into a pinned slot first, see gpu_slot_ready() */
+			s->gpu = true;
+			s->gdev = r->ptr;
+			s->goff = h->offset;
+			s->dst = NULL;
+		}
 	}
 	s->cur = rq;
 	s->dlen = h->len;
@@ -1314,10 +1423,43 @@ static int vent_done(struct tstream *s)
 	return 0;
 }
 
+/* A GPU region's payload is in the pinned slot: copy it to the device. Its
+ * bytes count once the copy is done (gpu_in_done). */
+static void gpu_payload_done(struct tstream *s, struct rreq *rq)
+{
+	struct nkv_range r[NKV_WIRE_MAX_VEC];
+	uint32_t n = 0;
+	uint64_t off = 0;
+	int rc;
+
+	if (s->rs == R_DATA) {
+		r[n++] = (struct nkv_range){ .src_off = 0, .dst_off = s->goff, .len = s->dlen };
+	} else {
+		for (unsigned i = 0; i < s->nvent; i++) {
+			r[n++] = (struct nkv_range){ .src_off = off, .dst_off = s->vent[i].offset, .len = s->vent[i].len };
+			off += s->vent[i].len;
+		}
+	}
+	rc = nkv__gpu_in_commit(s->te->e, s->gslot, s->gdev, r, n, rq->req_id);
+	if (rc) {
+		nkv__gpu_in_release(s->te->e, s->gslot);
+		conn_fail(s->tc, rc, "stream %u: request %llu: copy into GPU memory: %s", s->idx,
+			  (unsigned long long)rq->req_id, nkv_last_error());
+	}
+	s->gslot = NULL;
+	s->gpu = false;
+}
+
 static void payload_done(struct tstream *s)
 {
 	struct rreq *rq = s->cur;
 
+	if (s->gpu && s->rs != R_SUMS) {
+		gpu_payload_done(s, rq);
+		s->cur = NULL;
+		s->rs = R_HDR;
+		return;
+	}
 	if (s->rs == R_SUMS)
 		rq->have_sums = true;
 	else
@@ -1389,14 +1531,73 @@ static void on_recv(struct tstream *s, int res)
 	on_header(s);
 }
 
+/* A payload for a GPU region needs a pinned slot before it can be received.
+ * False while none is free: a finished copy frees one, and tcp_progress
+ * kicks the streams again. */
+static bool gpu_slot_ready(struct tstream *s)
+{
+	int rc;
+
+	if (!s->gpu || s->gslot || (s->rs != R_DATA && s->rs != R_VDATA))
+		return true;
+	rc = nkv__gpu_in_acquire(s->te->e, s, &s->gslot);
+	if (rc == -EAGAIN)
+		return false;
+	if (rc) {
+		conn_fail(s->tc, rc, "stream %u: receive buffer for GPU memory: %s", s->idx, nkv_last_error());
+		return false;
+	}
+	if (s->rs == R_DATA)
+		s->dst = nkv__gpu_in_buf(s->gslot);
+	return true;
+}
+
 /* Post whatever this stream can do next. */
 static void stream_kick(struct tstream *s)
 {
 	if (s->dead)
 		return;
-	if (!s->recv_busy)
+	if (!s->recv_busy && gpu_slot_ready(s))
 		post_recv(s);
 	try_send(s);
+}
+
+/* A copy into GPU memory finished: its bytes are in place. */
+static void gpu_in_done(void *owner, uint64_t req_id, uint64_t bytes, int status)
+{
+	struct tstream *s = owner;
+	struct tconn *tc = s->tc;
+	struct rreq *rq;
+
+	if (!tc || tc->failed)
+		return;
+	if (status < 0) {
+		conn_fail(tc, status, "stream %u: request %llu: copy into GPU memory: %s", s->idx,
+			  (unsigned long long)req_id, nkv_last_error());
+		return;
+	}
+	if (!(rq = *rreq_slot(tc, req_id)))
+		return;
+	rq->got += bytes;
+	maybe_complete(s, rq);
+}
+
+/* GPU copies finished or staged chunks became ready: let every stream
+ * look again (receive into a freed slot, send a ready chunk, an ACK). */
+static void gpu_kick(struct tcp_engine *te)
+{
+	uint64_t gen = nkv__gpu_ready_gen(te->e);
+	int n = nkv__gpu_in_reap(te->e, gpu_in_done);
+
+	if (!n && gen == te->gpu_gen)
+		return;
+	te->gpu_gen = gen;
+	for (struct nkv_conn *c = te->e->conns; c; c = c->next) {
+		struct tconn *tc = c->be;
+		for (unsigned i = 0; tc && !tc->failed && i < tc->nstreams; i++)
+			if (tc->s[i])
+				stream_kick(tc->s[i]);
+	}
 }
 
 /* ---- failure and teardown ---------------------------------------------------- */
@@ -1579,6 +1780,8 @@ static int tcp_progress(struct nkv_engine *e, int timeout_ms)
 	unsigned head, n = 0;
 	int rc;
 
+	if (e->gpu)
+		gpu_kick(te);
 	/* Wake up in time to enforce a pending handshake's deadline. */
 	if (expire_handshakes(te) && (timeout_ms < 0 || timeout_ms > 100))
 		timeout_ms = 100;

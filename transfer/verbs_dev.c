@@ -10,6 +10,7 @@
  * reported after the connection is made.
  */
 #include "verbs.h"
+#include "gpu_stage.h"
 #include "nkv_util.h"
 
 #include <arpa/inet.h>
@@ -291,11 +292,95 @@ fail:
 	return rc;
 }
 
+/*
+ * GPU memory: GPUDirect RDMA in the order nkv__gpu_reg_plan() gives
+ * (dma-buf, then nvidia-peermem), each failure kept in the reason. The
+ * verbs data path is the same afterwards: the MR's lkey/rkey cover device
+ * memory and the NIC reads and writes it over PCIe.
+ */
+static int vb_reg_gpu(struct nkv_engine *e, struct nkv_region *r)
+{
+	const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+	const struct nkv_gpu_ops *g = nkv__gpu();
+	struct vb_dev *d = &VE(e)->dev;
+	int dev = nkv__gpu_dev(e), rc;
+	struct nkv_gpu_caps caps = {
+		.rdma = true,
+		.soft_rdma = vb_dev_is_soft(d),
+		.ibv_dmabuf = d->dmabuf,
+		.peermem = nkv__gpu_peermem_loaded(NULL),
+		.force = getenv("NKV_GPUDIRECT"),
+	};
+	struct nkv_gpu_reg_plan plan;
+	struct ibv_mr *mr = NULL;
+	char why[sizeof(r->gpu_why)];
+	size_t wl;
+
+	if (g->dmabuf_supported(dev, &caps.cuda_dmabuf))
+		caps.cuda_dmabuf = false;
+	if ((rc = nkv__gpu_reg_plan(&caps, &plan)))
+		return rc;
+	snprintf(why, sizeof(why), "%s", plan.why);
+	for (unsigned i = 0; i < plan.n && !mr; i++) {
+		const char *fail = NULL;
+		int fd = -1;
+		uint64_t off = 0, blen = 0;
+
+		switch (plan.try[i]) {
+		case NKV_GPU_REG_DMABUF:
+			if ((rc = g->dmabuf_fd(dev, r->ptr, r->len, &fd, &off, &blen))) {
+				fail = nkv_last_error();
+				break;
+			}
+			mr = ibv_reg_dmabuf_mr(d->pd, off, r->len, (uint64_t)(uintptr_t)r->ptr, fd, access);
+			if (!mr)
+				fail = strerror(errno);
+			close(fd); /* the MR holds its own reference to the dma-buf */
+			if (fail) {
+				wl = strlen(why);
+				snprintf(why + wl, sizeof(why) - wl, "%sdma-buf: ibv_reg_dmabuf_mr: %s", wl ? "; " : "",
+					 fail);
+				fail = NULL;
+				continue;
+			}
+			break;
+		case NKV_GPU_REG_PEERMEM:
+			mr = ibv_reg_mr(d->pd, r->ptr, r->len, access);
+			if (!mr)
+				fail = strerror(errno);
+			break;
+		case NKV_GPU_REG_STAGING:
+			/* Not built for verbs yet: say so instead of falling back silently. */
+			return nkv_err(ENOTSUP, "%s: GPU region %u: no GPUDirect RDMA (%s), and staging GPU memory "
+				       "over verbs is not implemented yet: use --backend tcp (see HARDWARE.md)", d->name,
+				       r->id, why);
+		}
+		if (fail) {
+			wl = strlen(why);
+			snprintf(why + wl, sizeof(why) - wl, "%s%s: %s", wl ? "; " : "",
+				 nkv_gpu_reg_mode_name(plan.try[i]), fail);
+		}
+		if (mr)
+			r->gpu_mode = nkv_gpu_reg_mode_name(plan.try[i]);
+	}
+	if (!mr)
+		return nkv_err(EIO, "%s: GPU region %u: GPUDirect registration failed: %s", d->name, r->id, why);
+	snprintf(r->gpu_why, sizeof(r->gpu_why), "%s", why);
+	r->be = mr;
+	r->desc.rkey = mr->rkey;
+	r->desc.addr = (uint64_t)(uintptr_t)r->ptr;
+	nkv__log("%s: GPU region %u registered by %s%s%s%s", d->name, r->id, r->gpu_mode, why[0] ? " (" : "", why,
+		 why[0] ? ")" : "");
+	return 0;
+}
+
 static int vb_reg(struct nkv_engine *e, struct nkv_region *r)
 {
 	struct vb_dev *d = &VE(e)->dev;
 	struct ibv_mr *mr;
 
+	if (r->kind == NKV_MEM_CUDA)
+		return vb_reg_gpu(e, r);
 	mr = ibv_reg_mr(d->pd, r->ptr, r->len, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
 	if (!mr) {
 		int err = errno ? errno : ENOMEM;
