@@ -35,6 +35,7 @@
 #include "fabric.h"
 #include "netkv_commands.h"
 #include "nkv_util.h"
+#include "netkv_topo.h"
 #include "replay.h"
 
 static struct cluster *volatile g_cluster;
@@ -505,6 +506,35 @@ int nkv_cmd_demo(int argc, char **argv)
 			       r->finished ? 100.0 * (double)r->slo_met / (double)r->finished : 0, r->gb, tiers_s,
 			       r->blocks_ok, r->blocks_bad);
 		}
+		/* What the bytes met on the way: per tier, pushes, mean push time and
+		 * the rate they got (bytes / push time summed over the tier). */
+		printf("\nKV pushes by tier: count, mean push time, rate they got (bytes / push time)\n%-7s", "policy");
+		for (int t = 1; t < 4; t++)
+			printf(" | %-27s", nkv_tier_name(t));
+		printf("\n");
+		for (int i = 0; i < np; i++) {
+			const struct replay_result *r = &res[i].r;
+			printf("%-7s", res[i].name);
+			for (unsigned t = 1; t < 4; t++) {
+				double bytes = 0, secs = 0;
+				size_t n = 0;
+				for (size_t k = 0; k < r->n; k++)
+					if (!r->recs[k].status && r->recs[k].tier == t && r->recs[k].bytes) {
+						n++;
+						bytes += (double)r->recs[k].bytes;
+						secs += r->recs[k].xfer_s;
+					}
+				if (n && secs > 0)
+					printf(" | %4zu %7.1fms %7.0fMbit/s", n, secs / (double)n * 1e3, bytes * 8 / secs / 1e6);
+				else
+					printf(" | %-27s", "-");
+			}
+			printf("\n");
+		}
+		if (fabric)
+			printf("(one flow is shaped to leaf %g, pod %g, core %g Gbit/s; a push smaller than a link's tbf\n"
+			       " bucket, max(64 KiB, rate x 4 ms), leaves at line speed, so small pushes can beat those rates)\n",
+			       shaped[0], fmin(shaped[0], shaped[1]), fmin(fmin(shaped[0], shaped[1]), shaped[2]));
 		printf("per-request records: %s/replay-POLICY.csv (plots: tools/plot-replay %s), logs in %s/log-*/\n", dir,
 		       dir, dir);
 		printf("for netkv sim validate: topology as emulated %s, run description %s\n", topo, runjson);
