@@ -14,11 +14,20 @@
  * raises NKV_EV_RECV when the immediates of all parts have arrived. The
  * sender's signalled completion of a WRITE_WITH_IMM means the peer's NIC
  * acknowledged it; when every part is acknowledged the push is done.
+ *
+ * GPU memory the NIC cannot reach (no GPUDirect) is staged on the sending
+ * side: the push goes down one QP, its WRITEs read from the pinned chunk
+ * slots of gpu_stage.h (registered here on first use), each WRITE is posted
+ * only once its chunk has been copied out, and the chunk's last WRITE is
+ * signalled so its slot is handed back as soon as the NIC has read it. The
+ * receiving side cannot stage: such a region is advertised with addr 0 and
+ * rkey 0, and a push into it is refused by the sender with the reason.
  */
 #ifndef NKV_TRANSFER_VERBS_H
 #define NKV_TRANSFER_VERBS_H
 
 #include "backend.h"
+#include "gpu_stage.h"
 
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
@@ -89,10 +98,14 @@ struct vb_dev {
 struct vb_conn;
 struct vb_req;
 
+#define VB_NO_CHUNK UINT32_MAX
+
 struct vb_op {            /* one RDMA WRITE */
 	uint64_t raddr;
 	uint32_t sge_first, nsge;
 	uint64_t len;
+	uint32_t chunk;           /* staged: the chunk its sources sit in (sge addr = offset in it) */
+	bool chunk_end;           /* staged: the chunk's last WRITE */
 };
 
 struct vb_part {
@@ -112,6 +125,8 @@ struct vb_req {
 	uint32_t nparts, parts_done;
 	struct ibv_sge *sge;
 	struct vb_op *ops;
+	size_t nops, nsge, cap_ops, cap_sge;
+	struct nkv_stage *stage;       /* GPU source without GPUDirect */
 	struct vb_part *parts;
 	struct vb_hdr hdr;
 	struct vb_req *next, *prev;    /* the connection's requests in flight */
@@ -120,6 +135,8 @@ struct vb_req {
 struct vb_sig {                    /* a signalled WR and what its CQE retires */
 	uint32_t nwr;
 	struct vb_part *part;          /* non-NULL: the part's last write */
+	struct vb_req *staged;         /* non-NULL: the last write of chunk `chunk` */
+	uint32_t chunk;
 };
 
 struct vb_qp {
@@ -167,6 +184,10 @@ struct vb_engine {
 	struct rdma_cm_id *listen_id;
 	bool event_mode;               /* NKV_VERBS_COMPLETION=event */
 	uint32_t spin_ns;              /* adaptive busy-poll budget */
+	struct {                       /* staging slots registered so far */
+		const void *base;
+		struct ibv_mr *mr;
+	} smr[NKV_GPU_OUT_SLOTS];
 };
 
 static inline struct vb_engine *VE(struct nkv_engine *e) { return e->be; }
@@ -178,6 +199,7 @@ bool vb_dev_is_soft(const struct vb_dev *d);
 void vb_describe(struct nkv_engine *e, struct vb_conn *vc);
 int vb_gid_info(struct vb_dev *d, int idx, char *type, size_t tlen, char *ip, size_t iplen, char *gid, size_t glen);
 const char *vb_mtu_str(uint32_t bytes);
+struct ibv_mr *vb_stage_mr(struct nkv_engine *e, const void *base);
 uint32_t vb_mtu_bytes(enum ibv_mtu m);
 
 /* verbs_cm.c */

@@ -4,7 +4,8 @@
  * coalesced ranges (cut to the device's max_sge and max message size), and a
  * final WRITE_WITH_IMM. The work requests are built once per push and posted
  * in chains as send-queue room frees up; only every VB_SIG_EVERY-th WR and
- * each part's last write ask for a completion.
+ * each part's last write ask for a completion. Staged GPU sources: see
+ * verbs.h.
  */
 #include "verbs.h"
 #include "nkv_util.h"
@@ -84,62 +85,105 @@ void vb_req_free(struct vb_conn *vc, struct vb_req *r)
 	if (r->next)
 		r->next->prev = r->prev;
 	vc->inflight--;
+	nkv__stage_free(r->stage);
 	free(r->sge);
 	free(r->ops);
 	free(r->parts);
 	free(r);
 }
 
-/* Ranges -> WRITE ops. A WRITE covers one contiguous destination span and
- * gathers up to max_sge source pieces, never more than max_msg bytes. */
-static int build_ops(struct vb_dev *d, struct vb_req *r, const struct nkv_range *rg, size_t n, uint64_t src_base,
-		     uint64_t dst_base)
+/* Append a piece to the request's WRITE ops. A WRITE covers one contiguous
+ * destination span within one staging chunk and gathers up to max_sge
+ * source pieces, never more than max_msg bytes. */
+static int add_piece(struct vb_dev *d, struct vb_req *r, uint64_t src, uint64_t dst, uint64_t left, uint32_t chunk)
 {
-	size_t cap_ops = n + 8, cap_sge = n + 8, nops = 0, nsge = 0;
-	struct vb_op *op = NULL;
+	struct vb_op *op = r->nops ? &r->ops[r->nops - 1] : NULL;
 
-	r->ops = malloc(cap_ops * sizeof(*r->ops));
-	r->sge = malloc(cap_sge * sizeof(*r->sge));
-	if (!r->ops || !r->sge)
-		return nkv_err(ENOMEM, "out of memory building work requests");
-	for (size_t i = 0; i < n; i++) {
-		uint64_t src = src_base + rg[i].src_off, dst = dst_base + rg[i].dst_off, left = rg[i].len;
-		while (left) {
-			if (!op || op->raddr + op->len != dst || op->nsge == d->max_sge || op->len == d->max_msg) {
-				if (nops == cap_ops) {
-					cap_ops *= 2;
-					void *p = realloc(r->ops, cap_ops * sizeof(*r->ops));
-					if (!p)
-						return nkv_err(ENOMEM, "out of memory building work requests");
-					r->ops = p;
-				}
-				op = &r->ops[nops++];
-				*op = (struct vb_op){ .raddr = dst, .sge_first = (uint32_t)nsge };
+	while (left) {
+		if (!op || op->raddr + op->len != dst || op->chunk != chunk || op->nsge == d->max_sge ||
+		    op->len == d->max_msg) {
+			if (r->nops == r->cap_ops) {
+				size_t cap = r->cap_ops ? r->cap_ops * 2 : 64;
+				void *p = realloc(r->ops, cap * sizeof(*r->ops));
+				if (!p)
+					return nkv_err(ENOMEM, "out of memory building work requests");
+				r->ops = p;
+				r->cap_ops = cap;
 			}
-			uint64_t k = d->max_msg - op->len;
-			if (k > left)
-				k = left;
-			struct ibv_sge *last = op->nsge ? &r->sge[op->sge_first + op->nsge - 1] : NULL;
-			if (last && last->addr + last->length == src) {
-				last->length += (uint32_t)k;
-			} else {
-				if (nsge == cap_sge) {
-					cap_sge *= 2;
-					void *p = realloc(r->sge, cap_sge * sizeof(*r->sge));
-					if (!p)
-						return nkv_err(ENOMEM, "out of memory building work requests");
-					r->sge = p;
-				}
-				r->sge[nsge++] = (struct ibv_sge){ .addr = src, .length = (uint32_t)k };
-				op->nsge++;
-			}
-			op->len += k;
-			src += k;
-			dst += k;
-			left -= k;
+			op = &r->ops[r->nops++];
+			*op = (struct vb_op){ .raddr = dst, .sge_first = (uint32_t)r->nsge, .chunk = chunk };
 		}
+		uint64_t k = d->max_msg - op->len;
+		if (k > left)
+			k = left;
+		struct ibv_sge *last = op->nsge ? &r->sge[op->sge_first + op->nsge - 1] : NULL;
+		if (last && last->addr + last->length == src) {
+			last->length += (uint32_t)k;
+		} else {
+			if (r->nsge == r->cap_sge) {
+				size_t cap = r->cap_sge ? r->cap_sge * 2 : 64;
+				void *p = realloc(r->sge, cap * sizeof(*r->sge));
+				if (!p)
+					return nkv_err(ENOMEM, "out of memory building work requests");
+				r->sge = p;
+				r->cap_sge = cap;
+			}
+			r->sge[r->nsge++] = (struct ibv_sge){ .addr = src, .length = (uint32_t)k };
+			op->nsge++;
+		}
+		op->len += k;
+		src += k;
+		dst += k;
+		left -= k;
 	}
-	return (int)nops;
+	return 0;
+}
+
+/* The plan's ranges -> WRITE ops: straight from the source region's MR, or,
+ * staged, from chunk offsets that get their slot's address at post time. */
+static int build_ops(struct nkv_engine *e, struct vb_req *r, const struct nkv_push_req *req)
+{
+	struct vb_dev *d = &VE(e)->dev;
+	int rc;
+
+	if (!r->stage) {
+		const struct nkv_range *rg = nkv_plan_ranges(req->plan);
+		uint64_t src_base = (uintptr_t)req->src->ptr;
+		uint32_t lkey = ((struct ibv_mr *)req->src->be)->lkey;
+		for (size_t i = 0; i < nkv_plan_count(req->plan); i++)
+			if ((rc = add_piece(d, r, src_base + rg[i].src_off, req->dst->addr + rg[i].dst_off, rg[i].len,
+					    VB_NO_CHUNK)))
+				return rc;
+		for (size_t i = 0; i < r->nsge; i++)
+			r->sge[i].lkey = lkey;
+		return 0;
+	}
+	const struct nkv_chunk_plan *cp = nkv__stage_plan(r->stage);
+	for (size_t i = 0; i < cp->nr; i++)
+		if ((rc = add_piece(d, r, cp->r[i].soff, req->dst->addr + cp->r[i].dst_off, cp->r[i].len, cp->r[i].chunk)))
+			return rc;
+	for (size_t i = 0; i < r->nops; i++)
+		r->ops[i].chunk_end = i + 1 == r->nops || r->ops[i + 1].chunk != r->ops[i].chunk;
+	return 0;
+}
+
+/* A staged WRITE's chunk: 0 not copied out yet, 1 ready (its SGEs now point
+ * into the slot), <0 failed. */
+static int stage_ready(struct vb_conn *vc, struct vb_req *r, struct vb_op *o)
+{
+	const uint8_t *base;
+	struct ibv_mr *mr;
+	int rc;
+
+	if ((rc = nkv__stage_ptr(r->stage, o->chunk, &base)) <= 0)
+		return rc;
+	if (!(mr = vb_stage_mr(vc->e, base)))
+		return -EIO;
+	for (uint32_t s = 0; s < o->nsge; s++) {
+		r->sge[o->sge_first + s].addr += (uintptr_t)base;
+		r->sge[o->sge_first + s].lkey = mr->lkey;
+	}
+	return 1;
 }
 
 static void queue_part(struct vb_qp *q, struct vb_part *p)
@@ -156,10 +200,8 @@ static void queue_part(struct vb_qp *q, struct vb_part *p)
 int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 {
 	struct vb_conn *vc = c->be;
-	struct vb_dev *d = &VE(c->e)->dev;
-	struct ibv_mr *mr = req->src->be;
 	struct vb_req *r;
-	int nops;
+	int rc;
 
 	free(req->sums);
 	if (req->nsums)
@@ -167,6 +209,10 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 			       "with nkv_block_hash");
 	if (!vc || vc->failed)
 		return nkv_err(ENOTCONN, "connection is down");
+	if (!req->dst->addr && !req->dst->rkey)
+		return nkv_err(ENOTSUP, "push %llu: the peer's region %u is GPU memory its NIC cannot reach (no GPUDirect "
+			       "RDMA there) and verbs cannot stage into GPU memory: use --backend tcp, or enable "
+			       "GPUDirect on the peer (HARDWARE.md)", (unsigned long long)req->req_id, req->dst->id);
 	if (vc->inflight >= VB_MAX_INFLIGHT)
 		return nkv_err(EAGAIN, "%u requests already in flight on this connection; poll for completions",
 			       vc->inflight);
@@ -185,19 +231,21 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 		vc->reqs->prev = r;
 	vc->reqs = r;
 	vc->inflight++;
-	nops = build_ops(d, r, nkv_plan_ranges(req->plan), nkv_plan_count(req->plan), (uintptr_t)req->src->ptr,
-			 req->dst->addr);
-	if (nops < 0) {
+	if (req->src->kind == NKV_MEM_CUDA && !req->src->be &&
+	    (rc = nkv__stage_new(c->e, req->src->ptr, req->plan, &r->stage))) {
 		vb_req_free(vc, r);
-		return nops;
+		return nkv_err_wrap(rc, "push %llu", (unsigned long long)req->req_id);
 	}
-	for (uint32_t i = 0; i < (uint32_t)nops; i++)
-		for (uint32_t s = 0; s < r->ops[i].nsge; s++)
-			r->sge[r->ops[i].sge_first + s].lkey = mr->lkey;
-	/* Stripe big requests over the QPs, keep small ones whole. */
+	if ((rc = build_ops(c->e, r, req))) {
+		vb_req_free(vc, r);
+		return rc;
+	}
+	uint32_t nops = (uint32_t)r->nops;
+	/* Stripe big requests over the QPs, keep small ones whole. A staged
+	 * one stays on one QP: its chunks are copied out in order anyway. */
 	r->nparts = 1;
-	if (vc->nqps > 1 && r->bytes >= (256u << 10))
-		r->nparts = vc->nqps < (uint32_t)nops ? vc->nqps : (uint32_t)nops;
+	if (vc->nqps > 1 && r->bytes >= (256u << 10) && !r->stage)
+		r->nparts = vc->nqps < nops ? vc->nqps : nops;
 	if (!(r->parts = calloc(r->nparts, sizeof(*r->parts)))) {
 		vb_req_free(vc, r);
 		return nkv_err(ENOMEM, "out of memory");
@@ -210,12 +258,12 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 		p->req = r;
 		p->op_first = op;
 		/* Leave at least one op for each later part. */
-		while (op < (uint32_t)nops - (r->nparts - 1 - k) && (acc < goal || op == p->op_first)) {
+		while (op < nops - (r->nparts - 1 - k) && (acc < goal || op == p->op_first)) {
 			acc += r->ops[op].len;
 			op++;
 		}
 		if (k == r->nparts - 1)
-			op = (uint32_t)nops;
+			op = nops;
 		p->nops = op - p->op_first;
 	}
 	r->hdr = (struct vb_hdr){ .magic = htole32(VB_HDR_MAGIC), .seq = htole32(r->seq), .req_id = htole64(r->req_id),
@@ -243,7 +291,8 @@ void vb_post_pending(struct vb_qp *q)
 			struct vb_part *p = q->qhead;
 			struct vb_req *r = p->req;
 			struct ibv_send_wr *w = &wrs[n];
-			bool last = false;
+			bool last = false, staged_end = false;
+			uint32_t chunk = 0;
 
 			memset(w, 0, sizeof(*w));
 			if (!p->hdr_posted) {
@@ -259,6 +308,18 @@ void vb_post_pending(struct vb_qp *q)
 				q->parts_open++;
 			} else {
 				struct vb_op *o = &r->ops[p->op_first + p->next];
+				if (r->stage) {
+					int rc = stage_ready(vc, r, o);
+					if (rc < 0) {
+						vb_conn_fail(vc, rc, "verbs push %llu: %s", (unsigned long long)r->req_id,
+							     nkv_last_error());
+						return;
+					}
+					if (!rc)
+						break; /* progress posts it once the chunk is out */
+				}
+				staged_end = r->stage && o->chunk_end;
+				chunk = o->chunk;
 				last = ++p->next == p->nops;
 				w->opcode = last ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
 				w->sg_list = &r->sge[o->sge_first];
@@ -270,10 +331,11 @@ void vb_post_pending(struct vb_qp *q)
 					w->imm_data = htonl(r->seq);
 			}
 			q->since_sig++;
-			if (last || q->since_sig >= VB_SIG_EVERY) {
+			if (last || staged_end || q->since_sig >= VB_SIG_EVERY) {
 				w->send_flags |= IBV_SEND_SIGNALED;
 				q->sig[(q->sig_head + q->sig_count) % VB_SQ_DEPTH] =
-					(struct vb_sig){ .nwr = q->since_sig, .part = last ? p : NULL };
+					(struct vb_sig){ .nwr = q->since_sig, .part = last ? p : NULL,
+							 .staged = staged_end ? r : NULL, .chunk = chunk };
 				q->sig_count++;
 				q->since_sig = 0;
 			}
@@ -337,6 +399,8 @@ static void send_done(struct vb_conn *vc, struct vb_qp *q)
 	q->sig_head = (q->sig_head + 1) % VB_SQ_DEPTH;
 	q->sig_count--;
 	q->sq_out -= s.nwr;
+	if (s.staged) /* the NIC has read the chunk: its slot can take the next one */
+		nkv__stage_sent(s.staged->stage, s.chunk, nkv__stage_plan(s.staged->stage)->c[s.chunk].bytes);
 	if (!s.part)
 		return;
 	q->parts_open--;

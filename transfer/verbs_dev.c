@@ -236,12 +236,39 @@ void vb_describe(struct nkv_engine *e, struct vb_conn *vc)
 
 /* ---- engine ops ------------------------------------------------------------ */
 
+/* The MR of a staging slot (its pinned host bytes), registered on first use
+ * and kept until the engine goes: the slots live as long as the engine. */
+struct ibv_mr *vb_stage_mr(struct nkv_engine *e, const void *base)
+{
+	struct vb_engine *ve = VE(e);
+	unsigned i;
+
+	for (i = 0; i < NKV_GPU_OUT_SLOTS && ve->smr[i].base; i++)
+		if (ve->smr[i].base == base)
+			return ve->smr[i].mr;
+	if (i == NKV_GPU_OUT_SLOTS) {
+		nkv_err(ENOSPC, "%s: more GPU staging slots than the %u expected", ve->dev.name, NKV_GPU_OUT_SLOTS);
+		return NULL;
+	}
+	ve->smr[i].mr = ibv_reg_mr(ve->dev.pd, (void *)base, NKV_GPU_CHUNK, IBV_ACCESS_LOCAL_WRITE);
+	if (!ve->smr[i].mr) {
+		nkv_err(errno, "%s: registering a GPU staging slot (%u MiB pinned): %s", ve->dev.name,
+			NKV_GPU_CHUNK >> 20, strerror(errno));
+		return NULL;
+	}
+	ve->smr[i].base = base;
+	return ve->smr[i].mr;
+}
+
 static void vb_fini(struct nkv_engine *e)
 {
 	struct vb_engine *ve = VE(e);
 
 	if (!ve)
 		return;
+	for (unsigned i = 0; i < NKV_GPU_OUT_SLOTS; i++)
+		if (ve->smr[i].mr)
+			ibv_dereg_mr(ve->smr[i].mr);
 	if (ve->listen_id)
 		rdma_destroy_id(ve->listen_id);
 	if (ve->comp_ch)
@@ -350,10 +377,18 @@ static int vb_reg_gpu(struct nkv_engine *e, struct nkv_region *r)
 				fail = strerror(errno);
 			break;
 		case NKV_GPU_REG_STAGING:
-			/* Not built for verbs yet: say so instead of falling back silently. */
-			return nkv_err(ENOTSUP, "%s: GPU region %u: no GPUDirect RDMA (%s), and staging GPU memory "
-				       "over verbs is not implemented yet: use --backend tcp (see HARDWARE.md)", d->name,
-				       r->id, why);
+			/* No MR: pushes from it are staged (verbs_data.c); peers
+			 * learn addr 0 / rkey 0 and refuse to push into it. */
+			r->gpu_mode = "staging";
+			wl = strlen(why);
+			snprintf(why + wl, sizeof(why) - wl, "%ssends only: verbs cannot stage into GPU memory, use "
+				 "--backend tcp to receive", wl ? "; " : "");
+			memcpy(r->gpu_why, why, sizeof(why));
+			r->be = NULL;
+			r->desc.rkey = 0;
+			r->desc.addr = 0;
+			nkv__log("%s: GPU region %u staged through pinned host memory (%s)", d->name, r->id, r->gpu_why);
+			return 0;
 		}
 		if (fail) {
 			wl = strlen(why);
