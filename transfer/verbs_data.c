@@ -92,6 +92,18 @@ void vb_req_free(struct vb_conn *vc, struct vb_req *r)
 	free(r);
 }
 
+static int grow(void **arr, size_t *cap, size_t elem)
+{
+	size_t n = *cap ? *cap * 2 : 64;
+	void *p = realloc(*arr, n * elem);
+
+	if (!p)
+		return nkv_err(ENOMEM, "out of memory building work requests");
+	*arr = p;
+	*cap = n;
+	return 0;
+}
+
 /* Append a piece to the request's WRITE ops. A WRITE covers one contiguous
  * destination span within one staging chunk and gathers up to max_sge
  * source pieces, never more than max_msg bytes. */
@@ -102,14 +114,8 @@ static int add_piece(struct vb_dev *d, struct vb_req *r, uint64_t src, uint64_t 
 	while (left) {
 		if (!op || op->raddr + op->len != dst || op->chunk != chunk || op->nsge == d->max_sge ||
 		    op->len == d->max_msg) {
-			if (r->nops == r->cap_ops) {
-				size_t cap = r->cap_ops ? r->cap_ops * 2 : 64;
-				void *p = realloc(r->ops, cap * sizeof(*r->ops));
-				if (!p)
-					return nkv_err(ENOMEM, "out of memory building work requests");
-				r->ops = p;
-				r->cap_ops = cap;
-			}
+			if (r->nops == r->cap_ops && grow((void **)&r->ops, &r->cap_ops, sizeof(*r->ops)))
+				return -ENOMEM;
 			op = &r->ops[r->nops++];
 			*op = (struct vb_op){ .raddr = dst, .sge_first = (uint32_t)r->nsge, .chunk = chunk };
 		}
@@ -120,14 +126,8 @@ static int add_piece(struct vb_dev *d, struct vb_req *r, uint64_t src, uint64_t 
 		if (last && last->addr + last->length == src) {
 			last->length += (uint32_t)k;
 		} else {
-			if (r->nsge == r->cap_sge) {
-				size_t cap = r->cap_sge ? r->cap_sge * 2 : 64;
-				void *p = realloc(r->sge, cap * sizeof(*r->sge));
-				if (!p)
-					return nkv_err(ENOMEM, "out of memory building work requests");
-				r->sge = p;
-				r->cap_sge = cap;
-			}
+			if (r->nsge == r->cap_sge && grow((void **)&r->sge, &r->cap_sge, sizeof(*r->sge)))
+				return -ENOMEM;
 			r->sge[r->nsge++] = (struct ibv_sge){ .addr = src, .length = (uint32_t)k };
 			op->nsge++;
 		}
