@@ -66,6 +66,7 @@ void nkv_engine_destroy(struct nkv_engine *e)
 		return;
 	while (e->conns)
 		nkv_conn_close(e->conns);
+	nkv__gpu_drain(e); /* no gather or scatter still touching a region freed below */
 	for (uint32_t i = 0; i < e->nregions; i++)
 		if (e->regions[i].used)
 			nkv_region_release(e, i);

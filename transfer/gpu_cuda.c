@@ -164,7 +164,7 @@ static int c_host_alloc(int dev, uint64_t len, void **p)
 
 static void c_host_free(int dev, void *p)
 {
-	if (!p)
+	if (!p || set_dev(dev))
 		return;
 	CK_LOG(cudaFreeHost, p);
 }
@@ -240,8 +240,10 @@ static int c_event_done(int dev, void *ev)
 	e = cudaEventQuery((cudaEvent_t)ev);
 	if (e == cudaSuccess)
 		return 1;
-	if (e == cudaErrorNotReady)
+	if (e == cudaErrorNotReady) {
+		(void)cudaGetLastError(); /* "not yet" is no error: keep it out of the last-error slot */
 		return 0;
+	}
 	return cuda_fail(e, "cudaEventQuery");
 }
 
@@ -262,6 +264,11 @@ static int c_copy(int dev, void *dst, const void *src, uint64_t len)
 	if ((rc = set_dev(dev)))
 		return rc;
 	CK(cudaMemcpy, dst, src, len, cudaMemcpyDefault);
+	/* From pageable memory cudaMemcpy returns once the bytes are in the
+	 * driver's bounce buffer, DMA still running on the legacy stream, which
+	 * our non-blocking streams do not wait for: wait here, so "copy" means
+	 * the bytes are on the device. */
+	CK(cudaStreamSynchronize, cudaStreamLegacy);
 	return 0;
 }
 

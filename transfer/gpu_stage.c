@@ -177,15 +177,21 @@ int nkv__gpu_ctx(struct nkv_engine *e, struct nkv_gpu_ctx **out)
 	return 0;
 }
 
+void nkv__gpu_drain(struct nkv_engine *e)
+{
+	struct nkv_gpu_ctx *g = e->gpu;
+
+	if (g && (g->ops->stream_sync(g->dev, g->sout) || g->ops->stream_sync(g->dev, g->sin)))
+		nkv__log("GPU streams did not drain at engine teardown: %s", nkv_last_error());
+}
+
 void nkv__gpu_ctx_free(struct nkv_engine *e)
 {
 	struct nkv_gpu_ctx *g = e->gpu;
 
 	if (!g)
 		return;
-	/* Nothing may still be copying into the buffers we free. */
-	if (g->ops->stream_sync(g->dev, g->sout) || g->ops->stream_sync(g->dev, g->sin))
-		nkv__log("GPU streams did not drain at engine teardown: %s", nkv_last_error());
+	nkv__gpu_drain(e); /* nothing may still be copying into the buffers we free */
 	out_slots_free(g);
 	in_slots_free(g);
 	g->ops->stream_destroy(g->dev, g->sout);

@@ -38,6 +38,8 @@ struct nkv_gpu_in;
 /* The engine's GPU context, opened on first use (device e->opts.gpu). */
 int nkv__gpu_ctx(struct nkv_engine *e, struct nkv_gpu_ctx **out);
 void nkv__gpu_ctx_free(struct nkv_engine *e);
+/* Wait for the staging streams (engine teardown, before regions go). */
+void nkv__gpu_drain(struct nkv_engine *e);
 /* "cuda0 NVIDIA H100 ... (0000:17:00.0)" once opened, else "". */
 const char *nkv__gpu_desc(const struct nkv_engine *e);
 int nkv__gpu_dev(const struct nkv_engine *e);

@@ -181,7 +181,10 @@ struct nkv_push {
 /* Post a push; completion comes as an event. Many may be in flight; the
  * plan and the source bytes must stay untouched until NKV_EV_PUSH_DONE.
  * Checked here, before anything is sent: the regions exist and the plan
- * fits both; --verify needs a paged plan. */
+ * fits both; --verify needs a paged plan. GPU sources: the bytes must be
+ * complete on the device when this is called (synchronize the stream that
+ * wrote them): netkv's copies run on streams of their own, not ordered
+ * after the application's work. */
 int nkv_push(struct nkv_conn *c, const struct nkv_push *p);
 
 enum nkv_event_type {

@@ -31,6 +31,7 @@ struct fake_op {
 	uint64_t len;
 	const struct nkv_range *ranges;
 	uint32_t n;
+	uint64_t max_len;
 	struct fake_ev *ev;
 };
 
@@ -57,9 +58,17 @@ static void fake_run(struct fake_stream *s, struct fake_ev *upto)
 		if (o->type == F_COPY) {
 			memcpy(o->dst, o->src, o->len);
 		} else if (o->type == F_RANGES) {
-			for (uint32_t k = 0; k < o->n; k++)
+			for (uint32_t k = 0; k < o->n; k++) {
+				/* The real kernel's grid covers max_len: a longer range
+				 * would be cut short on a GPU. */
+				if (o->ranges[k].len > o->max_len) {
+					fprintf(stderr, "fake GPU: range %u is %llu bytes, over the launch's max_len %llu\n",
+						k, (unsigned long long)o->ranges[k].len, (unsigned long long)o->max_len);
+					abort();
+				}
 				memcpy((char *)o->dst + o->ranges[k].dst_off, (const char *)o->src + o->ranges[k].src_off,
 				       o->ranges[k].len);
+			}
 		} else {
 			o->ev->done = true;
 			if (o->ev == upto) {
@@ -185,7 +194,8 @@ static int f_copy_ranges(int dev, void *dst, const void *src, const struct nkv_r
 			 void *s)
 {
 	atomic_fetch_add(&fake_kernels, 1);
-	return fake_push(s, (struct fake_op){ .type = F_RANGES, .dst = dst, .src = src, .ranges = r, .n = n });
+	return fake_push(s, (struct fake_op){ .type = F_RANGES, .dst = dst, .src = src, .ranges = r, .n = n,
+					  .max_len = max_len });
 }
 static int f_dmabuf(int dev, void *p, uint64_t len, int *fd, uint64_t *off, uint64_t *blen)
 {

@@ -17,6 +17,7 @@
 #include "fake_gpu.h"
 
 #include <errno.h>
+#include "need_gpu.h"
 
 static const struct nkv_gpu_ops *g;
 
@@ -155,8 +156,7 @@ int main(int argc, char **argv)
 		nkv__gpu_override(&fake_gpu_ops);
 	g = nkv__gpu();
 	if (g->open(0, desc, sizeof(desc))) {
-		fprintf(stderr, "SKIP: no usable GPU: %s\n", nkv_last_error());
-		return 77;
+		return gpu_unusable();
 	}
 	fprintf(stderr, "device: %s\n", desc);
 	run("GPU->GPU, layer-major, shuffled blocks", NKV_MEM_CUDA, NKV_MEM_CUDA, NKV_LAYOUT_LAYER_MAJOR, true, 3);

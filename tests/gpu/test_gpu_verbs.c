@@ -15,6 +15,7 @@
 #include "gpu.h"
 
 #include <errno.h>
+#include "need_gpu.h"
 
 static const struct nkv_layout L = {
 	.model = { .name = "tiny", .layers = 4, .kv_heads = 2, .head_dim = 64, .dtype = NKV_FP16 },
@@ -60,8 +61,7 @@ int main(void)
 
 	setenv("NKV_QUIET", "1", 1);
 	if (g->open(0, desc, sizeof(desc))) {
-		fprintf(stderr, "SKIP: no usable GPU: %s\n", nkv_last_error());
-		return 77;
+		return gpu_unusable();
 	}
 	vt_need_rdma(ip, sizeof(ip));
 	fprintf(stderr, "device: %s, RDMA address %s\n", desc, ip);

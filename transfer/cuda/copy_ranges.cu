@@ -59,12 +59,17 @@ extern "C" int nkv__cuda_copy_ranges(void *dst, const void *src, const void *ran
 		return (int)cudaSuccess;
 	if (tiles > 0x7fffffffu)
 		return (int)cudaErrorInvalidValue;
+	/* cudaLaunchKernel returns this launch's own status; cudaGetLastError
+	 * after <<<>>> would also return an older error another call already
+	 * handled, failing a good launch. */
 	for (uint32_t done = 0; done < n;) {
 		uint32_t batch = n - done < 65535u ? n - done : 65535u;
-		dim3 grid((unsigned)tiles, batch);
-
-		nkv_copy_ranges_kernel<<<grid, THREADS, 0, stream>>>((char *)dst, (const char *)src, r + done);
-		cudaError_t e = cudaGetLastError();
+		char *d = (char *)dst;
+		const char *s = (const char *)src;
+		const nkv_range_dev *rr = r + done;
+		void *args[] = { &d, &s, &rr };
+		cudaError_t e = cudaLaunchKernel((const void *)nkv_copy_ranges_kernel, dim3((unsigned)tiles, batch),
+						 dim3(THREADS), args, 0, stream);
 		if (e != cudaSuccess)
 			return (int)e;
 		done += batch;
