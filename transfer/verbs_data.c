@@ -637,10 +637,9 @@ static int unit_arrived(struct vb_conn *vc, const struct vb_unit *u)
 			memcpy(list, desc + i * sizeof(*list), (n - i < 64 ? n - i : 64) * sizeof(*list));
 		uint64_t off = le64toh(list[i % 64].off), dst = le64toh(list[i % 64].dst_off), len = le64toh(list[i % 64].len);
 		if (!len || off > bytes || len > bytes - off || dst > r->len || len > r->len - dst)
-			return nkv_err(EPROTO, "unit range %u (payload offset %llu, region offset %llu, %llu bytes) is "
-				       "outside its %llu-byte payload or the %llu-byte region %u", i,
-				       (unsigned long long)off, (unsigned long long)dst, (unsigned long long)len,
-				       (unsigned long long)bytes, (unsigned long long)r->len, r->id);
+			return nkv_err(EPROTO, "unit range %u (%llu bytes, payload at %llu, region at %llu) outside the "
+				       "%llu-byte payload or region %u", i, (unsigned long long)len, (unsigned long long)off,
+				       (unsigned long long)dst, (unsigned long long)bytes, r->id);
 		vc->uranges[i] = (struct nkv_range){ .src_off = VB_UNIT_DESC + off, .dst_off = dst, .len = len };
 		sum += len;
 	}

@@ -106,9 +106,11 @@ static void run(const char *ip, const char *name, enum nkv_mem_kind sk, enum nkv
 	for (int k = 0; k < NREQ; k++)
 		VT_CHECK(status[k] == 0, "%s: a push failed: %s", name, why);
 	VT_CHECK(vt_rx_wait(&rx, NREQ, 30), "%s: receive reports missing", name);
-	vt_rx_stop(&rx);
+	pthread_mutex_lock(&rx.mu);
 	for (size_t i = 0; i < rx.nev; i++)
 		VT_CHECK(rx.ev[i].status == 0, "%s: a receive failed", name);
+	pthread_mutex_unlock(&rx.mu);
+	vt_rx_stop(&rx);
 	const void *dv = snapshot(dk, dst, dhost, dlen);
 	for (uint32_t i = 0; i < NREQ * nblocks; i++)
 		VT_CHECK(nkv_block_hash(&sl, shost, sb[i]) == nkv_block_hash(&dl, dv, db[i]), "%s: block %u -> %u differs",
