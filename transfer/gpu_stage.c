@@ -32,6 +32,7 @@ struct nkv_gpu_in {
 	void *ev;
 	void *owner;               /* NULL: free */
 	bool pending;              /* copy issued, event not yet seen */
+	bool keep;                 /* stays the owner's after a reap */
 	uint64_t req_id, bytes;
 };
 
@@ -357,6 +358,12 @@ static void issue_more(struct nkv_gpu_ctx *g)
 
 int nkv__stage_new(struct nkv_engine *e, void *src, const struct nkv_plan *plan, struct nkv_stage **out)
 {
+	return nkv__stage_new_cut(e, src, plan, NKV_GPU_CHUNK, NKV_GPU_CHUNK_RANGES, out);
+}
+
+int nkv__stage_new_cut(struct nkv_engine *e, void *src, const struct nkv_plan *plan, uint64_t chunk_bytes,
+		       uint32_t chunk_ranges, struct nkv_stage **out)
+{
 	struct nkv_gpu_ctx *g;
 	struct nkv_stage *st;
 	int rc;
@@ -368,8 +375,12 @@ int nkv__stage_new(struct nkv_engine *e, void *src, const struct nkv_plan *plan,
 		return nkv_err(ENOMEM, "staging: out of memory");
 	st->g = g;
 	st->src = src;
-	if ((rc = nkv__chunk_plan(nkv_plan_ranges(plan), nkv_plan_count(plan), NKV_GPU_CHUNK, NKV_GPU_CHUNK_RANGES,
-				  &st->cp))) {
+	if (chunk_bytes > NKV_GPU_CHUNK || chunk_ranges > NKV_GPU_CHUNK_RANGES)
+		rc = nkv_err(EINVAL, "staging: chunks of %llu bytes / %u ranges exceed the slots", (unsigned long long)chunk_bytes,
+			     chunk_ranges);
+	else
+		rc = nkv__chunk_plan(nkv_plan_ranges(plan), nkv_plan_count(plan), chunk_bytes, chunk_ranges, &st->cp);
+	if (rc) {
 		free(st);
 		return rc;
 	}
@@ -515,6 +526,7 @@ int nkv__gpu_in_acquire(struct nkv_engine *e, void *owner, struct nkv_gpu_in **s
 		if (!g->in[i].owner) {
 			g->in[i].owner = owner;
 			g->in[i].pending = false;
+			g->in[i].keep = false;
 			*slot = &g->in[i];
 			return 0;
 		}
@@ -566,6 +578,11 @@ int nkv__gpu_in_commit(struct nkv_engine *e, struct nkv_gpu_in *s, void *dev, co
 	return 0;
 }
 
+void nkv__gpu_in_keep(struct nkv_gpu_in *s)
+{
+	s->keep = true;
+}
+
 void nkv__gpu_in_release(struct nkv_engine *e, struct nkv_gpu_in *s)
 {
 	if (s && !s->pending)
@@ -588,7 +605,8 @@ int nkv__gpu_in_reap(struct nkv_engine *e, void (*fn)(void *owner, uint64_t req_
 		if ((rc = g->ops->event_done(g->dev, s->ev)) == 0)
 			continue;
 		s->pending = false;
-		s->owner = NULL;
+		if (!s->keep)
+			s->owner = NULL;
 		g->in_pending--;
 		fn(owner, s->req_id, s->bytes, rc < 0 ? rc : 0);
 		n++;
@@ -618,5 +636,6 @@ void nkv__gpu_in_drop_owner(struct nkv_engine *e, void *owner)
 			g->in_pending--;
 		s->pending = false;
 		s->owner = NULL;
+		s->keep = false;
 	}
 }

@@ -61,6 +61,9 @@ uint64_t nkv__gpu_ready_gen(const struct nkv_engine *e);
 
 /* ---- sender ---- */
 int nkv__stage_new(struct nkv_engine *e, void *src, const struct nkv_plan *plan, struct nkv_stage **out);
+/* The same with other chunk limits (at most NKV_GPU_CHUNK / _RANGES). */
+int nkv__stage_new_cut(struct nkv_engine *e, void *src, const struct nkv_plan *plan, uint64_t chunk_bytes,
+		       uint32_t chunk_ranges, struct nkv_stage **out);
 const struct nkv_chunk_plan *nkv__stage_plan(const struct nkv_stage *st);
 /* 1 and *base = the chunk's pinned host bytes once copied, 0 not yet, <0
  * failed (the reason names the CUDA call). */
@@ -77,6 +80,9 @@ uint8_t *nkv__gpu_in_buf(struct nkv_gpu_in *slot);
  * src_off into the slot, dst_off into the region (checked by the caller). */
 int nkv__gpu_in_commit(struct nkv_engine *e, struct nkv_gpu_in *slot, void *dev, const struct nkv_range *ranges,
 		       uint32_t n, uint64_t req_id);
+/* The slot stays its owner's after each reap (a bounce slot a peer writes
+ * into): only nkv__gpu_in_drop_owner frees it. */
+void nkv__gpu_in_keep(struct nkv_gpu_in *slot);
 /* Give a slot back unused (a failed receive). */
 void nkv__gpu_in_release(struct nkv_engine *e, struct nkv_gpu_in *slot);
 /* Report finished copies: fn(owner, req_id, bytes, status) for each, slot freed first. */

@@ -21,7 +21,20 @@
  * only once its chunk has been copied out, and the chunk's last WRITE is
  * signalled so its slot is handed back as soon as the NIC has read it. The
  * receiving side cannot stage: such a region is advertised with addr 0 and
- * rkey 0, and a push into it is refused by the sender with the reason.
+ * rkey 0. Pushes into such a region go through bounce slots the receiver
+ * lends (see "receiver staging" below).
+ *
+ * Receiver staging: a receiver with staged GPU regions lends each
+ * connection up to VB_CREDITS pinned receive slots of gpu_stage.h, each
+ * registered for remote write and granted by a CREDIT SEND (slot, addr, len,
+ * rkey). The sender cuts the push into units of at most VB_UNIT_PAYLOAD
+ * bytes / VB_UNIT_RANGES ranges and, per unit, takes a credit, WRITEs the
+ * payload behind a descriptor area, WRITEs the unit's range list (payload
+ * offset, region offset, length) into that area, then SENDs a UNIT message.
+ * The receiver copies the list out of the slot before checking it against
+ * its region (the peer can still write the slot), starts the host-to-device
+ * copy and scatter, and grants the slot again once that copy is done. The
+ * request is received when its units' bytes are all on the device.
  */
 #ifndef NKV_TRANSFER_VERBS_H
 #define NKV_TRANSFER_VERBS_H
@@ -44,6 +57,14 @@
 #define VB_POST_BATCH 16         /* WRs chained per ibv_post_send */
 #define VB_RSLOTS 4096           /* receiver request table; sender keeps fewer in flight */
 #define VB_MAX_INFLIGHT 2048
+#define VB_CREDIT_MAGIC 0x434b4e4eu /* "NNKC" */
+#define VB_UNIT_MAGIC 0x554b4e4eu   /* "NNKU" */
+#define VB_HDR_STAGED 1u            /* vb_hdr.flags: the data comes as units */
+#define VB_CREDITS 4                /* bounce slots lent per connection */
+#define VB_CREDIT_RING (2 * VB_CREDITS + 2) /* receives on the sender for credits */
+#define VB_UNIT_RANGES 512u
+#define VB_UNIT_DESC (VB_UNIT_RANGES * sizeof(struct vb_unit_range))
+#define VB_UNIT_PAYLOAD (NKV_GPU_IN_BYTES - VB_UNIT_DESC)
 
 /* Connection request private data (active -> passive, <= 56 bytes). */
 struct vb_req_pd {
@@ -77,7 +98,35 @@ struct vb_hdr {
 	uint64_t bytes;   /* the whole request's */
 	uint32_t region;  /* destination region id */
 	uint16_t nparts;
+	uint16_t flags;   /* VB_HDR_STAGED */
+};
+
+/* Receiver -> sender: slot `slot` is yours to write (len 0: this receiver
+ * has no slot to lend, staged pushes to it cannot go). Same size as vb_hdr. */
+struct vb_credit {
+	uint32_t magic;
+	uint32_t slot;
+	uint64_t addr;
+	uint64_t len;
+	uint32_t rkey;
+	uint32_t pad;
+};
+
+/* Sender -> receiver: a unit of request `seq` sits in slot `slot`. */
+struct vb_unit {
+	uint32_t magic;
+	uint32_t seq;
+	uint64_t req_id;
+	uint64_t bytes;   /* payload bytes (after the descriptor area) */
+	uint32_t slot;
+	uint16_t nranges;
 	uint16_t pad;
+};
+
+struct vb_unit_range {     /* in the slot's descriptor area, little-endian */
+	uint64_t off;      /* in the payload */
+	uint64_t dst_off;  /* in the destination region */
+	uint64_t len;
 };
 
 struct vb_dev {
@@ -104,8 +153,19 @@ struct vb_op {            /* one RDMA WRITE */
 	uint64_t raddr;
 	uint32_t sge_first, nsge;
 	uint64_t len;
-	uint32_t chunk;           /* staged: the chunk its sources sit in (sge addr = offset in it) */
-	bool chunk_end;           /* staged: the chunk's last WRITE */
+	uint32_t chunk;           /* staged source: the chunk its sources sit in (sge addr = offset in
+				   * it); staged destination: the unit (= chunk) it belongs to */
+	bool chunk_end;           /* staged source: the chunk's last WRITE */
+	bool ready;               /* staged source: SGEs point into the chunk's slot */
+	uint8_t kind;             /* VB_OP_* */
+};
+
+enum { VB_OP_WRITE, VB_OP_DESC, VB_OP_UNIT }; /* data, unit range list, unit SEND */
+
+struct vb_bind {                  /* a unit's slot at the receiver */
+	bool bound;
+	uint32_t slot, rkey;
+	uint64_t addr;
 };
 
 struct vb_part {
@@ -127,6 +187,10 @@ struct vb_req {
 	struct vb_op *ops;
 	size_t nops, nsge, cap_ops, cap_sge;
 	struct nkv_stage *stage;       /* GPU source without GPUDirect */
+	bool dst_staged;               /* into the peer's bounce slots, unit by unit */
+	struct nkv_chunk_plan units;   /* dst_staged: the units (= stage's chunks when staged) */
+	struct vb_bind *bind;          /* per unit */
+	struct vb_unit *umsg;          /* per unit: its SEND */
 	struct vb_part *parts;
 	struct vb_hdr hdr;
 	struct vb_req *next, *prev;    /* the connection's requests in flight */
@@ -150,16 +214,24 @@ struct vb_qp {
 	uint32_t sig_head, sig_count;
 	struct vb_part *qhead, *qtail;
 	/* receive side */
-	struct vb_hdr *rbuf;
+	struct vb_hdr *rbuf;           /* headers, units, credits: all 32 bytes */
 	struct ibv_mr *rmr;
+	uint32_t nrecv;
 };
 
 struct vb_rslot {
-	bool used;
+	bool used, staged;
 	uint32_t seq;
 	uint64_t req_id, bytes;
+	uint64_t queued, landed;       /* staged: bytes announced by units, bytes on the device */
 	uint32_t region;
 	uint16_t nparts, seen;
+};
+
+struct vb_lend {                   /* receiver: a bounce slot lent to the peer */
+	struct nkv_gpu_in *slot;
+	struct ibv_mr *mr;
+	bool granted;                  /* the peer may write it */
 };
 
 struct vb_conn {
@@ -175,6 +247,17 @@ struct vb_conn {
 	struct vb_rslot *rslots;       /* passive side */
 	uint32_t mtu;                  /* path MTU in bytes, from the QP */
 	uint32_t peer_mtu;
+	/* receiver staging, receiving side */
+	struct vb_lend lend[VB_CREDITS];
+	uint32_t nlend, credit_out;    /* slots lent; credit SENDs not yet completed */
+	bool lend_done;
+	struct nkv_range *uranges;     /* a unit's checked range list */
+	/* receiver staging, sending side */
+	struct vb_credit credits[VB_CREDITS * 2];
+	uint32_t ncredits;
+	bool no_credit;                /* the peer lends nothing */
+	uint8_t *descbuf;              /* VB_CREDITS unit range lists, by peer slot */
+	struct ibv_mr *descmr;
 };
 
 struct vb_engine {
@@ -210,7 +293,9 @@ int vb_qp_create(struct vb_conn *vc, struct vb_qp *q, bool passive);
 
 /* verbs_data.c */
 int vb_cq_create(struct nkv_engine *e, struct vb_conn *vc);
-int vb_post_recvs(struct vb_qp *q);
+int vb_post_recvs(struct vb_qp *q, uint32_t n);
+void vb_lend_slots(struct vb_conn *vc);
+void vb_lend_free(struct vb_conn *vc);
 void vb_post_pending(struct vb_qp *q);
 int vb_poll_cq(struct vb_conn *vc);
 void vb_req_free(struct vb_conn *vc, struct vb_req *r);

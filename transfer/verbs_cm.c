@@ -40,11 +40,13 @@ int vb_qp_create(struct vb_conn *vc, struct vb_qp *q, bool passive)
 		.qp_type = IBV_QPT_RC,
 		.sq_sig_all = 0,
 		.cap = {
-			.max_send_wr = passive ? 1 : q->sq_depth,
-			.max_recv_wr = passive ? VB_RECV_RING : 1,
+			/* The receiving side sends only credits (receiver staging),
+			 * which the sending side takes in a small ring. */
+			.max_send_wr = passive ? VB_CREDIT_RING : q->sq_depth,
+			.max_recv_wr = passive ? VB_RECV_RING : VB_CREDIT_RING,
 			.max_send_sge = passive ? 1 : ve->dev.max_sge,
 			.max_recv_sge = 1,
-			.max_inline_data = passive ? 0 : sizeof(struct vb_hdr),
+			.max_inline_data = sizeof(struct vb_hdr),
 		},
 	};
 
@@ -52,9 +54,7 @@ int vb_qp_create(struct vb_conn *vc, struct vb_qp *q, bool passive)
 		return nkv_err(errno, "%s: creating an RC QP (%u send WRs, %u SGEs, %zu inline) failed: %s", ve->dev.name,
 			       a.cap.max_send_wr, a.cap.max_send_sge, sizeof(struct vb_hdr), strerror(errno));
 	q->qpn = q->id->qp->qp_num;
-	if (passive)
-		return vb_post_recvs(q);
-	return 0;
+	return vb_post_recvs(q, passive ? VB_RECV_RING : VB_CREDIT_RING);
 }
 
 static void qp_destroy(struct vb_qp *q)
@@ -101,6 +101,10 @@ static void conn_free(struct vb_conn *vc)
 {
 	for (uint32_t i = 0; i < vc->nqps; i++)
 		qp_destroy(&vc->qps[i]);
+	vb_lend_free(vc); /* after the QPs: the peer can no longer write the slots */
+	if (vc->descmr)
+		ibv_dereg_mr(vc->descmr);
+	free(vc->descbuf);
 	if (vc->cq && ibv_destroy_cq(vc->cq))
 		nkv__log("%s: ibv_destroy_cq failed: %s", VE(vc->e)->dev.name, strerror(errno));
 	while (vc->reqs)
@@ -509,6 +513,8 @@ int vb_cm_events(struct nkv_engine *e)
 			q->established = true;
 			if (++vc->nup == vc->nqps && !vc->up_emitted && !vc->failed) {
 				vc->up_emitted = true;
+				if (vc->c->passive)
+					vb_lend_slots(vc);
 				vb_describe(e, vc);
 				nkv__emitf(e, NKV_EV_CONN_UP, vc->c, 0, 0, "%s, %u QPs", e->desc, vc->nqps);
 			}

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { WR_HDR = 1, WR_WRITE = 2, WR_IMM = 3 };
+enum { WR_HDR = 1, WR_WRITE = 2, WR_IMM = 3, WR_CREDIT = 4, WR_UNIT = 5 };
 #define VB_RECV_TAG (1ull << 63)
 
 int vb_cq_create(struct nkv_engine *e, struct vb_conn *vc)
@@ -42,18 +42,20 @@ static int post_recv(struct vb_qp *q, uint32_t i)
 	return ibv_post_recv(q->id->qp, &wr, &bad) ? errno : 0;
 }
 
-/* The receive ring takes the headers (SEND) and the immediates. */
-int vb_post_recvs(struct vb_qp *q)
+/* The receive ring: headers (SEND), units and immediates on the receiving
+ * side, credits on the sending side. */
+int vb_post_recvs(struct vb_qp *q, uint32_t n)
 {
 	struct vb_dev *d = &VE(q->vc->e)->dev;
 
-	q->rbuf = calloc(VB_RECV_RING, sizeof(*q->rbuf));
+	q->rbuf = calloc(n, sizeof(*q->rbuf));
 	if (!q->rbuf)
 		return nkv_err(ENOMEM, "out of memory");
-	q->rmr = ibv_reg_mr(d->pd, q->rbuf, VB_RECV_RING * sizeof(*q->rbuf), IBV_ACCESS_LOCAL_WRITE);
+	q->nrecv = n;
+	q->rmr = ibv_reg_mr(d->pd, q->rbuf, n * sizeof(*q->rbuf), IBV_ACCESS_LOCAL_WRITE);
 	if (!q->rmr)
 		return nkv_err(errno, "%s: registering the receive ring: %s", d->name, strerror(errno));
-	for (uint32_t i = 0; i < VB_RECV_RING; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		int err = post_recv(q, i);
 		if (err)
 			return nkv_err(err, "%s QP 0x%x: ibv_post_recv: %s", d->name, q->qpn, strerror(err));
@@ -86,6 +88,9 @@ void vb_req_free(struct vb_conn *vc, struct vb_req *r)
 		r->next->prev = r->prev;
 	vc->inflight--;
 	nkv__stage_free(r->stage);
+	nkv__chunk_plan_free(&r->units);
+	free(r->bind);
+	free(r->umsg);
 	free(r->sge);
 	free(r->ops);
 	free(r->parts);
@@ -139,31 +144,64 @@ static int add_piece(struct vb_dev *d, struct vb_req *r, uint64_t src, uint64_t 
 	return 0;
 }
 
+static int add_op(struct vb_req *r, uint8_t kind, uint32_t unit)
+{
+	if (r->nops == r->cap_ops && grow((void **)&r->ops, &r->cap_ops, sizeof(*r->ops)))
+		return -ENOMEM;
+	r->ops[r->nops++] = (struct vb_op){ .kind = kind, .chunk = unit };
+	return 0;
+}
+
 /* The plan's ranges -> WRITE ops: straight from the source region's MR, or,
- * staged, from chunk offsets that get their slot's address at post time. */
+ * staged, from chunk offsets that get their slot's address at post time.
+ * Into the peer's bounce slots (dst_staged), unit by unit: the payload's
+ * WRITEs (destination = offset in the payload until a slot is bound), the
+ * range list's WRITE and the unit's SEND. */
 static int build_ops(struct nkv_engine *e, struct vb_req *r, const struct nkv_push_req *req)
 {
 	struct vb_dev *d = &VE(e)->dev;
+	const struct nkv_chunk_plan *cp = r->stage ? nkv__stage_plan(r->stage) : NULL;
+	uint64_t src_base = r->stage ? 0 : (uintptr_t)req->src->ptr;
 	int rc;
 
-	if (!r->stage) {
+	if (r->dst_staged) {
+		const struct nkv_chunk_plan *u = &r->units;
+		if ((rc = nkv__chunk_plan(nkv_plan_ranges(req->plan), nkv_plan_count(req->plan), VB_UNIT_PAYLOAD,
+					  VB_UNIT_RANGES, &r->units)))
+			return rc;
+		if (!(r->bind = calloc(u->nc, sizeof(*r->bind))) || !(r->umsg = calloc(u->nc, sizeof(*r->umsg))))
+			return nkv_err(ENOMEM, "out of memory building work requests");
+		for (size_t k = 0; k < u->nc; k++) {
+			for (size_t i = u->c[k].first; i < u->c[k].first + u->c[k].n; i++) {
+				/* A staged source packs its chunks exactly as the units are cut. */
+				uint64_t src = r->stage ? cp->r[i].soff : src_base + u->r[i].src_off;
+				if ((rc = add_piece(d, r, src, u->r[i].soff, u->r[i].len, (uint32_t)k)))
+					return rc;
+			}
+			if ((rc = add_op(r, VB_OP_DESC, (uint32_t)k)) || (rc = add_op(r, VB_OP_UNIT, (uint32_t)k)))
+				return rc;
+		}
+	} else if (!r->stage) {
 		const struct nkv_range *rg = nkv_plan_ranges(req->plan);
-		uint64_t src_base = (uintptr_t)req->src->ptr;
-		uint32_t lkey = ((struct ibv_mr *)req->src->be)->lkey;
 		for (size_t i = 0; i < nkv_plan_count(req->plan); i++)
 			if ((rc = add_piece(d, r, src_base + rg[i].src_off, req->dst->addr + rg[i].dst_off, rg[i].len,
 					    VB_NO_CHUNK)))
 				return rc;
+	} else {
+		for (size_t i = 0; i < cp->nr; i++)
+			if ((rc = add_piece(d, r, cp->r[i].soff, req->dst->addr + cp->r[i].dst_off, cp->r[i].len,
+					    cp->r[i].chunk)))
+				return rc;
+	}
+	if (!r->stage) {
+		uint32_t lkey = ((struct ibv_mr *)req->src->be)->lkey;
 		for (size_t i = 0; i < r->nsge; i++)
 			r->sge[i].lkey = lkey;
-		return 0;
 	}
-	const struct nkv_chunk_plan *cp = nkv__stage_plan(r->stage);
-	for (size_t i = 0; i < cp->nr; i++)
-		if ((rc = add_piece(d, r, cp->r[i].soff, req->dst->addr + cp->r[i].dst_off, cp->r[i].len, cp->r[i].chunk)))
-			return rc;
-	for (size_t i = 0; i < r->nops; i++)
-		r->ops[i].chunk_end = i + 1 == r->nops || r->ops[i + 1].chunk != r->ops[i].chunk;
+	/* A chunk's last data WRITE hands its staging slot back. */
+	for (size_t i = 0; r->stage && i < r->nops; i++)
+		r->ops[i].chunk_end = r->ops[i].kind == VB_OP_WRITE &&
+				      (i + 1 == r->nops || r->ops[i + 1].kind != VB_OP_WRITE || r->ops[i + 1].chunk != r->ops[i].chunk);
 	return 0;
 }
 
@@ -175,6 +213,8 @@ static int stage_ready(struct vb_conn *vc, struct vb_req *r, struct vb_op *o)
 	struct ibv_mr *mr;
 	int rc;
 
+	if (o->ready)
+		return 1;
 	if ((rc = nkv__stage_ptr(r->stage, o->chunk, &base)) <= 0)
 		return rc;
 	if (!(mr = vb_stage_mr(vc->e, base)))
@@ -183,7 +223,36 @@ static int stage_ready(struct vb_conn *vc, struct vb_req *r, struct vb_op *o)
 		r->sge[o->sge_first + s].addr += (uintptr_t)base;
 		r->sge[o->sge_first + s].lkey = mr->lkey;
 	}
+	o->ready = true;
 	return 1;
+}
+
+/* Give unit u a bounce slot the peer lent: false while none is free. Its
+ * WRITEs (from op i on) get the slot's address, its range list and SEND
+ * are written out. */
+static bool bind_unit(struct vb_conn *vc, struct vb_req *r, uint32_t u, size_t i)
+{
+	const struct nkv_chunk_plan *up = &r->units;
+	const struct nkv_chunk *ch = &up->c[u];
+	struct vb_bind *b = &r->bind[u];
+	struct vb_unit_range *list;
+
+	if (!vc->ncredits)
+		return false;
+	struct vb_credit cr = vc->credits[0];
+	memmove(vc->credits, vc->credits + 1, --vc->ncredits * sizeof(vc->credits[0]));
+	*b = (struct vb_bind){ .bound = true, .slot = cr.slot, .addr = cr.addr, .rkey = cr.rkey };
+	for (; i < r->nops && r->ops[i].chunk == u && r->ops[i].kind == VB_OP_WRITE; i++)
+		r->ops[i].raddr += b->addr + VB_UNIT_DESC;
+	list = (struct vb_unit_range *)(vc->descbuf + (size_t)b->slot * VB_UNIT_DESC);
+	for (size_t k = 0; k < ch->n; k++) {
+		const struct nkv_srange *s = &up->r[ch->first + k];
+		list[k] = (struct vb_unit_range){ htole64(s->soff), htole64(s->dst_off), htole64(s->len) };
+	}
+	r->umsg[u] = (struct vb_unit){ .magic = htole32(VB_UNIT_MAGIC), .seq = htole32(r->seq),
+				       .req_id = htole64(r->req_id), .bytes = htole64(ch->bytes),
+				       .slot = htole32(b->slot), .nranges = htole16((uint16_t)ch->n) };
+	return true;
 }
 
 static void queue_part(struct vb_qp *q, struct vb_part *p)
@@ -209,10 +278,21 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 			       "with nkv_block_hash");
 	if (!vc || vc->failed)
 		return nkv_err(ENOTCONN, "connection is down");
-	if (!req->dst->addr && !req->dst->rkey)
-		return nkv_err(ENOTSUP, "push %llu: the peer's region %u is GPU memory its NIC cannot reach (no GPUDirect "
-			       "RDMA there) and verbs cannot stage into GPU memory: use --backend tcp, or enable "
-			       "GPUDirect on the peer (HARDWARE.md)", (unsigned long long)req->req_id, req->dst->id);
+	bool dst_staged = !req->dst->addr && !req->dst->rkey; /* GPU memory the peer's NIC cannot reach */
+	if (dst_staged && vc->no_credit)
+		return nkv_err(ENOSPC, "push %llu: the peer's region %u is staged GPU memory and the peer has no bounce "
+			       "slot left to lend this connection (its %u receive slots are lent to other connections)",
+			       (unsigned long long)req->req_id, req->dst->id, NKV_GPU_IN_SLOTS);
+	if (dst_staged && !vc->descbuf) {
+		struct vb_dev *d = &VE(c->e)->dev;
+		if (!(vc->descbuf = calloc(VB_CREDITS, VB_UNIT_DESC)))
+			return nkv_err(ENOMEM, "out of memory");
+		if (!(vc->descmr = ibv_reg_mr(d->pd, vc->descbuf, VB_CREDITS * VB_UNIT_DESC, IBV_ACCESS_LOCAL_WRITE))) {
+			free(vc->descbuf);
+			vc->descbuf = NULL;
+			return nkv_err(errno, "%s: registering the unit range lists: %s", d->name, strerror(errno));
+		}
+	}
 	if (vc->inflight >= VB_MAX_INFLIGHT)
 		return nkv_err(EAGAIN, "%u requests already in flight on this connection; poll for completions",
 			       vc->inflight);
@@ -225,6 +305,7 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 	r->bytes = nkv_plan_bytes(req->plan);
 	r->rkey = req->dst->rkey;
 	r->region = req->dst->id;
+	r->dst_staged = dst_staged;
 	/* Link first so vb_req_free can undo everything below. */
 	r->next = vc->reqs;
 	if (vc->reqs)
@@ -232,7 +313,8 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 	vc->reqs = r;
 	vc->inflight++;
 	if (req->src->kind == NKV_MEM_CUDA && !req->src->be &&
-	    (rc = nkv__stage_new(c->e, req->src->ptr, req->plan, &r->stage))) {
+	    (rc = nkv__stage_new_cut(c->e, req->src->ptr, req->plan, dst_staged ? VB_UNIT_PAYLOAD : NKV_GPU_CHUNK,
+				     dst_staged ? VB_UNIT_RANGES : NKV_GPU_CHUNK_RANGES, &r->stage))) {
 		vb_req_free(vc, r);
 		return nkv_err_wrap(rc, "push %llu", (unsigned long long)req->req_id);
 	}
@@ -244,7 +326,7 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 	/* Stripe big requests over the QPs, keep small ones whole. A staged
 	 * one stays on one QP: its chunks are copied out in order anyway. */
 	r->nparts = 1;
-	if (vc->nqps > 1 && r->bytes >= (256u << 10) && !r->stage)
+	if (vc->nqps > 1 && r->bytes >= (256u << 10) && !r->stage && !r->dst_staged)
 		r->nparts = vc->nqps < nops ? vc->nqps : nops;
 	if (!(r->parts = calloc(r->nparts, sizeof(*r->parts)))) {
 		vb_req_free(vc, r);
@@ -268,7 +350,8 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 	}
 	r->hdr = (struct vb_hdr){ .magic = htole32(VB_HDR_MAGIC), .seq = htole32(r->seq), .req_id = htole64(r->req_id),
 				  .bytes = htole64(r->bytes), .region = htole32(r->region),
-				  .nparts = htole16((uint16_t)r->nparts) };
+				  .nparts = htole16((uint16_t)r->nparts),
+				  .flags = htole16(r->dst_staged ? VB_HDR_STAGED : 0) };
 	for (uint32_t k = 0; k < r->nparts; k++)
 		queue_part(&vc->qps[(vc->rr + k) % vc->nqps], &r->parts[k]);
 	vc->rr = (vc->rr + r->nparts) % vc->nqps;
@@ -307,8 +390,11 @@ void vb_post_pending(struct vb_qp *q)
 				p->hdr_posted = true;
 				q->parts_open++;
 			} else {
-				struct vb_op *o = &r->ops[p->op_first + p->next];
-				if (r->stage) {
+				size_t oi = p->op_first + p->next;
+				struct vb_op *o = &r->ops[oi];
+				/* Ready data first, then a slot at the peer: a unit holds a
+				 * slot only while it can go, so slots always come back. */
+				if (r->stage && o->kind == VB_OP_WRITE) {
 					int rc = stage_ready(vc, r, o);
 					if (rc < 0) {
 						vb_conn_fail(vc, rc, "verbs push %llu: %s", (unsigned long long)r->req_id,
@@ -318,17 +404,41 @@ void vb_post_pending(struct vb_qp *q)
 					if (!rc)
 						break; /* progress posts it once the chunk is out */
 				}
+				if (r->dst_staged && !r->bind[o->chunk].bound && !bind_unit(vc, r, o->chunk, oi))
+					break; /* posted when the peer lends a slot (a credit arrives) */
 				staged_end = r->stage && o->chunk_end;
 				chunk = o->chunk;
 				last = ++p->next == p->nops;
-				w->opcode = last ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
-				w->sg_list = &r->sge[o->sge_first];
-				w->num_sge = (int)o->nsge;
-				w->wr.rdma.remote_addr = o->raddr;
-				w->wr.rdma.rkey = r->rkey;
-				w->wr_id = (uint64_t)r->seq << 8 | (last ? WR_IMM : WR_WRITE);
-				if (last)
-					w->imm_data = htonl(r->seq);
+				if (o->kind == VB_OP_UNIT) {
+					hsge[n] = (struct ibv_sge){ .addr = (uintptr_t)&r->umsg[o->chunk], .length = sizeof(struct vb_unit) };
+					w->opcode = IBV_WR_SEND;
+					w->send_flags = IBV_SEND_INLINE;
+					w->sg_list = &hsge[n];
+					w->num_sge = 1;
+					w->wr_id = (uint64_t)r->seq << 8 | WR_UNIT;
+				} else if (o->kind == VB_OP_DESC) {
+					const struct vb_bind *b = &r->bind[o->chunk];
+					hsge[n] = (struct ibv_sge){
+						.addr = (uintptr_t)vc->descbuf + (uintptr_t)b->slot * VB_UNIT_DESC,
+						.length = (uint32_t)(r->units.c[o->chunk].n * sizeof(struct vb_unit_range)),
+						.lkey = vc->descmr->lkey };
+					w->opcode = IBV_WR_RDMA_WRITE;
+					w->sg_list = &hsge[n];
+					w->num_sge = 1;
+					w->wr.rdma.remote_addr = b->addr;
+					w->wr.rdma.rkey = b->rkey;
+					w->wr_id = (uint64_t)r->seq << 8 | WR_WRITE;
+				} else {
+					bool imm = last && !r->dst_staged;
+					w->opcode = imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
+					w->sg_list = &r->sge[o->sge_first];
+					w->num_sge = (int)o->nsge;
+					w->wr.rdma.remote_addr = o->raddr;
+					w->wr.rdma.rkey = r->dst_staged ? r->bind[o->chunk].rkey : r->rkey;
+					w->wr_id = (uint64_t)r->seq << 8 | (imm ? WR_IMM : WR_WRITE);
+					if (imm)
+						w->imm_data = htonl(r->seq);
+				}
 			}
 			q->since_sig++;
 			if (last || staged_end || q->since_sig >= VB_SIG_EVERY) {
@@ -385,6 +495,8 @@ static const char *wr_kind(uint64_t wr_id, bool recv)
 	case WR_HDR: return "header SEND";
 	case WR_WRITE: return "RDMA WRITE";
 	case WR_IMM: return "RDMA WRITE_WITH_IMM";
+	case WR_CREDIT: return "credit SEND";
+	case WR_UNIT: return "unit SEND";
 	default: return "work request";
 	}
 }
@@ -412,6 +524,173 @@ static void send_done(struct vb_conn *vc, struct vb_qp *q)
 	}
 }
 
+/* ---- receiver staging ------------------------------------------------------ */
+
+static bool region_staged(const struct nkv_region *r)
+{
+	return r && r->kind == NKV_MEM_CUDA && !r->be;
+}
+
+/* Lend bounce slot i to the peer (a credit SEND on QP 0). */
+static void grant(struct vb_conn *vc, uint32_t i)
+{
+	struct vb_qp *q = &vc->qps[0];
+	struct vb_credit cr = { .magic = htole32(VB_CREDIT_MAGIC), .slot = htole32(i) };
+	struct ibv_sge sge = { .addr = (uintptr_t)&cr, .length = sizeof(cr) };
+	struct ibv_send_wr w = { .wr_id = WR_CREDIT, .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_SEND,
+				 .send_flags = IBV_SEND_INLINE | IBV_SEND_SIGNALED }, *bad;
+	int err;
+
+	if (i < vc->nlend) {
+		struct vb_lend *l = &vc->lend[i];
+		cr.addr = htole64((uintptr_t)nkv__gpu_in_buf(l->slot));
+		cr.len = htole64(NKV_GPU_IN_BYTES);
+		cr.rkey = htole32(l->mr->rkey);
+		l->granted = true;
+	}
+	if (vc->credit_out >= VB_CREDIT_RING)
+		return vb_conn_fail(vc, -EIO, "verbs: more credits in flight than the send queue holds");
+	if ((err = ibv_post_send(q->id->qp, &w, &bad)))
+		return vb_conn_fail(vc, -EIO, "verbs %s QP 0x%x: posting a credit: %s", VE(vc->e)->dev.name, q->qpn,
+				    strerror(err));
+	vc->credit_out++;
+}
+
+/* Receiving side, connection up: when some region can only be reached by
+ * staging, lend the peer up to VB_CREDITS receive slots (or tell it there
+ * is none, a credit of length 0, so its staged pushes fail instead of
+ * waiting forever). */
+void vb_lend_slots(struct vb_conn *vc)
+{
+	struct nkv_engine *e = vc->e;
+	struct vb_dev *d = &VE(e)->dev;
+	bool any = false;
+
+	for (uint32_t i = 0; i < e->nregions; i++)
+		any |= e->regions[i].used && region_staged(&e->regions[i]);
+	if (!any || vc->lend_done)
+		return;
+	vc->lend_done = true;
+	if (!(vc->uranges = malloc(VB_UNIT_RANGES * sizeof(*vc->uranges))))
+		return vb_conn_fail(vc, -ENOMEM, "out of memory");
+	while (vc->nlend < VB_CREDITS) {
+		struct vb_lend *l = &vc->lend[vc->nlend];
+		if (nkv__gpu_in_acquire(e, vc, &l->slot))
+			break;
+		nkv__gpu_in_keep(l->slot);
+		l->mr = ibv_reg_mr(d->pd, nkv__gpu_in_buf(l->slot), NKV_GPU_IN_BYTES,
+				   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+		if (!l->mr) {
+			nkv_err(errno, "%s: registering a bounce slot: %s", d->name, strerror(errno));
+			nkv__gpu_in_release(e, l->slot);
+			l->slot = NULL;
+			break;
+		}
+		vc->nlend++;
+	}
+	if (!vc->nlend) {
+		nkv__log("verbs %s: no bounce slot to lend a new connection for staged GPU regions: %s", d->name,
+			 nkv_last_error());
+		return grant(vc, UINT32_MAX);
+	}
+	for (uint32_t i = 0; i < vc->nlend && !vc->failed; i++)
+		grant(vc, i);
+}
+
+void vb_lend_free(struct vb_conn *vc)
+{
+	nkv__gpu_in_drop_owner(vc->e, vc); /* waits for copies still reading the slots */
+	for (uint32_t i = 0; i < vc->nlend; i++)
+		if (vc->lend[i].mr)
+			ibv_dereg_mr(vc->lend[i].mr);
+	memset(vc->lend, 0, sizeof(vc->lend));
+	vc->nlend = 0;
+	free(vc->uranges);
+	vc->uranges = NULL;
+}
+
+/* A unit landed in a lent slot: check it, start its copy to the device.
+ * The range list is copied out before it is checked: the peer can still
+ * write the slot. */
+static int unit_arrived(struct vb_conn *vc, const struct vb_unit *u)
+{
+	struct nkv_engine *e = vc->e;
+	uint32_t seq = le32toh(u->seq), slot = le32toh(u->slot), n = le16toh(u->nranges);
+	uint64_t bytes = le64toh(u->bytes), sum = 0;
+	struct vb_rslot *s = &vc->rslots[seq % VB_RSLOTS];
+	const struct nkv_region *r;
+	struct vb_unit_range list[64];
+
+	if (!s->used || s->seq != seq || !s->staged)
+		return nkv_err(EPROTO, "a unit for request slot %u without its staged header", seq % VB_RSLOTS);
+	if (slot >= vc->nlend || !vc->lend[slot].granted)
+		return nkv_err(EPROTO, "a unit in bounce slot %u, which is not lent to the peer", slot);
+	if (!n || n > VB_UNIT_RANGES || !bytes || bytes > VB_UNIT_PAYLOAD)
+		return nkv_err(EPROTO, "a unit of %u ranges and %llu bytes (limits %u, %zu)", n, (unsigned long long)bytes,
+			       VB_UNIT_RANGES, (size_t)VB_UNIT_PAYLOAD);
+	r = nkv__region(e, s->region);
+	if (!region_staged(r))
+		return nkv_err(EPROTO, "a unit for region %u, which is not a staged GPU region here", s->region);
+	const uint8_t *desc = nkv__gpu_in_buf(vc->lend[slot].slot);
+	for (uint32_t i = 0; i < n; i++) {
+		if (i % 64 == 0)
+			memcpy(list, desc + i * sizeof(*list), (n - i < 64 ? n - i : 64) * sizeof(*list));
+		uint64_t off = le64toh(list[i % 64].off), dst = le64toh(list[i % 64].dst_off), len = le64toh(list[i % 64].len);
+		if (!len || off > bytes || len > bytes - off || dst > r->len || len > r->len - dst)
+			return nkv_err(EPROTO, "unit range %u (%llu bytes, payload at %llu, region at %llu) outside the "
+				       "%llu-byte payload or region %u", i, (unsigned long long)len, (unsigned long long)off,
+				       (unsigned long long)dst, (unsigned long long)bytes, r->id);
+		vc->uranges[i] = (struct nkv_range){ .src_off = VB_UNIT_DESC + off, .dst_off = dst, .len = len };
+		sum += len;
+	}
+	if (sum > s->bytes - s->queued)
+		return nkv_err(EPROTO, "units of request %llu carry more than its %llu bytes", (unsigned long long)s->req_id,
+			       (unsigned long long)s->bytes);
+	s->queued += sum;
+	vc->lend[slot].granted = false;
+	return nkv__gpu_in_commit(e, vc->lend[slot].slot, r->ptr, vc->uranges, n, (uint64_t)seq << 32 | slot);
+}
+
+/* A unit's copy to the device is done: count it, lend the slot again. */
+static void unit_landed(void *owner, uint64_t cookie, uint64_t bytes, int status)
+{
+	struct vb_conn *vc = owner;
+	uint32_t seq = (uint32_t)(cookie >> 32), slot = (uint32_t)cookie;
+	struct vb_rslot *s = &vc->rslots[seq % VB_RSLOTS];
+
+	if (vc->failed)
+		return;
+	if (status)
+		return vb_conn_fail(vc, status, "verbs: copying a unit to the GPU: %s", nkv_last_error());
+	if (s->used && s->seq == seq && s->staged && (s->landed += bytes) == s->bytes) {
+		s->used = false;
+		nkv__recv_done(vc->e, vc->c, s->req_id, s->bytes, s->region, NULL, 0);
+	}
+	grant(vc, slot);
+}
+
+/* Sending side: the peer lends a slot (or says it has none). */
+static int credit_arrived(struct vb_conn *vc, const struct vb_credit *m)
+{
+	struct vb_credit cr = { .slot = le32toh(m->slot), .addr = le64toh(m->addr), .len = le64toh(m->len),
+				.rkey = le32toh(m->rkey) };
+
+	if (!cr.len) {
+		vc->no_credit = true;
+		for (struct vb_req *r = vc->reqs; r; r = r->next)
+			if (r->dst_staged)
+				return nkv_err(ENOSPC, "the peer has no bounce slot to lend for its staged GPU regions");
+		return 0;
+	}
+	if (cr.slot >= VB_CREDITS || cr.len < NKV_GPU_IN_BYTES || cr.addr + cr.len < cr.addr)
+		return nkv_err(EPROTO, "the peer lent a bad bounce slot (%u: addr 0x%llx len %llu)", cr.slot,
+			       (unsigned long long)cr.addr, (unsigned long long)cr.len);
+	if (vc->ncredits == sizeof(vc->credits) / sizeof(vc->credits[0]))
+		return nkv_err(EPROTO, "the peer lent more bounce slots than it may (%u)", VB_CREDITS);
+	vc->credits[vc->ncredits++] = cr;
+	return 0;
+}
+
 static void recv_done(struct vb_conn *vc, struct vb_qp *q, struct ibv_wc *wc)
 {
 	struct nkv_engine *e = vc->e;
@@ -419,27 +698,41 @@ static void recv_done(struct vb_conn *vc, struct vb_qp *q, struct ibv_wc *wc)
 	uint32_t slot = (uint32_t)wc->wr_id;
 
 
-	if (slot >= VB_RECV_RING)
+	if (slot >= q->nrecv)
 		return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: completion for unknown receive %u", dev, q->qpn, slot);
 	if (wc->opcode == IBV_WC_RECV) {
 		struct vb_hdr h = q->rbuf[slot];
-		uint32_t seq = le32toh(h.seq);
-		struct vb_rslot *s = &vc->rslots[seq % VB_RSLOTS];
-		if (wc->byte_len != sizeof(h) || le32toh(h.magic) != VB_HDR_MAGIC || !h.nparts ||
-		    le16toh(h.nparts) > vc->nqps)
-			return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: malformed request header (%u bytes)", dev,
-					    q->qpn, wc->byte_len);
-		if (s->used && s->seq != seq)
-			return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: request slot %u reused while in flight", dev,
-					    q->qpn, seq % VB_RSLOTS);
-		if (!s->used)
-			*s = (struct vb_rslot){ .used = true, .seq = seq, .req_id = le64toh(h.req_id),
-						.bytes = le64toh(h.bytes), .region = le32toh(h.region),
-						.nparts = le16toh(h.nparts) };
+		uint32_t magic = le32toh(h.magic);
+		if (wc->byte_len != sizeof(h))
+			return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: a %u-byte message", dev, q->qpn, wc->byte_len);
+		if (magic == VB_CREDIT_MAGIC && !vc->c->passive) {
+			int rc = credit_arrived(vc, (const struct vb_credit *)&q->rbuf[slot]);
+			if (rc)
+				return vb_conn_fail(vc, rc, "verbs %s QP 0x%x: %s", dev, q->qpn, nkv_last_error());
+		} else if (magic == VB_UNIT_MAGIC && vc->c->passive) {
+			int rc = unit_arrived(vc, (const struct vb_unit *)&q->rbuf[slot]);
+			if (rc)
+				return vb_conn_fail(vc, rc == -EPROTO ? rc : -EIO, "verbs %s QP 0x%x: %s", dev, q->qpn,
+						    nkv_last_error());
+		} else {
+			uint32_t seq = le32toh(h.seq);
+			bool staged = le16toh(h.flags) & VB_HDR_STAGED;
+			struct vb_rslot *s = &vc->rslots[seq % VB_RSLOTS];
+			if (magic != VB_HDR_MAGIC || !vc->c->passive || !h.nparts || le16toh(h.nparts) > vc->nqps ||
+			    (staged && (le16toh(h.nparts) != 1 || !h.bytes || !region_staged(nkv__region(e, le32toh(h.region))))))
+				return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: malformed request header", dev, q->qpn);
+			if (s->used && s->seq != seq)
+				return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: request slot %u reused while in flight",
+						    dev, q->qpn, seq % VB_RSLOTS);
+			if (!s->used)
+				*s = (struct vb_rslot){ .used = true, .staged = staged, .seq = seq, .req_id = le64toh(h.req_id),
+							.bytes = le64toh(h.bytes), .region = le32toh(h.region),
+							.nparts = le16toh(h.nparts) };
+		}
 	} else if (wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
 		uint32_t seq = ntohl(wc->imm_data);
 		struct vb_rslot *s = &vc->rslots[seq % VB_RSLOTS];
-		if (!s->used || s->seq != seq)
+		if (!vc->c->passive || !s->used || s->seq != seq || s->staged)
 			return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: immediate for request slot %u without its header",
 					    dev, q->qpn, seq);
 		if (++s->seen == s->nparts) {
@@ -477,6 +770,8 @@ int vb_poll_cq(struct vb_conn *vc)
 			}
 			if (recv)
 				recv_done(vc, q, &wc[i]);
+			else if ((wc[i].wr_id & 0xff) == WR_CREDIT)
+				vc->credit_out--;
 			else
 				send_done(vc, q);
 		}
@@ -492,13 +787,16 @@ int vb_poll_cq(struct vb_conn *vc)
 
 static int poll_all(struct nkv_engine *e)
 {
-	int n = 0;
+	int n = 0, rc;
 
 	/* Completions before connection events, so a disconnect never
 	 * overtakes data that already arrived. */
 	for (struct nkv_conn *c = e->conns; c; c = c->next)
 		if (c->be)
 			n += vb_poll_cq(c->be);
+	/* Units copied to GPU memory: count them, lend their slots again. */
+	if ((rc = nkv__gpu_in_reap(e, unit_landed)) > 0)
+		n += rc;
 	return n + vb_cm_events(e);
 }
 

@@ -377,12 +377,10 @@ static int vb_reg_gpu(struct nkv_engine *e, struct nkv_region *r)
 				fail = strerror(errno);
 			break;
 		case NKV_GPU_REG_STAGING:
-			/* No MR: pushes from it are staged (verbs_data.c); peers
-			 * learn addr 0 / rkey 0 and refuse to push into it. */
+			/* No MR: pushes from it are staged through the chunk slots,
+			 * pushes into it through lent bounce slots (verbs.h); peers
+			 * learn addr 0 / rkey 0. */
 			r->gpu_mode = "staging";
-			wl = strlen(why);
-			snprintf(why + wl, sizeof(why) - wl, "%ssends only: verbs cannot stage into GPU memory, use "
-				 "--backend tcp to receive", wl ? "; " : "");
 			memcpy(r->gpu_why, why, sizeof(why));
 			r->be = NULL;
 			r->desc.rkey = 0;

@@ -1,14 +1,15 @@
 /*
  * The verbs backend's GPU staging on soft RDMA (rxe, inside tools/rxe-vm in
- * CI), with the fake GPU: rxe cannot reach GPU memory, so a GPU region is
- * registered for staging and says why. Pushes from it go through the pinned
- * chunk slots and must land byte for byte: the fake runs a copy only when
- * its event is found done, so a WRITE posted before its chunk was copied
- * out would carry stale bytes and the block hashes below would differ.
- * Pushing into a GPU region the peer can only stage is refused with the
- * reason. On a hardware NIC the fake's "device memory" is host memory a NIC
- * could register, which proves nothing: skip (test_gpu_verbs covers real
- * GPUs there).
+ * CI), with the fake GPU: rxe cannot reach GPU memory, so GPU regions are
+ * staged and say why. Pushes from, into and between them go through
+ * pinned slots (the sender's chunk slots, the receiver's lent bounce
+ * slots) and must land byte for byte: the fake runs a copy only when its
+ * event is found done, so a WRITE posted before its chunk was copied out,
+ * or bytes counted before their copy to the device ran, would show as a
+ * block hash that differs. A receiver with no slot left to lend refuses
+ * staged pushes by name instead of leaving them waiting. On a hardware NIC
+ * the fake's "device memory" is host memory a NIC could register, which
+ * proves nothing: skip (test_gpu_verbs covers real GPUs there).
  */
 #include "../verbs/vtest.h"
 #include "fake_gpu.h"
@@ -18,7 +19,8 @@
 #define NREQ 3
 
 /* A GPU region filled through the fake's copy, and its bytes on the host. */
-static void gpu_region(struct nkv_engine *e, const struct nkv_layout *l, uint64_t seed, uint32_t *id, void **host)
+static void gpu_region(struct nkv_engine *e, const struct nkv_layout *l, uint64_t seed, uint32_t *id, void **host,
+		       void **dev)
 {
 	uint64_t len = nkv_layout_pool_bytes(l);
 	void *p;
@@ -28,11 +30,23 @@ static void gpu_region(struct nkv_engine *e, const struct nkv_layout *l, uint64_
 	VT_CHECK((*host = malloc(len)), "malloc");
 	vt_fill(*host, len, seed);
 	VT_CHECK(fake_gpu_ops.copy(0, p, *host, len) == 0, "fill the GPU region");
+	if (dev)
+		*dev = p;
 }
 
-/* NREQ pushes in flight from a staged GPU region into host memory; every
- * block compared with its source. */
-static void run(const char *ip, const char *name, enum nkv_layout_kind lk, uint32_t nblocks, bool shuffle)
+/* A region's bytes on the host (GPU: copied out). */
+static const void *snapshot(enum nkv_mem_kind k, void *p, void *buf, uint64_t len)
+{
+	if (k != NKV_MEM_CUDA)
+		return p;
+	VT_CHECK(fake_gpu_ops.copy(0, buf, p, len) == 0, "copy the GPU region out");
+	return buf;
+}
+
+/* NREQ pushes in flight, source and destination of the given kinds; every
+ * block compared with its source, and a block nobody wrote unchanged. */
+static void run(const char *ip, const char *name, enum nkv_mem_kind sk, enum nkv_mem_kind dk, enum nkv_layout_kind lk,
+		uint32_t nblocks, bool shuffle)
 {
 	struct nkv_layout sl = { .block_tokens = 16, .num_blocks = nblocks * NREQ, .kind = lk }, dl;
 	struct vt_rx rx = { 0 };
@@ -40,25 +54,41 @@ static void run(const char *ip, const char *name, enum nkv_layout_kind lk, uint3
 	struct nkv_conn *c;
 	struct nkv_plan *p[NREQ];
 	uint32_t sid, did, *sb = calloc(NREQ * nblocks, 4), *db = calloc(NREQ * nblocks, 4);
-	void *shost, *dst;
+	void *shost, *dst, *dhost = NULL;
 	char addr[96], desc[512], why[256] = "";
 	int status[NREQ];
-	uint64_t x = 7;
+	uint64_t x = 7, dlen;
 
 	VT_CHECK(sb && db, "malloc");
 	nkv_model_preset("qwen2.5-7b", &sl.model); /* layer-major: 16 KiB pieces; block-major: 896 KiB blocks */
 	dl = sl;
 	dl.num_blocks = sl.num_blocks + 8;
+	dlen = nkv_layout_pool_bytes(&dl);
 	fprintf(stderr, "-- %s: %u requests of %u blocks\n", name, NREQ, nblocks);
-	gpu_region(se, &sl, 11, &sid, &shost);
-	VT_CHECK(nkv_region_describe(se, sid, desc, sizeof(desc)) == 0, "describe");
-	fprintf(stderr, "   source: %s\n", desc);
-	VT_CHECK(strstr(desc, "staging") && strstr(desc, "software RDMA device") && strstr(desc, "sends only"),
-		 "the source should say staging, why, and that it only sends: %s", desc);
+	if (sk == NKV_MEM_CUDA) {
+		gpu_region(se, &sl, 11, &sid, &shost, NULL);
+		VT_CHECK(nkv_region_describe(se, sid, desc, sizeof(desc)) == 0, "describe");
+		fprintf(stderr, "   source: %s\n", desc);
+		VT_CHECK(strstr(desc, "staging") && strstr(desc, "software RDMA device"),
+			 "the source should say staging and why: %s", desc);
+	} else {
+		void *sp;
+		VT_CHECK(nkv_region_alloc(se, NKV_MEM_HOST, nkv_layout_pool_bytes(&sl), &sl, &sid, &sp) == 0, "host source");
+		vt_fill(sp, nkv_layout_pool_bytes(&sl), 11);
+		VT_CHECK((shost = malloc(nkv_layout_pool_bytes(&sl))), "malloc");
+		memcpy(shost, sp, nkv_layout_pool_bytes(&sl));
+	}
 
 	rx.e = vt_engine(2);
-	VT_CHECK(nkv_region_alloc(rx.e, NKV_MEM_HOST, nkv_layout_pool_bytes(&dl), &dl, &did, &dst) == 0, "host region");
-	memset(dst, 0x5a, nkv_layout_pool_bytes(&dl));
+	if (dk == NKV_MEM_CUDA) {
+		gpu_region(rx.e, &dl, 5, &did, &dhost, &dst);
+		memset(dhost, 0x5a, dlen);
+		VT_CHECK(fake_gpu_ops.copy(0, dst, dhost, dlen) == 0, "fill");
+	} else {
+		VT_CHECK(nkv_region_alloc(rx.e, NKV_MEM_HOST, dlen, &dl, &did, &dst) == 0, "host region");
+		memset(dst, 0x5a, dlen);
+		VT_CHECK((dhost = malloc(dlen)), "malloc");
+	}
 	vt_rx_start(&rx, ip);
 	snprintf(addr, sizeof(addr), "%s:%u", ip, rx.port);
 	VT_CHECK(nkv_connect(se, addr, &c) == 0, "connect %s", addr);
@@ -75,17 +105,22 @@ static void run(const char *ip, const char *name, enum nkv_layout_kind lk, uint3
 	VT_CHECK(vt_wait_done(se, NREQ, 60, status, NULL, why, sizeof(why)) == NREQ, "%s: completions missing", name);
 	for (int k = 0; k < NREQ; k++)
 		VT_CHECK(status[k] == 0, "%s: a push failed: %s", name, why);
-	VT_CHECK(vt_rx_wait(&rx, NREQ, 10), "%s: receive reports missing", name);
+	VT_CHECK(vt_rx_wait(&rx, NREQ, 30), "%s: receive reports missing", name);
+	pthread_mutex_lock(&rx.mu);
+	for (size_t i = 0; i < rx.nev; i++)
+		VT_CHECK(rx.ev[i].status == 0, "%s: a receive failed", name);
+	pthread_mutex_unlock(&rx.mu);
 	vt_rx_stop(&rx);
+	const void *dv = snapshot(dk, dst, dhost, dlen);
 	for (uint32_t i = 0; i < NREQ * nblocks; i++)
-		VT_CHECK(nkv_block_hash(&sl, shost, sb[i]) == nkv_block_hash(&dl, dst, db[i]), "%s: block %u -> %u differs",
+		VT_CHECK(nkv_block_hash(&sl, shost, sb[i]) == nkv_block_hash(&dl, dv, db[i]), "%s: block %u -> %u differs",
 			 name, sb[i], db[i]);
 	{
-		/* Block 0 was never written: the WRITEs stayed inside their ranges. */
-		uint8_t *z = malloc(nkv_layout_pool_bytes(&dl));
+		/* Block 0 was never written: everything stayed inside its ranges. */
+		uint8_t *z = malloc(dlen);
 		VT_CHECK(z, "malloc");
-		memset(z, 0x5a, nkv_layout_pool_bytes(&dl));
-		VT_CHECK(nkv_block_hash(&dl, dst, 0) == nkv_block_hash(&dl, z, 0), "%s: untouched block 0 changed", name);
+		memset(z, 0x5a, dlen);
+		VT_CHECK(nkv_block_hash(&dl, dv, 0) == nkv_block_hash(&dl, z, 0), "%s: untouched block 0 changed", name);
 		free(z);
 	}
 	for (int k = 0; k < NREQ; k++)
@@ -94,52 +129,59 @@ static void run(const char *ip, const char *name, enum nkv_layout_kind lk, uint3
 	nkv_engine_destroy(se);
 	nkv_engine_destroy(rx.e);
 	free(shost);
+	free(dhost);
 	free(sb);
 	free(db);
 }
 
-/* The receiving side cannot stage: a push into its GPU region is refused at
- * the sender, by name, and nothing is sent. */
-static void refused(const char *ip)
+/* A receiver lends each connection VB_CREDITS (4) of its 16 receive slots:
+ * the fifth connection gets none, and its staged pushes fail with the
+ * reason instead of waiting for a slot; the others still work. */
+static void no_slot_left(const char *ip)
 {
 	struct nkv_layout l = { .block_tokens = 16, .num_blocks = 4, .kind = NKV_LAYOUT_BLOCK_MAJOR };
 	struct vt_rx rx = { 0 };
-	struct nkv_engine *se = vt_engine(1);
-	struct nkv_conn *c;
+	struct nkv_engine *se[5];
+	struct nkv_conn *c[5];
 	struct nkv_plan *p;
-	uint32_t sid, gid, hid, b = 1;
-	void *host, *sp, *hp;
-	char addr[96];
-	int rc;
+	uint32_t gid, sid[5], b = 1;
+	void *host, *sp;
+	char addr[96], why[256] = "";
+	int rc, st = -1;
 
 	nkv_model_preset("qwen2.5-7b", &l.model);
-	VT_CHECK(nkv_region_alloc(se, NKV_MEM_HOST, nkv_layout_pool_bytes(&l), &l, &sid, &sp) == 0, "host source");
 	rx.e = vt_engine(1);
-	gpu_region(rx.e, &l, 3, &gid, &host);
-	VT_CHECK(nkv_region_alloc(rx.e, NKV_MEM_HOST, nkv_layout_pool_bytes(&l), &l, &hid, &hp) == 0, "host region");
+	gpu_region(rx.e, &l, 3, &gid, &host, NULL);
 	vt_rx_start(&rx, ip);
 	snprintf(addr, sizeof(addr), "%s:%u", ip, rx.port);
-	VT_CHECK(nkv_connect(se, addr, &c) == 0, "connect %s", addr);
 	VT_CHECK(nkv_plan_build(&l, &l, &b, &b, 1, &p) == 0, "plan");
-	rc = nkv_push(c, &(struct nkv_push){ .req_id = 1, .src_region = sid, .dst_region = gid, .plan = p });
-	fprintf(stderr, "-- push into the peer's staged GPU region: %d %s\n", rc, nkv_last_error());
-	VT_CHECK(rc == -ENOTSUP, "expected -ENOTSUP, got %d", rc);
-	VT_CHECK(strstr(nkv_last_error(), "cannot stage into GPU memory") && strstr(nkv_last_error(), "--backend tcp"),
-		 "reason lacks the cause or the way out");
-	/* The connection still works for the peer's host region. */
-	VT_CHECK(nkv_push(c, &(struct nkv_push){ .req_id = 2, .src_region = sid, .dst_region = hid, .plan = p }) == 0,
-		 "push into the host region");
-	VT_CHECK(vt_wait_done(se, 1, 10, NULL, NULL, NULL, 0) == 1, "host push completion");
-	VT_CHECK(vt_rx_wait(&rx, 1, 10), "the host push arrives");
-	pthread_mutex_lock(&rx.mu);
-	uint64_t first = rx.ev[0].req_id;
-	pthread_mutex_unlock(&rx.mu);
+	for (int i = 0; i < 5; i++) {
+		se[i] = vt_engine(1);
+		VT_CHECK(nkv_region_alloc(se[i], NKV_MEM_HOST, nkv_layout_pool_bytes(&l), &l, &sid[i], &sp) == 0, "source");
+		VT_CHECK(nkv_connect(se[i], addr, &c[i]) == 0, "connect %d", i);
+	}
+	/* The fifth: refused at push if the empty credit came first, else the
+	 * push fails when it comes. */
+	rc = nkv_push(c[4], &(struct nkv_push){ .req_id = 5, .src_region = sid[4], .dst_region = gid, .plan = p });
+	if (rc == 0) {
+		VT_CHECK(vt_wait_done(se[4], 1, 20, &st, NULL, why, sizeof(why)) == 1, "fifth push: no completion");
+		rc = st;
+	} else {
+		snprintf(why, sizeof(why), "%s", nkv_last_error());
+	}
+	fprintf(stderr, "-- fifth connection, staged push: %d %s\n", rc, why);
+	VT_CHECK(rc == -ENOSPC && strstr(why, "no bounce slot"), "expected -ENOSPC naming the cause, got %d", rc);
+	/* The first still has its slots. */
+	VT_CHECK(nkv_push(c[0], &(struct nkv_push){ .req_id = 1, .src_region = sid[0], .dst_region = gid, .plan = p }) == 0,
+		 "first connection's push");
+	VT_CHECK(vt_wait_done(se[0], 1, 20, &st, NULL, why, sizeof(why)) == 1 && st == 0, "first push: %d %s", st, why);
+	VT_CHECK(vt_rx_wait(&rx, 1, 10), "the first push arrives");
 	vt_rx_stop(&rx);
-	VT_CHECK(first == 2 && rx.nev == 1, "only the host push arrives (first %llu, %zu in all)",
-		 (unsigned long long)first, rx.nev);
+	for (int i = 0; i < 5; i++) {
+		nkv_conn_close(c[i]);
+		nkv_engine_destroy(se[i]);
+	}
 	nkv_plan_free(p);
-	nkv_conn_close(c);
-	nkv_engine_destroy(se);
 	nkv_engine_destroy(rx.e);
 	free(host);
 }
@@ -161,12 +203,17 @@ int main(void)
 		return 77;
 	}
 	nkv_engine_destroy(e);
-	/* Many 16 KiB pieces per chunk (scattered gathers), then 896 KiB
-	 * blocks across 4 MiB chunks: 12 chunks for 4 slots, so every slot is
-	 * handed back and refilled many times while WRITEs are in flight. */
-	run(ip, "layer-major, shuffled", NKV_LAYOUT_LAYER_MAJOR, 12, true);
-	run(ip, "block-major, contiguous", NKV_LAYOUT_BLOCK_MAJOR, 16, false);
-	refused(ip);
+	/* Many 16 KiB pieces per chunk or unit (scattered gathers and
+	 * scatters), then 896 KiB blocks: 12 chunks for the sender's 4 slots,
+	 * 48 units for the receiver's 4 lent slots, so every slot is handed
+	 * back and refilled many times while transfers are in flight. */
+	run(ip, "GPU -> host, layer-major, shuffled", NKV_MEM_CUDA, NKV_MEM_HOST, NKV_LAYOUT_LAYER_MAJOR, 12, true);
+	run(ip, "GPU -> host, block-major", NKV_MEM_CUDA, NKV_MEM_HOST, NKV_LAYOUT_BLOCK_MAJOR, 16, false);
+	run(ip, "host -> GPU, layer-major, shuffled", NKV_MEM_HOST, NKV_MEM_CUDA, NKV_LAYOUT_LAYER_MAJOR, 12, true);
+	run(ip, "host -> GPU, block-major", NKV_MEM_HOST, NKV_MEM_CUDA, NKV_LAYOUT_BLOCK_MAJOR, 16, false);
+	run(ip, "GPU -> GPU, layer-major, shuffled", NKV_MEM_CUDA, NKV_MEM_CUDA, NKV_LAYOUT_LAYER_MAJOR, 12, true);
+	run(ip, "GPU -> GPU, block-major", NKV_MEM_CUDA, NKV_MEM_CUDA, NKV_LAYOUT_BLOCK_MAJOR, 16, false);
+	no_slot_left(ip);
 	fprintf(stderr, "ok\n");
 	return 0;
 }
