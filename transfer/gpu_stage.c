@@ -41,6 +41,7 @@ struct nkv_stage {
 	void *src;
 	struct nkv_chunk_plan cp;
 	uint32_t next_issue;
+	uint32_t allow;            /* chunks the backend lets us copy out so far */
 	int32_t *slot;             /* chunk -> out slot, -1 none */
 	uint64_t *sent;            /* chunk -> bytes sent */
 	int err;                   /* first failure (reason kept in errmsg) */
@@ -318,28 +319,38 @@ static int issue(struct nkv_gpu_ctx *g, struct nkv_stage *st, uint32_t c, struct
 	return 0;
 }
 
-static void queue_pop(struct nkv_gpu_ctx *g)
+/* Take *pp (a link of the queue) out of the queue. */
+static void queue_unlink(struct nkv_gpu_ctx *g, struct nkv_stage **pp)
 {
-	struct nkv_stage *st = g->qhead;
+	struct nkv_stage *st = *pp;
 
-	g->qhead = st->qnext;
-	if (!g->qhead)
+	*pp = st->qnext;
+	if (g->qtail == st) {
 		g->qtail = NULL;
+		for (struct nkv_stage *t = g->qhead; t; t = t->qnext)
+			g->qtail = t;
+	}
 	st->qnext = NULL;
 	st->queued = false;
 }
 
-/* Start copies into free slots, oldest request first. */
+/* Start copies into free slots, oldest request first; a request held back
+ * by its allowance is passed over, so it never holds slots others need. */
 static void issue_more(struct nkv_gpu_ctx *g)
 {
+	struct nkv_stage **pp = &g->qhead;
 	int rc;
 
-	while (g->qhead && g->out_busy < NKV_GPU_OUT_SLOTS) {
-		struct nkv_stage *st = g->qhead;
+	while (*pp && g->out_busy < NKV_GPU_OUT_SLOTS) {
+		struct nkv_stage *st = *pp;
 		struct out_slot *s = NULL;
 
 		if (st->err || st->next_issue == st->cp.nc) {
-			queue_pop(g);
+			queue_unlink(g, pp);
+			continue;
+		}
+		if (st->next_issue >= st->allow) {
+			pp = &st->qnext;
 			continue;
 		}
 		for (unsigned i = 0; i < NKV_GPU_OUT_SLOTS && !s; i++)
@@ -349,20 +360,30 @@ static void issue_more(struct nkv_gpu_ctx *g)
 			return;
 		if ((rc = issue(g, st, st->next_issue, s))) {
 			stage_fail(st, rc);
-			queue_pop(g);
+			queue_unlink(g, pp);
 			continue;
 		}
 		st->next_issue++;
 	}
 }
 
+void nkv__stage_allow(struct nkv_stage *st, uint32_t nchunks)
+{
+	if (nchunks > st->cp.nc)
+		nchunks = (uint32_t)st->cp.nc;
+	if (nchunks <= st->allow)
+		return;
+	st->allow = nchunks;
+	issue_more(st->g);
+}
+
 int nkv__stage_new(struct nkv_engine *e, void *src, const struct nkv_plan *plan, struct nkv_stage **out)
 {
-	return nkv__stage_new_cut(e, src, plan, NKV_GPU_CHUNK, NKV_GPU_CHUNK_RANGES, out);
+	return nkv__stage_new_cut(e, src, plan, NKV_GPU_CHUNK, NKV_GPU_CHUNK_RANGES, false, out);
 }
 
 int nkv__stage_new_cut(struct nkv_engine *e, void *src, const struct nkv_plan *plan, uint64_t chunk_bytes,
-		       uint32_t chunk_ranges, struct nkv_stage **out)
+		       uint32_t chunk_ranges, bool gated, struct nkv_stage **out)
 {
 	struct nkv_gpu_ctx *g;
 	struct nkv_stage *st;
@@ -392,6 +413,7 @@ int nkv__stage_new_cut(struct nkv_engine *e, void *src, const struct nkv_plan *p
 	}
 	for (size_t i = 0; i < st->cp.nc; i++)
 		st->slot[i] = -1;
+	st->allow = gated ? 0 : (uint32_t)st->cp.nc;
 	st->queued = true;
 	if (g->qtail)
 		g->qtail->qnext = st;
@@ -459,16 +481,11 @@ void nkv__stage_free(struct nkv_stage *st)
 	for (unsigned i = 0; i < NKV_GPU_OUT_SLOTS; i++)
 		if (g->out[i].st == st)
 			slot_release(g, &g->out[i]);
-	if (st->queued) {
-		for (struct nkv_stage **pp = &g->qhead; *pp; pp = &(*pp)->qnext)
-			if (*pp == st) {
-				*pp = st->qnext;
-				break;
-			}
-		g->qtail = NULL;
-		for (struct nkv_stage *q = g->qhead; q; q = q->qnext)
-			g->qtail = q;
-	}
+	for (struct nkv_stage **pp = &g->qhead; st->queued && *pp; pp = &(*pp)->qnext)
+		if (*pp == st) {
+			queue_unlink(g, pp);
+			break;
+		}
 	nkv__chunk_plan_free(&st->cp);
 	free(st->slot);
 	free(st->sent);

@@ -61,9 +61,15 @@ uint64_t nkv__gpu_ready_gen(const struct nkv_engine *e);
 
 /* ---- sender ---- */
 int nkv__stage_new(struct nkv_engine *e, void *src, const struct nkv_plan *plan, struct nkv_stage **out);
-/* The same with other chunk limits (at most NKV_GPU_CHUNK / _RANGES). */
+/* The same with other chunk limits (at most NKV_GPU_CHUNK / _RANGES), and,
+ * gated, copying out no chunk until nkv__stage_allow() lets it: a backend
+ * that can send a chunk only at some point (its turn on a queue pair, a
+ * slot at the peer) lets chunks go then, so they do not sit in the shared
+ * slots while other requests wait for them. */
 int nkv__stage_new_cut(struct nkv_engine *e, void *src, const struct nkv_plan *plan, uint64_t chunk_bytes,
-		       uint32_t chunk_ranges, struct nkv_stage **out);
+		       uint32_t chunk_ranges, bool gated, struct nkv_stage **out);
+/* Let chunks [0, nchunks) be copied out (never lowers what was allowed). */
+void nkv__stage_allow(struct nkv_stage *st, uint32_t nchunks);
 const struct nkv_chunk_plan *nkv__stage_plan(const struct nkv_stage *st);
 /* 1 and *base = the chunk's pinned host bytes once copied, 0 not yet, <0
  * failed (the reason names the CUDA call). */

@@ -35,6 +35,14 @@
  * its region (the peer can still write the slot), starts the host-to-device
  * copy and scatter, and grants the slot again once that copy is done. The
  * request is received when its units' bytes are all on the device.
+ *
+ * No deadlock, no stalled peer holding up others: the sender's chunk slots
+ * are shared by the engine, so a staged source's chunks are copied out only
+ * when its request is at the head of its QP, and into bounce slots only for
+ * units that already hold one. Every chunk in a slot can therefore leave.
+ * A staged push sends nothing, not even its header, before its first slot;
+ * a receiver with none to lend says so (a credit of length 0) and those
+ * pushes fail with ENOSPC, the connection staying up.
  */
 #ifndef NKV_TRANSFER_VERBS_H
 #define NKV_TRANSFER_VERBS_H
@@ -45,7 +53,7 @@
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
-#define VB_VERSION 1
+#define VB_VERSION 2 /* 2: receiver staging (credits, units, the header's flags) */
 #define VB_REQ_MAGIC 0x514b4e4eu /* "NNKQ" */
 #define VB_REP_MAGIC 0x504b4e4eu /* "NNKP" */
 #define VB_HDR_MAGIC 0x484b4e4eu /* "NNKH" */
@@ -129,6 +137,11 @@ struct vb_unit_range {     /* in the slot's descriptor area, little-endian */
 	uint64_t len;
 };
 
+/* All three share the receive ring's 32-byte buffers. */
+_Static_assert(sizeof(struct vb_hdr) == 32, "vb_hdr is 32 bytes");
+_Static_assert(sizeof(struct vb_credit) == 32, "vb_credit is 32 bytes");
+_Static_assert(sizeof(struct vb_unit) == 32, "vb_unit is 32 bytes");
+
 struct vb_dev {
 	struct ibv_context *ctx;  /* owned by librdmacm's device list */
 	struct ibv_context **list;
@@ -166,6 +179,7 @@ struct vb_bind {                  /* a unit's slot at the receiver */
 	bool bound;
 	uint32_t slot, rkey;
 	uint64_t addr;
+	size_t first_op;          /* the unit's first WRITE */
 };
 
 struct vb_part {
@@ -190,6 +204,7 @@ struct vb_req {
 	bool dst_staged;               /* into the peer's bounce slots, unit by unit */
 	struct nkv_chunk_plan units;   /* dst_staged: the units (= stage's chunks when staged) */
 	struct vb_bind *bind;          /* per unit */
+	uint32_t nbound;               /* units 0..nbound-1 have a slot */
 	struct vb_unit *umsg;          /* per unit: its SEND */
 	struct vb_part *parts;
 	struct vb_hdr hdr;

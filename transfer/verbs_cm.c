@@ -513,10 +513,10 @@ int vb_cm_events(struct nkv_engine *e)
 			q->established = true;
 			if (++vc->nup == vc->nqps && !vc->up_emitted && !vc->failed) {
 				vc->up_emitted = true;
-				if (vc->c->passive)
-					vb_lend_slots(vc);
 				vb_describe(e, vc);
 				nkv__emitf(e, NKV_EV_CONN_UP, vc->c, 0, 0, "%s, %u QPs", e->desc, vc->nqps);
+				if (vc->c->passive)
+					vb_lend_slots(vc); /* after UP: a failure here reads as a DOWN that follows it */
 			}
 			break;
 		case RDMA_CM_EVENT_DISCONNECTED:

@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define NO_SLOT_MSG "the peer has no bounce slot to lend this connection for its staged GPU memory (all taken " \
+		    "by other connections, or its registration failed: see the peer's log)"
+
 enum { WR_HDR = 1, WR_WRITE = 2, WR_IMM = 3, WR_CREDIT = 4, WR_UNIT = 5 };
 #define VB_RECV_TAG (1ull << 63)
 
@@ -172,6 +175,7 @@ static int build_ops(struct nkv_engine *e, struct vb_req *r, const struct nkv_pu
 		if (!(r->bind = calloc(u->nc, sizeof(*r->bind))) || !(r->umsg = calloc(u->nc, sizeof(*r->umsg))))
 			return nkv_err(ENOMEM, "out of memory building work requests");
 		for (size_t k = 0; k < u->nc; k++) {
+			r->bind[k].first_op = r->nops;
 			for (size_t i = u->c[k].first; i < u->c[k].first + u->c[k].n; i++) {
 				/* A staged source packs its chunks exactly as the units are cut. */
 				uint64_t src = r->stage ? cp->r[i].soff : src_base + u->r[i].src_off;
@@ -227,21 +231,24 @@ static int stage_ready(struct vb_conn *vc, struct vb_req *r, struct vb_op *o)
 	return 1;
 }
 
-/* Give unit u a bounce slot the peer lent: false while none is free. Its
- * WRITEs (from op i on) get the slot's address, its range list and SEND
- * are written out. */
-static bool bind_unit(struct vb_conn *vc, struct vb_req *r, uint32_t u, size_t i)
+/* Give the request's next unit a bounce slot the peer lent: false while
+ * none is free. The unit's WRITEs get the slot's address, its range list
+ * and SEND are written out. */
+static bool bind_unit(struct vb_conn *vc, struct vb_req *r)
 {
 	const struct nkv_chunk_plan *up = &r->units;
+	uint32_t u = r->nbound;
 	const struct nkv_chunk *ch = &up->c[u];
 	struct vb_bind *b = &r->bind[u];
 	struct vb_unit_range *list;
+	size_t i = b->first_op;
 
 	if (!vc->ncredits)
 		return false;
 	struct vb_credit cr = vc->credits[0];
 	memmove(vc->credits, vc->credits + 1, --vc->ncredits * sizeof(vc->credits[0]));
-	*b = (struct vb_bind){ .bound = true, .slot = cr.slot, .addr = cr.addr, .rkey = cr.rkey };
+	*b = (struct vb_bind){ .bound = true, .slot = cr.slot, .addr = cr.addr, .rkey = cr.rkey, .first_op = i };
+	r->nbound++;
 	for (; i < r->nops && r->ops[i].chunk == u && r->ops[i].kind == VB_OP_WRITE; i++)
 		r->ops[i].raddr += b->addr + VB_UNIT_DESC;
 	list = (struct vb_unit_range *)(vc->descbuf + (size_t)b->slot * VB_UNIT_DESC);
@@ -280,9 +287,8 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 		return nkv_err(ENOTCONN, "connection is down");
 	bool dst_staged = !req->dst->addr && !req->dst->rkey; /* GPU memory the peer's NIC cannot reach */
 	if (dst_staged && vc->no_credit)
-		return nkv_err(ENOSPC, "push %llu: the peer's region %u is staged GPU memory and the peer has no bounce "
-			       "slot left to lend this connection (its %u receive slots are lent to other connections)",
-			       (unsigned long long)req->req_id, req->dst->id, NKV_GPU_IN_SLOTS);
+		return nkv_err(ENOSPC, "push %llu into region %u: %s", (unsigned long long)req->req_id, req->dst->id,
+			       NO_SLOT_MSG);
 	if (dst_staged && !vc->descbuf) {
 		struct vb_dev *d = &VE(c->e)->dev;
 		if (!(vc->descbuf = calloc(VB_CREDITS, VB_UNIT_DESC)))
@@ -314,7 +320,7 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 	vc->inflight++;
 	if (req->src->kind == NKV_MEM_CUDA && !req->src->be &&
 	    (rc = nkv__stage_new_cut(c->e, req->src->ptr, req->plan, dst_staged ? VB_UNIT_PAYLOAD : NKV_GPU_CHUNK,
-				     dst_staged ? VB_UNIT_RANGES : NKV_GPU_CHUNK_RANGES, &r->stage))) {
+				     dst_staged ? VB_UNIT_RANGES : NKV_GPU_CHUNK_RANGES, true, &r->stage))) {
 		vb_req_free(vc, r);
 		return nkv_err_wrap(rc, "push %llu", (unsigned long long)req->req_id);
 	}
@@ -352,11 +358,13 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 				  .bytes = htole64(r->bytes), .region = htole32(r->region),
 				  .nparts = htole16((uint16_t)r->nparts),
 				  .flags = htole16(r->dst_staged ? VB_HDR_STAGED : 0) };
-	for (uint32_t k = 0; k < r->nparts; k++)
-		queue_part(&vc->qps[(vc->rr + k) % vc->nqps], &r->parts[k]);
-	vc->rr = (vc->rr + r->nparts) % vc->nqps;
-	for (uint32_t k = 0; k < r->nparts; k++)
-		vb_post_pending(r->parts[k].qp);
+	uint32_t first = vc->rr, nparts = r->nparts;
+	for (uint32_t k = 0; k < nparts; k++)
+		queue_part(&vc->qps[(first + k) % vc->nqps], &r->parts[k]);
+	vc->rr = (first + nparts) % vc->nqps;
+	/* Posting can fail the connection, which frees r: only locals below. */
+	for (uint32_t k = 0; k < nparts && !vc->failed; k++)
+		vb_post_pending(&vc->qps[(first + k) % vc->nqps]);
 	return 0;
 }
 
@@ -378,6 +386,22 @@ void vb_post_pending(struct vb_qp *q)
 			uint32_t chunk = 0;
 
 			memset(w, 0, sizeof(*w));
+			/* This request is at the head of its QP: now its chunks may be
+			 * copied out (gated, so they never wait in the shared slots
+			 * behind a request that cannot move). Into the peer's bounce
+			 * slots, a chunk goes only with a slot bound for it, so every
+			 * chunk copied out can leave, and a stalled peer holds up only
+			 * the pushes to it. */
+			if (r->dst_staged) {
+				while (r->nbound < r->units.nc && bind_unit(vc, r))
+					;
+				if (r->stage)
+					nkv__stage_allow(r->stage, r->nbound);
+				if (!r->nbound)
+					break; /* nothing sent, not even the header, before a first slot */
+			} else if (r->stage) {
+				nkv__stage_allow(r->stage, r->ops[p->op_first + p->next].chunk + NKV_GPU_OUT_SLOTS);
+			}
 			if (!p->hdr_posted) {
 				if (q->parts_open >= VB_PARTS_OPEN)
 					break;
@@ -390,10 +414,9 @@ void vb_post_pending(struct vb_qp *q)
 				p->hdr_posted = true;
 				q->parts_open++;
 			} else {
-				size_t oi = p->op_first + p->next;
-				struct vb_op *o = &r->ops[oi];
-				/* Ready data first, then a slot at the peer: a unit holds a
-				 * slot only while it can go, so slots always come back. */
+				struct vb_op *o = &r->ops[p->op_first + p->next];
+				if (r->dst_staged && !r->bind[o->chunk].bound)
+					break; /* posted when the peer lends a slot (a credit arrives) */
 				if (r->stage && o->kind == VB_OP_WRITE) {
 					int rc = stage_ready(vc, r, o);
 					if (rc < 0) {
@@ -404,8 +427,6 @@ void vb_post_pending(struct vb_qp *q)
 					if (!rc)
 						break; /* progress posts it once the chunk is out */
 				}
-				if (r->dst_staged && !r->bind[o->chunk].bound && !bind_unit(vc, r, o->chunk, oi))
-					break; /* posted when the peer lends a slot (a credit arrives) */
 				staged_end = r->stage && o->chunk_end;
 				chunk = o->chunk;
 				last = ++p->next == p->nops;
@@ -525,6 +546,7 @@ static void send_done(struct vb_conn *vc, struct vb_qp *q)
 }
 
 /* ---- receiver staging ------------------------------------------------------ */
+
 
 static bool region_staged(const struct nkv_region *r)
 {
@@ -676,10 +698,17 @@ static int credit_arrived(struct vb_conn *vc, const struct vb_credit *m)
 				.rkey = le32toh(m->rkey) };
 
 	if (!cr.len) {
+		/* Staged pushes waiting for a first slot sent nothing yet: fail
+		 * them alone, the connection stays up for the rest. */
 		vc->no_credit = true;
-		for (struct vb_req *r = vc->reqs; r; r = r->next)
-			if (r->dst_staged)
-				return nkv_err(ENOSPC, "the peer has no bounce slot to lend for its staged GPU regions");
+		for (struct vb_req *r = vc->reqs, *next; r; r = next) {
+			next = r->next;
+			if (!r->dst_staged)
+				continue;
+			nkv__emitf(vc->e, NKV_EV_PUSH_DONE, vc->c, r->req_id, -ENOSPC, "push %llu: %s",
+				   (unsigned long long)r->req_id, NO_SLOT_MSG);
+			vb_req_free(vc, r);
+		}
 		return 0;
 	}
 	if (cr.slot >= VB_CREDITS || cr.len < NKV_GPU_IN_BYTES || cr.addr + cr.len < cr.addr)
@@ -717,10 +746,10 @@ static void recv_done(struct vb_conn *vc, struct vb_qp *q, struct ibv_wc *wc)
 		} else {
 			uint32_t seq = le32toh(h.seq);
 			bool staged = le16toh(h.flags) & VB_HDR_STAGED;
-			struct vb_rslot *s = &vc->rslots[seq % VB_RSLOTS];
 			if (magic != VB_HDR_MAGIC || !vc->c->passive || !h.nparts || le16toh(h.nparts) > vc->nqps ||
 			    (staged && (le16toh(h.nparts) != 1 || !h.bytes || !region_staged(nkv__region(e, le32toh(h.region))))))
 				return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: malformed request header", dev, q->qpn);
+			struct vb_rslot *s = &vc->rslots[seq % VB_RSLOTS];
 			if (s->used && s->seq != seq)
 				return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: request slot %u reused while in flight",
 						    dev, q->qpn, seq % VB_RSLOTS);
@@ -731,8 +760,8 @@ static void recv_done(struct vb_conn *vc, struct vb_qp *q, struct ibv_wc *wc)
 		}
 	} else if (wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
 		uint32_t seq = ntohl(wc->imm_data);
-		struct vb_rslot *s = &vc->rslots[seq % VB_RSLOTS];
-		if (!vc->c->passive || !s->used || s->seq != seq || s->staged)
+		struct vb_rslot *s = vc->c->passive ? &vc->rslots[seq % VB_RSLOTS] : NULL;
+		if (!s || !s->used || s->seq != seq || s->staged)
 			return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: immediate for request slot %u without its header",
 					    dev, q->qpn, seq);
 		if (++s->seen == s->nparts) {

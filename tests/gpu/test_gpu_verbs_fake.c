@@ -144,14 +144,15 @@ static void no_slot_left(const char *ip)
 	struct nkv_engine *se[5];
 	struct nkv_conn *c[5];
 	struct nkv_plan *p;
-	uint32_t gid, sid[5], b = 1;
-	void *host, *sp;
+	uint32_t gid, hid, sid[5], b = 1;
+	void *host, *hp, *sp;
 	char addr[96], why[256] = "";
 	int rc, st = -1;
 
 	nkv_model_preset("qwen2.5-7b", &l.model);
 	rx.e = vt_engine(1);
 	gpu_region(rx.e, &l, 3, &gid, &host, NULL);
+	VT_CHECK(nkv_region_alloc(rx.e, NKV_MEM_HOST, nkv_layout_pool_bytes(&l), &l, &hid, &hp) == 0, "host region");
 	vt_rx_start(&rx, ip);
 	snprintf(addr, sizeof(addr), "%s:%u", ip, rx.port);
 	VT_CHECK(nkv_plan_build(&l, &l, &b, &b, 1, &p) == 0, "plan");
@@ -171,11 +172,15 @@ static void no_slot_left(const char *ip)
 	}
 	fprintf(stderr, "-- fifth connection, staged push: %d %s\n", rc, why);
 	VT_CHECK(rc == -ENOSPC && strstr(why, "no bounce slot"), "expected -ENOSPC naming the cause, got %d", rc);
+	/* The fifth connection itself stays up for host memory. */
+	VT_CHECK(nkv_push(c[4], &(struct nkv_push){ .req_id = 6, .src_region = sid[4], .dst_region = hid, .plan = p }) == 0,
+		 "fifth connection, host push");
+	VT_CHECK(vt_wait_done(se[4], 1, 20, &st, NULL, why, sizeof(why)) == 1 && st == 0, "fifth host push: %d %s", st, why);
 	/* The first still has its slots. */
 	VT_CHECK(nkv_push(c[0], &(struct nkv_push){ .req_id = 1, .src_region = sid[0], .dst_region = gid, .plan = p }) == 0,
 		 "first connection's push");
 	VT_CHECK(vt_wait_done(se[0], 1, 20, &st, NULL, why, sizeof(why)) == 1 && st == 0, "first push: %d %s", st, why);
-	VT_CHECK(vt_rx_wait(&rx, 1, 10), "the first push arrives");
+	VT_CHECK(vt_rx_wait(&rx, 2, 10), "the host push and the first connection's push arrive");
 	vt_rx_stop(&rx);
 	for (int i = 0; i < 5; i++) {
 		nkv_conn_close(c[i]);
@@ -184,6 +189,68 @@ static void no_slot_left(const char *ip)
 	nkv_plan_free(p);
 	nkv_engine_destroy(rx.e);
 	free(host);
+}
+
+/* One sender engine, two peers: the first stops polling (a hung decode), so
+ * it never lends its slots again; a push to the second must still go. The
+ * sender's chunk slots are shared by the engine: chunks for the stalled
+ * peer must not sit in them waiting for its slots. */
+static void stalled_peer(const char *ip)
+{
+	struct nkv_layout l = { .block_tokens = 16, .num_blocks = 16, .kind = NKV_LAYOUT_BLOCK_MAJOR };
+	struct vt_rx rx1 = { 0 }, rx2 = { 0 };
+	struct nkv_engine *se = vt_engine(1);
+	struct nkv_conn *c1, *c2;
+	struct nkv_plan *all, *one;
+	uint32_t gid, g1, h2, b[16];
+	void *host, *host1, *p;
+	char addr[96], why[256] = "";
+	uint64_t ids[2] = { 0, 0 };
+	int st[2] = { -1, -1 }, n;
+
+	nkv_model_preset("qwen2.5-7b", &l.model);
+	gpu_region(se, &l, 1, &gid, &host, NULL);
+	rx1.e = vt_engine(1);
+	rx2.e = vt_engine(1);
+	gpu_region(rx1.e, &l, 2, &g1, &host1, NULL);
+	VT_CHECK(nkv_region_alloc(rx2.e, NKV_MEM_HOST, nkv_layout_pool_bytes(&l), &l, &h2, &p) == 0, "host region");
+	vt_rx_start(&rx1, ip);
+	vt_rx_start(&rx2, ip);
+	snprintf(addr, sizeof(addr), "%s:%u", ip, rx1.port);
+	VT_CHECK(nkv_connect(se, addr, &c1) == 0, "connect 1");
+	snprintf(addr, sizeof(addr), "%s:%u", ip, rx2.port);
+	VT_CHECK(nkv_connect(se, addr, &c2) == 0, "connect 2");
+	for (uint32_t i = 0; i < 16; i++)
+		b[i] = i;
+	VT_CHECK(nkv_plan_build(&l, &l, b, b, 16, &all) == 0 && nkv_plan_build(&l, &l, b, b, 1, &one) == 0, "plans");
+	/* Let the first peer lend its slots, then stall it. */
+	for (int i = 0; i < 50; i++)
+		nkv_poll(se, (struct nkv_event[8]){ 0 }, 8, 10);
+	rx1.stop = 1;
+	pthread_join(rx1.th, NULL);
+	VT_CHECK(nkv_push(c1, &(struct nkv_push){ .req_id = 1, .src_region = gid, .dst_region = g1, .plan = all }) == 0,
+		 "push to the stalled peer");
+	for (int i = 0; i < 50; i++) /* its first units go, the rest wait for slots that never come back */
+		nkv_poll(se, (struct nkv_event[8]){ 0 }, 8, 10);
+	VT_CHECK(nkv_push(c2, &(struct nkv_push){ .req_id = 2, .src_region = gid, .dst_region = h2, .plan = one }) == 0,
+		 "push to the healthy peer");
+	n = vt_wait_done(se, 1, 10, st, ids, why, sizeof(why));
+	fprintf(stderr, "-- a stalled peer: the healthy peer's push %s (id %llu, status %d)\n",
+		n == 1 ? "completed" : "did NOT complete in 10 s", (unsigned long long)ids[0], st[0]);
+	VT_CHECK(n == 1 && ids[0] == 2 && st[0] == 0, "a stalled peer holds up pushes to another peer");
+	VT_CHECK(vt_rx_wait(&rx2, 1, 10), "the healthy peer's receive");
+	vt_rx_stop(&rx2);
+	nkv_conn_close(c1);
+	nkv_conn_close(c2);
+	nkv_engine_destroy(se);
+	free(rx1.ev);
+	pthread_mutex_destroy(&rx1.mu);
+	nkv_engine_destroy(rx1.e);
+	nkv_engine_destroy(rx2.e);
+	nkv_plan_free(all);
+	nkv_plan_free(one);
+	free(host);
+	free(host1);
 }
 
 int main(void)
@@ -214,6 +281,7 @@ int main(void)
 	run(ip, "GPU -> GPU, layer-major, shuffled", NKV_MEM_CUDA, NKV_MEM_CUDA, NKV_LAYOUT_LAYER_MAJOR, 12, true);
 	run(ip, "GPU -> GPU, block-major", NKV_MEM_CUDA, NKV_MEM_CUDA, NKV_LAYOUT_BLOCK_MAJOR, 16, false);
 	no_slot_left(ip);
+	stalled_peer(ip);
 	fprintf(stderr, "ok\n");
 	return 0;
 }
