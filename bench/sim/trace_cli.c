@@ -55,7 +55,7 @@ static int trace_gen(int argc, char **argv)
 			       "  --requests N       default 2000\n"
 			       "  --rate R           Poisson arrivals per second, default 20\n"
 			       "  --prefix-share X   rag: share of requests on a shared document, default 0.5\n"
-			       "  --context-scale X  multiply lengths, default 1\n"
+			       "  --context-scale X  multiply lengths (up to 512), default 1\n"
 			       "  --seed N           default 1 (same seed, same file)\n"
 			       "  -o, --output FILE  default stdout\n");
 			return 0;

@@ -214,11 +214,35 @@ static void bad_config(void **st)
 	nkv_topo_free(t);
 }
 
+/* Generator limits: a huge context scale used to overrun the id buffer,
+ * a tiny rate used to overflow the timestamps. Both must be errors. */
+static void bad_tracegen(void **st)
+{
+	struct nkv_tracegen_params g;
+	struct nkv_trace *t = NULL;
+
+	nkv_tracegen_defaults(&g);
+	g.requests = 4;
+	for (int p = NKV_PROFILE_CHATBOT; p <= NKV_PROFILE_AGENT; p++) {
+		g.profile = (enum nkv_trace_profile)p;
+		g.context_scale = 1e5;
+		assert_int_equal(nkv_tracegen(&g, &t), -EINVAL);
+		assert_non_null(strstr(nkv_last_error(), "context scale"));
+		g.context_scale = 512; /* the largest accepted: agent contexts reach 16M tokens */
+		assert_int_equal(nkv_tracegen(&g, &t), 0);
+		nkv_trace_free(t);
+	}
+	g.context_scale = 1;
+	g.rate = 1e-300;
+	assert_int_equal(nkv_tracegen(&g, &t), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "rate"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(determinism), cmocka_unit_test(conservation), cmocka_unit_test(hand_computed),
-		cmocka_unit_test(nic_rate),    cmocka_unit_test(bad_config),
+		cmocka_unit_test(nic_rate),    cmocka_unit_test(bad_config), cmocka_unit_test(bad_tracegen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
