@@ -457,6 +457,41 @@ static void cli_round_trip(void **st)
 	assert_int_equal(sh(cmd), 2);
 }
 
+/* A value out of range names its flag and the range (it used to say
+ * "--value '1.5': no error recorded"). */
+static void expect_usage(const char *nk, const char *args, const char *msg)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "%s %s >/dev/null 2> %s", nk, args, tmp("err.txt"));
+	assert_int_equal(sh(cmd), 2);
+	snprintf(cmd, sizeof(cmd), "grep -qF -- \"%s\" %s", msg, tmp("err.txt"));
+	if (sh(cmd))
+		fail_msg("netkv %s: stderr lacks \"%s\"", args, msg);
+}
+
+static void cli_flag_messages(void **st)
+{
+	(void)st;
+	const char *b = getenv("NKV_BUILD");
+	char nk[600];
+
+	if (!b)
+		skip();
+	snprintf(nk, sizeof(nk), "%s/netkv", b);
+	if (access(nk, X_OK))
+		skip();
+	expect_usage(nk, "sim run --prefix-share 1.5", "--prefix-share '1.5': must be in 0..1");
+	expect_usage(nk, "sim run --gen-rate 0", "--gen-rate '0': must be > 0");
+	expect_usage(nk, "sim run --requests 0", "--requests '0': must be at least 1");
+	expect_usage(nk, "sim run --oversub-spine 0.5", "--oversub-spine '0.5': must be at least 1");
+	expect_usage(nk, "sim run --w-load -1", "--w-load '-1': must be >= 0");
+	expect_usage(nk, "sim run --gpus 10x", "--gpus '10x': '10x' is not an unsigned integer");
+	expect_usage(nk, "trace gen --requests 0", "--requests '0': must be at least 1");
+	expect_usage(nk, "trace gen --prefix-share 2", "--prefix-share '2': must be in 0..1");
+	expect_usage(nk, "trace gen --rate nan", "--rate 'nan': 'nan' is not a finite number");
+}
+
 static int setup(void **st)
 {
 	(void)st;
@@ -476,7 +511,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(forced_small), cmocka_unit_test(forced_bad), cmocka_unit_test(round_trip),
-		cmocka_unit_test(malformed), cmocka_unit_test(cli_round_trip),
+		cmocka_unit_test(malformed), cmocka_unit_test(cli_round_trip), cmocka_unit_test(cli_flag_messages),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
