@@ -32,7 +32,7 @@ enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG };
 
 #define OWNER_PROBE UINT32_MAX
 #define MIN_BG_PERIOD_S 1e-3
-#define MAX_TICKS 1e7
+#define MAX_TICKS 1e6
 #define MAX_BG_FLOWS 4096u
 #define OWNER_BG (UINT32_MAX - 1)
 
@@ -90,6 +90,7 @@ struct sim {
 	uint32_t capowner;
 	double *decide_us;
 	uint64_t events, probes, probe_bytes;
+	uint64_t ticks;        /* refresh and background events so far */
 	uint64_t moved_tier[NKV_TIERS];
 	uint64_t rng;
 	int *bg;               /* background flow ids */
@@ -816,6 +817,18 @@ static int check_span(const struct sim *m, double refresh_s)
 	return 0;
 }
 
+/* The same bound while running: durations out of range (a huge compute time
+ * scale, transfer setup or floor) leave requests unfinished for ages of
+ * simulated time, ticked through at every refresh. */
+static int count_tick(struct sim *m)
+{
+	if (++m->ticks <= MAX_TICKS)
+		return 0;
+	return nkv_err(ERANGE, "sim: %zu of %zu requests unfinished after %.3g s simulated (%g refresh/background "
+			       "ticks): a duration is out of range (compute time scale, transfer setup or floor, output length?)",
+		       m->n - m->finished, m->n, m->now, MAX_TICKS);
+}
+
 int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, struct nkv_sim_result **out)
 {
 	struct sim m = { .c = c, .rng = c->seed * 0x9e3779b97f4a7c15ULL + 1 };
@@ -838,6 +851,10 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		return nkv_err(EINVAL, "sim: model %s has no KV bytes per token", c->perf.model);
 	if ((ret = check_background(c)))
 		return ret;
+	if (c->prefill_cache_blocks > SIM_LRU_MAX_BLOCKS || c->decode_cache_blocks > SIM_LRU_MAX_BLOCKS)
+		return nkv_err(EINVAL, "sim: prefill cache of %llu blocks, decode cache of %llu: at most %u each",
+			       (unsigned long long)c->prefill_cache_blocks, (unsigned long long)c->decode_cache_blocks,
+			       SIM_LRU_MAX_BLOCKS);
 	if (!(c->bg_period_s == 0 || (c->bg_period_s >= MIN_BG_PERIOD_S && isfinite(c->bg_period_s))))
 		return nkv_err(EINVAL, "sim: background period %g s must be 0 (static) or at least %g s", c->bg_period_s,
 			       MIN_BG_PERIOD_S);
@@ -973,14 +990,14 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 				goto fail;
 			break;
 		case EV_BG:
-			if ((ret = add_background(&m)))
+			if ((ret = count_tick(&m)) || (ret = add_background(&m)))
 				goto fail;
 			if (m.finished < m.n &&
 			    (ret = sim_heap_push(&m.heap, m.now + c->bg_period_s, EV_BG, 0, 0)))
 				goto fail;
 			break;
 		case EV_REFRESH:
-			if ((ret = refresh(&m, &pt, &npt, &cappt)))
+			if ((ret = count_tick(&m)) || (ret = refresh(&m, &pt, &npt, &cappt)))
 				goto fail;
 			if (m.finished < m.n &&
 			    (ret = sim_heap_push(&m.heap, m.now + refresh_s, EV_REFRESH, 0, 0)))

@@ -220,6 +220,12 @@ static void bad_config(void **st)
 	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
 	assert_non_null(strstr(nkv_last_error(), "background period"));
 	c.bg_period_s = 0;
+	c.decode_cache_blocks = UINT32_MAX; /* sizing its hash table spun forever */
+	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "decode cache of 4294967295"));
+	c.decode_cache_blocks = (uint64_t)1 << 32; /* was truncated to 0 */
+	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
+	c.decode_cache_blocks = 0;
 	nkv_trace_free(tr);
 	nkv_topo_free(t);
 }

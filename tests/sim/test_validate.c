@@ -490,6 +490,25 @@ static void cli_flag_messages(void **st)
 	expect_usage(nk, "trace gen --requests 0", "--requests '0': must be at least 1");
 	expect_usage(nk, "trace gen --prefix-share 2", "--prefix-share '2': must be in 0..1");
 	expect_usage(nk, "trace gen --rate nan", "--rate 'nan': 'nan' is not a finite number");
+	/* values that left the simulated requests unfinished for (practically) ever */
+	expect_usage(nk, "sim validate --time-scale 1e100", "--time-scale '1e100': want a number > 0 and <= 1000");
+	expect_usage(nk, "sim validate --setup-ms 1e300", "--setup-ms '1e300': want a number >= 0 and <= 60000");
+	expect_usage(nk, "sim validate --floor-ms 1e9", "--floor-ms '1e9': want a number >= 0 and <= 60000");
+	/* the same through a run description; a pool past UINT32_MAX was truncated, or spun the LRU sizing */
+	static const char *const runs[] = {
+		"\"time_scale\": 1e308", "\"pool_blocks\": {\"prefill\": 4294967296}",
+		"\"pool_blocks\": {\"decode\": 9000000000000000000}", "\"block_tokens\": 4294967295",
+	};
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		char args[700];
+		FILE *f = fopen(tmp("big.json"), "w");
+
+		assert_non_null(f);
+		fprintf(f, "{\"format\": \"netkv-demo-run/1\", %s, \"policies\": {\"sim\": {\"csv\": \"x.csv\"}}}\n", runs[i]);
+		fclose(f);
+		snprintf(args, sizeof(args), "sim validate --run %s --policy sim", tmp("big.json"));
+		expect_usage(nk, args, i ? "want counts in 1..4294967295" : "time_scale: want a number > 0 and <= 1000");
+	}
 }
 
 static int setup(void **st)
