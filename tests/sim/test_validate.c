@@ -490,6 +490,9 @@ static void cli_flag_messages(void **st)
 	expect_usage(nk, "trace gen --requests 0", "--requests '0': must be at least 1");
 	expect_usage(nk, "trace gen --prefix-share 2", "--prefix-share '2': must be in 0..1");
 	expect_usage(nk, "trace gen --rate nan", "--rate 'nan': 'nan' is not a finite number");
+	expect_usage(nk, "sim tune --tune-limit 0", "--tune-limit '0': must be at least 1");
+	/* a stray argument used to be ignored and the whole default grid run */
+	expect_usage(nk, "sim tune extra", "unexpected argument 'extra'");
 	/* values that left the simulated requests unfinished for (practically) ever */
 	expect_usage(nk, "sim validate --time-scale 1e100", "--time-scale '1e100': want a number > 0 and <= 1000");
 	expect_usage(nk, "sim validate --setup-ms 1e300", "--setup-ms '1e300': want a number >= 0 and <= 60000");
