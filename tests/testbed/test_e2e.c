@@ -24,6 +24,9 @@ static int fails;
 
 static const char *TOKEN = "e2e-token";
 
+int nkv_cmd_demo(int argc, char **argv); /* tools/netkv_commands.h */
+#define DEMO(...) nkv_cmd_demo(sizeof((char *[]){ "demo", __VA_ARGS__ }) / sizeof(char *), (char *[]){ "demo", __VA_ARGS__, NULL })
+
 /* Bytes on a raw socket; returns whether the scheduler closed it (within 10 s). */
 static bool closed_after(const char *addr, const void *buf, size_t len)
 {
@@ -159,6 +162,14 @@ int main(void)
 	if (rc)
 		return rc;
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
+	/* netkv demo: bad flags stop it before anything starts. An unknown policy
+	 * used to be found only when its scheduler refused it, fabric already up. */
+	CHECK(DEMO("--fabric", "off", "--dir", dir, "--requests", "1", "--policies", "nope,rr") == 2, "demo: unknown policy accepted");
+	CHECK(DEMO("--fabric", "off", "--dir", dir, "--requests", "1", "--policies", ",") == 2, "demo: empty policy list accepted");
+	CHECK(DEMO("--fabric", "off", "--dir", dir, "--policies",
+		   "rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr") == 2, "demo: 17 policies accepted (16 run)");
+	CHECK(DEMO("--fabric", "off", "--dir", dir, "--policies", "rr", "--rate", "1e-300") == 1 &&
+	      strstr(nkv_last_error(), "timestamps overflow"), "demo: --rate 1e-300: %s", nkv_last_error());
 	struct nkv_perf perf;
 	nkv_perf_preset("llama3-8b", "h100", &perf);
 	struct cluster cl;
