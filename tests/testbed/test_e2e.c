@@ -25,6 +25,9 @@ static int fails;
 static const char *TOKEN = "e2e-token";
 
 int nkv_cmd_demo(int argc, char **argv); /* tools/netkv_commands.h */
+int nkv_cmd_replay(int argc, char **argv);
+#define REPLAY(...) nkv_cmd_replay(sizeof((char *[]){ "replay", __VA_ARGS__ }) / sizeof(char *), \
+				   (char *[]){ "replay", __VA_ARGS__, NULL })
 #define DEMO(...) nkv_cmd_demo(sizeof((char *[]){ "demo", __VA_ARGS__ }) / sizeof(char *), (char *[]){ "demo", __VA_ARGS__, NULL })
 
 /* Bytes on a raw socket; returns whether the scheduler closed it (within 10 s). */
@@ -170,6 +173,9 @@ int main(void)
 		   "rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr") == 2, "demo: 17 policies accepted (16 run)");
 	CHECK(DEMO("--fabric", "off", "--dir", dir, "--policies", "rr", "--rate", "1e-300") == 1 &&
 	      strstr(nkv_last_error(), "timestamps overflow"), "demo: --rate 1e-300: %s", nkv_last_error());
+	/* netkv replay: a stray argument is a usage error, not ignored (port 1: nothing listens) */
+	CHECK(REPLAY("--scheduler", "127.0.0.1:1", "--trace", trace, "extra") == 2, "replay: stray argument accepted");
+	CHECK(REPLAY("--scheduler", "127.0.0.1:1", "--trace", trace, "--speed", "0") == 2, "replay: --speed 0 accepted");
 	struct nkv_perf perf;
 	nkv_perf_preset("llama3-8b", "h100", &perf);
 	struct cluster cl;
