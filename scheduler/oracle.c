@@ -13,6 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Every kept path costs ~68 bytes: 2^26 paths is ~4.3 GB (8192 x 8192, a
+ * 16384-GPU split cluster). Beyond that calloc succeeds on overcommit and
+ * filling the table gets the process killed. */
+#define ORACLE_MAX_PATHS (1u << 26)
+
 void nkv_oracle_defaults(struct nkv_oracle_params *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -145,8 +150,9 @@ int nkv_oracle_create(const struct nkv_topo *t, const struct nkv_oracle_params *
 		goto fail;
 	o->ndst = (uint32_t)ret;
 	npaths = (size_t)o->nsrc * o->ndst;
-	if (npaths > UINT32_MAX) {
-		ret = nkv_err(EINVAL, "oracle: %u x %u paths is too many", o->nsrc, o->ndst);
+	if (npaths > ORACLE_MAX_PATHS) {
+		ret = nkv_err(EINVAL, "oracle: %u x %u paths, at most %u (%zu bytes each)", o->nsrc, o->ndst,
+			      ORACLE_MAX_PATHS, sizeof(struct opath) + sizeof(struct opath_cold) + sizeof(uint32_t));
 		goto fail;
 	}
 	o->paths = calloc(npaths, sizeof(*o->paths));

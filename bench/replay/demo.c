@@ -35,8 +35,11 @@
 #include "fabric.h"
 #include "netkv_commands.h"
 #include "nkv_util.h"
+#include "netkv_sched.h"
 #include "netkv_topo.h"
 #include "replay.h"
+
+#define MAX_POLICIES 16
 
 static struct cluster *volatile g_cluster;
 static volatile sig_atomic_t g_fabric_up;
@@ -81,6 +84,10 @@ static int gen_trace(const char *path, unsigned n, double rate, uint64_t seed)
 	unsigned conv_len[8] = { 0 };
 	for (unsigned i = 0; i < n; i++) {
 		t += -log(1 - RND()) / rate;
+		if (!(t * 1000 <= 9e15)) { /* what the trace reader takes */
+			fclose(f);
+			return nkv_err(EINVAL, "--rate %g: too low for %u requests, timestamps overflow", rate, n);
+		}
 		unsigned c = (unsigned)(RND() * 8);
 		if (conv_len[c] == 0 || conv_len[c] > 40 || RND() < 0.2) {
 			/* new conversation: 4 blocks of shared system prompt (ids 0..3) */
@@ -101,6 +108,26 @@ static int gen_trace(const char *path, unsigned n, double rate, uint64_t seed)
 	}
 #undef RND
 	return fclose(f) ? nkv_err(EIO, "%s: write failed", path) : 0;
+}
+
+/* Every name known and at most max of them: checked before anything starts,
+ * not when the fabric is up and that policy's scheduler refuses it. */
+static int check_policies(const char *list, int max)
+{
+	char *l = strdup(list), *sv = NULL;
+	int n = 0, ret = 0;
+
+	if (!l)
+		return nkv_err(ENOMEM, "out of memory");
+	for (char *t = strtok_r(l, ",", &sv); t && !ret; t = strtok_r(NULL, ",", &sv))
+		if (!nkv_policy_find(t))
+			ret = nkv_err(EINVAL, "unknown policy '%s' (rr random load cache cla cla* netkv-topo netkv-static netkv)", t);
+		else if (++n > max)
+			ret = nkv_err(EINVAL, "more than %d policies", max);
+	if (!ret && !n)
+		ret = nkv_err(EINVAL, "no policy");
+	free(l);
+	return ret;
 }
 
 static void usage(FILE *f)
@@ -261,7 +288,8 @@ int nkv_cmd_demo(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 		if (dp && (nkv_parse_double(optarg, dp) || !(*dp > 0) || !isfinite(*dp))) {
-			fprintf(stderr, "netkv demo: '%s': expected a number > 0\n", optarg);
+			fprintf(stderr, "netkv demo: --%s '%s': expected a number > 0\n",
+				c == 'x' ? "speed" : c == 'S' ? "time-scale" : c == 'r' ? "rate" : "scale", optarg);
 			return 2;
 		}
 	}
@@ -288,6 +316,14 @@ int nkv_cmd_demo(int argc, char **argv)
 	}
 	if (fscale < 1) {
 		fprintf(stderr, "netkv demo: --scale %g: must be >= 1\n", fscale);
+		return 2;
+	}
+	if (check_policies(policies, MAX_POLICIES)) {
+		fprintf(stderr, "netkv demo: --policies '%s': %s\n", policies, nkv_last_error());
+		return 2;
+	}
+	if (dir_arg && strlen(dir_arg) > 200) {
+		fprintf(stderr, "netkv demo: --dir: longer than 200 characters\n");
 		return 2;
 	}
 
@@ -407,9 +443,9 @@ int nkv_cmd_demo(int argc, char **argv)
 	char token[32], addr[48];
 	snprintf(token, sizeof(token), "demo-%d", (int)getpid());
 	char *list = strdup(policies), *save = NULL;
-	struct result res[16];
+	struct result res[MAX_POLICIES];
 	int np = 0, failures = 0;
-	for (char *pol = strtok_r(list, ",", &save); pol && np < 16; pol = strtok_r(NULL, ",", &save)) {
+	for (char *pol = strtok_r(list, ",", &save); pol && np < MAX_POLICIES; pol = strtok_r(NULL, ",", &save)) {
 		struct cluster cl;
 		if (fabric)
 			snprintf(addr, sizeof(addr), NKV_FABRIC_MGMT_ADDR ":%d", 17400 + np);

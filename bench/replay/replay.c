@@ -425,9 +425,17 @@ int nkv_cmd_replay(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 		if (dp && (nkv_parse_double(optarg, dp) || !(*dp > 0) || !isfinite(*dp))) {
-			fprintf(stderr, "netkv replay: '%s': expected a number > 0\n", optarg);
+			const struct option *op = opts;
+
+			while (op->val != c)
+				op++;
+			fprintf(stderr, "netkv replay: --%s '%s': expected a number > 0\n", op->name, optarg);
 			return 2;
 		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "netkv replay: unexpected argument '%s'\n", argv[optind]);
+		return 2;
 	}
 	if (!o.sched || !o.trace) {
 		fprintf(stderr, "netkv replay: --scheduler and --trace are required\n");

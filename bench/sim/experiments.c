@@ -657,7 +657,11 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 			return 0;
 		}
 		if (c == 'L') {
-			if (nkv_parse_u64(optarg, &v) || !v) {
+			int bad = nkv_parse_u64(optarg, &v);
+
+			if (!bad && !v)
+				bad = nkv_err(EINVAL, "must be at least 1");
+			if (bad) {
 				fprintf(stderr, "netkv sim tune: --tune-limit '%s': %s\n", optarg, nkv_last_error());
 				return 2;
 			}
@@ -668,6 +672,10 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 			fprintf(stderr, "netkv sim tune: bad or unknown option (see --help)\n");
 			return 2;
 		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "netkv sim tune: unexpected argument '%s'\n", argv[optind]);
+		return 2;
 	}
 	if (sim_opts_finish(&o, "sim tune")) {
 		sim_opts_free(&o);

@@ -35,6 +35,10 @@ int sim_lru_create(uint32_t capacity, struct sim_lru **out)
 
 	if (!capacity)
 		capacity = 1;
+	if (capacity > SIM_LRU_MAX_BLOCKS) { /* capacity * 2 would wrap and the loop below spin */
+		free(c);
+		return nkv_err(EINVAL, "lru: %u blocks, at most %u", capacity, SIM_LRU_MAX_BLOCKS);
+	}
 	while (sz < capacity * 2u)
 		sz *= 2;
 	if (!c)

@@ -31,6 +31,9 @@
 enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG };
 
 #define OWNER_PROBE UINT32_MAX
+#define MIN_BG_PERIOD_S 1e-3
+#define MAX_TICKS 1e6
+#define MAX_BG_FLOWS 4096u
 #define OWNER_BG (UINT32_MAX - 1)
 
 struct req {
@@ -87,6 +90,7 @@ struct sim {
 	uint32_t capowner;
 	double *decide_us;
 	uint64_t events, probes, probe_bytes;
+	uint64_t ticks;        /* refresh and background events so far */
 	uint64_t moved_tier[NKV_TIERS];
 	uint64_t rng;
 	int *bg;               /* background flow ids */
@@ -787,6 +791,44 @@ static double thread_cpu_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Each background flow takes part in every rate recompute: bound their number
+ * (a sum of per-tier counts near UINT32_MAX also wrapped the flow array). */
+static int check_background(const struct nkv_sim_config *c)
+{
+	uint64_t total = 0;
+
+	for (int tier = 0; tier < NKV_TIERS; tier++)
+		total += c->bg_flows[tier];
+	if (total > MAX_BG_FLOWS)
+		return nkv_err(EINVAL, "sim: %llu background flows, at most %u", (unsigned long long)total, MAX_BG_FLOWS);
+	return 0;
+}
+
+/* Refresh and background ticks run through idle gaps too: a trace whose
+ * span is years of simulated time would keep the loop busy for hours. */
+static int check_span(const struct sim *m, double refresh_s)
+{
+	double span = m->rq[m->n - 1].r.arrival_s - m->rq[0].r.arrival_s;
+	double ticks = span / refresh_s + (m->c->bg_period_s > 0 ? span / m->c->bg_period_s : 0);
+
+	if (ticks > MAX_TICKS)
+		return nkv_err(EINVAL, "sim: the trace spans %.3g s, %.3g refresh/background ticks (max %g): "
+				       "raise the rate scale or limit the requests", span, ticks, MAX_TICKS);
+	return 0;
+}
+
+/* The same bound while running: durations out of range (a huge compute time
+ * scale, transfer setup or floor) leave requests unfinished for ages of
+ * simulated time, ticked through at every refresh. */
+static int count_tick(struct sim *m)
+{
+	if (++m->ticks <= MAX_TICKS)
+		return 0;
+	return nkv_err(ERANGE, "sim: %zu of %zu requests unfinished after %.3g s simulated (%g refresh/background "
+			       "ticks): a duration is out of range (compute time scale, transfer setup or floor, output length?)",
+		       m->n - m->finished, m->n, m->now, MAX_TICKS);
+}
+
 int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, struct nkv_sim_result **out)
 {
 	struct sim m = { .c = c, .rng = c->seed * 0x9e3779b97f4a7c15ULL + 1 };
@@ -807,6 +849,15 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		return nkv_err(EINVAL, "sim: rate scale %g must be > 0", c->rate_scale);
 	if (!kvbpt)
 		return nkv_err(EINVAL, "sim: model %s has no KV bytes per token", c->perf.model);
+	if ((ret = check_background(c)))
+		return ret;
+	if (c->prefill_cache_blocks > SIM_LRU_MAX_BLOCKS || c->decode_cache_blocks > SIM_LRU_MAX_BLOCKS)
+		return nkv_err(EINVAL, "sim: prefill cache of %llu blocks, decode cache of %llu: at most %u each",
+			       (unsigned long long)c->prefill_cache_blocks, (unsigned long long)c->decode_cache_blocks,
+			       SIM_LRU_MAX_BLOCKS);
+	if (!(c->bg_period_s == 0 || (c->bg_period_s >= MIN_BG_PERIOD_S && isfinite(c->bg_period_s))))
+		return nkv_err(EINVAL, "sim: background period %g s must be 0 (static) or at least %g s", c->bg_period_s,
+			       MIN_BG_PERIOD_S);
 	m.n = c->limit && c->limit < trace->n ? c->limit : trace->n;
 	if (!m.n)
 		return nkv_err(EINVAL, "sim: empty trace");
@@ -862,12 +913,19 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		m.rq[i].line = trace->reqs[i].line;
 		if (c->assign && c->assign[i].arrival_s >= 0)
 			m.rq[i].r.arrival_s = c->assign[i].arrival_s;
+		if (!isfinite(m.rq[i].r.arrival_s)) {
+			ret = nkv_err(EINVAL, "sim: request %zu (line %llu) arrives at %g s", i,
+				      (unsigned long long)m.rq[i].line, m.rq[i].r.arrival_s);
+			goto fail;
+		}
 		if (i && m.rq[i].r.arrival_s < m.rq[i - 1].r.arrival_s) {
 			ret = nkv_err(EINVAL, "sim: request %zu arrives at %.6f s, before request %zu (%.6f s)", i,
 				      m.rq[i].r.arrival_s, i - 1, m.rq[i - 1].r.arrival_s);
 			goto fail;
 		}
 	}
+	if ((ret = check_span(&m, refresh_s)))
+		goto fail;
 	if ((ret = add_background(&m)))
 		goto fail;
 	if (c->bg_period_s > 0 && (ret = sim_heap_push(&m.heap, m.rq[0].r.arrival_s + c->bg_period_s, EV_BG, 0, 0)))
@@ -932,14 +990,14 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 				goto fail;
 			break;
 		case EV_BG:
-			if ((ret = add_background(&m)))
+			if ((ret = count_tick(&m)) || (ret = add_background(&m)))
 				goto fail;
 			if (m.finished < m.n &&
 			    (ret = sim_heap_push(&m.heap, m.now + c->bg_period_s, EV_BG, 0, 0)))
 				goto fail;
 			break;
 		case EV_REFRESH:
-			if ((ret = refresh(&m, &pt, &npt, &cappt)))
+			if ((ret = count_tick(&m)) || (ret = refresh(&m, &pt, &npt, &cappt)))
 				goto fail;
 			if (m.finished < m.n &&
 			    (ret = sim_heap_push(&m.heap, m.now + refresh_s, EV_REFRESH, 0, 0)))

@@ -83,9 +83,18 @@ void sim_opts_init(struct sim_opts *o)
 	o->cfg.sched.prefill_policy = NKV_PREFILL_CACHE;
 }
 
-static int bad(const char *cmd, const char *what, const char *arg)
+static const char *opt_name(int c)
 {
-	fprintf(stderr, "netkv %s: --%s '%s': %s\n", cmd, what, arg, nkv_last_error());
+	for (int i = 0; i < NKV_SIM_COMMON_NOPTS; i++)
+		if (nkv_sim_common_opts[i].val == c)
+			return nkv_sim_common_opts[i].name;
+	return "?";
+}
+
+/* why: the range the value missed, or NULL when the parser said what is wrong. */
+static int bad(const char *cmd, int c, const char *arg, const char *why)
+{
+	fprintf(stderr, "netkv %s: --%s '%s': %s\n", cmd, opt_name(c), arg, why ? why : nkv_last_error());
 	return -EINVAL;
 }
 
@@ -98,26 +107,32 @@ int sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg)
 	switch (c) {
 	case O_TOPO: o->topo_file = arg; return 1;
 	case O_GPUS:
-		if (nkv_parse_u32(arg, &u) || !u)
-			return bad(cmd, "gpus", arg);
+		if (nkv_parse_u32(arg, &u))
+			return bad(cmd, c, arg, NULL);
+		if (!u)
+			return bad(cmd, c, arg, "must be at least 1");
 		o->ft.gpus = u;
 		return 1;
 	case O_OVL:
 	case O_OVS:
 	case O_NIC:
-		if (nkv_parse_double(arg, &d) || !(d >= (c == O_NIC ? 1e-3 : 1)))
-			return bad(cmd, c == O_NIC ? "nic-gbps" : "oversub-*", arg);
+		if (nkv_parse_double(arg, &d))
+			return bad(cmd, c, arg, NULL);
+		if (!(d >= (c == O_NIC ? 1e-3 : 1)))
+			return bad(cmd, c, arg, c == O_NIC ? "must be at least 0.001" : "must be at least 1");
 		*(c == O_OVL ? &o->ft.oversub_leaf : c == O_OVS ? &o->ft.oversub_spine : &o->ft.nic_gbps) = d;
 		return 1;
 	case O_TRACE: o->trace_file = arg; return 1;
 	case O_PROFILE:
 		if (nkv_profile_parse(arg, &o->gen.profile))
-			return bad(cmd, "profile", arg);
+			return bad(cmd, c, arg, NULL);
 		o->gen_set = true;
 		return 1;
 	case O_REQS:
-		if (nkv_parse_u32(arg, &u) || !u)
-			return bad(cmd, "requests", arg);
+		if (nkv_parse_u32(arg, &u))
+			return bad(cmd, c, arg, NULL);
+		if (!u)
+			return bad(cmd, c, arg, "must be at least 1");
 		o->gen.requests = u;
 		return 1;
 	case O_RATE:
@@ -130,9 +145,12 @@ int sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg)
 	case O_WC:
 	case O_WL:
 	case O_BGP:
-		if (nkv_parse_double(arg, &d) || !(d >= 0) || ((c == O_RATE || c == O_SCALE || c == O_REFRESH || c == O_CTX) && !(d > 0)) ||
-		    (c == O_PREFIX && d > 1))
-			return bad(cmd, "value", arg);
+		if (nkv_parse_double(arg, &d))
+			return bad(cmd, c, arg, NULL);
+		if ((c == O_RATE || c == O_SCALE || c == O_REFRESH || c == O_CTX) && !(d > 0))
+			return bad(cmd, c, arg, "must be > 0");
+		if (!(d >= 0) || (c == O_PREFIX && d > 1))
+			return bad(cmd, c, arg, c == O_PREFIX ? "must be in 0..1" : "must be >= 0");
 		switch (c) {
 		case O_RATE: o->gen.rate = d; break;
 		case O_PREFIX: o->gen.prefix_share = d; break;
@@ -157,7 +175,7 @@ int sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg)
 		return 1;
 	case O_SEED:
 		if (nkv_parse_u64(arg, &v))
-			return bad(cmd, "seed", arg);
+			return bad(cmd, c, arg, NULL);
 		o->cfg.seed = v;
 		o->cfg.sched.seed = v;
 		o->gen.seed = v;
@@ -188,7 +206,7 @@ int sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg)
 	}
 	case O_LIMIT:
 		if (nkv_parse_u64(arg, &v))
-			return bad(cmd, "limit", arg);
+			return bad(cmd, c, arg, NULL);
 		o->cfg.limit = v;
 		return 1;
 	case O_NOPROBE: o->cfg.probes = false; return 1;

@@ -28,6 +28,8 @@ void sim_heap_free(struct sim_heap *h);
 /* ---- LRU set of prefix block ids with a fixed capacity. Insert/touch
  * returns the evicted ids through a callback. */
 struct sim_lru;
+/* ~24 bytes a block: 2^24 blocks (8G tokens at 512) is 400 MB per cache. */
+#define SIM_LRU_MAX_BLOCKS (1u << 24)
 int sim_lru_create(uint32_t capacity, struct sim_lru **out);
 void sim_lru_free(struct sim_lru *c);
 bool sim_lru_has(const struct sim_lru *c, uint64_t key);

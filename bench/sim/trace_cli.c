@@ -20,7 +20,7 @@ static int trace_gen(int argc, char **argv)
 		{ "output", required_argument, 0, 'o' },  { "help", no_argument, 0, 'h' }, { 0 },
 	};
 	struct nkv_tracegen_params p;
-	const char *outp = "-";
+	const char *outp = "-", *why = NULL;
 	int c;
 	double d;
 
@@ -33,14 +33,26 @@ static int trace_gen(int argc, char **argv)
 				goto bad;
 			break;
 		case 'n':
-			if (nkv_parse_u32(optarg, &p.requests) || !p.requests)
+			if (nkv_parse_u32(optarg, &p.requests))
 				goto bad;
+			if (!p.requests) {
+				why = "must be at least 1";
+				goto bad;
+			}
 			break;
 		case 'r':
 		case 's':
 		case 'c':
-			if (nkv_parse_double(optarg, &d) || !(d >= 0) || (c != 's' && !(d > 0)) || (c == 's' && d > 1))
+			if (nkv_parse_double(optarg, &d))
 				goto bad;
+			if (c != 's' && !(d > 0)) {
+				why = "must be > 0";
+				goto bad;
+			}
+			if (c == 's' && !(d >= 0 && d <= 1)) {
+				why = "must be in 0..1";
+				goto bad;
+			}
 			*(c == 'r' ? &p.rate : c == 's' ? &p.prefix_share : &p.context_scale) = d;
 			break;
 		case 'S':
@@ -55,7 +67,7 @@ static int trace_gen(int argc, char **argv)
 			       "  --requests N       default 2000\n"
 			       "  --rate R           Poisson arrivals per second, default 20\n"
 			       "  --prefix-share X   rag: share of requests on a shared document, default 0.5\n"
-			       "  --context-scale X  multiply lengths, default 1\n"
+			       "  --context-scale X  multiply lengths (up to 512), default 1\n"
 			       "  --seed N           default 1 (same seed, same file)\n"
 			       "  -o, --output FILE  default stdout\n");
 			return 0;
@@ -81,7 +93,9 @@ static int trace_gen(int argc, char **argv)
 	}
 	return 0;
 bad:
-	fprintf(stderr, "netkv trace gen: bad value '%s' (%s)\n", optarg, nkv_last_error());
+	for (int i = 0; lo[i].name; i++)
+		if (lo[i].val == c)
+			fprintf(stderr, "netkv trace gen: --%s '%s': %s\n", lo[i].name, optarg, why ? why : nkv_last_error());
 	return 2;
 }
 

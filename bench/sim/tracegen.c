@@ -56,6 +56,8 @@ static uint32_t urange(struct rng *r, uint32_t lo, uint32_t hi)
 }
 
 #define BT 512u
+#define MAX_CONTEXT_SCALE 512
+#define MAX_TIMESTAMP_MS 9.0e15 /* what the trace reader takes */
 
 struct session {
 	uint32_t len;        /* context tokens so far */
@@ -108,6 +110,10 @@ int nkv_tracegen_write(const struct nkv_tracegen_params *p, FILE *f)
 		return nkv_err(EINVAL, "trace gen: rate %g and requests %u must be > 0", p->rate, p->requests);
 	if (p->prefix_share < 0 || p->prefix_share > 1)
 		return nkv_err(EINVAL, "trace gen: prefix share %g outside 0..1", p->prefix_share);
+	/* The longest context (agent, 32k tokens) must stay within the trace reader's input_length limit. */
+	if (cs > MAX_CONTEXT_SCALE)
+		return nkv_err(EINVAL, "trace gen: context scale %g above %d (inputs would pass 16M tokens)",
+			       p->context_scale, MAX_CONTEXT_SCALE);
 	for (int d = 0; d < NDOC; d++) {
 		doc_len[d] = (uint32_t)(urange(&r, 4096, 16384) * cs);
 		doc_base[d] = next_id;
@@ -119,6 +125,10 @@ int nkv_tracegen_write(const struct nkv_tracegen_params *p, FILE *f)
 		return nkv_err(ENOMEM, "trace gen: out of memory");
 	for (uint32_t i = 0; i < p->requests; i++) {
 		t += -log(unif(&r)) / p->rate;
+		if (!(t * 1000 <= MAX_TIMESTAMP_MS)) {
+			ret = nkv_err(EINVAL, "trace gen: rate %g too low, timestamps pass %.0e ms", p->rate, MAX_TIMESTAMP_MS);
+			goto out;
+		}
 		uint64_t ts = (uint64_t)(t * 1000);
 		uint32_t in, out, n;
 

@@ -16,6 +16,11 @@
 #include "nkv_util.h"
 #include "sim_cli.h"
 
+/* Compute x 1000 or a minute per transfer already leave the run's timeline
+ * far behind; beyond, requests take ages of simulated time to finish. */
+#define MAX_TIME_SCALE 1000.0
+#define MAX_OVERHEAD_MS 60000.0
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -195,17 +200,19 @@ static int load_run(const char *path, const char *policy, struct run_desc *d)
 		goto out;
 	}
 	d->shared = x ? json_is_true(x) : -1;
-	if ((x = json_object_get(j, "time_scale")) && (!json_is_number(x) || !(json_number_value(x) > 0))) {
-		ret = nkv_err(EINVAL, "%s: time_scale: want a number > 0", path);
+	if ((x = json_object_get(j, "time_scale")) &&
+	    (!json_is_number(x) || !(json_number_value(x) > 0) || !(json_number_value(x) <= MAX_TIME_SCALE))) {
+		ret = nkv_err(EINVAL, "%s: time_scale: want a number > 0 and <= %g", path, MAX_TIME_SCALE);
 		goto out;
 	}
 	d->time_scale = x ? json_number_value(x) : 0;
 	json_t *pb = json_object_get(j, "pool_blocks");
 	json_t *pp = json_object_get(pb, "prefill"), *pd = json_object_get(pb, "decode"), *bt = json_object_get(j, "block_tokens");
-	if ((pp && (!json_is_integer(pp) || json_integer_value(pp) < 1)) ||
-	    (pd && (!json_is_integer(pd) || json_integer_value(pd) < 1)) ||
-	    (bt && (!json_is_integer(bt) || json_integer_value(bt) < 1))) {
-		ret = nkv_err(EINVAL, "%s: pool_blocks / block_tokens: want counts >= 1", path);
+	/* the same ranges as --prefill-cache-blocks, --decode-cache-blocks and --decode-kv-tokens */
+	if ((pp && (!json_is_integer(pp) || json_integer_value(pp) < 1 || json_integer_value(pp) > UINT32_MAX)) ||
+	    (pd && (!json_is_integer(pd) || json_integer_value(pd) < 1 || json_integer_value(pd) > UINT32_MAX)) ||
+	    (bt && (!json_is_integer(bt) || json_integer_value(bt) < 1 || json_integer_value(bt) > 1024))) {
+		ret = nkv_err(EINVAL, "%s: pool_blocks: want counts in 1..%u; block_tokens: in 1..1024", path, UINT32_MAX);
 		goto out;
 	}
 	d->pool_prefill = pp ? (uint64_t)json_integer_value(pp) : 0;
@@ -478,9 +485,14 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		case V_FLOOR: {
 			double d;
 			bool zero_ok = c == V_SETUP || c == V_FLOOR;
-			if (nkv_parse_double(optarg, &d) || !(zero_ok ? d >= 0 : d > 0) || !isfinite(d)) {
+			/* beyond these the simulated requests take ages to finish */
+			double max = c == V_SCALE ? MAX_TIME_SCALE : zero_ok ? MAX_OVERHEAD_MS : INFINITY;
+			if (nkv_parse_double(optarg, &d) || !(zero_ok ? d >= 0 : d > 0) || !(d <= max) || !isfinite(d)) {
 				opt = c == V_SCALE ? "time-scale" : c == V_SETUP ? "setup-ms" : c == V_FLOOR ? "floor-ms" : "refresh";
-				nkv_err(EINVAL, "want a number %s 0", zero_ok ? ">=" : ">");
+				if (isfinite(max))
+					nkv_err(EINVAL, "want a number %s 0 and <= %g", zero_ok ? ">=" : ">", max);
+				else
+					nkv_err(EINVAL, "want a number %s 0", zero_ok ? ">=" : ">");
 				break;
 			}
 			if (c == V_SCALE)

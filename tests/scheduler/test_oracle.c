@@ -96,6 +96,32 @@ static void test_ewma_refresh_stale(void **st)
 	nkv_topo_free(t);
 }
 
+/* 100000 GPUs split in half: 2.5e9 paths (~170 GB) used to reach calloc;
+ * the oracle must refuse before allocating. */
+static void test_too_many_paths(void **st)
+{
+	struct nkv_fat_tree_params p;
+	struct nkv_topo *t;
+	struct nkv_oracle *o = NULL;
+	uint32_t n = 100000, *src = malloc(n / 2 * sizeof(uint32_t)), *dst = malloc(n / 2 * sizeof(uint32_t));
+
+	assert_non_null(src);
+	assert_non_null(dst);
+	for (uint32_t i = 0; i < n / 2; i++) {
+		src[i] = i;
+		dst[i] = n / 2 + i;
+	}
+	nkv_fat_tree_defaults(&p);
+	p.gpus = n;
+	assert_int_equal(nkv_topo_fat_tree(&p, &t), 0);
+	assert_int_equal(nkv_oracle_create(t, NULL, src, n / 2, dst, n / 2, &o), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "50000 x 50000 paths"));
+	assert_null(o);
+	nkv_topo_free(t);
+	free(src);
+	free(dst);
+}
+
 static void test_congestion(void **st)
 {
 	struct nkv_topo *t = tree();
@@ -385,6 +411,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ewma_refresh_stale),
+		cmocka_unit_test(test_too_many_paths),
 		cmocka_unit_test(test_congestion),
 		cmocka_unit_test(test_figures),
 		cmocka_unit_test(test_probe_budget),

@@ -210,15 +210,88 @@ static void bad_config(void **st)
 	c.bg_flows[NKV_TIER_CORE] = 1; /* 16 GPUs = one pod: no core path */
 	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
 	assert_non_null(strstr(nkv_last_error(), "core"));
+	c.bg_flows[NKV_TIER_CORE] = 0;
+	c.bg_flows[NKV_TIER_HOST] = UINT32_MAX; /* the sum used to wrap to 1: heap overflow */
+	c.bg_flows[NKV_TIER_LEAF] = 2;
+	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "background flows"));
+	c.bg_flows[NKV_TIER_HOST] = c.bg_flows[NKV_TIER_LEAF] = 0;
+	c.bg_period_s = 1e-300; /* now + period == now: looped forever */
+	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "background period"));
+	c.bg_period_s = 0;
+	c.decode_cache_blocks = UINT32_MAX; /* sizing its hash table spun forever */
+	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "decode cache of 4294967295"));
+	c.decode_cache_blocks = (uint64_t)1 << 32; /* was truncated to 0 */
+	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
+	c.decode_cache_blocks = 0;
 	nkv_trace_free(tr);
 	nkv_topo_free(t);
+}
+
+/* A trace whose timestamps span ages of simulated time: refresh ticks
+ * through the gap used to keep the loop busy for (practically) ever. */
+static void long_span(void **st)
+{
+	static const char gap[] = "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 2, \"hash_ids\": [1]}\n"
+				  "{\"timestamp\": 9223372036854775807, \"input_length\": 10, \"output_length\": 2, "
+				  "\"hash_ids\": [1]}\n";
+	static const char late[] = "{\"timestamp\": 5, \"input_length\": 10, \"output_length\": 2, \"hash_ids\": [1]}\n";
+	struct nkv_topo *t = tree(16, 1, 1);
+	struct nkv_trace *tr;
+	struct nkv_sim_config c;
+	struct nkv_sim_result *r;
+
+	nkv_sim_defaults(&c);
+	c.topo = t;
+	assert_int_equal(nkv_trace_parse(gap, sizeof(gap) - 1, "gap", NULL, &tr), 0);
+	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "spans"));
+	c.rate_scale = 1e12; /* the same trace squeezed into 9.2e3 s runs */
+	assert_int_equal(nkv_sim_run(&c, tr, &r), 0);
+	assert_int_equal(r->n, 2);
+	nkv_sim_result_free(r);
+	nkv_trace_free(tr);
+	/* 5 ms at rate scale 1e-320 is past DBL_MAX: inf arrival */
+	assert_int_equal(nkv_trace_parse(late, sizeof(late) - 1, "late", NULL, &tr), 0);
+	c.rate_scale = 1e-320;
+	assert_int_equal(nkv_sim_run(&c, tr, &r), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "arrives at inf"));
+	nkv_trace_free(tr);
+	nkv_topo_free(t);
+}
+
+/* Generator limits: a huge context scale used to overrun the id buffer,
+ * a tiny rate used to overflow the timestamps. Both must be errors. */
+static void bad_tracegen(void **st)
+{
+	struct nkv_tracegen_params g;
+	struct nkv_trace *t = NULL;
+
+	nkv_tracegen_defaults(&g);
+	g.requests = 4;
+	for (int p = NKV_PROFILE_CHATBOT; p <= NKV_PROFILE_AGENT; p++) {
+		g.profile = (enum nkv_trace_profile)p;
+		g.context_scale = 1e5;
+		assert_int_equal(nkv_tracegen(&g, &t), -EINVAL);
+		assert_non_null(strstr(nkv_last_error(), "context scale"));
+		g.context_scale = 512; /* the largest accepted: agent contexts reach 16M tokens */
+		assert_int_equal(nkv_tracegen(&g, &t), 0);
+		nkv_trace_free(t);
+	}
+	g.context_scale = 1;
+	g.rate = 1e-300;
+	assert_int_equal(nkv_tracegen(&g, &t), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "rate"));
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(determinism), cmocka_unit_test(conservation), cmocka_unit_test(hand_computed),
-		cmocka_unit_test(nic_rate),    cmocka_unit_test(bad_config),
+		cmocka_unit_test(nic_rate),    cmocka_unit_test(bad_config), cmocka_unit_test(bad_tracegen),
+		cmocka_unit_test(long_span),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

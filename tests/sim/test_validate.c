@@ -457,6 +457,63 @@ static void cli_round_trip(void **st)
 	assert_int_equal(sh(cmd), 2);
 }
 
+/* A value out of range names its flag and the range (it used to say
+ * "--value '1.5': no error recorded"). */
+static void expect_usage(const char *nk, const char *args, const char *msg)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "%s %s >/dev/null 2> %s", nk, args, tmp("err.txt"));
+	assert_int_equal(sh(cmd), 2);
+	snprintf(cmd, sizeof(cmd), "grep -qF -- \"%s\" %s", msg, tmp("err.txt"));
+	if (sh(cmd))
+		fail_msg("netkv %s: stderr lacks \"%s\"", args, msg);
+}
+
+static void cli_flag_messages(void **st)
+{
+	(void)st;
+	const char *b = getenv("NKV_BUILD");
+	char nk[600];
+
+	if (!b)
+		skip();
+	snprintf(nk, sizeof(nk), "%s/netkv", b);
+	if (access(nk, X_OK))
+		skip();
+	expect_usage(nk, "sim run --prefix-share 1.5", "--prefix-share '1.5': must be in 0..1");
+	expect_usage(nk, "sim run --gen-rate 0", "--gen-rate '0': must be > 0");
+	expect_usage(nk, "sim run --requests 0", "--requests '0': must be at least 1");
+	expect_usage(nk, "sim run --oversub-spine 0.5", "--oversub-spine '0.5': must be at least 1");
+	expect_usage(nk, "sim run --w-load -1", "--w-load '-1': must be >= 0");
+	expect_usage(nk, "sim run --gpus 10x", "--gpus '10x': '10x' is not an unsigned integer");
+	expect_usage(nk, "trace gen --requests 0", "--requests '0': must be at least 1");
+	expect_usage(nk, "trace gen --prefix-share 2", "--prefix-share '2': must be in 0..1");
+	expect_usage(nk, "trace gen --rate nan", "--rate 'nan': 'nan' is not a finite number");
+	expect_usage(nk, "sim tune --tune-limit 0", "--tune-limit '0': must be at least 1");
+	/* a stray argument used to be ignored and the whole default grid run */
+	expect_usage(nk, "sim tune extra", "unexpected argument 'extra'");
+	/* values that left the simulated requests unfinished for (practically) ever */
+	expect_usage(nk, "sim validate --time-scale 1e100", "--time-scale '1e100': want a number > 0 and <= 1000");
+	expect_usage(nk, "sim validate --setup-ms 1e300", "--setup-ms '1e300': want a number >= 0 and <= 60000");
+	expect_usage(nk, "sim validate --floor-ms 1e9", "--floor-ms '1e9': want a number >= 0 and <= 60000");
+	/* the same through a run description; a pool past UINT32_MAX was truncated, or spun the LRU sizing */
+	static const char *const runs[] = {
+		"\"time_scale\": 1e308", "\"pool_blocks\": {\"prefill\": 4294967296}",
+		"\"pool_blocks\": {\"decode\": 9000000000000000000}", "\"block_tokens\": 4294967295",
+	};
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		char args[700];
+		FILE *f = fopen(tmp("big.json"), "w");
+
+		assert_non_null(f);
+		fprintf(f, "{\"format\": \"netkv-demo-run/1\", %s, \"policies\": {\"sim\": {\"csv\": \"x.csv\"}}}\n", runs[i]);
+		fclose(f);
+		snprintf(args, sizeof(args), "sim validate --run %s --policy sim", tmp("big.json"));
+		expect_usage(nk, args, i ? "want counts in 1..4294967295" : "time_scale: want a number > 0 and <= 1000");
+	}
+}
+
 static int setup(void **st)
 {
 	(void)st;
@@ -476,7 +533,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(forced_small), cmocka_unit_test(forced_bad), cmocka_unit_test(round_trip),
-		cmocka_unit_test(malformed), cmocka_unit_test(cli_round_trip),
+		cmocka_unit_test(malformed), cmocka_unit_test(cli_round_trip), cmocka_unit_test(cli_flag_messages),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -24,6 +24,13 @@ static int fails;
 
 static const char *TOKEN = "e2e-token";
 
+int nkv_cmd_demo(int argc, char **argv); /* tools/netkv_commands.h */
+int nkv_cmd_replay(int argc, char **argv);
+int nkv_cmd_agent(int argc, char **argv);
+#define REPLAY(...) nkv_cmd_replay(sizeof((char *[]){ "replay", __VA_ARGS__ }) / sizeof(char *), \
+				   (char *[]){ "replay", __VA_ARGS__, NULL })
+#define DEMO(...) nkv_cmd_demo(sizeof((char *[]){ "demo", __VA_ARGS__ }) / sizeof(char *), (char *[]){ "demo", __VA_ARGS__, NULL })
+
 /* Bytes on a raw socket; returns whether the scheduler closed it (within 10 s). */
 static bool closed_after(const char *addr, const void *buf, size_t len)
 {
@@ -159,6 +166,21 @@ int main(void)
 	if (rc)
 		return rc;
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
+	/* netkv demo: bad flags stop it before anything starts. An unknown policy
+	 * used to be found only when its scheduler refused it, fabric already up. */
+	CHECK(DEMO("--fabric", "off", "--dir", dir, "--requests", "1", "--policies", "nope,rr") == 2, "demo: unknown policy accepted");
+	CHECK(DEMO("--fabric", "off", "--dir", dir, "--requests", "1", "--policies", ",") == 2, "demo: empty policy list accepted");
+	CHECK(DEMO("--fabric", "off", "--dir", dir, "--policies",
+		   "rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr,rr") == 2, "demo: 17 policies accepted (16 run)");
+	CHECK(DEMO("--fabric", "off", "--dir", dir, "--policies", "rr", "--rate", "1e-300") == 1 &&
+	      strstr(nkv_last_error(), "timestamps overflow"), "demo: --rate 1e-300: %s", nkv_last_error());
+	/* netkv replay: a stray argument is a usage error, not ignored (port 1: nothing listens) */
+	CHECK(REPLAY("--scheduler", "127.0.0.1:1", "--trace", trace, "extra") == 2, "replay: stray argument accepted");
+	CHECK(REPLAY("--scheduler", "127.0.0.1:1", "--trace", trace, "--speed", "0") == 2, "replay: --speed 0 accepted");
+	/* netkv agent: flag errors exit 2 without leaking its state (LeakSanitizer turned them into exit 1) */
+	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--time-scale", "0", NULL }) == 2, "agent: --time-scale 0");
+	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--blocks", "0", NULL }) == 2, "agent: --blocks 0");
+	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--tier-gbps", "a", NULL }) == 2, "agent: --tier-gbps a");
 	struct nkv_perf perf;
 	nkv_perf_preset("llama3-8b", "h100", &perf);
 	struct cluster cl;

@@ -893,6 +893,10 @@ int nkv_cmd_agent(int argc, char **argv)
 	const char *data = "127.0.0.1:0", *model = "llama3-8b", *perf_model = "llama3-8b", *src = NULL;
 	uint32_t blocks = 64;
 	struct agent *a = calloc(1, sizeof(*a));
+	if (!a) {
+		fprintf(stderr, "netkv agent: out of memory\n");
+		return 1;
+	}
 	a->scale = 1;
 	static const struct option opts[] = {
 		{ "role", 1, 0, 'r' }, { "scheduler", 1, 0, 's' }, { "token", 1, 0, 't' }, { "name", 1, 0, 'n' },
@@ -915,18 +919,21 @@ int nkv_cmd_agent(int argc, char **argv)
 		case 'b':
 			if (nkv_parse_u32(optarg, &blocks) || blocks == 0 || blocks > (1u << 20)) {
 				fprintf(stderr, "netkv agent: --blocks '%s': expected 1 .. 1048576\n", optarg);
+				free(a);
 				return 2;
 			}
 			break;
 		case 'S':
 			if (nkv_parse_double(optarg, &a->scale) || !(a->scale > 0) || !isfinite(a->scale)) {
 				fprintf(stderr, "netkv agent: --time-scale '%s': expected a number > 0\n", optarg);
+				free(a);
 				return 2;
 			}
 			break;
 		case 'T':
 			if (parse_tiers(optarg, a->tier_Bps)) {
 				fprintf(stderr, "netkv agent: %s\n", nkv_last_error());
+				free(a);
 				return 2;
 			}
 			break;
