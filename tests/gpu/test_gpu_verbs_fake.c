@@ -234,9 +234,9 @@ static void stalled_peer(const char *ip)
 		nkv_poll(se, (struct nkv_event[8]){ 0 }, 8, 10);
 	VT_CHECK(nkv_push(c2, &(struct nkv_push){ .req_id = 2, .src_region = gid, .dst_region = h2, .plan = one }) == 0,
 		 "push to the healthy peer");
-	n = vt_wait_done(se, 1, 10, st, ids, why, sizeof(why));
+	n = vt_wait_done(se, 1, 30, st, ids, why, sizeof(why));
 	fprintf(stderr, "-- a stalled peer: the healthy peer's push %s (id %llu, status %d)\n",
-		n == 1 ? "completed" : "did NOT complete in 10 s", (unsigned long long)ids[0], st[0]);
+		n == 1 ? "completed" : "did NOT complete in 30 s", (unsigned long long)ids[0], st[0]);
 	VT_CHECK(n == 1 && ids[0] == 2 && st[0] == 0, "a stalled peer holds up pushes to another peer");
 	VT_CHECK(vt_rx_wait(&rx2, 1, 10), "the healthy peer's receive");
 	vt_rx_stop(&rx2);
