@@ -292,6 +292,10 @@ int nkv_cmd_demo(int argc, char **argv)
 				c == 'x' ? "speed" : c == 'S' ? "time-scale" : c == 'r' ? "rate" : "scale", optarg);
 			return 2;
 		}
+		if (c == 'x' && (speed < 1e-3 || speed > 1e6)) {
+			fprintf(stderr, "netkv demo: --speed '%s': expected 0.001 .. 1e6\n", optarg);
+			return 2;
+		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, "netkv demo: unexpected argument '%s'\n", argv[optind]);

@@ -177,6 +177,9 @@ int main(void)
 	/* netkv replay: a stray argument is a usage error, not ignored (port 1: nothing listens) */
 	CHECK(REPLAY("--scheduler", "127.0.0.1:1", "--trace", trace, "extra") == 2, "replay: stray argument accepted");
 	CHECK(REPLAY("--scheduler", "127.0.0.1:1", "--trace", trace, "--speed", "0") == 2, "replay: --speed 0 accepted");
+	CHECK(REPLAY("--scheduler", "127.0.0.1:1", "--trace", trace, "--speed", "1e-300") == 2,
+	      "replay: --speed 1e-300 accepted (it would wait for ever)");
+	CHECK(DEMO("--fabric", "off", "--speed", "1e-9") == 2, "demo: --speed 1e-9 accepted");
 	/* netkv agent: flag errors exit 2 without leaking its state (LeakSanitizer turned them into exit 1) */
 	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--time-scale", "0", NULL }) == 2, "agent: --time-scale 0");
 	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--blocks", "0", NULL }) == 2, "agent: --blocks 0");
