@@ -7,6 +7,8 @@
  *   socket 1: GPU 84:00.0 two switches below the one mlx5_1 hangs off (PXB),
  *             GPU 86:00.0 on mlx5_1's host bridge (PHB)
  *   socket 2: an AMD GPU with no NIC on its socket (SYS)
+ * The XML holds no comments: without libhwloc-plugins hwloc reads it with
+ * its minimal parser, which refuses them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
