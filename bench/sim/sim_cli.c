@@ -147,7 +147,8 @@ int sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg)
 	case O_BGP:
 		if (nkv_parse_double(arg, &d))
 			return bad(cmd, c, arg, NULL);
-		if ((c == O_RATE || c == O_SCALE || c == O_REFRESH || c == O_CTX) && !(d > 0))
+		if ((c == O_RATE || c == O_SCALE || c == O_REFRESH || c == O_CTX || c == O_SLO_TTFT ||
+		     c == O_SLO_TBT) && !(d > 0))
 			return bad(cmd, c, arg, "must be > 0");
 		if (!(d >= 0) || (c == O_PREFIX && d > 1))
 			return bad(cmd, c, arg, c == O_PREFIX ? "must be in 0..1" : "must be >= 0");
@@ -257,7 +258,7 @@ int sim_opts_finish(struct sim_opts *o, const char *cmd)
 	else
 		ret = nkv_trace_load(o->trace_file ? o->trace_file : default_trace(buf, sizeof(buf)), NULL, &o->trace);
 	if (ret) {
-		fprintf(stderr, "netkv %s: trace: %s\n", cmd, nkv_last_error());
+		fprintf(stderr, "netkv %s: %s\n", cmd, nkv_last_error());
 		return ret;
 	}
 	return 0;

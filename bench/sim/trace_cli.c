@@ -132,6 +132,11 @@ static int trace_stats(int argc, char **argv)
 		fprintf(stderr, "netkv trace stats: %s\n", nkv_last_error());
 		return 1;
 	}
+	if (!t->n) {
+		fprintf(stderr, "netkv trace stats: %s: no requests in it\n", argv[optind]);
+		nkv_trace_free(t);
+		return 1;
+	}
 	size_t n = t->n;
 	uint32_t *in = malloc((n ? n : 1) * sizeof(uint32_t)), *out = malloc((n ? n : 1) * sizeof(uint32_t));
 	struct nkv_prefix_index *x = NULL;

@@ -602,7 +602,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		trace_file = NULL;
 	}
 	if (trace_file && nkv_trace_load(trace_file, NULL, &trace)) {
-		fprintf(stderr, "netkv sim validate: --trace: %s\n", nkv_last_error());
+		fprintf(stderr, "netkv sim validate: %s\n", nkv_last_error());
 		goto out;
 	}
 	if (nkv_rec_read(replay, cfg.topo, &rows, &nrows) ||

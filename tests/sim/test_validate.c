@@ -459,22 +459,27 @@ static void cli_round_trip(void **st)
 
 /* A value out of range names its flag and the range (it used to say
  * "--value '1.5': no error recorded"). */
-static void expect_usage(const char *nk, const char *args, const char *msg)
+static void expect_exit(const char *nk, const char *args, int rc, const char *msg)
 {
 	char cmd[1024];
 
 	snprintf(cmd, sizeof(cmd), "%s %s >/dev/null 2> %s", nk, args, tmp("err.txt"));
-	assert_int_equal(sh(cmd), 2);
+	assert_int_equal(sh(cmd), rc);
 	snprintf(cmd, sizeof(cmd), "grep -qF -- \"%s\" %s", msg, tmp("err.txt"));
 	if (sh(cmd))
 		fail_msg("netkv %s: stderr lacks \"%s\"", args, msg);
+}
+
+static void expect_usage(const char *nk, const char *args, const char *msg)
+{
+	expect_exit(nk, args, 2, msg);
 }
 
 static void cli_flag_messages(void **st)
 {
 	(void)st;
 	const char *b = getenv("NKV_BUILD");
-	char nk[600];
+	char nk[600], args0[700], cmd0[800];
 
 	if (!b)
 		skip();
@@ -487,6 +492,19 @@ static void cli_flag_messages(void **st)
 	expect_usage(nk, "sim run --oversub-spine 0.5", "--oversub-spine '0.5': must be at least 1");
 	expect_usage(nk, "sim run --w-load -1", "--w-load '-1': must be >= 0");
 	expect_usage(nk, "sim run --gpus 10x", "--gpus '10x': '10x' is not an unsigned integer");
+	/* a zero SLO target made every request miss it */
+	expect_usage(nk, "sim run --slo-ttft 0", "--slo-ttft '0': must be > 0");
+	expect_usage(nk, "sim run --slo-tbt 0", "--slo-tbt '0': must be > 0");
+	/* input errors exit 1, named once (it said "trace: trace: ...") */
+	snprintf(args0, sizeof(args0), "sim run --trace %s", tmp("none.jsonl"));
+	expect_exit(nk, args0, 1, "netkv sim run: trace: ");
+	snprintf(cmd0, sizeof(cmd0), "grep -q 'trace: trace' %s", tmp("err.txt"));
+	assert_int_not_equal(sh(cmd0), 0);
+	/* an empty trace has no statistics to give: an error, not a table of zeros */
+	snprintf(cmd0, sizeof(cmd0), ": > %s", tmp("empty.jsonl"));
+	assert_int_equal(sh(cmd0), 0);
+	snprintf(args0, sizeof(args0), "trace stats %s", tmp("empty.jsonl"));
+	expect_exit(nk, args0, 1, "empty.jsonl: no requests in it");
 	expect_usage(nk, "trace gen --requests 0", "--requests '0': must be at least 1");
 	expect_usage(nk, "trace gen --prefix-share 2", "--prefix-share '2': must be in 0..1");
 	expect_usage(nk, "trace gen --rate nan", "--rate 'nan': 'nan' is not a finite number");
