@@ -178,12 +178,6 @@ struct result {
 	double lat_avg, lat_p50, lat_max; /* seconds, post -> completion */
 };
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Push `iters` times, cycling over plans, up to depth in flight. */
 static int run_pushes(struct nkv_engine *e, struct nkv_conn *c, struct nkv_plan **plans, unsigned nplans,
 		      uint32_t src, uint32_t dst, uint64_t iters, unsigned depth, struct result *r)
@@ -247,7 +241,7 @@ static int run_pushes(struct nkv_engine *e, struct nkv_conn *c, struct nkv_plan 
 
 		if (td) {
 			memcpy(td, tdone, iters * sizeof(double));
-			qsort(td, iters, sizeof(double), cmp_double);
+			nkv_sort_doubles(td, iters);
 			for (uint64_t i = 0; i + w < iters; i++) {
 				double dt = td[i + w] - td[i];
 				if (dt > 0 && (double)bytes * (double)w * 8 / dt / 1e9 > best)
@@ -260,7 +254,7 @@ static int run_pushes(struct nkv_engine *e, struct nkv_conn *c, struct nkv_plan 
 	/* Time per request. */
 	for (uint64_t i = 0; i < iters; i++)
 		tdone[i] -= tpost[i];
-	qsort(tdone, iters, sizeof(double), cmp_double);
+	nkv_sort_doubles(tdone, iters);
 	r->lat_avg = 0;
 	for (uint64_t i = 0; i < iters; i++)
 		r->lat_avg += tdone[i] / (double)iters;

@@ -43,20 +43,6 @@ static void on_bad(void *ctx, uint64_t line, const char *why)
 	fprintf(stderr, "replay: skipping bad line %llu: %s\n", (unsigned long long)line, why);
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double pct(const double *sorted, size_t n, double p)
-{
-	if (!n)
-		return 0;
-	size_t k = (size_t)ceil(p * (double)n);
-	return sorted[k ? k - 1 : 0];
-}
-
 static void summarise(const struct replay_opts *o, struct replay_result *res)
 {
 	double *tt = calloc(res->n + 1, sizeof(double));
@@ -86,11 +72,11 @@ static void summarise(const struct replay_opts *o, struct replay_result *res)
 		res->gb_tier[r->tier & 3] += (double)r->bytes / 1e9;
 		res->n_tier[r->tier & 3]++;
 	}
-	qsort(tt, nt, sizeof(double), cmp_d);
+	nkv_sort_doubles(tt, nt);
 	res->ttft[0] = nt ? sum / (double)nt : 0;
-	res->ttft[1] = pct(tt, nt, 0.5);
-	res->ttft[2] = pct(tt, nt, 0.9);
-	res->ttft[3] = pct(tt, nt, 0.99);
+	res->ttft[1] = nkv_percentile(tt, nt, 0.5);
+	res->ttft[2] = nkv_percentile(tt, nt, 0.9);
+	res->ttft[3] = nkv_percentile(tt, nt, 0.99);
 	res->tbt_mean = nt ? tbt / (double)nt : 0;
 	res->tbt_p99 = p99;
 	free(tt);

@@ -620,24 +620,6 @@ static int arrival(struct sim *m, uint32_t qi)
 	return prefill_start(m, q->dec.prefill);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double pct(const double *sorted, size_t n, double p)
-{
-	if (!n)
-		return 0;
-	double r = p * (double)(n - 1);
-	size_t i = (size_t)r;
-	if (i + 1 >= n)
-		return sorted[n - 1];
-	return sorted[i] + (r - (double)i) * (sorted[i + 1] - sorted[i]);
-}
-
 static int summarise(struct sim *m, struct nkv_sim_result *res)
 {
 	size_t n = m->n, k = 0, kt = 0, met = 0;
@@ -680,21 +662,21 @@ static int summarise(struct sim *m, struct nkv_sim_result *res)
 		s->bytes_scheduled += q->dec.bytes;
 		s->bytes_moved += q->moved;
 	}
-	qsort(a, k, sizeof(double), cmp_double);
-	qsort(b, kt, sizeof(double), cmp_double);
-	qsort(x, k, sizeof(double), cmp_double);
+	nkv_sort_doubles(a, k);
+	nkv_sort_doubles(b, kt);
+	nkv_sort_doubles(x, k);
 	s->requests = n;
 	s->finished = k;
 	s->ttft_mean = k ? st / (double)k : 0;
-	s->ttft_p50 = pct(a, k, 0.5);
-	s->ttft_p90 = pct(a, k, 0.9);
-	s->ttft_p99 = pct(a, k, 0.99);
+	s->ttft_p50 = nkv_percentile(a, k, 0.5);
+	s->ttft_p90 = nkv_percentile(a, k, 0.9);
+	s->ttft_p99 = nkv_percentile(a, k, 0.99);
 	s->tbt_mean = kt ? sb / (double)kt : 0;
-	s->tbt_p50 = pct(b, kt, 0.5);
-	s->tbt_p90 = pct(b, kt, 0.9);
-	s->tbt_p99 = pct(b, kt, 0.99);
+	s->tbt_p50 = nkv_percentile(b, kt, 0.5);
+	s->tbt_p90 = nkv_percentile(b, kt, 0.9);
+	s->tbt_p99 = nkv_percentile(b, kt, 0.99);
 	s->transfer_mean = k ? sx / (double)k : 0;
-	s->transfer_p99 = pct(x, k, 0.99);
+	s->transfer_p99 = nkv_percentile(x, k, 0.99);
 	s->slo_attainment = n ? (double)met / (double)n : 0;
 	for (int t = 0; t < NKV_TIERS; t++)
 		s->gb_tier[t] = (double)m->moved_tier[t] * 1e-9;
@@ -702,9 +684,9 @@ static int summarise(struct sim *m, struct nkv_sim_result *res)
 	for (size_t i = 0; i < n; i++)
 		sd += m->decide_us[i];
 	memcpy(a, m->decide_us, n * sizeof(double));
-	qsort(a, n, sizeof(double), cmp_double);
+	nkv_sort_doubles(a, n);
 	s->decide_mean_us = n ? sd / (double)n : 0;
-	s->decide_p99_us = pct(a, n, 0.99);
+	s->decide_p99_us = nkv_percentile(a, n, 0.99);
 	s->makespan_s = m->now;
 	s->events = m->events;
 	s->net_recomputes = nkv_flownet_recomputes(m->net);

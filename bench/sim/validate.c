@@ -39,25 +39,6 @@ void nkv_validation_pair(const struct nkv_validation *v, int q, size_t i, double
 	}
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Linear interpolation between closest ranks (numpy's default). */
-static double pct(const double *sorted, size_t n, double p)
-{
-	if (!n)
-		return 0;
-	double r = p * (double)(n - 1);
-	size_t i = (size_t)r;
-	if (i + 1 >= n)
-		return sorted[n - 1];
-	return sorted[i] + (r - (double)i) * (sorted[i + 1] - sorted[i]);
-}
-
 static int stats(struct nkv_validation *v, int q)
 {
 	size_t n = v->compared;
@@ -85,15 +66,15 @@ static int stats(struct nkv_validation *v, int q)
 		pp[k++] = pred;
 		sum += e;
 	}
-	qsort(abs_e, k, sizeof(double), cmp_d);
-	qsort(pm, k, sizeof(double), cmp_d);
-	qsort(pp, k, sizeof(double), cmp_d);
+	nkv_sort_doubles(abs_e, k);
+	nkv_sort_doubles(pm, k);
+	nkv_sort_doubles(pp, k);
 	st->n = k;
-	st->median_abs = pct(abs_e, k, 0.5);
-	st->p90_abs = pct(abs_e, k, 0.9);
+	st->median_abs = nkv_percentile(abs_e, k, 0.5);
+	st->p90_abs = nkv_percentile(abs_e, k, 0.9);
 	st->mean_signed = k ? sum / (double)k : 0;
-	st->meas_p50_s = pct(pm, k, 0.5);
-	st->pred_p50_s = pct(pp, k, 0.5);
+	st->meas_p50_s = nkv_percentile(pm, k, 0.5);
+	st->pred_p50_s = nkv_percentile(pp, k, 0.5);
 	free(abs_e), free(pm), free(pp);
 	return 0;
 }

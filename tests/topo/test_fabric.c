@@ -377,12 +377,6 @@ static double now_us(void)
 	return (double)nkv_now_ns() / 1e3;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* The round-trip processes share one CPU: on a 2-core box, whether the echo server wakes on the
  * client's CPU or the other one moves a round trip by 10-15 us, more than the extra hops cost. */
 static void pin_first_cpu(void)
@@ -474,9 +468,9 @@ static void paired_rtt_child(int out, const char *same, int same_port, const cha
 		}
 	}
 	if (i == n) {
-		qsort(vs, (size_t)n, sizeof(double), cmp_double);
-		qsort(vc, (size_t)n, sizeof(double), cmp_double);
-		qsort(vd, (size_t)n, sizeof(double), cmp_double);
+		nkv_sort_doubles(vs, (size_t)n);
+		nkv_sort_doubles(vc, (size_t)n);
+		nkv_sort_doubles(vd, (size_t)n);
 		m = (struct rtt){ vs[n / 10], vs[n / 2], vc[n / 10], vc[n / 2], vd[n / 2] };
 	}
 	_exit(write(out, &m, sizeof(m)) == sizeof(m) ? 0 : 1);

@@ -1,6 +1,6 @@
 /*
  * Small helpers every part of netkv shares: the error string, clocks and
- * strict parsing of numbers and sizes from flags and files.
+ * strict parsing of numbers and sizes from flags and files, percentiles.
  *
  * Error convention (the whole project): a function returns 0 (or a count)
  * on success and a negative errno on failure, and leaves a human-readable
@@ -42,6 +42,12 @@ int nkv_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port
 /* Whole file (or pipe) into a malloc'ed, NUL-terminated buffer of at most
  * max bytes. Errors name the path: missing, a directory, too large. */
 int nkv_read_file(const char *path, size_t max, char **buf, size_t *len);
+
+/* Ascending sort, and the p-quantile (0..1) of sorted values by linear
+ * interpolation between closest ranks (numpy's default), 0 when n is 0: the
+ * replay, the simulator and the validation report percentiles alike. */
+void nkv_sort_doubles(double *a, size_t n);
+double nkv_percentile(const double *sorted, size_t n, double p);
 
 /* xorshift64 (Marsaglia): the project's one cheap, seeded, reproducible
  * generator for test data, block ids and synthetic traces. *s must be non-zero. */
