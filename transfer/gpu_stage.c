@@ -457,18 +457,19 @@ static void slot_release(struct nkv_gpu_ctx *g, struct out_slot *s)
 	 * event fires, so nothing is written over it while in flight. */
 }
 
-void nkv__stage_sent(struct nkv_stage *st, uint32_t chunk, uint64_t bytes)
+bool nkv__stage_sent(struct nkv_stage *st, uint32_t chunk, uint64_t bytes)
 {
 	struct nkv_gpu_ctx *g = st->g;
 
 	if (chunk >= st->cp.nc || st->slot[chunk] < 0)
-		return;
+		return false;
 	st->sent[chunk] += bytes;
 	if (st->sent[chunk] < st->cp.c[chunk].bytes)
-		return;
+		return false;
 	slot_release(g, &g->out[st->slot[chunk]]);
 	st->slot[chunk] = -1;
 	issue_more(g);
+	return true;
 }
 
 void nkv__stage_free(struct nkv_stage *st)

@@ -74,8 +74,9 @@ const struct nkv_chunk_plan *nkv__stage_plan(const struct nkv_stage *st);
 /* 1 and *base = the chunk's pinned host bytes once copied, 0 not yet, <0
  * failed (the reason names the CUDA call). */
 int nkv__stage_ptr(struct nkv_stage *st, uint32_t chunk, const uint8_t **base);
-/* bytes of the chunk have left host memory (sent); frees the slot when all have. */
-void nkv__stage_sent(struct nkv_stage *st, uint32_t chunk, uint64_t bytes);
+/* bytes of the chunk have left host memory (sent); frees the slot when all
+ * have, and returns true then (the chunk is done). */
+bool nkv__stage_sent(struct nkv_stage *st, uint32_t chunk, uint64_t bytes);
 void nkv__stage_free(struct nkv_stage *st);
 
 /* ---- receiver ---- */

@@ -18,7 +18,9 @@
  * (gpu_stage.h): a push from GPU memory builds its items from the staging
  * chunk plan, and an item waits in the queue until its chunk has been
  * copied to the host (the queue is in chunk order, so the wire keeps the
- * order too); its slot goes back once the chunk's last byte is sent.
+ * order too); its slot goes back once the chunk's last byte is sent. The
+ * chunk slots are the engine's, so each connection may have only a few
+ * chunks copied out at a time (see conn_gate()).
  * Payloads for a GPU region are received into a pinned slot and copied to
  * the device; they count towards the request only once that copy is done.
  * Host regions take exactly the path they took before.
@@ -60,6 +62,7 @@
 #define MAX_RREQS 65536             /* partial requests a peer may have open */
 #define MAX_SUMS (1u << 22)         /* checksums per request */
 #define HANDSHAKE_DEFAULT_MS 10000
+#define STAGED_PER_CONN (NKV_GPU_OUT_SLOTS / 2) /* chunks copied out, not yet sent, per connection */
 
 enum { OP_ACCEPT = 0, OP_RECV = 1, OP_SEND = 2, OP_IGNORE = 3 };
 
@@ -99,6 +102,7 @@ struct sreq {
 	const void **vdata;          /* and their source pointers */
 	struct nkv_block_sum *sums;
 	struct nkv_stage *stage;     /* GPU source: the staging pipeline */
+	uint32_t allowed;            /* its chunks the connection's gate let go */
 	/* The ACK can beat our own send completion (the receiver may have
 	 * every byte while sendmsg is still returning): then it waits here. */
 	bool acked;
@@ -172,6 +176,8 @@ struct tconn {
 	/* sender */
 	struct tqueue fifo;
 	struct sreq *oldest, *newest;
+	struct sreq *gate;      /* first push with staged chunks not yet let go */
+	unsigned staged_out;    /* chunks let go and not yet wholly sent */
 	/* receiver */
 	struct rreq *rbuckets[1024];
 	size_t nrreqs;
@@ -688,10 +694,54 @@ static uint64_t item_size(const struct titem *it)
 
 static void sreq_finish(struct tconn *tc, struct sreq *sr);
 
+/*
+ * The staging gate. The engine's NKV_GPU_OUT_SLOTS chunk slots are shared
+ * by every connection, and a chunk keeps its slot until its last byte is
+ * sent: without a limit, a peer that stops reading would end up holding
+ * all of them and stall pushes to every other peer. So a connection lets
+ * at most STAGED_PER_CONN of its chunks be copied out and not yet wholly
+ * sent, in the order its queue sends them, and lets the next one go as
+ * one finishes. Two keep a healthy connection's pipeline full (the next
+ * chunk is copied while one is on the wire).
+ *
+ * Guarantee: one stalled peer holds at most STAGED_PER_CONN slots, and
+ * pushes to other peers go on through the rest. Limit: SLOTS /
+ * STAGED_PER_CONN stalled peers (two) can still hold every slot.
+ *
+ * No deadlock within a connection: what was let go is the oldest unsent
+ * chunks of its queue, so either the queue's head is among them or all of
+ * them are already taken by streams' sends, which need only the network.
+ * Across connections: the pipeline gives slots only to chunks let go, and
+ * passes over requests held back, so a free slot always goes to a chunk
+ * whose connection can take it.
+ */
+static void conn_gate(struct tconn *tc)
+{
+	while (tc->gate && tc->staged_out < STAGED_PER_CONN) {
+		struct sreq *sr = tc->gate;
+		uint32_t nc = sr->stage ? (uint32_t)nkv__stage_plan(sr->stage)->nc : 0, n;
+
+		if (sr->allowed == nc) {
+			tc->gate = sr->next;
+			continue;
+		}
+		n = STAGED_PER_CONN - tc->staged_out;
+		if (n > nc - sr->allowed)
+			n = nc - sr->allowed;
+		sr->allowed += n;
+		tc->staged_out += n;
+		nkv__stage_allow(sr->stage, sr->allowed);
+	}
+}
+
 static void item_sent(struct tstream *s, struct titem *it)
 {
-	if (it->staged)
-		nkv__stage_sent(it->req->stage, it->chunk, it->hdr.len);
+	/* A chunk wholly sent: its connection may let the next one go. */
+	if (it->staged && nkv__stage_sent(it->req->stage, it->chunk, it->hdr.len) && s->tc) {
+		s->tc->staged_out--;
+		if (!s->tc->failed)
+			conn_gate(s->tc);
+	}
 	if (it->heap) { /* control message */
 		free(it->owned);
 		free(it);
@@ -903,7 +953,8 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 	if (req->src->kind == NKV_MEM_CUDA) {
 		/* GPU source: send the staging plan's ranges (the plan's, cut at
 		 * chunk boundaries) from pinned chunks as they are copied. */
-		if ((rc = nkv__stage_new(c->e, req->src->ptr, req->plan, &stage))) {
+		if ((rc = nkv__stage_new_cut(c->e, req->src->ptr, req->plan, NKV_GPU_CHUNK, NKV_GPU_CHUNK_RANGES, true,
+					     &stage))) {
 			free(req->sums);
 			return nkv_err_wrap(rc, "push %llu from GPU region %u", (unsigned long long)req->req_id,
 					    req->src->id);
@@ -1028,6 +1079,9 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 	else
 		tc->oldest = sr;
 	tc->newest = sr;
+	if (stage && !tc->gate)
+		tc->gate = sr;
+	conn_gate(tc);
 	/* Queued for the ring; the next nkv_poll() submits, so a burst of
 	 * pushes costs one system call. */
 	for (unsigned i = 0; i < tc->nstreams; i++)
@@ -1037,6 +1091,8 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 
 static void sreq_unlink_free(struct tconn *tc, struct sreq *sr)
 {
+	if (tc->gate == sr)
+		tc->gate = sr->next;
 	if (sr->prev)
 		sr->prev->next = sr->next;
 	else
