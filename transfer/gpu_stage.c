@@ -377,11 +377,6 @@ void nkv__stage_allow(struct nkv_stage *st, uint32_t nchunks)
 	issue_more(st->g);
 }
 
-int nkv__stage_new(struct nkv_engine *e, void *src, const struct nkv_plan *plan, struct nkv_stage **out)
-{
-	return nkv__stage_new_cut(e, src, plan, NKV_GPU_CHUNK, NKV_GPU_CHUNK_RANGES, false, out);
-}
-
 int nkv__stage_new_cut(struct nkv_engine *e, void *src, const struct nkv_plan *plan, uint64_t chunk_bytes,
 		       uint32_t chunk_ranges, bool gated, struct nkv_stage **out)
 {

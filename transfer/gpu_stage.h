@@ -60,12 +60,12 @@ int nkv__gpu_progress(struct nkv_engine *e);
 uint64_t nkv__gpu_ready_gen(const struct nkv_engine *e);
 
 /* ---- sender ---- */
-int nkv__stage_new(struct nkv_engine *e, void *src, const struct nkv_plan *plan, struct nkv_stage **out);
-/* The same with other chunk limits (at most NKV_GPU_CHUNK / _RANGES), and,
- * gated, copying out no chunk until nkv__stage_allow() lets it: a backend
- * that can send a chunk only at some point (its turn on a queue pair, a
- * slot at the peer) lets chunks go then, so they do not sit in the shared
- * slots while other requests wait for them. */
+/* A request's staging pipeline, in chunks of at most chunk_bytes /
+ * chunk_ranges (at most NKV_GPU_CHUNK / _RANGES). Gated, it copies out no
+ * chunk until nkv__stage_allow() lets it: a backend that can send a chunk
+ * only at some point (its turn on a queue pair, a slot at the peer, its
+ * connection's share of the slots) lets chunks go then, so they do not sit
+ * in the shared slots while other requests wait for them. */
 int nkv__stage_new_cut(struct nkv_engine *e, void *src, const struct nkv_plan *plan, uint64_t chunk_bytes,
 		       uint32_t chunk_ranges, bool gated, struct nkv_stage **out);
 /* Let chunks [0, nchunks) be copied out (never lowers what was allowed). */
