@@ -53,6 +53,11 @@ static void error_wrap(void **state)
 	assert_int_equal(nkv_err(ENOENT, "file %s missing", "x"), -ENOENT);
 	assert_int_equal(nkv_err_wrap(ENOENT, "loading topo"), -ENOENT);
 	assert_string_equal(nkv_last_error(), "loading topo: file x missing");
+	/* input quoted in a message cannot move the cursor or split the line */
+	nkv_err(EINVAL, "bad token '%s'", "\x1b[2J\r\nx\x7f");
+	assert_string_equal(nkv_last_error(), "bad token '?[2J??x?'");
+	nkv_err_wrap(EINVAL, "line\t2");
+	assert_string_equal(nkv_last_error(), "line?2: bad token '?[2J??x?'");
 }
 
 int main(void)

@@ -6,12 +6,21 @@
 
 static _Thread_local char errbuf[NKV_ERRSTR_MAX];
 
+void nkv_str_printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
 int nkv_err(int err, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
 	va_end(ap);
+	/* Messages quote input (a field, jansson's token): keep them one plain line. */
+	nkv_str_printable(errbuf);
 	return err > 0 ? -err : err;
 }
 
@@ -35,6 +44,7 @@ int nkv_err_wrap(int err, const char *fmt, ...)
 		memcpy(errbuf + n + 2, old, room - 2);
 		errbuf[sizeof(errbuf) - 1] = '\0';
 	}
+	nkv_str_printable(errbuf);
 	return err > 0 ? -err : err;
 }
 

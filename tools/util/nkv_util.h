@@ -24,6 +24,9 @@ __attribute__((format(printf, 2, 3)))
 int nkv_err_wrap(int err, const char *fmt, ...);
 const char *nkv_last_error(void);
 void nkv_clear_error(void);
+/* Control characters (< 0x20, DEL) become '?' in place. nkv_err() does this
+ * to every message, since messages quote input and are printed on a terminal. */
+void nkv_str_printable(char *s);
 
 /* Monotonic clock. */
 uint64_t nkv_now_ns(void);
