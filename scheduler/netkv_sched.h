@@ -102,6 +102,7 @@
 #include "netkv_topo.h"
 
 #define NKV_PREFIX_BLOCK_TOKENS 512 /* Mooncake: one hash id per 512 tokens */
+#define NKV_TRACE_MAX_TOKENS (1u << 24) /* a request's input or output length, at most */
 
 /* ===== requests and the Mooncake trace reader ============================ */
 
@@ -142,8 +143,8 @@ struct nkv_trace_opts {
 };
 
 /*
- * JSONL, one object per line: timestamp (ms, integer >= 0, non-decreasing),
- * input_length (integer 1 .. 16M), output_length (integer >= 1), hash_ids
+ * JSONL, one object per line: timestamp (ms, integer 0 .. 2^53, non-decreasing),
+ * input_length and output_length (integers 1 .. 16M), hash_ids
  * (array of integers >= 0, exactly ceil(input_length / block_tokens) of
  * them). Other fields are ignored; blank lines are skipped. Errors read
  * "FILE:LINE: what is wrong". opts may be NULL (abort on the first bad line).

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_INPUT_LEN (1u << 24)
+/* Timestamps become seconds as doubles (nkv_trace_request): beyond 2^53 ms
+ * two different ones could read as the same instant. */
+#define MAX_TIMESTAMP_MS (1ull << 53)
 #define MAX_TRACE_FILE ((size_t)4 << 30)
 
 struct reader {
@@ -42,7 +44,8 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-/* Non-negative JSON integer (a real with no fraction is accepted too). */
+/* Non-negative JSON integer (a real with no fraction is accepted too, up to
+ * 2^53, where doubles stop holding every integer). */
 static int get_uint(json_t *v, uint64_t *out)
 {
 	if (json_is_integer(v)) {
@@ -56,7 +59,7 @@ static int get_uint(json_t *v, uint64_t *out)
 	if (json_is_real(v)) {
 		double d = json_real_value(v);
 
-		if (!isfinite(d) || d < 0 || d != floor(d) || d > 9.0e15)
+		if (!isfinite(d) || d < 0 || d != floor(d) || d > (double)MAX_TIMESTAMP_MS)
 			return -1;
 		*out = (uint64_t)d;
 		return 0;
@@ -84,8 +87,8 @@ static int parse_line(struct reader *r, const char *s, size_t len, uint64_t line
 		goto out;
 	}
 	v = json_object_get(root, "timestamp");
-	if (!v || get_uint(v, &ts)) {
-		snprintf(why, whylen, "timestamp %s", v ? "must be an integer >= 0 (ms)" : "missing");
+	if (!v || get_uint(v, &ts) || ts > MAX_TIMESTAMP_MS) {
+		snprintf(why, whylen, "timestamp %s", v ? "must be an integer in 0..2^53 (ms)" : "missing");
 		goto out;
 	}
 	if (r->t->n && ts < r->last_ts) {
@@ -94,12 +97,12 @@ static int parse_line(struct reader *r, const char *s, size_t len, uint64_t line
 		goto out;
 	}
 	v = json_object_get(root, "input_length");
-	if (!v || get_uint(v, &in) || in < 1 || in > MAX_INPUT_LEN) {
+	if (!v || get_uint(v, &in) || in < 1 || in > NKV_TRACE_MAX_TOKENS) {
 		snprintf(why, whylen, "input_length %s", v ? "must be an integer in 1..16777216" : "missing");
 		goto out;
 	}
 	v = json_object_get(root, "output_length");
-	if (!v || get_uint(v, &out) || out < 1 || out > MAX_INPUT_LEN) {
+	if (!v || get_uint(v, &out) || out < 1 || out > NKV_TRACE_MAX_TOKENS) {
 		snprintf(why, whylen, "output_length %s", v ? "must be an integer in 1..16777216" : "missing");
 		goto out;
 	}
@@ -163,7 +166,7 @@ int nkv_trace_parse(const char *buf, size_t len, const char *name, const struct 
 
 	if (o)
 		r.o = *o;
-	if (r.o.block_tokens > MAX_INPUT_LEN)
+	if (r.o.block_tokens > NKV_TRACE_MAX_TOKENS)
 		return nkv_err(EINVAL, "trace: block_tokens %u too large", r.o.block_tokens);
 	r.t = calloc(1, sizeof(*r.t));
 	if (!r.t)
@@ -186,6 +189,8 @@ int nkv_trace_parse(const char *buf, size_t len, const char *name, const struct 
 			}
 			if (ret) {
 				r.t->skipped++;
+				/* why may quote the line (jansson's token): as nkv_err() does */
+				nkv_str_printable(why);
 				if (r.o.on_bad)
 					r.o.on_bad(r.o.ctx, lineno, why);
 			}

@@ -63,6 +63,11 @@ static const struct bad_case bad[] = {
 	{ "{\"timestamp\": 1, \"input_length\": 10, \"output_length\": 1, \"hash_ids\": [-4]}", "hash_ids[0]" },
 	{ "{\"timestamp\": 1, \"timestamp\": 2, \"input_length\": 10, \"output_length\": 1, \"hash_ids\": [1]}",
 	  "not JSON" },
+	/* past 2^53 ms two timestamps could become the same arrival (it was taken) */
+	{ "{\"timestamp\": 9007199254740993, \"input_length\": 10, \"output_length\": 1, \"hash_ids\": [1]}",
+	  "timestamp must be an integer in 0..2^53" },
+	{ "{\"timestamp\": 1, \"input_length\": 10, \"output_length\": 16777217, \"hash_ids\": [1]}",
+	  "output_length must" },
 };
 
 static void test_bad_lines_abort(void **st)
@@ -129,6 +134,34 @@ static void test_skip(void **st)
 	assert_int_equal(seen.lines[1], 4);
 	assert_int_equal(t->reqs[2].hash_ids[0], 8);
 	assert_int_equal(t->reqs[1].hash_ids[1], 1);
+	nkv_trace_free(t);
+}
+
+/* A message quotes the line (jansson's token): no control characters reach
+ * the terminal, in the error or in what on_bad is given (found by fuzz_trace). */
+static void keep_why(void *ctx, uint64_t line, const char *why)
+{
+	(void)line;
+	snprintf(ctx, 256, "%s", why);
+}
+
+static void test_control_chars(void **st)
+{
+	const char *s = "\x1b[2J\x07\n";
+	char why[256] = "";
+	struct nkv_trace_opts o = { .skip_bad = true, .on_bad = keep_why, .ctx = why };
+	struct nkv_trace *t = NULL;
+
+	(void)st;
+	assert_int_equal(parse(s, false, &t), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "t.jsonl:1: not JSON"));
+	for (const char *c = nkv_last_error(); *c; c++)
+		assert_true((unsigned char)*c >= 0x20 && *c != 0x7f);
+	assert_int_equal(nkv_trace_parse(s, strlen(s), "t", &o, &t), 0);
+	assert_int_equal(t->skipped, 1);
+	assert_non_null(strstr(why, "not JSON"));
+	for (const char *c = why; *c; c++)
+		assert_true((unsigned char)*c >= 0x20 && *c != 0x7f);
 	nkv_trace_free(t);
 }
 
@@ -203,7 +236,7 @@ int main(void)
 		cmocka_unit_test(test_good),      cmocka_unit_test(test_bad_lines_abort),
 		cmocka_unit_test(test_time_goes_back), cmocka_unit_test(test_skip),
 		cmocka_unit_test(test_missing_file), cmocka_unit_test(test_real_trace),
-		cmocka_unit_test(test_mutations),
+		cmocka_unit_test(test_mutations), cmocka_unit_test(test_control_chars),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
