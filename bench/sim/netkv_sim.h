@@ -200,7 +200,7 @@ void *nkv_sim_summary_json(const struct nkv_sim_summary *s);
  *
  * (the first 21 are the original replay columns, in their original
  * places; reason, free text in double quotes with "" for a quote, stays
- * last). Times in seconds. status ok|failed|lost. arrival_s: submit time
+ * last; a reader keeps its first 159 bytes). Times in seconds. status ok|failed|lost. arrival_s: submit time
  * from the start of the run. prefill/decode: topology instance names.
  * transfer_s: prefill end -> last byte placed; xfer_s: push start -> last
  * byte placed (the data movement alone; the simulator has no gap between
@@ -234,10 +234,14 @@ void nkv_rec_write_header(FILE *f);
 void nkv_rec_write_row(FILE *f, const struct nkv_rec_row *r);
 /* Read and check a record file: the header must name every column the
  * validation needs (others may be missing; unknown ones are ignored),
- * every field must parse (numbers >= 0, finite), instance names must exist
- * in topo (when not NULL). Errors read "FILE:LINE: column NAME: what".
+ * every field must parse (numbers >= 0, finite; input, output and tokens
+ * at most NKV_TRACE_MAX_TOKENS, arrival_s at most 1e10 s), instance names
+ * must exist in topo (when not NULL). Errors read "FILE:LINE: column NAME: what".
  * *rows is malloc'ed. */
 int nkv_rec_read(const char *path, const struct nkv_topo *topo, struct nkv_rec_row **rows, size_t *n);
+/* The same from memory; path names the input in error messages. */
+int nkv_rec_parse(const char *buf, size_t len, const char *path, const struct nkv_topo *topo,
+		  struct nkv_rec_row **rows, size_t *n);
 
 /* ===== validation against measured records (netkv sim validate) ==========
  *

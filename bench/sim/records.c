@@ -22,41 +22,50 @@ struct col {
 	size_t off;
 	bool required;      /* the header must have it */
 	bool need_ok;       /* and an ok row must fill it */
+	double max;         /* largest value taken, 0 = what the type holds */
 };
+
+/* A request's lengths are a trace's (NKV_TRACE_MAX_TOKENS). Arrivals are
+ * seconds from the start of the run; past 1e10 s (three centuries) a double
+ * no longer tells the microseconds of a transfer apart. */
+#define MAX_ARRIVAL_S 1e10
 
 #define F(x) offsetof(struct nkv_rec_row, x)
 static const struct col cols[] = {
-	{ "req", C_U64, F(req), true, true },
-	{ "line", C_U64, F(line), true, false },
-	{ "input", C_U32, F(input), true, true },
-	{ "output", C_U32, F(output), true, true },
-	{ "status", C_STATUS, F(status), true, true },
-	{ "tier", C_TIER, F(tier), false, false },
-	{ "bytes", C_U64, F(bytes), true, true },
-	{ "queue_s", C_DBL, F(queue_s), false, false },
-	{ "prefill_s", C_DBL, F(prefill_s), false, false },
-	{ "transfer_s", C_DBL, F(transfer_s), true, true },
-	{ "xfer_s", C_DBL, F(xfer_s), true, true },
-	{ "decode_wait_s", C_DBL, F(decode_wait_s), false, false },
-	{ "first_step_s", C_DBL, F(first_step_s), false, false },
-	{ "ttft_s", C_DBL, F(ttft_s), true, true },
-	{ "tbt_mean_s", C_DBL, F(tbt_mean_s), false, false },
-	{ "tbt_p99_s", C_DBL, F(tbt_p99_s), false, false },
-	{ "e2e_s", C_DBL, F(e2e_s), false, false },
-	{ "tokens", C_U32, F(tokens), false, false },
-	{ "blocks_ok", C_I64, F(blocks_ok), false, false },
-	{ "blocks_bad", C_I64, F(blocks_bad), false, false },
-	{ "slo_met", C_SLO, F(slo_met), false, false },
-	{ "arrival_s", C_DBL, F(arrival_s), true, true },
-	{ "prefill", C_NAME, F(prefill), true, true },
-	{ "decode", C_NAME, F(decode), true, true },
-	{ "held_blocks", C_I64, F(held_blocks), false, false },
-	{ "est_transfer_s", C_DBL, F(est_transfer_s), false, false },
-	{ "tbt_max_s", C_DBL, F(tbt_max_s), false, false },
-	{ "reason", C_TEXT, F(reason), false, false },
+	{ "req", C_U64, F(req), true, true, 0 },
+	{ "line", C_U64, F(line), true, false, 0 },
+	{ "input", C_U32, F(input), true, true, NKV_TRACE_MAX_TOKENS },
+	{ "output", C_U32, F(output), true, true, NKV_TRACE_MAX_TOKENS },
+	{ "status", C_STATUS, F(status), true, true, 0 },
+	{ "tier", C_TIER, F(tier), false, false, 0 },
+	{ "bytes", C_U64, F(bytes), true, true, 0 },
+	{ "queue_s", C_DBL, F(queue_s), false, false, 0 },
+	{ "prefill_s", C_DBL, F(prefill_s), false, false, 0 },
+	{ "transfer_s", C_DBL, F(transfer_s), true, true, 0 },
+	{ "xfer_s", C_DBL, F(xfer_s), true, true, 0 },
+	{ "decode_wait_s", C_DBL, F(decode_wait_s), false, false, 0 },
+	{ "first_step_s", C_DBL, F(first_step_s), false, false, 0 },
+	{ "ttft_s", C_DBL, F(ttft_s), true, true, 0 },
+	{ "tbt_mean_s", C_DBL, F(tbt_mean_s), false, false, 0 },
+	{ "tbt_p99_s", C_DBL, F(tbt_p99_s), false, false, 0 },
+	{ "e2e_s", C_DBL, F(e2e_s), false, false, 0 },
+	{ "tokens", C_U32, F(tokens), false, false, NKV_TRACE_MAX_TOKENS },
+	{ "blocks_ok", C_I64, F(blocks_ok), false, false, 0 },
+	{ "blocks_bad", C_I64, F(blocks_bad), false, false, 0 },
+	{ "slo_met", C_SLO, F(slo_met), false, false, 0 },
+	{ "arrival_s", C_DBL, F(arrival_s), true, true, MAX_ARRIVAL_S },
+	{ "prefill", C_NAME, F(prefill), true, true, 0 },
+	{ "decode", C_NAME, F(decode), true, true, 0 },
+	{ "held_blocks", C_I64, F(held_blocks), false, false, 0 },
+	{ "est_transfer_s", C_DBL, F(est_transfer_s), false, false, 0 },
+	{ "tbt_max_s", C_DBL, F(tbt_max_s), false, false, 0 },
+	{ "reason", C_TEXT, F(reason), false, false, 0 },
 };
 #undef F
 #define NCOLS (sizeof(cols) / sizeof(cols[0]))
+
+/* Read whole: a record is ~250 bytes, so this is millions of requests. */
+#define MAX_REC_FILE ((size_t)4 << 30)
 
 static const char *status_name[] = { "ok", "failed", "lost" };
 
@@ -192,6 +201,9 @@ static int parse_field(const struct col *c, const char *v, struct nkv_rec_row *r
 		    (c->type == C_TIER && u >= NKV_TIERS))
 			return nkv_err(EINVAL, "%s:%llu: column %s: '%.40s' is not %s", path, (unsigned long long)ln, c->name,
 				       v, c->type == C_TIER ? "a tier 0..3" : "an integer >= 0");
+		if (c->max && (double)u > c->max)
+			return nkv_err(EINVAL, "%s:%llu: column %s: %llu is more than %.0f", path, (unsigned long long)ln,
+				       c->name, (unsigned long long)u, c->max);
 		if (c->type == C_U64)
 			*(uint64_t *)p = u;
 		else if (c->type == C_U32)
@@ -205,6 +217,9 @@ static int parse_field(const struct col *c, const char *v, struct nkv_rec_row *r
 		if (nkv_parse_double(v, &d) || !isfinite(d) || d < 0)
 			return nkv_err(EINVAL, "%s:%llu: column %s: '%.40s' is not a number >= 0", path,
 				       (unsigned long long)ln, c->name, v);
+		if (c->max && d > c->max)
+			return nkv_err(EINVAL, "%s:%llu: column %s: %.40s is more than %g", path, (unsigned long long)ln,
+				       c->name, v, c->max);
 		*(double *)p = d;
 		return 0;
 	case C_STATUS:
@@ -279,29 +294,43 @@ static int check_unique(const struct nkv_rec_row *rows, size_t n, const char *pa
 	return ret;
 }
 
-int nkv_rec_read(const char *path, const struct nkv_topo *topo, struct nkv_rec_row **rows_out, size_t *n_out)
+int nkv_rec_parse(const char *buf, size_t len, const char *path, const struct nkv_topo *topo,
+		  struct nkv_rec_row **rows_out, size_t *n_out)
 {
-	FILE *f = fopen(path, "r");
+	const char *p = buf, *end = buf + len;
 	char *line = NULL, *fld[NCOLS + 64];
 	size_t cap = 0, n = 0, capr = 0;
 	int where[NCOLS + 64];  /* header position -> column, -1 ignored */
 	int nh = 0, ret = 0;
 	uint64_t ln = 0;
-	ssize_t len;
 	struct nkv_rec_row *rows = NULL;
 
 	*rows_out = NULL;
 	*n_out = 0;
-	if (!f)
-		return nkv_err(errno, "%s: %s", path, strerror(errno));
-	while ((len = getline(&line, &cap, f)) >= 0) {
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
 		ln++;
-		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-			line[--len] = 0;
-		if ((size_t)len != strlen(line)) {
+		if (memchr(p, '\0', l)) {
 			ret = nkv_err(EINVAL, "%s:%llu: a NUL byte in the line", path, (unsigned long long)ln);
 			goto out;
 		}
+		/* split() cuts the line in place: a copy, the input stays const */
+		if (l + 1 > cap) {
+			char *nb = realloc(line, l + 1);
+			if (!nb) {
+				ret = nkv_err(ENOMEM, "%s: out of memory at line %llu", path, (unsigned long long)ln);
+				goto out;
+			}
+			line = nb;
+			cap = l + 1;
+		}
+		memcpy(line, p, l);
+		line[l] = 0;
+		p += l + (nl ? 1 : 0);
+		while (l && line[l - 1] == '\r')
+			line[--l] = 0;
 		if (ln == 1) {
 			bool seen[NCOLS] = { 0 };
 
@@ -331,7 +360,7 @@ int nkv_rec_read(const char *path, const struct nkv_topo *topo, struct nkv_rec_r
 				}
 			continue;
 		}
-		if (!len)
+		if (!l)
 			continue;
 		int nf = split(line, fld, (int)(sizeof(fld) / sizeof(fld[0])));
 		if (nf < 0) {
@@ -366,10 +395,6 @@ int nkv_rec_read(const char *path, const struct nkv_topo *topo, struct nkv_rec_r
 			}
 		n++;
 	}
-	if (ferror(f)) {
-		ret = nkv_err(EIO, "%s: read error", path);
-		goto out;
-	}
 	if (ln == 0)
 		ret = nkv_err(EINVAL, "%s: empty file (no header line)", path);
 	else if (!n)
@@ -378,7 +403,6 @@ int nkv_rec_read(const char *path, const struct nkv_topo *topo, struct nkv_rec_r
 		ret = check_unique(rows, n, path);
 out:
 	free(line);
-	fclose(f);
 	if (ret) {
 		free(rows);
 		return ret;
@@ -386,4 +410,19 @@ out:
 	*rows_out = rows;
 	*n_out = n;
 	return 0;
+}
+
+int nkv_rec_read(const char *path, const struct nkv_topo *topo, struct nkv_rec_row **rows, size_t *n)
+{
+	char *buf;
+	size_t len;
+	int ret;
+
+	*rows = NULL;
+	*n = 0;
+	if ((ret = nkv_read_file(path, MAX_REC_FILE, &buf, &len)))
+		return ret;
+	ret = nkv_rec_parse(buf, len, path, topo, rows, n);
+	free(buf);
+	return ret;
 }

@@ -149,9 +149,17 @@ int nkv_sim_validate(const struct nkv_sim_config *base, const struct nkv_rec_row
 				      nkv_topo_name(base->topo));
 			goto fail;
 		}
-		if (!r->output) {
-			ret = nkv_err(EINVAL, "%s:%llu: column output: a finished request with 0 output tokens", name,
-				      (unsigned long long)r->file_line);
+		if (!r->input || !r->output) {
+			ret = nkv_err(EINVAL, "%s:%llu: column %s: a finished request with 0 %s tokens", name,
+				      (unsigned long long)r->file_line, r->input ? "output" : "input",
+				      r->input ? "output" : "input");
+			goto fail;
+		}
+		/* UINT64_MAX in a forced assignment means "the model's bytes": a
+		 * measured figure must not be taken for it. */
+		if (r->bytes == UINT64_MAX) {
+			ret = nkv_err(EINVAL, "%s:%llu: column bytes: %llu is not a transfer size", name,
+				      (unsigned long long)r->file_line, (unsigned long long)r->bytes);
 			goto fail;
 		}
 		q->input_len = r->input;

@@ -16,9 +16,9 @@
 #include "nkv_util.h"
 #include "sim_cli.h"
 
-/* Compute x 1000 or a minute per transfer already leave the run's timeline
- * far behind; beyond, requests take ages of simulated time to finish. */
-#define MAX_TIME_SCALE 1000.0
+/* Compute x 1000 (NKV_MAX_TIME_SCALE) or a minute per transfer already leave
+ * the run's timeline far behind; beyond, requests take ages of simulated
+ * time to finish. */
 #define MAX_OVERHEAD_MS 60000.0
 
 static void usage(FILE *f)
@@ -155,85 +155,6 @@ static int parse_tiers(const char *s, double gbps[NKV_TIERS])
 						       "its bottleneck could not be its rate", nkv_tier_name(b), gbps[b],
 					       nkv_tier_name(a), gbps[a], nkv_tier_name(b), nkv_tier_name(a));
 	return 0;
-}
-
-/* What `netkv demo` wrote about its run (format netkv-demo-run/1). */
-struct run_desc {
-	char topo[1024], trace[1024], csv[1024], model[32];
-	double time_scale;
-	int shared;                   /* -1 unknown */
-	uint64_t pool_prefill, pool_decode, block_tokens;
-};
-
-static int load_run(const char *path, const char *policy, struct run_desc *d)
-{
-	json_error_t je;
-	json_t *j = json_load_file(path, 0, &je), *x;
-	int ret = 0;
-
-	memset(d, 0, sizeof(*d));
-	d->shared = -1;
-	if (!j)
-		return nkv_err(EINVAL, "%s: %s (line %d)", path, je.text, je.line);
-	if (!json_is_string(json_object_get(j, "format")) ||
-	    strcmp(json_string_value(json_object_get(j, "format")), "netkv-demo-run/1")) {
-		ret = nkv_err(EINVAL, "%s: not a netkv demo run description (format netkv-demo-run/1)", path);
-		goto out;
-	}
-#define STR(key, dst)                                                                                 \
-	if ((x = json_object_get(j, key))) {                                                              \
-		if (!json_is_string(x)) {                                                                 \
-			ret = nkv_err(EINVAL, "%s: %s: want a string", path, key);                          \
-			goto out;                                                                         \
-		}                                                                                         \
-		snprintf(dst, sizeof(dst), "%s", json_string_value(x));                                  \
-	}
-	STR("topology", d->topo);
-	STR("trace", d->trace);
-	STR("perf_model", d->model);
-#undef STR
-	char *slash = strchr(d->model, '/');
-	if (slash)
-		*slash = 0;
-	if ((x = json_object_get(j, "links_shared")) && !json_is_boolean(x)) {
-		ret = nkv_err(EINVAL, "%s: links_shared: want true or false", path);
-		goto out;
-	}
-	d->shared = x ? json_is_true(x) : -1;
-	if ((x = json_object_get(j, "time_scale")) &&
-	    (!json_is_number(x) || !(json_number_value(x) > 0) || !(json_number_value(x) <= MAX_TIME_SCALE))) {
-		ret = nkv_err(EINVAL, "%s: time_scale: want a number > 0 and <= %g", path, MAX_TIME_SCALE);
-		goto out;
-	}
-	d->time_scale = x ? json_number_value(x) : 0;
-	json_t *pb = json_object_get(j, "pool_blocks");
-	json_t *pp = json_object_get(pb, "prefill"), *pd = json_object_get(pb, "decode"), *bt = json_object_get(j, "block_tokens");
-	/* the same ranges as --prefill-cache-blocks, --decode-cache-blocks and --decode-kv-tokens */
-	if ((pp && (!json_is_integer(pp) || json_integer_value(pp) < 1 || json_integer_value(pp) > UINT32_MAX)) ||
-	    (pd && (!json_is_integer(pd) || json_integer_value(pd) < 1 || json_integer_value(pd) > UINT32_MAX)) ||
-	    (bt && (!json_is_integer(bt) || json_integer_value(bt) < 1 || json_integer_value(bt) > 1024))) {
-		ret = nkv_err(EINVAL, "%s: pool_blocks: want counts in 1..%u; block_tokens: in 1..1024", path, UINT32_MAX);
-		goto out;
-	}
-	d->pool_prefill = pp ? (uint64_t)json_integer_value(pp) : 0;
-	d->pool_decode = pd ? (uint64_t)json_integer_value(pd) : 0;
-	d->block_tokens = bt ? (uint64_t)json_integer_value(bt) : 512;
-	json_t *pols = json_object_get(j, "policies"), *pol;
-	const char *name;
-	if (policy) {
-		json_t *csv = json_object_get(json_object_get(pols, policy), "csv");
-		if (!json_is_string(csv)) {
-			char known[256] = "";
-			json_object_foreach(pols, name, pol)
-				snprintf(known + strlen(known), sizeof(known) - strlen(known), " %s", name);
-			ret = nkv_err(ENOENT, "%s: no policy '%s' with a CSV (it has:%s)", path, policy, known);
-			goto out;
-		}
-		snprintf(d->csv, sizeof(d->csv), "%s", json_string_value(csv));
-	}
-out:
-	json_decref(j);
-	return ret;
 }
 
 static int plot(const struct nkv_validation *v, const char *prefix)
@@ -406,11 +327,11 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		{ "help", 0, 0, 'h' },
 		{ 0, 0, 0, 0 } };
 	const char *replay = NULL, *topo_file = NULL, *trace_file = NULL, *model = "llama3-8b", *csv = NULL;
-	const char *plot_prefix = NULL, *run_file = NULL, *policy = NULL;
+	const char *plot_prefix = NULL, *run_file = NULL, *policy = NULL, *gpu = "h100";
 	bool model_set = false, scale_set = false, pcb_set = false, dcb_set = false, dkv_set = false;
 	bool burst_set = false;
 	double peak_gbps = 10;
-	struct run_desc rd;
+	struct nkv_run_desc rd;
 	double gbps[NKV_TIERS] = { 0 }, scale = 1;
 	bool tiers = false, json = false, flows_set = false, paced = false, fit = false;
 	struct nkv_sim_config cfg;
@@ -486,7 +407,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 			double d;
 			bool zero_ok = c == V_SETUP || c == V_FLOOR;
 			/* beyond these the simulated requests take ages to finish */
-			double max = c == V_SCALE ? MAX_TIME_SCALE : zero_ok ? MAX_OVERHEAD_MS : INFINITY;
+			double max = c == V_SCALE ? NKV_MAX_TIME_SCALE : zero_ok ? MAX_OVERHEAD_MS : INFINITY;
 			if (nkv_parse_double(optarg, &d) || !(zero_ok ? d >= 0 : d > 0) || !(d <= max) || !isfinite(d)) {
 				opt = c == V_SCALE ? "time-scale" : c == V_SETUP ? "setup-ms" : c == V_FLOOR ? "floor-ms" : "refresh";
 				if (isfinite(max))
@@ -542,7 +463,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		return 2;
 	}
 	if (run_file) {
-		if (load_run(run_file, replay ? NULL : policy, &rd)) {
+		if (nkv_run_desc_load(run_file, replay ? NULL : policy, &rd)) {
 			fprintf(stderr, "netkv sim validate: --run: %s\n", nkv_last_error());
 			return 2;
 		}
@@ -553,7 +474,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		if (!trace_file && rd.trace[0])
 			trace_file = rd.trace;
 		if (!model_set && rd.model[0])
-			model = rd.model;
+			model = rd.model, gpu = rd.gpu[0] ? rd.gpu : gpu;
 		if (!scale_set && rd.time_scale > 0)
 			scale = rd.time_scale;
 		if (!flows_set && !tiers && rd.shared >= 0)
@@ -576,8 +497,8 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 	}
 	if (!flows_set)
 		paced = tiers;
-	if (nkv_perf_preset(model, "h100", &cfg.perf)) {
-		fprintf(stderr, "netkv sim validate: --model: %s\n", nkv_last_error());
+	if (nkv_perf_preset(model, gpu, &cfg.perf)) {
+		fprintf(stderr, "netkv sim validate: %s: %s\n", model_set ? "--model" : "perf model", nkv_last_error());
 		return 2;
 	}
 	/* The agents multiply every compute time by their --time-scale. */

@@ -18,6 +18,7 @@
 
 #include "netkv_sim.h"
 #include "nkv_util.h"
+#include "sim_cli.h"
 
 static char tmpdir[64];
 
@@ -362,6 +363,48 @@ static void malformed(void **st)
 	expect_bad(t, doc, "bad.csv:3:", "already at line 2");
 	snprintf(doc, sizeof(doc), "%s\n%.*s\n", header, (int)strlen(good) - 1, good); /* reason's closing quote gone */
 	expect_bad(t, doc, "bad.csv:2:", "quote");
+	/* lengths past a trace's, an arrival past what a double resolves to the microsecond (1e300 read
+	 * as every predicted time 0); a control character in a field stays out of the message */
+	snprintf(doc, sizeof(doc), "%s\n%s\n", header, row_with("4294967295", col_of("input")));
+	expect_bad(t, doc, "bad.csv:2:", "column input: 4294967295 is more than 16777216");
+	snprintf(doc, sizeof(doc), "%s\n%s\n", header, row_with("16777217", col_of("output")));
+	expect_bad(t, doc, "bad.csv:2:", "column output");
+	snprintf(doc, sizeof(doc), "%s\n%s\n", header, row_with("1e300", col_of("arrival_s")));
+	expect_bad(t, doc, "bad.csv:2:", "column arrival_s: 1e300 is more than 1e+10");
+	snprintf(doc, sizeof(doc), "%s\n%s\n", header, row_with("h1\x1b[2Jg0", col_of("decode")));
+	expect_bad(t, doc, "bad.csv:2:", "column decode: 'h1?[2Jg0' is not an instance name");
+	nkv_topo_free(t);
+}
+
+/* Records the reader takes but the validation must not: an ok request with
+ * no input, and UINT64_MAX bytes, which a forced assignment reads as "the
+ * model's bytes" (the measured figure was silently replaced). */
+static void validate_refuses(void **st)
+{
+	(void)st;
+	struct nkv_topo *t = tree16();
+	struct nkv_sim_config c;
+	struct nkv_validation *v = NULL;
+	struct nkv_rec_row *rows;
+	char doc[4096];
+	size_t n;
+
+	make_rows();
+	nkv_sim_defaults(&c);
+	c.topo = t;
+	snprintf(doc, sizeof(doc), "%s\n%s\n", header, good);
+	assert_int_equal(nkv_rec_parse(doc, strlen(doc), "r.csv", t, &rows, &n), 0);
+	assert_int_equal(nkv_sim_validate(&c, rows, n, NULL, "r.csv", &v), 0);
+	nkv_validation_free(v);
+	rows[0].bytes = UINT64_MAX;
+	assert_int_equal(nkv_sim_validate(&c, rows, n, NULL, "r.csv", &v), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "r.csv:2: column bytes"));
+	rows[0].bytes = 131072;
+	rows[0].input = 0;
+	assert_int_equal(nkv_sim_validate(&c, rows, n, NULL, "r.csv", &v), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "r.csv:2: column input: a finished request with 0 input tokens"));
+	assert_null(v);
+	free(rows);
 	nkv_topo_free(t);
 }
 
@@ -516,20 +559,60 @@ static void cli_flag_messages(void **st)
 	expect_usage(nk, "sim validate --setup-ms 1e300", "--setup-ms '1e300': want a number >= 0 and <= 60000");
 	expect_usage(nk, "sim validate --floor-ms 1e9", "--floor-ms '1e9': want a number >= 0 and <= 60000");
 	/* the same through a run description; a pool past UINT32_MAX was truncated, or spun the LRU sizing */
-	static const char *const runs[] = {
-		"\"time_scale\": 1e308", "\"pool_blocks\": {\"prefill\": 4294967296}",
-		"\"pool_blocks\": {\"decode\": 9000000000000000000}", "\"block_tokens\": 4294967295",
+	static const char *const runs[][2] = {
+		{ "\"time_scale\": 1e308", "time_scale: want a number > 0 and <= 1000" },
+		{ "\"pool_blocks\": {\"prefill\": 4294967296}", "pool_blocks.prefill: want an integer in 1..4294967295" },
+		{ "\"pool_blocks\": {\"decode\": 9000000000000000000}", "pool_blocks.decode: want an integer in 1..4294967295" },
+		{ "\"block_tokens\": 4294967295", "block_tokens: want an integer in 1..1024" },
+		/* values that were dropped without a word: pools not an object, a second time_scale,
+		 * the GPU of perf_model, an empty path */
+		{ "\"pool_blocks\": 64", "pool_blocks: want an object" },
+		{ "\"time_scale\": 1, \"time_scale\": 2", "duplicate object key" },
+		{ "\"perf_model\": \"llama3-8b/a100\"", "unknown GPU preset 'a100'" },
+		{ "\"trace\": \"\"", "trace: want a non-empty string" },
 	};
 	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
 		char args[700];
 		FILE *f = fopen(tmp("big.json"), "w");
 
 		assert_non_null(f);
-		fprintf(f, "{\"format\": \"netkv-demo-run/1\", %s, \"policies\": {\"sim\": {\"csv\": \"x.csv\"}}}\n", runs[i]);
+		fprintf(f, "{\"format\": \"netkv-demo-run/1\", %s, \"policies\": {\"sim\": {\"csv\": \"x.csv\"}}}\n",
+			runs[i][0]);
 		fclose(f);
-		snprintf(args, sizeof(args), "sim validate --run %s --policy sim", tmp("big.json"));
-		expect_usage(nk, args, i ? "want counts in 1..4294967295" : "time_scale: want a number > 0 and <= 1000");
+		snprintf(args, sizeof(args), "sim validate --run %s --policy sim --topo /nonexistent", tmp("big.json"));
+		expect_usage(nk, args, runs[i][1]);
 	}
+}
+
+/* The run description from memory: a path too long for its buffer was cut
+ * short (naming another file); model and GPU both kept. */
+static void run_desc(void **st)
+{
+	(void)st;
+	char doc[4096], path[1100];
+	struct nkv_run_desc d;
+
+	snprintf(doc, sizeof(doc), "{\"format\": \"netkv-demo-run/1\", \"perf_model\": \"llama3-8b/h100\", "
+				   "\"links_shared\": false, \"pool_blocks\": {\"decode\": 64}, \"block_tokens\": 16, "
+				   "\"policies\": {\"rr\": {\"csv\": \"d/replay-rr.csv\"}}}");
+	assert_int_equal(nkv_run_desc_parse(doc, strlen(doc), "run.json", "rr", &d), 0);
+	assert_string_equal(d.model, "llama3-8b");
+	assert_string_equal(d.gpu, "h100");
+	assert_string_equal(d.csv, "d/replay-rr.csv");
+	assert_int_equal(d.shared, 0);
+	assert_int_equal(d.pool_decode, 64);
+	assert_int_equal(d.pool_prefill, 0);
+	assert_int_equal(d.block_tokens, 16);
+	assert_int_equal(nkv_run_desc_parse(doc, strlen(doc), "run.json", "sim", &d), -ENOENT);
+	assert_non_null(strstr(nkv_last_error(), "no policy 'sim' with a CSV (it has: rr)"));
+	memset(path, 'a', sizeof(path) - 1);
+	path[sizeof(path) - 1] = 0;
+	snprintf(doc, sizeof(doc), "{\"format\": \"netkv-demo-run/1\", \"topology\": \"%s\"}", path);
+	assert_int_equal(nkv_run_desc_parse(doc, strlen(doc), "run.json", NULL, &d), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "run.json: topology: longer than 1023 characters"));
+	snprintf(doc, sizeof(doc), "{\"format\": \"netkv-demo-run/1\", \"perf_model\": \"/h100\"}");
+	assert_int_equal(nkv_run_desc_parse(doc, strlen(doc), "run.json", NULL, &d), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "perf_model: want MODEL or MODEL/GPU"));
 }
 
 static int setup(void **st)
@@ -551,7 +634,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(forced_small), cmocka_unit_test(forced_bad), cmocka_unit_test(round_trip),
-		cmocka_unit_test(malformed), cmocka_unit_test(cli_round_trip), cmocka_unit_test(cli_flag_messages),
+		cmocka_unit_test(malformed), cmocka_unit_test(validate_refuses), cmocka_unit_test(run_desc),
+		cmocka_unit_test(cli_round_trip), cmocka_unit_test(cli_flag_messages),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
