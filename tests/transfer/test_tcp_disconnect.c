@@ -17,7 +17,7 @@
 
 static const struct nkv_engine_opts opts = { .backend = NKV_BACKEND_TCP, .streams = 2 };
 
-static void die(const char *what)
+static _Noreturn void die(const char *what)
 {
 	fprintf(stderr, "%s: %s\n", what, nkv_last_error());
 	_exit(1);
