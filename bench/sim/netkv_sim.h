@@ -235,7 +235,7 @@ void nkv_rec_write_row(FILE *f, const struct nkv_rec_row *r);
 /* Read and check a record file: the header must name every column the
  * validation needs (others may be missing; unknown ones are ignored),
  * every field must parse (numbers >= 0, finite; input, output and tokens
- * at most NKV_TRACE_MAX_TOKENS, arrival_s at most 1e10 s), instance names
+ * at most NKV_TRACE_MAX_TOKENS), instance names
  * must exist in topo (when not NULL). Errors read "FILE:LINE: column NAME: what".
  * *rows is malloc'ed. */
 int nkv_rec_read(const char *path, const struct nkv_topo *topo, struct nkv_rec_row **rows, size_t *n);

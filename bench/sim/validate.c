@@ -138,6 +138,10 @@ int nkv_sim_validate(const struct nkv_sim_config *base, const struct nkv_rec_row
 		goto fail;
 	}
 	sub.n = k;
+	/* Arrivals counted from the earliest: a trace's absolute times (sim run
+	 * --csv writes them; epoch milliseconds are 1.7e9 s) would leave a
+	 * double too coarse for the microseconds of a transfer. */
+	const double t0 = v->meas[0]->arrival_s;
 	for (size_t i = 0; i < k; i++) {
 		const struct nkv_rec_row *r = v->meas[i];
 		struct nkv_trace_req *q = &sub.reqs[i];
@@ -182,7 +186,7 @@ int nkv_sim_validate(const struct nkv_sim_config *base, const struct nkv_rec_row
 			q->nblocks = t->nblocks;
 		}
 		as[i] = (struct nkv_sim_assign){ .prefill = (uint32_t)p, .decode = (uint32_t)d, .bytes = r->bytes,
-						 .arrival_s = r->arrival_s };
+						 .arrival_s = r->arrival_s - t0 };
 	}
 	c.assign = as;
 	c.nassign = k;

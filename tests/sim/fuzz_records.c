@@ -65,7 +65,7 @@ static void check_rows(const struct nkv_rec_row *rows, size_t n, const struct nk
 				     r->arrival_s, r->est_transfer_s, r->tbt_max_s };
 
 		if (r->input > NKV_TRACE_MAX_TOKENS || r->output > NKV_TRACE_MAX_TOKENS ||
-		    r->tokens > NKV_TRACE_MAX_TOKENS || r->arrival_s > 1e10)
+		    r->tokens > NKV_TRACE_MAX_TOKENS)
 			abort();
 		if (r->status < NKV_REC_ST_OK || r->status > NKV_REC_ST_LOST || r->tier < -1 || r->tier >= NKV_TIERS ||
 		    r->blocks_ok < -1 || r->blocks_bad < -1 || r->held_blocks < -1 || (r->slo_met != 0 && r->slo_met != 1))
