@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Timestamps become seconds as doubles (nkv_trace_request): beyond 2^53 ms
- * two different ones could read as the same instant. */
+/* Timestamps become doubles (nkv_trace_request): past 2^53 ms a double no
+ * longer holds every integer, so two timestamps could merge. */
 #define MAX_TIMESTAMP_MS (1ull << 53)
 #define MAX_TRACE_FILE ((size_t)4 << 30)
 
@@ -59,7 +59,8 @@ static int get_uint(json_t *v, uint64_t *out)
 	if (json_is_real(v)) {
 		double d = json_real_value(v);
 
-		if (!isfinite(d) || d < 0 || d != floor(d) || d > (double)MAX_TIMESTAMP_MS)
+		/* A real at 2^53 may be a larger number rounded down: refused. */
+		if (!isfinite(d) || d < 0 || d != floor(d) || d >= (double)MAX_TIMESTAMP_MS)
 			return -1;
 		*out = (uint64_t)d;
 		return 0;

@@ -66,6 +66,9 @@ static const struct bad_case bad[] = {
 	/* past 2^53 ms two timestamps could become the same arrival (it was taken) */
 	{ "{\"timestamp\": 9007199254740993, \"input_length\": 10, \"output_length\": 1, \"hash_ids\": [1]}",
 	  "timestamp must be an integer in 0..2^53" },
+	/* the same written as a real is read as 2^53 exactly: refused too */
+	{ "{\"timestamp\": 9007199254740993.0, \"input_length\": 10, \"output_length\": 1, \"hash_ids\": [1]}",
+	  "timestamp must be an integer in 0..2^53" },
 	{ "{\"timestamp\": 1, \"input_length\": 10, \"output_length\": 16777217, \"hash_ids\": [1]}",
 	  "output_length must" },
 };
