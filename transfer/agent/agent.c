@@ -1106,12 +1106,26 @@ int nkv_cmd_agent(int argc, char **argv)
 			}
 		}
 		struct nkv_event ev[32];
-		int ne = nkv_poll(a->eng, ev, 32, 0);
+		struct nkv_conn *down[32];
+		int ne = nkv_poll(a->eng, ev, 32, 0), ndown = 0;
 		for (int i = 0; i < ne; i++) {
+			if (ev[i].type == NKV_EV_CONN_DOWN && ev[i].conn)
+				down[ndown++] = ev[i].conn;
 			if (role == NKV_ROLE_PREFILL)
 				prefill_event(a, &ev[i]);
 			else
 				decode_event(a, &ev[i]);
+		}
+		/* A connection that went down keeps its resources (verbs: queue
+		 * pairs, the GPU bounce slots lent to the peer) until closed, and
+		 * a peer that restarts comes back on a new one: close it, after
+		 * the batch, whose events may still name it. */
+		for (int i = 0; i < ndown; i++) {
+			bool seen = false;
+			for (int j = 0; j < i; j++)
+				seen |= down[j] == down[i];
+			if (!seen)
+				nkv_conn_close(down[i]);
 		}
 		now = nkv_now_s();
 		if (role == NKV_ROLE_PREFILL) {
