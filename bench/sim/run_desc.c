@@ -119,8 +119,6 @@ int nkv_run_desc_load(const char *path, const char *policy, struct nkv_run_desc 
 	size_t len;
 	int ret;
 
-	memset(d, 0, sizeof(*d));
-	d->shared = -1;
 	/* a few hundred bytes as netkv demo writes it */
 	if ((ret = nkv_read_file(path, 16u << 20, &buf, &len)))
 		return ret;
