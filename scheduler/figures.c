@@ -111,7 +111,7 @@ int nkv_oracle_parse_figures(struct nkv_oracle *o, const char *json, size_t len,
 			o->paths[idx].lat = f[i].lat;
 		o->cold[idx].sh_bw = f[i].bw;
 		o->cold[idx].sh_t = f[i].t;
-		oracle_publish(o, idx); /* at once, no refresh wait */
+		nkv__oracle_publish(o, idx); /* at once, no refresh wait */
 	}
 	ret = (int)n;
 out:

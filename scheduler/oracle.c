@@ -323,7 +323,7 @@ int nkv_oracle_sample(struct nkv_oracle *o, uint32_t p, uint32_t d, uint64_t byt
 }
 
 /* Make a path's shadow estimate the one cost() uses. */
-void oracle_publish(struct nkv_oracle *o, size_t idx)
+void nkv__oracle_publish(struct nkv_oracle *o, size_t idx)
 {
 	struct opath_cold *c = &o->cold[idx];
 	struct opath *q = &o->paths[idx];
@@ -338,7 +338,7 @@ int nkv_oracle_refresh(struct nkv_oracle *o, double now)
 	size_t n = o->ndirty;
 
 	for (size_t i = 0; i < n; i++) {
-		oracle_publish(o, o->dirty[i]);
+		nkv__oracle_publish(o, o->dirty[i]);
 		o->cold[o->dirty[i]].dirty = 0;
 	}
 	o->ndirty = 0;

@@ -419,7 +419,7 @@ uint32_t nkv_prefix_match(const struct nkv_prefix_index *x, const uint64_t *ids,
 }
 
 /* Both indexes in one walk (the scheduler's prefill and decode sides). */
-void prefix_match_pair(const struct nkv_prefix_index *a, uint32_t *da, const struct nkv_prefix_index *b,
+void nkv__prefix_match_pair(const struct nkv_prefix_index *a, uint32_t *da, const struct nkv_prefix_index *b,
 		       uint32_t *db, const uint64_t *ids, uint32_t n)
 {
 	struct walk wa, wb;

@@ -206,7 +206,7 @@ int nkv_sched_decide(struct nkv_sched *s, const struct nkv_request *r, double no
 	nkv_oracle_tick(s->oracle, now);
 	/* Both sides' leading blocks in one walk: the prefill choice uses its
 	 * own, the decision reports what p holds (its queue counts the rest). */
-	prefix_match_pair(s->pindex, s->held_p, s->dindex, s->held_d, r->hash_ids, r->nblocks);
+	nkv__prefix_match_pair(s->pindex, s->held_p, s->dindex, s->held_d, r->hash_ids, r->nblocks);
 	p = pick_prefill(s, r);
 	held_p = s->held_p[p];
 	memset(out, 0, sizeof(*out));

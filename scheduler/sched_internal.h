@@ -184,8 +184,8 @@ static inline uint64_t sched_missing_bytes(const struct nkv_sched *s, const stru
 	return (r->input_len - held_tok) * r->kv_bytes_per_token;
 }
 
-void oracle_publish(struct nkv_oracle *o, size_t idx);
-void prefix_match_pair(const struct nkv_prefix_index *a, uint32_t *da, const struct nkv_prefix_index *b,
+void nkv__oracle_publish(struct nkv_oracle *o, size_t idx);
+void nkv__prefix_match_pair(const struct nkv_prefix_index *a, uint32_t *da, const struct nkv_prefix_index *b,
 		       uint32_t *db, const uint64_t *ids, uint32_t n);
 
 /* load(d) and wait(d): the formulas in netkv_sched.h (inline: called per candidate). */

@@ -479,7 +479,7 @@ int nkv_fabric_enter(const char *prefix, const char *name)
 	char path[256];
 	int fd, rc;
 
-	if (!valid_prefix(prefix) || !topo_valid_name(name))
+	if (!valid_prefix(prefix) || !nkv__topo_valid_name(name))
 		return nkv_err(EINVAL, "bad fabric prefix or host name");
 	snprintf(path, sizeof(path), NETNS_DIR "/%s%s", prefix, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -37,7 +37,7 @@ int nkv_topo_fat_tree(const struct nkv_fat_tree_params *p, struct nkv_topo **out
 	if (gph > TOPO_MAX_GPUS_PER_HOST || nph > gph || nph > TOPO_MAX_NICS_PER_HOST)
 		return nkv_err(EINVAL, "fat tree: %u GPUs and %u NICs per host (need 1..%u GPUs, 1..%u NICs, NICs <= GPUs)",
 			       gph, nph, TOPO_MAX_GPUS_PER_HOST, TOPO_MAX_NICS_PER_HOST);
-	/* Before allocating: the limits every topology file has (topo_finish checks them again). */
+	/* Before allocating: the limits every topology file has (nkv__topo_finish checks them again). */
 	if (p->gpus > TOPO_MAX_INSTANCES || p->gpus / gph > TOPO_MAX_HOSTS)
 		return nkv_err(EINVAL, "fat tree: %u GPUs at %u per host make %u hosts; a topology holds at most %u GPUs "
 			       "and %u hosts", p->gpus, gph, p->gpus / gph, TOPO_MAX_INSTANCES, TOPO_MAX_HOSTS);
@@ -56,7 +56,7 @@ int nkv_topo_fat_tree(const struct nkv_fat_tree_params *p, struct nkv_topo **out
 	uint32_t pods = leaves < p->leaves_per_pod ? 1 : leaves / p->leaves_per_pod;
 	uint32_t spines = leaves > 1 ? pods : 0, cores = pods > 1 ? 1 : 0;
 	uint32_t nsw = leaves + spines + cores;
-	struct nkv_topo *t = topo_alloc(hosts, hosts * nph, nsw, p->gpus);
+	struct nkv_topo *t = nkv__topo_alloc(hosts, hosts * nph, nsw, p->gpus);
 	uint32_t *gpu_nic = malloc(sizeof(*gpu_nic) * p->gpus);
 	int rc;
 
@@ -109,7 +109,7 @@ int nkv_topo_fat_tree(const struct nkv_fat_tree_params *p, struct nkv_topo **out
 		for (uint32_t g = 0; g < gph; g++)
 			gpu_nic[h * gph + g] = h * nph + g / (gph / nph);
 	}
-	rc = topo_finish(t, gpu_nic);
+	rc = nkv__topo_finish(t, gpu_nic);
 	free(gpu_nic);
 	if (rc) {
 		nkv_topo_free(t);

@@ -1,6 +1,6 @@
 /*
  * Validating and deriving a topology: whoever fills a struct nkv_topo (the
- * fat-tree generator, the JSON reader) ends with topo_finish(), so every
+ * fat-tree generator, the JSON reader) ends with nkv__topo_finish(), so every
  * structural rule lives here once.
  */
 #include "topo_model.h"
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct nkv_topo *topo_alloc(uint32_t nhosts, uint32_t nnics, uint32_t nswitches, uint32_t ninsts)
+struct nkv_topo *nkv__topo_alloc(uint32_t nhosts, uint32_t nnics, uint32_t nswitches, uint32_t ninsts)
 {
 	struct nkv_topo *t = calloc(1, sizeof(*t));
 
@@ -48,7 +48,7 @@ void nkv_topo_free(struct nkv_topo *t)
 }
 
 /* Names become namespace and file names in the emulated fabric: keep them plain. */
-bool topo_valid_name(const char *s)
+bool nkv__topo_valid_name(const char *s)
 {
 	size_t n = strlen(s);
 
@@ -61,12 +61,12 @@ bool topo_valid_name(const char *s)
 	return true;
 }
 
-const char *topo_switch_tier_name(int tier)
+const char *nkv__topo_switch_tier_name(int tier)
 {
 	return tier == SW_LEAF ? "leaf" : tier == SW_SPINE ? "spine" : tier == SW_CORE ? "core" : "?";
 }
 
-int topo_parse_ratio(const char *s, double *out)
+int nkv__topo_parse_ratio(const char *s, double *out)
 {
 	char buf[64];
 	const char *colon = strchr(s, ':');
@@ -144,7 +144,7 @@ static int check_switches(struct nkv_topo *t)
 	for (uint32_t i = 0; i < t->nswitches; i++) {
 		struct topo_switch *s = &t->switches[i];
 
-		if (!topo_valid_name(s->name))
+		if (!nkv__topo_valid_name(s->name))
 			return nkv_err(EINVAL, "switch name '%s': use 1..55 of [A-Za-z0-9._-]", s->name);
 		if (s->tier < SW_LEAF || s->tier > SW_CORE)
 			return nkv_err(EINVAL, "switch %s: bad tier %d", s->name, s->tier);
@@ -184,7 +184,7 @@ static int check_switches(struct nkv_topo *t)
 		if (t->switches[s->up].tier != s->tier + 1)
 			return nkv_err(EINVAL, "switch %s (%s): uplink %s must be a %s switch, not a %s switch",
 				       s->name, nkv_tier_name(s->tier), t->switches[s->up].name,
-				       topo_switch_tier_name(s->tier + 1), topo_switch_tier_name(t->switches[s->up].tier));
+				       nkv__topo_switch_tier_name(s->tier + 1), nkv__topo_switch_tier_name(t->switches[s->up].tier));
 		if (!nonneg(s->up_gbps) || !nonneg(s->oversub) || !nonneg(s->latency_us))
 			return nkv_err(EINVAL, "switch %s: bandwidth, oversubscription and latency must be finite and >= 0",
 				       s->name);
@@ -275,7 +275,7 @@ static void tier_figures(struct nkv_topo *t)
 	t->tier_lat[3] = multi_spine_core ? 2 * (nic_lat + leaf_lat + spine_lat) : 0;
 }
 
-int topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic)
+int nkv__topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic)
 {
 	uint32_t inst = 0, root = TOPO_NONE;
 	int rc;
@@ -300,7 +300,7 @@ int topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic)
 	for (uint32_t h = 0; h < t->nhosts; h++) {
 		struct topo_host *hs = &t->hosts[h];
 
-		if (!topo_valid_name(hs->name))
+		if (!nkv__topo_valid_name(hs->name))
 			return nkv_err(EINVAL, "host name '%s': use 1..55 of [A-Za-z0-9._-]", hs->name);
 		if (hs->leaf >= t->nswitches || t->switches[hs->leaf].tier != SW_LEAF)
 			return nkv_err(EINVAL, "host %s: must hang off a leaf switch", hs->name);
@@ -325,7 +325,7 @@ int topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic)
 
 			if (nic->host != h)
 				return nkv_err(EINVAL, "NIC %s: listed under host %s but belongs elsewhere", nic->name, hs->name);
-			if (!topo_valid_name(nic->name))
+			if (!nkv__topo_valid_name(nic->name))
 				return nkv_err(EINVAL, "NIC name '%s': use 1..55 of [A-Za-z0-9._-]", nic->name);
 			if (!(nic->gbps > 0))
 				return nkv_err(EINVAL, "NIC %s: bandwidth must be > 0 (got %g Gb/s)", nic->name, nic->gbps);

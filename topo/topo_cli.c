@@ -17,7 +17,7 @@
 /* "2:1", "4:1", "2" or "1.5" -> ratio >= 1. */
 static int parse_ratio(const char *s, double *out)
 {
-	int rc = topo_parse_ratio(s, out);
+	int rc = nkv__topo_parse_ratio(s, out);
 
 	if (!rc && !(*out >= 1))
 		rc = nkv_err(EINVAL, "oversubscription '%s' is below 1:1", s);
@@ -185,7 +185,7 @@ int nkv_cmd_topo_show(int argc, char **argv)
 		for (uint32_t i = 0; i < t->nswitches; i++) {
 			const struct topo_switch *s = &t->switches[i];
 			json_t *o = json_pack("{s:s,s:s,s:f}", "name", s->name, "tier",
-					      topo_switch_tier_name(s->tier), "down_gbps", s->down_gbps);
+					      nkv__topo_switch_tier_name(s->tier), "down_gbps", s->down_gbps);
 			if (s->up != TOPO_NONE) {
 				json_object_set_new(o, "uplink", json_string(t->switches[s->up].name));
 				json_object_set_new(o, "uplink_gbps", json_real(s->up_gbps));
@@ -228,7 +228,7 @@ int nkv_cmd_topo_show(int argc, char **argv)
 	printf("\n%-16s %-6s %-16s %12s %12s %8s\n", "switch", "tier", "uplink", "down Gb/s", "up Gb/s", "oversub");
 	for (uint32_t i = 0; i < t->nswitches; i++) {
 		const struct topo_switch *s = &t->switches[i];
-		printf("%-16s %-6s %-16s %12.0f ", s->name, topo_switch_tier_name(s->tier),
+		printf("%-16s %-6s %-16s %12.0f ", s->name, nkv__topo_switch_tier_name(s->tier),
 		       s->up != TOPO_NONE ? t->switches[s->up].name : "-", s->down_gbps);
 		if (s->up != TOPO_NONE)
 			printf("%12.0f %7.2f:1\n", s->up_gbps, s->oversub);

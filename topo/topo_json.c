@@ -14,7 +14,7 @@
  *
  * Everything read here is untrusted: every field is type- and range-checked,
  * unknown keys are rejected (a typo must not silently become a default),
- * and the structural rules are left to topo_finish().
+ * and the structural rules are left to nkv__topo_finish().
  */
 #include "topo_model.h"
 #include "nkv_util.h"
@@ -75,7 +75,7 @@ static int get_name(json_t *obj, const char *where, char name[TOPO_NAME_MAX])
 
 	if (rc)
 		return rc;
-	if (!topo_valid_name(s))
+	if (!nkv__topo_valid_name(s))
 		return nkv_err(EINVAL, "%s: name \"%.60s\": use 1..55 of [A-Za-z0-9._-]", where, s);
 	snprintf(name, TOPO_NAME_MAX, "%s", s);
 	return 0;
@@ -115,7 +115,7 @@ static int get_oversub(json_t *obj, const char *where, double *out)
 	if (json_is_number(v)) {
 		*out = json_number_value(v);
 	} else if (json_is_string(v)) {
-		if (topo_parse_ratio(json_string_value(v), out))
+		if (nkv__topo_parse_ratio(json_string_value(v), out))
 			return nkv_err_wrap(EINVAL, "%s", where);
 	} else {
 		return nkv_err(EINVAL, "%s: \"oversub\" must be a number or \"N:M\"", where);
@@ -216,7 +216,7 @@ static int parse_doc(json_t *root, struct nkv_topo **out)
 			return nkv_err(EINVAL, "topology: more than %u GPUs in all", MAX_INSTANCES);
 	}
 
-	t = topo_alloc(nh, nnics, nsw, ninst);
+	t = nkv__topo_alloc(nh, nnics, nsw, ninst);
 	ix = calloc(nsw, sizeof(*ix));
 	gpu_nic = malloc(sizeof(*gpu_nic) * (ninst ? ninst : 1));
 	if (!t || !ix || !gpu_nic) {
@@ -390,7 +390,7 @@ static int parse_doc(json_t *root, struct nkv_topo **out)
 		}
 		inst += hs->ngpus;
 	}
-	rc = topo_finish(t, gpu_nic);
+	rc = nkv__topo_finish(t, gpu_nic);
 	if (rc)
 		goto fail;
 	free(ix);
@@ -444,7 +444,7 @@ static json_t *to_json(const struct nkv_topo *t)
 			    json_pack("{s:f,s:f}", "GBps", t->intra_GBps, "latency_us", t->intra_latency_us));
 	for (uint32_t i = 0; i < t->nswitches; i++) {
 		const struct topo_switch *s = &t->switches[i];
-		json_t *o = json_pack("{s:s,s:s}", "name", s->name, "tier", topo_switch_tier_name(s->tier));
+		json_t *o = json_pack("{s:s,s:s}", "name", s->name, "tier", nkv__topo_switch_tier_name(s->tier));
 		if (s->up != TOPO_NONE) {
 			json_object_set_new(o, "uplink", json_string(t->switches[s->up].name));
 			json_object_set_new(o, "uplink_gbps", json_real(s->up_gbps));

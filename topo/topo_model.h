@@ -15,7 +15,7 @@
 
 enum { SW_LEAF = 1, SW_SPINE = 2, SW_CORE = 3 };
 
-/* What a topology may hold, checked by topo_finish() so that the generator
+/* What a topology may hold, checked by nkv__topo_finish() so that the generator
  * can never write a file the reader rejects. Rates and latencies outside
  * these are unit mistakes (and overflow to inf once turned into B/s). */
 #define TOPO_MAX_HOSTS 65536u
@@ -88,16 +88,16 @@ struct nkv_topo {
 /*
  * Building: fill name/intra/hosts/nics/switches (plus, per NIC, the GPUs it
  * serves in gpu_nic[host's first_inst + gpu] = global NIC index), then call
- * topo_finish() which validates the structure, derives the uplink
+ * nkv__topo_finish() which validates the structure, derives the uplink
  * capacities from oversubscription where up_gbps == 0, and builds the
  * instances and links. On failure the caller frees with nkv_topo_free().
  */
-struct nkv_topo *topo_alloc(uint32_t nhosts, uint32_t nnics, uint32_t nswitches, uint32_t ninsts);
-int topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic);
-bool topo_valid_name(const char *s);
+struct nkv_topo *nkv__topo_alloc(uint32_t nhosts, uint32_t nnics, uint32_t nswitches, uint32_t ninsts);
+int nkv__topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic);
+bool nkv__topo_valid_name(const char *s);
 /* "leaf", "spine", "core" for SW_*. */
-const char *topo_switch_tier_name(int tier);
+const char *nkv__topo_switch_tier_name(int tier);
 /* Oversubscription "N:M" or "N" (N, M finite, > 0) -> N / M > 0. */
-int topo_parse_ratio(const char *s, double *out);
+int nkv__topo_parse_ratio(const char *s, double *out);
 
 #endif

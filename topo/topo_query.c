@@ -1,5 +1,5 @@
 /*
- * The per-candidate queries. Everything is precomputed by topo_finish();
+ * The per-candidate queries. Everything is precomputed by nkv__topo_finish();
  * these only index arrays, walk at most three switch levels and allocate
  * nothing.
  */

@@ -291,29 +291,29 @@ struct vb_engine {
 static inline struct vb_engine *VE(struct nkv_engine *e) { return e->be; }
 
 /* verbs_dev.c */
-int vb_dev_open(struct nkv_engine *e, const char *device, int gid_index);
-void vb_dev_close(struct vb_dev *d);
-bool vb_dev_is_soft(const struct vb_dev *d);
-void vb_describe(struct nkv_engine *e, struct vb_conn *vc);
-int vb_gid_info(struct vb_dev *d, int idx, char *type, size_t tlen, char *ip, size_t iplen, char *gid, size_t glen);
-const char *vb_mtu_str(uint32_t bytes);
-struct ibv_mr *vb_stage_mr(struct nkv_engine *e, const void *base);
-uint32_t vb_mtu_bytes(enum ibv_mtu m);
+int nkv__vb_dev_open(struct nkv_engine *e, const char *device, int gid_index);
+void nkv__vb_dev_close(struct vb_dev *d);
+bool nkv__vb_dev_is_soft(const struct vb_dev *d);
+void nkv__vb_describe(struct nkv_engine *e, struct vb_conn *vc);
+int nkv__vb_gid_info(struct vb_dev *d, int idx, char *type, size_t tlen, char *ip, size_t iplen, char *gid, size_t glen);
+const char *nkv__vb_mtu_str(uint32_t bytes);
+struct ibv_mr *nkv__vb_stage_mr(struct nkv_engine *e, const void *base);
+uint32_t nkv__vb_mtu_bytes(enum ibv_mtu m);
 
 /* verbs_cm.c */
-int vb_cm_events(struct nkv_engine *e);
+int nkv__vb_cm_events(struct nkv_engine *e);
 __attribute__((format(printf, 3, 4)))
-void vb_conn_fail(struct vb_conn *vc, int status, const char *fmt, ...);
-int vb_qp_create(struct vb_conn *vc, struct vb_qp *q, bool passive);
+void nkv__vb_conn_fail(struct vb_conn *vc, int status, const char *fmt, ...);
+int nkv__vb_qp_create(struct vb_conn *vc, struct vb_qp *q, bool passive);
 
 /* verbs_data.c */
-int vb_cq_create(struct nkv_engine *e, struct vb_conn *vc);
-int vb_post_recvs(struct vb_qp *q, uint32_t n);
-void vb_lend_slots(struct vb_conn *vc);
-void vb_lend_free(struct vb_conn *vc);
-void vb_post_pending(struct vb_qp *q);
-int vb_poll_cq(struct vb_conn *vc);
-void vb_req_free(struct vb_conn *vc, struct vb_req *r);
+int nkv__vb_cq_create(struct nkv_engine *e, struct vb_conn *vc);
+int nkv__vb_post_recvs(struct vb_qp *q, uint32_t n);
+void nkv__vb_lend_slots(struct vb_conn *vc);
+void nkv__vb_lend_free(struct vb_conn *vc);
+void nkv__vb_post_pending(struct vb_qp *q);
+int nkv__vb_poll_cq(struct vb_conn *vc);
+void nkv__vb_req_free(struct vb_conn *vc, struct vb_req *r);
 
 extern const struct nkv_backend_ops nkv_verbs_ops;
 

@@ -31,7 +31,7 @@ static void conn_param_init(struct rdma_conn_param *p, const void *pd, uint8_t p
 	p->rnr_retry_count = 7;     /* infinite: a busy receiver slows us, never fails us */
 }
 
-int vb_qp_create(struct vb_conn *vc, struct vb_qp *q, bool passive)
+int nkv__vb_qp_create(struct vb_conn *vc, struct vb_qp *q, bool passive)
 {
 	struct vb_engine *ve = VE(vc->e);
 	struct ibv_qp_init_attr a = {
@@ -54,7 +54,7 @@ int vb_qp_create(struct vb_conn *vc, struct vb_qp *q, bool passive)
 		return nkv_err(errno, "%s: creating an RC QP (%u send WRs, %u SGEs, %zu inline) failed: %s", ve->dev.name,
 			       a.cap.max_send_wr, a.cap.max_send_sge, sizeof(struct vb_hdr), strerror(errno));
 	q->qpn = q->id->qp->qp_num;
-	return vb_post_recvs(q, passive ? VB_RECV_RING : VB_CREDIT_RING);
+	return nkv__vb_post_recvs(q, passive ? VB_RECV_RING : VB_CREDIT_RING);
 }
 
 static void qp_destroy(struct vb_qp *q)
@@ -101,14 +101,14 @@ static void conn_free(struct vb_conn *vc)
 {
 	for (uint32_t i = 0; i < vc->nqps; i++)
 		qp_destroy(&vc->qps[i]);
-	vb_lend_free(vc); /* after the QPs: the peer can no longer write the slots */
+	nkv__vb_lend_free(vc); /* after the QPs: the peer can no longer write the slots */
 	if (vc->descmr)
 		ibv_dereg_mr(vc->descmr);
 	free(vc->descbuf);
 	if (vc->cq && ibv_destroy_cq(vc->cq))
 		nkv__log("%s: ibv_destroy_cq failed: %s", VE(vc->e)->dev.name, strerror(errno));
 	while (vc->reqs)
-		vb_req_free(vc, vc->reqs);
+		nkv__vb_req_free(vc, vc->reqs);
 	free(vc->rslots);
 	free(vc->qps);
 	if (vc->c)
@@ -116,7 +116,7 @@ static void conn_free(struct vb_conn *vc)
 	free(vc);
 }
 
-void vb_conn_fail(struct vb_conn *vc, int status, const char *fmt, ...)
+void nkv__vb_conn_fail(struct vb_conn *vc, int status, const char *fmt, ...)
 {
 	struct nkv_engine *e = vc->e;
 	char why[160];
@@ -134,7 +134,7 @@ void vb_conn_fail(struct vb_conn *vc, int status, const char *fmt, ...)
 		struct nkv_event ev = { .type = NKV_EV_PUSH_DONE, .status = status, .req_id = r->req_id, .conn = vc->c };
 		snprintf(ev.reason, sizeof(ev.reason), "%s", why);
 		nkv__emit(e, &ev);
-		vb_req_free(vc, r);
+		nkv__vb_req_free(vc, r);
 	}
 	for (uint32_t i = 0; vc->rslots && i < VB_RSLOTS; i++) {
 		struct vb_rslot *s = &vc->rslots[i];
@@ -256,7 +256,7 @@ static int connect_qp(struct nkv_engine *e, struct vb_conn *vc, struct vb_qp *q,
 	struct vb_req_pd req = {
 		.magic = htole32(VB_REQ_MAGIC), .version = VB_VERSION, .qp_index = (uint8_t)q->idx,
 		.nqps = (uint8_t)vc->nqps, .token = htole64(vc->token),
-		.mtu = htole32(vb_mtu_bytes(ve->dev.port.active_mtu)),
+		.mtu = htole32(nkv__vb_mtu_bytes(ve->dev.port.active_mtu)),
 	};
 	int rc;
 
@@ -289,7 +289,7 @@ static int connect_qp(struct nkv_engine *e, struct vb_conn *vc, struct vb_qp *q,
 	if ((rc = wait_event(ch, q->id, RDMA_CM_EVENT_ROUTE_RESOLVED, deadline, &ev)))
 		goto out;
 	rdma_ack_cm_event(ev);
-	if ((rc = vb_qp_create(vc, q, false)))
+	if ((rc = nkv__vb_qp_create(vc, q, false)))
 		goto out;
 	conn_param_init(&cp, &req, sizeof(req));
 	if (rdma_connect(q->id, &cp)) {
@@ -318,7 +318,7 @@ out:
 	return rc ? nkv_err_wrap(rc, "%s QP %u of %u", ve->dev.name, q->idx + 1, vc->nqps) : 0;
 }
 
-int vb_connect(struct nkv_engine *e, const char *host, uint16_t port, struct nkv_conn *c)
+int nkv__vb_connect(struct nkv_engine *e, const char *host, uint16_t port, struct nkv_conn *c)
 {
 	struct sockaddr_storage dst;
 	struct vb_conn *vc;
@@ -333,12 +333,12 @@ int vb_connect(struct nkv_engine *e, const char *host, uint16_t port, struct nkv
 		return nkv_err(ENOMEM, "out of memory");
 	if (getrandom(&vc->token, sizeof(vc->token), 0) != sizeof(vc->token))
 		vc->token = nkv_now_ns() ^ ((uint64_t)getpid() << 32);
-	if ((rc = vb_cq_create(e, vc)))
+	if ((rc = nkv__vb_cq_create(e, vc)))
 		goto fail;
 	for (uint32_t i = 0; i < vc->nqps; i++)
 		if ((rc = connect_qp(e, vc, &vc->qps[i], &dst, deadline)))
 			goto fail;
-	vb_describe(e, vc);
+	nkv__vb_describe(e, vc);
 	if (vc->peer_mtu && vc->mtu > vc->peer_mtu)
 		nkv__log("path MTU %u is above the peer's port MTU %u", vc->mtu, vc->peer_mtu);
 	return 0;
@@ -354,7 +354,7 @@ fail:
 
 /* ---- passive side -------------------------------------------------------- */
 
-int vb_listen(struct nkv_engine *e, const char *host, uint16_t port, uint16_t *port_out)
+int nkv__vb_listen(struct nkv_engine *e, const char *host, uint16_t port, uint16_t *port_out)
 {
 	struct vb_engine *ve = VE(e);
 	struct sockaddr_storage ss;
@@ -433,7 +433,7 @@ static void on_connect_request(struct nkv_engine *e, struct rdma_cm_event *ev)
 			goto reject;
 		}
 		if (!(vc = conn_alloc(e, c, req.nqps)) || !(vc->rslots = calloc(VB_RSLOTS, sizeof(*vc->rslots))) ||
-		    vb_cq_create(e, vc)) {
+		    nkv__vb_cq_create(e, vc)) {
 			if (vc)
 				vc->failed = true; /* freed with the connection by nkv_conn_close */
 			why = "a connect request: out of memory or CQ creation failed";
@@ -449,14 +449,14 @@ static void on_connect_request(struct nkv_engine *e, struct rdma_cm_event *ev)
 	q = &vc->qps[req.qp_index];
 	q->id = id;
 	id->context = q;
-	if (vb_qp_create(vc, q, true)) {
+	if (nkv__vb_qp_create(vc, q, true)) {
 		nkv__log("refused a connection: %s", nkv_last_error());
 		q->id = NULL;
 		why = "a connect request: QP creation failed";
 		goto reject;
 	}
 	rep.nregions = (uint8_t)nadv;
-	rep.mtu = htole32(vb_mtu_bytes(ve->dev.port.active_mtu));
+	rep.mtu = htole32(nkv__vb_mtu_bytes(ve->dev.port.active_mtu));
 	for (size_t i = 0; i < nadv; i++)
 		rep.r[i] = (struct vb_wire_region){ htole32(adv[i].id), htole32(adv[i].rkey), htole64(adv[i].addr),
 						    htole64(adv[i].len) };
@@ -466,7 +466,7 @@ static void on_connect_request(struct nkv_engine *e, struct rdma_cm_event *ev)
 		nkv__log("%s: rdma_accept failed: %s", ve->dev.name, strerror(errno));
 		rdma_destroy_qp(id);
 		q->id = NULL;
-		vb_conn_fail(vc, -EIO, "%s: rdma_accept failed", ve->dev.name);
+		nkv__vb_conn_fail(vc, -EIO, "%s: rdma_accept failed", ve->dev.name);
 		/* The id is destroyed by the caller via the reject path. */
 		rdma_reject(id, NULL, 0);
 		rdma_ack_cm_event(ev);
@@ -484,7 +484,7 @@ reject:
 }
 
 /* Drain the engine's rdma_cm channel (non-blocking). */
-int vb_cm_events(struct nkv_engine *e)
+int nkv__vb_cm_events(struct nkv_engine *e)
 {
 	struct vb_engine *ve = VE(e);
 	struct rdma_cm_event *ev;
@@ -513,32 +513,32 @@ int vb_cm_events(struct nkv_engine *e)
 			q->established = true;
 			if (++vc->nup == vc->nqps && !vc->up_emitted && !vc->failed) {
 				vc->up_emitted = true;
-				vb_describe(e, vc);
+				nkv__vb_describe(e, vc);
 				nkv__emitf(e, NKV_EV_CONN_UP, vc->c, 0, 0, "%s, %u QPs", e->desc, vc->nqps);
 				if (vc->c->passive)
-					vb_lend_slots(vc); /* after UP: a failure here reads as a DOWN that follows it */
+					nkv__vb_lend_slots(vc); /* after UP: a failure here reads as a DOWN that follows it */
 			}
 			break;
 		case RDMA_CM_EVENT_DISCONNECTED:
 			/* What the peer wrote before it left may still sit in the CQ:
 			 * deliver it first, then fail what is really incomplete. */
-			vb_poll_cq(vc);
-			vb_conn_fail(vc, -ECONNRESET, "verbs %s QP 0x%x: the peer disconnected", ve->dev.name, q->qpn);
+			nkv__vb_poll_cq(vc);
+			nkv__vb_conn_fail(vc, -ECONNRESET, "verbs %s QP 0x%x: the peer disconnected", ve->dev.name, q->qpn);
 			break;
 		case RDMA_CM_EVENT_DEVICE_REMOVAL:
-			vb_conn_fail(vc, -ENODEV, "verbs %s: device removed", ve->dev.name);
+			nkv__vb_conn_fail(vc, -ENODEV, "verbs %s: device removed", ve->dev.name);
 			break;
 		case RDMA_CM_EVENT_TIMEWAIT_EXIT:
 			break;
 		default:
-			vb_conn_fail(vc, status < 0 ? status : -EIO, "verbs %s QP 0x%x: %s (status %d)", ve->dev.name,
+			nkv__vb_conn_fail(vc, status < 0 ? status : -EIO, "verbs %s QP 0x%x: %s (status %d)", ve->dev.name,
 				     q->qpn, rdma_event_str(t), status);
 			break;
 		}
 	}
 }
 
-void vb_close(struct nkv_conn *c)
+void nkv__vb_close(struct nkv_conn *c)
 {
 	struct vb_conn *vc = c->be;
 
@@ -547,7 +547,7 @@ void vb_close(struct nkv_conn *c)
 	if (!vc->failed) {
 		/* A local close: requests still in flight fail, no CONN_DOWN. */
 		c->down = true;
-		vb_conn_fail(vc, -ECANCELED, "verbs %s: connection closed locally", VE(c->e)->dev.name);
+		nkv__vb_conn_fail(vc, -ECANCELED, "verbs %s: connection closed locally", VE(c->e)->dev.name);
 	}
 	conn_free(vc);
 }

@@ -24,7 +24,7 @@
 enum { WR_HDR = 1, WR_WRITE = 2, WR_IMM = 3, WR_CREDIT = 4, WR_UNIT = 5 };
 #define VB_RECV_TAG (1ull << 63)
 
-int vb_cq_create(struct nkv_engine *e, struct vb_conn *vc)
+int nkv__vb_cq_create(struct nkv_engine *e, struct vb_conn *vc)
 {
 	struct vb_engine *ve = VE(e);
 	int cqe = (int)vc->nqps * (VB_SQ_DEPTH + VB_RECV_RING + 8);
@@ -47,7 +47,7 @@ static int post_recv(struct vb_qp *q, uint32_t i)
 
 /* The receive ring: headers (SEND), units and immediates on the receiving
  * side, credits on the sending side. */
-int vb_post_recvs(struct vb_qp *q, uint32_t n)
+int nkv__vb_post_recvs(struct vb_qp *q, uint32_t n)
 {
 	struct vb_dev *d = &VE(q->vc->e)->dev;
 
@@ -66,7 +66,7 @@ int vb_post_recvs(struct vb_qp *q, uint32_t n)
 	return 0;
 }
 
-void vb_req_free(struct vb_conn *vc, struct vb_req *r)
+void nkv__vb_req_free(struct vb_conn *vc, struct vb_req *r)
 {
 	/* Unlink from the QP queues (parts not yet fully posted). */
 	for (uint32_t i = 0; i < r->nparts; i++) {
@@ -221,7 +221,7 @@ static int stage_ready(struct vb_conn *vc, struct vb_req *r, struct vb_op *o)
 		return 1;
 	if ((rc = nkv__stage_ptr(r->stage, o->chunk, &base)) <= 0)
 		return rc;
-	if (!(mr = vb_stage_mr(vc->e, base)))
+	if (!(mr = nkv__vb_stage_mr(vc->e, base)))
 		return -EIO;
 	for (uint32_t s = 0; s < o->nsge; s++) {
 		r->sge[o->sge_first + s].addr += (uintptr_t)base;
@@ -273,7 +273,7 @@ static void queue_part(struct vb_qp *q, struct vb_part *p)
 	q->qtail = p;
 }
 
-int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
+int nkv__vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 {
 	struct vb_conn *vc = c->be;
 	struct vb_req *r;
@@ -312,7 +312,7 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 	r->rkey = req->dst->rkey;
 	r->region = req->dst->id;
 	r->dst_staged = dst_staged;
-	/* Link first so vb_req_free can undo everything below. */
+	/* Link first so nkv__vb_req_free can undo everything below. */
 	r->next = vc->reqs;
 	if (vc->reqs)
 		vc->reqs->prev = r;
@@ -321,11 +321,11 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 	if (req->src->kind == NKV_MEM_CUDA && !req->src->be &&
 	    (rc = nkv__stage_new_cut(c->e, req->src->ptr, req->plan, dst_staged ? VB_UNIT_PAYLOAD : NKV_GPU_CHUNK,
 				     dst_staged ? VB_UNIT_RANGES : NKV_GPU_CHUNK_RANGES, true, &r->stage))) {
-		vb_req_free(vc, r);
+		nkv__vb_req_free(vc, r);
 		return nkv_err_wrap(rc, "push %llu", (unsigned long long)req->req_id);
 	}
 	if ((rc = build_ops(c->e, r, req))) {
-		vb_req_free(vc, r);
+		nkv__vb_req_free(vc, r);
 		return rc;
 	}
 	uint32_t nops = (uint32_t)r->nops;
@@ -335,7 +335,7 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 	if (vc->nqps > 1 && r->bytes >= (256u << 10) && !r->stage && !r->dst_staged)
 		r->nparts = vc->nqps < nops ? vc->nqps : nops;
 	if (!(r->parts = calloc(r->nparts, sizeof(*r->parts)))) {
-		vb_req_free(vc, r);
+		nkv__vb_req_free(vc, r);
 		return nkv_err(ENOMEM, "out of memory");
 	}
 	uint64_t acc = 0;
@@ -364,12 +364,12 @@ int vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 	vc->rr = (first + nparts) % vc->nqps;
 	/* Posting can fail the connection, which frees r: only locals below. */
 	for (uint32_t k = 0; k < nparts && !vc->failed; k++)
-		vb_post_pending(&vc->qps[(first + k) % vc->nqps]);
+		nkv__vb_post_pending(&vc->qps[(first + k) % vc->nqps]);
 	return 0;
 }
 
 /* Post what the QP's send queue has room for, in chains of VB_POST_BATCH. */
-void vb_post_pending(struct vb_qp *q)
+void nkv__vb_post_pending(struct vb_qp *q)
 {
 	struct vb_conn *vc = q->vc;
 	struct ibv_send_wr wrs[VB_POST_BATCH], *bad;
@@ -420,7 +420,7 @@ void vb_post_pending(struct vb_qp *q)
 				if (r->stage && o->kind == VB_OP_WRITE) {
 					int rc = stage_ready(vc, r, o);
 					if (rc < 0) {
-						vb_conn_fail(vc, rc, "verbs push %llu: %s", (unsigned long long)r->req_id,
+						nkv__vb_conn_fail(vc, rc, "verbs push %llu: %s", (unsigned long long)r->req_id,
 							     nkv_last_error());
 						return;
 					}
@@ -491,7 +491,7 @@ void vb_post_pending(struct vb_qp *q)
 		q->sq_out += (uint32_t)n;
 		int err = ibv_post_send(q->id->qp, wrs, &bad);
 		if (err) {
-			vb_conn_fail(vc, -EIO, "verbs %s QP 0x%x: ibv_post_send failed: %s", VE(vc->e)->dev.name, q->qpn,
+			nkv__vb_conn_fail(vc, -EIO, "verbs %s QP 0x%x: ibv_post_send failed: %s", VE(vc->e)->dev.name, q->qpn,
 				     strerror(err));
 			return;
 		}
@@ -541,7 +541,7 @@ static void send_done(struct vb_conn *vc, struct vb_qp *q)
 	if (++r->parts_done == r->nparts) {
 		struct nkv_event ev = { .type = NKV_EV_PUSH_DONE, .req_id = r->req_id, .bytes = r->bytes, .conn = vc->c };
 		nkv__emit(vc->e, &ev);
-		vb_req_free(vc, r);
+		nkv__vb_req_free(vc, r);
 	}
 }
 
@@ -571,9 +571,9 @@ static void grant(struct vb_conn *vc, uint32_t i)
 		l->granted = true;
 	}
 	if (vc->credit_out >= VB_CREDIT_RING)
-		return vb_conn_fail(vc, -EIO, "verbs: more credits in flight than the send queue holds");
+		return nkv__vb_conn_fail(vc, -EIO, "verbs: more credits in flight than the send queue holds");
 	if ((err = ibv_post_send(q->id->qp, &w, &bad)))
-		return vb_conn_fail(vc, -EIO, "verbs %s QP 0x%x: posting a credit: %s", VE(vc->e)->dev.name, q->qpn,
+		return nkv__vb_conn_fail(vc, -EIO, "verbs %s QP 0x%x: posting a credit: %s", VE(vc->e)->dev.name, q->qpn,
 				    strerror(err));
 	vc->credit_out++;
 }
@@ -582,7 +582,7 @@ static void grant(struct vb_conn *vc, uint32_t i)
  * staging, lend the peer up to VB_CREDITS receive slots (or tell it there
  * is none, a credit of length 0, so its staged pushes fail instead of
  * waiting forever). */
-void vb_lend_slots(struct vb_conn *vc)
+void nkv__vb_lend_slots(struct vb_conn *vc)
 {
 	struct nkv_engine *e = vc->e;
 	struct vb_dev *d = &VE(e)->dev;
@@ -594,7 +594,7 @@ void vb_lend_slots(struct vb_conn *vc)
 		return;
 	vc->lend_done = true;
 	if (!(vc->uranges = malloc(VB_UNIT_RANGES * sizeof(*vc->uranges))))
-		return vb_conn_fail(vc, -ENOMEM, "out of memory");
+		return nkv__vb_conn_fail(vc, -ENOMEM, "out of memory");
 	while (vc->nlend < VB_CREDITS) {
 		struct vb_lend *l = &vc->lend[vc->nlend];
 		if (nkv__gpu_in_acquire(e, vc, &l->slot))
@@ -619,7 +619,7 @@ void vb_lend_slots(struct vb_conn *vc)
 		grant(vc, i);
 }
 
-void vb_lend_free(struct vb_conn *vc)
+void nkv__vb_lend_free(struct vb_conn *vc)
 {
 	nkv__gpu_in_drop_owner(vc->e, vc); /* waits for copies still reading the slots */
 	for (uint32_t i = 0; i < vc->nlend; i++)
@@ -683,7 +683,7 @@ static void unit_landed(void *owner, uint64_t cookie, uint64_t bytes, int status
 	if (vc->failed)
 		return;
 	if (status)
-		return vb_conn_fail(vc, status, "verbs: copying a unit to the GPU: %s", nkv_last_error());
+		return nkv__vb_conn_fail(vc, status, "verbs: copying a unit to the GPU: %s", nkv_last_error());
 	if (s->used && s->seq == seq && s->staged && (s->landed += bytes) == s->bytes) {
 		s->used = false;
 		nkv__recv_done(vc->e, vc->c, s->req_id, s->bytes, s->region, NULL, 0);
@@ -707,7 +707,7 @@ static int credit_arrived(struct vb_conn *vc, const struct vb_credit *m)
 				continue;
 			nkv__emitf(vc->e, NKV_EV_PUSH_DONE, vc->c, r->req_id, -ENOSPC, "push %llu: %s",
 				   (unsigned long long)r->req_id, NO_SLOT_MSG);
-			vb_req_free(vc, r);
+			nkv__vb_req_free(vc, r);
 		}
 		return 0;
 	}
@@ -728,30 +728,30 @@ static void recv_done(struct vb_conn *vc, struct vb_qp *q, struct ibv_wc *wc)
 
 
 	if (slot >= q->nrecv)
-		return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: completion for unknown receive %u", dev, q->qpn, slot);
+		return nkv__vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: completion for unknown receive %u", dev, q->qpn, slot);
 	if (wc->opcode == IBV_WC_RECV) {
 		struct vb_hdr h = q->rbuf[slot];
 		uint32_t magic = le32toh(h.magic);
 		if (wc->byte_len != sizeof(h))
-			return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: a %u-byte message", dev, q->qpn, wc->byte_len);
+			return nkv__vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: a %u-byte message", dev, q->qpn, wc->byte_len);
 		if (magic == VB_CREDIT_MAGIC && !vc->c->passive) {
 			int rc = credit_arrived(vc, (const struct vb_credit *)&q->rbuf[slot]);
 			if (rc)
-				return vb_conn_fail(vc, rc, "verbs %s QP 0x%x: %s", dev, q->qpn, nkv_last_error());
+				return nkv__vb_conn_fail(vc, rc, "verbs %s QP 0x%x: %s", dev, q->qpn, nkv_last_error());
 		} else if (magic == VB_UNIT_MAGIC && vc->c->passive) {
 			int rc = unit_arrived(vc, (const struct vb_unit *)&q->rbuf[slot]);
 			if (rc)
-				return vb_conn_fail(vc, rc == -EPROTO ? rc : -EIO, "verbs %s QP 0x%x: %s", dev, q->qpn,
+				return nkv__vb_conn_fail(vc, rc == -EPROTO ? rc : -EIO, "verbs %s QP 0x%x: %s", dev, q->qpn,
 						    nkv_last_error());
 		} else {
 			uint32_t seq = le32toh(h.seq);
 			bool staged = le16toh(h.flags) & VB_HDR_STAGED;
 			if (magic != VB_HDR_MAGIC || !vc->c->passive || !h.nparts || le16toh(h.nparts) > vc->nqps ||
 			    (staged && (le16toh(h.nparts) != 1 || !h.bytes || !region_staged(nkv__region(e, le32toh(h.region))))))
-				return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: malformed request header", dev, q->qpn);
+				return nkv__vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: malformed request header", dev, q->qpn);
 			struct vb_rslot *s = &vc->rslots[seq % VB_RSLOTS];
 			if (s->used && s->seq != seq)
-				return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: request slot %u reused while in flight",
+				return nkv__vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: request slot %u reused while in flight",
 						    dev, q->qpn, seq % VB_RSLOTS);
 			if (!s->used)
 				*s = (struct vb_rslot){ .used = true, .staged = staged, .seq = seq, .req_id = le64toh(h.req_id),
@@ -762,22 +762,22 @@ static void recv_done(struct vb_conn *vc, struct vb_qp *q, struct ibv_wc *wc)
 		uint32_t seq = ntohl(wc->imm_data);
 		struct vb_rslot *s = vc->c->passive ? &vc->rslots[seq % VB_RSLOTS] : NULL;
 		if (!s || !s->used || s->seq != seq || s->staged)
-			return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: immediate for request slot %u without its header",
+			return nkv__vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: immediate for request slot %u without its header",
 					    dev, q->qpn, seq);
 		if (++s->seen == s->nparts) {
 			s->used = false;
 			nkv__recv_done(e, vc->c, s->req_id, s->bytes, s->region, NULL, 0);
 		}
 	} else {
-		return vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: unexpected receive opcode %d", dev, q->qpn, wc->opcode);
+		return nkv__vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: unexpected receive opcode %d", dev, q->qpn, wc->opcode);
 	}
 	int err = post_recv(q, slot);
 	if (err)
-		vb_conn_fail(vc, -EIO, "verbs %s QP 0x%x: ibv_post_recv: %s", dev, q->qpn, strerror(err));
+		nkv__vb_conn_fail(vc, -EIO, "verbs %s QP 0x%x: ibv_post_recv: %s", dev, q->qpn, strerror(err));
 }
 
 /* Drain the connection's CQ; returns the completions handled. */
-int vb_poll_cq(struct vb_conn *vc)
+int nkv__vb_poll_cq(struct vb_conn *vc)
 {
 	struct ibv_wc wc[32];
 	int n, total = 0;
@@ -790,7 +790,7 @@ int vb_poll_cq(struct vb_conn *vc)
 			if (!q || vc->failed)
 				continue; /* after the first error: flushes, and nothing left to account */
 			if (wc[i].status != IBV_WC_SUCCESS) {
-				vb_conn_fail(vc, wc[i].status == IBV_WC_REM_ACCESS_ERR ? -EACCES : -EIO,
+				nkv__vb_conn_fail(vc, wc[i].status == IBV_WC_REM_ACCESS_ERR ? -EACCES : -EIO,
 					     "verbs %s QP 0x%x: %s (seq %u) failed: %s (status %d, vendor error 0x%x)",
 					     VE(vc->e)->dev.name, q->qpn, wr_kind(wc[i].wr_id, recv),
 					     (uint32_t)(wc[i].wr_id >> 8), ibv_wc_status_str(wc[i].status), wc[i].status,
@@ -810,7 +810,7 @@ int vb_poll_cq(struct vb_conn *vc)
 	if (!vc->failed)
 		for (uint32_t i = 0; i < vc->nqps; i++)
 			if (vc->qps[i].qhead)
-				vb_post_pending(&vc->qps[i]);
+				nkv__vb_post_pending(&vc->qps[i]);
 	return total;
 }
 
@@ -822,11 +822,11 @@ static int poll_all(struct nkv_engine *e)
 	 * overtakes data that already arrived. */
 	for (struct nkv_conn *c = e->conns; c; c = c->next)
 		if (c->be)
-			n += vb_poll_cq(c->be);
+			n += nkv__vb_poll_cq(c->be);
 	/* Units copied to GPU memory: count them, lend their slots again. */
 	if ((rc = nkv__gpu_in_reap(e, unit_landed)) > 0)
 		n += rc;
-	return n + vb_cm_events(e);
+	return n + nkv__vb_cm_events(e);
 }
 
 /* Arm every CQ; then wait on the CM and completion channels. */
@@ -854,7 +854,7 @@ static int block_wait(struct nkv_engine *e, int ms)
 	return poll_all(e);
 }
 
-int vb_progress(struct nkv_engine *e, int timeout_ms)
+int nkv__vb_progress(struct nkv_engine *e, int timeout_ms)
 {
 	struct vb_engine *ve = VE(e);
 	uint64_t start = nkv_now_ns(), deadline = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000;

@@ -20,12 +20,12 @@
 #include <string.h>
 #include <unistd.h>
 
-uint32_t vb_mtu_bytes(enum ibv_mtu m)
+uint32_t nkv__vb_mtu_bytes(enum ibv_mtu m)
 {
 	return m >= IBV_MTU_256 && m <= IBV_MTU_4096 ? 128u << m : 0;
 }
 
-const char *vb_mtu_str(uint32_t bytes)
+const char *nkv__vb_mtu_str(uint32_t bytes)
 {
 	switch (bytes) {
 	case 256: return "256";
@@ -54,7 +54,7 @@ static int read_sysfs(const char *path, char *buf, size_t len)
 
 /* GID idx of the device's port: type ("RoCE v2", "IB/RoCE v1"), the IPv4
  * address it holds (or ""), and the GID text. -ENOENT when the entry is empty. */
-int vb_gid_info(struct vb_dev *d, int idx, char *type, size_t tlen, char *ip, size_t iplen, char *gid, size_t glen)
+int nkv__vb_gid_info(struct vb_dev *d, int idx, char *type, size_t tlen, char *ip, size_t iplen, char *gid, size_t glen)
 {
 	char path[256];
 	union ibv_gid g;
@@ -86,7 +86,7 @@ static int choose_gid(struct vb_dev *d, int asked)
 		return 0;
 	}
 	if (asked >= 0) {
-		if (asked >= n || vb_gid_info(d, asked, type, sizeof(type), ip, sizeof(ip), gid, sizeof(gid)))
+		if (asked >= n || nkv__vb_gid_info(d, asked, type, sizeof(type), ip, sizeof(ip), gid, sizeof(gid)))
 			return nkv_err(EINVAL, "%s port %u has no GID at index %d (table of %d)", d->name, d->port_num, asked, n);
 		if (strcmp(type, "RoCE v2"))
 			return nkv_err(EINVAL, "%s GID index %d (%s) is %s; netkv uses RoCE v2 GIDs with an IPv4 address",
@@ -101,7 +101,7 @@ static int choose_gid(struct vb_dev *d, int asked)
 		return 0;
 	}
 	for (int i = 0; i < n; i++) {
-		if (vb_gid_info(d, i, type, sizeof(type), ip, sizeof(ip), gid, sizeof(gid)))
+		if (nkv__vb_gid_info(d, i, type, sizeof(type), ip, sizeof(ip), gid, sizeof(gid)))
 			continue;
 		if (!strcmp(type, "RoCE v2") && ip[0]) {
 			d->gid_index = i;
@@ -113,7 +113,7 @@ static int choose_gid(struct vb_dev *d, int asked)
 		       "(ip addr add ...) or pick a device with --device", d->name, d->port_num);
 }
 
-int vb_dev_open(struct nkv_engine *e, const char *device, int gid_index)
+int nkv__vb_dev_open(struct nkv_engine *e, const char *device, int gid_index)
 {
 	struct vb_dev *d = &VE(e)->dev;
 	int n = 0, rc;
@@ -182,7 +182,7 @@ fail:
 	return rc;
 }
 
-bool vb_dev_is_soft(const struct vb_dev *d)
+bool nkv__vb_dev_is_soft(const struct vb_dev *d)
 {
 	char path[256];
 
@@ -193,7 +193,7 @@ bool vb_dev_is_soft(const struct vb_dev *d)
 	return access(path, F_OK) != 0;
 }
 
-void vb_dev_close(struct vb_dev *d)
+void nkv__vb_dev_close(struct vb_dev *d)
 {
 	if (d->pd)
 		ibv_dealloc_pd(d->pd);
@@ -202,7 +202,7 @@ void vb_dev_close(struct vb_dev *d)
 	memset(d, 0, sizeof(*d));
 }
 
-void vb_describe(struct nkv_engine *e, struct vb_conn *vc)
+void nkv__vb_describe(struct nkv_engine *e, struct vb_conn *vc)
 {
 	struct vb_engine *ve = VE(e);
 	struct vb_dev *d = &ve->dev;
@@ -216,14 +216,14 @@ void vb_describe(struct nkv_engine *e, struct vb_conn *vc)
 		if (!ibv_query_qp(vc->qps[0].id->qp, &a, IBV_QP_AV | IBV_QP_PATH_MTU, &ia)) {
 			if (a.ah_attr.is_global)
 				idx = a.ah_attr.grh.sgid_index;
-			vc->mtu = vb_mtu_bytes(a.path_mtu);
+			vc->mtu = nkv__vb_mtu_bytes(a.path_mtu);
 		}
 	}
-	vb_gid_info(d, idx, type, sizeof(type), ip, sizeof(ip), gid, sizeof(gid));
+	nkv__vb_gid_info(d, idx, type, sizeof(type), ip, sizeof(ip), gid, sizeof(gid));
 	if (vc && vc->mtu)
 		snprintf(mtu, sizeof(mtu), "path mtu %u", vc->mtu);
 	else
-		snprintf(mtu, sizeof(mtu), "port mtu %u", vb_mtu_bytes(d->port.active_mtu));
+		snprintf(mtu, sizeof(mtu), "port mtu %u", nkv__vb_mtu_bytes(d->port.active_mtu));
 	char buf[320];
 	size_t n = (size_t)snprintf(buf, sizeof(buf), "verbs %s port %u gid %d (%s%s%s) %s, %s", d->name, d->port_num,
 				    idx, type, ip[0] ? " " : "", ip, mtu,
@@ -238,7 +238,7 @@ void vb_describe(struct nkv_engine *e, struct vb_conn *vc)
 
 /* The MR of a staging slot (its pinned host bytes), registered on first use
  * and kept until the engine goes: the slots live as long as the engine. */
-struct ibv_mr *vb_stage_mr(struct nkv_engine *e, const void *base)
+struct ibv_mr *nkv__vb_stage_mr(struct nkv_engine *e, const void *base)
 {
 	struct vb_engine *ve = VE(e);
 	unsigned i;
@@ -275,7 +275,7 @@ static void vb_fini(struct nkv_engine *e)
 		ibv_destroy_comp_channel(ve->comp_ch);
 	if (ve->cm_ch)
 		rdma_destroy_event_channel(ve->cm_ch);
-	vb_dev_close(&ve->dev);
+	nkv__vb_dev_close(&ve->dev);
 	free(ve);
 	e->be = NULL;
 }
@@ -294,7 +294,7 @@ static int vb_init(struct nkv_engine *e)
 		goto fail;
 	}
 	ve->spin_ns = 20000;
-	if ((rc = vb_dev_open(e, e->opts.device, e->opts.gid_index)))
+	if ((rc = nkv__vb_dev_open(e, e->opts.device, e->opts.gid_index)))
 		goto fail;
 	/* Soft devices (rxe, siw) move the bytes with this host's CPU: a
 	 * busy-polling thread takes the cycles they need, so they default to
@@ -302,7 +302,7 @@ static int vb_init(struct nkv_engine *e)
 	if (mode)
 		ve->event_mode = !strcmp(mode, "event");
 	else
-		ve->event_mode = vb_dev_is_soft(&ve->dev);
+		ve->event_mode = nkv__vb_dev_is_soft(&ve->dev);
 	if (!(ve->cm_ch = rdma_create_event_channel())) {
 		rc = nkv_err(errno, "rdma_create_event_channel: %s (is rdma_ucm loaded? /dev/infiniband/rdma_cm)",
 			     strerror(errno));
@@ -312,7 +312,7 @@ static int vb_init(struct nkv_engine *e)
 		rc = nkv_err(errno, "%s: ibv_create_comp_channel: %s", ve->dev.name, strerror(errno));
 		goto fail;
 	}
-	vb_describe(e, NULL);
+	nkv__vb_describe(e, NULL);
 	return 0;
 fail:
 	vb_fini(e);
@@ -333,7 +333,7 @@ static int vb_reg_gpu(struct nkv_engine *e, struct nkv_region *r)
 	int dev = nkv__gpu_dev(e), rc;
 	struct nkv_gpu_caps caps = {
 		.rdma = true,
-		.soft_rdma = vb_dev_is_soft(d),
+		.soft_rdma = nkv__vb_dev_is_soft(d),
 		.ibv_dmabuf = d->dmabuf,
 		.peermem = nkv__gpu_peermem_loaded(NULL),
 		.force = getenv("NKV_GPUDIRECT"),
@@ -436,11 +436,11 @@ static void vb_dereg(struct nkv_engine *e, struct nkv_region *r)
 	r->be = NULL;
 }
 
-int vb_listen(struct nkv_engine *e, const char *host, uint16_t port, uint16_t *port_out);
-int vb_connect(struct nkv_engine *e, const char *host, uint16_t port, struct nkv_conn *c);
-int vb_push(struct nkv_conn *c, struct nkv_push_req *req);
-int vb_progress(struct nkv_engine *e, int timeout_ms);
-void vb_close(struct nkv_conn *c);
+int nkv__vb_listen(struct nkv_engine *e, const char *host, uint16_t port, uint16_t *port_out);
+int nkv__vb_connect(struct nkv_engine *e, const char *host, uint16_t port, struct nkv_conn *c);
+int nkv__vb_push(struct nkv_conn *c, struct nkv_push_req *req);
+int nkv__vb_progress(struct nkv_engine *e, int timeout_ms);
+void nkv__vb_close(struct nkv_conn *c);
 
 const struct nkv_backend_ops nkv_verbs_ops = {
 	.name = "verbs",
@@ -448,9 +448,9 @@ const struct nkv_backend_ops nkv_verbs_ops = {
 	.fini = vb_fini,
 	.reg = vb_reg,
 	.dereg = vb_dereg,
-	.listen = vb_listen,
-	.connect = vb_connect,
-	.push = vb_push,
-	.progress = vb_progress,
-	.close = vb_close,
+	.listen = nkv__vb_listen,
+	.connect = nkv__vb_connect,
+	.push = nkv__vb_push,
+	.progress = nkv__vb_progress,
+	.close = nkv__vb_close,
 };

@@ -563,7 +563,7 @@ int nkv_sim_experiment(int argc, char **argv)
 	uint64_t v;
 	int c, ret;
 
-	sim_opts_init(&o);
+	nkv__sim_opts_init(&o);
 	o.gen.requests = 3000;
 	o.gen.rate = 12;
 	optind = 1;
@@ -575,7 +575,7 @@ int nkv_sim_experiment(int argc, char **argv)
 			printf("\n  -o, --out DIR          output directory, default sim-results\n"
 			       "  --tune-limit N         requests used by the cla* grid search, default 3000\n"
 			       "synthetic profiles default to 3000 requests at 12 req/s (--requests, --gen-rate)\n\n");
-			sim_opts_help(stdout);
+			nkv__sim_opts_help(stdout);
 			return 0;
 		}
 		if (c == 'o') {
@@ -590,7 +590,7 @@ int nkv_sim_experiment(int argc, char **argv)
 			x.tune_limit = v;
 			continue;
 		}
-		if ((ret = sim_opts_parse(&o, "sim experiment", c, optarg)) < 0)
+		if ((ret = nkv__sim_opts_parse(&o, "sim experiment", c, optarg)) < 0)
 			return 2;
 		if (!ret) {
 			fprintf(stderr, "netkv sim experiment: unknown option (see --help)\n");
@@ -612,14 +612,14 @@ int nkv_sim_experiment(int argc, char **argv)
 	o.gen_set = false; /* the base trace is the Mooncake one unless --profile was given */
 	if (gen)
 		o.gen_set = true;
-	if (sim_opts_finish(&o, "sim experiment")) {
-		sim_opts_free(&o);
+	if (nkv__sim_opts_finish(&o, "sim experiment")) {
+		nkv__sim_opts_free(&o);
 		return 1;
 	}
 	x.o = &o;
 	if ((ret = out_open(&x.out, dir, experiments[e].name))) {
 		fprintf(stderr, "netkv sim experiment: %s\n", nkv_last_error());
-		sim_opts_free(&o);
+		nkv__sim_opts_free(&o);
 		return 1;
 	}
 	uint64_t t0 = nkv_now_ns();
@@ -628,7 +628,7 @@ int nkv_sim_experiment(int argc, char **argv)
 		say(&x.out, "experiment %s: %.1f s wall; table %s/%s.tsv\n", experiments[e].name,
 		    (double)(nkv_now_ns() - t0) * 1e-9, dir, experiments[e].name);
 	out_close(&x.out);
-	sim_opts_free(&o);
+	nkv__sim_opts_free(&o);
 	if (ret) {
 		fprintf(stderr, "netkv sim experiment %s: %s\n", experiments[e].name, nkv_last_error());
 		return 1;
@@ -646,14 +646,14 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 	uint64_t v;
 	int c, ret;
 
-	sim_opts_init(&o);
+	nkv__sim_opts_init(&o);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:h", build_opts(), NULL)) != -1) {
 		if (c == 'h') {
 			printf("usage: netkv sim tune [options]\nGrid search of cla*'s weights (w_cache, w_load over "
 			       "{0, .25, .5, 1, 2, 4}) minimising simulated mean TTFT; deterministic for a seed.\n"
 			       "  --tune-limit N         first N requests of the trace (default all)\n\n");
-			sim_opts_help(stdout);
+			nkv__sim_opts_help(stdout);
 			return 0;
 		}
 		if (c == 'L') {
@@ -668,7 +668,7 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 			limit = v;
 			continue;
 		}
-		if (c == 'o' || (ret = sim_opts_parse(&o, "sim tune", c, optarg)) <= 0) {
+		if (c == 'o' || (ret = nkv__sim_opts_parse(&o, "sim tune", c, optarg)) <= 0) {
 			fprintf(stderr, "netkv sim tune: bad or unknown option (see --help)\n");
 			return 2;
 		}
@@ -677,14 +677,14 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 		fprintf(stderr, "netkv sim tune: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (sim_opts_finish(&o, "sim tune")) {
-		sim_opts_free(&o);
+	if (nkv__sim_opts_finish(&o, "sim tune")) {
+		nkv__sim_opts_free(&o);
 		return 1;
 	}
 	ret = tune_cla(&o.cfg, o.trace, limit, !o.json, &tr);
 	if (ret) {
 		fprintf(stderr, "netkv sim tune: %s\n", nkv_last_error());
-		sim_opts_free(&o);
+		nkv__sim_opts_free(&o);
 		return 1;
 	}
 	if (o.json)
@@ -694,6 +694,6 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 		printf("cla*: w_cache %g, w_load %g (mean TTFT %.1f ms, %u points evaluated)\n"
 		       "use: netkv sim run --policy cla* --w-cache %g --w-load %g\n",
 		       tr.w_cache, tr.w_load, tr.objective * 1e3, tr.evaluated, tr.w_cache, tr.w_load);
-	sim_opts_free(&o);
+	nkv__sim_opts_free(&o);
 	return 0;
 }

@@ -10,7 +10,7 @@ static bool before(const struct sim_event *a, const struct sim_event *b)
 	return a->t < b->t || (a->t == b->t && a->seq < b->seq);
 }
 
-int sim_heap_push(struct sim_heap *h, double t, uint32_t type, uint32_t who, uint64_t arg)
+int nkv__sim_heap_push(struct sim_heap *h, double t, uint32_t type, uint32_t who, uint64_t arg)
 {
 	size_t i;
 
@@ -36,7 +36,7 @@ int sim_heap_push(struct sim_heap *h, double t, uint32_t type, uint32_t who, uin
 	return 0;
 }
 
-bool sim_heap_pop(struct sim_heap *h, struct sim_event *out)
+bool nkv__sim_heap_pop(struct sim_heap *h, struct sim_event *out)
 {
 	if (!h->n)
 		return false;
@@ -60,7 +60,7 @@ bool sim_heap_pop(struct sim_heap *h, struct sim_event *out)
 	return true;
 }
 
-void sim_heap_free(struct sim_heap *h)
+void nkv__sim_heap_free(struct sim_heap *h)
 {
 	free(h->ev);
 	h->ev = NULL;

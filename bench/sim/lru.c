@@ -28,7 +28,7 @@ static uint32_t hash(uint64_t k, uint32_t mask)
 	return (uint32_t)k & mask;
 }
 
-int sim_lru_create(uint32_t capacity, struct sim_lru **out)
+int nkv__sim_lru_create(uint32_t capacity, struct sim_lru **out)
 {
 	struct sim_lru *c = calloc(1, sizeof(*c));
 	uint32_t sz = 16;
@@ -49,7 +49,7 @@ int sim_lru_create(uint32_t capacity, struct sim_lru **out)
 	c->next = malloc(capacity * sizeof(uint32_t));
 	c->tab = malloc(sz * sizeof(uint32_t));
 	if (!c->key || !c->prev || !c->next || !c->tab) {
-		sim_lru_free(c);
+		nkv__sim_lru_free(c);
 		return nkv_err(ENOMEM, "lru: out of memory for %u blocks", capacity);
 	}
 	for (uint32_t i = 0; i < sz; i++)
@@ -60,7 +60,7 @@ int sim_lru_create(uint32_t capacity, struct sim_lru **out)
 	return 0;
 }
 
-void sim_lru_free(struct sim_lru *c)
+void nkv__sim_lru_free(struct sim_lru *c)
 {
 	if (!c)
 		return;
@@ -79,12 +79,12 @@ static uint32_t find_pos(const struct sim_lru *c, uint64_t key)
 	}
 }
 
-bool sim_lru_has(const struct sim_lru *c, uint64_t key)
+bool nkv__sim_lru_has(const struct sim_lru *c, uint64_t key)
 {
 	return c->tab[find_pos(c, key)] != NIL;
 }
 
-uint32_t sim_lru_size(const struct sim_lru *c)
+uint32_t nkv__sim_lru_size(const struct sim_lru *c)
 {
 	return c->n;
 }
@@ -131,7 +131,7 @@ static void tab_delete(struct sim_lru *c, uint32_t i)
 	c->tab[i] = NIL;
 }
 
-void sim_lru_touch(struct sim_lru *c, uint64_t key, void (*evict)(void *ctx, uint64_t key), void *ctx)
+void nkv__sim_lru_touch(struct sim_lru *c, uint64_t key, void (*evict)(void *ctx, uint64_t key), void *ctx)
 {
 	uint32_t pos = find_pos(c, key), s;
 

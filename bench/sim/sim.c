@@ -353,7 +353,7 @@ static int prefill_start(struct sim *m, uint32_t p)
 		q->t_pstart = m->now;
 	}
 	P->busy = true;
-	return sim_heap_push(&m->heap, m->now + nkv_perf_prefill_batch_s(&m->c->perf, lens, P->nbatch),
+	return nkv__sim_heap_push(&m->heap, m->now + nkv_perf_prefill_batch_s(&m->c->perf, lens, P->nbatch),
 			     EV_PREFILL_DONE, p, 0);
 }
 
@@ -398,7 +398,7 @@ static int decode_admit(struct sim *m, uint32_t d)
 	if (!D->iterating && D->nrun) {
 		D->iterating = true;
 		D->iter_start = m->now;
-		return sim_heap_push(&m->heap, m->now + nkv_perf_decode_iter_s(&m->c->perf, D->run_context, D->nrun),
+		return nkv__sim_heap_push(&m->heap, m->now + nkv_perf_decode_iter_s(&m->c->perf, D->run_context, D->nrun),
 				     EV_DECODE_ITER, d, 0);
 	}
 	return 0;
@@ -455,11 +455,11 @@ static int transfer_landed(struct sim *m, uint32_t qi)
 	m->evict_index = nkv_sched_decode_index(m->s);
 	m->evict_slot = d;
 	for (uint32_t b = 0; b < q->r.nblocks; b++)
-		sim_lru_touch(m->D[d].cache, q->r.hash_ids[b], on_evict, m);
+		nkv__sim_lru_touch(m->D[d].cache, q->r.hash_ids[b], on_evict, m);
 	m->evict_index = nkv_sched_prefill_index(m->s);
 	m->evict_slot = p;
 	for (uint32_t b = 0; b < q->r.nblocks; b++)
-		sim_lru_touch(m->P[p].cache, q->r.hash_ids[b], on_evict, m);
+		nkv__sim_lru_touch(m->P[p].cache, q->r.hash_ids[b], on_evict, m);
 	if ((ret = fifo_push(&m->D[d].wait, qi)))
 		return ret;
 	return decode_admit(m, d);
@@ -701,12 +701,12 @@ static void sim_free(struct sim *m)
 	for (uint32_t p = 0; p < m->np; p++) {
 		free(m->P[p].q.v);
 		free(m->P[p].batch);
-		sim_lru_free(m->P[p].cache);
+		nkv__sim_lru_free(m->P[p].cache);
 	}
 	for (uint32_t d = 0; d < m->nd; d++) {
 		free(m->D[d].wait.v);
 		free(m->D[d].run);
-		sim_lru_free(m->D[d].cache);
+		nkv__sim_lru_free(m->D[d].cache);
 	}
 	free(m->P);
 	free(m->D);
@@ -717,7 +717,7 @@ static void sim_free(struct sim *m)
 	free(m->pidx_of);
 	free(m->didx_of);
 	free(m->depth);
-	sim_heap_free(&m->heap);
+	nkv__sim_heap_free(&m->heap);
 	nkv_flownet_free(m->net);
 	nkv_sched_free(m->s);
 }
@@ -878,10 +878,10 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	if (!dblocks)
 		dblocks = 1;
 	for (uint32_t p = 0; p < m.np; p++)
-		if ((ret = sim_lru_create((uint32_t)(c->prefill_cache_blocks ? c->prefill_cache_blocks : 1), &m.P[p].cache)))
+		if ((ret = nkv__sim_lru_create((uint32_t)(c->prefill_cache_blocks ? c->prefill_cache_blocks : 1), &m.P[p].cache)))
 			goto fail;
 	for (uint32_t d = 0; d < m.nd; d++) {
-		if ((ret = sim_lru_create((uint32_t)dblocks, &m.D[d].cache)))
+		if ((ret = nkv__sim_lru_create((uint32_t)dblocks, &m.D[d].cache)))
 			goto fail;
 		if (c->decode_kv_tokens) {
 			uint32_t kbt = c->sched.kv_block_tokens ? c->sched.kv_block_tokens : 16;
@@ -910,10 +910,10 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		goto fail;
 	if ((ret = add_background(&m)))
 		goto fail;
-	if (c->bg_period_s > 0 && (ret = sim_heap_push(&m.heap, m.rq[0].r.arrival_s + c->bg_period_s, EV_BG, 0, 0)))
+	if (c->bg_period_s > 0 && (ret = nkv__sim_heap_push(&m.heap, m.rq[0].r.arrival_s + c->bg_period_s, EV_BG, 0, 0)))
 		goto fail;
-	if ((ret = sim_heap_push(&m.heap, m.rq[0].r.arrival_s, EV_ARRIVAL, 0, 0)) ||
-	    (ret = sim_heap_push(&m.heap, m.rq[0].r.arrival_s, EV_REFRESH, 0, 0)))
+	if ((ret = nkv__sim_heap_push(&m.heap, m.rq[0].r.arrival_s, EV_ARRIVAL, 0, 0)) ||
+	    (ret = nkv__sim_heap_push(&m.heap, m.rq[0].r.arrival_s, EV_REFRESH, 0, 0)))
 		goto fail;
 
 	for (;;) {
@@ -941,14 +941,14 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 			}
 			continue;
 		}
-		sim_heap_pop(&m.heap, &e);
+		nkv__sim_heap_pop(&m.heap, &e);
 		m.now = e.t;
 		switch (e.type) {
 		case EV_ARRIVAL:
 			if ((ret = arrival(&m, e.who)))
 				goto fail;
 			if (++m.next_arrival < m.n &&
-			    (ret = sim_heap_push(&m.heap, m.rq[m.next_arrival].r.arrival_s, EV_ARRIVAL,
+			    (ret = nkv__sim_heap_push(&m.heap, m.rq[m.next_arrival].r.arrival_s, EV_ARRIVAL,
 						 (uint32_t)m.next_arrival, 0)))
 				goto fail;
 			if (c->progress && m.next_arrival % 2000 == 0)
@@ -975,14 +975,14 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 			if ((ret = count_tick(&m)) || (ret = add_background(&m)))
 				goto fail;
 			if (m.finished < m.n &&
-			    (ret = sim_heap_push(&m.heap, m.now + c->bg_period_s, EV_BG, 0, 0)))
+			    (ret = nkv__sim_heap_push(&m.heap, m.now + c->bg_period_s, EV_BG, 0, 0)))
 				goto fail;
 			break;
 		case EV_REFRESH:
 			if ((ret = count_tick(&m)) || (ret = refresh(&m, &pt, &npt, &cappt)))
 				goto fail;
 			if (m.finished < m.n &&
-			    (ret = sim_heap_push(&m.heap, m.now + refresh_s, EV_REFRESH, 0, 0)))
+			    (ret = nkv__sim_heap_push(&m.heap, m.now + refresh_s, EV_REFRESH, 0, 0)))
 				goto fail;
 			break;
 		}

@@ -38,7 +38,7 @@ const struct option nkv_sim_common_opts[] = {
 _Static_assert(sizeof(nkv_sim_common_opts) / sizeof(nkv_sim_common_opts[0]) == NKV_SIM_COMMON_NOPTS,
 	       "NKV_SIM_COMMON_NOPTS must count nkv_sim_common_opts");
 
-void sim_opts_help(FILE *f)
+void nkv__sim_opts_help(FILE *f)
 {
 	fprintf(f,
 		"cluster and fabric:\n"
@@ -70,7 +70,7 @@ void sim_opts_help(FILE *f)
 		nkv_perf_models());
 }
 
-void sim_opts_init(struct sim_opts *o)
+void nkv__sim_opts_init(struct sim_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	nkv_sim_defaults(&o->cfg);
@@ -98,7 +98,7 @@ static int bad(const char *cmd, int c, const char *arg, const char *why)
 	return -EINVAL;
 }
 
-int sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg)
+int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg)
 {
 	uint32_t u;
 	uint64_t v;
@@ -235,7 +235,7 @@ static const char *default_trace(char *buf, size_t len)
 	return buf;
 }
 
-int sim_opts_finish(struct sim_opts *o, const char *cmd)
+int nkv__sim_opts_finish(struct sim_opts *o, const char *cmd)
 {
 	int ret;
 	char buf[1024];
@@ -264,7 +264,7 @@ int sim_opts_finish(struct sim_opts *o, const char *cmd)
 	return 0;
 }
 
-void sim_opts_free(struct sim_opts *o)
+void nkv__sim_opts_free(struct sim_opts *o)
 {
 	nkv_trace_free(o->trace);
 	nkv_topo_free(o->topo);
@@ -284,15 +284,15 @@ static int sim_run(int argc, char **argv)
 	memcpy(lo, nkv_sim_common_opts, sizeof(struct option) * NKV_SIM_COMMON_NOPTS);
 	lo[NKV_SIM_COMMON_NOPTS] = (struct option){ "help", no_argument, 0, 'h' };
 	lo[NKV_SIM_COMMON_NOPTS + 1] = (struct option){ 0 };
-	sim_opts_init(&o);
+	nkv__sim_opts_init(&o);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		if (c == 'h') {
 			printf("usage: netkv sim run [options]\nSimulate a trace on a cluster; prints the summary.\n\n");
-			sim_opts_help(stdout);
+			nkv__sim_opts_help(stdout);
 			return 0;
 		}
-		if ((ret = sim_opts_parse(&o, "sim run", c, optarg)) < 0)
+		if ((ret = nkv__sim_opts_parse(&o, "sim run", c, optarg)) < 0)
 			return 2;
 		if (!ret) {
 			fprintf(stderr, "netkv sim run: unknown option (see --help)\n");
@@ -303,14 +303,14 @@ static int sim_run(int argc, char **argv)
 		fprintf(stderr, "netkv sim run: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (sim_opts_finish(&o, "sim run")) {
-		sim_opts_free(&o);
+	if (nkv__sim_opts_finish(&o, "sim run")) {
+		nkv__sim_opts_free(&o);
 		return 1;
 	}
 	o.cfg.progress = !o.json;
 	if ((ret = nkv_sim_run(&o.cfg, o.trace, &res))) {
 		fprintf(stderr, "netkv sim run: %s\n", nkv_last_error());
-		sim_opts_free(&o);
+		nkv__sim_opts_free(&o);
 		return 1;
 	}
 	if (o.json) {
@@ -332,7 +332,7 @@ static int sim_run(int argc, char **argv)
 		ret = 1;
 	}
 	nkv_sim_result_free(res);
-	sim_opts_free(&o);
+	nkv__sim_opts_free(&o);
 	return ret;
 }
 

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "netkv_sim.h"
+#include "run_desc.h" /* run.json (bench/testbed) */
 
 struct sim_opts {
 	struct nkv_sim_config cfg;
@@ -27,29 +28,13 @@ struct sim_opts {
 /* Common long options; parse one; 1 = consumed, 0 = not ours, <0 usage error (message printed). */
 extern const struct option nkv_sim_common_opts[];
 #define NKV_SIM_COMMON_NOPTS 28
-void sim_opts_init(struct sim_opts *o);
-int sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg);
+void nkv__sim_opts_init(struct sim_opts *o);
+int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg);
 /* Build topology and load (or generate) the trace. 0 or -errno (printed). */
-int sim_opts_finish(struct sim_opts *o, const char *cmd);
-void sim_opts_free(struct sim_opts *o);
-void sim_opts_help(FILE *f);
+int nkv__sim_opts_finish(struct sim_opts *o, const char *cmd);
+void nkv__sim_opts_free(struct sim_opts *o);
+void nkv__sim_opts_help(FILE *f);
 
-/* netkv sim validate: compute x 1000 already leaves a run's timeline far behind. */
-#define NKV_MAX_TIME_SCALE 1000.0
-
-/* What `netkv demo` wrote about its run (DIR/run.json, format
- * netkv-demo-run/1), for `netkv sim validate --run`. Absent keys leave ""
- * or 0 (shared -1, block_tokens 512); policy (may be NULL) picks the CSV. */
-struct nkv_run_desc {
-	char topo[1024], trace[1024], csv[1024];
-	char model[32], gpu[32];         /* perf_model "MODEL/GPU" */
-	double time_scale;
-	int shared;                      /* links_shared, -1 unknown */
-	uint64_t pool_prefill, pool_decode, block_tokens;
-};
-int nkv_run_desc_load(const char *path, const char *policy, struct nkv_run_desc *d);
-/* The same from memory; name is used in error messages. */
-int nkv_run_desc_parse(const char *buf, size_t len, const char *name, const char *policy, struct nkv_run_desc *d);
 
 int nkv_sim_experiment(int argc, char **argv);
 int nkv_sim_tune_cmd(int argc, char **argv);

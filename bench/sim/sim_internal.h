@@ -20,22 +20,22 @@ struct sim_heap {
 	size_t n, cap;
 	uint64_t seq;
 };
-int sim_heap_push(struct sim_heap *h, double t, uint32_t type, uint32_t who, uint64_t arg);
-bool sim_heap_pop(struct sim_heap *h, struct sim_event *out);
+int nkv__sim_heap_push(struct sim_heap *h, double t, uint32_t type, uint32_t who, uint64_t arg);
+bool nkv__sim_heap_pop(struct sim_heap *h, struct sim_event *out);
 static inline double sim_heap_top(const struct sim_heap *h) { return h->n ? h->ev[0].t : __builtin_inf(); }
-void sim_heap_free(struct sim_heap *h);
+void nkv__sim_heap_free(struct sim_heap *h);
 
 /* ---- LRU set of prefix block ids with a fixed capacity. Insert/touch
  * returns the evicted ids through a callback. */
 struct sim_lru;
 /* ~24 bytes a block: 2^24 blocks (8G tokens at 512) is 400 MB per cache. */
 #define SIM_LRU_MAX_BLOCKS (1u << 24)
-int sim_lru_create(uint32_t capacity, struct sim_lru **out);
-void sim_lru_free(struct sim_lru *c);
-bool sim_lru_has(const struct sim_lru *c, uint64_t key);
+int nkv__sim_lru_create(uint32_t capacity, struct sim_lru **out);
+void nkv__sim_lru_free(struct sim_lru *c);
+bool nkv__sim_lru_has(const struct sim_lru *c, uint64_t key);
 /* Insert or refresh key; when full, evicts the least recently used and
  * reports it via evict(ctx, key). */
-void sim_lru_touch(struct sim_lru *c, uint64_t key, void (*evict)(void *ctx, uint64_t key), void *ctx);
-uint32_t sim_lru_size(const struct sim_lru *c);
+void nkv__sim_lru_touch(struct sim_lru *c, uint64_t key, void (*evict)(void *ctx, uint64_t key), void *ctx);
+uint32_t nkv__sim_lru_size(const struct sim_lru *c);
 
 #endif

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "netkv_sched.h"
-#include "sched_internal.h" /* prefix_match_pair, the scheduler's two-index walk */
+#include "sched_internal.h" /* nkv__prefix_match_pair, the scheduler's two-index walk */
 
 static void test_basic(void **st)
 {
@@ -138,10 +138,10 @@ static void test_pair_walk(void **st)
 			nkv_prefix_remove(a, (uint32_t)rand_r(&seed) % 5, ids + rand_r(&seed) % n, 1);
 		nkv_prefix_match(a, ids, n, sa);
 		nkv_prefix_match(b, ids, n, sb);
-		prefix_match_pair(a, da, b, db, ids, n);
+		nkv__prefix_match_pair(a, da, b, db, ids, n);
 		assert_memory_equal(da, sa, sizeof(sa));
 		assert_memory_equal(db, sb, sizeof(sb));
-		prefix_match_pair(a, da, b, db, ids, 0);
+		nkv__prefix_match_pair(a, da, b, db, ids, 0);
 		for (int k = 0; k < 5; k++)
 			assert_int_equal(da[k], 0);
 	}
@@ -226,9 +226,9 @@ static void test_runs_vs_model(void **st)
 			}
 			assert_int_equal(got, best);
 			/* the two-index walk: x's answer, and y's (empty) all zero */
-			prefix_match_pair(x, single, y, dy, ids, n);
+			nkv__prefix_match_pair(x, single, y, dy, ids, n);
 			assert_memory_equal(single, depth, sizeof(depth));
-			prefix_match_pair(y, dy, x, single, ids, n);
+			nkv__prefix_match_pair(y, dy, x, single, ids, n);
 			assert_memory_equal(single, depth, sizeof(depth));
 			for (uint32_t sl = 0; sl < RS; sl++)
 				assert_int_equal(dy[sl], 0);

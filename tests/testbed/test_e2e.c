@@ -190,9 +190,9 @@ int main(void)
 	struct cluster_opts co = { .netkv = netkv, .dir = dir, .addr = addr, .token = TOKEN, .policy = "netkv",
 				   .prefill = "h0g0,h0g1", .decode = "h1g0,h2g0,h4g0,h5g0", .time_scale = SCALE,
 				   .prefill_blocks = 512, .decode_blocks = 512, .tier_gbps = NULL, .verify = true };
-	if (cluster_start(&co, &cl)) {
+	if (nkv__cluster_start(&co, &cl)) {
 		fprintf(stderr, "FAIL: testbed did not start: %s\n", nkv_last_error());
-		cluster_stop(&cl);
+		nkv__cluster_stop(&cl);
 		return 1;
 	}
 	garbage(addr);
@@ -212,7 +212,7 @@ int main(void)
 	CHECK(probes > 0, "no probe results reached the scheduler: %s", st ? st : "(no status)");
 	free(st);
 	malformed_trace(dir, trace, addr);
-	cluster_stop(&cl);
+	nkv__cluster_stop(&cl);
 	if (fails)
 		fprintf(stderr, "%d checks failed; logs in %s/\n", fails, dir);
 	else

@@ -123,15 +123,15 @@ int main(void)
 	int rc = e2e_paths(g_netkv, sizeof(g_netkv), trace, sizeof(trace), dir, sizeof(dir));
 	if (rc)
 		return rc;
-	if (cluster_fabric_check()) {
+	if (nkv__cluster_fabric_check()) {
 		fprintf(stderr, "skip: %s\n", nkv_last_error());
 		e2e_cleanup(dir);
 		return SKIP;
 	}
 	snprintf(topo, sizeof(topo), "%s/topo.json", dir);
 	snprintf(nominal, sizeof(nominal), "%s/topo-nominal.json", dir);
-	if (cluster_write_topo(nominal, NIC_GBPS, LEAF_UP_GBPS, SPINE_UP_GBPS) ||
-	    cluster_write_topo(topo, NIC_GBPS / FSCALE, LEAF_UP_GBPS / FSCALE, SPINE_UP_GBPS / FSCALE)) {
+	if (nkv__cluster_write_topo(nominal, NIC_GBPS, LEAF_UP_GBPS, SPINE_UP_GBPS) ||
+	    nkv__cluster_write_topo(topo, NIC_GBPS / FSCALE, LEAF_UP_GBPS / FSCALE, SPINE_UP_GBPS / FSCALE)) {
 		fprintf(stderr, "FAIL: topology: %s\n", nkv_last_error());
 		return 1;
 	}
@@ -139,7 +139,7 @@ int main(void)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	struct cluster_fabric fab;
-	if (cluster_fabric_up('e', nominal, FSCALE, &fab)) {
+	if (nkv__cluster_fabric_up('e', nominal, FSCALE, &fab)) {
 		fprintf(stderr, "FAIL: fabric up: %s\n", nkv_last_error());
 		return 1;
 	}
@@ -152,7 +152,7 @@ int main(void)
 				   .prefill_blocks = 512, .decode_blocks = 512, .verify = true, .topo = topo,
 				   .fabric = fab.prefix };
 	g_cl = &cl;
-	if (cluster_start(&co, &cl)) {
+	if (nkv__cluster_start(&co, &cl)) {
 		fprintf(stderr, "FAIL: testbed did not start on the fabric: %s\n", nkv_last_error());
 		fails++;
 	} else {
@@ -167,9 +167,9 @@ int main(void)
 		check_shaping(&r);
 		nkv_replay_free(&r);
 	}
-	cluster_stop(&cl);
+	nkv__cluster_stop(&cl);
 	g_cl = NULL;
-	cluster_fabric_down(&fab);
+	nkv__cluster_fabric_down(&fab);
 	/* Nothing of ours is left. */
 	char ns[600];
 	snprintf(ns, sizeof(ns), "/run/netns/%sh0", fab.prefix);

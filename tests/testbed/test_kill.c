@@ -22,7 +22,7 @@ static void *killer(void *arg)
 	struct timespec ts = { 3, 0 };
 	nanosleep(&ts, NULL);
 	kill_at = nkv_now_s();
-	if (cluster_kill(&cl, "h1g0"))
+	if (nkv__cluster_kill(&cl, "h1g0"))
 		fprintf(stderr, "kill: %s\n", nkv_last_error());
 	else
 		fprintf(stderr, "killed decode agent h1g0\n");
@@ -39,9 +39,9 @@ int main(void)
 	struct cluster_opts co = { .netkv = netkv, .dir = dir, .addr = addr, .token = "kill-token", .policy = "rr",
 				   .prefill = "h0g0,h0g1", .decode = "h1g0,h2g0,h4g0,h5g0", .time_scale = 0.05,
 				   .prefill_blocks = 512, .decode_blocks = 512, .verify = true };
-	if (cluster_start(&co, &cl)) {
+	if (nkv__cluster_start(&co, &cl)) {
 		fprintf(stderr, "FAIL: testbed did not start: %s\n", nkv_last_error());
-		cluster_stop(&cl);
+		nkv__cluster_stop(&cl);
 		return 1;
 	}
 	pthread_t th;
@@ -64,7 +64,7 @@ int main(void)
 	CHECK(r.finished >= r.n / 2, "only %zu of %zu finished after losing one of four decodes", r.finished, r.n);
 	fprintf(stderr, "kill: %zu finished, %zu failed with a reason, %zu lost\n", r.finished, r.failed, r.lost);
 	nkv_replay_free(&r);
-	cluster_stop(&cl);
+	nkv__cluster_stop(&cl);
 	if (fails)
 		fprintf(stderr, "logs in %s/\n", dir);
 	else

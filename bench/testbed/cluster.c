@@ -87,7 +87,7 @@ static int count_registered(const char *addr, const char *token)
 	return n;
 }
 
-int cluster_start(const struct cluster_opts *o, struct cluster *c)
+int nkv__cluster_start(const struct cluster_opts *o, struct cluster *c)
 {
 	memset(c, 0, sizeof(*c));
 	char topo[512], model[512], log[600], scale[32], blocks[32];
@@ -193,7 +193,7 @@ int cluster_start(const struct cluster_opts *o, struct cluster *c)
 	return nkv_err(ETIMEDOUT, "agents did not all register within 30 s (logs in %s/)", o->dir);
 }
 
-int cluster_kill(struct cluster *c, const char *name)
+int nkv__cluster_kill(struct cluster *c, const char *name)
 {
 	for (int i = 0; i < c->n; i++)
 		if (c->pid[i] > 0 && strcmp(c->name[i], name) == 0) {
@@ -205,7 +205,7 @@ int cluster_kill(struct cluster *c, const char *name)
 	return nkv_err(ENOENT, "no running process %s", name);
 }
 
-void cluster_stop(struct cluster *c)
+void nkv__cluster_stop(struct cluster *c)
 {
 	for (int i = c->n - 1; i >= 0; i--)
 		if (c->pid[i] > 0)
@@ -228,7 +228,7 @@ void cluster_stop(struct cluster *c)
 	c->n = 0;
 }
 
-int cluster_write_topo(const char *path, double nic_gbps, double leaf_up_gbps, double spine_up_gbps)
+int nkv__cluster_write_topo(const char *path, double nic_gbps, double leaf_up_gbps, double spine_up_gbps)
 {
 	struct nkv_fat_tree_params p;
 	struct nkv_topo *t;
@@ -251,7 +251,7 @@ int cluster_write_topo(const char *path, double nic_gbps, double leaf_up_gbps, d
 
 /* ---- the emulated fabric ---------------------------------------------------- */
 
-int cluster_fabric_check(void)
+int nkv__cluster_fabric_check(void)
 {
 	return nkv_fabric_check("nkv-");
 }
@@ -288,7 +288,7 @@ static void reap_stale(char kind)
 			fprintf(stderr, "removed namespaces %s* left by a process that no longer exists\n", done[i]);
 }
 
-int cluster_fabric_up(char kind, const char *topo, double scale, struct cluster_fabric *f)
+int nkv__cluster_fabric_up(char kind, const char *topo, double scale, struct cluster_fabric *f)
 {
 	struct nkv_topo *t;
 	int rc;
@@ -308,13 +308,13 @@ int cluster_fabric_up(char kind, const char *topo, double scale, struct cluster_
 	f->home_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (f->home_fd < 0 || (rc = nkv_fabric_enter(f->prefix, NKV_FABRIC_MGMT_NS))) {
 		rc = f->home_fd < 0 ? nkv_err(errno, "/proc/self/ns/net: %s", strerror(errno)) : rc;
-		cluster_fabric_down(f);
+		nkv__cluster_fabric_down(f);
 		return rc;
 	}
 	return 0;
 }
 
-void cluster_fabric_down(struct cluster_fabric *f)
+void nkv__cluster_fabric_down(struct cluster_fabric *f)
 {
 	if (f->home_fd >= 0) {
 		if (setns(f->home_fd, CLONE_NEWNET))

@@ -18,6 +18,6 @@ struct demo_tune_result {
 	double wall_s;
 };
 
-int demo_tune_cla(const struct demo_tune *t, struct demo_tune_result *out);
+int nkv__demo_tune_cla(const struct demo_tune *t, struct demo_tune_result *out);
 
 #endif

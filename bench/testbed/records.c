@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "netkv_sim.h"
+#include "records.h"
 #include "nkv_util.h"
 
 enum col_type { C_U64, C_U32, C_I64, C_TIER, C_DBL, C_STATUS, C_SLO, C_NAME, C_TEXT };

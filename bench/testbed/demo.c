@@ -38,6 +38,7 @@
 #include "netkv_sched.h"
 #include "netkv_topo.h"
 #include "replay.h"
+#include "run_desc.h"
 
 #define MAX_POLICIES 16
 
@@ -190,54 +191,6 @@ struct result {
 	int rc;
 };
 
-static int write_run_json(const char *path, const char *mode, const char *why, double scale, const double link[3],
-			  const double shaped[3], const char *tiers, double time_scale, const char *trace,
-			  unsigned requests, double speed, bool tuned, double wc, double wl, const struct result *res,
-			  int np, const char *dir)
-{
-	json_t *pol = json_object();
-	for (int i = 0; i < np; i++) {
-		json_t *o = json_pack("{s:o,s:b}", "csv", json_sprintf("%s/replay-%s.csv", dir, res[i].name), "ok",
-				      res[i].rc == 0);
-		if (!strcmp(res[i].name, "cla*"))
-			json_object_set_new(o, "weights", json_pack("{s:f,s:f,s:b}", "w_cache", wc, "w_load", wl, "tuned", tuned));
-		json_object_set_new(pol, res[i].name, o);
-	}
-	/* links_shared: on the fabric flows share tbf links; loopback paces each
-	 * path alone. Per-hop latency is not emulated in either (no netem here):
-	 * what there is comes from the veth hops and the agents' loops. */
-	json_t *j = json_pack("{s:s,s:s,s:s,s:b,s:b}", "format", "netkv-demo-run/1", "mode", mode, "mode_reason", why,
-			      "links_shared", !strcmp(mode, "fabric"), "latency_emulated", 0);
-	if (!strcmp(mode, "fabric")) {
-		json_object_set_new(j, "scale", json_real(scale));
-		json_object_set_new(j, "link_gbps_nominal", json_pack("{s:f,s:f,s:f}", "nic", link[0], "leaf_up", link[1],
-									"spine_up", link[2]));
-	} else {
-		json_object_set_new(j, "tier_gbps_paced", json_string(tiers));
-	}
-	json_object_set_new(j, "link_gbps_emulated", json_pack("{s:f,s:f,s:f}", "nic", shaped[0], "leaf_up", shaped[1],
-							       "spine_up", shaped[2]));
-	json_object_set_new(j, "tier_gbps_one_flow", json_pack("[f,f,f]", shaped[0], fmin(shaped[0], shaped[1]),
-								fmin(fmin(shaped[0], shaped[1]), shaped[2])));
-	json_object_set_new(j, "topology", json_sprintf("%s/topo.json", dir));
-	json_object_set_new(j, "prefill", json_string("h0g0,h0g1"));
-	json_object_set_new(j, "decode", json_string("h1g0,h2g0,h4g0,h5g0"));
-	json_object_set_new(j, "perf_model", json_string("llama3-8b/h100"));
-	json_object_set_new(j, "kv_model", json_pack("{s:s,s:i,s:i,s:i,s:i}", "name", "tiny", "layers", 2, "kv_heads", 1,
-						     "head_dim", 32, "bytes_per_token", 256));
-	json_object_set_new(j, "block_tokens", json_integer(512));
-	json_object_set_new(j, "pool_blocks", json_pack("{s:i,s:i}", "prefill", 512, "decode", 512));
-	json_object_set_new(j, "time_scale", json_real(time_scale));
-	json_object_set_new(j, "trace", json_string(trace));
-	json_object_set_new(j, "requests", json_integer(requests));
-	json_object_set_new(j, "speed", json_real(speed));
-	json_object_set_new(j, "slo", json_pack("{s:f,s:f}", "ttft_s", 2 * time_scale, "tbt_mean_s", 0.1 * time_scale));
-	json_object_set_new(j, "policies", pol);
-	int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) ? nkv_err(EIO, "cannot write %s", path) : 0;
-	json_decref(j);
-	return rc;
-}
-
 int nkv_cmd_demo(int argc, char **argv)
 {
 	const char *trace = NULL, *policies = "rr,cla*,netkv", *tiers = "0,8,2,0.5", *dir_arg = NULL;
@@ -365,7 +318,7 @@ int nkv_cmd_demo(int argc, char **argv)
 	char why[300];
 	if (!strcmp(fabric_arg, "off")) {
 		snprintf(why, sizeof(why), "--fabric off");
-	} else if (cluster_fabric_check()) {
+	} else if (nkv__cluster_fabric_check()) {
 		if (!strcmp(fabric_arg, "on")) {
 			fprintf(stderr, "netkv demo: --fabric on: %s\n", nkv_last_error());
 			return 1;
@@ -390,8 +343,8 @@ int nkv_cmd_demo(int argc, char **argv)
 		for (int i = 0; i < 3; i++)
 			shaped[i] = tier_v[i + 1] > 0 ? tier_v[i + 1] : 40;
 	}
-	if (cluster_write_topo(topo, shaped[0], shaped[1], shaped[2]) ||
-	    (fabric && cluster_write_topo(topo_nominal, link[0], link[1], link[2]))) {
+	if (nkv__cluster_write_topo(topo, shaped[0], shaped[1], shaped[2]) ||
+	    (fabric && nkv__cluster_write_topo(topo_nominal, link[0], link[1], link[2]))) {
 		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
 		return 1;
 	}
@@ -410,7 +363,7 @@ int nkv_cmd_demo(int argc, char **argv)
 					.decode_blocks = 512, .kv_bytes_per_token = 256 };
 		struct demo_tune_result tr;
 		fprintf(stderr, "netkv demo: tuning cla* in the simulator on this trace and topology...\n");
-		if (demo_tune_cla(&dt, &tr)) {
+		if (nkv__demo_tune_cla(&dt, &tr)) {
 			fprintf(stderr, "netkv demo: cla* tuning: %s\n", nkv_last_error());
 			return 1;
 		}
@@ -429,7 +382,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		/* set before it exists: a signal during the build still removes what was made */
 		snprintf(g_prefix, sizeof(g_prefix), "nkvd%d-", (int)getpid());
 		g_fabric_up = 1;
-		if (cluster_fabric_up('d', topo_nominal, fscale, &fab)) {
+		if (nkv__cluster_fabric_up('d', topo_nominal, fscale, &fab)) {
 			fprintf(stderr, "netkv demo: fabric: %s\n", nkv_last_error());
 			g_fabric_up = 0;
 			return 1;
@@ -475,10 +428,10 @@ int nkv_cmd_demo(int argc, char **argv)
 					   .w_cache = cla ? wc : 0, .w_load = cla ? wl : 0 };
 		snprintf(res[np].name, sizeof(res[np].name), "%s", pol);
 		g_cluster = &cl;
-		int rc = cluster_start(&co, &cl);
+		int rc = nkv__cluster_start(&co, &cl);
 		if (rc) {
 			fprintf(stderr, "netkv demo: %s: %s\n", pol, nkv_last_error());
-			cluster_stop(&cl);
+			nkv__cluster_stop(&cl);
 			g_cluster = NULL;
 			res[np].rc = rc;
 			memset(&res[np].r, 0, sizeof(res[np].r));
@@ -500,17 +453,29 @@ int nkv_cmd_demo(int argc, char **argv)
 		snprintf(csv, sizeof(csv), "%s/replay-%s.csv", dir, pol);
 		if (res[np].r.recs && nkv_replay_csv(&res[np].r, csv))
 			fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
-		cluster_stop(&cl);
+		nkv__cluster_stop(&cl);
 		g_cluster = NULL;
 		np++;
 	}
 	free(list);
 	if (fabric) {
-		cluster_fabric_down(&fab);
+		nkv__cluster_fabric_down(&fab);
 		g_fabric_up = 0;
 	}
-	if (write_run_json(runjson, fabric ? "fabric" : "loopback", why, fscale, link, shaped, tiers, scale, trace,
-			   requests, speed, tuned, wc, wl, res, np, dir)) {
+	const char *pnames[MAX_POLICIES];
+	bool pok[MAX_POLICIES];
+	for (int i = 0; i < np; i++) {
+		pnames[i] = res[i].name;
+		pok[i] = res[i].rc == 0;
+	}
+	struct nkv_run_info info = {
+		.mode = fabric ? "fabric" : "loopback", .mode_reason = why, .scale = fscale,
+		.link_gbps = { link[0], link[1], link[2] }, .shaped_gbps = { shaped[0], shaped[1], shaped[2] },
+		.tier_gbps = tiers, .time_scale = scale, .trace = trace, .requests = requests, .speed = speed,
+		.tuned = tuned, .w_cache = wc, .w_load = wl, .dir = dir, .npolicies = np, .policies = pnames,
+		.policy_ok = pok,
+	};
+	if (nkv_run_desc_write(runjson, &info)) {
 		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
 		failures++;
 	}

@@ -44,7 +44,7 @@ static int eval(void *arg, const struct nkv_sched_params *p, double *obj)
 	return 0;
 }
 
-int demo_tune_cla(const struct demo_tune *t, struct demo_tune_result *out)
+int nkv__demo_tune_cla(const struct demo_tune *t, struct demo_tune_result *out)
 {
 	static const double grid[] = { 0, 0.25, 0.5, 1, 2, 4 };
 	struct nkv_trace_opts to = { .skip_bad = true, .limit = t->limit };

@@ -19,7 +19,7 @@ struct cluster_opts {
 	const char *tier_gbps;  /* NULL = no pacing */
 	bool verify;
 	const char *topo;       /* topology for the scheduler; NULL = write the default 16-GPU tree */
-	/* Prefix of a running fabric with a management network (cluster_fabric_up):
+	/* Prefix of a running fabric with a management network (nkv__cluster_fabric_up):
 	 * each agent runs in its host's namespace with its NIC's fabric address as
 	 * data address (decode listens there, prefill pushes leave from there);
 	 * the scheduler runs where the caller is (the mgmt namespace), so addr
@@ -38,17 +38,17 @@ struct cluster {
  * leaf, 2 leaves per pod: tiers leaf, pod and core all present) and a tiny
  * KV model into dir, starts everything and waits until every agent has
  * registered. */
-int cluster_start(const struct cluster_opts *o, struct cluster *c);
+int nkv__cluster_start(const struct cluster_opts *o, struct cluster *c);
 /* The 16-GPU tree above with the given link rates (Gb/s): each NIC, each
  * leaf's uplink, each spine's uplink (so tiers leaf/pod/core get nic,
  * min(nic, leaf_up), min(.., spine_up) per flow). Written as JSON to path. */
-int cluster_write_topo(const char *path, double nic_gbps, double leaf_up_gbps, double spine_up_gbps);
+int nkv__cluster_write_topo(const char *path, double nic_gbps, double leaf_up_gbps, double spine_up_gbps);
 
 /* The emulated fabric for a testbed: built from a topology file with tbf at
  * rate / scale plus the management network, under a prefix unique to this
  * process ("nkvd<pid>-" for kind 'd', "nkvt<pid>-" for kind 't').
- * cluster_fabric_up also moves the calling process into the management
- * namespace (do it before starting threads); cluster_fabric_down moves it
+ * nkv__cluster_fabric_up also moves the calling process into the management
+ * namespace (do it before starting threads); nkv__cluster_fabric_down moves it
  * back and removes every namespace made. Namespaces left by a process of
  * the same kind that no longer exists (killed with SIGKILL) are removed
  * first. */
@@ -57,12 +57,12 @@ struct cluster_fabric {
 	int home_fd;            /* the caller's network namespace, -1 when not moved */
 	bool up;
 };
-int cluster_fabric_check(void);  /* 0 when root, netns and tbf work; -errno + reason otherwise */
-int cluster_fabric_up(char kind, const char *topo, double scale, struct cluster_fabric *f);
-void cluster_fabric_down(struct cluster_fabric *f);
+int nkv__cluster_fabric_check(void);  /* 0 when root, netns and tbf work; -errno + reason otherwise */
+int nkv__cluster_fabric_up(char kind, const char *topo, double scale, struct cluster_fabric *f);
+void nkv__cluster_fabric_down(struct cluster_fabric *f);
 /* SIGKILL one child by name ("h1g0"); its slot is cleared. */
-int cluster_kill(struct cluster *c, const char *name);
+int nkv__cluster_kill(struct cluster *c, const char *name);
 /* SIGTERM everything, wait, SIGKILL stragglers. Safe to call twice. */
-void cluster_stop(struct cluster *c);
+void nkv__cluster_stop(struct cluster *c);
 
 #endif

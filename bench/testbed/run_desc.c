@@ -1,17 +1,18 @@
 /*
  * The run description `netkv demo` writes (DIR/run.json, format
- * netkv-demo-run/1), as `netkv sim validate --run` reads it. Every key it
- * uses is checked; a value that cannot be used as given is an error, never
- * cut short or dropped.
+ * netkv-demo-run/1) and `netkv sim validate --run` reads: writer and reader
+ * in one file, so they cannot drift. Every key the reader uses is checked; a
+ * value that cannot be used as given is an error, never cut short or dropped.
  */
 #include <errno.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nkv_util.h"
-#include "sim_cli.h"
+#include "run_desc.h"
 
 /* A string that fits dst whole: a path cut short would name another file. */
 static int get_str(json_t *x, const char *key, char *dst, size_t size, const char *name)
@@ -125,4 +126,53 @@ int nkv_run_desc_load(const char *path, const char *policy, struct nkv_run_desc 
 	ret = nkv_run_desc_parse(buf, len, path, policy, d);
 	free(buf);
 	return ret;
+}
+
+/* The writer: what `netkv demo` knows about its run. */
+int nkv_run_desc_write(const char *path, const struct nkv_run_info *r)
+{
+	const char *mode = r->mode, *dir = r->dir;
+	const double *link = r->link_gbps, *shaped = r->shaped_gbps;
+	json_t *pol = json_object();
+	for (int i = 0; i < r->npolicies; i++) {
+		json_t *o = json_pack("{s:o,s:b}", "csv", json_sprintf("%s/replay-%s.csv", dir, r->policies[i]), "ok",
+				      r->policy_ok[i]);
+		if (!strcmp(r->policies[i], "cla*"))
+			json_object_set_new(o, "weights", json_pack("{s:f,s:f,s:b}", "w_cache", r->w_cache, "w_load",
+								    r->w_load, "tuned", r->tuned));
+		json_object_set_new(pol, r->policies[i], o);
+	}
+	/* links_shared: on the fabric flows share tbf links; loopback paces each
+	 * path alone. Per-hop latency is not emulated in either (no netem here):
+	 * what there is comes from the veth hops and the agents' loops. */
+	json_t *j = json_pack("{s:s,s:s,s:s,s:b,s:b}", "format", "netkv-demo-run/1", "mode", mode, "mode_reason", r->mode_reason,
+			      "links_shared", !strcmp(mode, "fabric"), "latency_emulated", 0);
+	if (!strcmp(mode, "fabric")) {
+		json_object_set_new(j, "scale", json_real(r->scale));
+		json_object_set_new(j, "link_gbps_nominal", json_pack("{s:f,s:f,s:f}", "nic", link[0], "leaf_up", link[1],
+									"spine_up", link[2]));
+	} else {
+		json_object_set_new(j, "tier_gbps_paced", json_string(r->tier_gbps));
+	}
+	json_object_set_new(j, "link_gbps_emulated", json_pack("{s:f,s:f,s:f}", "nic", shaped[0], "leaf_up", shaped[1],
+							       "spine_up", shaped[2]));
+	json_object_set_new(j, "tier_gbps_one_flow", json_pack("[f,f,f]", shaped[0], fmin(shaped[0], shaped[1]),
+								fmin(fmin(shaped[0], shaped[1]), shaped[2])));
+	json_object_set_new(j, "topology", json_sprintf("%s/topo.json", dir));
+	json_object_set_new(j, "prefill", json_string("h0g0,h0g1"));
+	json_object_set_new(j, "decode", json_string("h1g0,h2g0,h4g0,h5g0"));
+	json_object_set_new(j, "perf_model", json_string("llama3-8b/h100"));
+	json_object_set_new(j, "kv_model", json_pack("{s:s,s:i,s:i,s:i,s:i}", "name", "tiny", "layers", 2, "kv_heads", 1,
+						     "head_dim", 32, "bytes_per_token", 256));
+	json_object_set_new(j, "block_tokens", json_integer(512));
+	json_object_set_new(j, "pool_blocks", json_pack("{s:i,s:i}", "prefill", 512, "decode", 512));
+	json_object_set_new(j, "time_scale", json_real(r->time_scale));
+	json_object_set_new(j, "trace", json_string(r->trace));
+	json_object_set_new(j, "requests", json_integer(r->requests));
+	json_object_set_new(j, "speed", json_real(r->speed));
+	json_object_set_new(j, "slo", json_pack("{s:f,s:f}", "ttft_s", 2 * r->time_scale, "tbt_mean_s", 0.1 * r->time_scale));
+	json_object_set_new(j, "policies", pol);
+	int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) ? nkv_err(EIO, "cannot write %s", path) : 0;
+	json_decref(j);
+	return rc;
 }

@@ -1,0 +1,53 @@
+/*
+ * The run description `netkv demo` writes beside its records (DIR/run.json,
+ * format netkv-demo-run/1) and `netkv sim validate --run` reads: how the
+ * run was emulated (mode, link rates, time scale, models, pools), so the
+ * simulator can replay it. The writer and the reader live in run_desc.c.
+ */
+#ifndef NKV_RUN_DESC_H
+#define NKV_RUN_DESC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+/* A run.json time_scale (and sim validate --time-scale) above this leaves a
+ * run's timeline far behind: compute x 1000. */
+#define NKV_MAX_TIME_SCALE 1000.0
+
+/* What the demo knows about one run, for nkv_run_desc_write. */
+struct nkv_run_info {
+	const char *mode, *mode_reason;  /* "fabric" | "loopback", and why */
+	double scale;                    /* fabric: nominal / emulated */
+	double link_gbps[3];             /* fabric: nominal nic, leaf_up, spine_up */
+	double shaped_gbps[3];           /* emulated (shaped or paced) nic, leaf_up, spine_up */
+	const char *tier_gbps;           /* loopback: --tier-gbps as given */
+	double time_scale;
+	const char *trace;
+	unsigned requests;
+	double speed;
+	bool tuned;                      /* cla* weights from nkv_cla_tune */
+	double w_cache, w_load;
+	const char *dir;                 /* the work dir: replay-POLICY.csv, topo.json */
+	int npolicies;
+	const char *const *policies;     /* names, npolicies of them */
+	const bool *policy_ok;           /* did each policy's run succeed */
+};
+/* Write DIR/run.json. 0 or -errno (nkv_last_error). */
+int nkv_run_desc_write(const char *path, const struct nkv_run_info *r);
+
+/* What `netkv demo` wrote about its run (DIR/run.json, format
+ * netkv-demo-run/1), for `netkv sim validate --run`. Absent keys leave ""
+ * or 0 (shared -1, block_tokens 512); policy (may be NULL) picks the CSV. */
+struct nkv_run_desc {
+	char topo[1024], trace[1024], csv[1024];
+	char model[32], gpu[32];         /* perf_model "MODEL/GPU" */
+	double time_scale;
+	int shared;                      /* links_shared, -1 unknown */
+	uint64_t pool_prefill, pool_decode, block_tokens;
+};
+int nkv_run_desc_load(const char *path, const char *policy, struct nkv_run_desc *d);
+/* The same from memory; name is used in error messages. */
+int nkv_run_desc_parse(const char *buf, size_t len, const char *name, const char *policy, struct nkv_run_desc *d);
+
+#endif
