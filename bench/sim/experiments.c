@@ -612,9 +612,9 @@ int nkv_sim_experiment(int argc, char **argv)
 	o.gen_set = false; /* the base trace is the Mooncake one unless --profile was given */
 	if (gen)
 		o.gen_set = true;
-	if (nkv__sim_opts_finish(&o, "sim experiment")) {
+	if ((ret = nkv__sim_opts_finish(&o, "sim experiment"))) {
 		nkv__sim_opts_free(&o);
-		return 1;
+		return ret;
 	}
 	x.o = &o;
 	if ((ret = out_open(&x.out, dir, experiments[e].name))) {
@@ -677,9 +677,9 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 		fprintf(stderr, "netkv sim tune: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (nkv__sim_opts_finish(&o, "sim tune")) {
+	if ((ret = nkv__sim_opts_finish(&o, "sim tune"))) {
 		nkv__sim_opts_free(&o);
-		return 1;
+		return ret;
 	}
 	ret = tune_cla(&o.cfg, o.trace, limit, !o.json, &tr);
 	if (ret) {

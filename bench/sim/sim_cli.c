@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "netkv_commands.h"
+#include "nkv_traces.h"
 #include "nkv_util.h"
 #include "sim_cli.h"
 
@@ -52,7 +53,8 @@ void nkv__sim_opts_help(FILE *f)
 		"  --bg-period S          move the background flows to new random pairs every S s (default static)\n"
 		"  --model NAME           perf + KV preset (%s), default llama3-8b\n"
 		"workload:\n"
-		"  --trace FILE           Mooncake JSONL; default ../shared/traces/mooncake/conversation_trace.jsonl\n"
+		"  --trace FILE           Mooncake JSONL; default $NKV_SHARED/traces/mooncake/conversation_trace.jsonl,\n"
+		"                         else the ../shared beside the source tree the build came from\n"
 		"  --profile P            generate instead: chatbot|rag|agent (--requests N, --gen-rate R/s,\n"
 		"                         --prefix-share X, --context-scale X)\n"
 		"  --rate-scale X         arrival rate x X (timestamps / X), default 1\n"
@@ -227,14 +229,6 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 	return 0;
 }
 
-static const char *default_trace(char *buf, size_t len)
-{
-	const char *sh = getenv("NKV_SHARED");
-
-	snprintf(buf, len, "%s/traces/mooncake/conversation_trace.jsonl", sh ? sh : "../shared");
-	return buf;
-}
-
 int nkv__sim_opts_finish(struct sim_opts *o, const char *cmd)
 {
 	int ret;
@@ -250,16 +244,20 @@ int nkv__sim_opts_finish(struct sim_opts *o, const char *cmd)
 		ret = nkv_topo_fat_tree(&o->ft, &o->topo);
 	if (ret) {
 		fprintf(stderr, "netkv %s: topology: %s\n", cmd, nkv_last_error());
-		return ret;
+		return 1;
 	}
 	o->cfg.topo = o->topo;
-	if (o->gen_set && !o->trace_file)
+	if (o->gen_set && !o->trace_file) {
 		ret = nkv_tracegen(&o->gen, &o->trace);
-	else
-		ret = nkv_trace_load(o->trace_file ? o->trace_file : default_trace(buf, sizeof(buf)), NULL, &o->trace);
+	} else if (!o->trace_file && (ret = nkv_shared_trace("conversation_trace.jsonl", buf, sizeof(buf)))) {
+		fprintf(stderr, "netkv %s: %s (or generate one: --profile chatbot|rag|agent)\n", cmd, nkv_last_error());
+		return 2;
+	} else {
+		ret = nkv_trace_load(o->trace_file ? o->trace_file : buf, NULL, &o->trace);
+	}
 	if (ret) {
 		fprintf(stderr, "netkv %s: %s\n", cmd, nkv_last_error());
-		return ret;
+		return 1;
 	}
 	return 0;
 }
@@ -303,9 +301,9 @@ static int sim_run(int argc, char **argv)
 		fprintf(stderr, "netkv sim run: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (nkv__sim_opts_finish(&o, "sim run")) {
+	if ((ret = nkv__sim_opts_finish(&o, "sim run"))) {
 		nkv__sim_opts_free(&o);
-		return 1;
+		return ret;
 	}
 	o.cfg.progress = !o.json;
 	if ((ret = nkv_sim_run(&o.cfg, o.trace, &res))) {

@@ -30,7 +30,8 @@ extern const struct option nkv_sim_common_opts[];
 #define NKV_SIM_COMMON_NOPTS 28
 void nkv__sim_opts_init(struct sim_opts *o);
 int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg);
-/* Build topology and load (or generate) the trace. 0 or -errno (printed). */
+/* Build topology and load (or generate) the trace. 0, else the exit status
+ * (printed): 2 when no trace was given and the full one is absent, 1 otherwise. */
 int nkv__sim_opts_finish(struct sim_opts *o, const char *cmd);
 void nkv__sim_opts_free(struct sim_opts *o);
 void nkv__sim_opts_help(FILE *f);

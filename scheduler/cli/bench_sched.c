@@ -10,6 +10,7 @@
  */
 #include "netkv_commands.h"
 #include "netkv_sched.h"
+#include "nkv_traces.h"
 #include "nkv_util.h"
 
 #include <errno.h>
@@ -52,7 +53,7 @@ static void usage(FILE *f)
 		"  --sizes LIST       decode instances per run, default 16,64,256,1024\n"
 		"  --policy LIST      decode policies, default netkv; 'all' for every policy\n"
 		"  --trace FILE       Mooncake JSONL (default $NKV_SHARED/traces/mooncake/conversation_trace.jsonl,\n"
-		"                     else ../shared/traces/mooncake/conversation_trace.jsonl)\n"
+		"                     else the ../shared beside the source tree the build came from)\n"
 		"  --warm N           trace requests used to fill the state, default 6000\n"
 		"  --decisions N      timed decisions per round, default 20000\n"
 		"  --rounds N         rounds over the same decisions (same state), default 3; the min-of-rounds\n"
@@ -362,10 +363,10 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 		return 2;
 	}
 	if (!o.trace) {
-		const char *sh = getenv("NKV_SHARED");
-
-		snprintf(tracebuf, sizeof(tracebuf), "%s/traces/mooncake/conversation_trace.jsonl",
-			 sh ? sh : "../shared");
+		if (nkv_shared_trace("conversation_trace.jsonl", tracebuf, sizeof(tracebuf))) {
+			fprintf(stderr, "netkv bench sched: %s\n", nkv_last_error());
+			return 2;
+		}
 		o.trace = tracebuf;
 	}
 	if (nkv_trace_load(o.trace, NULL, &tr)) {
