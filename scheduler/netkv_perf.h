@@ -40,6 +40,9 @@
 
 #include <stdint.h>
 
+/* The API libnetkv exports; the rest of the library is hidden. */
+#pragma GCC visibility push(default)
+
 struct nkv_perf {
 	char model[32];            /* "llama3-8b" */
 	char gpu[16];              /* "h100" */
@@ -68,5 +71,7 @@ double nkv_perf_prefill_batch_s(const struct nkv_perf *p, const uint32_t *uncach
 double nkv_perf_decode_iter_s(const struct nkv_perf *p, uint64_t sum_context, uint32_t batch);
 /* Tokens of KV an instance can hold: (hbm*mem_util - weights) / bytes per token; 0 if none. */
 uint64_t nkv_perf_kv_capacity_tokens(const struct nkv_perf *p);
+
+#pragma GCC visibility pop
 
 #endif

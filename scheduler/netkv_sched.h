@@ -100,6 +100,10 @@
 
 #include "netkv_perf.h"
 #include "netkv_topo.h"
+#include "netkv_error.h" /* nkv_last_error() */
+
+/* The API libnetkv exports; the rest of the library is hidden. */
+#pragma GCC visibility push(default)
 
 #define NKV_PREFIX_BLOCK_TOKENS 512 /* Mooncake: one hash id per 512 tokens */
 #define NKV_TRACE_MAX_TOKENS (1u << 24) /* a request's input or output length, at most */
@@ -445,5 +449,7 @@ struct nkv_tune_result {
 int nkv_cla_tune(const struct nkv_sched_params *base, const double *grid_cache, uint32_t ncache,
 		 const double *grid_load, uint32_t nload, nkv_tune_eval_fn eval, void *ctx,
 		 struct nkv_tune_result *out);
+
+#pragma GCC visibility pop
 
 #endif

@@ -37,6 +37,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "netkv_error.h" /* nkv_last_error() */
+
+/* The API libnetkv exports; the rest of the library is hidden. */
+#pragma GCC visibility push(default)
+
 #define NKV_TIERS 4
 enum nkv_tier { NKV_TIER_HOST = 0, NKV_TIER_LEAF = 1, NKV_TIER_POD = 2, NKV_TIER_CORE = 3 };
 const char *nkv_tier_name(int tier); /* "host", "leaf", "pod", "core"; "?" otherwise */
@@ -161,5 +166,7 @@ void nkv_host_free(struct nkv_host_info *h);
  * copies its name into name. -ENOENT when there is no such GPU or no NIC. */
 int nkv_host_nearest_nic(const struct nkv_host_info *h, uint32_t gpu, char *name, size_t len);
 int nkv_host_nearest_nic_pci(const struct nkv_host_info *h, const char *pci, char *name, size_t len);
+
+#pragma GCC visibility pop
 
 #endif

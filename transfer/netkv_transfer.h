@@ -14,7 +14,7 @@
  *  - A receiver never writes outside a registered region, whatever the peer
  *    sends.
  *  - Functions return 0 (or a count) or a negative errno; nkv_last_error()
- *    (tools/util/nkv_util.h) has the detail.
+ *    (netkv_error.h) has the detail.
  *
  * This is a draft contract written before the backends: the transfer owners
  * refine it, but keep the shape (opaque handles, ops-table backends, events).
@@ -25,6 +25,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "netkv_error.h" /* nkv_last_error() */
+
+/* The API libnetkv exports; the rest of the library is hidden. */
+#pragma GCC visibility push(default)
 
 /* ---- KV layout model -------------------------------------------------- */
 
@@ -209,5 +214,7 @@ struct nkv_event {
 /* Drive progress and collect up to max events; waits up to timeout_ms
  * (0 = poll, -1 = forever). Returns the number of events or a negative errno. */
 int nkv_poll(struct nkv_engine *e, struct nkv_event *ev, int max, int timeout_ms);
+
+#pragma GCC visibility pop
 
 #endif

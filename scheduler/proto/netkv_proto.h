@@ -49,6 +49,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "netkv_error.h" /* nkv_last_error() */
+
+/* The API libnetkv exports; the rest of the library is hidden. */
+#pragma GCC visibility push(default)
+
 #define NKV_PROTO_MAGIC 0x43564B4Eu
 #define NKV_PROTO_VERSION 1
 #define NKV_PROTO_HDR 12
@@ -181,5 +186,7 @@ static inline bool nkv_pconn_pending(const struct nkv_pconn *c) { return c->out.
 /* Blocking helpers for simple clients: send everything / wait for one message (timeout_s < 0 = forever). */
 int nkv_pconn_send_wait(struct nkv_pconn *c, const struct nkv_msg *m);
 int nkv_pconn_recv_wait(struct nkv_pconn *c, struct nkv_msg *m, double timeout_s);
+
+#pragma GCC visibility pop
 
 #endif

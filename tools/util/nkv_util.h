@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "netkv_error.h" /* nkv_last_error(), nkv_clear_error(): public */
+
 #define NKV_ERRSTR_MAX 512
 
 __attribute__((format(printf, 2, 3)))
@@ -22,8 +24,6 @@ int nkv_err(int err, const char *fmt, ...);
 /* Prefix the current error string with more context: "connect 10.0.0.2: <old>". */
 __attribute__((format(printf, 2, 3)))
 int nkv_err_wrap(int err, const char *fmt, ...);
-const char *nkv_last_error(void);
-void nkv_clear_error(void);
 /* Control characters (< 0x20, DEL) become '?' in place. nkv_err() does this
  * to every message, since messages quote input and are printed on a terminal. */
 void nkv_str_printable(char *s);
