@@ -17,7 +17,7 @@
  */
 #include "gpu.h"
 #include "gpu_stage.h"
-#include "netkv_commands.h"
+#include "bench_cli.h"
 #include "netkv_topo.h"
 #include "netkv_transfer.h"
 #include "nkv_util.h"

@@ -14,7 +14,7 @@
  * Paged mode reports GB/s (1e9 bytes/s) and time per request, post to
  * completion, where completion means the receiver acknowledged every byte.
  */
-#include "netkv_commands.h"
+#include "bench_cli.h"
 #include "netkv_transfer.h"
 #include "nkv_util.h"
 

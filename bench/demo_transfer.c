@@ -4,7 +4,7 @@
  * layouts, push requests of paged KV blocks with per-block xxhash64 checks
  * and print what arrived. (The full testbed demo replaces this later.)
  */
-#include "netkv_commands.h"
+#include "bench_cli.h"
 #include "netkv_transfer.h"
 #include "nkv_util.h"
 

@@ -33,7 +33,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "netkv_commands.h"
+#include "testbed_cli.h"
 #include "netkv_perf.h"
 #include "netkv_proto.h"
 #include "netkv_transfer.h"
