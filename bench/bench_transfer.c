@@ -479,7 +479,7 @@ static int parse(int argc, char **argv, struct bopts *o)
 	memset(o, 0, sizeof(*o));
 	o->role = ROLE_LOOPBACK;
 	o->listen = "0.0.0.0:18515";
-	o->eo = (struct nkv_engine_opts){ .backend = NKV_BACKEND_TCP, .gid_index = -1, .streams = 1 };
+	nkv_engine_opts_init(&o->eo);
 	o->size = 65536;
 	o->iters = 1000;
 	o->depth = 32;
