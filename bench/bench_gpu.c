@@ -17,7 +17,7 @@
  */
 #include "gpu.h"
 #include "gpu_stage.h"
-#include "netkv_commands.h"
+#include "bench_cli.h"
 #include "netkv_topo.h"
 #include "netkv_transfer.h"
 #include "nkv_util.h"
@@ -103,8 +103,9 @@ static int parse(int argc, char **argv, struct gopts *o)
 
 	*o = (struct gopts){ .gpu = -1, .model = "llama3-8b", .tokens = 32768, .block_tokens = 16,
 			     .kind = NKV_LAYOUT_LAYER_MAJOR, .iters = 5, .push_iters = 2, .chunk = NKV_GPU_CHUNK,
-			     .eo = { .backend = NKV_BACKEND_TCP, .gid_index = -1, .streams = 4 },
 			     .loopback_addr = "127.0.0.1" };
+	nkv_engine_opts_init(&o->eo);
+	o->eo.streams = 4;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "hn:", lo, NULL)) != -1) {
 		switch (opt) {

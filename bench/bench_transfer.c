@@ -14,7 +14,7 @@
  * Paged mode reports GB/s (1e9 bytes/s) and time per request, post to
  * completion, where completion means the receiver acknowledged every byte.
  */
-#include "netkv_commands.h"
+#include "bench_cli.h"
 #include "netkv_transfer.h"
 #include "nkv_util.h"
 
@@ -479,7 +479,7 @@ static int parse(int argc, char **argv, struct bopts *o)
 	memset(o, 0, sizeof(*o));
 	o->role = ROLE_LOOPBACK;
 	o->listen = "0.0.0.0:18515";
-	o->eo = (struct nkv_engine_opts){ .backend = NKV_BACKEND_TCP, .gid_index = -1, .streams = 1 };
+	nkv_engine_opts_init(&o->eo);
 	o->size = 65536;
 	o->iters = 1000;
 	o->depth = 32;

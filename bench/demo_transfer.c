@@ -4,7 +4,7 @@
  * layouts, push requests of paged KV blocks with per-block xxhash64 checks
  * and print what arrived. (The full testbed demo replaces this later.)
  */
-#include "netkv_commands.h"
+#include "bench_cli.h"
 #include "netkv_transfer.h"
 #include "nkv_util.h"
 
@@ -77,7 +77,7 @@ struct row {
 
 static int run_scenario(const struct scenario *sc, unsigned streams, uint32_t tokens, int requests, struct row *row)
 {
-	struct nkv_engine_opts eo = { .backend = NKV_BACKEND_TCP, .gid_index = -1, .streams = streams, .verify = true };
+	struct nkv_engine_opts eo;
 	struct nkv_layout sl = { .block_tokens = 16, .kind = sc->src }, dl;
 	struct receiver r = { 0 };
 	struct nkv_engine *se = NULL;
@@ -91,6 +91,10 @@ static int run_scenario(const struct scenario *sc, unsigned streams, uint32_t to
 	char addr[64];
 	int rc, done = 0;
 	double t0;
+
+	nkv_engine_opts_init(&eo);
+	eo.streams = streams;
+	eo.verify = true;
 
 	memset(row, 0, sizeof(*row));
 	nkv_model_preset(sc->model, &sl.model);

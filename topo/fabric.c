@@ -19,8 +19,8 @@
  * scheduler there is reachable from every host without touching the
  * caller's namespace and without a shortcut between hosts.
  */
-#include "netkv_commands.h"
 #include "netkv_topo.h"
+#include "topo_cli.h"
 #include "nkv_util.h"
 #include "topo_model.h"
 #include "fabric.h"
@@ -576,7 +576,9 @@ static int status(const char *prefix, bool json)
 	return 0;
 }
 
-int nkv_cmd_fabric(int argc, char **argv)
+/* One option parser for the four subcommands (they share most options);
+ * argv[0] is the subcommand's full name, "fabric up". */
+static int fabric_cmd(const char *sub, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "topo", required_argument, NULL, 't' },   { "scale", required_argument, NULL, 's' },
@@ -586,17 +588,10 @@ int nkv_cmd_fabric(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nkv_fabric_opts o = { .prefix = "nkv-", .scale = 400, .latency_scale = 1, .mtu = 9000, .verbose = true };
-	const char *topo = NULL, *sub;
+	const char *topo = NULL;
 	bool json = false;
 	int c, li = 0, rc = 0;
 
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
-	}
-	sub = argv[1];
-	argc--;
-	argv++;
 	optind = 1;
 	/* "+": stop at the first non-option so `exec HOST -- cmd -x` keeps cmd's flags. */
 	while ((c = getopt_long(argc, argv, "+h", opts, &li)) != -1) {
@@ -690,6 +685,10 @@ int nkv_cmd_fabric(int argc, char **argv)
 		fprintf(stderr, "netkv fabric exec: %s: %s\n", argv[rest], strerror(errno));
 		return 1;
 	}
-	fprintf(stderr, "netkv fabric: unknown subcommand '%s' (up, down, status, exec)\n", sub);
-	return 2;
+	return 2; /* not reached: the command table names only the four */
 }
+
+int nkv_cmd_fabric_up(int argc, char **argv) { return fabric_cmd("up", argc, argv); }
+int nkv_cmd_fabric_down(int argc, char **argv) { return fabric_cmd("down", argc, argv); }
+int nkv_cmd_fabric_status(int argc, char **argv) { return fabric_cmd("status", argc, argv); }
+int nkv_cmd_fabric_exec(int argc, char **argv) { return fabric_cmd("exec", argc, argv); }

@@ -1,8 +1,8 @@
 /*
  * netkv topo gen | show | host
  */
-#include "netkv_commands.h"
 #include "netkv_topo.h"
+#include "topo_cli.h"
 #include "nkv_util.h"
 #include "topo_model.h"
 

@@ -25,6 +25,11 @@ void nkv__log(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+void nkv_engine_opts_init(struct nkv_engine_opts *o)
+{
+	*o = (struct nkv_engine_opts){ .backend = NKV_BACKEND_TCP, .gid_index = -1, .streams = 1 };
+}
+
 int nkv_engine_create(const struct nkv_engine_opts *o, struct nkv_engine **out)
 {
 	struct nkv_engine *e;

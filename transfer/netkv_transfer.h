@@ -137,6 +137,9 @@ struct nkv_engine_opts {
 struct nkv_engine;
 struct nkv_conn;
 
+/* The defaults: TCP, one stream, automatic verbs device and GID (gid_index
+ * -1), no verify, GPU 0; callers set what they change after it. */
+void nkv_engine_opts_init(struct nkv_engine_opts *o);
 int nkv_engine_create(const struct nkv_engine_opts *o, struct nkv_engine **out);
 void nkv_engine_destroy(struct nkv_engine *e);
 const char *nkv_engine_describe(const struct nkv_engine *e); /* "tcp (io_uring)", "verbs rxe0 gid 1", ... */

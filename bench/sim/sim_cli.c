@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "netkv_commands.h"
 #include "nkv_traces.h"
 #include "nkv_util.h"
 #include "sim_cli.h"
@@ -272,7 +271,7 @@ void nkv__sim_opts_free(struct sim_opts *o)
 
 /* ---- netkv sim run ---------------------------------------------------------- */
 
-static int sim_run(int argc, char **argv)
+int nkv_cmd_sim_run(int argc, char **argv)
 {
 	struct sim_opts o;
 	struct nkv_sim_result *res = NULL;
@@ -332,27 +331,4 @@ static int sim_run(int argc, char **argv)
 	nkv_sim_result_free(res);
 	nkv__sim_opts_free(&o);
 	return ret;
-}
-
-int nkv_cmd_sim(int argc, char **argv)
-{
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fprintf(argc < 2 ? stderr : stdout,
-			"usage: netkv sim <run|experiment|tune|validate> [options]   (each takes --help)\n"
-			"  run          simulate one trace / topology / policy\n"
-			"  experiment   NAME: headline topology staleness prefix ablation scale context control\n"
-			"  tune         cla* weight grid search over a trace (reproducible)\n"
-			"  validate     replay a testbed run's assignments; predicted vs measured transfer and TTFT\n");
-		return argc < 2 ? 2 : 0;
-	}
-	if (!strcmp(argv[1], "run"))
-		return sim_run(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "experiment"))
-		return nkv_sim_experiment(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "tune"))
-		return nkv_sim_tune_cmd(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "validate"))
-		return nkv_sim_validate_cmd(argc - 1, argv + 1);
-	fprintf(stderr, "netkv sim: unknown subcommand '%s' (run, experiment, tune, validate)\n", argv[1]);
-	return 2;
 }

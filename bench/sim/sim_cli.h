@@ -1,4 +1,4 @@
-/* Shared option handling of the simulator commands (netkv sim ..., netkv trace ...). */
+/* Shared option handling of the simulator commands (netkv sim ..., netkv trace ...), and the commands. */
 #ifndef NKV_SIM_CLI_H
 #define NKV_SIM_CLI_H
 
@@ -37,8 +37,13 @@ void nkv__sim_opts_free(struct sim_opts *o);
 void nkv__sim_opts_help(FILE *f);
 
 
-int nkv_sim_experiment(int argc, char **argv);
-int nkv_sim_tune_cmd(int argc, char **argv);
-int nkv_sim_validate_cmd(int argc, char **argv);
+/* The commands for the `netkv` table (tools/commands.c); argv[0] is the
+ * full name ("sim run"), the return value the exit status. */
+int nkv_cmd_sim_run(int argc, char **argv);            /* sim_cli.c */
+int nkv_sim_experiment(int argc, char **argv);         /* experiments.c */
+int nkv_sim_tune_cmd(int argc, char **argv);           /* experiments.c */
+int nkv_sim_validate_cmd(int argc, char **argv);       /* validate_cli.c */
+int nkv_cmd_trace_gen(int argc, char **argv);          /* trace_cli.c */
+int nkv_cmd_trace_stats(int argc, char **argv);        /* trace_cli.c */
 
 #endif

@@ -7,11 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "netkv_commands.h"
 #include "nkv_util.h"
 #include "sim_cli.h"
 
-static int trace_gen(int argc, char **argv)
+int nkv_cmd_trace_gen(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "profile", required_argument, 0, 'p' }, { "requests", required_argument, 0, 'n' },
@@ -106,7 +105,7 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int trace_stats(int argc, char **argv)
+int nkv_cmd_trace_stats(int argc, char **argv)
 {
 	static const struct option lo[] = { { "json", no_argument, 0, 'j' }, { "help", no_argument, 0, 'h' }, { 0 } };
 	bool json = false;
@@ -188,18 +187,4 @@ static int trace_stats(int argc, char **argv)
 	free(in), free(out);
 	nkv_trace_free(t);
 	return 0;
-}
-
-int nkv_cmd_trace(int argc, char **argv)
-{
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fprintf(argc < 2 ? stderr : stdout, "usage: netkv trace <gen|stats> [options]   (each takes --help)\n");
-		return argc < 2 ? 2 : 0;
-	}
-	if (!strcmp(argv[1], "gen"))
-		return trace_gen(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "stats"))
-		return trace_stats(argc - 1, argv + 1);
-	fprintf(stderr, "netkv trace: unknown subcommand '%s' (gen, stats)\n", argv[1]);
-	return 2;
 }

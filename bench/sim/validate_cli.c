@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "netkv_commands.h"
 #include "nkv_util.h"
 #include "sim_cli.h"
 

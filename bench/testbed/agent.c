@@ -33,7 +33,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "netkv_commands.h"
+#include "testbed_cli.h"
 #include "netkv_perf.h"
 #include "netkv_proto.h"
 #include "netkv_transfer.h"
@@ -973,10 +973,13 @@ int nkv_cmd_agent(int argc, char **argv)
 	p->added = calloc(p->capdelta, sizeof(uint64_t));
 	p->evicted = calloc(p->capdelta, sizeof(uint64_t));
 	a->scratch = malloc(nkv_layout_chunk_bytes(&p->layout) + 8);
-	struct nkv_engine_opts eo = { .backend = NKV_BACKEND_TCP, .gid_index = -1, .streams = 1, .verify = a->verify,
-				      .src_addr = src };
+	struct nkv_engine_opts eo;
 	void *mem = NULL;
 	char addr[NKV_PROTO_MAX_ADDR + 1] = "-";
+
+	nkv_engine_opts_init(&eo);
+	eo.verify = a->verify;
+	eo.src_addr = src;
 	rc = nkv_layout_check(&p->layout);
 	if (!rc)
 		rc = nkv_engine_create(&eo, &a->eng);

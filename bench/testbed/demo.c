@@ -33,7 +33,7 @@
 #include "cluster.h"
 #include "demo_tune.h"
 #include "fabric.h"
-#include "netkv_commands.h"
+#include "testbed_cli.h"
 #include "nkv_util.h"
 #include "netkv_sched.h"
 #include "netkv_topo.h"

@@ -30,7 +30,7 @@
 
 #include <jansson.h>
 
-#include "netkv_commands.h"
+#include "testbed_cli.h"
 #include "netkv_proto.h"
 #include "netkv_sched.h"
 #include "netkv_sim.h"

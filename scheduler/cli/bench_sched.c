@@ -8,7 +8,7 @@
  * paths and some in-flight bytes are set), then times nkv_sched_decide on
  * the following requests, single-threaded, one clock read per decision.
  */
-#include "netkv_commands.h"
+#include "sched_cli.h"
 #include "netkv_sched.h"
 #include "nkv_traces.h"
 #include "nkv_util.h"

@@ -29,7 +29,7 @@
 
 #include <jansson.h>
 
-#include "netkv_commands.h"
+#include "daemon_cli.h"
 #include "netkv_proto.h"
 #include "netkv_sched.h"
 #include "netkv_topo.h"

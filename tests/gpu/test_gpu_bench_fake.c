@@ -6,7 +6,7 @@
  * exit status and the rows do.
  */
 #include "fake_gpu.h"
-#include "netkv_commands.h"
+#include "bench_cli.h"
 
 #include <stdio.h>
 #include <string.h>

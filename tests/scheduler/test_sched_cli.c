@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "netkv_commands.h"
+#include "sched_cli.h"
 #include "nkv_util.h"
 
 #define BENCH(...) call((char *[]){ "bench sched", __VA_ARGS__, NULL })

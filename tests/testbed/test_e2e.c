@@ -14,6 +14,7 @@
 #include "e2e_common.h"
 #include "netkv_perf.h"
 #include "netkv_proto.h"
+#include "testbed_cli.h"
 
 #define SCALE 0.05
 #define BLOCK_BYTES (128u * 1024) /* tiny model: 256 B/token x 512 tokens */
@@ -24,9 +25,6 @@ static int fails;
 
 static const char *TOKEN = "e2e-token";
 
-int nkv_cmd_demo(int argc, char **argv); /* tools/netkv_commands.h */
-int nkv_cmd_replay(int argc, char **argv);
-int nkv_cmd_agent(int argc, char **argv);
 #define REPLAY(...) nkv_cmd_replay(sizeof((char *[]){ "replay", __VA_ARGS__ }) / sizeof(char *), \
 				   (char *[]){ "replay", __VA_ARGS__, NULL })
 #define DEMO(...) nkv_cmd_demo(sizeof((char *[]){ "demo", __VA_ARGS__ }) / sizeof(char *), (char *[]){ "demo", __VA_ARGS__, NULL })

@@ -93,7 +93,11 @@ int main(void)
 
 	/* 6. bad device and bad GID choices. */
 	struct nkv_engine *bad;
-	struct nkv_engine_opts o = { .backend = NKV_BACKEND_VERBS, .device = "nosuchdev0", .gid_index = -1, .streams = 1 };
+	struct nkv_engine_opts o;
+
+	nkv_engine_opts_init(&o);
+	o.backend = NKV_BACKEND_VERBS;
+	o.device = "nosuchdev0";
 	VT_CHECK(nkv_engine_create(&o, &bad) == -ENODEV && strstr(nkv_last_error(), "nosuchdev0"),
 		 "unknown device refused: %s", nkv_last_error());
 	printf("bad device: %s\n", nkv_last_error());

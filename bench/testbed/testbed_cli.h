@@ -1,0 +1,13 @@
+/*
+ * The testbed's commands for the `netkv` table (tools/commands.c):
+ * `netkv agent` (agent.c), `netkv replay` (replay.c), `netkv demo` (demo.c).
+ * Each gets argv[0] = its name and returns the exit status.
+ */
+#ifndef NKV_TESTBED_CLI_H
+#define NKV_TESTBED_CLI_H
+
+int nkv_cmd_agent(int argc, char **argv);
+int nkv_cmd_replay(int argc, char **argv);
+int nkv_cmd_demo(int argc, char **argv);
+
+#endif
