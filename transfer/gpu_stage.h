@@ -97,4 +97,82 @@ int nkv__gpu_in_reap(struct nkv_engine *e, void (*fn)(void *owner, uint64_t req_
 /* The owner goes away: wait for its copies, free its slots, no callbacks. */
 void nkv__gpu_in_drop_owner(struct nkv_engine *e, void *owner);
 
+/* ---- backends: one path for host and staged memory (gpu_unit.c) ----
+ * A backend builds its sends and receives the same way whether the memory
+ * is host memory it reads and writes itself or GPU memory staged through
+ * the pinned slots above; these say, unit by unit, where the bytes are. */
+
+#define NKV_NO_UNIT UINT32_MAX
+
+/* A push's source as a backend sends it: the plan's ranges, cut into units
+ * (staged: the pipeline's chunks; host: only when asked), read from the
+ * region itself or from the chunk a unit was copied out into. */
+struct nkv_send_src {
+	struct nkv_stage *stage;   /* staged: the pipeline */
+	struct nkv_chunk_plan cut; /* host source cut into units (cut.r NULL: not cut) */
+	const struct nkv_range *r; /* host source, not cut: the plan's ranges (borrowed: read while the push is built) */
+	size_t nr;
+	uint64_t base;             /* host source: the region's address */
+};
+
+struct nkv_send_range {
+	uint64_t src;     /* host: address; staged: offset in its chunk (add nkv__src_ready()'s base) */
+	uint64_t uoff;    /* offset in its unit's packed payload (units only) */
+	uint64_t dst_off, len;
+	uint32_t unit;    /* NKV_NO_UNIT: a host source not cut */
+};
+
+/* staged: gather src from GPU memory (gated, see nkv__stage_new_cut) in units
+ * of unit_bytes / unit_ranges; host: the plan's ranges, cut the same way
+ * only if cut_host. */
+int nkv__src_open(struct nkv_engine *e, const struct nkv_region *src, const struct nkv_plan *plan, bool staged,
+		  uint64_t unit_bytes, uint32_t unit_ranges, bool cut_host, struct nkv_send_src *out);
+void nkv__src_close(struct nkv_send_src *s);
+bool nkv__src_staged(const struct nkv_send_src *s);
+size_t nkv__src_count(const struct nkv_send_src *s);
+struct nkv_send_range nkv__src_range(const struct nkv_send_src *s, size_t i);
+/* The units (NULL for a host source not cut), and how many (0 then). */
+const struct nkv_chunk_plan *nkv__src_units(const struct nkv_send_src *s);
+uint32_t nkv__src_nunits(const struct nkv_send_src *s);
+/* Let units [0, n) be copied out (staged; host: nothing to do). */
+void nkv__src_allow(struct nkv_send_src *s, uint32_t n);
+/* Where unit's bytes are: 1 and *base to add to a range's src (host: 0,
+ * always ready), 0 not copied out yet, <0 failed. */
+int nkv__src_ready(struct nkv_send_src *s, uint32_t unit, uint64_t *base);
+/* bytes of unit have been sent: true once the whole unit has (staged: its
+ * slot is free again; host: never, nothing to give back). */
+bool nkv__src_sent(struct nkv_send_src *s, uint32_t unit, uint64_t bytes);
+
+/* Where a received payload goes: straight into a host region, or (staged)
+ * packed into a pinned slot that nkv__rx_deliver() copies and scatters to
+ * the GPU. One per payload in flight. */
+struct nkv_rx {
+	void *dev;                 /* staged: the GPU region's device pointer */
+	uint8_t *host;             /* host: where the payload goes */
+	bool staged, ready;        /* ready: nkv__rx_slot() succeeded */
+	struct nkv_gpu_in *slot;
+};
+
+/* A payload for region r begins, at offset off (a scattered one: 0). */
+void nkv__rx_begin(struct nkv_rx *rx, const struct nkv_region *r, uint64_t off);
+/* A payload of a lent bounce slot (already written by the peer) for r. */
+void nkv__rx_lent(struct nkv_rx *rx, const struct nkv_region *r, struct nkv_gpu_in *slot);
+/* Somewhere to receive into: 1 ready (host always), 0 no slot free yet (a
+ * reap frees one), <0 failed. */
+int nkv__rx_slot(struct nkv_engine *e, void *owner, struct nkv_rx *rx);
+/* Where to receive into once ready: the region at the offset (host), or
+ * the slot (staged). */
+uint8_t *nkv__rx_buf(const struct nkv_rx *rx);
+/* True when a scattered payload is received packed into the slot (staged),
+ * false when it goes straight to its ranges in the region (host). */
+bool nkv__rx_packed(const struct nkv_rx *rx);
+/* The payload is in: ranges from src_off in the packed payload to dst_off
+ * in the region (host: already there). 1: its bytes are in place now; 0:
+ * being copied, nkv__gpu_in_reap() reports them under cookie; <0 failed
+ * (the slot is still held: nkv__rx_drop()). Resets rx. */
+int nkv__rx_deliver(struct nkv_engine *e, struct nkv_rx *rx, const struct nkv_range *ranges, uint32_t n,
+		    uint64_t cookie);
+/* Give the slot back unused (a failed receive). */
+void nkv__rx_drop(struct nkv_engine *e, struct nkv_rx *rx);
+
 #endif

@@ -79,11 +79,12 @@ struct titem {
 	const void **vdata;
 	unsigned nvec;
 	struct sreq *req;   /* data/sums items of a push */
-	/* Staged from GPU memory: payload at soff in staging chunk `chunk`,
-	 * pointers filled in once the chunk is in host memory. */
-	bool staged, resolved;
-	uint32_t chunk;
-	uint64_t soff;
+	/* Data items: the payload's source (nkv__src_range(): an address, or
+	 * an offset in a staging chunk) in unit `unit`; the pointers are
+	 * filled in once the unit is ready (item_ready()). */
+	bool resolved;
+	uint32_t unit;
+	uint64_t src;
 	void *owned;        /* control items: payload to free once sent */
 	bool heap;          /* control items: the item itself is malloc'd */
 	struct titem *next;
@@ -101,7 +102,7 @@ struct sreq {
 	struct nkv_wire_vent *vents; /* DATAV entries of all groups */
 	const void **vdata;          /* and their source pointers */
 	struct nkv_block_sum *sums;
-	struct nkv_stage *stage;     /* GPU source: the staging pipeline */
+	struct nkv_send_src src;     /* host ranges, or staged from GPU memory */
 	uint32_t allowed;            /* its chunks the connection's gate let go */
 	/* The ACK can beat our own send completion (the receiver may have
 	 * every byte while sendmsg is still returning): then it waits here. */
@@ -152,15 +153,12 @@ struct tstream {
 	struct rreq *cur;
 	uint8_t *vbase;         /* R_VENT / R_VDATA: the region, its size, the payload size */
 	uint64_t vrlen, vpay;
+	uint64_t doff;          /* R_DATA: destination offset */
 	struct nkv_wire_vent vent[NKV_WIRE_MAX_VEC];
 	unsigned nvent;
 	struct iovec riov[NKV_WIRE_MAX_VEC + 1];
 	struct msghdr rmsg;
-	/* receive into a GPU region: through a pinned slot */
-	bool gpu;
-	void *gdev;              /* the region's device pointer */
-	uint64_t goff;           /* R_DATA: destination offset */
-	struct nkv_gpu_in *gslot;
+	struct nkv_rx rx;       /* R_DATA / R_VDATA: into the region, or a pinned slot (GPU) */
 };
 
 struct tconn {
@@ -719,7 +717,7 @@ static void conn_gate(struct tconn *tc)
 {
 	while (tc->gate && tc->staged_out < STAGED_PER_CONN) {
 		struct sreq *sr = tc->gate;
-		uint32_t nc = sr->stage ? (uint32_t)nkv__stage_plan(sr->stage)->nc : 0, n;
+		uint32_t nc = nkv__src_nunits(&sr->src), n;
 
 		if (sr->allowed == nc) {
 			tc->gate = sr->next;
@@ -730,14 +728,14 @@ static void conn_gate(struct tconn *tc)
 			n = nc - sr->allowed;
 		sr->allowed += n;
 		tc->staged_out += n;
-		nkv__stage_allow(sr->stage, sr->allowed);
+		nkv__src_allow(&sr->src, sr->allowed);
 	}
 }
 
 static void item_sent(struct tstream *s, struct titem *it)
 {
 	/* A chunk wholly sent: its connection may let the next one go. */
-	if (it->staged && nkv__stage_sent(it->req->stage, it->chunk, it->hdr.len) && s->tc) {
+	if (it->req && nkv__src_sent(&it->req->src, it->unit, it->hdr.len) && s->tc) {
 		s->tc->staged_out--;
 		if (!s->tc->failed)
 			conn_gate(s->tc);
@@ -807,32 +805,27 @@ static void post_send(struct tstream *s)
 	s->te->inflight++;
 }
 
-/* A staged item's chunk is in host memory: point its payload there.
- * False while the copy is running (or after a failure, which fails the
- * connection: the receiver holds part of the request). */
+/* An item's unit is ready (host memory always; a staged chunk once copied
+ * out): point its payload there. False while the copy is running (or after
+ * a failure, which fails the connection: the receiver holds part of the
+ * request). */
 static bool item_ready(struct tconn *tc, struct titem *it)
 {
-	const uint8_t *base;
-	uint64_t off;
+	uint64_t base;
 	int rc;
 
-	if (!it->staged || it->resolved)
+	if (it->resolved)
 		return true;
-	if ((rc = nkv__stage_ptr(it->req->stage, it->chunk, &base)) <= 0) {
+	if ((rc = nkv__src_ready(&it->req->src, it->unit, &base)) <= 0) {
 		if (rc < 0)
 			conn_fail(tc, rc, "request %llu: %s", (unsigned long long)it->req->req_id, nkv_last_error());
 		return false;
 	}
-	if (it->vec) {
-		/* A DATAV group's ranges sit back to back in the chunk. */
-		off = it->soff;
-		for (unsigned i = 0; i < it->nvec; i++) {
-			it->vdata[i] = base + off;
-			off += it->vec[i].len;
-		}
-	} else {
-		it->data = base + it->soff;
-	}
+	if (it->vec) /* each entry's source was put in vdata when it was built */
+		for (unsigned i = 0; i < it->nvec; i++)
+			it->vdata[i] = (const void *)(uintptr_t)(base + (uintptr_t)it->vdata[i]);
+	else
+		it->data = (const void *)(uintptr_t)(base + it->src);
 	it->resolved = true;
 	return true;
 }
@@ -921,17 +914,16 @@ static void queue_ctrl(struct tstream *s, uint16_t type, uint64_t req_id, uint64
 	it->len = len;
 	it->owned = payload;
 	it->heap = true;
+	it->resolved = true;
 	q_push(&s->ctrl, it);
 }
 
 static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 {
 	struct tconn *tc = c->be;
-	const struct nkv_range *r = nkv_plan_ranges(req->plan);
-	size_t nr = nkv_plan_count(req->plan), k = 0;
+	size_t nr, k = 0;
 	uint64_t total = nkv_plan_bytes(req->plan), piece;
-	struct nkv_stage *stage = NULL;
-	const struct nkv_srange *sg = NULL;
+	struct nkv_send_src src;
 	struct sreq *sr;
 	int rc;
 
@@ -950,29 +942,26 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 	 * pieces so small that headers and syscalls dominate. */
 	piece = (total + tc->nstreams - 1) / tc->nstreams;
 	piece = piece < MIN_PIECE ? MIN_PIECE : piece > MAX_PIECE ? MAX_PIECE : piece;
-	if (req->src->kind == NKV_MEM_CUDA) {
-		/* GPU source: send the staging plan's ranges (the plan's, cut at
-		 * chunk boundaries) from pinned chunks as they are copied. */
-		if ((rc = nkv__stage_new_cut(c->e, req->src->ptr, req->plan, NKV_GPU_CHUNK, NKV_GPU_CHUNK_RANGES, true,
-					     &stage))) {
-			free(req->sums);
-			return nkv_err_wrap(rc, "push %llu from GPU region %u", (unsigned long long)req->req_id,
-					    req->src->id);
-		}
-		sg = nkv__stage_plan(stage)->r;
-		nr = nkv__stage_plan(stage)->nr;
+	/* A GPU source sends the staging plan's ranges (the plan's, cut at
+	 * chunk boundaries) from pinned chunks as they are copied; a host
+	 * source its plan's ranges as they are. */
+	if ((rc = nkv__src_open(c->e, req->src, req->plan, req->src->kind == NKV_MEM_CUDA, NKV_GPU_CHUNK,
+				NKV_GPU_CHUNK_RANGES, false, &src))) {
+		free(req->sums);
+		return nkv_err_wrap(rc, "push %llu from GPU region %u", (unsigned long long)req->req_id, req->src->id);
 	}
+	nr = nkv__src_count(&src);
 	if (!(sr = calloc(1, sizeof(*sr)))) {
-		nkv__stage_free(stage);
+		nkv__src_close(&src);
 		free(req->sums);
 		return nkv_err(ENOMEM, "push: out of memory");
 	}
-	sr->stage = stage;
+	sr->src = src;
 	/* Upper bounds: large ranges cut into pieces, small ones one item each
 	 * at most (they are grouped into DATAV messages below). */
 	size_t nsmall = 0, cap = 0;
 	for (size_t i = 0; i < nr; i++) {
-		uint64_t len = sg ? sg[i].len : r[i].len;
+		uint64_t len = nkv__src_range(&src, i).len;
 		if (len < VEC_RANGE_MAX)
 			nsmall++;
 		else
@@ -987,7 +976,7 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 		free(sr->vents);
 		free(sr->vdata);
 		free(sr);
-		nkv__stage_free(stage);
+		nkv__src_close(&src);
 		free(req->sums);
 		return nkv_err(ENOMEM, "push: out of memory for %zu pieces", cap);
 	}
@@ -999,15 +988,14 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 	uint64_t gbytes = 0;
 	for (size_t i = 0; i < nr; i++) {
 		/* This range: from the plan, or a staged piece of it. */
-		uint64_t rlen = sg ? sg[i].len : r[i].len, dst_off = sg ? sg[i].dst_off : r[i].dst_off;
-		const char *src = sg ? NULL : (const char *)req->src->ptr + r[i].src_off;
+		struct nkv_send_range g = nkv__src_range(&src, i);
+		uint64_t rlen = g.len;
 
 		if (rlen < VEC_RANGE_MAX) {
 			/* Blocks that did not coalesce: many ranges, one message,
 			 * one scattered receive on the other side. A group never
 			 * spans two staging chunks. */
-			if (!group || group->nvec == NKV_WIRE_MAX_VEC || gbytes + rlen > piece ||
-			    (sg && group->chunk != sg[i].chunk)) {
+			if (!group || group->nvec == NKV_WIRE_MAX_VEC || gbytes + rlen > piece || group->unit != g.unit) {
 				group = &sr->items[k++];
 				hdr_init(&group->hdr, NKV_W_DATAV);
 				group->hdr.region = req->dst->id;
@@ -1017,15 +1005,11 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 				group->vec = &sr->vents[nv];
 				group->vdata = &sr->vdata[nv];
 				group->req = sr;
-				if (sg) {
-					group->staged = true;
-					group->chunk = sg[i].chunk;
-					group->soff = sg[i].soff;
-				}
+				group->unit = g.unit;
 				gbytes = 0;
 			}
-			sr->vents[nv] = (struct nkv_wire_vent){ .offset = dst_off, .len = rlen };
-			sr->vdata[nv++] = src;
+			sr->vents[nv] = (struct nkv_wire_vent){ .offset = g.dst_off, .len = rlen };
+			sr->vdata[nv++] = (const void *)(uintptr_t)g.src; /* item_ready() adds the unit's base */
 			group->nvec++;
 			group->hdr.offset = group->nvec;
 			group->hdr.len += rlen;
@@ -1041,18 +1025,14 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 			hdr_init(&it->hdr, NKV_W_DATA);
 			it->hdr.region = req->dst->id;
 			it->hdr.flags = req->sums ? NKV_WF_VERIFY : 0;
-			it->hdr.offset = dst_off + off;
+			it->hdr.offset = g.dst_off + off;
 			it->hdr.len = len;
 			it->hdr.req_id = req->req_id;
 			it->hdr.total = total;
-			it->data = src ? src + off : NULL;
 			it->len = len;
 			it->req = sr;
-			if (sg) {
-				it->staged = true;
-				it->chunk = sg[i].chunk;
-				it->soff = sg[i].soff + off;
-			}
+			it->unit = g.unit;
+			it->src = g.src + off;
 		}
 	}
 	sr->items[k - 1].hdr.flags |= NKV_WF_LAST;
@@ -1068,6 +1048,8 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 		it->data = req->sums;
 		it->len = it->hdr.len;
 		it->req = sr;
+		it->unit = NKV_NO_UNIT;
+		it->resolved = true;
 	}
 	sr->nitems = k;
 	sr->unsent = sr->nitems;
@@ -1079,7 +1061,7 @@ static int tcp_push(struct nkv_conn *c, struct nkv_push_req *req)
 	else
 		tc->oldest = sr;
 	tc->newest = sr;
-	if (stage && !tc->gate)
+	if (nkv__src_staged(&sr->src) && !tc->gate)
 		tc->gate = sr;
 	conn_gate(tc);
 	/* Queued for the ring; the next nkv_poll() submits, so a burst of
@@ -1105,7 +1087,7 @@ static void sreq_unlink_free(struct tconn *tc, struct sreq *sr)
 	free(sr->vents);
 	free(sr->vdata);
 	free(sr->sums);
-	nkv__stage_free(sr->stage);
+	nkv__src_close(&sr->src);
 	free(sr);
 }
 
@@ -1165,10 +1147,11 @@ static void post_recv(struct tstream *s)
 		 * region: packed into the pinned slot, scattered on the GPU). */
 		uint64_t skip = s->dgot;
 		unsigned n = 0;
+		bool packed = nkv__rx_packed(&s->rx);
 
-		if (s->gpu)
-			s->riov[n++] = (struct iovec){ nkv__gpu_in_buf(s->gslot) + s->dgot, s->dlen - s->dgot };
-		for (unsigned i = 0; i < s->nvent && !s->gpu; i++) {
+		if (packed)
+			s->riov[n++] = (struct iovec){ nkv__rx_buf(&s->rx) + s->dgot, s->dlen - s->dgot };
+		for (unsigned i = 0; i < s->nvent && !packed; i++) {
 			if (skip >= s->vent[i].len) {
 				skip -= s->vent[i].len;
 				continue;
@@ -1427,8 +1410,7 @@ static int on_header(struct tstream *s)
 			s->vbase = r->ptr;
 			s->vrlen = r->len;
 			s->vpay = h->len;
-			s->gpu = r->kind == NKV_MEM_CUDA; /* payload into a slot, see gpu_slot_ready() */
-			s->gdev = r->ptr;
+			nkv__rx_begin(&s->rx, r, 0); /* GPU: payload into a slot, see rx_ready() */
 			s->dst = (uint8_t *)s->vent;
 			s->rs = R_VENT;
 			s->cur = rq;
@@ -1436,14 +1418,10 @@ static int on_header(struct tstream *s)
 			s->dgot = 0;
 			return 0;
 		}
-		s->dst = (uint8_t *)r->ptr + h->offset;
 		s->rs = R_DATA;
-		if (r->kind == NKV_MEM_CUDA) { /* into a pinned slot first, see gpu_slot_ready() */
-			s->gpu = true;
-			s->gdev = r->ptr;
-			s->goff = h->offset;
-			s->dst = NULL;
-		}
+		s->doff = h->offset;
+		nkv__rx_begin(&s->rx, r, h->offset); /* s->dst set by rx_ready() */
+		s->dst = NULL;
 	}
 	s->cur = rq;
 	s->dlen = h->len;
@@ -1479,9 +1457,10 @@ static int vent_done(struct tstream *s)
 	return 0;
 }
 
-/* A GPU region's payload is in the pinned slot: copy it to the device. Its
- * bytes count once the copy is done (gpu_in_done). */
-static void gpu_payload_done(struct tstream *s, struct rreq *rq)
+/* A payload is in: in place already (host), or in the pinned slot, to be
+ * copied to the device (GPU; its bytes count once that copy is done, see
+ * gpu_in_done). 1: in place, 0: copying, <0: failed the connection. */
+static int deliver(struct tstream *s, struct rreq *rq)
 {
 	struct nkv_range r[NKV_WIRE_MAX_VEC];
 	uint32_t n = 0;
@@ -1489,40 +1468,35 @@ static void gpu_payload_done(struct tstream *s, struct rreq *rq)
 	int rc;
 
 	if (s->rs == R_DATA) {
-		r[n++] = (struct nkv_range){ .src_off = 0, .dst_off = s->goff, .len = s->dlen };
+		r[n++] = (struct nkv_range){ .src_off = 0, .dst_off = s->doff, .len = s->dlen };
 	} else {
 		for (unsigned i = 0; i < s->nvent; i++) {
 			r[n++] = (struct nkv_range){ .src_off = off, .dst_off = s->vent[i].offset, .len = s->vent[i].len };
 			off += s->vent[i].len;
 		}
 	}
-	rc = nkv__gpu_in_commit(s->te->e, s->gslot, s->gdev, r, n, rq->req_id);
-	if (rc) {
-		nkv__gpu_in_release(s->te->e, s->gslot);
+	rc = nkv__rx_deliver(s->te->e, &s->rx, r, n, rq->req_id);
+	if (rc < 0) {
+		nkv__rx_drop(s->te->e, &s->rx);
 		conn_fail(s->tc, rc, "stream %u: request %llu: copy into GPU memory: %s", s->idx,
 			  (unsigned long long)rq->req_id, nkv_last_error());
 	}
-	s->gslot = NULL;
-	s->gpu = false;
+	return rc;
 }
 
 static void payload_done(struct tstream *s)
 {
 	struct rreq *rq = s->cur;
+	int rc = 1;
 
-	if (s->gpu && s->rs != R_SUMS) {
-		gpu_payload_done(s, rq);
-		s->cur = NULL;
-		s->rs = R_HDR;
-		return;
-	}
 	if (s->rs == R_SUMS)
 		rq->have_sums = true;
-	else
+	else if ((rc = deliver(s, rq)) > 0)
 		rq->got += s->dlen;
 	s->cur = NULL;
 	s->rs = R_HDR;
-	maybe_complete(s, rq);
+	if (rc > 0)
+		maybe_complete(s, rq);
 }
 
 static void on_recv(struct tstream *s, int res)
@@ -1587,24 +1561,22 @@ static void on_recv(struct tstream *s, int res)
 	on_header(s);
 }
 
-/* A payload for a GPU region needs a pinned slot before it can be received.
- * False while none is free: a finished copy frees one, and tcp_progress
- * kicks the streams again. */
-static bool gpu_slot_ready(struct tstream *s)
+/* Somewhere to receive the payload into: the region (host), or a pinned
+ * slot (GPU). False while no slot is free: a finished copy frees one, and
+ * tcp_progress kicks the streams again. */
+static bool rx_ready(struct tstream *s)
 {
 	int rc;
 
-	if (!s->gpu || s->gslot || (s->rs != R_DATA && s->rs != R_VDATA))
+	if (s->rs != R_DATA && s->rs != R_VDATA)
 		return true;
-	rc = nkv__gpu_in_acquire(s->te->e, s, &s->gslot);
-	if (rc == -EAGAIN)
-		return false;
-	if (rc) {
+	rc = nkv__rx_slot(s->te->e, s, &s->rx);
+	if (rc < 0)
 		conn_fail(s->tc, rc, "stream %u: receive buffer for GPU memory: %s", s->idx, nkv_last_error());
+	if (rc <= 0)
 		return false;
-	}
 	if (s->rs == R_DATA)
-		s->dst = nkv__gpu_in_buf(s->gslot);
+		s->dst = nkv__rx_buf(&s->rx);
 	return true;
 }
 
@@ -1613,7 +1585,7 @@ static void stream_kick(struct tstream *s)
 {
 	if (s->dead)
 		return;
-	if (!s->recv_busy && gpu_slot_ready(s))
+	if (!s->recv_busy && rx_ready(s))
 		post_recv(s);
 	try_send(s);
 }
