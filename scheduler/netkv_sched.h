@@ -408,23 +408,26 @@ double nkv_sched_decode_load(const struct nkv_sched *s, uint32_t d);
 /* ===== policies =========================================================== */
 
 /*
- * One ops table per decode policy. pick() sees the scheduler (read through
- * the accessors above), the request, the chosen prefill index and held[]
- * (leading blocks held per decode index, already computed), and fills
- * out->decode and out->score. The framework fills the rest of the
- * decision. state comes from init() (may be NULL).
+ * One ops table per decode policy, registered in one table (policy.c, or
+ * nkv_policy_register). pick() sees the scheduler through a read-only view
+ * (policy.h: counts, each decode's state, load, wait, tier from a prefill,
+ * prefix blocks held, the oracle's cost, params), the request and the
+ * chosen prefill index, and fills out->decode and out->score. The
+ * framework fills the rest of the decision. state comes from init() (may
+ * be NULL); it is the policy's own and pick() may change it.
  */
+struct nkv_sched_view;
 struct nkv_policy_ops {
 	const char *name;
 	const char *summary;
-	int (*init)(struct nkv_sched *s, void **state);
+	int (*init)(const struct nkv_sched_view *v, void **state);
 	void (*fini)(void *state);
-	int (*pick)(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t prefill,
-		    const uint32_t *held, double now, struct nkv_decision *out);
+	int (*pick)(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t prefill,
+		    double now, struct nkv_decision *out);
 };
 /* NULL when unknown. Names: rr random load cache cla cla* netkv-topo netkv-static netkv */
 const struct nkv_policy_ops *nkv_policy_find(const char *name);
-/* NULL-terminated list of all policies, in the order above. */
+/* NULL-terminated list of all policies, in the order above, then the registered ones. */
 const struct nkv_policy_ops *const *nkv_policies(void);
 
 /* ===== cla* tuning ========================================================= */

@@ -1,9 +1,11 @@
 /*
- * Decode policies, one ops table each. Formulas: netkv_sched.h. Every
- * policy is one pass over the decode instances; ties go to the lower tier
- * from the chosen prefill, then the lower load, then the lower index.
+ * Decode policies, one ops table each, and the table that registers them.
+ * Formulas: netkv_sched.h. A policy reads the scheduler only through its
+ * read-only view (policy.h). Every policy is one pass over the decode
+ * instances; ties go to the lower tier from the chosen prefill, then the
+ * lower load, then the lower index (nkv_view_better).
  */
-#include "sched_internal.h"
+#include "policy.h"
 
 #include "nkv_util.h"
 
@@ -11,63 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Is candidate (score sc, index d) better than the current best? */
-static inline bool better(const struct nkv_sched *s, uint32_t p, double sc, uint32_t d, double best_sc,
-			  uint32_t best)
-{
-	double m = fabs(sc) > fabs(best_sc) ? fabs(sc) : fabs(best_sc);
-	double eps = 1e-12 * m;
-	int td, tb;
-	double ld, lb;
-
-	if (sc < best_sc - eps)
-		return true;
-	if (sc > best_sc + eps)
-		return false;
-	td = oracle_tier_idx(s->oracle, p, d);
-	tb = oracle_tier_idx(s->oracle, p, best);
-	if (td != tb)
-		return td < tb;
-	ld = sched_load(s, &s->dec[d]);
-	lb = sched_load(s, &s->dec[best]);
-	if (ld != lb)
-		return ld < lb;
-	return d < best;
-}
-
-/* Minimise score(d) over all d: the shared loop. */
-#define ARGMIN(SCORE_EXPR)                                                                                             \
-	do {                                                                                                           \
-		uint32_t best_ = 0;                                                                                    \
-		double bsc_ = 0;                                                                                       \
-		for (uint32_t d = 0; d < s->nd; d++) {                                                                 \
-			double sc_ = (SCORE_EXPR);                                                                     \
-			if (d == 0 || better(s, p, sc_, d, bsc_, best_)) {                                            \
-				best_ = d;                                                                             \
-				bsc_ = sc_;                                                                            \
-			}                                                                                              \
-		}                                                                                                      \
-		out->decode = best_;                                                                                   \
-		out->score = bsc_;                                                                                     \
-	} while (0)
-
-static inline double hit(const struct nkv_request *r, uint32_t held)
-{
-	return r->nblocks ? (double)held / r->nblocks : 0;
-}
-
 /* ---- rr ---- */
 struct cursor {
 	uint64_t v;
 };
 
-static int cursor_init(struct nkv_sched *s, void **state)
+static int cursor_init(const struct nkv_sched_view *v, void **state)
 {
 	struct cursor *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return nkv_err(ENOMEM, "policy: out of memory");
-	c->v = s->p.seed ? s->p.seed : 1;
+	c->v = nkv_view_params(v)->seed ? nkv_view_params(v)->seed : 1;
 	*state = c;
 	return 0;
 }
@@ -77,28 +34,28 @@ static void cursor_fini(void *state)
 	free(state);
 }
 
-static int rr_init(struct nkv_sched *s, void **state)
+static int rr_init(const struct nkv_sched_view *v, void **state)
 {
-	int ret = cursor_init(s, state);
+	int ret = cursor_init(v, state);
 
 	if (!ret)
 		((struct cursor *)*state)->v = 0;
 	return ret;
 }
 
-static int pick_rr(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p, const uint32_t *held,
-		   double now, struct nkv_decision *out)
+static int pick_rr(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p, double now,
+		   struct nkv_decision *out)
 {
 	struct cursor *c = state;
 
-	out->decode = (uint32_t)(c->v++ % s->nd);
+	out->decode = (uint32_t)(c->v++ % nkv_view_ndecode(v));
 	out->score = 0;
 	return 0;
 }
 
 /* ---- random: xorshift64* ---- */
-static int pick_random(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p,
-		       const uint32_t *held, double now, struct nkv_decision *out)
+static int pick_random(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
+		       double now, struct nkv_decision *out)
 {
 	struct cursor *c = state;
 	uint64_t x = c->v;
@@ -107,75 +64,95 @@ static int pick_random(struct nkv_sched *s, void *state, const struct nkv_reques
 	x ^= x << 25;
 	x ^= x >> 27;
 	c->v = x;
-	out->decode = (uint32_t)(((x * 0x2545F4914F6CDD1Dull) >> 11) % s->nd);
+	out->decode = (uint32_t)(((x * 0x2545F4914F6CDD1Dull) >> 11) % nkv_view_ndecode(v));
 	out->score = 0;
 	return 0;
 }
 
-static int pick_load(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p, const uint32_t *held,
+static int pick_load(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
 		     double now, struct nkv_decision *out)
 {
-	ARGMIN(sched_load(s, &s->dec[d]));
+	NKV_VIEW_ARGMIN(v, p, out, d, nkv_view_load(v, d));
 	return 0;
 }
 
 /* cache: max held; the tie-break then prefers low tier and low load. */
-static int pick_cache(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p,
-		      const uint32_t *held, double now, struct nkv_decision *out)
+static int pick_cache(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
+		      double now, struct nkv_decision *out)
 {
-	ARGMIN(-(double)held[d]);
+	NKV_VIEW_ARGMIN(v, p, out, d, -(double)nkv_view_held(v, d));
 	return 0;
 }
 
 /* cla with weights: cla is (1, 1), cla* and netkv-topo take params' (x 1.0 is exact). */
-static inline double cla_score(const struct nkv_sched *s, const struct nkv_request *r, uint32_t held, uint32_t d,
-			       double wc, double wl)
+static inline double cla_score(const struct nkv_sched_view *v, const struct nkv_request *r, uint32_t d, double wc,
+			       double wl)
 {
-	return wc * (1.0 - hit(r, held)) + wl * sched_load(s, &s->dec[d]);
+	return wc * (1.0 - nkv_view_hit(v, r, d)) + wl * nkv_view_load(v, d);
 }
 
-static int pick_cla(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p, const uint32_t *held,
-		    double now, struct nkv_decision *out)
+static int pick_cla(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p, double now,
+		    struct nkv_decision *out)
 {
-	ARGMIN(cla_score(s, r, held[d], d, 1.0, 1.0));
+	NKV_VIEW_ARGMIN(v, p, out, d, cla_score(v, r, d, 1.0, 1.0));
 	return 0;
 }
 
-static int pick_cla_star(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p,
-			 const uint32_t *held, double now, struct nkv_decision *out)
+static int pick_cla_star(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
+			 double now, struct nkv_decision *out)
 {
-	ARGMIN(cla_score(s, r, held[d], d, s->p.w_cache, s->p.w_load));
+	const struct nkv_sched_params *pp = nkv_view_params(v);
+
+	NKV_VIEW_ARGMIN(v, p, out, d, cla_score(v, r, d, pp->w_cache, pp->w_load));
 	return 0;
 }
 
-static int pick_netkv_topo(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p,
-			   const uint32_t *held, double now, struct nkv_decision *out)
+static int pick_netkv_topo(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
+			   double now, struct nkv_decision *out)
 {
-	const double wt = s->p.w_tier / 3.0;
+	const struct nkv_sched_params *pp = nkv_view_params(v);
+	const double wt = pp->w_tier / 3.0;
 
-	ARGMIN(cla_score(s, r, held[d], d, s->p.w_cache, s->p.w_load) + wt * oracle_tier_idx(s->oracle, p, d));
+	NKV_VIEW_ARGMIN(v, p, out, d, cla_score(v, r, d, pp->w_cache, pp->w_load) + wt * nkv_view_tier(v, p, d));
 	return 0;
 }
 
-static int pick_netkv_static(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p,
-			     const uint32_t *held, double now, struct nkv_decision *out)
+/* netkv-static and netkv: the transfer times of every candidate in one row
+ * (the oracle's side of the view), then the argmin over wait + xfer. */
+static int row_init(const struct nkv_sched_view *v, void **state)
 {
-	const double ww = s->p.w_wait, wx = s->p.w_xfer;
+	double *row = calloc(nkv_view_ndecode(v), sizeof(double));
 
-	ARGMIN(ww * sched_wait(s, &s->dec[d], r) +
-	       wx * oracle_cost_nominal_idx(s->oracle, p, d, sched_missing_bytes(s, r, held[d])));
+	if (!row)
+		return nkv_err(ENOMEM, "policy: out of memory");
+	*state = row;
 	return 0;
 }
 
-static int pick_netkv(struct nkv_sched *s, void *state, const struct nkv_request *r, uint32_t p,
-		      const uint32_t *held, double now, struct nkv_decision *out)
+static void row_fini(void *state)
 {
-	const double ww = s->p.w_wait, wx = s->p.w_xfer;
-	double srcc[NKV_TIERS];
+	free(state);
+}
 
-	oracle_src_cong(s->oracle, p, srcc);
-	ARGMIN(ww * sched_wait(s, &s->dec[d], r) +
-	       wx * oracle_cost_pre(s->oracle, srcc, p, d, sched_missing_bytes(s, r, held[d]), now));
+static int pick_netkv_static(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
+			     double now, struct nkv_decision *out)
+{
+	const double ww = nkv_view_params(v)->w_wait, wx = nkv_view_params(v)->w_xfer;
+	double *xfer = state;
+
+	nkv_view_xfer_nominal_row(v, p, r, xfer);
+	NKV_VIEW_ARGMIN(v, p, out, d, ww * nkv_view_wait(v, d, r) + wx * xfer[d]);
+	return 0;
+}
+
+static int pick_netkv(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
+		      double now, struct nkv_decision *out)
+{
+	const double ww = nkv_view_params(v)->w_wait, wx = nkv_view_params(v)->w_xfer;
+	double *xfer = state;
+
+	nkv_view_xfer_row(v, p, r, now, xfer);
+	NKV_VIEW_ARGMIN(v, p, out, d, ww * nkv_view_wait(v, d, r) + wx * xfer[d]);
 	return 0;
 }
 
@@ -191,14 +168,18 @@ static const struct nkv_policy_ops ops_cla_star = { "cla*", "cache + load, tuned
 static const struct nkv_policy_ops ops_netkv_topo = { "netkv-topo", "cla* + tier penalty (w_tier)", NULL, NULL,
 						      pick_netkv_topo };
 static const struct nkv_policy_ops ops_netkv_static = { "netkv-static",
-							"est. TTFT with nominal tier bandwidths, no congestion", NULL,
-							NULL, pick_netkv_static };
-static const struct nkv_policy_ops ops_netkv = { "netkv", "est. TTFT with measured throughput and congestion", NULL,
-						 NULL, pick_netkv };
+							"est. TTFT with nominal tier bandwidths, no congestion",
+							row_init, row_fini, pick_netkv_static };
+static const struct nkv_policy_ops ops_netkv = { "netkv", "est. TTFT with measured throughput and congestion",
+						 row_init, row_fini, pick_netkv };
 
-static const struct nkv_policy_ops *const all[] = {
+#define NBUILTIN 9
+#define NREGISTER 8
+
+/* The built-in policies, then the registered ones, NULL-terminated. */
+static const struct nkv_policy_ops *all[NBUILTIN + NREGISTER + 1] = {
 	&ops_rr,  &ops_random,     &ops_load,         &ops_cache, &ops_cla,
-	&ops_cla_star, &ops_netkv_topo, &ops_netkv_static, &ops_netkv, NULL,
+	&ops_cla_star, &ops_netkv_topo, &ops_netkv_static, &ops_netkv,
 };
 
 const struct nkv_policy_ops *const *nkv_policies(void)
@@ -214,4 +195,22 @@ const struct nkv_policy_ops *nkv_policy_find(const char *name)
 		if (!strcmp(all[i]->name, name))
 			return all[i];
 	return NULL;
+}
+
+int nkv_policy_register(const struct nkv_policy_ops *ops)
+{
+	size_t n = 0;
+
+	if (!ops || !ops->name || !ops->name[0] || strlen(ops->name) >= NKV_POLICY_NAME_MAX || !ops->pick)
+		return nkv_err(EINVAL, "policy: an ops table needs a name (under %d characters) and pick()",
+			       NKV_POLICY_NAME_MAX);
+	if (nkv_policy_find(ops->name))
+		return nkv_err(EEXIST, "policy: '%s' is already registered", ops->name);
+	while (all[n])
+		n++;
+	if (n == NBUILTIN + NREGISTER)
+		return nkv_err(ENOSPC, "policy: cannot register '%s': at most %d added policies", ops->name,
+			       NREGISTER);
+	all[n] = ops;
+	return 0;
 }

@@ -51,7 +51,7 @@ int nkv_sched_set_policy(struct nkv_sched *s, const char *name)
 				 all[i]->name);
 		return nkv_err(ENOENT, "scheduler: unknown policy '%s' (known: %s)", name ? name : "(null)", known);
 	}
-	if (ops->init && (ret = ops->init(s, &st)))
+	if (ops->init && (ret = ops->init(&s->view, &st)))
 		return ret;
 	if (s->ops && s->ops->fini)
 		s->ops->fini(s->pstate);
@@ -104,7 +104,8 @@ int nkv_sched_create(const struct nkv_topo *t, const struct nkv_perf *perf, cons
 	s->dec = calloc(ndecode, sizeof(*s->dec));
 	s->held_p = calloc(nprefill, sizeof(uint32_t));
 	s->held_d = calloc(ndecode, sizeof(uint32_t));
-	if (!s->pre || !s->dec || !s->held_p || !s->held_d) {
+	s->tier = malloc((size_t)nprefill * ndecode);
+	if (!s->pre || !s->dec || !s->held_p || !s->held_d || !s->tier) {
 		ret = nkv_err(ENOMEM, "scheduler: out of memory");
 		goto fail;
 	}
@@ -121,6 +122,20 @@ int nkv_sched_create(const struct nkv_topo *t, const struct nkv_perf *perf, cons
 		s->dec[i].inst = decode[i];
 		s->dec[i].kv_blocks_total = kv_blocks;
 	}
+	for (uint32_t i = 0; i < nprefill; i++)
+		for (uint32_t j = 0; j < ndecode; j++)
+			s->tier[(size_t)i * ndecode + j] = (uint8_t)oracle_tier_idx(s->oracle, i, j);
+	s->view = (struct nkv_sched_view){
+		.nprefill = nprefill,
+		.ndecode = ndecode,
+		.prefill = s->pre,
+		.decode = s->dec,
+		.tier = s->tier,
+		.held = s->held_d,
+		.params = &s->p,
+		.perf = &s->perf,
+		.oracle = s->oracle,
+	};
 	ret = nkv_sched_set_policy(s, s->p.policy ? s->p.policy : "netkv");
 	if (ret)
 		goto fail;
@@ -144,6 +159,7 @@ void nkv_sched_free(struct nkv_sched *s)
 	free(s->dec);
 	free(s->held_p);
 	free(s->held_d);
+	free(s->tier);
 	free(s);
 }
 
@@ -155,6 +171,7 @@ struct nkv_prefix_index *nkv_sched_decode_index(struct nkv_sched *s) { return s-
 struct nkv_prefix_index *nkv_sched_prefill_index(struct nkv_sched *s) { return s->pindex; }
 const struct nkv_perf *nkv_sched_perf(const struct nkv_sched *s) { return &s->perf; }
 const struct nkv_sched_params *nkv_sched_get_params(const struct nkv_sched *s) { return &s->p; }
+const struct nkv_sched_view *nkv_sched_view(const struct nkv_sched *s) { return &s->view; }
 
 struct nkv_decode_state *nkv_sched_decode(struct nkv_sched *s, uint32_t d)
 {
@@ -211,7 +228,7 @@ int nkv_sched_decide(struct nkv_sched *s, const struct nkv_request *r, double no
 	held_p = s->held_p[p];
 	memset(out, 0, sizeof(*out));
 	out->prefill = p;
-	ret = s->ops->pick(s, s->pstate, r, p, s->held_d, now, out);
+	ret = s->ops->pick(&s->view, s->pstate, r, p, now, out);
 	if (ret < 0)
 		return ret;
 	d = out->decode;

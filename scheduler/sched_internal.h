@@ -6,6 +6,7 @@
 #define NKV_SCHED_INTERNAL_H
 
 #include "netkv_sched.h"
+#include "policy.h"
 
 #include <math.h>
 
@@ -161,7 +162,7 @@ struct nkv_sched {
 	const struct nkv_topo *topo;
 	struct nkv_perf perf;
 	struct nkv_sched_params p;
-	char policy_name[32];
+	char policy_name[NKV_POLICY_NAME_MAX];
 	const struct nkv_policy_ops *ops;
 	void *pstate;
 	uint32_t np, nd;
@@ -171,55 +172,30 @@ struct nkv_sched {
 	struct nkv_oracle *oracle;    /* src = prefill list, dst = decode list: path (p, d) */
 	struct nkv_prefix_index *dindex, *pindex;
 	uint32_t *held_d, *held_p;    /* scratch for the decision */
+	uint8_t *tier;                /* np * nd: tier of path (p, d), for the view */
+	struct nkv_sched_view view;   /* what policies see (policy.h) */
 	uint32_t prefill_rr;
 };
 
 /* Bytes d must receive, given the leading blocks it holds. */
 static inline uint64_t sched_missing_bytes(const struct nkv_sched *s, const struct nkv_request *r, uint32_t held)
 {
-	uint64_t held_tok = (uint64_t)held * s->p.prefix_block_tokens;
-
-	if (held_tok > r->input_len)
-		held_tok = r->input_len;
-	return (r->input_len - held_tok) * r->kv_bytes_per_token;
+	return nkv_policy_missing_bytes(&s->p, r, held);
 }
 
 void nkv__oracle_publish(struct nkv_oracle *o, size_t idx);
 void nkv__prefix_match_pair(const struct nkv_prefix_index *a, uint32_t *da, const struct nkv_prefix_index *b,
 		       uint32_t *db, const uint64_t *ids, uint32_t n);
 
-/* load(d) and wait(d): the formulas in netkv_sched.h (inline: called per candidate). */
+/* load(d) and wait(d): the formulas in netkv_sched.h, shared with policies (policy.h). */
 static inline double sched_load(const struct nkv_sched *s, const struct nkv_decode_state *d)
 {
-	double kv = 1.0, seq = (double)(d->running + d->queued) / s->perf.max_batch;
-	double total = (double)d->kv_blocks_total * s->p.kv_block_tokens;
-
-	if (total > 0)
-		kv = ((double)d->kv_blocks_used * s->p.kv_block_tokens + (double)d->queued_tokens) / total;
-	return kv > seq ? kv : seq;
+	return nkv_policy_load(&s->p, &s->perf, d);
 }
 
 static inline double sched_wait(const struct nkv_sched *s, const struct nkv_decode_state *d, const struct nkv_request *r)
 {
-	const struct nkv_perf *pf = &s->perf;
-	double iter = pf->decode_a + pf->decode_b * (double)(int64_t)(d->running_tokens + r->input_len) +
-		      pf->decode_c * (double)(d->running + 1);
-	uint64_t free_tok = d->kv_blocks_total > d->kv_blocks_used ?
-				    (d->kv_blocks_total - d->kv_blocks_used) * s->p.kv_block_tokens : 0;
-	uint64_t need = d->queued_tokens + r->input_len + r->output_len;
-	uint64_t seqs = (uint64_t)d->running + d->queued + 1;
-
-	/* Integer test first: the common case (room for it) costs no division. */
-	if (__builtin_expect(need > free_tok || seqs > pf->max_batch, 0)) {
-		double drain = s->p.mean_remaining_output * iter;
-		double ft = need > free_tok ? (double)(need - free_tok) /
-						      (d->running_tokens ? (double)d->running_tokens : 1.0) : 0;
-		double fs = seqs > pf->max_batch ? (double)(seqs - pf->max_batch) /
-							   (d->running ? (double)d->running : 1.0) : 0;
-
-		return drain * (ft > fs ? ft : fs) + iter;
-	}
-	return iter;
+	return nkv_policy_wait(&s->p, &s->perf, d, r);
 }
 
 #endif

@@ -1,0 +1,218 @@
+/*
+ * What a decode policy sees of the scheduler: a read-only view, with the
+ * accessors a policy scores candidates by, and the way to register one.
+ * A policy includes this header (and through it netkv_sched.h), never
+ * sched_internal.h, so a new policy is one ops table and its pick():
+ *
+ *   static int pick_mine(const struct nkv_sched_view *v, void *state,
+ *                        const struct nkv_request *r, uint32_t p, double now,
+ *                        struct nkv_decision *out)
+ *   {
+ *           NKV_VIEW_ARGMIN(v, p, out, d, nkv_view_load(v, d) - nkv_view_hit(v, r, d));
+ *           return 0;
+ *   }
+ *   static const struct nkv_policy_ops ops_mine = { "mine", "load - hit", NULL, NULL, pick_mine };
+ *   nkv_policy_register(&ops_mine);   (or add it to the table in policy.c)
+ *
+ * The formulas (load, wait, missing bytes, the oracle's transfer cost) are
+ * the ones netkv_sched.h states; the scheduler's own estimates use these
+ * same functions, so a policy and the decision it fills agree bit for bit.
+ * The per-candidate ones are inline: the decision loop is O(|D|) and runs
+ * for every request. Indexes: p is a prefill index, d a decode index (the
+ * scheduler's lists, not topology instances); they are not range-checked.
+ */
+#ifndef NETKV_POLICY_H
+#define NETKV_POLICY_H
+
+#include "netkv_sched.h"
+
+#include <math.h>
+
+/*
+ * Filled by the scheduler; every pointer is read-only to a policy. Read it
+ * through the nkv_view_* accessors below (the fields are here so those can
+ * be inline). A view is valid during the pick() or init() it is passed to.
+ */
+struct nkv_sched_view {
+	uint32_t nprefill, ndecode;
+	const struct nkv_prefill_state *prefill; /* [nprefill] */
+	const struct nkv_decode_state *decode;   /* [ndecode] */
+	const uint8_t *tier;                     /* [nprefill * ndecode]: tier of the path p -> d */
+	const uint32_t *held;                    /* [ndecode], this decision: leading prefix blocks d holds */
+	const struct nkv_sched_params *params;
+	const struct nkv_perf *perf;
+	const struct nkv_oracle *oracle;         /* paths p -> d; see nkv_view_xfer() */
+};
+
+/* The scheduler's view (its held[] is that of the last decision). */
+const struct nkv_sched_view *nkv_sched_view(const struct nkv_sched *s);
+
+#define NKV_POLICY_NAME_MAX 32 /* a policy's name, with its NUL */
+
+/* Add a policy to the table nkv_policy_find() and nkv_policies() read, after
+ * the built-in ones. ops must outlive every scheduler using it. Not
+ * thread-safe: register before creating schedulers. -EINVAL without a name
+ * (under NKV_POLICY_NAME_MAX) or pick(), -EEXIST for a taken name, -ENOSPC past 8 registrations. */
+int nkv_policy_register(const struct nkv_policy_ops *ops);
+
+/* ---- the formulas (netkv_sched.h), on plain state ---- */
+
+/* load(d) = max(KV footprint / KV pool, sequences / max_batch). */
+static inline double nkv_policy_load(const struct nkv_sched_params *p, const struct nkv_perf *pf,
+				     const struct nkv_decode_state *d)
+{
+	double kv = 1.0, seq = (double)(d->running + d->queued) / pf->max_batch;
+	double total = (double)d->kv_blocks_total * p->kv_block_tokens;
+
+	if (total > 0)
+		kv = ((double)d->kv_blocks_used * p->kv_block_tokens + (double)d->queued_tokens) / total;
+	return kv > seq ? kv : seq;
+}
+
+/* wait(d): seconds until r's first decode step on d. */
+static inline double nkv_policy_wait(const struct nkv_sched_params *p, const struct nkv_perf *pf,
+				     const struct nkv_decode_state *d, const struct nkv_request *r)
+{
+	double iter = pf->decode_a + pf->decode_b * (double)(int64_t)(d->running_tokens + r->input_len) +
+		      pf->decode_c * (double)(d->running + 1);
+	uint64_t free_tok = d->kv_blocks_total > d->kv_blocks_used ?
+				    (d->kv_blocks_total - d->kv_blocks_used) * p->kv_block_tokens : 0;
+	uint64_t need = d->queued_tokens + r->input_len + r->output_len;
+	uint64_t seqs = (uint64_t)d->running + d->queued + 1;
+
+	/* Integer test first: the common case (room for it) costs no division. */
+	if (__builtin_expect(need > free_tok || seqs > pf->max_batch, 0)) {
+		double drain = p->mean_remaining_output * iter;
+		double ft = need > free_tok ? (double)(need - free_tok) /
+						      (d->running_tokens ? (double)d->running_tokens : 1.0) : 0;
+		double fs = seqs > pf->max_batch ? (double)(seqs - pf->max_batch) /
+							   (d->running ? (double)d->running : 1.0) : 0;
+
+		return drain * (ft > fs ? ft : fs) + iter;
+	}
+	return iter;
+}
+
+/* missing(d): bytes a decode holding `held` leading blocks must receive. */
+static inline uint64_t nkv_policy_missing_bytes(const struct nkv_sched_params *p, const struct nkv_request *r,
+						uint32_t held)
+{
+	uint64_t held_tok = (uint64_t)held * p->prefix_block_tokens;
+
+	if (held_tok > r->input_len)
+		held_tok = r->input_len;
+	return (r->input_len - held_tok) * r->kv_bytes_per_token;
+}
+
+/* ---- the view's accessors ---- */
+
+static inline uint32_t nkv_view_ndecode(const struct nkv_sched_view *v) { return v->ndecode; }
+static inline uint32_t nkv_view_nprefill(const struct nkv_sched_view *v) { return v->nprefill; }
+static inline const struct nkv_sched_params *nkv_view_params(const struct nkv_sched_view *v) { return v->params; }
+static inline const struct nkv_perf *nkv_view_perf(const struct nkv_sched_view *v) { return v->perf; }
+static inline const struct nkv_oracle *nkv_view_oracle(const struct nkv_sched_view *v) { return v->oracle; }
+
+static inline const struct nkv_decode_state *nkv_view_decode(const struct nkv_sched_view *v, uint32_t d)
+{
+	return &v->decode[d];
+}
+
+static inline const struct nkv_prefill_state *nkv_view_prefill(const struct nkv_sched_view *v, uint32_t p)
+{
+	return &v->prefill[p];
+}
+
+/* held(d): leading prefix blocks of this decision's request d holds. */
+static inline uint32_t nkv_view_held(const struct nkv_sched_view *v, uint32_t d) { return v->held[d]; }
+
+/* hit(d) = held(d) / n (0 for a request without blocks). */
+static inline double nkv_view_hit(const struct nkv_sched_view *v, const struct nkv_request *r, uint32_t d)
+{
+	return r->nblocks ? (double)v->held[d] / r->nblocks : 0;
+}
+
+/* tier(p, d): 0 same host, 1 same leaf, 2 same pod, 3 across the core. */
+static inline int nkv_view_tier(const struct nkv_sched_view *v, uint32_t p, uint32_t d)
+{
+	return v->tier[(size_t)p * v->ndecode + d];
+}
+
+static inline double nkv_view_load(const struct nkv_sched_view *v, uint32_t d)
+{
+	return nkv_policy_load(v->params, v->perf, &v->decode[d]);
+}
+
+static inline double nkv_view_wait(const struct nkv_sched_view *v, uint32_t d, const struct nkv_request *r)
+{
+	return nkv_policy_wait(v->params, v->perf, &v->decode[d], r);
+}
+
+/* missing(d) for this decision's held(d). */
+static inline uint64_t nkv_view_missing(const struct nkv_sched_view *v, const struct nkv_request *r, uint32_t d)
+{
+	return nkv_policy_missing_bytes(v->params, r, v->held[d]);
+}
+
+/*
+ * xfer(d): the oracle's transfer time p -> d for `bytes` (nkv_oracle_cost's
+ * formula: measured throughput while fresh, else the tier figure, plus
+ * live congestion), and xfer_nominal(d) with topology figures only (base
+ * latency + bytes / tier figure, nkv_oracle_cost_nominal). The _row forms
+ * fill out[d] for every decode d with bytes = missing(d) for r, in one
+ * call: what a policy scoring every candidate by it wants (out has
+ * ndecode entries, the policy's own, e.g. allocated in init()).
+ */
+double nkv_view_xfer(const struct nkv_sched_view *v, uint32_t p, uint32_t d, uint64_t bytes, double now);
+double nkv_view_xfer_nominal(const struct nkv_sched_view *v, uint32_t p, uint32_t d, uint64_t bytes);
+void nkv_view_xfer_row(const struct nkv_sched_view *v, uint32_t p, const struct nkv_request *r, double now,
+		       double *out);
+void nkv_view_xfer_nominal_row(const struct nkv_sched_view *v, uint32_t p, const struct nkv_request *r,
+			       double *out);
+
+/* ---- choosing ---- */
+
+/* The shared tie-break: is candidate d (score sc) better than best (score
+ * best_sc)? Lower score (beyond 1e-12 relative), then lower tier from p,
+ * then lower load, then lower index. */
+static inline bool nkv_view_better(const struct nkv_sched_view *v, uint32_t p, double sc, uint32_t d,
+				   double best_sc, uint32_t best)
+{
+	double m = fabs(sc) > fabs(best_sc) ? fabs(sc) : fabs(best_sc);
+	double eps = 1e-12 * m;
+	int td, tb;
+	double ld, lb;
+
+	if (sc < best_sc - eps)
+		return true;
+	if (sc > best_sc + eps)
+		return false;
+	td = nkv_view_tier(v, p, d);
+	tb = nkv_view_tier(v, p, best);
+	if (td != tb)
+		return td < tb;
+	ld = nkv_view_load(v, d);
+	lb = nkv_view_load(v, best);
+	if (ld != lb)
+		return ld < lb;
+	return d < best;
+}
+
+/* out->decode, out->score = argmin over decode index D of SCORE_EXPR (which
+ * names the candidate D), with nkv_view_better's tie-break. A macro so the
+ * score is inlined into the loop. */
+#define NKV_VIEW_ARGMIN(V, P, OUT, D, SCORE_EXPR)                                                                      \
+	do {                                                                                                           \
+		uint32_t best_ = 0;                                                                                    \
+		double bsc_ = 0;                                                                                       \
+		for (uint32_t D = 0; D < (V)->ndecode; D++) {                                                          \
+			double sc_ = (SCORE_EXPR);                                                                     \
+			if (D == 0 || nkv_view_better((V), (P), sc_, D, bsc_, best_)) {                               \
+				best_ = D;                                                                             \
+				bsc_ = sc_;                                                                            \
+			}                                                                                              \
+		}                                                                                                      \
+		(OUT)->decode = best_;                                                                                 \
+		(OUT)->score = bsc_;                                                                                   \
+	} while (0)
+
+#endif
