@@ -3,6 +3,7 @@
  * offsets of paged blocks in the two layouts inference engines use.
  */
 #include "netkv_transfer.h"
+#include "nkv_models.h"
 #include "nkv_util.h"
 
 #include <errno.h>
@@ -12,42 +13,26 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH64_state_t on the stack */
 #include <xxhash.h>
 
-struct preset {
-	const char *name;
-	uint32_t layers, kv_heads, head_dim;
-	bool mla;
-};
-
-/* Shapes from the models' published configs (num_hidden_layers,
- * num_key_value_heads, head_dim; DeepSeek-V3: kv_lora_rank 512 + rope 64). */
-static const struct preset presets[] = {
-	{ "llama3-8b",   32, 8,  128, false }, /* 128 KiB/token in fp16 */
-	{ "llama3-70b",  80, 8,  128, false }, /* 320 KiB/token */
-	{ "qwen2.5-7b",  28, 4,  128, false }, /* 56 KiB/token */
-	{ "llama2-7b",   32, 32, 128, false }, /* 512 KiB/token, no GQA */
-	{ "deepseek-v3", 61, 1,  576, true },  /* MLA latent: 68.6 KiB/token */
-};
-
+/* The presets' shapes are rows of the one model table (tools/util/models.c). */
 int nkv_model_preset(const char *name, struct nkv_model *out)
 {
-	for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++) {
-		if (strcmp(presets[i].name, name))
-			continue;
-		memset(out, 0, sizeof(*out));
-		snprintf(out->name, sizeof(out->name), "%s", presets[i].name);
-		out->layers = presets[i].layers;
-		out->kv_heads = presets[i].kv_heads;
-		out->head_dim = presets[i].head_dim;
-		out->dtype = NKV_FP16;
-		out->mla = presets[i].mla;
-		return 0;
-	}
-	return nkv_err(EINVAL, "unknown model preset '%s' (known: %s)", name, nkv_model_preset_names());
+	const struct nkv_model_spec *m = nkv_model_spec(name);
+
+	if (!m)
+		return nkv_err(EINVAL, "unknown model preset '%s' (known: %s)", name, nkv_model_preset_names());
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", m->name);
+	out->layers = m->layers;
+	out->kv_heads = m->kv_heads;
+	out->head_dim = m->head_dim;
+	out->dtype = NKV_FP16;
+	out->mla = m->mla;
+	return 0;
 }
 
 const char *nkv_model_preset_names(void)
 {
-	return "llama3-8b, llama3-70b, qwen2.5-7b, llama2-7b, deepseek-v3";
+	return nkv_model_names(", ", false);
 }
 
 static const char *const dtype_names[] = { "fp16", "bf16", "fp8", "fp32" };
