@@ -22,12 +22,12 @@ if(NKV_HAVE_CUDA)
   get_filename_component(cudart_dir "${CUDA_cudart_static_LIBRARY}" DIRECTORY)
   string(APPEND NKV_PC_LIBS_PRIVATE " -L${cudart_dir} -lcudart_static -ldl -lrt -lstdc++")
 endif()
-configure_file(cmake/netkv.pc.in ${PROJECT_BINARY_DIR}/netkv.pc @ONLY)
+configure_file(tools/cmake/netkv.pc.in ${PROJECT_BINARY_DIR}/netkv.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/netkv.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
 set(cfgdir ${CMAKE_INSTALL_LIBDIR}/cmake/netkv)
 install(EXPORT netkvTargets NAMESPACE netkv:: DESTINATION ${cfgdir})
-configure_package_config_file(cmake/netkvConfig.cmake.in ${PROJECT_BINARY_DIR}/netkvConfig.cmake
+configure_package_config_file(tools/cmake/netkvConfig.cmake.in ${PROJECT_BINARY_DIR}/netkvConfig.cmake
                               INSTALL_DESTINATION ${cfgdir})
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/netkvConfigVersion.cmake
                                  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
