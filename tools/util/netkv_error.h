@@ -9,7 +9,7 @@
 
 #pragma GCC visibility push(default)
 
-/* The detail of this thread's last failure ("" if none since nkv_clear_error()). */
+/* The detail of this thread's last failure ("no error recorded" if none, or since nkv_clear_error()). */
 const char *nkv_last_error(void);
 void nkv_clear_error(void);
 
