@@ -5,7 +5,7 @@
  * instances; ties go to the lower tier from the chosen prefill, then the
  * lower load, then the lower index (nkv_view_better).
  */
-#include "policy.h"
+#include "netkv_policy.h"
 
 #include "nkv_util.h"
 

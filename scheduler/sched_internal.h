@@ -6,7 +6,7 @@
 #define NKV_SCHED_INTERNAL_H
 
 #include "netkv_sched.h"
-#include "policy.h"
+#include "netkv_policy.h"
 
 #include <math.h>
 

@@ -1,5 +1,5 @@
 /*
- * A policy written from outside the scheduler: it includes policy.h only
+ * A policy written from outside the scheduler: it includes netkv_policy.h only
  * (no sched_internal.h), registers its ops table, and decides through
  * nkv_sched_decide like the built-in ones. Also: what nkv_policy_register
  * refuses, and that a built-in policy called through its ops table on the
@@ -14,7 +14,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "policy.h"
+#include "netkv_policy.h"
 #include "nkv_util.h"
 
 #define BPT (128 * 1024)

@@ -20,6 +20,7 @@ set(NKV_PUBLIC_HEADERS
   ${PROJECT_SOURCE_DIR}/topo/netkv_topo.h
   ${PROJECT_SOURCE_DIR}/scheduler/netkv_perf.h
   ${PROJECT_SOURCE_DIR}/scheduler/netkv_sched.h
+  ${PROJECT_SOURCE_DIR}/scheduler/netkv_policy.h
   ${PROJECT_SOURCE_DIR}/scheduler/proto/netkv_proto.h
 )
 

@@ -28,6 +28,8 @@
 
 #include <math.h>
 
+#pragma GCC visibility push(default)
+
 /*
  * Filled by the scheduler; every pointer is read-only to a policy. Read it
  * through the nkv_view_* accessors below (the fields are here so those can
@@ -214,5 +216,7 @@ static inline bool nkv_view_better(const struct nkv_sched_view *v, uint32_t p, d
 		(OUT)->decode = best_;                                                                                 \
 		(OUT)->score = bsc_;                                                                                   \
 	} while (0)
+
+#pragma GCC visibility pop
 
 #endif
