@@ -37,6 +37,7 @@
 #include "netkv_perf.h"
 #include "netkv_proto.h"
 #include "netkv_transfer.h"
+#include "nkv_cli.h"
 #include "nkv_util.h"
 
 #define BLOCK_TOKENS 512
@@ -917,15 +918,13 @@ int nkv_cmd_agent(int argc, char **argv)
 		case 'p': perf_model = optarg; break;
 		case 'v': a->verify = true; break;
 		case 'b':
-			if (nkv_parse_u32(optarg, &blocks) || blocks == 0 || blocks > (1u << 20)) {
-				fprintf(stderr, "netkv agent: --blocks '%s': expected 1 .. 1048576\n", optarg);
+			if (nkv_cli_u32("agent", "--blocks", optarg, 1, 1u << 20, &blocks)) {
 				free(a);
 				return 2;
 			}
 			break;
 		case 'S':
-			if (nkv_parse_double(optarg, &a->scale) || !(a->scale > 0) || !isfinite(a->scale)) {
-				fprintf(stderr, "netkv agent: --time-scale '%s': expected a number > 0\n", optarg);
+			if (nkv_cli_time_scale("agent", optarg, &a->scale)) {
 				free(a);
 				return 2;
 			}

@@ -34,6 +34,7 @@
 #include "netkv_proto.h"
 #include "netkv_sched.h"
 #include "netkv_sim.h"
+#include "nkv_cli.h"
 #include "nkv_util.h"
 
 static void on_bad(void *ctx, uint64_t line, const char *why)
@@ -398,10 +399,8 @@ int nkv_cmd_replay(int argc, char **argv)
 		case 'w': dp = &o.timeout_s; break;
 		case 'n':
 		case 'o':
-			if (nkv_parse_u64(optarg, &u) || u == 0 || u > UINT32_MAX) {
-				fprintf(stderr, "netkv replay: --%s '%s': expected a count >= 1\n", c == 'n' ? "limit" : "max-output", optarg);
+			if (nkv_cli_u64("replay", c == 'n' ? "--limit" : "--max-output", optarg, 1, UINT32_MAX, &u))
 				return 2;
-			}
 			if (c == 'n')
 				o.limit = (size_t)u;
 			else
@@ -410,13 +409,15 @@ int nkv_cmd_replay(int argc, char **argv)
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
-		if (dp && (nkv_parse_double(optarg, dp) || !(*dp > 0) || !isfinite(*dp))) {
+		if (dp) {
 			const struct option *op = opts;
+			char name[32];
 
 			while (op->val != c)
 				op++;
-			fprintf(stderr, "netkv replay: --%s '%s': expected a number > 0\n", op->name, optarg);
-			return 2;
+			snprintf(name, sizeof(name), "--%s", op->name);
+			if (nkv_cli_positive("replay", name, optarg, INFINITY, dp))
+				return 2;
 		}
 		/* A slower replay than 1000x would wait for days on any real trace. */
 		if (c == 'x' && (o.speed < 1e-3 || o.speed > 1e6)) {

@@ -33,6 +33,7 @@
 #include "netkv_proto.h"
 #include "netkv_sched.h"
 #include "netkv_topo.h"
+#include "nkv_cli.h"
 #include "nkv_util.h"
 
 #define MAX_PEERS 256
@@ -822,11 +823,12 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 		/* a cla* weight may be 0 (the tuning grid has 0: that term off); the rest must be > 0 */
-		if (dp && (nkv_parse_double(optarg, dp) || !(*dp > 0 || (*dp == 0 && (c == 'c' || c == 'L'))) ||
-			   !isfinite(*dp))) {
-			fprintf(stderr, "netkv scheduler: '%s': expected a number > 0%s\n", optarg,
-				c == 'c' || c == 'L' ? " (or 0)" : "");
-			return 2;
+		if (dp) {
+			const char *name = c == 's' ? "--time-scale" : c == 'c' ? "--w-cache" : c == 'L' ? "--w-load" : "--refresh";
+			int bad = c == 'c' || c == 'L' ? nkv_cli_double("scheduler", name, optarg, 0, INFINITY, dp)
+						       : nkv_cli_positive("scheduler", name, optarg, INFINITY, dp);
+			if (bad)
+				return 2;
 		}
 	}
 	if (!topo || !prefill || !decode) {
