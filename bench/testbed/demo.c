@@ -34,6 +34,7 @@
 #include "demo_tune.h"
 #include "fabric.h"
 #include "testbed_cli.h"
+#include "nkv_cli.h"
 #include "nkv_util.h"
 #include "netkv_sched.h"
 #include "netkv_topo.h"
@@ -223,12 +224,8 @@ int nkv_cmd_demo(int argc, char **argv)
 		case 'k': dp = &fscale; break;
 		case 'c':
 		case 'l':
-			if (nkv_parse_double(optarg, c == 'c' ? &wc : &wl) || !((c == 'c' ? wc : wl) >= 0) ||
-			    !isfinite(c == 'c' ? wc : wl)) {
-				fprintf(stderr, "netkv demo: --w-%s '%s': expected a number >= 0\n", c == 'c' ? "cache" : "load",
-					optarg);
+			if (nkv_cli_double("demo", c == 'c' ? "--w-cache" : "--w-load", optarg, 0, INFINITY, c == 'c' ? &wc : &wl))
 				return 2;
-			}
 			break;
 		case 's':
 			if (nkv_parse_u64(optarg, &seed)) {
@@ -237,23 +234,17 @@ int nkv_cmd_demo(int argc, char **argv)
 			}
 			break;
 		case 'n':
-			if (nkv_parse_u32(optarg, &requests) || requests == 0) {
-				fprintf(stderr, "netkv demo: --requests '%s': expected a count >= 1\n", optarg);
+			if (nkv_cli_u32("demo", "--requests", optarg, 1, UINT32_MAX, &requests))
 				return 2;
-			}
 			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
-		if (dp && (nkv_parse_double(optarg, dp) || !(*dp > 0) || !isfinite(*dp))) {
-			fprintf(stderr, "netkv demo: --%s '%s': expected a number > 0\n",
-				c == 'x' ? "speed" : c == 'S' ? "time-scale" : c == 'r' ? "rate" : "scale", optarg);
+		/* A slower replay than 1000x would wait for days on any real trace. */
+		if (dp && (c == 'x' ? nkv_cli_double("demo", "--speed", optarg, 1e-3, 1e6, dp)
+				    : nkv_cli_positive("demo", c == 'S' ? "--time-scale" : c == 'r' ? "--rate" : "--scale",
+						       optarg, INFINITY, dp)))
 			return 2;
-		}
-		if (c == 'x' && (speed < 1e-3 || speed > 1e6)) {
-			fprintf(stderr, "netkv demo: --speed '%s': expected 0.001 .. 1e6\n", optarg);
-			return 2;
-		}
 	}
 	if (optind != argc) {
 		fprintf(stderr, "netkv demo: unexpected argument '%s'\n", argv[optind]);

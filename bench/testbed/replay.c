@@ -420,10 +420,8 @@ int nkv_cmd_replay(int argc, char **argv)
 				return 2;
 		}
 		/* A slower replay than 1000x would wait for days on any real trace. */
-		if (c == 'x' && (o.speed < 1e-3 || o.speed > 1e6)) {
-			fprintf(stderr, "netkv replay: --speed '%s': expected 0.001 .. 1e6\n", optarg);
+		if (c == 'x' && nkv_cli_double("replay", "--speed", optarg, 1e-3, 1e6, &o.speed))
 			return 2;
-		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "netkv replay: unexpected argument '%s'\n", argv[optind]);
