@@ -1,6 +1,6 @@
 /*
  * Internal contract between the common engine (engine.c) and a backend
- * (tcp.c today, verbs next). Not installed; callers see netkv_transfer.h.
+ * (tcp*.c, verbs*.c). Not installed; callers see netkv_transfer.h.
  *
  * Split of work:
  *  - engine.c owns the engine object, the region table, connection objects,

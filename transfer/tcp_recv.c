@@ -1,0 +1,440 @@
+/*
+ * TCP backend: the receiver. Each stream runs a small state machine (header,
+ * payload, checksum list, DATAV entries, DATAV payload) and checks every
+ * header against the registered regions before a byte lands: a peer can
+ * never write outside a region, overrun a request, or open unbounded state.
+ * Payloads for GPU regions arrive in a pinned slot and count once copied to
+ * the device (gpu_unit.c). The sender's side of the ACK is handled here too.
+ */
+#include "tcp.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static struct rreq **rreq_slot(struct tconn *tc, uint64_t req_id)
+{
+	struct rreq **pp = &tc->rbuckets[(req_id * 0x9E3779B97F4A7C15ull) >> 54];
+
+	while (*pp && (*pp)->req_id != req_id)
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+void nkv__tcp_rreq_remove(struct tconn *tc, struct rreq *rq)
+{
+	struct rreq **pp = rreq_slot(tc, rq->req_id);
+
+	if (*pp == rq) {
+		*pp = rq->hnext;
+		tc->nrreqs--;
+	}
+	free(rq->sums);
+	free(rq);
+}
+
+static void post_recv(struct tstream *s)
+{
+	struct io_uring_sqe *sqe = nkv__tcp_sqe(s->te);
+	int flags = 0;
+
+	memset(&s->rmsg, 0, sizeof(s->rmsg));
+	s->rmsg.msg_iov = s->riov;
+	if (s->rs == R_HDR) {
+		s->riov[0] = (struct iovec){ (char *)&s->h + s->hgot, HDR - s->hgot };
+		s->rmsg.msg_iovlen = 1;
+	} else if (s->rs == R_VENT) {
+		s->riov[0] = (struct iovec){ s->dst + s->dgot, s->dlen - s->dgot };
+		s->rmsg.msg_iovlen = 1;
+		flags = MSG_WAITALL;
+	} else if (s->rs == R_VDATA) {
+		/* Scattered straight into the region, from where we are (GPU
+		 * region: packed into the pinned slot, scattered on the GPU). */
+		uint64_t skip = s->dgot;
+		unsigned n = 0;
+		bool packed = nkv__rx_packed(&s->rx);
+
+		if (packed)
+			s->riov[n++] = (struct iovec){ nkv__rx_buf(&s->rx) + s->dgot, s->dlen - s->dgot };
+		for (unsigned i = 0; i < s->nvent && !packed; i++) {
+			if (skip >= s->vent[i].len) {
+				skip -= s->vent[i].len;
+				continue;
+			}
+			s->riov[n++] = (struct iovec){ s->vbase + s->vent[i].offset + skip, s->vent[i].len - skip };
+			skip = 0;
+		}
+		if (s->dlen - s->dgot >= WAITALL_MIN) {
+			flags = MSG_WAITALL;
+		} else {
+			s->riov[n++] = (struct iovec){ &s->h, HDR };
+			s->hgot = 0;
+		}
+		s->rmsg.msg_iovlen = n;
+	} else {
+		/* The payload, and with it (if already there) the next header.
+		 * A large remainder is received whole instead (MSG_WAITALL: the
+		 * kernel retries, one completion; ~10% less CPU per byte). */
+		s->riov[0] = (struct iovec){ s->dst + s->dgot, s->dlen - s->dgot };
+		s->riov[1] = (struct iovec){ &s->h, HDR };
+		s->hgot = 0;
+		s->rmsg.msg_iovlen = 2;
+		if (s->dlen - s->dgot >= WAITALL_MIN) {
+			s->rmsg.msg_iovlen = 1;
+			flags = MSG_WAITALL;
+		}
+	}
+	io_uring_prep_recvmsg(sqe, s->fd, &s->rmsg, flags);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)s | OP_RECV);
+	s->recv_busy = true;
+	s->te->inflight++;
+}
+
+static void rreq_complete(struct tstream *s, struct rreq *rq)
+{
+	struct tconn *tc = s->tc;
+	int st = nkv__recv_done(tc->te->e, tc->c, rq->req_id, rq->got, rq->region, rq->sums, rq->nsums);
+
+	nkv__tcp_queue_ctrl(s, NKV_W_ACK, rq->req_id, (uint64_t)(int64_t)st, NULL, 0);
+	nkv__tcp_rreq_remove(tc, rq);
+}
+
+static void maybe_complete(struct tstream *s, struct rreq *rq)
+{
+	if (rq->got == rq->total && (!rq->want_sums || rq->have_sums))
+		rreq_complete(s, rq);
+}
+
+/* A header has fully arrived on an attached stream: check it and set up
+ * the payload. Returns 0, or -1 after failing the connection. */
+static int on_header(struct tstream *s)
+{
+	struct tconn *tc = s->tc;
+	struct nkv_engine *e = s->te->e;
+	struct nkv_wire_hdr *h = &s->h;
+	struct nkv_region *r;
+	struct rreq **slot, *rq;
+	bool sums = h->type == NKV_W_SUMS, vec = h->type == NKV_W_DATAV, fresh = false;
+
+	if (h->magic != NKV_WIRE_MAGIC) {
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: bad header magic 0x%08x", s->idx, h->magic);
+		return -1;
+	}
+	if (h->version != NKV_WIRE_VERSION) {
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: protocol version %u, expected %u", s->idx, h->version, NKV_WIRE_VERSION);
+		return -1;
+	}
+	if (!tc->c->passive) {
+		struct sreq *sr;
+
+		if (h->type != NKV_W_ACK || h->len) {
+			nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: unexpected message type %u from the receiver", s->idx, h->type);
+			return -1;
+		}
+		for (sr = tc->oldest; sr && sr->req_id != h->req_id; sr = sr->next)
+			;
+		if (!sr || sr->acked) {
+			nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: acknowledgement for request %llu, which is not in flight",
+				  s->idx, (unsigned long long)h->req_id);
+			return -1;
+		}
+		sr->acked = true;
+		sr->ack_status = (int)(int64_t)h->offset;
+		if (!sr->unsent)
+			nkv__tcp_sreq_finish(tc, sr);
+		return 0;
+	}
+	if (h->type != NKV_W_DATA && h->type != NKV_W_SUMS && h->type != NKV_W_DATAV) {
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: unexpected message type %u", s->idx, h->type);
+		return -1;
+	}
+	if (!(r = nkv__region(e, h->region))) {
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu names region %u, which is not registered", s->idx,
+			  (unsigned long long)h->req_id, h->region);
+		return -1;
+	}
+	if (!h->total || !h->len) {
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: zero-length %s", s->idx, (unsigned long long)h->req_id,
+			  h->total ? "range" : "request");
+		return -1;
+	}
+	if (vec && (!h->offset || h->offset > NKV_WIRE_MAX_VEC)) {
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: vector of %llu ranges (1..%u allowed)", s->idx,
+			  (unsigned long long)h->req_id, (unsigned long long)h->offset, NKV_WIRE_MAX_VEC);
+		return -1;
+	}
+	if (!sums && !vec && (h->offset > r->len || h->len > r->len - h->offset)) {
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: range [%llu, +%llu) outside region %u of %llu bytes",
+			  s->idx, (unsigned long long)h->req_id, (unsigned long long)h->offset,
+			  (unsigned long long)h->len, h->region, (unsigned long long)r->len);
+		return -1;
+	}
+	if (!sums && r->kind == NKV_MEM_CUDA && h->len > NKV_GPU_IN_BYTES) {
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: payload of %llu bytes for GPU region %u exceeds the "
+				       "%u-byte staging slot (netkv senders cut ranges to %u bytes)", s->idx,
+			  (unsigned long long)h->req_id, (unsigned long long)h->len, h->region, NKV_GPU_IN_BYTES,
+			  MAX_PIECE);
+		return -1;
+	}
+	if (sums && (h->len % sizeof(struct nkv_block_sum) || h->len / sizeof(struct nkv_block_sum) > MAX_SUMS)) {
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: checksum list of %llu bytes is malformed", s->idx,
+			  (unsigned long long)h->req_id, (unsigned long long)h->len);
+		return -1;
+	}
+	slot = rreq_slot(tc, h->req_id);
+	/* A request the peer never sent a valid byte for is not reported as
+	 * dropped: a rejected first header removes the entry it made. */
+	if (!(rq = *slot)) {
+		fresh = true;
+		if (tc->nrreqs >= MAX_RREQS) {
+			nkv__tcp_conn_fail(tc, -EPROTO, "more than %u requests open at once", MAX_RREQS);
+			return -1;
+		}
+		if (!(rq = calloc(1, sizeof(*rq)))) {
+			nkv__tcp_conn_fail(tc, -ENOMEM, "out of memory for request %llu", (unsigned long long)h->req_id);
+			return -1;
+		}
+		rq->req_id = h->req_id;
+		rq->total = h->total;
+		rq->region = h->region;
+		rq->want_sums = h->flags & NKV_WF_VERIFY;
+		*slot = rq;
+		tc->nrreqs++;
+	}
+	if (rq->total != h->total || rq->region != h->region || rq->want_sums != !!(h->flags & NKV_WF_VERIFY)) {
+		if (fresh)
+			nkv__tcp_rreq_remove(tc, rq);
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: header disagrees with the request's earlier ones "
+				       "(size, region or verify flag)", s->idx, (unsigned long long)h->req_id);
+		return -1;
+	}
+	if (sums) {
+		if (!rq->want_sums || rq->have_sums || rq->sums) {
+			uint64_t id = h->req_id;
+			if (fresh)
+				nkv__tcp_rreq_remove(tc, rq);
+			nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: unexpected checksum list", s->idx,
+				  (unsigned long long)id);
+			return -1;
+		}
+		if (!(rq->sums = malloc(h->len))) {
+			nkv__tcp_conn_fail(tc, -ENOMEM, "out of memory for checksums");
+			return -1;
+		}
+		rq->nsums = h->len / sizeof(struct nkv_block_sum);
+		s->dst = (uint8_t *)rq->sums;
+		s->rs = R_SUMS;
+	} else {
+		if (h->len > rq->total - rq->claimed) {
+			uint64_t total = rq->total;
+			if (fresh)
+				nkv__tcp_rreq_remove(tc, rq);
+			nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: more bytes than its announced %llu", s->idx,
+				  (unsigned long long)h->req_id, (unsigned long long)total);
+			return -1;
+		}
+		/* Claimed now so concurrent streams cannot overrun the request;
+		 * it completes only once every payload is in. */
+		rq->claimed += h->len;
+		if (vec) {
+			/* First the entries; vent_done() checks them. */
+			s->nvent = (unsigned)h->offset;
+			s->vbase = r->ptr;
+			s->vrlen = r->len;
+			s->vpay = h->len;
+			nkv__rx_begin(&s->rx, r, 0); /* GPU: payload into a slot, see rx_ready() */
+			s->dst = (uint8_t *)s->vent;
+			s->rs = R_VENT;
+			s->cur = rq;
+			s->dlen = s->nvent * sizeof(struct nkv_wire_vent);
+			s->dgot = 0;
+			return 0;
+		}
+		s->rs = R_DATA;
+		s->doff = h->offset;
+		nkv__rx_begin(&s->rx, r, h->offset); /* s->dst set by rx_ready() */
+		s->dst = NULL;
+	}
+	s->cur = rq;
+	s->dlen = h->len;
+	s->dgot = 0;
+	return 0;
+}
+
+/* A DATAV's entries are in: each must lie inside the region and together
+ * they must add up to the payload the header announced. */
+static int vent_done(struct tstream *s)
+{
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; i < s->nvent; i++) {
+		const struct nkv_wire_vent *v = &s->vent[i];
+
+		if (!v->len || v->offset > s->vrlen || v->len > s->vrlen - v->offset) {
+			nkv__tcp_conn_fail(s->tc, -EPROTO, "stream %u: request %llu: vector entry %u [%llu, +%llu) outside region %u of %llu bytes",
+				  s->idx, (unsigned long long)s->h.req_id, i, (unsigned long long)v->offset,
+				  (unsigned long long)v->len, s->h.region, (unsigned long long)s->vrlen);
+			return -1;
+		}
+		sum += v->len;
+	}
+	if (sum != s->vpay) {
+		nkv__tcp_conn_fail(s->tc, -EPROTO, "stream %u: request %llu: vector entries add up to %llu bytes, header says %llu",
+			  s->idx, (unsigned long long)s->h.req_id, (unsigned long long)sum, (unsigned long long)s->vpay);
+		return -1;
+	}
+	s->rs = R_VDATA;
+	s->dlen = s->vpay;
+	s->dgot = 0;
+	return 0;
+}
+
+/* A payload is in: in place already (host), or in the pinned slot, to be
+ * copied to the device (GPU; its bytes count once that copy is done, see
+ * gpu_in_done). 1: in place, 0: copying, <0: failed the connection. */
+static int deliver(struct tstream *s, struct rreq *rq)
+{
+	struct nkv_range r[NKV_WIRE_MAX_VEC];
+	uint32_t n = 0;
+	uint64_t off = 0;
+	int rc;
+
+	if (s->rs == R_DATA) {
+		r[n++] = (struct nkv_range){ .src_off = 0, .dst_off = s->doff, .len = s->dlen };
+	} else {
+		for (unsigned i = 0; i < s->nvent; i++) {
+			r[n++] = (struct nkv_range){ .src_off = off, .dst_off = s->vent[i].offset, .len = s->vent[i].len };
+			off += s->vent[i].len;
+		}
+	}
+	rc = nkv__rx_deliver(s->te->e, &s->rx, r, n, rq->req_id);
+	if (rc < 0) {
+		nkv__rx_drop(s->te->e, &s->rx);
+		nkv__tcp_conn_fail(s->tc, rc, "stream %u: request %llu: copy into GPU memory: %s", s->idx,
+			  (unsigned long long)rq->req_id, nkv_last_error());
+	}
+	return rc;
+}
+
+static void payload_done(struct tstream *s)
+{
+	struct rreq *rq = s->cur;
+	int rc = 1;
+
+	if (s->rs == R_SUMS)
+		rq->have_sums = true;
+	else if ((rc = deliver(s, rq)) > 0)
+		rq->got += s->dlen;
+	s->cur = NULL;
+	s->rs = R_HDR;
+	if (rc > 0)
+		maybe_complete(s, rq);
+}
+
+void nkv__tcp_on_recv(struct tstream *s, int res)
+{
+	struct tconn *tc = s->tc;
+
+	s->recv_busy = false;
+	if (s->dead || res == -ECANCELED) /* canceled: nkv__tcp_stream_kick() posts it again */
+		return;
+	if (res <= 0) {
+		const char *what = res == 0 ? "peer closed the connection" : strerror(-res);
+		char why[128];
+
+		if (s->rs != R_HDR)
+			snprintf(why, sizeof(why), "%s mid-range (%llu of %llu payload bytes)", what,
+				 (unsigned long long)s->dgot, (unsigned long long)s->dlen);
+		else if (s->hgot)
+			snprintf(why, sizeof(why), "%s: truncated header (%llu of %llu bytes)", what,
+				 (unsigned long long)s->hgot, (unsigned long long)HDR);
+		else
+			snprintf(why, sizeof(why), "%s", what);
+		if (!tc) {
+			nkv__tcp_pending_drop(s, why);
+			return;
+		}
+		tc->clean_close = res == 0 && s->rs == R_HDR && !s->hgot && !tc->nrreqs && !tc->oldest;
+		nkv__tcp_conn_fail(tc, res == 0 ? -ECONNRESET : res, "stream %u: %s", s->idx, why);
+		return;
+	}
+	if (s->rs == R_HDR) {
+		s->hgot += (uint64_t)res;
+	} else {
+		uint64_t n = (uint64_t)res, want = s->dlen - s->dgot;
+
+		if (n < want) {
+			s->dgot += n;
+			return;
+		}
+		s->dgot = s->dlen;
+		if (s->rs == R_VENT) { /* entries in; the payloads follow */
+			vent_done(s);
+			return;
+		}
+		s->hgot = n - want; /* bytes of the next header that came along */
+		payload_done(s);
+		if (s->dead || (tc && tc->failed))
+			return;
+	}
+	if (s->hgot < HDR)
+		return;
+	/* A whole header. */
+	s->hgot = 0;
+	if (!tc) {
+		if (s->h.magic != NKV_WIRE_MAGIC || s->h.version != NKV_WIRE_VERSION || s->h.type != NKV_W_HELLO)
+			nkv__tcp_pending_drop(s, s->h.magic != NKV_WIRE_MAGIC ? "bad header magic (not a netkv peer?)"
+					: s->h.version != NKV_WIRE_VERSION ? "unsupported protocol version"
+									 : "first message is not a hello");
+		else
+			nkv__tcp_on_hello(s);
+		return;
+	}
+	on_header(s);
+}
+
+/* Somewhere to receive the payload into: the region (host), or a pinned
+ * slot (GPU). False while no slot is free: a finished copy frees one, and
+ * tcp_progress kicks the streams again. */
+static bool rx_ready(struct tstream *s)
+{
+	int rc;
+
+	if (s->rs != R_DATA && s->rs != R_VDATA)
+		return true;
+	rc = nkv__rx_slot(s->te->e, s, &s->rx);
+	if (rc < 0)
+		nkv__tcp_conn_fail(s->tc, rc, "stream %u: receive buffer for GPU memory: %s", s->idx, nkv_last_error());
+	if (rc <= 0)
+		return false;
+	if (s->rs == R_DATA)
+		s->dst = nkv__rx_buf(&s->rx);
+	return true;
+}
+
+/* A copy into GPU memory finished: its bytes are in place. */
+void nkv__tcp_gpu_in_done(void *owner, uint64_t req_id, uint64_t bytes, int status)
+{
+	struct tstream *s = owner;
+	struct tconn *tc = s->tc;
+	struct rreq *rq;
+
+	if (!tc || tc->failed)
+		return;
+	if (status < 0) {
+		nkv__tcp_conn_fail(tc, status, "stream %u: request %llu: copy into GPU memory: %s", s->idx,
+			  (unsigned long long)req_id, nkv_last_error());
+		return;
+	}
+	if (!(rq = *rreq_slot(tc, req_id)))
+		return;
+	rq->got += bytes;
+	maybe_complete(s, rq);
+}
+
+/* Post a receive if the stream has none in flight and somewhere to put it. */
+void nkv__tcp_recv_kick(struct tstream *s)
+{
+	if (!s->recv_busy && rx_ready(s))
+		post_recv(s);
+}
