@@ -11,6 +11,7 @@
  *   cc paged_push.c $(pkg-config --cflags --libs netkv) -o paged_push
  *   ./paged_push [model]             (default qwen2.5-7b)
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
