@@ -43,6 +43,28 @@ skip() {
 	exit $SKIP
 }
 
+# stop_checked: SIGTERM every process started (5 s, then SIGKILL), then fail unless the
+# scheduler exited 0 and no log holds a sanitizer report (ASan/UBSan builds).
+stop_checked() {
+	local pid rc
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	local end=$((SECONDS + 5))
+	for pid in "${PIDS[@]}"; do
+		while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+		rc=0
+		wait "$pid" 2>/dev/null || rc=$?
+		[ "$pid" = "${SCHED_PID:-}" ] && [ $rc -ne 0 ] && { PIDS=(); fail "the scheduler exited with status $rc"; }
+	done
+	PIDS=()
+	if grep -l -E 'Sanitizer|runtime error:' "$WORK"/*.log >/dev/null 2>&1; then
+		fail "sanitizer report in $(grep -l -E 'Sanitizer|runtime error:' "$WORK"/*.log | tr '\n' ' ')"
+	fi
+	return 0
+}
+
 # http_get URL: the body on stdout, 2 s per try; non-zero on an HTTP error or no answer.
 http_get() {
 	curl -fsS --max-time 2 "$1"
