@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -35,6 +36,11 @@
 #include "netkv_topo.h"
 #include "nkv_cli.h"
 #include "nkv_util.h"
+#include "prom.h"
+
+#ifndef NKV_VERSION
+#define NKV_VERSION "unknown"
+#endif
 
 #define MAX_PEERS 256
 
@@ -80,6 +86,7 @@ struct daemon {
 	/* counters */
 	uint64_t decisions, finished, failed, rerouted, bad_peers, xfer_bytes;
 	double decide_s_sum, decide_s_max;
+	struct nkv_prom_hist decide_h, ttft_h; /* decision time; TTFT of finished requests */
 	uint64_t inflight_tier[NKV_TIERS];
 	/* probes in flight: id -> path */
 	struct { uint64_t id; uint32_t p, d; double t; } probes[64];
@@ -169,8 +176,13 @@ static void finish_rq(struct daemon *d, struct rq *q, int status, const char *re
 	q->state = RQ_DONE;
 	if (status)
 		d->failed++;
-	else
+	else {
 		d->finished++;
+		/* TTFT as the replay computes it: first token - submit (monotonic clocks of one host). */
+		double ttft = q->t[NKV_REC_FIRST] - q->t[NKV_REC_SUBMIT];
+		if (q->t[NKV_REC_FIRST] > 0 && isfinite(ttft) && ttft >= 0)
+			nkv_prom_hist_observe(&d->ttft_h, ttft);
+	}
 	if (q->client < 0)
 		return;
 	struct nkv_msg m;
@@ -231,6 +243,7 @@ static bool dispatch(struct daemon *d, struct rq *q)
 	}
 	d->decisions++;
 	d->decide_s_sum += t1 - t0;
+	nkv_prom_hist_observe(&d->decide_h, t1 - t0);
 	if (t1 - t0 > d->decide_s_max)
 		d->decide_s_max = t1 - t0;
 	/* A policy may pick an instance whose agent is down: take the live one
@@ -636,13 +649,165 @@ static void drop_peer(struct daemon *d, int pi, const char *why)
 	p->c.fd = -1;
 }
 
+/* ---- metrics ------------------------------------------------------------ */
+
+/* Histogram bounds, seconds. A decision takes microseconds (a few tens with
+ * many instances); a TTFT milliseconds (compressed runs) to seconds. */
+static const double decide_le[] = { 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1 };
+static const double ttft_le[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
+
+/* The exposition (Prometheus text 0.0.4). Every series keeps its label set
+ * for the daemon's life: the policy is fixed at start, the instances are
+ * --prefill/--decode, tiers and request states are fixed lists. */
+static void write_metrics(struct daemon *d, FILE *f)
+{
+	char pol[2 * 64], lb[512], a_esc[2 * 64], b_esc[2 * 64];
+	nkv_prom_escape(pol, sizeof(pol), nkv_sched_policy_name(d->s));
+
+	nkv_prom_family(f, "netkv_build_info", "gauge", "netkv build: version label, value always 1.");
+	nkv_prom_escape(a_esc, sizeof(a_esc), NKV_VERSION);
+	snprintf(lb, sizeof(lb), "version=\"%s\"", a_esc);
+	nkv_prom_sample(f, "netkv_build_info", lb, 1);
+
+	snprintf(lb, sizeof(lb), "policy=\"%s\"", pol);
+	nkv_prom_family(f, "netkv_decisions_total", "counter", "Scheduling decisions made by the policy.");
+	nkv_prom_sample_u64(f, "netkv_decisions_total", lb, d->decisions);
+	nkv_prom_family(f, "netkv_decision_seconds", "histogram", "Time of one policy decision (nkv_sched_decide), seconds.");
+	nkv_prom_hist_write(f, "netkv_decision_seconds", lb, &d->decide_h);
+	nkv_prom_family(f, "netkv_ttft_seconds", "histogram",
+			"Time to first token of finished requests (first token - submit), seconds of wall time.");
+	nkv_prom_hist_write(f, "netkv_ttft_seconds", lb, &d->ttft_h);
+
+	nkv_prom_family(f, "netkv_requests_total", "counter", "Requests ended, by outcome.");
+	nkv_prom_sample_u64(f, "netkv_requests_total", "state=\"finished\"", d->finished);
+	nkv_prom_sample_u64(f, "netkv_requests_total", "state=\"failed\"", d->failed);
+	nkv_prom_family(f, "netkv_requests_rerouted_total", "counter",
+			"Policy picks of an instance without a live agent, sent to a live one instead.");
+	nkv_prom_sample_u64(f, "netkv_requests_rerouted_total", NULL, d->rerouted);
+	uint64_t pending = 0, running = 0;
+	for (size_t i = 0; i < d->nrq; i++) {
+		pending += d->rqs[i].state == RQ_PENDING;
+		running += d->rqs[i].state == RQ_RUNNING;
+	}
+	nkv_prom_family(f, "netkv_requests_in_flight", "gauge",
+			"Requests not yet ended: pending (no decision yet) or running (assigned).");
+	nkv_prom_sample_u64(f, "netkv_requests_in_flight", "state=\"pending\"", pending);
+	nkv_prom_sample_u64(f, "netkv_requests_in_flight", "state=\"running\"", running);
+
+	uint32_t up[2] = { 0, 0 };
+	for (uint32_t i = 0; i < d->nprefill; i++)
+		up[0] += alive_prefill(d, i);
+	for (uint32_t i = 0; i < d->ndecode; i++)
+		up[1] += alive_decode(d, i);
+	nkv_prom_family(f, "netkv_agents_up", "gauge", "Registered agents, by role.");
+	nkv_prom_sample_u64(f, "netkv_agents_up", "role=\"prefill\"", up[0]);
+	nkv_prom_sample_u64(f, "netkv_agents_up", "role=\"decode\"", up[1]);
+	nkv_prom_family(f, "netkv_agents_configured", "gauge", "Instances given with --prefill / --decode, by role.");
+	nkv_prom_sample_u64(f, "netkv_agents_configured", "role=\"prefill\"", d->nprefill);
+	nkv_prom_sample_u64(f, "netkv_agents_configured", "role=\"decode\"", d->ndecode);
+	nkv_prom_family(f, "netkv_agent_up", "gauge", "1 while the instance's agent is registered, else 0.");
+	for (int role = 0; role < 2; role++) {
+		uint32_t n = role ? d->ndecode : d->nprefill;
+		for (uint32_t i = 0; i < n; i++) {
+			struct nkv_instance_info ii;
+			nkv_topo_instance(d->topo, role ? d->decode_inst[i] : d->prefill_inst[i], &ii);
+			snprintf(lb, sizeof(lb), "role=\"%s\",agent=\"%s\"", role ? "decode" : "prefill",
+				 nkv_prom_escape(a_esc, sizeof(a_esc), ii.name));
+			nkv_prom_sample_u64(f, "netkv_agent_up", lb, role ? alive_decode(d, i) : alive_prefill(d, i));
+		}
+	}
+
+	nkv_prom_family(f, "netkv_kv_bytes_total", "counter", "KV-cache bytes moved prefill -> decode (completed transfers).");
+	nkv_prom_sample_u64(f, "netkv_kv_bytes_total", NULL, d->xfer_bytes);
+	nkv_prom_family(f, "netkv_inflight_bytes", "gauge", "KV bytes of transfers decided but not completed, by network tier.");
+	for (int t = 0; t < NKV_TIERS; t++) {
+		snprintf(lb, sizeof(lb), "tier=\"%s\"", nkv_prom_escape(a_esc, sizeof(a_esc), nkv_tier_name(t)));
+		nkv_prom_sample_u64(f, "netkv_inflight_bytes", lb, d->inflight_tier[t]);
+	}
+	nkv_prom_family(f, "netkv_probes_total", "counter", "Active bandwidth probes: sent to agents, done (a sample taken).");
+	nkv_prom_sample_u64(f, "netkv_probes_total", "state=\"sent\"", d->probes_sent);
+	nkv_prom_sample_u64(f, "netkv_probes_total", "state=\"done\"", d->probes_done);
+	nkv_prom_family(f, "netkv_bad_peers_total", "counter", "Peers disconnected for a bad frame or message.");
+	nkv_prom_sample_u64(f, "netkv_bad_peers_total", NULL, d->bad_peers);
+
+	/* One series per prefill -> decode path; whether the figure is measured
+	 * is a separate gauge, so the throughput series never changes labels. */
+	nkv_prom_family(f, "netkv_path_bytes_per_second", "gauge",
+			"The oracle's throughput figure per prefill -> decode path, bytes per second.");
+	double now = nkv_now_s();
+	size_t npaths = (size_t)d->nprefill * d->ndecode;
+	bool *fresh = calloc(npaths ? npaths : 1, sizeof(*fresh));
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass)
+			nkv_prom_family(f, "netkv_path_measured", "gauge",
+					"1 while the path's throughput figure comes from fresh samples, 0 while it is the tier's nominal figure.");
+		for (uint32_t p = 0; p < d->nprefill; p++)
+			for (uint32_t q = 0; q < d->ndecode; q++) {
+				size_t k = (size_t)p * d->ndecode + q;
+				struct nkv_instance_info a, b;
+				nkv_topo_instance(d->topo, d->prefill_inst[p], &a);
+				nkv_topo_instance(d->topo, d->decode_inst[q], &b);
+				snprintf(lb, sizeof(lb), "src=\"%s\",dst=\"%s\"", nkv_prom_escape(a_esc, sizeof(a_esc), a.name),
+					 nkv_prom_escape(b_esc, sizeof(b_esc), b.name));
+				if (!pass) {
+					bool fr = false;
+					double bw = nkv_oracle_bw(nkv_sched_oracle(d->s), d->prefill_inst[p], d->decode_inst[q], now, &fr);
+					if (fresh)
+						fresh[k] = fr;
+					nkv_prom_sample(f, "netkv_path_bytes_per_second", lb, bw);
+				} else {
+					nkv_prom_sample_u64(f, "netkv_path_measured", lb, fresh && fresh[k]);
+				}
+			}
+	}
+	free(fresh);
+}
+
+static bool write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* One HTTP/1.0 exchange on a fresh connection, inside the control loop: the
+ * request head is read (up to 8 KiB, 500 ms), GET or HEAD of /metrics (or /)
+ * gets the text, the connection is closed. Bounded by the read deadline and
+ * a 1 s send timeout, so a stuck client cannot hold the loop long. */
 static void serve_metrics(struct daemon *d, int fd)
 {
-	/* Read the request (whatever it is) and answer with the text format. */
-	char req[1024];
-	struct pollfd pf = { .fd = fd, .events = POLLIN };
-	if (poll(&pf, 1, 200) > 0)
-		(void)!recv(fd, req, sizeof(req), MSG_DONTWAIT);
+	char req[8192];
+	size_t rl = 0;
+	double end = nkv_now_s() + 0.5;
+	for (;;) {
+		req[rl] = 0;
+		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n") || rl == sizeof(req) - 1)
+			break;
+		int left = (int)((end - nkv_now_s()) * 1000);
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		if (left <= 0 || poll(&pf, 1, left) <= 0)
+			break;
+		ssize_t r = recv(fd, req + rl, sizeof(req) - 1 - rl, MSG_DONTWAIT);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (r <= 0)
+			break;
+		rl += (size_t)r;
+	}
+	struct timeval tv = { .tv_sec = 1 };
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	bool head = strncmp(req, "HEAD ", 5) == 0, get = strncmp(req, "GET ", 4) == 0;
+	const char *path = head ? req + 5 : get ? req + 4 : "";
+	size_t plen = strcspn(path, " ?\r\n");
+	bool ours = (plen == 8 && !strncmp(path, "/metrics", 8)) || (plen == 1 && path[0] == '/');
+	const char *status = !get && !head ? "405 Method Not Allowed" : !ours ? "404 Not Found" : "200 OK";
 	char *body = NULL;
 	size_t blen = 0;
 	FILE *f = open_memstream(&body, &blen);
@@ -650,46 +815,19 @@ static void serve_metrics(struct daemon *d, int fd)
 		close(fd);
 		return;
 	}
-	const char *pol = nkv_sched_policy_name(d->s);
-	fprintf(f, "# TYPE netkv_decisions_total counter\nnetkv_decisions_total{policy=\"%s\"} %llu\n", pol,
-		(unsigned long long)d->decisions);
-	fprintf(f, "# TYPE netkv_decision_seconds summary\nnetkv_decision_seconds_sum{policy=\"%s\"} %.9f\n"
-		   "netkv_decision_seconds_count{policy=\"%s\"} %llu\n", pol, d->decide_s_sum, pol,
-		(unsigned long long)d->decisions);
-	fprintf(f, "# TYPE netkv_requests_total counter\nnetkv_requests_total{state=\"finished\"} %llu\n"
-		   "netkv_requests_total{state=\"failed\"} %llu\n", (unsigned long long)d->finished,
-		(unsigned long long)d->failed);
-	fprintf(f, "# TYPE netkv_kv_bytes_total counter\nnetkv_kv_bytes_total %llu\n",
-		(unsigned long long)d->xfer_bytes);
-	fprintf(f, "# TYPE netkv_probes_total counter\nnetkv_probes_total{state=\"sent\"} %llu\n"
-		   "netkv_probes_total{state=\"done\"} %llu\n", (unsigned long long)d->probes_sent,
-		(unsigned long long)d->probes_done);
-	fprintf(f, "# TYPE netkv_bad_peers_total counter\nnetkv_bad_peers_total %llu\n",
-		(unsigned long long)d->bad_peers);
-	fprintf(f, "# TYPE netkv_inflight_bytes gauge\n");
-	for (int t = 0; t < NKV_TIERS; t++)
-		fprintf(f, "netkv_inflight_bytes{tier=\"%s\"} %llu\n", nkv_tier_name(t),
-			(unsigned long long)d->inflight_tier[t]);
-	fprintf(f, "# TYPE netkv_path_bytes_per_second gauge\n");
-	double now = nkv_now_s();
-	for (uint32_t p = 0; p < d->nprefill; p++)
-		for (uint32_t q = 0; q < d->ndecode; q++) {
-			bool fresh = false;
-			double bw = nkv_oracle_bw(nkv_sched_oracle(d->s), d->prefill_inst[p], d->decode_inst[q], now, &fresh);
-			struct nkv_instance_info a, b;
-			nkv_topo_instance(d->topo, d->prefill_inst[p], &a);
-			nkv_topo_instance(d->topo, d->decode_inst[q], &b);
-			fprintf(f, "netkv_path_bytes_per_second{src=\"%s\",dst=\"%s\",source=\"%s\"} %.6g\n", a.name,
-				b.name, fresh ? "measured" : "tier", bw);
-		}
+	if (!strcmp(status, "200 OK"))
+		write_metrics(d, f);
+	else
+		fprintf(f, "%s: the metrics are at GET /metrics\n", status);
 	fclose(f);
-	char hdr[160];
+	char hdr[200];
 	int hl = snprintf(hdr, sizeof(hdr),
-			  "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %zu\r\n\r\n",
-			  blen);
-	(void)!write(fd, hdr, (size_t)hl);
-	(void)!write(fd, body, blen);
+			  "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+			  "Content-Length: %zu\r\nConnection: close\r\n\r\n", status, blen);
+	if (write_all(fd, hdr, (size_t)hl) && !head)
+		write_all(fd, body, blen);
 	free(body);
+	shutdown(fd, SHUT_WR);
 	close(fd);
 }
 
@@ -886,16 +1024,25 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	}
 	for (int i = 0; i < MAX_PEERS; i++)
 		d->peers[i].c.fd = -1;
-	d->lfd = nkv_proto_listen(listen_addr, NULL);
-	if (d->lfd < 0 || (metrics && (d->mfd = nkv_proto_listen(metrics, NULL)) < 0)) {
+	nkv_prom_hist_init(&d->decide_h, decide_le, (int)(sizeof(decide_le) / sizeof(decide_le[0])));
+	nkv_prom_hist_init(&d->ttft_h, ttft_le, (int)(sizeof(ttft_le) / sizeof(ttft_le[0])));
+	uint16_t lport = 0, mport = 0;
+	d->lfd = nkv_proto_listen(listen_addr, &lport);
+	if (d->lfd < 0 || (metrics && (d->mfd = nkv_proto_listen(metrics, &mport)) < 0)) {
 		fprintf(stderr, "netkv scheduler: %s\n", nkv_last_error());
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	logf_("listening on %s, policy %s, %u prefill + %u decode instances%s%s", listen_addr, policy, d->nprefill,
-	      d->ndecode, metrics ? ", metrics on " : "", metrics ? metrics : "");
+	/* The bound ports (a ":0" address picks one; tests read them from this line). */
+	char lbuf[NKV_PROTO_MAX_ADDR + 8], mbuf[NKV_PROTO_MAX_ADDR + 8] = "";
+	const char *lc = strrchr(listen_addr, ':'), *mc = metrics ? strrchr(metrics, ':') : NULL;
+	snprintf(lbuf, sizeof(lbuf), "%.*s:%u", lc ? (int)(lc - listen_addr) : 0, listen_addr, lport);
+	if (metrics)
+		snprintf(mbuf, sizeof(mbuf), "%.*s:%u", mc ? (int)(mc - metrics) : 0, metrics, mport);
+	logf_("listening on %s, policy %s, %u prefill + %u decode instances%s%s", lbuf, policy, d->nprefill,
+	      d->ndecode, metrics ? ", metrics on " : "", mbuf);
 
 	struct pollfd pfd[MAX_PEERS + 2];
 	while (!g_stop) {
