@@ -449,7 +449,8 @@ const struct nkv_policy_ops *const *nkv_policies(void);
  * search. The grid is walked in order (w_cache outer, w_load inner), (0, 0)
  * is skipped, strictly better wins, so the result is reproducible for a
  * deterministic evaluator. NULL grids mean the default grid
- * {0, 0.25, 0.5, 1, 2, 4, 8} for that weight.
+ * {0.25, 0.5, 1, 2, 4, 8} for that weight (no 0: it drops a term). Tune on
+ * requests the weights are then not evaluated on (netkv sim tune does).
  */
 typedef int (*nkv_tune_eval_fn)(void *ctx, const struct nkv_sched_params *p, double *objective);
 struct nkv_tune_result {
