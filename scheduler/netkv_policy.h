@@ -173,9 +173,11 @@ void nkv_view_xfer_nominal_row(const struct nkv_sched_view *v, uint32_t p, const
 
 /* ---- choosing ---- */
 
-/* The shared tie-break: is candidate d (score sc) better than best (score
- * best_sc)? Lower score (beyond 1e-12 relative), then lower tier from p,
- * then lower load, then lower index. */
+/* The tie-break of topology-aware policies: is candidate d (score sc)
+ * better than best (score best_sc)? Lower score (beyond 1e-12 relative),
+ * then lower tier from p, then lower load, then lower index. Policies that
+ * do not claim to know the topology must not use it, even to break ties:
+ * they use NKV_VIEW_ARGMIN_BLIND. */
 static inline bool nkv_view_better(const struct nkv_sched_view *v, uint32_t p, double sc, uint32_t d,
 				   double best_sc, uint32_t best)
 {
@@ -211,6 +213,45 @@ static inline bool nkv_view_better(const struct nkv_sched_view *v, uint32_t p, d
 			if (D == 0 || nkv_view_better((V), (P), sc_, D, bsc_, best_)) {                               \
 				best_ = D;                                                                             \
 				bsc_ = sc_;                                                                            \
+			}                                                                                              \
+		}                                                                                                      \
+		(OUT)->decode = best_;                                                                                 \
+		(OUT)->score = bsc_;                                                                                   \
+	} while (0)
+
+/* A seeded xorshift64* step for a policy's own draws (state never 0). */
+static inline uint64_t nkv_view_rand(uint64_t *state)
+{
+	uint64_t x = *state;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* The argmin of a topology-oblivious policy: lower score (beyond 1e-12
+ * relative), then lower load, then uniformly at random among those still
+ * equal (reservoir sampling with the policy's seeded state *RNG), so no
+ * tier and no index order decides for it. */
+#define NKV_VIEW_ARGMIN_BLIND(V, RNG, OUT, D, SCORE_EXPR)                                                              \
+	do {                                                                                                           \
+		uint32_t best_ = 0, ties_ = 0;                                                                         \
+		double bsc_ = 0, bld_ = 0;                                                                             \
+		for (uint32_t D = 0; D < (V)->ndecode; D++) {                                                          \
+			double sc_ = (SCORE_EXPR), m_ = fabs(sc_) > fabs(bsc_) ? fabs(sc_) : fabs(bsc_);               \
+			double eps_ = 1e-12 * m_, ld_;                                                                 \
+			if (D > 0 && sc_ > bsc_ + eps_)                                                                \
+				continue;                                                                              \
+			ld_ = nkv_view_load((V), D);                                                                   \
+			if (D == 0 || sc_ < bsc_ - eps_ || ld_ < bld_) {                                               \
+				best_ = D;                                                                             \
+				bsc_ = sc_;                                                                            \
+				bld_ = ld_;                                                                            \
+				ties_ = 1;                                                                             \
+			} else if (ld_ == bld_ && nkv_view_rand(RNG) % ++ties_ == 0) {                                 \
+				best_ = D;                                                                             \
 			}                                                                                              \
 		}                                                                                                      \
 		(OUT)->decode = best_;                                                                                 \

@@ -47,7 +47,9 @@
  *   wait(d)   = decode-side wait estimate, seconds (below)
  *   xfer(d)   = oracle transfer time p -> d for missing(d) bytes, seconds
  *
- *   rr           next d in turn.
+ *   rr           next d in turn: each d once a round, the order shuffled
+ *                anew every round (seeded), so it never locks step with
+ *                the prefill round-robin.
  *   random       uniform d (xorshift, seeded by params.seed).
  *   load         min load(d).
  *   cache        max held(d).
@@ -65,8 +67,11 @@
  *   netkv        min  est_ttft(d) = w_wait * wait(d) + w_xfer * xfer(d)
  *                xfer = oracle cost with measured throughput and live
  *                congestion (see the oracle below)
- *   All: ties (within 1e-12 relative, or exactly equal scores) broken by
- *   lower tier(p, d), then lower load(d), then lower decode index.
+ *   Ties (within 1e-12 relative, or exactly equal scores): netkv-topo,
+ *   netkv-static and netkv take the lower tier(p, d), then lower load(d),
+ *   then the lower decode index; the topology-oblivious load, cache, cla
+ *   and cla* take the lower load(d), then a seeded random one of those
+ *   still equal (they must not be topology-aware through their ties).
  *   In netkv / netkv-static the CLA terms are in seconds: the cache term
  *   is the transfer time saved by held blocks, the load term is wait(d).
  *
@@ -86,9 +91,12 @@
  *   mean_remaining_output (params) is the expected remaining output of a
  *   running sequence; default 256 tokens.
  *
- * Prefill policies: rr, or cache (max leading blocks in that prefill's own
- * cache; ties by fewer queued tokens, then index). Shared by every decode
- * policy so experiments isolate the decode choice.
+ * Prefill policies: rr, or cache: min over p of the tokens p must get
+ * through before r's prefill is done = queued uncached tokens(p) +
+ * input_len - min(held_p(p) * prefix_block_tokens, input_len) (cache hit
+ * and queue in one figure, so a hit does not pile work on one instance);
+ * ties go round from a rotating start. Shared by every decode policy so
+ * experiments isolate the decode choice.
  * ---------------------------------------------------------------------------
  */
 #ifndef NETKV_SCHED_H
@@ -441,7 +449,8 @@ const struct nkv_policy_ops *const *nkv_policies(void);
  * search. The grid is walked in order (w_cache outer, w_load inner), (0, 0)
  * is skipped, strictly better wins, so the result is reproducible for a
  * deterministic evaluator. NULL grids mean the default grid
- * {0, 0.25, 0.5, 1, 2, 4, 8} for that weight.
+ * {0.25, 0.5, 1, 2, 4, 8} for that weight (no 0: it drops a term). Tune on
+ * requests the weights are then not evaluated on (netkv sim tune does).
  */
 typedef int (*nkv_tune_eval_fn)(void *ctx, const struct nkv_sched_params *p, double *objective);
 struct nkv_tune_result {

@@ -2,8 +2,11 @@
  * Decode policies, one ops table each, and the table that registers them.
  * Formulas: netkv_sched.h. A policy reads the scheduler only through its
  * read-only view (policy.h). Every policy is one pass over the decode
- * instances; ties go to the lower tier from the chosen prefill, then the
- * lower load, then the lower index (nkv_view_better).
+ * instances. Ties: the topology-aware ones (netkv-topo, netkv-static,
+ * netkv) prefer the lower tier from the chosen prefill, then the lower
+ * load, then the lower index (nkv_view_better); the oblivious ones (load,
+ * cache, cla, cla*) the lower load, then a seeded random draw
+ * (NKV_VIEW_ARGMIN_BLIND), so no baseline is quietly topology-aware.
  */
 #include "netkv_policy.h"
 
@@ -34,53 +37,79 @@ static void cursor_fini(void *state)
 	free(state);
 }
 
+/* rr: every decode once per round, in an order shuffled anew each round
+ * (seeded). A fixed cyclic order would step in lock with the prefill
+ * round-robin and pair prefill i with decode i + k for good (with split
+ * hosts: the same host every time). */
+struct rr_state {
+	uint64_t rng;
+	uint32_t pos, n;
+	uint32_t order[];
+};
+
+static void rr_shuffle(struct rr_state *s)
+{
+	for (uint32_t i = s->n - 1; i > 0; i--) {
+		uint32_t j = (uint32_t)(nkv_view_rand(&s->rng) % (i + 1)), x = s->order[i];
+
+		s->order[i] = s->order[j];
+		s->order[j] = x;
+	}
+	s->pos = 0;
+}
+
 static int rr_init(const struct nkv_sched_view *v, void **state)
 {
-	int ret = cursor_init(v, state);
+	uint32_t n = nkv_view_ndecode(v);
+	struct rr_state *s = calloc(1, sizeof(*s) + (size_t)n * sizeof(uint32_t));
 
-	if (!ret)
-		((struct cursor *)*state)->v = 0;
-	return ret;
+	if (!s)
+		return nkv_err(ENOMEM, "policy: out of memory");
+	s->rng = nkv_view_params(v)->seed ? nkv_view_params(v)->seed : 1;
+	s->n = n;
+	for (uint32_t i = 0; i < n; i++)
+		s->order[i] = i;
+	rr_shuffle(s);
+	*state = s;
+	return 0;
 }
 
 static int pick_rr(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p, double now,
 		   struct nkv_decision *out)
 {
-	struct cursor *c = state;
+	struct rr_state *s = state;
 
-	out->decode = (uint32_t)(c->v++ % nkv_view_ndecode(v));
+	if (s->pos == s->n)
+		rr_shuffle(s);
+	out->decode = s->order[s->pos++];
 	out->score = 0;
 	return 0;
 }
 
-/* ---- random: xorshift64* ---- */
+/* ---- random ---- */
 static int pick_random(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
 		       double now, struct nkv_decision *out)
 {
 	struct cursor *c = state;
-	uint64_t x = c->v;
 
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	c->v = x;
-	out->decode = (uint32_t)(((x * 0x2545F4914F6CDD1Dull) >> 11) % nkv_view_ndecode(v));
+	out->decode = (uint32_t)((nkv_view_rand(&c->v) >> 11) % nkv_view_ndecode(v));
 	out->score = 0;
 	return 0;
 }
 
+/* The oblivious baselines: their state is the tie-break's random draw. */
 static int pick_load(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
 		     double now, struct nkv_decision *out)
 {
-	NKV_VIEW_ARGMIN(v, p, out, d, nkv_view_load(v, d));
+	NKV_VIEW_ARGMIN_BLIND(v, &((struct cursor *)state)->v, out, d, nkv_view_load(v, d));
 	return 0;
 }
 
-/* cache: max held; the tie-break then prefers low tier and low load. */
+/* cache: max held; ties to the lower load, then at random. */
 static int pick_cache(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
 		      double now, struct nkv_decision *out)
 {
-	NKV_VIEW_ARGMIN(v, p, out, d, -(double)nkv_view_held(v, d));
+	NKV_VIEW_ARGMIN_BLIND(v, &((struct cursor *)state)->v, out, d, -(double)nkv_view_held(v, d));
 	return 0;
 }
 
@@ -94,7 +123,7 @@ static inline double cla_score(const struct nkv_sched_view *v, const struct nkv_
 static int pick_cla(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p, double now,
 		    struct nkv_decision *out)
 {
-	NKV_VIEW_ARGMIN(v, p, out, d, cla_score(v, r, d, 1.0, 1.0));
+	NKV_VIEW_ARGMIN_BLIND(v, &((struct cursor *)state)->v, out, d, cla_score(v, r, d, 1.0, 1.0));
 	return 0;
 }
 
@@ -103,7 +132,7 @@ static int pick_cla_star(const struct nkv_sched_view *v, void *state, const stru
 {
 	const struct nkv_sched_params *pp = nkv_view_params(v);
 
-	NKV_VIEW_ARGMIN(v, p, out, d, cla_score(v, r, d, pp->w_cache, pp->w_load));
+	NKV_VIEW_ARGMIN_BLIND(v, &((struct cursor *)state)->v, out, d, cla_score(v, r, d, pp->w_cache, pp->w_load));
 	return 0;
 }
 
@@ -156,15 +185,17 @@ static int pick_netkv(const struct nkv_sched_view *v, void *state, const struct 
 	return 0;
 }
 
-static const struct nkv_policy_ops ops_rr = { "rr", "round-robin", rr_init, cursor_fini, pick_rr };
+static const struct nkv_policy_ops ops_rr = { "rr", "round-robin (each decode once a round, shuffled rounds)",
+					     rr_init, cursor_fini, pick_rr };
 static const struct nkv_policy_ops ops_random = { "random", "uniform random (seeded)", cursor_init, cursor_fini,
 						  pick_random };
-static const struct nkv_policy_ops ops_load = { "load", "least loaded", NULL, NULL, pick_load };
-static const struct nkv_policy_ops ops_cache = { "cache", "most leading prefix blocks held", NULL, NULL,
-						 pick_cache };
-static const struct nkv_policy_ops ops_cla = { "cla", "cache + load, equal weights", NULL, NULL, pick_cla };
-static const struct nkv_policy_ops ops_cla_star = { "cla*", "cache + load, tuned weights (w_cache, w_load)", NULL,
-						    NULL, pick_cla_star };
+static const struct nkv_policy_ops ops_load = { "load", "least loaded", cursor_init, cursor_fini, pick_load };
+static const struct nkv_policy_ops ops_cache = { "cache", "most leading prefix blocks held", cursor_init,
+						 cursor_fini, pick_cache };
+static const struct nkv_policy_ops ops_cla = { "cla", "cache + load, equal weights", cursor_init, cursor_fini,
+					       pick_cla };
+static const struct nkv_policy_ops ops_cla_star = { "cla*", "cache + load, tuned weights (w_cache, w_load)",
+						    cursor_init, cursor_fini, pick_cla_star };
 static const struct nkv_policy_ops ops_netkv_topo = { "netkv-topo", "cla* + tier penalty (w_tier)", NULL, NULL,
 						      pick_netkv_topo };
 static const struct nkv_policy_ops ops_netkv_static = { "netkv-static",

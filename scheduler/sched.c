@@ -193,20 +193,35 @@ double nkv_sched_decode_load(const struct nkv_sched *s, uint32_t d)
 	return d < s->nd ? sched_load(s, &s->dec[d]) : -nkv_err(EINVAL, "decode %u out of range", d);
 }
 
-/* held_p[] must be filled (leading blocks per prefill). */
+/*
+ * The prefill choice, shared by every decode policy. NKV_PREFILL_CACHE
+ * takes the instance that would finish r's prefill first by the token
+ * count it has to get through: the uncached tokens already queued there
+ * plus r's own after that instance's prefix hit. A long hit no longer
+ * draws every request to one instance whatever its queue (that put a third
+ * of the prefills on a few instances and added their queueing to TTFT);
+ * a hit still wins while the queue it costs is shorter than the work it
+ * saves. Ties go round the instances from a rotating start, so no index
+ * is favoured. held_p[] must be filled (leading blocks per prefill).
+ */
 static uint32_t pick_prefill(struct nkv_sched *s, const struct nkv_request *r)
 {
-	uint32_t best = 0;
+	uint32_t start = (uint32_t)(s->prefill_rr++ % s->np), best = start;
+	uint64_t best_work = UINT64_MAX;
 
-	if (s->p.prefill_policy == NKV_PREFILL_CACHE && r->nblocks) {
-		for (uint32_t i = 1; i < s->np; i++) {
-			if (s->held_p[i] > s->held_p[best] ||
-			    (s->held_p[i] == s->held_p[best] && s->pre[i].queued_tokens < s->pre[best].queued_tokens))
-				best = i;
+	if (s->p.prefill_policy != NKV_PREFILL_CACHE)
+		return start;
+	for (uint32_t k = 0; k < s->np; k++) {
+		uint32_t i = start + k < s->np ? start + k : start + k - s->np;
+		uint64_t held = (uint64_t)s->held_p[i] * s->p.prefix_block_tokens;
+		uint64_t work = s->pre[i].queued_tokens + (held < r->input_len ? r->input_len - held : 0);
+
+		if (work < best_work) {
+			best_work = work;
+			best = i;
 		}
-		return best;
 	}
-	return s->prefill_rr++ % s->np;
+	return best;
 }
 
 int nkv_sched_decide(struct nkv_sched *s, const struct nkv_request *r, double now, struct nkv_decision *out)

@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <math.h>
 
-static const double default_grid[] = { 0, 0.25, 0.5, 1, 2, 4, 8 };
+/* No 0: a zero weight drops its term (w_load 0 is cache-only, a corner that
+ * wins in sample and collapses out of it). */
+static const double default_grid[] = { 0.25, 0.5, 1, 2, 4, 8 };
 
 int nkv_cla_tune(const struct nkv_sched_params *base, const double *gc, uint32_t nc, const double *gl, uint32_t nl,
 		 nkv_tune_eval_fn eval, void *ctx, struct nkv_tune_result *out)

@@ -1,7 +1,7 @@
 /*
  * cla* for the demo is the tuned one: a grid search (nkv_cla_tune, the grid
- * of `netkv sim tune`) minimising the simulated mean TTFT of the demo's own
- * trace on the demo's topology as emulated, with the testbed's time models
+ * of `netkv sim tune`) minimising the simulated mean TTFT of a trace drawn
+ * like the demo's (another seed: out of sample) on the demo's topology as emulated, with the testbed's time models
  * (llama3-8b/H100 compute x --time-scale, as the agents and the scheduler
  * use them; the tiny model's KV bytes per token; each decode's pool as its
  * KV capacity). A few milliseconds per grid point.
@@ -46,7 +46,7 @@ static int eval(void *arg, const struct nkv_sched_params *p, double *obj)
 
 int nkv__demo_tune_cla(const struct demo_tune *t, struct demo_tune_result *out)
 {
-	static const double grid[] = { 0, 0.25, 0.5, 1, 2, 4 };
+	static const double grid[] = { 0.25, 0.5, 1, 2, 4 }; /* no w = 0: it drops a term */
 	struct nkv_trace_opts to = { .skip_bad = true, .limit = t->limit };
 	struct nkv_trace *trace = NULL;
 	struct nkv_topo *topo = NULL;
@@ -78,7 +78,7 @@ int nkv__demo_tune_cla(const struct demo_tune *t, struct demo_tune_result *out)
 	x.cfg.limit = t->limit;
 	x.cfg.progress = false;
 	x.trace = trace;
-	if ((rc = nkv_cla_tune(&x.cfg.sched, grid, 6, grid, 6, eval, &x, &tr)))
+	if ((rc = nkv_cla_tune(&x.cfg.sched, grid, 5, grid, 5, eval, &x, &tr)))
 		goto out;
 	out->w_cache = tr.w_cache;
 	out->w_load = tr.w_load;

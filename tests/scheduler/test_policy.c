@@ -142,12 +142,24 @@ static void test_rr_random(void **st)
 	uint64_t ids[2];
 	struct nkv_request r;
 	struct nkv_sched *s = mk(t, "rr", dec, 3, NULL);
-	int seen[3] = { 0 };
+	int seen[3] = { 0 }, orders = 0, first[3];
 
 	(void)st;
 	req(&r, ids, 2, 0);
-	for (int i = 0; i < 7; i++)
-		assert_int_equal(decide(s, &r, 0), i % 3);
+	/* rr: every decode once a round; the order is reshuffled each round,
+	 * so it cannot lock step with the prefill round-robin. */
+	for (int round = 0; round < 20; round++) {
+		int got[3] = { 0 }, o[3];
+		for (int i = 0; i < 3; i++)
+			got[o[i] = decide(s, &r, 0)]++;
+		for (int i = 0; i < 3; i++)
+			assert_int_equal(got[i], 1);
+		if (round == 0)
+			memcpy(first, o, sizeof(first));
+		else if (memcmp(first, o, sizeof(first)))
+			orders++;
+	}
+	assert_true(orders > 0);
 	assert_int_equal(nkv_sched_set_policy(s, "random"), 0);
 	for (int i = 0; i < 300; i++)
 		seen[decide(s, &r, 0)]++;
@@ -181,12 +193,15 @@ static void test_load_and_cache(void **st)
 	nkv_sched_decode(s, 1)->kv_blocks_used = nkv_sched_decode(s, 1)->kv_blocks_total * 9 / 10;
 	assert_int_equal(decide(s, &r, 0), 2);
 
-	/* cache: most held wins; a tie goes to the lower tier from prefill 0. */
+	/* cache: most held wins; a tie goes to the lower load (never the tier:
+	 * d1 is tier 2 from prefill 0, d0 tier 3, and d0 wins on load). */
 	assert_int_equal(nkv_sched_set_policy(s, "cache"), 0);
 	nkv_prefix_add(nkv_sched_decode_index(s), 0, ids, 3);
 	nkv_prefix_add(nkv_sched_decode_index(s), 1, ids, 3);
 	nkv_prefix_add(nkv_sched_decode_index(s), 2, ids + 1, 3); /* not leading: counts 0 */
-	assert_int_equal(decide(s, &r, 0), 1);                     /* tier 2 beats tier 3 */
+	nkv_sched_decode(s, 1)->kv_blocks_used = 0;
+	nkv_sched_decode(s, 1)->running = 11;
+	assert_int_equal(decide(s, &r, 0), 0);
 	nkv_prefix_add(nkv_sched_decode_index(s), 2, ids, 1);      /* now leading 4 */
 	assert_int_equal(decide(s, &r, 0), 2);
 	nkv_sched_free(s);
@@ -273,12 +288,14 @@ static void test_netkv_measured_and_congestion(void **st)
 	double x0, x1;
 
 	(void)st;
-	/* Prefill 40 (pod 1) only carries the congesting flow; cache-aware
-	 * prefill selection with nothing cached always picks prefill 0. */
+	/* Prefill 40 (pod 1) only carries the congesting flow; with nothing
+	 * cached, the load-aware prefill choice picks prefill 0, whose queue
+	 * is empty while 40's is long. */
 	nkv_perf_preset("llama3-8b", "h100", &perf);
 	nkv_sched_defaults(&p);
 	p.prefill_policy = NKV_PREFILL_CACHE;
 	assert_int_equal(nkv_sched_create(t, &perf, &p, pre, 2, dec, 2, &s), 0);
+	nkv_sched_prefill(s, 1)->queued_tokens = 1u << 20;
 	o = nkv_sched_oracle(s);
 	req(&r, ids, 4, 7);
 	assert_int_equal(decide(s, &r, 1.0), 0);
@@ -316,21 +333,92 @@ static void test_netkv_measured_and_congestion(void **st)
 	nkv_topo_free(t);
 }
 
-/* Ties: equal scores go to the lower tier, then the lower load. */
+/* Ties: the topology-aware policies take the lower tier, then the lower
+ * load; the oblivious ones never the tier: the lower load, then at random. */
 static void test_ties(void **st)
 {
 	struct nkv_topo *t = tree(1, 1);
 	uint32_t dec[3] = { 40, 24, 17 };
 	uint64_t ids[1];
 	struct nkv_request r;
-	struct nkv_sched *s = mk(t, "cache", dec, 3, NULL);
+	struct nkv_sched *s = mk(t, "netkv-static", dec, 3, NULL);
+	static const char *const blind[] = { "load", "cache", "cla", "cla*" };
+	int seen[3];
 
 	(void)st;
 	req(&r, ids, 1, 0);
-	/* cache score 0 everywhere; tiers 3, 2, 2 -> 24 or 17; equal load -> index 1. */
+	/* Nothing to move: equal scores; tiers 3, 2, 2 -> 24 or 17; equal load -> index 1. */
 	assert_int_equal(decide(s, &r, 0), 1);
 	nkv_sched_decode(s, 1)->running = 5;
 	assert_int_equal(decide(s, &r, 0), 2);
+	nkv_sched_decode(s, 1)->running = 0;
+	for (size_t k = 0; k < sizeof(blind) / sizeof(blind[0]); k++) {
+		assert_int_equal(nkv_sched_set_policy(s, blind[k]), 0);
+		memset(seen, 0, sizeof(seen));
+		for (int i = 0; i < 300; i++)
+			seen[decide(s, &r, 0)]++;
+		/* Uniform over the three (tier 3 included): > 7 sigma from 50. */
+		for (int i = 0; i < 3; i++)
+			assert_true(seen[i] > 50 && seen[i] < 150);
+		/* A lower load still wins outright. */
+		nkv_sched_decode(s, 1)->running = 5;
+		nkv_sched_decode(s, 2)->running = 5;
+		for (int i = 0; i < 10; i++)
+			assert_int_equal(decide(s, &r, 0), 0);
+		nkv_sched_decode(s, 1)->running = 0;
+		nkv_sched_decode(s, 2)->running = 0;
+	}
+	nkv_sched_free(s);
+	nkv_topo_free(t);
+}
+
+/* The prefill choice (cache): a prefix hit draws a request only while the
+ * queue it costs is shorter than the work it saves; once the holder is
+ * busy the others take requests, and ties do not favour an index. */
+static void test_prefill_load_aware(void **st)
+{
+	struct nkv_topo *t = tree(1, 1);
+	uint32_t pre[4] = { 0, 1, 2, 3 }, dec[2] = { 4, 5 }, used[4] = { 0 };
+	uint64_t ids[8];
+	struct nkv_perf perf;
+	struct nkv_sched_params p;
+	struct nkv_sched *s;
+	struct nkv_request r;
+	struct nkv_decision d;
+
+	(void)st;
+	nkv_perf_preset("llama3-8b", "h100", &perf);
+	nkv_sched_defaults(&p);
+	p.prefill_policy = NKV_PREFILL_CACHE;
+	p.policy = "load";
+	assert_int_equal(nkv_sched_create(t, &perf, &p, pre, 4, dec, 2, &s), 0);
+	req(&r, ids, 8, 100);            /* 4096 tokens, 8 blocks */
+	nkv_prefix_add(nkv_sched_prefill_index(s), 2, ids, 7); /* prefill 2 holds 7 of them */
+	/* Idle cluster: the hit wins (512 tokens of work instead of 4096). */
+	assert_int_equal(nkv_sched_decide(s, &r, 0, &d), 0);
+	assert_int_equal(d.prefill, 2);
+	assert_int_equal(d.prefill_held_blocks, 7);
+	/* Assigned and never finished, 40 such requests queue up. Each costs
+	 * prefill 2 512 tokens and any other 4096: prefill 2 takes them while
+	 * its queue is the shorter by that measure, the others share the
+	 * rest, and the queued work stays level (within one request's 4096
+	 * tokens). Before, all 40 went to prefill 2 whatever its queue. */
+	for (int i = 0; i < 40; i++) {
+		assert_int_equal(nkv_sched_decide(s, &r, 0, &d), 0);
+		assert_int_equal(nkv_sched_assign(s, &r, &d), 0);
+		used[d.prefill]++;
+	}
+	uint64_t lo = UINT64_MAX, hi = 0;
+	for (uint32_t i = 0; i < 4; i++) {
+		uint64_t q = nkv_sched_prefill(s, i)->queued_tokens;
+		lo = q < lo ? q : lo;
+		hi = q > hi ? q : hi;
+		assert_true(used[i] > 0);
+	}
+	assert_true(hi - lo <= 4096);
+	assert_true(used[2] > used[0] && used[2] < 40);
+	/* The three without the prefix got the same share, +-1. */
+	assert_true(used[0] + 1 >= used[1] && used[1] + 1 >= used[0] && used[3] + 1 >= used[0] && used[0] + 1 >= used[3]);
 	nkv_sched_free(s);
 	nkv_topo_free(t);
 }
@@ -463,6 +551,7 @@ int main(void)
 		cmocka_unit_test(test_cla_family),
 		cmocka_unit_test(test_netkv_measured_and_congestion),
 		cmocka_unit_test(test_ties),
+		cmocka_unit_test(test_prefill_load_aware),
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_wait),
 		cmocka_unit_test(test_bad_input),

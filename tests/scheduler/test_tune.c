@@ -36,7 +36,7 @@ static void test_tune(void **st)
 
 	(void)st;
 	assert_int_equal(nkv_cla_tune(NULL, NULL, 0, NULL, 0, eval, &c, &r), 0);
-	assert_int_equal(r.evaluated, 48); /* 7 x 7 minus (0, 0) */
+	assert_int_equal(r.evaluated, 36); /* 6 x 6, no zero weights */
 	assert_true(r.w_cache == 2 && r.w_load == 0.5);
 	assert_true(fabs(r.objective - 1) < 1e-12);
 	/* Custom grid without the true minimum: nearest is (2, 1): 1.25. */

@@ -116,8 +116,8 @@ static void conservation(void **st)
 }
 
 /* One request on an idle cluster, worked out from the perf model and the
- * topology: prefill alone, the KV over NVLink (rr puts it on the host's
- * first decode GPU), then three decode iterations of a batch of one. */
+ * topology: prefill alone, the KV over NVLink (netkv-static puts it on the
+ * host's first decode GPU), then three decode iterations of a batch of one. */
 static void hand_computed(void **st)
 {
 	static const char line[] = "{\"timestamp\": 1000, \"input_length\": 1024, \"output_length\": 3, \"hash_ids\": [5, 6]}\n";
@@ -129,7 +129,7 @@ static void hand_computed(void **st)
 	assert_int_equal(nkv_trace_parse(line, sizeof(line) - 1, "one", NULL, &tr), 0);
 	nkv_sim_defaults(&c);
 	c.topo = t;
-	c.sched.policy = "rr";
+	c.sched.policy = "netkv-static"; /* deterministic: nearest decode, lowest index among equals */
 	c.sched.prefill_policy = NKV_PREFILL_RR;
 	c.probes = false;
 	assert_int_equal(nkv_sim_run(&c, tr, &r), 0);
@@ -178,7 +178,7 @@ static void nic_rate(void **st)
 	nkv_sim_defaults(&c);
 	c.topo = t;
 	c.layout = NKV_LAYOUT_HOST_ALT;
-	c.sched.policy = "rr";
+	c.sched.policy = "netkv-static"; /* deterministic: nearest decode, lowest index among equals */
 	c.sched.prefill_policy = NKV_PREFILL_RR;
 	c.probes = false;
 	assert_int_equal(nkv_sim_run(&c, tr, &r), 0);
@@ -187,6 +187,34 @@ static void nic_rate(void **st)
 	assert_int_equal(x->decode, 8);
 	assert_int_equal(x->tier, 1);
 	near(x->transfer_s, 2048.0 * 131072 / 50e9 + nkv_topo_path_latency(t, 0, 8), 1e-9);
+	nkv_sim_result_free(r);
+	nkv_trace_free(tr);
+	nkv_topo_free(t);
+}
+
+/* rr with the rr prefill choice on the split layout (each host half
+ * prefill, half decode): the two round-robins must not step together. When
+ * they did, prefill i always went to decode i of the same host and every
+ * byte crossed NVLink only; independent, about 1 in 8 (the share of
+ * decodes on the prefill's host) stays on the host. */
+static void rr_pairing(void **st)
+{
+	struct nkv_topo *t = tree(64, 2, 4);
+	struct nkv_trace *tr = gen(NKV_PROFILE_CHATBOT, 640, 20, 5);
+	struct nkv_sim_config c;
+	struct nkv_sim_result *r;
+	size_t host = 0;
+
+	nkv_sim_defaults(&c);
+	c.topo = t;
+	c.sched.policy = "rr";
+	c.sched.prefill_policy = NKV_PREFILL_RR;
+	assert_int_equal(nkv_sim_run(&c, tr, &r), 0);
+	for (size_t i = 0; i < r->n; i++)
+		host += r->recs[i].tier == 0;
+	if (host * 4 > r->n) /* 25%: 1/8 expected, 100% before the fix */
+		fail_msg("rr kept %zu of %zu requests on the prefill's host", host, r->n);
+	assert_true(host > 0);
 	nkv_sim_result_free(r);
 	nkv_trace_free(tr);
 	nkv_topo_free(t);
@@ -291,7 +319,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(determinism), cmocka_unit_test(conservation), cmocka_unit_test(hand_computed),
 		cmocka_unit_test(nic_rate),    cmocka_unit_test(bad_config), cmocka_unit_test(bad_tracegen),
-		cmocka_unit_test(long_span),
+		cmocka_unit_test(long_span), cmocka_unit_test(rr_pairing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
