@@ -16,6 +16,8 @@
  */
 #include "bench_cli.h"
 #include "netkv_transfer.h"
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 
 #include <errno.h>
@@ -63,12 +65,13 @@ static void usage(FILE *f)
 		"  --loopback            run the receiver in a thread of this process (127.0.0.1)\n"
 		"  --server              be the receiving end; exits when the client disconnects\n"
 		"  -l, --listen ADDR     server address (default 0.0.0.0:18515)\n"
-		"  --client ADDR         be the pushing end, connecting to ADDR\n"
+		"  --client ADDR         be the pushing end, connecting to ADDR (HOST:PORT, or HOST with -p)\n"
+		"  -p, --port N          server: port to listen on; client: port of --client HOST (ib_write_bw -p)\n"
 		"  --backend tcp|verbs   transfer backend (default tcp)\n"
 		"  --streams N           TCP streams / verbs QPs per connection (default 1)\n"
 		"  -q, --qps N           the same as --streams (ib_write_bw -q)\n"
-		"  --device NAME         verbs: RDMA device (default: the first with an ACTIVE port)\n"
-		"  --gid-index N         verbs: GID index (default: the RoCE v2 IPv4 GID of the routed netdev)\n"
+		"  -d, --device NAME     verbs: RDMA device (default: the first with an ACTIVE port) (ib_write_bw -d)\n"
+		"  -x, --gid-index N     verbs: GID index (default: the RoCE v2 IPv4 GID of the routed netdev) (-x)\n"
 		"  --completion MODE     verbs: poll (adaptive busy-poll, default) | event (completion channel)\n"
 		"  --loopback-addr IP    address the loopback receiver listens on (default 127.0.0.1;\n"
 		"                        verbs: an address of the RDMA netdev, e.g. 10.0.2.15 on rxe)\n"
@@ -452,6 +455,35 @@ enum {
 	O_DEVICE, O_GID_INDEX, O_COMPLETION, O_LOOPBACK_ADDR, /* verbs */
 };
 
+/* -p PORT as ib_write_bw has it: the port the server listens on, the one the
+ * client connects to when --client names only a host. A port given both
+ * ways must agree. */
+static int apply_port(struct bopts *o, uint32_t port, bool listen_set)
+{
+	static char buf[300]; /* one parse per process */
+	const char *addr = o->role == ROLE_SERVER ? o->listen : o->addr;
+	const char *opt = o->role == ROLE_SERVER ? "--listen" : "--client";
+	char host[256];
+	uint16_t p;
+
+	if (o->role == ROLE_LOOPBACK)
+		return nkv_err(EINVAL, "-p/--port is for --server and --client (--loopback picks a free port)");
+	if (!nkv_parse_hostport(addr, host, sizeof(host), &p)) {
+		if (p != port && (o->role == ROLE_CLIENT || listen_set))
+			return nkv_err(EINVAL, "%s '%s' and -p %u name different ports", opt, addr, port);
+	} else if (o->role == ROLE_SERVER || strchr(addr, ':') || !*addr || strlen(addr) >= sizeof(host)) {
+		return nkv_err(EINVAL, "%s '%s': expected HOST or HOST:PORT", opt, addr);
+	} else {
+		snprintf(host, sizeof(host), "%s", addr);
+	}
+	snprintf(buf, sizeof(buf), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	if (o->role == ROLE_SERVER)
+		o->listen = buf;
+	else
+		o->addr = buf;
+	return 0;
+}
+
 static int parse(int argc, char **argv, struct bopts *o)
 {
 	static const struct option lo[] = {
@@ -468,12 +500,12 @@ static int parse(int argc, char **argv, struct bopts *o)
 		{ "region", required_argument, 0, O_REGION },
 		{ "qps", required_argument, 0, 'q' }, { "device", required_argument, 0, O_DEVICE },
 		{ "gid-index", required_argument, 0, O_GID_INDEX }, { "completion", required_argument, 0, O_COMPLETION },
-		{ "loopback-addr", required_argument, 0, O_LOOPBACK_ADDR },
+		{ "loopback-addr", required_argument, 0, O_LOOPBACK_ADDR }, { "port", required_argument, 0, 'p' },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	const char *dtype = NULL, *dst_layout = NULL;
-	bool role_set = false, depth_set = false;
-	uint32_t u32;
+	bool role_set = false, depth_set = false, listen_set = false;
+	uint32_t u32, port = 0;
 	int opt, rc;
 
 	memset(o, 0, sizeof(*o));
@@ -487,7 +519,7 @@ static int parse(int argc, char **argv, struct bopts *o)
 	o->src.block_tokens = 16;
 	o->src.kind = NKV_LAYOUT_LAYER_MAJOR;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "hl:s:an:t:q:", lo, NULL)) != -1) {
+	while ((opt = nkv_cli_getopt(argc, argv, "hl:s:an:t:q:d:x:p:", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			usage(stdout);
@@ -503,6 +535,11 @@ static int parse(int argc, char **argv, struct bopts *o)
 			break;
 		case 'l':
 			o->listen = optarg;
+			listen_set = true;
+			break;
+		case 'p': /* ib_write_bw -p */
+			if (nkv_parse_u32(optarg, &port) || !port || port > 65535)
+				return nkv_err(EINVAL, "--port: '%s' is not in 1..65535", optarg);
 			break;
 		case O_BACKEND:
 			if (!strcmp(optarg, "tcp"))
@@ -540,9 +577,11 @@ static int parse(int argc, char **argv, struct bopts *o)
 				return nkv_err(EINVAL, "--region: '%s' is not in 1 B .. 1 GiB", optarg);
 			break;
 		case O_DEVICE:
+		case 'd': /* ib_write_bw -d */
 			o->eo.device = optarg;
 			break;
 		case O_GID_INDEX:
+		case 'x': /* ib_write_bw -x */
 			if ((rc = nkv_parse_u32(optarg, &u32)) || u32 > 65535)
 				return nkv_err(EINVAL, "--gid-index: '%s' is not in 0..65535", optarg);
 			o->eo.gid_index = (int)u32;
@@ -597,11 +636,13 @@ static int parse(int argc, char **argv, struct bopts *o)
 				return nkv_err(EINVAL, "--pattern: '%s' is not contig or random", optarg);
 			break;
 		default:
-			return nkv_err(EINVAL, "unknown option (see --help)");
+			return 2; /* nkv_cli_getopt said what is wrong */
 		}
 	}
 	if (optind < argc)
 		return nkv_err(EINVAL, "unexpected argument '%s'", argv[optind]);
+	if (port && (rc = apply_port(o, port, listen_set)))
+		return rc;
 	if (o->all && o->paged)
 		return nkv_err(EINVAL, "-a sweeps raw sizes; it does not combine with --model");
 	if (o->eo.verify && !o->paged)
@@ -648,7 +689,7 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 	if (rc) {
 		json_decref(out);
 		if (rc > 0)
-			return 0;
+			return rc == 1 ? 0 : 2;
 		fprintf(stderr, "netkv bench transfer: %s\n", nkv_last_error());
 		return 2;
 	}
@@ -710,12 +751,8 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 		json_object_set_new(out, "receiver_requests_ok", json_integer((json_int_t)s.recv_ok));
 		nkv_engine_destroy(s.e);
 	}
-	if (o.json && !rc) {
-		char *txt = json_dumps(out, JSON_INDENT(2));
-		if (txt)
-			puts(txt);
-		free(txt);
-	}
+	if (o.json && !rc)
+		nkv_json_print(stdout, json_incref(out));
 	json_decref(out);
 	return rc ? 1 : 0;
 }

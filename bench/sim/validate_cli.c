@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 #include "sim_cli.h"
 
@@ -349,7 +351,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 	cfg.decode_cache_blocks = 512;
 	cfg.decode_kv_tokens = 512 * 512;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "h", lo, NULL)) != -1) {
 		const char *opt = NULL;
 		switch (c) {
 		case V_REPLAY: replay = optarg; break;
@@ -446,7 +448,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 				cfg.decode_kv_tokens = u, dkv_set = true;
 			break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 		if (opt) {
 			fprintf(stderr, "netkv sim validate: --%s '%s': %s\n", opt, optarg, nkv_last_error());
@@ -572,9 +574,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		json_object_set_new(o, "transfer_by_tier", tj);
 		json_object_set_new(o, "transfer_goal_met", json_boolean(v->q[NKV_VQ_TRANSFER].n &&
 									  v->q[NKV_VQ_TRANSFER].median_abs <= 0.10));
-		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-		putchar('\n');
-		json_decref(o);
+		nkv_json_print(stdout, o);
 	} else {
 		printf("validate %s: %zu records, %zu finished and simulated\n", replay, v->records, v->compared);
 		char tbf[96] = "";

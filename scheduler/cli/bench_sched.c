@@ -11,6 +11,8 @@
 #include "sched_cli.h"
 #include "netkv_sched.h"
 #include "nkv_traces.h"
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 
 #include <errno.h>
@@ -324,7 +326,7 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 	int c, li = 0, nres = 0, rc = 1;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, &li)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "h", lo, &li)) != -1) {
 		int ret = 0;
 
 		switch (c) {
@@ -346,7 +348,7 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 		case 'S': ret = nkv_parse_u64(optarg, &o.seed); break;
 		case 'j': o.json = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 		if (ret) {
 			fprintf(stderr, "netkv bench sched: --%s: %s\n", lo[li].name, nkv_last_error());
@@ -425,9 +427,7 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 			json_array_append_new(arr, e);
 		}
 		json_object_set_new(root, "results", arr);
-		json_dumpf(root, stdout, JSON_INDENT(2));
-		putchar('\n');
-		json_decref(root);
+		nkv_json_print(stdout, root);
 	} else {
 		printf("scheduler decision latency: %u decisions x %u rounds per run after %u warm-up requests of %s\n",
 		       o.decisions, o.rounds, o.warm, o.trace);
