@@ -191,9 +191,8 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 				     o->timeout_s);
 			break;
 		}
-		if (o->progress && now - last_progress > (isatty(2) ? 0.5 : 5)) {
-			fprintf(stderr, isatty(2) ? "\r%s%zu/%zu submitted, %zu done   " : "%s%zu/%zu submitted, %zu done\n",
-				o->label ? o->label : "", next, t->n, got);
+		if (o->progress && now - last_progress > 0.5) { /* a terminal only; the last line below for logs */
+			nkv_cli_progress("%s%zu/%zu submitted, %zu done", o->label ? o->label : "", next, t->n, got);
 			last_progress = now;
 		}
 		double wait = next < t->n ? (double)t->reqs[next].timestamp_ms / 1000.0 / o->speed - (now - start) : 0.1;
@@ -244,8 +243,10 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 		else if (rrc && !rc)
 			rc = nkv_err_wrap(rrc, "scheduler connection");
 	}
-	if (o->progress)
-		fprintf(stderr, isatty(2) ? "\r%s%zu/%zu submitted, %zu done   \n" : "%s%zu/%zu submitted, %zu done\n", o->label ? o->label : "", next, t->n, got);
+	if (o->progress) {
+		nkv_cli_progress_end();
+		fprintf(stderr, "%s%zu/%zu submitted, %zu done\n", o->label ? o->label : "", next, t->n, got);
+	}
 	res->wall_s = nkv_now_s() - start;
 	/* Agents that registered during the run (restarts) get new ids. */
 	bool unknown = false;
