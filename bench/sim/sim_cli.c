@@ -96,10 +96,16 @@ static const char *opt_name(int c)
 	return "?";
 }
 
-/* why: the range the value missed, or NULL when the parser said what is wrong. */
+/* why: the range the value missed, or NULL when the parser said what is wrong.
+ * The option as the user spelt it (an alias too), else its --help name. */
 static int bad(const char *cmd, int c, const char *arg, const char *why)
 {
-	fprintf(stderr, "netkv %s: --%s '%s': %s\n", cmd, opt_name(c), arg, why ? why : nkv_last_error());
+	const char *typed = nkv_cli_opt_typed();
+
+	if (typed[0] == '-' && typed[1] == '-')
+		fprintf(stderr, "netkv %s: %s '%s': %s\n", cmd, typed, arg, why ? why : nkv_last_error());
+	else
+		fprintf(stderr, "netkv %s: --%s '%s': %s\n", cmd, opt_name(c), arg, why ? why : nkv_last_error());
 	return -EINVAL;
 }
 

@@ -413,16 +413,8 @@ int nkv_cmd_replay(int argc, char **argv)
 		case 'h': usage(stdout); return 0;
 		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
-		if (dp) {
-			const struct option *op = opts;
-			char name[32];
-
-			while (op->val != c)
-				op++;
-			snprintf(name, sizeof(name), "--%s", op->name);
-			if (nkv_cli_positive("replay", name, optarg, INFINITY, dp))
-				return 2;
-		}
+		if (dp && nkv_cli_positive("replay", nkv_cli_opt_typed(), optarg, INFINITY, dp))
+			return 2;
 		/* A slower replay than 1000x would wait for days on any real trace. */
 		if (c == 'x' && nkv_cli_double("replay", "--speed", optarg, 1e-3, 1e6, &o.speed))
 			return 2;

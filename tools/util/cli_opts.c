@@ -103,12 +103,19 @@ static int complain(const char *cmd, const char *tok, int c, const struct option
 	return '?';
 }
 
+static char typed[72];
+
+const char *nkv_cli_opt_typed(void)
+{
+	return typed;
+}
+
 int nkv_cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts, int *longindex)
 {
 	/* ':' first (after a '+' or '-' mode) so a missing value returns ':'. */
 	char so[128];
 	size_t mode = shortopts[0] == '+' || shortopts[0] == '-';
-	int before = optind, c;
+	int before = optind, c, li = -1;
 
 	if (strlen(shortopts) + 2 > sizeof(so))
 		return '?';
@@ -117,9 +124,17 @@ int nkv_cli_getopt(int argc, char **argv, const char *shortopts, const struct op
 	strcpy(so + mode + 1, shortopts + mode + (shortopts[mode] == ':'));
 	opterr = 0;
 	optopt = 0;
-	c = getopt_long(argc, argv, so, longopts, longindex);
-	if (c != '?' && c != ':')
+	c = getopt_long(argc, argv, so, longopts, &li);
+	if (longindex)
+		*longindex = li;
+	if (c != '?' && c != ':') {
+		/* The spelling given, for messages about its value: "--gen-rate", "-o". */
+		if (li >= 0)
+			snprintf(typed, sizeof(typed), "--%s", longopts[li].name);
+		else
+			snprintf(typed, sizeof(typed), "-%c", c > 0x20 && c < 0x7f ? c : '?');
 		return c;
+	}
 	/* The token getopt stopped at: the one it just stepped over, or (a short
 	 * option inside a cluster like -aZ) the one it is still in. */
 	{

@@ -58,6 +58,10 @@ unsigned nkv_cli_edit_distance(const char *a, const char *b);
  * "did you mean" offer that one.
  */
 int nkv_cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts, int *longindex);
+/* The spelling of the option nkv_cli_getopt() last returned, as given
+ * ("--gen-rate", "--rate", "-o"), so a message about its value names what
+ * the user typed, alias or not. */
+const char *nkv_cli_opt_typed(void);
 /* The long option of longopts nearest to word ("slo-ttf", no dashes) when it
  * is close (as nkv_cli_suggest), as its first spelling (same val), else NULL. */
 const char *nkv_cli_suggest_option(const struct option *longopts, const char *word);
