@@ -455,9 +455,9 @@ enum {
 	O_DEVICE, O_GID_INDEX, O_COMPLETION, O_LOOPBACK_ADDR, /* verbs */
 };
 
-/* -p PORT as ib_write_bw has it: the port the server listens on, the one the
- * client connects to when --client names only a host. A port given both
- * ways must agree. */
+/* -p PORT as ib_write_bw has it: the port the server listens on (on -l HOST,
+ * or -l's default host), the one the client connects to when --client names
+ * only a host. A port given both ways must agree. */
 static int apply_port(struct bopts *o, uint32_t port, bool listen_set)
 {
 	static char buf[300]; /* one parse per process */
@@ -471,7 +471,7 @@ static int apply_port(struct bopts *o, uint32_t port, bool listen_set)
 	if (!nkv_parse_hostport(addr, host, sizeof(host), &p)) {
 		if (p != port && (o->role == ROLE_CLIENT || listen_set))
 			return nkv_err(EINVAL, "%s '%s' and -p %u name different ports", opt, addr, port);
-	} else if (o->role == ROLE_SERVER || strchr(addr, ':') || !*addr || strlen(addr) >= sizeof(host)) {
+	} else if (strchr(addr, ':') || !*addr || strlen(addr) >= sizeof(host)) {
 		return nkv_err(EINVAL, "%s '%s': expected HOST or HOST:PORT", opt, addr);
 	} else {
 		snprintf(host, sizeof(host), "%s", addr);
