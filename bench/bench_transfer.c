@@ -78,6 +78,8 @@ static void usage(FILE *f)
 		"  -s, --size BYTES      push size (default 65536; K/M/G suffixes)\n"
 		"  -a, --all             sweep sizes 2 B .. 8 MiB\n"
 		"  -n, --iters N         pushes per size (default 1000; paged: 8)\n"
+		"  -D, --duration S      push for S seconds per size instead of -n times (ib_write_bw -D;\n"
+		"                        at most 10M pushes)\n"
 		"  -t, --depth N         pushes in flight (default 32; paged: 2)\n"
 		"  --region BYTES        raw mode: cycle pushes over this much memory (default depth x size,\n"
 		"                        cache-warm like ib_write_bw and iperf3; e.g. 1G for cold memory)\n"
@@ -181,6 +183,11 @@ struct result {
 	double lat_avg, lat_p50, lat_max; /* seconds, post -> completion */
 };
 
+/* -D SECONDS (ib_write_bw -D): run_pushes stops posting once this much time
+ * has passed (iters is then only the cap); 0 = push iters times. */
+static double push_for_s;
+#define DURATION_MAX_PUSHES 10000000ull /* -D's cap: 160 MB of timestamps at most */
+
 /* Push `iters` times, cycling over plans, up to depth in flight. */
 static int run_pushes(struct nkv_engine *e, struct nkv_conn *c, struct nkv_plan **plans, unsigned nplans,
 		      uint32_t src, uint32_t dst, uint64_t iters, unsigned depth, struct result *r)
@@ -198,6 +205,11 @@ static int run_pushes(struct nkv_engine *e, struct nkv_conn *c, struct nkv_plan 
 	}
 	t0 = nkv_now_s();
 	while (done < iters) {
+		if (push_for_s > 0 && posted < iters && nkv_now_s() - t0 >= push_for_s) {
+			iters = posted; /* -D: time is up; what is in flight completes */
+			if (done >= iters)
+				break;
+		}
 		while (posted < iters && posted - done < depth) {
 			tpost[posted] = nkv_now_s();
 			rc = nkv_push(c, &(struct nkv_push){ .req_id = posted, .src_region = src, .dst_region = dst,
@@ -501,7 +513,7 @@ static int parse(int argc, char **argv, struct bopts *o)
 		{ "qps", required_argument, 0, 'q' }, { "device", required_argument, 0, O_DEVICE },
 		{ "gid-index", required_argument, 0, O_GID_INDEX }, { "completion", required_argument, 0, O_COMPLETION },
 		{ "loopback-addr", required_argument, 0, O_LOOPBACK_ADDR }, { "port", required_argument, 0, 'p' },
-		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+		{ "duration", required_argument, 0, 'D' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	const char *dtype = NULL, *dst_layout = NULL;
 	bool role_set = false, depth_set = false, listen_set = false;
@@ -509,6 +521,7 @@ static int parse(int argc, char **argv, struct bopts *o)
 	int opt, rc;
 
 	memset(o, 0, sizeof(*o));
+	push_for_s = 0;
 	o->role = ROLE_LOOPBACK;
 	o->listen = "0.0.0.0:18515";
 	nkv_engine_opts_init(&o->eo);
@@ -519,7 +532,7 @@ static int parse(int argc, char **argv, struct bopts *o)
 	o->src.block_tokens = 16;
 	o->src.kind = NKV_LAYOUT_LAYER_MAJOR;
 	optind = 1;
-	while ((opt = nkv_cli_getopt(argc, argv, "hl:s:an:t:q:d:x:p:", lo, NULL)) != -1) {
+	while ((opt = nkv_cli_getopt(argc, argv, "hl:s:an:t:q:d:x:p:D:", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			usage(stdout);
@@ -536,6 +549,10 @@ static int parse(int argc, char **argv, struct bopts *o)
 		case 'l':
 			o->listen = optarg;
 			listen_set = true;
+			break;
+		case 'D': /* ib_write_bw -D */
+			if (nkv_parse_double(optarg, &push_for_s) || !(push_for_s > 0 && push_for_s <= 86400))
+				return nkv_err(EINVAL, "--duration: '%s' is not a number of seconds in (0, 86400]", optarg);
 			break;
 		case 'p': /* ib_write_bw -p */
 			if (nkv_parse_u32(optarg, &port) || !port || port > 65535)
@@ -643,6 +660,8 @@ static int parse(int argc, char **argv, struct bopts *o)
 		return nkv_err(EINVAL, "unexpected argument '%s'", argv[optind]);
 	if (port && (rc = apply_port(o, port, listen_set)))
 		return rc;
+	if (push_for_s > 0 && o->iters_set)
+		return nkv_err(EINVAL, "-n and -D both say when to stop: pick one");
 	if (o->all && o->paged)
 		return nkv_err(EINVAL, "-a sweeps raw sizes; it does not combine with --model");
 	if (o->eo.verify && !o->paged)
@@ -666,6 +685,8 @@ static int parse(int argc, char **argv, struct bopts *o)
 	} else if (dtype || dst_layout) {
 		return nkv_err(EINVAL, "--dtype and --dst-layout need --model");
 	}
+	if (push_for_s > 0)
+		o->iters = DURATION_MAX_PUSHES;
 	return 0;
 }
 
