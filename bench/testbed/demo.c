@@ -160,7 +160,7 @@ static void usage(FILE *f)
 		"  --requests N       requests to replay (default 150)\n"
 		"  --rate R           generated trace: arrivals per second (default 8)\n"
 		"  --seed N           generated trace: seed (default 42)\n"
-		"  --speed X          trace time / X (default 1)\n"
+		"  --rate-scale X     arrival rate x X: trace time / X (default 1)\n"
 		"  --policies LIST    comma-separated (default rr,cla*,netkv)\n"
 		"  --w-cache X --w-load Y  cla* weights (default: tuned first, in the simulator on this trace\n"
 		"                     and topology: grid {0,.25,.5,1,2,4}^2, min mean TTFT)\n"
@@ -202,11 +202,11 @@ int nkv_cmd_demo(int argc, char **argv)
 	double speed = 1, scale = 0.1, rate = 8, fscale = 200, wc = -1, wl = -1;
 	bool json = false;
 	static const struct option opts[] = {
-		{ "trace", 1, 0, 'f' }, { "requests", 1, 0, 'n' }, { "speed", 1, 0, 'x' }, { "policies", 1, 0, 'p' },
+		{ "trace", 1, 0, 'f' }, { "requests", 1, 0, 'n' }, { "rate-scale", 1, 0, 'x' }, { "policies", 1, 0, 'p' },
 		{ "time-scale", 1, 0, 'S' }, { "tier-gbps", 1, 0, 'T' }, { "output", 1, 0, 'd' }, { "json", 0, 0, 'j' },
 		{ "rate", 1, 0, 'r' }, { "fabric", 1, 0, 'F' }, { "link-gbps", 1, 0, 'L' }, { "scale", 1, 0, 'k' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'l' }, { "seed", 1, 0, 's' }, { "help", 0, 0, 'h' },
-		{ "dir", 1, 0, 'd' }, /* hidden alias for one release */
+		{ "dir", 1, 0, 'd' }, { "speed", 1, 0, 'x' }, /* hidden aliases for one release */
 		{ 0, 0, 0, 0 } };
 	int c;
 	optind = 1;
@@ -244,7 +244,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 		/* A slower replay than 1000x would wait for days on any real trace. */
-		if (dp && (c == 'x' ? nkv_cli_double("demo", "--speed", optarg, 1e-3, 1e6, dp)
+		if (dp && (c == 'x' ? nkv_cli_double("demo", nkv_cli_opt_typed(), optarg, 1e-3, 1e6, dp)
 				    : nkv_cli_positive("demo", c == 'S' ? "--time-scale" : c == 'r' ? "--rate" : "--scale",
 						       optarg, INFINITY, dp)))
 			return 2;

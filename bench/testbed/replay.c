@@ -357,7 +357,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: netkv replay --scheduler ADDR --trace FILE [options]\n"
 		"Submits a Mooncake JSONL trace at its (scaled) times; one record per request.\n"
-		"  --speed X          trace time / X (default 1)\n"
+		"  --rate-scale X     arrival rate x X: trace time / X (default 1)\n"
 		"  --limit N          first N requests\n"
 		"  --token T          shared token (default $NKV_TOKEN)\n"
 		"  --abort-on-bad     stop at the first bad trace line (default: report and skip)\n"
@@ -378,12 +378,12 @@ int nkv_cmd_replay(int argc, char **argv)
 	bool json = false;
 	double scale = 1;
 	static const struct option opts[] = {
-		{ "scheduler", 1, 0, 's' }, { "trace", 1, 0, 'f' }, { "speed", 1, 0, 'x' }, { "limit", 1, 0, 'n' },
+		{ "scheduler", 1, 0, 's' }, { "trace", 1, 0, 'f' }, { "rate-scale", 1, 0, 'x' }, { "limit", 1, 0, 'n' },
 		{ "token", 1, 0, 't' }, { "abort-on-bad", 0, 0, 'a' }, { "slo-ttft", 1, 0, 'T' }, { "slo-tbt", 1, 0, 'B' },
 		{ "time-scale", 1, 0, 'S' }, { "csv", 1, 0, 'c' }, { "timeout", 1, 0, 'w' }, { "json", 0, 0, 'j' },
 		{ "max-output", 1, 0, 'o' }, { "help", 0, 0, 'h' },
 		/* hidden aliases for one release (errors and "did you mean" name the entries above) */
-		{ "ttft-slo", 1, 0, 'T' }, { "tbt-slo", 1, 0, 'B' }, { 0, 0, 0, 0 } };
+		{ "ttft-slo", 1, 0, 'T' }, { "tbt-slo", 1, 0, 'B' }, { "speed", 1, 0, 'x' }, { 0, 0, 0, 0 } };
 	int c;
 	optind = 1;
 	while ((c = nkv_cli_getopt(argc, argv, "h", opts, NULL)) != -1) {
@@ -416,7 +416,7 @@ int nkv_cmd_replay(int argc, char **argv)
 		if (dp && nkv_cli_positive("replay", nkv_cli_opt_typed(), optarg, INFINITY, dp))
 			return 2;
 		/* A slower replay than 1000x would wait for days on any real trace. */
-		if (c == 'x' && nkv_cli_double("replay", "--speed", optarg, 1e-3, 1e6, &o.speed))
+		if (c == 'x' && nkv_cli_double("replay", nkv_cli_opt_typed(), optarg, 1e-3, 1e6, &o.speed))
 			return 2;
 	}
 	if (optind < argc) {
