@@ -53,7 +53,7 @@ static void usage(FILE *f)
 		"usage: netkv bench sched [options]\n"
 		"Time the scheduler's decision (prefill + decode choice) for several cluster sizes.\n\n"
 		"  --sizes LIST       decode instances per run, default 16,64,256,1024\n"
-		"  --policy LIST      decode policies, default netkv; 'all' for every policy\n"
+		"  --policies LIST    decode policies, default netkv; 'all' for every policy\n"
 		"  --trace FILE       Mooncake JSONL (default $NKV_SHARED/traces/mooncake/conversation_trace.jsonl,\n"
 		"                     else the ../shared beside the source tree the build came from)\n"
 		"  --warm N           trace requests used to fill the state, default 6000\n"
@@ -308,12 +308,14 @@ static void clock_floor(uint32_t n, uint32_t rounds, uint64_t *lat, uint64_t *mi
 int nkv_cmd_bench_sched(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "sizes", required_argument, NULL, 's' },   { "policy", required_argument, NULL, 'p' },
+		{ "sizes", required_argument, NULL, 's' },   { "policies", required_argument, NULL, 'p' },
 		{ "trace", required_argument, NULL, 't' },   { "warm", required_argument, NULL, 'w' },
 		{ "decisions", required_argument, NULL, 'n' }, { "model", required_argument, NULL, 'm' },
 		{ "seed", required_argument, NULL, 'S' },    { "json", no_argument, NULL, 'j' },
 		{ "rounds", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' },
+		{ "policy", required_argument, NULL, 'p' }, /* hidden alias for one release */
+		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .sizes = { 16, 64, 256, 1024 }, .nsizes = 4, .policies = { "netkv" }, .npolicies = 1,
 			  .model = "llama3-8b", .decisions = 20000, .warm = 6000, .seed = 1,
