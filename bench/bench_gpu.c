@@ -20,6 +20,8 @@
 #include "bench_cli.h"
 #include "netkv_topo.h"
 #include "netkv_transfer.h"
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 
 #include <errno.h>
@@ -107,7 +109,7 @@ static int parse(int argc, char **argv, struct gopts *o)
 	nkv_engine_opts_init(&o->eo);
 	o->eo.streams = 4;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "hn:", lo, NULL)) != -1) {
+	while ((opt = nkv_cli_getopt(argc, argv, "hn:", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			usage(stdout);
@@ -171,7 +173,7 @@ static int parse(int argc, char **argv, struct gopts *o)
 			o->json = true;
 			break;
 		default:
-			return nkv_err(EINVAL, "unknown option (see --help)");
+			return 2; /* nkv_cli_getopt said what is wrong */
 		}
 	}
 	if (optind < argc)
@@ -464,9 +466,7 @@ static void print(const struct gopts *o, const char *head[], size_t nhead, const
 			json_array_append_new(rows, x);
 		}
 		json_object_set_new(root, "results", rows);
-		json_dumpf(root, stdout, JSON_INDENT(2));
-		fputc('\n', stdout);
-		json_decref(root);
+		nkv_json_print(stdout, root);
 		return;
 	}
 	printf("---------------------------------------------------------------------------------------------\n");
@@ -502,8 +502,8 @@ int nkv_cmd_bench_gpu(int argc, char **argv)
 	int rc, ret = 1;
 
 	if ((rc = parse(argc, argv, &o))) {
-		if (rc == 1)
-			return 0;
+		if (rc > 0)
+			return rc == 1 ? 0 : 2;
 		fprintf(stderr, "netkv bench gpu: %s\n", nkv_last_error());
 		return 2;
 	}

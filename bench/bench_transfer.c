@@ -16,6 +16,8 @@
  */
 #include "bench_cli.h"
 #include "netkv_transfer.h"
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 
 #include <errno.h>
@@ -63,18 +65,21 @@ static void usage(FILE *f)
 		"  --loopback            run the receiver in a thread of this process (127.0.0.1)\n"
 		"  --server              be the receiving end; exits when the client disconnects\n"
 		"  -l, --listen ADDR     server address (default 0.0.0.0:18515)\n"
-		"  --client ADDR         be the pushing end, connecting to ADDR\n"
+		"  --client ADDR         be the pushing end, connecting to ADDR (HOST:PORT, or HOST with -p)\n"
+		"  -p, --port N          server: port to listen on; client: port of --client HOST (ib_write_bw -p)\n"
 		"  --backend tcp|verbs   transfer backend (default tcp)\n"
 		"  --streams N           TCP streams / verbs QPs per connection (default 1)\n"
 		"  -q, --qps N           the same as --streams (ib_write_bw -q)\n"
-		"  --device NAME         verbs: RDMA device (default: the first with an ACTIVE port)\n"
-		"  --gid-index N         verbs: GID index (default: the RoCE v2 IPv4 GID of the routed netdev)\n"
+		"  -d, --device NAME     verbs: RDMA device (default: the first with an ACTIVE port) (ib_write_bw -d)\n"
+		"  -x, --gid-index N     verbs: GID index (default: the RoCE v2 IPv4 GID of the routed netdev) (-x)\n"
 		"  --completion MODE     verbs: poll (adaptive busy-poll, default) | event (completion channel)\n"
 		"  --loopback-addr IP    address the loopback receiver listens on (default 127.0.0.1;\n"
 		"                        verbs: an address of the RDMA netdev, e.g. 10.0.2.15 on rxe)\n"
 		"  -s, --size BYTES      push size (default 65536; K/M/G suffixes)\n"
 		"  -a, --all             sweep sizes 2 B .. 8 MiB\n"
 		"  -n, --iters N         pushes per size (default 1000; paged: 8)\n"
+		"  -D, --duration S      push for S seconds per size instead of -n times (ib_write_bw -D;\n"
+		"                        at most 10M pushes)\n"
 		"  -t, --depth N         pushes in flight (default 32; paged: 2)\n"
 		"  --region BYTES        raw mode: cycle pushes over this much memory (default depth x size,\n"
 		"                        cache-warm like ib_write_bw and iperf3; e.g. 1G for cold memory)\n"
@@ -178,6 +183,11 @@ struct result {
 	double lat_avg, lat_p50, lat_max; /* seconds, post -> completion */
 };
 
+/* -D SECONDS (ib_write_bw -D): run_pushes stops posting once this much time
+ * has passed (iters is then only the cap); 0 = push iters times. */
+static double push_for_s;
+#define DURATION_MAX_PUSHES 10000000ull /* -D's cap: 160 MB of timestamps at most */
+
 /* Push `iters` times, cycling over plans, up to depth in flight. */
 static int run_pushes(struct nkv_engine *e, struct nkv_conn *c, struct nkv_plan **plans, unsigned nplans,
 		      uint32_t src, uint32_t dst, uint64_t iters, unsigned depth, struct result *r)
@@ -195,6 +205,11 @@ static int run_pushes(struct nkv_engine *e, struct nkv_conn *c, struct nkv_plan 
 	}
 	t0 = nkv_now_s();
 	while (done < iters) {
+		if (push_for_s > 0 && posted < iters && nkv_now_s() - t0 >= push_for_s) {
+			iters = posted; /* -D: time is up; what is in flight completes */
+			if (done >= iters)
+				break;
+		}
 		while (posted < iters && posted - done < depth) {
 			tpost[posted] = nkv_now_s();
 			rc = nkv_push(c, &(struct nkv_push){ .req_id = posted, .src_region = src, .dst_region = dst,
@@ -452,6 +467,35 @@ enum {
 	O_DEVICE, O_GID_INDEX, O_COMPLETION, O_LOOPBACK_ADDR, /* verbs */
 };
 
+/* -p PORT as ib_write_bw has it: the port the server listens on (on -l HOST,
+ * or -l's default host), the one the client connects to when --client names
+ * only a host. A port given both ways must agree. */
+static int apply_port(struct bopts *o, uint32_t port, bool listen_set)
+{
+	static char buf[300]; /* one parse per process */
+	const char *addr = o->role == ROLE_SERVER ? o->listen : o->addr;
+	const char *opt = o->role == ROLE_SERVER ? "--listen" : "--client";
+	char host[256];
+	uint16_t p;
+
+	if (o->role == ROLE_LOOPBACK)
+		return nkv_err(EINVAL, "-p/--port is for --server and --client (--loopback picks a free port)");
+	if (!nkv_parse_hostport(addr, host, sizeof(host), &p)) {
+		if (p != port && (o->role == ROLE_CLIENT || listen_set))
+			return nkv_err(EINVAL, "%s '%s' and -p %u name different ports", opt, addr, port);
+	} else if (strchr(addr, ':') || !*addr || strlen(addr) >= sizeof(host)) {
+		return nkv_err(EINVAL, "%s '%s': expected HOST or HOST:PORT", opt, addr);
+	} else {
+		snprintf(host, sizeof(host), "%s", addr);
+	}
+	snprintf(buf, sizeof(buf), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	if (o->role == ROLE_SERVER)
+		o->listen = buf;
+	else
+		o->addr = buf;
+	return 0;
+}
+
 static int parse(int argc, char **argv, struct bopts *o)
 {
 	static const struct option lo[] = {
@@ -468,15 +512,16 @@ static int parse(int argc, char **argv, struct bopts *o)
 		{ "region", required_argument, 0, O_REGION },
 		{ "qps", required_argument, 0, 'q' }, { "device", required_argument, 0, O_DEVICE },
 		{ "gid-index", required_argument, 0, O_GID_INDEX }, { "completion", required_argument, 0, O_COMPLETION },
-		{ "loopback-addr", required_argument, 0, O_LOOPBACK_ADDR },
-		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+		{ "loopback-addr", required_argument, 0, O_LOOPBACK_ADDR }, { "port", required_argument, 0, 'p' },
+		{ "duration", required_argument, 0, 'D' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	const char *dtype = NULL, *dst_layout = NULL;
-	bool role_set = false, depth_set = false;
-	uint32_t u32;
+	bool role_set = false, depth_set = false, listen_set = false;
+	uint32_t u32, port = 0;
 	int opt, rc;
 
 	memset(o, 0, sizeof(*o));
+	push_for_s = 0;
 	o->role = ROLE_LOOPBACK;
 	o->listen = "0.0.0.0:18515";
 	nkv_engine_opts_init(&o->eo);
@@ -487,7 +532,7 @@ static int parse(int argc, char **argv, struct bopts *o)
 	o->src.block_tokens = 16;
 	o->src.kind = NKV_LAYOUT_LAYER_MAJOR;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "hl:s:an:t:q:", lo, NULL)) != -1) {
+	while ((opt = nkv_cli_getopt(argc, argv, "hl:s:an:t:q:d:x:p:D:", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'h':
 			usage(stdout);
@@ -503,6 +548,15 @@ static int parse(int argc, char **argv, struct bopts *o)
 			break;
 		case 'l':
 			o->listen = optarg;
+			listen_set = true;
+			break;
+		case 'D': /* ib_write_bw -D */
+			if (nkv_parse_double(optarg, &push_for_s) || !(push_for_s > 0 && push_for_s <= 86400))
+				return nkv_err(EINVAL, "--duration: '%s' is not a number of seconds in (0, 86400]", optarg);
+			break;
+		case 'p': /* ib_write_bw -p */
+			if (nkv_parse_u32(optarg, &port) || !port || port > 65535)
+				return nkv_err(EINVAL, "--port: '%s' is not in 1..65535", optarg);
 			break;
 		case O_BACKEND:
 			if (!strcmp(optarg, "tcp"))
@@ -540,9 +594,11 @@ static int parse(int argc, char **argv, struct bopts *o)
 				return nkv_err(EINVAL, "--region: '%s' is not in 1 B .. 1 GiB", optarg);
 			break;
 		case O_DEVICE:
+		case 'd': /* ib_write_bw -d */
 			o->eo.device = optarg;
 			break;
 		case O_GID_INDEX:
+		case 'x': /* ib_write_bw -x */
 			if ((rc = nkv_parse_u32(optarg, &u32)) || u32 > 65535)
 				return nkv_err(EINVAL, "--gid-index: '%s' is not in 0..65535", optarg);
 			o->eo.gid_index = (int)u32;
@@ -597,11 +653,15 @@ static int parse(int argc, char **argv, struct bopts *o)
 				return nkv_err(EINVAL, "--pattern: '%s' is not contig or random", optarg);
 			break;
 		default:
-			return nkv_err(EINVAL, "unknown option (see --help)");
+			return 2; /* nkv_cli_getopt said what is wrong */
 		}
 	}
 	if (optind < argc)
 		return nkv_err(EINVAL, "unexpected argument '%s'", argv[optind]);
+	if (port && (rc = apply_port(o, port, listen_set)))
+		return rc;
+	if (push_for_s > 0 && o->iters_set)
+		return nkv_err(EINVAL, "-n and -D both say when to stop: pick one");
 	if (o->all && o->paged)
 		return nkv_err(EINVAL, "-a sweeps raw sizes; it does not combine with --model");
 	if (o->eo.verify && !o->paged)
@@ -625,6 +685,8 @@ static int parse(int argc, char **argv, struct bopts *o)
 	} else if (dtype || dst_layout) {
 		return nkv_err(EINVAL, "--dtype and --dst-layout need --model");
 	}
+	if (push_for_s > 0)
+		o->iters = DURATION_MAX_PUSHES;
 	return 0;
 }
 
@@ -648,7 +710,7 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 	if (rc) {
 		json_decref(out);
 		if (rc > 0)
-			return 0;
+			return rc == 1 ? 0 : 2;
 		fprintf(stderr, "netkv bench transfer: %s\n", nkv_last_error());
 		return 2;
 	}
@@ -710,12 +772,8 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 		json_object_set_new(out, "receiver_requests_ok", json_integer((json_int_t)s.recv_ok));
 		nkv_engine_destroy(s.e);
 	}
-	if (o.json && !rc) {
-		char *txt = json_dumps(out, JSON_INDENT(2));
-		if (txt)
-			puts(txt);
-		free(txt);
-	}
+	if (o.json && !rc)
+		nkv_json_print(stdout, json_incref(out));
 	json_decref(out);
 	return rc ? 1 : 0;
 }

@@ -6,6 +6,8 @@
  */
 #include "bench_cli.h"
 #include "netkv_transfer.h"
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 
 #include <errno.h>
@@ -224,7 +226,7 @@ int nkv_cmd_demo_transfer(int argc, char **argv)
 	json_t *arr;
 
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	while ((opt = nkv_cli_getopt(argc, argv, "h", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'k':
 			if (nkv_parse_u32(optarg, &tokens) || !tokens || tokens % 16 || tokens > 131072) {
@@ -251,8 +253,7 @@ int nkv_cmd_demo_transfer(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return 2; /* nkv_cli_getopt said what is wrong */
 		}
 	}
 	if (optind < argc) {
@@ -282,10 +283,7 @@ int nkv_cmd_demo_transfer(int argc, char **argv)
 			json_object_set_new(j, "error", rows[i].err[0] ? json_string(rows[i].err) : json_null());
 			json_array_append_new(arr, j);
 		}
-		char *t = json_dumps(arr, JSON_INDENT(2));
-		puts(t ? t : "[]");
-		free(t);
-		json_decref(arr);
+		nkv_json_print(stdout, arr); /* {"meta", "results": [...]} */
 		return failed ? 1 : 0;
 	}
 	printf("netkv demo transfer: loopback KV push, tcp (io_uring), %u streams, %u tokens/request, 16-token blocks, xxhash64 per block\n\n",

@@ -73,7 +73,7 @@ const struct nkv_cli_cmd nkv_commands[] = {
 	/* end-to-end testbed */
 	{ "scheduler", nkv_cmd_scheduler, "testbed scheduler daemon: agents register, clients submit", scheduler },
 	{ "agent", nkv_cmd_agent, "testbed prefill or decode agent (KV pool, transfer engine, emulated compute)", NULL },
-	{ "demo", nkv_cmd_demo, "the testbed on this box: scheduler + agents over loopback, one replay per policy, comparison table", demo },
+	{ "demo", nkv_cmd_demo, "the testbed on this box: scheduler + agents on an emulated fabric (loopback without root), a replay per policy, one table", demo },
 	{ "replay", nkv_cmd_replay, "replay a Mooncake trace against a scheduler: TTFT, TBT, SLO per request", NULL },
 	{ NULL, NULL, NULL, NULL },
 };

@@ -21,6 +21,8 @@
  */
 #include "netkv_topo.h"
 #include "topo_cli.h"
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 #include "topo_model.h"
 #include "fabric.h"
@@ -527,9 +529,7 @@ static int status(const char *prefix, bool json)
 		json_t *o = st ? st : json_object();
 		json_object_set_new(o, "up", json_boolean(st && n > 0));
 		json_object_set_new(o, "namespaces", json_integer(n));
-		json_dumpf(o, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-		putchar('\n');
-		json_decref(o);
+		nkv_json_print(stdout, o);
 		return 0;
 	}
 	if (!st && !n) {
@@ -594,7 +594,7 @@ static int fabric_cmd(const char *sub, int argc, char **argv)
 
 	optind = 1;
 	/* "+": stop at the first non-option so `exec HOST -- cmd -x` keeps cmd's flags. */
-	while ((c = getopt_long(argc, argv, "+h", opts, &li)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "+h", opts, &li)) != -1) {
 		switch (c) {
 		case 't': topo = optarg; break;
 		case 's': rc = nkv_parse_double(optarg, &o.scale); break;
@@ -604,7 +604,7 @@ static int fabric_cmd(const char *sub, int argc, char **argv)
 		case 'j': json = true; break;
 		case 'M': o.mgmt = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 		if (rc) {
 			fprintf(stderr, "netkv fabric: --%s: %s\n", opts[li].name, nkv_last_error());

@@ -3,6 +3,8 @@
  */
 #include "netkv_topo.h"
 #include "topo_cli.h"
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 #include "topo_model.h"
 
@@ -59,7 +61,7 @@ int nkv_cmd_topo_gen(int argc, char **argv)
 
 	nkv_fat_tree_defaults(&p);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:h", opts, &li)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "o:h", opts, &li)) != -1) {
 		switch (c) {
 		case 'p': preset = optarg; break;
 		case 'g': rc = nkv_parse_u32(optarg, &p.gpus); break;
@@ -78,7 +80,7 @@ int nkv_cmd_topo_gen(int argc, char **argv)
 		case 'u': rc = nkv_parse_double(optarg, &p.hop_latency_us); break;
 		case 'o': output = optarg; break;
 		case 'h': gen_usage(stdout); return 0;
-		default: gen_usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 		if (rc) {
 			fprintf(stderr, "netkv topo gen: --%s: %s\n", opts[li].name, nkv_last_error());
@@ -147,12 +149,12 @@ int nkv_cmd_topo_show(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = true; break;
 		case 'l': links = true; break;
 		case 'h': show_usage(stdout); return 0;
-		default: show_usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 	}
 	if (optind != argc - 1) {
@@ -203,9 +205,7 @@ int nkv_cmd_topo_show(int argc, char **argv)
 		json_object_set_new(root, "tiers", tiers);
 		json_object_set_new(root, "switches", sws);
 		json_object_set_new(root, "links", ls);
-		json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-		putchar('\n');
-		json_decref(root);
+		nkv_json_print(stdout, root);
 		nkv_topo_free(t);
 		return 0;
 	}
@@ -266,11 +266,11 @@ int nkv_cmd_topo_host(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = true; break;
 		case 'h': host_usage(stdout); return 0;
-		default: host_usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 	}
 	if (optind != argc) {
@@ -301,10 +301,7 @@ int nkv_cmd_topo_host(int argc, char **argv)
 							   x->nic >= 0 ? h->nics[x->nic].name : NULL, "class",
 							   nkv_pci_class_name(x->nic_class)));
 		}
-		json_t *root = json_pack("{s:o,s:o,s:o}", "gpus", g, "nics", n, "numa_nodes", m);
-		json_dumpf(root, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-		putchar('\n');
-		json_decref(root);
+		nkv_json_print(stdout, json_pack("{s:o,s:o,s:o}", "gpus", g, "nics", n, "numa_nodes", m));
 		nkv_host_free(h);
 		return 0;
 	}

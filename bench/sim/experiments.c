@@ -17,6 +17,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 #include "sim_cli.h"
 
@@ -42,6 +44,8 @@ static int tune_eval(void *ctx, const struct nkv_sched_params *p, double *obj)
 	*obj = r->sum.ttft_mean;
 	if (t->verbose)
 		fprintf(stderr, "tune: w_cache %-5g w_load %-5g mean TTFT %.1f ms\n", p->w_cache, p->w_load, *obj * 1e3);
+	else
+		nkv_cli_progress("tuning cla*: w_cache %g w_load %g: mean TTFT %.1f ms", p->w_cache, p->w_load, *obj * 1e3);
 	nkv_sim_result_free(r);
 	return 0;
 }
@@ -157,6 +161,7 @@ struct out {
 	uint32_t n;
 	double x[MAX_ROWS], y[MAX_ROWS];
 	char key[MAX_ROWS][48];
+	json_t *rows; /* --json: the rows for stdout (the text then goes to NAME.txt only) */
 };
 
 static int out_open(struct out *o, const char *dir, const char *name)
@@ -178,7 +183,7 @@ static int out_open(struct out *o, const char *dir, const char *name)
 	return 0;
 }
 
-/* Text goes to the .txt file and stdout. */
+/* Text goes to the .txt file and stdout (not with --json: stdout is the JSON). */
 __attribute__((format(printf, 2, 3))) static void say(struct out *o, const char *fmt, ...)
 {
 	va_list ap;
@@ -186,6 +191,9 @@ __attribute__((format(printf, 2, 3))) static void say(struct out *o, const char 
 	va_start(ap, fmt);
 	vfprintf(o->txt, fmt, ap);
 	va_end(ap);
+	if (o->rows)
+		return;
+	nkv_cli_progress_end(); /* the row replaces the progress line on a terminal */
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
@@ -207,6 +215,15 @@ static void row(struct out *o, double x, const char *group, const char *policy, 
 		o->y[o->n] = s->ttft_mean * 1e3;
 		snprintf(o->key[o->n++], sizeof(o->key[0]), "%s|%s", group, policy);
 	}
+	if (o->rows)
+		json_array_append_new(o->rows,
+				      json_pack("{s:f, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:[f,f,f,f], s:f, s:f, s:f}",
+						"x", x, "group", group, "policy", policy, "ttft_mean_ms", s->ttft_mean * 1e3,
+						"ttft_p50_ms", s->ttft_p50 * 1e3, "ttft_p99_ms", s->ttft_p99 * 1e3,
+						"tbt_mean_ms", s->tbt_mean * 1e3, "tbt_p99_ms", s->tbt_p99 * 1e3,
+						"slo_pct", s->slo_attainment * 100, "xfer_mean_ms", s->transfer_mean * 1e3,
+						"gb_tier", s->gb_tier[0], s->gb_tier[1], s->gb_tier[2], s->gb_tier[3],
+						"decide_p99_us", s->decide_p99_us, "wall_s", s->wall_s, "cpu_s", s->cpu_s));
 	say(o, "  %-10g %-16s %-13s %9.1f %9.1f %10.1f %8.2f %7.1f%% %9.2f %8.1f %8.1f %6.1f %6.2f\n", x, group, policy,
 	    s->ttft_mean * 1e3, s->ttft_p50 * 1e3, s->ttft_p99 * 1e3, s->tbt_mean * 1e3, s->slo_attainment * 100,
 	    s->transfer_mean * 1e3, s->gb_tier[3], s->decide_p99_us, s->wall_s, s->cpu_s);
@@ -267,6 +284,8 @@ static void plot(struct out *o, const char *xlabel, bool logx, bool logy)
 
 static void out_close(struct out *o)
 {
+	json_decref(o->rows);
+	o->rows = NULL;
 	if (o->tsv)
 		fclose(o->tsv);
 	if (o->txt)
@@ -280,8 +299,11 @@ static int run1(struct nkv_sim_config *c, const struct nkv_trace *tr, const char
 	struct nkv_sim_result *r;
 	int ret;
 
+	static unsigned runs;
+
 	c->sched.policy = policy;
 	c->progress = false;
+	nkv_cli_progress("sim experiment: %u runs done; running %s", runs++, policy);
 	if ((ret = nkv_sim_run(c, tr, &r)))
 		return ret;
 	*s = r->sum;
@@ -638,13 +660,14 @@ static const struct {
 
 static struct option *build_opts(void)
 {
-	static struct option lo[NKV_SIM_COMMON_NOPTS + 4];
+	static struct option lo[NKV_SIM_COMMON_NOPTS + 5];
 
 	memcpy(lo, nkv_sim_common_opts, sizeof(struct option) * NKV_SIM_COMMON_NOPTS);
-	lo[NKV_SIM_COMMON_NOPTS] = (struct option){ "out", required_argument, 0, 'o' };
+	lo[NKV_SIM_COMMON_NOPTS] = (struct option){ "output", required_argument, 0, 'o' };
 	lo[NKV_SIM_COMMON_NOPTS + 1] = (struct option){ "tune-limit", required_argument, 0, 'L' };
 	lo[NKV_SIM_COMMON_NOPTS + 2] = (struct option){ "help", no_argument, 0, 'h' };
-	lo[NKV_SIM_COMMON_NOPTS + 3] = (struct option){ 0 };
+	lo[NKV_SIM_COMMON_NOPTS + 3] = (struct option){ "out", required_argument, 0, 'o' }; /* hidden alias, one release */
+	lo[NKV_SIM_COMMON_NOPTS + 4] = (struct option){ 0 };
 	return lo;
 }
 
@@ -660,16 +683,16 @@ int nkv_sim_experiment(int argc, char **argv)
 	o.gen.requests = 3000;
 	o.gen.rate = 12;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:h", build_opts(), NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "o:h", build_opts(), NULL)) != -1) {
 		if (c == 'h') {
 			printf("usage: netkv sim experiment NAME [options]\nexperiments:\n");
 			for (size_t i = 0; i < NEXP; i++)
 				printf("  %-10s %s\n", experiments[i].name, experiments[i].what);
-			printf("\n  -o, --out DIR          output directory, default sim-results\n"
+			printf("\n  -o, --output DIR       output directory, default sim-results\n"
 			       "  --tune-limit N         requests the cla* grid search tunes on, default 3000: a trace\n"
 			       "                         file's first N (at most half; the rest is evaluated), or N of\n"
 			       "                         another draw of a generated profile (seed + 1000003)\n"
-			       "synthetic profiles default to 3000 requests at 12 req/s (--requests, --gen-rate)\n\n");
+			       "synthetic profiles default to 3000 requests at 12 req/s (--requests, --rate)\n\n");
 			nkv__sim_opts_help(stdout);
 			return 0;
 		}
@@ -712,6 +735,8 @@ int nkv_sim_experiment(int argc, char **argv)
 		return ret;
 	}
 	x.o = &o;
+	if (o.json)
+		x.out.rows = json_array();
 	ret = o.gen_set && !o.trace_file ? sample_gen(&o.gen, o.trace, x.tune_limit, &x.smp)
 					 : sample_split(o.trace, x.tune_limit, &x.smp);
 	if (ret || (ret = out_open(&x.out, dir, experiments[e].name))) {
@@ -722,9 +747,20 @@ int nkv_sim_experiment(int argc, char **argv)
 	}
 	uint64_t t0 = nkv_now_ns();
 	ret = experiments[e].run(&x);
-	if (!ret)
-		say(&x.out, "experiment %s: %.1f s wall; table %s/%s.tsv\n", experiments[e].name,
-		    (double)(nkv_now_ns() - t0) * 1e-9, dir, experiments[e].name);
+	nkv_cli_progress_end();
+	if (!ret) {
+		double wall = (double)(nkv_now_ns() - t0) * 1e-9;
+
+		say(&x.out, "experiment %s: %.1f s wall; table %s/%s.tsv\n", experiments[e].name, wall, dir,
+		    experiments[e].name);
+		if (x.out.rows) {
+			json_t *j = json_pack("{s:s, s:s, s:f, s:O}", "experiment", experiments[e].name, "dir", dir,
+					      "wall_s", wall, "rows", x.out.rows);
+
+			if (nkv_json_print(stdout, j))
+				ret = nkv_err(EIO, "cannot write the JSON to stdout");
+		}
+	}
 	out_close(&x.out);
 	sample_free(&x.smp);
 	nkv__sim_opts_free(&o);
@@ -747,7 +783,7 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 
 	nkv__sim_opts_init(&o);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:h", build_opts(), NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "o:h", build_opts(), NULL)) != -1) {
 		if (c == 'h') {
 			printf("usage: netkv sim tune [options]\nGrid search of cla*'s weights (w_cache, w_load over "
 			       "{.25, .5, 1, 2, 4}) minimising simulated mean TTFT; deterministic for a seed. Tuned on\n"
@@ -769,8 +805,14 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 			limit = v;
 			continue;
 		}
-		if (c == 'o' || (ret = nkv__sim_opts_parse(&o, "sim tune", c, optarg)) <= 0) {
-			fprintf(stderr, "netkv sim tune: bad or unknown option (see --help)\n");
+		if (c == 'o') {
+			fprintf(stderr, "netkv sim tune: --output is for sim experiment; tune prints its result\n");
+			return 2;
+		}
+		if ((ret = nkv__sim_opts_parse(&o, "sim tune", c, optarg)) < 0)
+			return 2;
+		if (!ret) {
+			fprintf(stderr, "netkv sim tune: unknown option (see --help)\n");
 			return 2;
 		}
 	}
@@ -789,6 +831,7 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 	ret = o.gen_set && !o.trace_file ? sample_gen(&o.gen, o.trace, limit, &s) : sample_split(o.trace, limit, &s);
 	if (!ret && !(ret = tune_cla(&o.cfg, s.tune, s.tune_n, !o.json, &tr)))
 		ret = run1(&o.cfg, s.eval, "cla*", &held);
+	nkv_cli_progress_end();
 	if (ret) {
 		fprintf(stderr, "netkv sim tune: %s\n", nkv_last_error());
 		sample_free(&s);
@@ -796,9 +839,9 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 		return 1;
 	}
 	if (o.json)
-		printf("{\"w_cache\": %g, \"w_load\": %g, \"mean_ttft_s\": %.6f, \"held_out_mean_ttft_s\": %.6f, "
-		       "\"held_out\": \"%s\", \"evaluated\": %u}\n",
-		       tr.w_cache, tr.w_load, tr.objective, held.ttft_mean, s.what, tr.evaluated);
+		ret = nkv_json_print(stdout, json_pack("{s:f, s:f, s:f, s:f, s:s, s:i}", "w_cache", tr.w_cache, "w_load",
+						       tr.w_load, "mean_ttft_s", tr.objective, "held_out_mean_ttft_s",
+						       held.ttft_mean, "held_out", s.what, "evaluated", (int)tr.evaluated));
 	else
 		printf("cla*: w_cache %g, w_load %g (mean TTFT %.1f ms where tuned, %.1f ms held out; %s; %u points)\n"
 		       "use: netkv sim run --policy cla* --w-cache %g --w-load %g\n",
@@ -806,5 +849,5 @@ int nkv_sim_tune_cmd(int argc, char **argv)
 		       tr.w_load);
 	sample_free(&s);
 	nkv__sim_opts_free(&o);
-	return 0;
+	return ret ? 1 : 0;
 }

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "netkv_sim.h"
+#include "nkv_cli.h"
 #include "nkv_util.h"
 #include "sim_internal.h"
 
@@ -952,7 +953,7 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 						 (uint32_t)m.next_arrival, 0)))
 				goto fail;
 			if (c->progress && m.next_arrival % 2000 == 0)
-				fprintf(stderr, "\rsim: %zu/%zu requests arrived", m.next_arrival, m.n);
+				nkv_cli_progress("sim: %zu/%zu requests arrived", m.next_arrival, m.n);
 			break;
 		case EV_PREFILL_DONE: {
 			struct pinst *P = &m.P[e.who];
@@ -988,7 +989,7 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		}
 	}
 	if (c->progress)
-		fprintf(stderr, "\r%60s\r", "");
+		nkv_cli_progress_end();
 	if (m.finished != m.n) {
 		ret = nkv_err(EPROTO, "sim: %zu of %zu requests never finished (model bug)", m.n - m.finished, m.n);
 		goto fail;

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "nkv_traces.h"
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 #include "sim_cli.h"
 
@@ -23,7 +25,7 @@ const struct option nkv_sim_common_opts[] = {
 	{ "oversub-leaf", required_argument, 0, O_OVL }, { "oversub-spine", required_argument, 0, O_OVS },
 	{ "nic-gbps", required_argument, 0, O_NIC },     { "trace", required_argument, 0, O_TRACE },
 	{ "profile", required_argument, 0, O_PROFILE },  { "requests", required_argument, 0, O_REQS },
-	{ "gen-rate", required_argument, 0, O_RATE },    { "model", required_argument, 0, O_MODEL },
+	{ "rate", required_argument, 0, O_RATE },        { "model", required_argument, 0, O_MODEL },
 	{ "policy", required_argument, 0, O_POLICY },    { "slo-ttft", required_argument, 0, O_SLO_TTFT },
 	{ "slo-tbt", required_argument, 0, O_SLO_TBT },  { "seed", required_argument, 0, O_SEED },
 	{ "rate-scale", required_argument, 0, O_SCALE }, { "refresh", required_argument, 0, O_REFRESH },
@@ -33,6 +35,8 @@ const struct option nkv_sim_common_opts[] = {
 	{ "prefix-share", required_argument, 0, O_PREFIX }, { "context-scale", required_argument, 0, O_CTX },
 	{ "csv", required_argument, 0, O_CSV },          { "json", no_argument, 0, O_JSON },
 	{ "prefill-policy", required_argument, 0, O_PPOL }, { "bg-period", required_argument, 0, O_BGP },
+	/* hidden alias for one release (--help and "did you mean" show the entry above) */
+	{ "gen-rate", required_argument, 0, O_RATE },
 };
 
 _Static_assert(sizeof(nkv_sim_common_opts) / sizeof(nkv_sim_common_opts[0]) == NKV_SIM_COMMON_NOPTS,
@@ -54,7 +58,7 @@ void nkv__sim_opts_help(FILE *f)
 		"workload:\n"
 		"  --trace FILE           Mooncake JSONL; default $NKV_SHARED/traces/mooncake/conversation_trace.jsonl,\n"
 		"                         else the ../shared beside the source tree the build came from\n"
-		"  --profile P            generate instead: chatbot|rag|agent (--requests N, --gen-rate R/s,\n"
+		"  --profile P            generate instead: chatbot|rag|agent (--requests N, --rate R/s,\n"
 		"                         --prefix-share X, --context-scale X)\n"
 		"  --rate-scale X         arrival rate x X (timestamps / X), default 1\n"
 		"  --limit N              first N requests\n"
@@ -92,10 +96,16 @@ static const char *opt_name(int c)
 	return "?";
 }
 
-/* why: the range the value missed, or NULL when the parser said what is wrong. */
+/* why: the range the value missed, or NULL when the parser said what is wrong.
+ * The option as the user spelt it (an alias too), else its --help name. */
 static int bad(const char *cmd, int c, const char *arg, const char *why)
 {
-	fprintf(stderr, "netkv %s: --%s '%s': %s\n", cmd, opt_name(c), arg, why ? why : nkv_last_error());
+	const char *typed = nkv_cli_opt_typed();
+
+	if (typed[0] == '-' && typed[1] == '-')
+		fprintf(stderr, "netkv %s: %s '%s': %s\n", cmd, typed, arg, why ? why : nkv_last_error());
+	else
+		fprintf(stderr, "netkv %s: --%s '%s': %s\n", cmd, opt_name(c), arg, why ? why : nkv_last_error());
 	return -EINVAL;
 }
 
@@ -224,6 +234,7 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 		}
 		return 1;
 	case O_JSON: o->json = true; return 1;
+	case '?': return -EINVAL; /* nkv_cli_getopt said what is wrong */
 	}
 	return 0;
 }
@@ -283,7 +294,7 @@ int nkv_cmd_sim_run(int argc, char **argv)
 	lo[NKV_SIM_COMMON_NOPTS + 1] = (struct option){ 0 };
 	nkv__sim_opts_init(&o);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "h", lo, NULL)) != -1) {
 		if (c == 'h') {
 			printf("usage: netkv sim run [options]\nSimulate a trace on a cluster; prints the summary.\n\n");
 			nkv__sim_opts_help(stdout);
@@ -315,9 +326,7 @@ int nkv_cmd_sim_run(int argc, char **argv)
 		json_object_set_new(j, "policy", json_string(o.cfg.sched.policy));
 		json_object_set_new(j, "model", json_string(o.model));
 		json_object_set_new(j, "topology", json_string(nkv_topo_name(o.topo)));
-		json_dumpf(j, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-		putchar('\n');
-		json_decref(j);
+		nkv_json_print(stdout, j);
 	} else {
 		char label[128];
 		snprintf(label, sizeof(label), "%s on %s (%s)", o.cfg.sched.policy, nkv_topo_name(o.topo), o.model);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 #include "sim_cli.h"
 
@@ -25,7 +27,7 @@ int nkv_cmd_trace_gen(int argc, char **argv)
 
 	nkv_tracegen_defaults(&p);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:h", lo, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "o:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (nkv_profile_parse(optarg, &p.profile))
@@ -112,7 +114,7 @@ int nkv_cmd_trace_stats(int argc, char **argv)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "h", lo, NULL)) != -1) {
 		if (c == 'j')
 			json = true;
 		else if (c == 'h') {
@@ -170,9 +172,7 @@ int nkv_cmd_trace_stats(int argc, char **argv)
 				      (json_int_t)P(in, 0.99), "output_mean", n ? sout / (double)n : 0.0, "output_p50",
 				      (json_int_t)P(out, 0.5), "output_p90", (json_int_t)P(out, 0.9), "output_p99",
 				      (json_int_t)P(out, 0.99), "prefix_reuse", blocks ? (double)reused / (double)blocks : 0.0);
-		json_dumpf(j, stdout, JSON_INDENT(2));
-		putchar('\n');
-		json_decref(j);
+		nkv_json_print(stdout, j);
 	} else {
 		printf("%s: %zu requests over %.1f s (%.2f req/s)\n", argv[optind], n, dur, dur > 0 ? (double)n / dur : 0);
 		printf("  input tokens   mean %.0f  p50 %u  p90 %u  p99 %u\n", n ? sin / (double)n : 0, P(in, 0.5),

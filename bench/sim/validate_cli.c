@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 #include "sim_cli.h"
 
@@ -71,7 +73,7 @@ static void usage(FILE *f)
 		"                        of those the model puts above 2 x floor)\n"
 		"  --trace FILE          the trace the run replayed, for prefix caching (default: trace.jsonl\n"
 		"                        beside the CSV if there is one; 'none' = no prefix caching)\n"
-		"  --model M             perf preset the agents used (--perf; default llama3-8b): %s\n"
+		"  --perf M              perf preset the agents used (their --perf; default llama3-8b): %s\n"
 		"  --time-scale X        the agents' --time-scale (compute times x X; default 1, demo: 0.1)\n"
 		"  --prefill-batch-tokens N  prefill batch budget (default 1: the agent computes one\n"
 		"                        request at a time)\n"
@@ -316,7 +318,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "replay", 1, 0, V_REPLAY }, { "topo", 1, 0, V_TOPO }, { "tier-gbps", 1, 0, V_TIERS },
-		{ "flows", 1, 0, V_FLOWS }, { "trace", 1, 0, V_TRACE }, { "model", 1, 0, V_MODEL },
+		{ "flows", 1, 0, V_FLOWS }, { "trace", 1, 0, V_TRACE }, { "perf", 1, 0, V_MODEL },
 		{ "time-scale", 1, 0, V_SCALE }, { "prefill-batch-tokens", 1, 0, V_PBT },
 		{ "prefill-cache-blocks", 1, 0, V_PCB }, { "decode-cache-blocks", 1, 0, V_DCB },
 		{ "decode-kv-tokens", 1, 0, V_DKV }, { "refresh", 1, 0, V_REFRESH }, { "no-probes", 0, 0, V_NOPROBE },
@@ -324,11 +326,13 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		{ "floor-ms", 1, 0, V_FLOOR }, { "fit", 0, 0, V_FIT }, { "run", 1, 0, V_RUN }, { "policy", 1, 0, V_POLICY },
 		{ "tbf-burst-ms", 1, 0, V_BURST }, { "tbf-burst-min", 1, 0, V_BURST_MIN }, { "peak-gbps", 1, 0, V_PEAK },
 		{ "help", 0, 0, 'h' },
+		{ "model", 1, 0, V_MODEL }, /* hidden alias for one release: the agents' --perf */
 		{ 0, 0, 0, 0 } };
 	const char *replay = NULL, *topo_file = NULL, *trace_file = NULL, *model = "llama3-8b", *csv = NULL;
 	const char *plot_prefix = NULL, *run_file = NULL, *policy = NULL, *gpu = "h100";
 	bool model_set = false, scale_set = false, pcb_set = false, dcb_set = false, dkv_set = false;
 	bool burst_set = false;
+	char model_opt[16] = "perf model"; /* the spelling given, for the message */
 	double peak_gbps = 10;
 	struct nkv_run_desc rd;
 	double gbps[NKV_TIERS] = { 0 }, scale = 1;
@@ -349,13 +353,16 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 	cfg.decode_cache_blocks = 512;
 	cfg.decode_kv_tokens = 512 * 512;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "h", lo, NULL)) != -1) {
 		const char *opt = NULL;
 		switch (c) {
 		case V_REPLAY: replay = optarg; break;
 		case V_TOPO: topo_file = optarg; break;
 		case V_TRACE: trace_file = optarg; break;
-		case V_MODEL: model = optarg, model_set = true; break;
+		case V_MODEL:
+			model = optarg, model_set = true;
+			snprintf(model_opt, sizeof(model_opt), "%s", nkv_cli_opt_typed());
+			break;
 		case V_RUN: run_file = optarg; break;
 		case V_POLICY: policy = optarg; break;
 		case V_CSV: csv = optarg; break;
@@ -446,7 +453,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 				cfg.decode_kv_tokens = u, dkv_set = true;
 			break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 		if (opt) {
 			fprintf(stderr, "netkv sim validate: --%s '%s': %s\n", opt, optarg, nkv_last_error());
@@ -497,7 +504,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 	if (!flows_set)
 		paced = tiers;
 	if (nkv_perf_preset(model, gpu, &cfg.perf)) {
-		fprintf(stderr, "netkv sim validate: %s: %s\n", model_set ? "--model" : "perf model", nkv_last_error());
+		fprintf(stderr, "netkv sim validate: %s: %s\n", model_opt, nkv_last_error());
 		return 2;
 	}
 	/* The agents multiply every compute time by their --time-scale. */
@@ -572,9 +579,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		json_object_set_new(o, "transfer_by_tier", tj);
 		json_object_set_new(o, "transfer_goal_met", json_boolean(v->q[NKV_VQ_TRANSFER].n &&
 									  v->q[NKV_VQ_TRANSFER].median_abs <= 0.10));
-		json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-		putchar('\n');
-		json_decref(o);
+		nkv_json_print(stdout, o);
 	} else {
 		printf("validate %s: %zu records, %zu finished and simulated\n", replay, v->records, v->compared);
 		char tbf[96] = "";

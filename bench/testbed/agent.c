@@ -906,7 +906,7 @@ int nkv_cmd_agent(int argc, char **argv)
 		{ "src", 1, 0, 'i' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r': role_s = optarg; break;
 		case 's': sched = optarg; break;
@@ -937,7 +937,7 @@ int nkv_cmd_agent(int argc, char **argv)
 			}
 			break;
 		case 'h': usage(stdout); free(a); return 0;
-		default: usage(stderr); free(a); return 2;
+		default: free(a); return 2; /* nkv_cli_getopt said what is wrong */
 		}
 	}
 	enum nkv_role role;

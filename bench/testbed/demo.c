@@ -35,6 +35,7 @@
 #include "fabric.h"
 #include "testbed_cli.h"
 #include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 #include "netkv_sched.h"
 #include "netkv_topo.h"
@@ -159,12 +160,12 @@ static void usage(FILE *f)
 		"  --requests N       requests to replay (default 150)\n"
 		"  --rate R           generated trace: arrivals per second (default 8)\n"
 		"  --seed N           generated trace: seed (default 42)\n"
-		"  --speed X          trace time / X (default 1)\n"
+		"  --rate-scale X     arrival rate x X: trace time / X (default 1)\n"
 		"  --policies LIST    comma-separated (default rr,cla*,netkv)\n"
 		"  --w-cache X --w-load Y  cla* weights (default: tuned first, in the simulator on this trace\n"
 		"                     and topology: grid {0,.25,.5,1,2,4}^2, min mean TTFT)\n"
 		"  --time-scale X     emulated compute time x X (default 0.1)\n"
-		"  --dir DIR          work dir (default /tmp/netkv-demo-PID): logs, replay-POLICY.csv per policy,\n"
+		"  -o, --output DIR   work dir (default /tmp/netkv-demo-PID): logs, replay-POLICY.csv per policy,\n"
 		"                     topo.json (the topology as emulated), run.json (mode, rates, weights, ...)\n"
 		"  --json             results as JSON on stdout\n");
 }
@@ -201,20 +202,22 @@ int nkv_cmd_demo(int argc, char **argv)
 	double speed = 1, scale = 0.1, rate = 8, fscale = 200, wc = -1, wl = -1;
 	bool json = false;
 	static const struct option opts[] = {
-		{ "trace", 1, 0, 'f' }, { "requests", 1, 0, 'n' }, { "speed", 1, 0, 'x' }, { "policies", 1, 0, 'p' },
-		{ "time-scale", 1, 0, 'S' }, { "tier-gbps", 1, 0, 'T' }, { "dir", 1, 0, 'd' }, { "json", 0, 0, 'j' },
+		{ "trace", 1, 0, 'f' }, { "requests", 1, 0, 'n' }, { "rate-scale", 1, 0, 'x' }, { "policies", 1, 0, 'p' },
+		{ "time-scale", 1, 0, 'S' }, { "tier-gbps", 1, 0, 'T' }, { "output", 1, 0, 'd' }, { "json", 0, 0, 'j' },
 		{ "rate", 1, 0, 'r' }, { "fabric", 1, 0, 'F' }, { "link-gbps", 1, 0, 'L' }, { "scale", 1, 0, 'k' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'l' }, { "seed", 1, 0, 's' }, { "help", 0, 0, 'h' },
+		{ "dir", 1, 0, 'd' }, { "speed", 1, 0, 'x' }, /* hidden aliases for one release */
 		{ 0, 0, 0, 0 } };
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "ho:", opts, NULL)) != -1) {
 		double *dp = NULL;
 		switch (c) {
 		case 'f': trace = optarg; break;
 		case 'p': policies = optarg; break;
 		case 'T': tiers = optarg; break;
-		case 'd': dir_arg = optarg; break;
+		case 'd':
+		case 'o': dir_arg = optarg; break;
 		case 'j': json = true; break;
 		case 'F': fabric_arg = optarg; break;
 		case 'L': links_arg = optarg; break;
@@ -238,10 +241,10 @@ int nkv_cmd_demo(int argc, char **argv)
 				return 2;
 			break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 		/* A slower replay than 1000x would wait for days on any real trace. */
-		if (dp && (c == 'x' ? nkv_cli_double("demo", "--speed", optarg, 1e-3, 1e6, dp)
+		if (dp && (c == 'x' ? nkv_cli_double("demo", nkv_cli_opt_typed(), optarg, 1e-3, 1e6, dp)
 				    : nkv_cli_positive("demo", c == 'S' ? "--time-scale" : c == 'r' ? "--rate" : "--scale",
 						       optarg, INFINITY, dp)))
 			return 2;
@@ -276,7 +279,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		return 2;
 	}
 	if (dir_arg && strlen(dir_arg) > 200) {
-		fprintf(stderr, "netkv demo: --dir: longer than 200 characters\n");
+		fprintf(stderr, "netkv demo: --output: longer than 200 characters\n");
 		return 2;
 	}
 
@@ -413,12 +416,10 @@ int nkv_cmd_demo(int argc, char **argv)
 		else
 			snprintf(addr, sizeof(addr), "127.0.0.1:%d", 17400 + (int)(getpid() % 2000) + np);
 		bool cla = !strcmp(pol, "cla*");
-		/* logs per policy: DIR/log-POLICY ('*' and the like as '_') */
+		/* logs per policy: DIR/log-POLICY, named like DIR/replay-POLICY.csv (known
+		 * policy names only, check_policies: no '/') */
 		char logdir[300];
-		int ll = snprintf(logdir, sizeof(logdir), "%s/log-", dir);
-		for (const char *q = pol; *q && ll < (int)sizeof(logdir) - 1; q++)
-			logdir[ll++] = (char)((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '-' ? *q : '_');
-		logdir[ll] = 0;
+		snprintf(logdir, sizeof(logdir), "%s/log-%s", dir, pol);
 		mkdir(logdir, 0755);
 		struct cluster_opts co = { .netkv = g_self, .dir = logdir, .addr = addr, .token = token, .policy = pol,
 					   .prefill = "h0g0,h0g1", .decode = "h1g0,h2g0,h4g0,h5g0", .time_scale = scale,
@@ -491,10 +492,7 @@ int nkv_cmd_demo(int argc, char **argv)
 						       r->finished ? (double)r->slo_met / (double)r->finished : 0.0,
 						       "blocks_bad", (json_int_t)r->blocks_bad, "kv_gb", r->gb));
 		}
-		char *s = json_dumps(arr, JSON_INDENT(2));
-		printf("%s\n", s);
-		free(s);
-		json_decref(arr);
+		nkv_json_print(stdout, arr); /* {"meta", "results": [...]} */
 	} else {
 		if (fabric)
 			printf("\nmode fabric: tbf-shaped links, one flow gets leaf %g, pod %g, core %g Gbit/s\n", shaped[0],

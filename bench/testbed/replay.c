@@ -11,7 +11,7 @@
  *   decode_wait = admitted into the batch - last byte placed
  *   first step  = first token - admitted
  *   TTFT        = first token - submit = the sum of the five above
- * SLO met: TTFT <= --ttft-slo and mean TBT <= --tbt-slo (both multiplied
+ * SLO met: TTFT <= --slo-ttft and mean TBT <= --slo-tbt (both multiplied
  * by --time-scale; defaults 2 s and 0.1 s, in the range DistServe uses).
  * --csv writes the shared record format (bench/sim/netkv_sim.h) with what
  * `netkv sim validate` needs besides: arrival_s (this client's submit time
@@ -35,6 +35,7 @@
 #include "netkv_sched.h"
 #include "netkv_sim.h"
 #include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 
 static void on_bad(void *ctx, uint64_t line, const char *why)
@@ -190,9 +191,8 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 				     o->timeout_s);
 			break;
 		}
-		if (o->progress && now - last_progress > (isatty(2) ? 0.5 : 5)) {
-			fprintf(stderr, isatty(2) ? "\r%s%zu/%zu submitted, %zu done   " : "%s%zu/%zu submitted, %zu done\n",
-				o->label ? o->label : "", next, t->n, got);
+		if (o->progress && now - last_progress > 0.5) { /* a terminal only; the last line below for logs */
+			nkv_cli_progress("%s%zu/%zu submitted, %zu done", o->label ? o->label : "", next, t->n, got);
 			last_progress = now;
 		}
 		double wait = next < t->n ? (double)t->reqs[next].timestamp_ms / 1000.0 / o->speed - (now - start) : 0.1;
@@ -243,8 +243,10 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 		else if (rrc && !rc)
 			rc = nkv_err_wrap(rrc, "scheduler connection");
 	}
-	if (o->progress)
-		fprintf(stderr, isatty(2) ? "\r%s%zu/%zu submitted, %zu done   \n" : "%s%zu/%zu submitted, %zu done\n", o->label ? o->label : "", next, t->n, got);
+	if (o->progress) {
+		nkv_cli_progress_end();
+		fprintf(stderr, "%s%zu/%zu submitted, %zu done\n", o->label ? o->label : "", next, t->n, got);
+	}
 	res->wall_s = nkv_now_s() - start;
 	/* Agents that registered during the run (restarts) get new ids. */
 	bool unknown = false;
@@ -344,8 +346,8 @@ static json_t *result_json(const struct replay_result *r)
 char *nkv_replay_json(const struct replay_result *r);
 char *nkv_replay_json(const struct replay_result *r)
 {
-	json_t *o = result_json(r);
-	char *s = json_dumps(o, JSON_INDENT(2));
+	json_t *o = nkv_json_with_meta(result_json(r));
+	char *s = json_dumps(o, NKV_JSON_FLAGS);
 	json_decref(o);
 	return s;
 }
@@ -355,12 +357,12 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: netkv replay --scheduler ADDR --trace FILE [options]\n"
 		"Submits a Mooncake JSONL trace at its (scaled) times; one record per request.\n"
-		"  --speed X          trace time / X (default 1)\n"
+		"  --rate-scale X     arrival rate x X: trace time / X (default 1)\n"
 		"  --limit N          first N requests\n"
 		"  --token T          shared token (default $NKV_TOKEN)\n"
 		"  --abort-on-bad     stop at the first bad trace line (default: report and skip)\n"
-		"  --ttft-slo S       TTFT target, seconds (default 2)\n"
-		"  --tbt-slo S        mean TBT target, seconds (default 0.1)\n"
+		"  --slo-ttft S       TTFT target, seconds (default 2)\n"
+		"  --slo-tbt S        mean TBT target, seconds (default 0.1)\n"
 		"  --time-scale X     the agents' time compression: targets are multiplied by it (default 1)\n"
 		"  --max-output N     clamp output tokens (default: as in the trace)\n"
 		"  --csv FILE         per-request records\n"
@@ -376,13 +378,15 @@ int nkv_cmd_replay(int argc, char **argv)
 	bool json = false;
 	double scale = 1;
 	static const struct option opts[] = {
-		{ "scheduler", 1, 0, 's' }, { "trace", 1, 0, 'f' }, { "speed", 1, 0, 'x' }, { "limit", 1, 0, 'n' },
-		{ "token", 1, 0, 't' }, { "abort-on-bad", 0, 0, 'a' }, { "ttft-slo", 1, 0, 'T' }, { "tbt-slo", 1, 0, 'B' },
+		{ "scheduler", 1, 0, 's' }, { "trace", 1, 0, 'f' }, { "rate-scale", 1, 0, 'x' }, { "limit", 1, 0, 'n' },
+		{ "token", 1, 0, 't' }, { "abort-on-bad", 0, 0, 'a' }, { "slo-ttft", 1, 0, 'T' }, { "slo-tbt", 1, 0, 'B' },
 		{ "time-scale", 1, 0, 'S' }, { "csv", 1, 0, 'c' }, { "timeout", 1, 0, 'w' }, { "json", 0, 0, 'j' },
-		{ "max-output", 1, 0, 'o' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+		{ "max-output", 1, 0, 'o' }, { "help", 0, 0, 'h' },
+		/* hidden aliases for one release (errors and "did you mean" name the entries above) */
+		{ "ttft-slo", 1, 0, 'T' }, { "tbt-slo", 1, 0, 'B' }, { "speed", 1, 0, 'x' }, { 0, 0, 0, 0 } };
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "h", opts, NULL)) != -1) {
 		double *dp = NULL;
 		uint64_t u;
 		switch (c) {
@@ -407,20 +411,12 @@ int nkv_cmd_replay(int argc, char **argv)
 				o.max_output = (uint32_t)u;
 			break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
-		if (dp) {
-			const struct option *op = opts;
-			char name[32];
-
-			while (op->val != c)
-				op++;
-			snprintf(name, sizeof(name), "--%s", op->name);
-			if (nkv_cli_positive("replay", name, optarg, INFINITY, dp))
-				return 2;
-		}
+		if (dp && nkv_cli_positive("replay", nkv_cli_opt_typed(), optarg, INFINITY, dp))
+			return 2;
 		/* A slower replay than 1000x would wait for days on any real trace. */
-		if (c == 'x' && nkv_cli_double("replay", "--speed", optarg, 1e-3, 1e6, &o.speed))
+		if (c == 'x' && nkv_cli_double("replay", nkv_cli_opt_typed(), optarg, 1e-3, 1e6, &o.speed))
 			return 2;
 	}
 	if (optind < argc) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 #include "run_desc.h"
 
@@ -172,7 +173,8 @@ int nkv_run_desc_write(const char *path, const struct nkv_run_info *r)
 	json_object_set_new(j, "speed", json_real(r->speed));
 	json_object_set_new(j, "slo", json_pack("{s:f,s:f}", "ttft_s", 2 * r->time_scale, "tbt_mean_s", 0.1 * r->time_scale));
 	json_object_set_new(j, "policies", pol);
-	int rc = json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) ? nkv_err(EIO, "cannot write %s", path) : 0;
+	json_object_set_new(j, "meta", nkv_json_meta()); /* version, host, time, command line; the reader skips it */
+	int rc = json_dump_file(j, path, NKV_JSON_FLAGS) ? nkv_err(EIO, "cannot write %s", path) : 0;
 	json_decref(j);
 	return rc;
 }

@@ -11,6 +11,8 @@
 #include "sched_cli.h"
 #include "netkv_sched.h"
 #include "nkv_traces.h"
+#include "nkv_cli.h"
+#include "nkv_json_out.h"
 #include "nkv_util.h"
 
 #include <errno.h>
@@ -51,7 +53,7 @@ static void usage(FILE *f)
 		"usage: netkv bench sched [options]\n"
 		"Time the scheduler's decision (prefill + decode choice) for several cluster sizes.\n\n"
 		"  --sizes LIST       decode instances per run, default 16,64,256,1024\n"
-		"  --policy LIST      decode policies, default netkv; 'all' for every policy\n"
+		"  --policies LIST    decode policies, default netkv; 'all' for every policy\n"
 		"  --trace FILE       Mooncake JSONL (default $NKV_SHARED/traces/mooncake/conversation_trace.jsonl,\n"
 		"                     else the ../shared beside the source tree the build came from)\n"
 		"  --warm N           trace requests used to fill the state, default 6000\n"
@@ -306,12 +308,14 @@ static void clock_floor(uint32_t n, uint32_t rounds, uint64_t *lat, uint64_t *mi
 int nkv_cmd_bench_sched(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "sizes", required_argument, NULL, 's' },   { "policy", required_argument, NULL, 'p' },
+		{ "sizes", required_argument, NULL, 's' },   { "policies", required_argument, NULL, 'p' },
 		{ "trace", required_argument, NULL, 't' },   { "warm", required_argument, NULL, 'w' },
 		{ "decisions", required_argument, NULL, 'n' }, { "model", required_argument, NULL, 'm' },
 		{ "seed", required_argument, NULL, 'S' },    { "json", no_argument, NULL, 'j' },
 		{ "rounds", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
+		{ "help", no_argument, NULL, 'h' },
+		{ "policy", required_argument, NULL, 'p' }, /* hidden alias for one release */
+		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .sizes = { 16, 64, 256, 1024 }, .nsizes = 4, .policies = { "netkv" }, .npolicies = 1,
 			  .model = "llama3-8b", .decisions = 20000, .warm = 6000, .seed = 1,
@@ -324,7 +328,7 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 	int c, li = 0, nres = 0, rc = 1;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, &li)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "h", lo, &li)) != -1) {
 		int ret = 0;
 
 		switch (c) {
@@ -346,7 +350,7 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 		case 'S': ret = nkv_parse_u64(optarg, &o.seed); break;
 		case 'j': o.json = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 		if (ret) {
 			fprintf(stderr, "netkv bench sched: --%s: %s\n", lo[li].name, nkv_last_error());
@@ -425,9 +429,7 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 			json_array_append_new(arr, e);
 		}
 		json_object_set_new(root, "results", arr);
-		json_dumpf(root, stdout, JSON_INDENT(2));
-		putchar('\n');
-		json_decref(root);
+		nkv_json_print(stdout, root);
 	} else {
 		printf("scheduler decision latency: %u decisions x %u rounds per run after %u warm-up requests of %s\n",
 		       o.decisions, o.rounds, o.warm, o.trace);

@@ -881,7 +881,7 @@ static int cmd_status(int argc, char **argv)
 					      { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:t:h", opts, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "s:t:h", opts, NULL)) != -1) {
 		if (c == 's')
 			addr = optarg;
 		else if (c == 't')
@@ -941,7 +941,7 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	int c;
 	bool probes = true;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "h", opts, NULL)) != -1) {
 		double *dp = NULL;
 		switch (c) {
 		case 'N': probes = false; break;
@@ -958,7 +958,7 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		case 'L': dp = &w_load; break;
 		case 'r': dp = &refresh; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 		/* a cla* weight may be 0 (the tuning grid has 0: that term off); the rest must be > 0 */
 		if (dp) {

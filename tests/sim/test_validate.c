@@ -648,6 +648,35 @@ static void run_desc(void **st)
 	assert_non_null(strstr(nkv_last_error(), "perf_model: want MODEL or MODEL/GPU"));
 }
 
+/* What the demo writes, read back: the reader takes it, and it carries the
+ * meta that traces an archived run back (version, host, time, command line). */
+static void run_desc_written(void **st)
+{
+	(void)st;
+	static const char *const pols[] = { "rr", "cla*" };
+	static const bool ok[] = { true, true };
+	struct nkv_run_info ri = { .mode = "loopback", .mode_reason = "test", .shaped_gbps = { 2, 1, 0.5 },
+				   .tier_gbps = "0,8,2,0.5", .time_scale = 0.1, .trace = "t.jsonl", .requests = 5,
+				   .speed = 1, .w_cache = 0.25, .w_load = 1, .dir = "d", .npolicies = 2,
+				   .policies = pols, .policy_ok = ok };
+	struct nkv_run_desc d;
+	json_t *j, *meta;
+
+	assert_int_equal(nkv_run_desc_write(tmp("written.json"), &ri), 0);
+	assert_int_equal(nkv_run_desc_load(tmp("written.json"), "cla*", &d), 0);
+	assert_string_equal(d.csv, "d/replay-cla*.csv");
+	assert_true(fabs(d.time_scale - 0.1) < 1e-12);
+	j = json_load_file(tmp("written.json"), 0, NULL);
+	assert_non_null(j);
+	meta = json_object_get(j, "meta");
+	assert_non_null(meta);
+	assert_non_null(json_string_value(json_object_get(meta, "netkv_version")));
+	assert_non_null(json_string_value(json_object_get(meta, "host")));
+	assert_non_null(json_string_value(json_object_get(meta, "time")));
+	assert_non_null(json_string_value(json_object_get(meta, "command_line")));
+	json_decref(j);
+}
+
 static int setup(void **st)
 {
 	(void)st;
@@ -668,7 +697,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(forced_small), cmocka_unit_test(forced_bad), cmocka_unit_test(round_trip),
 		cmocka_unit_test(malformed), cmocka_unit_test(validate_refuses), cmocka_unit_test(absolute_arrivals),
-		cmocka_unit_test(run_desc),
+		cmocka_unit_test(run_desc), cmocka_unit_test(run_desc_written),
 		cmocka_unit_test(cli_round_trip), cmocka_unit_test(cli_flag_messages),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

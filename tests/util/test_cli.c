@@ -165,11 +165,60 @@ static void options(void **state)
 	assert_int_equal(nkv_cli_perf("x", "a/b/c", &s), -EINVAL);
 }
 
+/* "did you mean" for options names the first spelling (the one --help shows), not a hidden alias. */
+static void option_suggest(void **state)
+{
+	static const struct option lo[] = {
+		{ "slo-ttft", required_argument, 0, 'T' }, { "slo-tbt", required_argument, 0, 'B' },
+		{ "output", required_argument, 0, 'o' },   { "json", no_argument, 0, 'j' },
+		{ "ttft-slo", required_argument, 0, 'T' }, { "dir", required_argument, 0, 'o' }, /* aliases */
+		{ 0, 0, 0, 0 },
+	};
+
+	assert_string_equal(nkv_cli_suggest_option(lo, "slo-tfft"), "slo-ttft");
+	assert_string_equal(nkv_cli_suggest_option(lo, "ttft-sol"), "slo-ttft"); /* nearest is the alias */
+	assert_string_equal(nkv_cli_suggest_option(lo, "dri"), "output");
+	assert_string_equal(nkv_cli_suggest_option(lo, "jsno"), "json");
+	assert_null(nkv_cli_suggest_option(lo, "zz"));
+	assert_null(nkv_cli_suggest_option(lo, "completely-else"));
+}
+
+/* getopt through the wrapper: options still parse, an unknown one is '?', a
+ * missing value '?', with or without a leading '+' in shortopts. */
+static void getopt_wrapper(void **state)
+{
+	static const struct option lo[] = { { "trace", required_argument, 0, 't' }, { "json", no_argument, 0, 'j' },
+					    { 0, 0, 0, 0 } };
+	char *ok[] = { "sim run", "--trace", "f", "-j", "x", NULL };
+	char *bad[] = { "sim run", "--tarce", "f", NULL };
+	char *novalue[] = { "sim run", "--trace", NULL };
+
+	optind = 1;
+	assert_int_equal(nkv_cli_getopt(5, ok, "ht:j", lo, NULL), 't');
+	assert_string_equal(optarg, "f");
+	assert_int_equal(nkv_cli_getopt(5, ok, "ht:j", lo, NULL), 'j');
+	assert_int_equal(nkv_cli_getopt(5, ok, "ht:j", lo, NULL), -1);
+	assert_string_equal(ok[optind], "x");
+	optind = 1;
+	assert_int_equal(nkv_cli_getopt(3, bad, "+h", lo, NULL), '?');
+	optind = 1;
+	assert_int_equal(nkv_cli_getopt(2, novalue, "h", lo, NULL), '?');
+}
+
+static void cmdline(void **state)
+{
+	char *argv[] = { "netkv", "demo", "--policies", "rr,cla*", "--trace", "a b", "it's", "", NULL };
+
+	nkv_cli_set_cmdline(8, argv);
+	assert_string_equal(nkv_cli_cmdline(), "netkv demo --policies 'rr,cla*' --trace 'a b' 'it'\\''s' ''");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(distance), cmocka_unit_test(suggest), cmocka_unit_test(find),
 		cmocka_unit_test(dispatching), cmocka_unit_test(numbers), cmocka_unit_test(options),
+		cmocka_unit_test(option_suggest), cmocka_unit_test(getopt_wrapper), cmocka_unit_test(cmdline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -123,6 +123,7 @@ int nkv_cli_dispatch(const struct nkv_cli_cmd *table, int argc, char **argv)
 
 	if (argc < 2)
 		return 2;
+	nkv_cli_set_cmdline(argc, argv); /* before argv[2] becomes "GROUP SUB" */
 	c = nkv_cli_find(table, argv[1]);
 	if (!c)
 		return unknown(NULL, argv[1], table);

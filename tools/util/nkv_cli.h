@@ -13,6 +13,7 @@
 #ifndef NKV_CLI_H
 #define NKV_CLI_H
 
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -45,6 +46,44 @@ const char *nkv_cli_suggest(const struct nkv_cli_cmd *table, const char *word);
 /* Levenshtein distance (insert, delete, substitute each cost 1). */
 unsigned nkv_cli_edit_distance(const char *a, const char *b);
 
+/*
+ * getopt_long for a netkv command whose argv[0] is its full name (dispatch
+ * sets it: "sim run"). getopt's own messages are off; each problem prints one
+ * line and returns '?', which the caller turns into exit status 2 without
+ * printing more:
+ *     netkv sim run: unknown option '--slo-ttf'; did you mean '--slo-ttft'?
+ *     netkv sim run: option '--trace' needs a value
+ * A suggestion names the first entry of longopts with the same val, so
+ * listing the spelling shown in --help before its hidden aliases makes
+ * "did you mean" offer that one.
+ */
+int nkv_cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts, int *longindex);
+/* The spelling of the option nkv_cli_getopt() last returned, as given
+ * ("--gen-rate", "--rate", "-o"), so a message about its value names what
+ * the user typed, alias or not. */
+const char *nkv_cli_opt_typed(void);
+/* The long option of longopts nearest to word ("slo-ttf", no dashes) when it
+ * is close (as nkv_cli_suggest), as its first spelling (same val), else NULL. */
+const char *nkv_cli_suggest_option(const struct option *longopts, const char *word);
+
+/* The command line as typed (argv joined, shell-quoted where needed);
+ * nkv_cli_dispatch records it, JSON results carry it in their meta. "" when
+ * nothing was recorded. */
+void nkv_cli_set_cmdline(int argc, char **argv);
+const char *nkv_cli_cmdline(void);
+
+/*
+ * Progress on stderr that only a terminal sees: nkv_cli_progress() rewrites
+ * one line with '\r' when stderr is a terminal and writes nothing otherwise
+ * (a log gets no '\r' noise); nkv_cli_progress_end() clears that line. A
+ * command that reports progress this way prints a one-line summary when it
+ * finishes, so a log sees the outcome.
+ */
+void nkv_cli_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void nkv_cli_progress_end(void);
+/* Whether nkv_cli_progress() draws anything (stderr is a terminal). */
+int nkv_cli_progress_on(void);
+
 /* `netkv --help`: every group with its subcommands, one line each. */
 void nkv_cli_print_table(FILE *f, const struct nkv_cli_cmd *table);
 /* `netkv GROUP --help`: the group's subcommands. */
@@ -72,7 +111,7 @@ int nkv_cli_streams(const char *cmd, const char *arg, uint32_t *out);
 /* --time-scale X: emulated compute times x X, X > 0. */
 int nkv_cli_time_scale(const char *cmd, const char *arg, double *out);
 /* An SLO in seconds, > 0 and finite; opt is the command's spelling
- * (--ttft-slo, --tbt-slo, --slo-ttft, --slo-tbt). */
+ * (--slo-ttft, --slo-tbt). */
 int nkv_cli_slo(const char *cmd, const char *opt, const char *arg, double *out);
 /* --model NAME|FILE.json: non-empty; the lookup stays with the caller. */
 int nkv_cli_model(const char *cmd, const char *arg, const char **out);
