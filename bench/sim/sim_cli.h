@@ -46,5 +46,7 @@ int nkv_sim_tune_cmd(int argc, char **argv);           /* experiments.c */
 int nkv_sim_validate_cmd(int argc, char **argv);       /* validate_cli.c */
 int nkv_cmd_trace_gen(int argc, char **argv);          /* trace_cli.c */
 int nkv_cmd_trace_stats(int argc, char **argv);        /* trace_cli.c */
+int nkv_cmd_trace_convert(int argc, char **argv);      /* trace_convert_cli.c */
+int nkv_cmd_trace_sort(int argc, char **argv);         /* trace_convert_cli.c */
 
 #endif
