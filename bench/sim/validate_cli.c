@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "nkv_models.h" /* NKV_GPU_DEFAULT */
 #include "nkv_util.h"
 #include "sim_cli.h"
 
@@ -328,7 +329,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		{ "help", 0, 0, 'h' },
 		{ 0, 0, 0, 0 } };
 	const char *replay = NULL, *topo_file = NULL, *trace_file = NULL, *model = "llama3-8b", *csv = NULL;
-	const char *plot_prefix = NULL, *run_file = NULL, *policy = NULL, *gpu = "h100";
+	const char *plot_prefix = NULL, *run_file = NULL, *policy = NULL, *gpu = NKV_GPU_DEFAULT;
 	bool model_set = false, scale_set = false, pcb_set = false, dcb_set = false, dkv_set = false;
 	bool burst_set = false, gpu_set = false;
 	double peak_gbps = 10;
