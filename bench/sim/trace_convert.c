@@ -531,7 +531,8 @@ int nkv_trace_convert(const char *in_path, const struct nkv_conv_opts *o, FILE *
 		return nkv_err(EINVAL, "rate %g not in (0, %g]", o->rate, NKV_CONV_MAX_RATE);
 	rc = o->from == NKV_CONV_SHAREGPT ? read_sharegpt(&c) : read_csv(&c);
 	if (!rc) {
-		qsort(c.r, c.n, sizeof(*c.r), cmp_rec);
+		if (c.n)
+			qsort(c.r, c.n, sizeof(*c.r), cmp_rec);
 		if (c.n && c.r[c.n - 1].ts_ms - c.r[0].ts_ms > MAX_TS_MS)
 			rc = nkv_err(EINVAL, "%s: spans more than 9e12 s", in_path);
 		else
