@@ -36,8 +36,8 @@ static const struct nkv_gpu_spec gpus[] = {
 	{ "h200", 989e12, 4.8e12, 141000000000ull,
 	  "NVIDIA H200 SXM datasheet: 989 TFLOP/s dense BF16 (1,979 sparse), 4.8 TB/s HBM3e, 141 GB" },
 	{ "b200", 2.25e15, 8e12, 180000000000ull,
-	  "NVIDIA DGX B200 datasheet per GPU (system / 8): 2.25 PFLOP/s dense BF16 (36 PFLOP/s sparse / 16), "
-	  "8 TB/s HBM3e (64 / 8), 180 GB (1,440 / 8)" },
+	  "NVIDIA HGX B200 / DGX B200 datasheets, per GPU: 2.25 PFLOP/s dense BF16 (4.5 sparse), 8 TB/s HBM3e, "
+	  "180 GB (DGX B200: 64 TB/s and 1,440 GB for 8 GPUs)" },
 };
 
 const struct nkv_model_spec *nkv_model_spec_at(size_t i)
