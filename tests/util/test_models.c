@@ -127,7 +127,7 @@ static void test_hf_forms(void **st)
 			 0);
 	assert_int_equal(m.kv_heads, 4);
 	assert_int_equal(m.head_dim, 64);
-	assert_string_equal(m.dtype, "fp32");
+	assert_string_equal(m.dtype, "fp16"); /* a float32 checkpoint serves in fp16 (vLLM's --dtype auto) */
 	assert_non_null(strstr(m.no_perf, "vocab_size")); /* no perf figures without them */
 	/* head_dim null: hidden / heads; "dtype" (newer transformers); multimodal text_config. */
 	assert_int_equal(load_doc("{\"model_type\":\"x\",\"dtype\":\"float16\",\"text_config\":{\"num_hidden_layers\":3,"

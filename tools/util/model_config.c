@@ -12,7 +12,7 @@
  *   num_key_value_heads (default num_attention_heads)       kv_heads
  *   head_dim, else hidden_size / num_attention_heads        head_dim
  *   kv_lora_rank + qk_rope_head_dim (MLA, e.g. DeepSeek-V3)  one latent head
- *   torch_dtype or dtype (default bfloat16)                 dtype
+ *   torch_dtype or dtype (default bfloat16; float32 -> fp16 as vLLM's --dtype auto)  dtype
  */
 #include "nkv_models.h"
 
@@ -45,10 +45,12 @@ static int get_u32(json_t *o, const char *key, bool required, uint32_t max, cons
 	return 0;
 }
 
+/* The KV cache's dtype as vLLM's default (--dtype auto) picks it: the
+ * config's bf16 or fp16, and fp16 for a float32 checkpoint. */
 static int hf_dtype(json_t *cfg, json_t *top, const char *path, char *out, size_t outlen)
 {
 	static const char *const map[][2] = { { "bfloat16", "bf16" }, { "float16", "fp16" }, { "half", "fp16" },
-					      { "float32", "fp32" },  { "float", "fp32" } };
+					      { "float32", "fp16" },  { "float", "fp16" } };
 	json_t *v = json_object_get(cfg, "torch_dtype");
 
 	if (!v || json_is_null(v))
