@@ -67,7 +67,8 @@ static void usage(FILE *f)
 		"\n"
 		"  --gpu N               CUDA device (default: the GPU nearest --device by hwloc, else 0)\n"
 		"  --device NIC          RDMA NIC the GPU should sit next to (and the verbs device)\n"
-		"  --model NAME          %s (default llama3-8b)\n"
+		"  --model M             a preset (%s; default llama3-8b)\n"
+		"                        or a Hugging Face config.json path\n"
 		"  --tokens N            context length of the request (default 32768)\n"
 		"  --block-tokens N      tokens per block (default 16)\n"
 		"  --layout K            layer | block (default layer: one piece per block, layer and K/V)\n"
@@ -507,7 +508,7 @@ int nkv_cmd_bench_gpu(int argc, char **argv)
 		fprintf(stderr, "netkv bench gpu: %s\n", nkv_last_error());
 		return 2;
 	}
-	if ((rc = nkv_model_preset(o.model, &l.model))) {
+	if ((rc = nkv_model_lookup(o.model, &l.model))) {
 		fprintf(stderr, "netkv bench gpu: %s\n", nkv_last_error());
 		return 2;
 	}

@@ -86,8 +86,10 @@ static void usage(FILE *f)
 		"  --verify              per-block xxhash64 checked by the receiver (paged mode)\n"
 		"  --json                JSON on stdout instead of the table\n"
 		"paged mode (server and client need the same flags):\n"
-		"  --model NAME          %s\n"
-		"  --model-json FILE     custom shape {\"layers\",\"kv_heads\",\"head_dim\",\"dtype\",\"mla\"}\n"
+		"  --model M             a preset (%s)\n"
+		"                        or a Hugging Face config.json path\n"
+		"  --model-json FILE     the same file forms: a config.json or netkv's shape\n"
+		"                        {\"layers\",\"kv_heads\",\"head_dim\",\"dtype\",\"mla\"}\n"
 		"  --dtype T             fp16, bf16, fp8, fp32 (default: the model's)\n"
 		"  --tokens N            context length of a request (default 32768)\n"
 		"  --block-tokens N      tokens per block (default 16)\n"
@@ -618,7 +620,7 @@ static int parse(int argc, char **argv, struct bopts *o)
 			o->json = true;
 			break;
 		case O_MODEL:
-			if ((rc = nkv_model_preset(optarg, &o->src.model)))
+			if ((rc = nkv_model_lookup(optarg, &o->src.model)))
 				return nkv_err_wrap(rc, "--model");
 			o->paged = true;
 			break;

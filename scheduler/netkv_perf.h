@@ -24,8 +24,9 @@
  *   decode  a = weight_bytes / (hbm_Bps * bw_eff) + 2 ms overhead
  *   decode  b = kv_bytes_per_token / (hbm_Bps * bw_eff)
  *   decode  c = 2 * params / (peak_flops * mfu_decode)
- * with H100 SXM: 989e12 dense bf16 FLOP/s, 3.35e12 B/s HBM3, 80 GiB;
- * mfu_prefill 0.4, mfu_decode 0.4, bw_eff 0.7, mem_util 0.9 (vLLM's
+ * with the GPU preset's datasheet figures (tools/util/models.c, source named
+ * beside each; a100, h100 (the default: 989e12 dense bf16 FLOP/s, 3.35e12
+ * B/s HBM3, 80 GiB), h200, b200); mfu_prefill 0.4, mfu_decode 0.4, bw_eff 0.7, mem_util 0.9 (vLLM's
  * default gpu_memory_utilization). An instance of llama3-70b is a TP-4
  * group (its weights do not fit one GPU); its figures are for the group.
  * Sanity check against public numbers: llama3-8b prefill of 8k tokens comes
@@ -57,11 +58,16 @@ struct nkv_perf {
 	const char *source;        /* one line: where the constants come from */
 };
 
-/* Presets: model "llama3-8b", "llama3-70b", "qwen2.5-7b"; gpu "h100".
- * -ENOENT with the known names in the error string otherwise. */
+/* model: a preset ("llama3-8b", "llama3-70b", "qwen2.5-7b") or a path to a
+ * dense model's Hugging Face config.json (parameters estimated from its
+ * shapes; tensor-parallel width = the smallest power of two whose GPUs hold
+ * the weights in half their HBM). gpu: "a100", "h100", "h200", "b200"; NULL
+ * = "h100". -ENOENT with the known names in the error string otherwise,
+ * -EINVAL for a bad config file. */
 int nkv_perf_preset(const char *model, const char *gpu, struct nkv_perf *out);
-/* Comma-separated preset names, for --help. */
+/* Comma-separated preset names (models, GPUs), for --help. */
 const char *nkv_perf_models(void);
+const char *nkv_perf_gpus(void);
 
 /* One request prefilled alone: a + b*l + c*l^2 (l = uncached tokens). */
 double nkv_perf_prefill_s(const struct nkv_perf *p, uint64_t uncached_tokens);

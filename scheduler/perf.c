@@ -25,39 +25,59 @@ const char *nkv_perf_models(void)
 	return nkv_model_names(",", true);
 }
 
+const char *nkv_perf_gpus(void)
+{
+	return nkv_gpu_names(",");
+}
+
+/* A config.json fixes no tensor-parallel width: the smallest power of two
+ * whose GPUs hold the weights in half their HBM (so KV gets the rest), the
+ * rule the presets follow (llama3-8b: 1, llama3-70b: 4 on an H100). */
+static uint32_t pick_tp(double weight_bytes, uint64_t hbm_bytes)
+{
+	uint32_t tp = 1;
+
+	while (tp < 64 && weight_bytes > 0.5 * (double)hbm_bytes * tp)
+		tp *= 2;
+	return tp;
+}
+
 int nkv_perf_preset(const char *model, const char *gpu, struct nkv_perf *out)
 {
-	const struct nkv_model_spec *m = nkv_model_spec(model);
-	const struct nkv_gpu_spec *g = nkv_gpu_spec(gpu);
-	double flops, bw;
+	const struct nkv_gpu_spec *g = nkv_gpu_spec(gpu ? gpu : NKV_GPU_DEFAULT);
+	struct nkv_model_desc m;
+	double flops, bw, dtype_bytes;
 	uint64_t kv_bytes_per_token;
+	int rc;
 
-	if (!m || !m->params)
-		return nkv_err(ENOENT, "unknown model preset '%s' (known: %s)", model ? model : "(null)",
-			       nkv_perf_models());
+	if ((rc = nkv_model_find(model, &m)))
+		return rc;
+	if (!m.params)
+		return nkv_err(ENOENT, "no perf model for '%s': %s", model, m.no_perf);
 	if (!g)
-		return nkv_err(ENOENT, "unknown GPU preset '%s' (known: h100)", gpu ? gpu : "(null)");
+		return nkv_err(ENOENT, "unknown GPU preset '%s' (known: %s)", gpu, nkv_perf_gpus());
 
-	kv_bytes_per_token = 2ull * m->layers * m->kv_heads * m->head_dim * 2; /* fp16 K and V */
+	dtype_bytes = !strcmp(m.dtype, "fp32") ? 4 : !strcmp(m.dtype, "fp8") ? 1 : 2;
+	kv_bytes_per_token = (uint64_t)m.layers * (m.mla ? 1 : 2) * m.kv_heads * m.head_dim * (uint64_t)dtype_bytes;
 	memset(out, 0, sizeof(*out));
-	snprintf(out->model, sizeof(out->model), "%s", m->name);
+	snprintf(out->model, sizeof(out->model), "%s", m.name);
 	snprintf(out->gpu, sizeof(out->gpu), "%s", g->name);
-	out->gpus = m->tp_gpus;
-	flops = g->flops * m->tp_gpus;
-	bw = g->hbm_Bps * m->tp_gpus * BW_EFF;
-	out->weight_bytes = (uint64_t)(2.0 * m->params); /* bf16 */
-	out->hbm_bytes = g->hbm_bytes * m->tp_gpus;
+	out->weight_bytes = (uint64_t)(dtype_bytes * m.params);
+	out->gpus = m.tp_gpus ? m.tp_gpus : pick_tp((double)out->weight_bytes, g->hbm_bytes);
+	flops = g->flops * out->gpus;
+	bw = g->hbm_Bps * out->gpus * BW_EFF;
+	out->hbm_bytes = g->hbm_bytes * out->gpus;
 	out->mem_util = MEM_UTIL;
 	out->kv_bytes_per_token = kv_bytes_per_token;
 	out->max_batch = 256; /* vLLM's default max_num_seqs */
 	out->prefill_a = PREFILL_OVERHEAD_S;
-	out->prefill_b = 2.0 * m->params / (flops * MFU_PREFILL);
-	out->prefill_c = 2.0 * m->layers * m->hidden / (flops * MFU_PREFILL);
+	out->prefill_b = 2.0 * m.params / (flops * MFU_PREFILL);
+	out->prefill_c = 2.0 * m.layers * m.hidden / (flops * MFU_PREFILL);
 	out->decode_a = (double)out->weight_bytes / bw + DECODE_OVERHEAD_S;
 	out->decode_b = (double)kv_bytes_per_token / bw;
-	out->decode_c = 2.0 * m->params / (flops * MFU_DECODE);
-	out->source = "roofline from model shape and H100 SXM datasheet (MFU 0.4, HBM efficiency 0.7), "
-		      "not fitted; see netkv_perf.h";
+	out->decode_c = 2.0 * m.params / (flops * MFU_DECODE);
+	out->source = "roofline from model shape and the GPU preset's datasheet figures (tools/util/models.c; "
+		      "MFU 0.4, HBM efficiency 0.7), not fitted; see netkv_perf.h";
 	return 0;
 }
 

@@ -93,7 +93,7 @@ static int parse_line(struct reader *r, const char *s, size_t len, uint64_t line
 		goto out;
 	}
 	if (r->t->n && ts < r->last_ts) {
-		snprintf(why, whylen, "timestamp %llu goes back (previous request at %llu)",
+		snprintf(why, whylen, "timestamp %llu goes back (previous request at %llu; `netkv trace sort` orders a file)",
 			 (unsigned long long)ts, (unsigned long long)r->last_ts);
 		goto out;
 	}

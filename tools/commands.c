@@ -48,6 +48,8 @@ static const struct nkv_cli_cmd sim[] = {
 static const struct nkv_cli_cmd trace[] = {
 	{ "gen", nkv_cmd_trace_gen, "write a synthetic Mooncake-style trace", NULL },
 	{ "stats", nkv_cmd_trace_stats, "a trace's request rate, token percentiles and prefix reuse", NULL },
+	{ "convert", nkv_cmd_trace_convert, "Azure, BurstGPT or ShareGPT (vLLM benchmark) trace -> Mooncake JSONL", NULL },
+	{ "sort", nkv_cmd_trace_sort, "a Mooncake JSONL trace in timestamp order (stable)", NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -69,7 +71,7 @@ const struct nkv_cli_cmd nkv_commands[] = {
 	{ "fabric", NULL, "emulated fabric on this box", fabric },
 	/* simulator */
 	{ "sim", NULL, "simulate a trace on a cluster", sim },
-	{ "trace", NULL, "synthetic Mooncake traces and trace figures", trace },
+	{ "trace", NULL, "Mooncake traces: synthetic, converted from other formats, sorted, their figures", trace },
 	/* end-to-end testbed */
 	{ "scheduler", nkv_cmd_scheduler, "testbed scheduler daemon: agents register, clients submit", scheduler },
 	{ "agent", nkv_cmd_agent, "testbed prefill or decode agent (KV pool, transfer engine, emulated compute)", NULL },

@@ -1,5 +1,6 @@
 /*
- * KV-cache shapes: model presets, custom shapes from JSON, and the byte
+ * KV-cache shapes: model presets, shapes from a file (a Hugging Face
+ * config.json or netkv's shape JSON, read in tools/util), and the byte
  * offsets of paged blocks in the two layouts inference engines use.
  */
 #include "netkv_transfer.h"
@@ -7,7 +8,6 @@
 #include "nkv_util.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH64_state_t on the stack */
@@ -87,68 +87,41 @@ int nkv_model_check(const struct nkv_model *m)
 	return 0;
 }
 
-static int json_u32(json_t *root, const char *key, const char *path, uint32_t *out)
+static int from_desc(const struct nkv_model_desc *d, struct nkv_model *out)
 {
-	json_t *v = json_object_get(root, key);
+	struct nkv_model m = { 0 };
+	int rc;
 
-	if (!v)
-		return nkv_err(EINVAL, "%s: missing \"%s\"", path, key);
-	if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > UINT32_MAX)
-		return nkv_err(EINVAL, "%s: \"%s\" must be a positive integer", path, key);
-	*out = (uint32_t)json_integer_value(v);
+	snprintf(m.name, sizeof(m.name), "%s", d->name);
+	m.layers = d->layers;
+	m.kv_heads = d->kv_heads;
+	m.head_dim = d->head_dim;
+	m.mla = d->mla;
+	if ((rc = nkv_dtype_parse(d->dtype, &m.dtype)) || (rc = nkv_model_check(&m)))
+		return rc;
+	*out = m;
 	return 0;
 }
 
+/* A file in either form (tools/util/model_config.c reads both). */
 int nkv_model_load_json(const char *path, struct nkv_model *out)
 {
-	json_error_t jerr;
-	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-	struct nkv_model m = { .dtype = NKV_FP16 };
-	json_t *v;
-	int rc;
+	struct nkv_model_desc d;
+	int rc = nkv_model_config_load(path, &d);
 
-	if (!root)
-		return nkv_err(EINVAL, "%s:%d: %s", path, jerr.line, jerr.text);
-	if (!json_is_object(root)) {
-		rc = nkv_err(EINVAL, "%s: expected a JSON object", path);
-		goto out;
-	}
-	v = json_object_get(root, "name");
-	if (v && (!json_is_string(v) || json_string_length(v) >= sizeof(m.name))) {
-		rc = nkv_err(EINVAL, "%s: \"name\" must be a string under %zu characters", path, sizeof(m.name));
-		goto out;
-	}
-	snprintf(m.name, sizeof(m.name), "%s", v ? json_string_value(v) : "custom");
-	if ((rc = json_u32(root, "layers", path, &m.layers)) || (rc = json_u32(root, "kv_heads", path, &m.kv_heads)) ||
-	    (rc = json_u32(root, "head_dim", path, &m.head_dim)))
-		goto out;
-	v = json_object_get(root, "dtype");
-	if (v) {
-		if (!json_is_string(v)) {
-			rc = nkv_err(EINVAL, "%s: \"dtype\" must be a string", path);
-			goto out;
-		}
-		if ((rc = nkv_dtype_parse(json_string_value(v), &m.dtype))) {
-			nkv_err_wrap(rc, "%s", path);
-			goto out;
-		}
-	}
-	v = json_object_get(root, "mla");
-	if (v) {
-		if (!json_is_boolean(v)) {
-			rc = nkv_err(EINVAL, "%s: \"mla\" must be true or false", path);
-			goto out;
-		}
-		m.mla = json_is_true(v);
-	}
-	if ((rc = nkv_model_check(&m))) {
+	if (!rc && (rc = from_desc(&d, out)))
 		nkv_err_wrap(rc, "%s", path);
-		goto out;
-	}
-	*out = m;
-out:
-	json_decref(root);
 	return rc;
+}
+
+int nkv_model_lookup(const char *name_or_path, struct nkv_model *out)
+{
+	struct nkv_model_desc d;
+	int rc = nkv_model_find(name_or_path, &d);
+
+	if (!rc && (rc = from_desc(&d, out)))
+		nkv_err_wrap(rc, "%s", name_or_path);
+	return rc == -ENOENT ? -EINVAL : rc;
 }
 
 int nkv_layout_parse_kind(const char *s, enum nkv_layout_kind *out)

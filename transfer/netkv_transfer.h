@@ -49,9 +49,15 @@ struct nkv_model {
 int nkv_model_preset(const char *name, struct nkv_model *out);
 /* Comma-separated preset names, for --help texts. */
 const char *nkv_model_preset_names(void);
-/* Custom shape from a JSON file {"name","layers","kv_heads","head_dim","dtype","mla"}
- * (dtype and mla optional: fp16, false). */
+/* A shape from a JSON file: a Hugging Face config.json (num_hidden_layers,
+ * num_key_value_heads, head_dim or hidden_size/num_attention_heads,
+ * torch_dtype; MLA through kv_lora_rank + qk_rope_head_dim), or netkv's
+ * {"name","layers","kv_heads","head_dim","dtype","mla"} (dtype and mla
+ * optional: fp16, false). -EINVAL naming the file and key otherwise. */
 int nkv_model_load_json(const char *path, struct nkv_model *out);
+/* What every --model takes: a preset name, else a path to either file
+ * form above. -EINVAL (unknown name, bad file) with the detail. */
+int nkv_model_lookup(const char *name_or_path, struct nkv_model *out);
 /* Parse "fp16", "bf16", "fp8", "fp32". */
 int nkv_dtype_parse(const char *s, enum nkv_dtype *out);
 const char *nkv_dtype_name(enum nkv_dtype d);

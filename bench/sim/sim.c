@@ -26,6 +26,7 @@
 
 #include "netkv_sim.h"
 #include "nkv_cli.h"
+#include "nkv_models.h" /* NKV_GPU_DEFAULT */
 #include "nkv_util.h"
 #include "sim_internal.h"
 
@@ -108,7 +109,7 @@ struct sim {
 void nkv_sim_defaults(struct nkv_sim_config *c)
 {
 	memset(c, 0, sizeof(*c));
-	nkv_perf_preset("llama3-8b", "h100", &c->perf);
+	nkv_perf_preset("llama3-8b", NKV_GPU_DEFAULT, &c->perf);
 	nkv_sched_defaults(&c->sched);
 	c->sched.prefill_policy = NKV_PREFILL_CACHE;
 	c->layout = NKV_LAYOUT_HOST_SPLIT;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nkv_models.h"
 #include "nkv_traces.h"
 #include "nkv_cli.h"
 #include "nkv_json_out.h"
@@ -15,7 +16,7 @@
 #include "sim_cli.h"
 
 enum {
-	O_TOPO = 1000, O_GPUS, O_OVL, O_OVS, O_NIC, O_TRACE, O_PROFILE, O_REQS, O_RATE, O_MODEL, O_POLICY,
+	O_TOPO = 1000, O_GPUS, O_OVL, O_OVS, O_NIC, O_TRACE, O_PROFILE, O_REQS, O_RATE, O_MODEL, O_GPU, O_POLICY,
 	O_SLO_TTFT, O_SLO_TBT, O_SEED, O_SCALE, O_REFRESH, O_LAYOUT, O_BG, O_LIMIT, O_WC, O_WL, O_NOPROBE,
 	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP,
 };
@@ -37,6 +38,7 @@ const struct option nkv_sim_common_opts[] = {
 	{ "prefill-policy", required_argument, 0, O_PPOL }, { "bg-period", required_argument, 0, O_BGP },
 	/* hidden alias for one release (--help and "did you mean" show the entry above) */
 	{ "gen-rate", required_argument, 0, O_RATE },
+	{ "gpu-model", required_argument, 0, O_GPU },
 };
 
 _Static_assert(sizeof(nkv_sim_common_opts) / sizeof(nkv_sim_common_opts[0]) == NKV_SIM_COMMON_NOPTS,
@@ -54,7 +56,10 @@ void nkv__sim_opts_help(FILE *f)
 		"  --layout split|alt     split: each host half prefill, half decode (default); alt: whole hosts alternate\n"
 		"  --bg TIER:N            N background flows on TIER (host|leaf|pod|core), repeatable\n"
 		"  --bg-period S          move the background flows to new random pairs every S s (default static)\n"
-		"  --model NAME           perf + KV preset (%s), default llama3-8b\n"
+		"  --model M              perf + KV model: a preset (%s), default llama3-8b,\n"
+		"                         or a dense model's Hugging Face config.json;\n"
+		"                         MoE and MLA configs have a KV shape but no perf model here\n"
+		"  --gpu-model G          GPU preset for the perf model (%s), default " NKV_GPU_DEFAULT "\n"
 		"workload:\n"
 		"  --trace FILE           Mooncake JSONL; default $NKV_SHARED/traces/mooncake/conversation_trace.jsonl,\n"
 		"                         else the ../shared beside the source tree the build came from\n"
@@ -72,7 +77,7 @@ void nkv__sim_opts_help(FILE *f)
 		"SLO and output:\n"
 		"  --slo-ttft S           default 2 s;  --slo-tbt S  mean TBT per request, default 0.1 s\n"
 		"  --csv FILE             per-request records ('-' = stdout);  --json  summary as JSON\n",
-		nkv_perf_models());
+		nkv_perf_models(), nkv_perf_gpus());
 }
 
 void nkv__sim_opts_init(struct sim_opts *o)
@@ -84,6 +89,7 @@ void nkv__sim_opts_init(struct sim_opts *o)
 	o->ft.oversub_spine = 4;
 	nkv_tracegen_defaults(&o->gen);
 	o->model = "llama3-8b";
+	o->gpu = NKV_GPU_DEFAULT;
 	o->cfg.sched.policy = "netkv";
 	o->cfg.sched.prefill_policy = NKV_PREFILL_CACHE;
 }
@@ -177,6 +183,7 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 		}
 		return 1;
 	case O_MODEL: o->model = arg; return 1;
+	case O_GPU: o->gpu = arg; return 1;
 	case O_POLICY:
 		if (!nkv_policy_find(arg)) {
 			fprintf(stderr, "netkv %s: --policy '%s': unknown (rr random load cache cla cla* netkv-topo "
@@ -244,9 +251,9 @@ int nkv__sim_opts_finish(struct sim_opts *o, const char *cmd)
 	int ret;
 	char buf[1024];
 
-	if ((ret = nkv_perf_preset(o->model, "h100", &o->cfg.perf))) {
-		fprintf(stderr, "netkv %s: --model: %s\n", cmd, nkv_last_error());
-		return ret;
+	if ((ret = nkv_perf_preset(o->model, o->gpu, &o->cfg.perf))) {
+		fprintf(stderr, "netkv %s: --model/--gpu-model: %s\n", cmd, nkv_last_error());
+		return 2; /* a usage error (it was -errno, which exited 254) */
 	}
 	if (o->topo_file)
 		ret = nkv_topo_load(o->topo_file, &o->topo);
@@ -324,12 +331,13 @@ int nkv_cmd_sim_run(int argc, char **argv)
 	if (o.json) {
 		json_t *j = nkv_sim_summary_json(&res->sum);
 		json_object_set_new(j, "policy", json_string(o.cfg.sched.policy));
-		json_object_set_new(j, "model", json_string(o.model));
+		json_object_set_new(j, "model", json_string(o.cfg.perf.model));
+		json_object_set_new(j, "gpu", json_string(o.cfg.perf.gpu));
 		json_object_set_new(j, "topology", json_string(nkv_topo_name(o.topo)));
 		nkv_json_print(stdout, j);
 	} else {
 		char label[128];
-		snprintf(label, sizeof(label), "%s on %s (%s)", o.cfg.sched.policy, nkv_topo_name(o.topo), o.model);
+		snprintf(label, sizeof(label), "%s on %s (%s)", o.cfg.sched.policy, nkv_topo_name(o.topo), o.cfg.perf.model);
 		nkv_sim_print_summary(stdout, label, &res->sum);
 	}
 	ret = 0;

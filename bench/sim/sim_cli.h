@@ -15,7 +15,8 @@ struct sim_opts {
 	const char *trace_file;      /* NULL: generate from gen */
 	bool gen_set;
 	struct nkv_tracegen_params gen;
-	const char *model;
+	const char *model;          /* preset or config.json path */
+	const char *gpu;            /* --gpu-model preset */
 	const char *out_dir;
 	const char *csv;
 	bool json;
@@ -45,5 +46,7 @@ int nkv_sim_tune_cmd(int argc, char **argv);           /* experiments.c */
 int nkv_sim_validate_cmd(int argc, char **argv);       /* validate_cli.c */
 int nkv_cmd_trace_gen(int argc, char **argv);          /* trace_cli.c */
 int nkv_cmd_trace_stats(int argc, char **argv);        /* trace_cli.c */
+int nkv_cmd_trace_convert(int argc, char **argv);      /* trace_convert_cli.c */
+int nkv_cmd_trace_sort(int argc, char **argv);         /* trace_convert_cli.c */
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "nkv_cli.h"
 #include "nkv_json_out.h"
+#include "nkv_models.h" /* NKV_GPU_DEFAULT */
 #include "nkv_util.h"
 #include "sim_cli.h"
 
@@ -73,7 +74,9 @@ static void usage(FILE *f)
 		"                        of those the model puts above 2 x floor)\n"
 		"  --trace FILE          the trace the run replayed, for prefix caching (default: trace.jsonl\n"
 		"                        beside the CSV if there is one; 'none' = no prefix caching)\n"
-		"  --perf M              perf preset the agents used (their --perf; default llama3-8b): %s\n"
+		"  --perf M              perf model the agents used (their --perf; default llama3-8b): a preset\n"
+		"                        (%s) or a config.json\n"
+		"  --gpu-model G         its GPU preset (%s; default h100, or the run's)\n"
 		"  --time-scale X        the agents' --time-scale (compute times x X; default 1, demo: 0.1)\n"
 		"  --prefill-batch-tokens N  prefill batch budget (default 1: the agent computes one\n"
 		"                        request at a time)\n"
@@ -86,7 +89,7 @@ static void usage(FILE *f)
 		"  --plot PREFIX         PREFIX-transfer.png, PREFIX-ttft.png, PREFIX-handoff.png: log-log\n"
 		"                        scatter with y = x (gnuplot)\n"
 		"Exit 0 when it ran (whatever the errors), 1 on failure, 2 on a usage error.\n",
-		nkv_perf_models());
+		nkv_perf_models(), nkv_perf_gpus());
 }
 
 /* Rewrite the capacities so a tier's path bottleneck is its rate:
@@ -311,14 +314,14 @@ static int write_pairs(const struct nkv_validation *v, const char *path)
 	return fclose(f) ? nkv_err(EIO, "%s: write failed", path) : 0;
 }
 
-enum { V_REPLAY = 1, V_TOPO, V_TIERS, V_FLOWS, V_TRACE, V_MODEL, V_SCALE, V_PBT, V_PCB, V_DCB, V_DKV, V_REFRESH,
+enum { V_REPLAY = 1, V_TOPO, V_TIERS, V_FLOWS, V_TRACE, V_MODEL, V_GPU, V_SCALE, V_PBT, V_PCB, V_DCB, V_DKV, V_REFRESH,
        V_NOPROBE, V_JSON, V_CSV, V_PLOT, V_SETUP, V_RUN, V_POLICY, V_FLOOR, V_FIT, V_BURST, V_BURST_MIN, V_PEAK };
 
 int nkv_sim_validate_cmd(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "replay", 1, 0, V_REPLAY }, { "topo", 1, 0, V_TOPO }, { "tier-gbps", 1, 0, V_TIERS },
-		{ "flows", 1, 0, V_FLOWS }, { "trace", 1, 0, V_TRACE }, { "perf", 1, 0, V_MODEL },
+		{ "flows", 1, 0, V_FLOWS }, { "trace", 1, 0, V_TRACE }, { "perf", 1, 0, V_MODEL }, { "gpu-model", 1, 0, V_GPU },
 		{ "time-scale", 1, 0, V_SCALE }, { "prefill-batch-tokens", 1, 0, V_PBT },
 		{ "prefill-cache-blocks", 1, 0, V_PCB }, { "decode-cache-blocks", 1, 0, V_DCB },
 		{ "decode-kv-tokens", 1, 0, V_DKV }, { "refresh", 1, 0, V_REFRESH }, { "no-probes", 0, 0, V_NOPROBE },
@@ -329,9 +332,9 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		{ "model", 1, 0, V_MODEL }, /* hidden alias for one release: the agents' --perf */
 		{ 0, 0, 0, 0 } };
 	const char *replay = NULL, *topo_file = NULL, *trace_file = NULL, *model = "llama3-8b", *csv = NULL;
-	const char *plot_prefix = NULL, *run_file = NULL, *policy = NULL, *gpu = "h100";
+	const char *plot_prefix = NULL, *run_file = NULL, *policy = NULL, *gpu = NKV_GPU_DEFAULT;
 	bool model_set = false, scale_set = false, pcb_set = false, dcb_set = false, dkv_set = false;
-	bool burst_set = false;
+	bool burst_set = false, gpu_set = false;
 	char model_opt[16] = "perf model"; /* the spelling given, for the message */
 	double peak_gbps = 10;
 	struct nkv_run_desc rd;
@@ -363,6 +366,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 			model = optarg, model_set = true;
 			snprintf(model_opt, sizeof(model_opt), "%s", nkv_cli_opt_typed());
 			break;
+		case V_GPU: gpu = optarg, gpu_set = true; break;
 		case V_RUN: run_file = optarg; break;
 		case V_POLICY: policy = optarg; break;
 		case V_CSV: csv = optarg; break;
@@ -480,7 +484,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		if (!trace_file && rd.trace[0])
 			trace_file = rd.trace;
 		if (!model_set && rd.model[0])
-			model = rd.model, gpu = rd.gpu[0] ? rd.gpu : gpu;
+			model = rd.model, gpu = rd.gpu[0] && !gpu_set ? rd.gpu : gpu;
 		if (!scale_set && rd.time_scale > 0)
 			scale = rd.time_scale;
 		if (!flows_set && !tiers && rd.shared >= 0)
@@ -504,7 +508,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 	if (!flows_set)
 		paced = tiers;
 	if (nkv_perf_preset(model, gpu, &cfg.perf)) {
-		fprintf(stderr, "netkv sim validate: %s: %s\n", model_opt, nkv_last_error());
+		fprintf(stderr, "netkv sim validate: %s%s: %s\n", model_opt, gpu_set ? "/--gpu-model" : "", nkv_last_error());
 		return 2;
 	}
 	/* The agents multiply every compute time by their --time-scale. */

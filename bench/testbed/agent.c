@@ -861,8 +861,9 @@ static void usage(FILE *f)
 		"  --token T          shared token (default $NKV_TOKEN)\n"
 		"  --data ADDR        decode: data listen address (default 127.0.0.1:0)\n"
 		"  --src IP           prefill: local address pushes leave from (a host's NIC; default: route's choice)\n"
-		"  --model M          KV shape: preset (%s) or a JSON file (default llama3-8b)\n"
-		"  --perf M           perf model preset for compute times (default llama3-8b)\n"
+		"  --model M          KV shape: a preset (%s) or a Hugging Face config.json (default llama3-8b)\n"
+		"  --perf M           perf model for compute times: a preset or a config.json (default llama3-8b)\n"
+		"  --gpu-model G      GPU preset of the perf model: a100 h100 h200 b200 (default h100)\n"
 		"  --blocks N         pool blocks of 512 tokens (default 64)\n"
 		"  --time-scale X     multiply emulated compute times by X (default 1)\n"
 		"  --tier-gbps A,B,C,D prefill: pace transfers per tier (Gb/s, 0 = unpaced; default off)\n"
@@ -891,7 +892,7 @@ static int parse_tiers(const char *s, double out[4])
 int nkv_cmd_agent(int argc, char **argv)
 {
 	const char *role_s = NULL, *sched = NULL, *token = getenv("NKV_TOKEN"), *name = NULL;
-	const char *data = "127.0.0.1:0", *model = "llama3-8b", *perf_model = "llama3-8b", *src = NULL;
+	const char *data = "127.0.0.1:0", *model = "llama3-8b", *perf_model = "llama3-8b", *src = NULL, *gpu = NULL;
 	uint32_t blocks = 64;
 	struct agent *a = calloc(1, sizeof(*a));
 	if (!a) {
@@ -903,7 +904,7 @@ int nkv_cmd_agent(int argc, char **argv)
 		{ "role", 1, 0, 'r' }, { "scheduler", 1, 0, 's' }, { "token", 1, 0, 't' }, { "name", 1, 0, 'n' },
 		{ "data", 1, 0, 'd' }, { "model", 1, 0, 'm' }, { "perf", 1, 0, 'p' }, { "blocks", 1, 0, 'b' },
 		{ "time-scale", 1, 0, 'S' }, { "tier-gbps", 1, 0, 'T' }, { "verify", 0, 0, 'v' },
-		{ "src", 1, 0, 'i' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+		{ "src", 1, 0, 'i' }, { "gpu-model", 1, 0, 'g' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	int c;
 	optind = 1;
 	while ((c = nkv_cli_getopt(argc, argv, "h", opts, NULL)) != -1) {
@@ -916,6 +917,7 @@ int nkv_cmd_agent(int argc, char **argv)
 		case 'i': src = optarg; break;
 		case 'm': model = optarg; break;
 		case 'p': perf_model = optarg; break;
+		case 'g': gpu = optarg; break;
 		case 'v': a->verify = true; break;
 		case 'b':
 			if (nkv_cli_u32("agent", "--blocks", optarg, 1, 1u << 20, &blocks)) {
@@ -951,9 +953,9 @@ int nkv_cmd_agent(int argc, char **argv)
 	a->role = role;
 	snprintf(a->name, sizeof(a->name), "%s", name);
 	struct nkv_model km;
-	int rc = strstr(model, ".json") ? nkv_model_load_json(model, &km) : nkv_model_preset(model, &km);
+	int rc = nkv_model_lookup(model, &km);
 	if (!rc)
-		rc = nkv_perf_preset(perf_model, "h100", &a->perf);
+		rc = nkv_perf_preset(perf_model, gpu, &a->perf);
 	if (rc) {
 		fprintf(stderr, "netkv agent: %s\n", nkv_last_error());
 		free(a);

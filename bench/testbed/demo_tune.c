@@ -19,6 +19,7 @@
 #include <math.h>
 
 #include "netkv_perf.h"
+#include "nkv_models.h" /* NKV_GPU_DEFAULT */
 #include "netkv_sched.h"
 #include "netkv_sim.h"
 #include "netkv_topo.h"
@@ -59,7 +60,7 @@ int nkv__demo_tune_cla(const struct demo_tune *t, struct demo_tune_result *out)
 		goto out;
 	nkv_sim_defaults(&x.cfg);
 	x.cfg.topo = topo;
-	if ((rc = nkv_perf_preset("llama3-8b", "h100", &x.cfg.perf)))
+	if ((rc = nkv_perf_preset("llama3-8b", NKV_GPU_DEFAULT, &x.cfg.perf)))
 		goto out;
 	struct nkv_perf *pf = &x.cfg.perf;
 	pf->prefill_a *= t->time_scale, pf->prefill_b *= t->time_scale, pf->prefill_c *= t->time_scale;

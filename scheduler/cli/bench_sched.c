@@ -33,7 +33,7 @@ struct opts {
 	const char *policies[MAX_POLICIES];
 	int npolicies;
 	const char *trace;
-	const char *model;
+	const char *model, *gpu;   /* gpu NULL: the default (h100) */
 	uint32_t decisions, warm, rounds;
 	uint64_t seed;
 	bool json;
@@ -61,11 +61,13 @@ static void usage(FILE *f)
 		"  --rounds N         rounds over the same decisions (same state), default 3; the min-of-rounds\n"
 		"                     columns take each decision's fastest round, which filters out interrupts\n"
 		"                     and preemption on a shared box (the plain columns keep every sample)\n"
-		"  --model NAME       perf/KV preset (%s), default llama3-8b\n"
+		"  --model M          perf/KV model: a preset (%s), default llama3-8b,\n"
+		"                     or a dense model's Hugging Face config.json\n"
+		"  --gpu-model G      GPU preset for the perf model (%s), default h100\n"
 		"  --seed N           default 1\n"
 		"  --json             one JSON document on stdout\n"
 		"  -h, --help\n",
-		nkv_perf_models());
+		nkv_perf_models(), nkv_perf_gpus());
 }
 
 static int parse_sizes(const char *s, struct opts *o)
@@ -313,6 +315,7 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 		{ "decisions", required_argument, NULL, 'n' }, { "model", required_argument, NULL, 'm' },
 		{ "seed", required_argument, NULL, 'S' },    { "json", no_argument, NULL, 'j' },
 		{ "rounds", required_argument, NULL, 'r' },
+		{ "gpu-model", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "policy", required_argument, NULL, 'p' }, /* hidden alias for one release */
 		{ NULL, 0, NULL, 0 },
@@ -342,6 +345,7 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 				ret = nkv_err(EINVAL, "%u: need 1000 .. 10000000", o.decisions);
 			break;
 		case 'm': o.model = optarg; break;
+		case 'g': o.gpu = optarg; break;
 		case 'r':
 			ret = nkv_parse_u32(optarg, &o.rounds);
 			if (!ret && (o.rounds < 1 || o.rounds > 100))
@@ -362,7 +366,7 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (nkv_perf_preset(o.model, "h100", &perf)) {
+	if (nkv_perf_preset(o.model, o.gpu, &perf)) {
 		fprintf(stderr, "netkv bench sched: %s\n", nkv_last_error());
 		return 2;
 	}
@@ -405,7 +409,8 @@ int nkv_cmd_bench_sched(int argc, char **argv)
 		json_t *root = json_object(), *arr = json_array();
 
 		json_object_set_new(root, "trace", json_string(o.trace));
-		json_object_set_new(root, "model", json_string(o.model));
+		json_object_set_new(root, "model", json_string(perf.model));
+		json_object_set_new(root, "gpu", json_string(perf.gpu));
 		json_object_set_new(root, "warm_requests", json_integer(o.warm));
 		json_object_set_new(root, "decisions", json_integer(o.decisions));
 		json_object_set_new(root, "rounds", json_integer(o.rounds));

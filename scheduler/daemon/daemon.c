@@ -866,7 +866,8 @@ static void usage(FILE *f)
 		"  --decode NAMES     ... decode agents\n"
 		"  --policy P         rr random load cache cla cla* netkv-topo netkv-static netkv (default netkv)\n"
 		"  --token T          shared token agents and clients must present (default $NKV_TOKEN)\n"
-		"  --perf MODEL       perf model preset for the decode-wait estimate (default llama3-8b)\n"
+		"  --perf MODEL       perf model for the decode-wait estimate: a preset or a config.json (default llama3-8b)\n"
+		"  --gpu-model G      GPU preset of that perf model: a100 h100 h200 b200 (default h100)\n"
 		"  --time-scale X     the agents' time compression (default 1)\n"
 		"  --w-cache X --w-load X   cla* weights >= 0 (default 1, 1; `netkv sim tune` finds good ones)\n"
 		"  --metrics ADDR     Prometheus text endpoint (HTTP), off by default\n"
@@ -931,13 +932,13 @@ int nkv_cmd_scheduler_status(int argc, char **argv) { return cmd_status(argc, ar
 int nkv_cmd_scheduler(int argc, char **argv)
 {
 	const char *listen_addr = "127.0.0.1:7400", *topo = NULL, *policy = "netkv", *token = getenv("NKV_TOKEN");
-	const char *prefill = NULL, *decode = NULL, *perf_model = "llama3-8b", *metrics = NULL;
+	const char *prefill = NULL, *decode = NULL, *perf_model = "llama3-8b", *metrics = NULL, *gpu = NULL;
 	double scale = 1, w_cache = 1, w_load = 1, refresh = 1;
 	static const struct option opts[] = {
 		{ "listen", 1, 0, 'l' }, { "topo", 1, 0, 'T' }, { "policy", 1, 0, 'p' }, { "token", 1, 0, 't' },
 		{ "prefill", 1, 0, 'P' }, { "decode", 1, 0, 'D' }, { "perf", 1, 0, 'm' }, { "time-scale", 1, 0, 's' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'L' }, { "metrics", 1, 0, 'M' }, { "refresh", 1, 0, 'r' },
-		{ "no-probes", 0, 0, 'N' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+		{ "no-probes", 0, 0, 'N' }, { "gpu-model", 1, 0, 'g' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	int c;
 	bool probes = true;
 	optind = 1;
@@ -952,6 +953,7 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		case 'P': prefill = optarg; break;
 		case 'D': decode = optarg; break;
 		case 'm': perf_model = optarg; break;
+		case 'g': gpu = optarg; break;
 		case 'M': metrics = optarg; break;
 		case 's': dp = &scale; break;
 		case 'c': dp = &w_cache; break;
@@ -989,7 +991,7 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	int rc = nkv_topo_load(topo, &d->topo);
 	struct nkv_perf perf;
 	if (!rc)
-		rc = nkv_perf_preset(perf_model, "h100", &perf);
+		rc = nkv_perf_preset(perf_model, gpu, &perf);
 	if (!rc)
 		rc = parse_names(d, prefill, &d->prefill_inst, &d->nprefill, "prefill");
 	if (!rc)

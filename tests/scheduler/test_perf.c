@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "netkv_perf.h"
@@ -53,11 +55,63 @@ static void test_others(void **st)
 	assert_int_equal(p.kv_bytes_per_token, 57344);
 	assert_int_equal(nkv_perf_preset("gpt-9", "h100", &p), -ENOENT);
 	assert_non_null(strstr(nkv_last_error(), "gpt-9"));
-	assert_int_equal(nkv_perf_preset("llama3-8b", "a100", &p), -ENOENT);
+	assert_int_equal(nkv_perf_preset("llama3-8b", "tpu", &p), -ENOENT);
+	assert_non_null(strstr(nkv_last_error(), "a100,h100,h200,b200"));
+	/* A shape-only preset (MoE) says why it has no perf model. */
+	assert_int_equal(nkv_perf_preset("deepseek-v3", NULL, &p), -ENOENT);
+	assert_non_null(strstr(nkv_last_error(), "KV shape only"));
+}
+
+/* Every GPU preset: same model, the figures follow the datasheets. */
+static void test_gpus(void **st)
+{
+	struct nkv_perf h100, a100, h200, b200, dflt;
+
+	(void)st;
+	assert_int_equal(nkv_perf_preset("llama3-8b", "h100", &h100), 0);
+	assert_int_equal(nkv_perf_preset("llama3-8b", NULL, &dflt), 0);
+	assert_string_equal(dflt.gpu, "h100");
+	assert_true(dflt.decode_a == h100.decode_a);
+	assert_int_equal(nkv_perf_preset("llama3-8b", "a100", &a100), 0);
+	assert_int_equal(nkv_perf_preset("llama3-8b", "h200", &h200), 0);
+	assert_int_equal(nkv_perf_preset("llama3-8b", "b200", &b200), 0);
+	assert_string_equal(b200.gpu, "b200");
+	near(a100.prefill_b / h100.prefill_b, 989.0 / 312.0, 1e-9);   /* compute-bound: peak FLOP/s */
+	near(h200.prefill_b, h100.prefill_b, 1e-12);                  /* same tensor cores */
+	near(h100.decode_b / h200.decode_b, 4.8 / 3.35, 1e-9);       /* KV reads: HBM bandwidth */
+	assert_true(b200.decode_a < h200.decode_a && h200.decode_a < h100.decode_a && h100.decode_a < a100.decode_a);
+	assert_true(nkv_perf_kv_capacity_tokens(&b200) > nkv_perf_kv_capacity_tokens(&h200));
+	assert_true(nkv_perf_kv_capacity_tokens(&h200) > nkv_perf_kv_capacity_tokens(&h100));
+}
+
+/* A Hugging Face config.json gives the same model as the preset it matches. */
+static void test_hf_config(void **st)
+{
+	const char *d = getenv("NKV_TEST_DATA");
+	struct nkv_perf pre, hf;
+	char path[1024];
+
+	(void)st;
+	assert_non_null(d);
+	snprintf(path, sizeof(path), "%s/models/Meta-Llama-3-8B/config.json", d);
+	assert_int_equal(nkv_perf_preset("llama3-8b", "h100", &pre), 0);
+	assert_int_equal(nkv_perf_preset(path, "h100", &hf), 0);
+	assert_string_equal(hf.model, "Meta-Llama-3-8B");
+	assert_int_equal(hf.kv_bytes_per_token, 131072);
+	assert_int_equal(hf.gpus, 1);                 /* 16 GB of weights: one H100 */
+	near(hf.prefill_b, pre.prefill_b, 0.005);
+	near(hf.decode_a, pre.decode_a, 0.005);
+	near(hf.prefill_c, pre.prefill_c, 1e-9);
+	snprintf(path, sizeof(path), "%s/models/DeepSeek-V3/config.json", d);
+	assert_int_equal(nkv_perf_preset(path, "h100", &hf), -ENOENT);
+	assert_non_null(strstr(nkv_last_error(), "mixture of experts"));
+	assert_int_equal(nkv_perf_preset("/nonexistent/config.json", "h100", &hf), -ENOENT);
+	assert_non_null(strstr(nkv_last_error(), "/nonexistent/config.json"));
 }
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = { cmocka_unit_test(test_llama8b), cmocka_unit_test(test_others) };
+	const struct CMUnitTest tests[] = { cmocka_unit_test(test_llama8b), cmocka_unit_test(test_others),
+					    cmocka_unit_test(test_gpus), cmocka_unit_test(test_hf_config) };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

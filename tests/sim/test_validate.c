@@ -601,7 +601,7 @@ static void cli_flag_messages(void **st)
 		 * the GPU of perf_model, an empty path */
 		{ "\"pool_blocks\": 64", "pool_blocks: want an object" },
 		{ "\"time_scale\": 1, \"time_scale\": 2", "duplicate object key" },
-		{ "\"perf_model\": \"llama3-8b/a100\"", "unknown GPU preset 'a100'" },
+		{ "\"perf_model\": \"llama3-8b/tpu\"", "unknown GPU preset 'tpu'" },
 		{ "\"trace\": \"\"", "trace: want a non-empty string" },
 	};
 	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {

@@ -71,6 +71,33 @@ static void test_json(void **state)
 	unlink(path);
 }
 
+/* --model takes a preset or a Hugging Face config.json (tests/data/models). */
+static void test_hf_config(void **state)
+{
+	const char *d = getenv("NKV_TEST_DATA");
+	char path[1024];
+	struct nkv_model m;
+	(void)state;
+
+	assert_non_null(d);
+	snprintf(path, sizeof(path), "%s/models/Meta-Llama-3-8B/config.json", d);
+	assert_int_equal(nkv_model_lookup(path, &m), 0);
+	assert_int_equal(nkv_model_bytes_per_token(&m), 131072); /* 2 x 32 x 8 x 128 x 2 B (bf16) */
+	assert_int_equal(m.dtype, NKV_BF16);
+	assert_string_equal(m.name, "Meta-Llama-3-8B");
+	assert_int_equal(nkv_model_load_json(path, &m), 0);
+	assert_int_equal(nkv_model_bytes_per_token(&m), 131072);
+	snprintf(path, sizeof(path), "%s/models/DeepSeek-V3/config.json", d);
+	assert_int_equal(nkv_model_lookup(path, &m), 0);
+	assert_true(m.mla);
+	assert_int_equal(nkv_model_bytes_per_token(&m), 70272); /* (512 + 64) x 61 x 2 B */
+	assert_int_equal(nkv_model_lookup("llama3-70b", &m), 0);
+	assert_int_equal(nkv_model_bytes_per_token(&m), 320 * 1024);
+	assert_int_equal(nkv_model_lookup("gpt-5", &m), -EINVAL);
+	assert_int_equal(nkv_model_lookup("/nonexistent/config.json", &m), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "/nonexistent/config.json"));
+}
+
 /* 2 layers, 1 head of 4, fp16, 2 tokens per block: a chunk is 16 bytes,
  * a block 64, a pool of 4 blocks 256. */
 static struct nkv_layout tiny(enum nkv_layout_kind k, uint32_t nblocks)
@@ -244,7 +271,7 @@ static void test_block_hash(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_presets),     cmocka_unit_test(test_json),        cmocka_unit_test(test_offsets),
+		cmocka_unit_test(test_presets),     cmocka_unit_test(test_json), cmocka_unit_test(test_hf_config),        cmocka_unit_test(test_offsets),
 		cmocka_unit_test(test_coalesce),    cmocka_unit_test(test_plan_errors), cmocka_unit_test(test_block_hash),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -249,7 +249,7 @@ int nkv_cli_slo(const char *cmd, const char *opt, const char *arg, double *out)
 int nkv_cli_model(const char *cmd, const char *arg, const char **out)
 {
 	if (!*arg)
-		return bad(cmd, "--model", arg, "a model preset name or a FILE.json");
+		return bad(cmd, "--model", arg, "a model preset name or a path to a config.json");
 	*out = arg;
 	return 0;
 }

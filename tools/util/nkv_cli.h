@@ -113,7 +113,7 @@ int nkv_cli_time_scale(const char *cmd, const char *arg, double *out);
 /* An SLO in seconds, > 0 and finite; opt is the command's spelling
  * (--slo-ttft, --slo-tbt). */
 int nkv_cli_slo(const char *cmd, const char *opt, const char *arg, double *out);
-/* --model NAME|FILE.json: non-empty; the lookup stays with the caller. */
+/* --model NAME|PATH (a preset or a config.json): non-empty; the lookup (nkv_model_find) stays with the caller. */
 int nkv_cli_model(const char *cmd, const char *arg, const char **out);
 /* --perf MODEL or MODEL/GPU ("llama3-8b/h100"): no empty part; the lookup stays with the caller. */
 int nkv_cli_perf(const char *cmd, const char *arg, const char **out);
