@@ -27,23 +27,6 @@ struct reader {
 	struct nkv_trace_opts o;
 };
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t n = *cap ? *cap : 64;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	q = realloc(*p, n * elem);
-	if (!q)
-		return nkv_err(ENOMEM, "trace: out of memory for %zu entries", n);
-	*p = q;
-	*cap = n;
-	return 0;
-}
-
 /* Non-negative JSON integer (a real with no fraction is accepted too, up to
  * 2^53, where doubles stop holding every integer). */
 static int get_uint(json_t *v, uint64_t *out)
@@ -119,8 +102,8 @@ static int parse_line(struct reader *r, const char *s, size_t len, uint64_t line
 			 (unsigned long long)in, want, bt);
 		goto out;
 	}
-	if (grow((void **)&r->t->pool, &r->pool_cap, r->t->pool_len + n, sizeof(uint64_t)) ||
-	    grow((void **)&r->t->reqs, &r->cap, r->t->n + 1, sizeof(*r->t->reqs))) {
+	if (nkv_grow((void **)&r->t->pool, &r->pool_cap, r->t->pool_len + n, sizeof(uint64_t)) ||
+	    nkv_grow((void **)&r->t->reqs, &r->cap, r->t->n + 1, sizeof(*r->t->reqs))) {
 		ret = -ENOMEM;
 		snprintf(why, whylen, "%s", nkv_last_error());
 		goto out;

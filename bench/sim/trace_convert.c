@@ -81,23 +81,6 @@ int nkv_conv_prefix_parse(const char *s, struct nkv_conv_opts *o)
 	return 0;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t n = *cap ? *cap : 256;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	q = realloc(*p, n * elem);
-	if (!q)
-		return nkv_err(ENOMEM, "trace convert: out of memory for %zu entries", n);
-	*p = q;
-	*cap = n;
-	return 0;
-}
-
 /* One record; tokens 0 are skipped (counted), over the reader's bound refused. */
 static int add(struct conv *c, uint64_t line, uint64_t ts_ms, uint64_t in, uint64_t out, bool *added)
 {
@@ -110,7 +93,7 @@ static int add(struct conv *c, uint64_t line, uint64_t ts_ms, uint64_t in, uint6
 		c->st->skipped_zero++;
 		return 0;
 	}
-	if (grow((void **)&c->r, &c->cap, c->n + 1, sizeof(*c->r)))
+	if (nkv_grow((void **)&c->r, &c->cap, c->n + 1, sizeof(*c->r)))
 		return -ENOMEM;
 	c->r[c->n] = (struct rec){ .ts_ms = ts_ms, .in = (uint32_t)in, .out = (uint32_t)out, .order = c->n };
 	c->n++;
@@ -337,7 +320,7 @@ static int content_ids(struct conv *c, const char *s, size_t len, uint32_t nbloc
 	uint64_t h = 0xcbf29ce484222325ull;
 	size_t i = 0;
 
-	if (grow((void **)&c->pool, &c->pool_cap, c->pool_len + nblocks, sizeof(uint64_t)))
+	if (nkv_grow((void **)&c->pool, &c->pool_cap, c->pool_len + nblocks, sizeof(uint64_t)))
 		return -ENOMEM;
 	for (uint32_t b = 0; b < nblocks; b++) {
 		uint64_t chars = 0;
@@ -608,7 +591,7 @@ int nkv_trace_sort(const char *in_path, FILE *out, size_t *n_out)
 		for (size_t i = 0; i < k && blank; i++)
 			blank = s[i] == ' ' || s[i] == '\t';
 		if (!blank) {
-			if ((rc = grow((void **)&l, &cap, n + 1, sizeof(*l))) ||
+			if ((rc = nkv_grow((void **)&l, &cap, n + 1, sizeof(*l))) ||
 			    (rc = line_ts(in_path, line, s, k, &l[n].ts)))
 				goto out;
 			l[n].off = off, l[n].len = k, l[n].order = n;

@@ -46,6 +46,10 @@ int nkv_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port
  * max bytes. Errors name the path: missing, a directory, too large. */
 int nkv_read_file(const char *path, size_t max, char **buf, size_t *len);
 
+/* Make room for need entries of elem bytes in *p (capacity *cap, doubled
+ * as needed); 0 or -ENOMEM with the reason. *p is untouched on failure. */
+int nkv_grow(void **p, size_t *cap, size_t need, size_t elem);
+
 /* Ascending sort, and the p-quantile (0..1) of sorted values by linear
  * interpolation between closest ranks (numpy's default), 0 when n is 0: the
  * replay, the simulator and the validation report percentiles alike. */
