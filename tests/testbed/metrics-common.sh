@@ -9,17 +9,27 @@ WORK=$(mktemp -d /tmp/netkv-metrics.XXXXXX)
 PIDS=()
 KEEP_WORK=0
 
-cleanup() {
-	local rc=$?
+# stop_all: SIGTERM every process started, SIGKILL what is left after 5 s;
+# records each exit status in EXIT_OF[pid].
+declare -A EXIT_OF
+stop_all() {
+	local pid rc end=$((SECONDS + 5))
 	for pid in "${PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
-	local end=$((SECONDS + 5))
 	for pid in "${PIDS[@]}"; do
 		while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
 		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
+		rc=0
+		wait "$pid" 2>/dev/null || rc=$?
+		EXIT_OF[$pid]=$rc
 	done
+	PIDS=()
+}
+
+cleanup() {
+	local rc=$?
+	stop_all
 	if [ $rc -ne 0 ] && [ $rc -ne $SKIP ]; then
 		echo "logs kept in $WORK:" >&2
 		for f in "$WORK"/*.log; do
@@ -46,19 +56,10 @@ skip() {
 # stop_checked: SIGTERM every process started (5 s, then SIGKILL), then fail unless the
 # scheduler exited 0 and no log holds a sanitizer report (ASan/UBSan builds).
 stop_checked() {
-	local pid rc
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	local end=$((SECONDS + 5))
-	for pid in "${PIDS[@]}"; do
-		while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null || true
-		rc=0
-		wait "$pid" 2>/dev/null || rc=$?
-		[ "$pid" = "${SCHED_PID:-}" ] && [ $rc -ne 0 ] && { PIDS=(); fail "the scheduler exited with status $rc"; }
-	done
-	PIDS=()
+	stop_all
+	if [ -n "${SCHED_PID:-}" ] && [ "${EXIT_OF[$SCHED_PID]:-0}" -ne 0 ]; then
+		fail "the scheduler exited with status ${EXIT_OF[$SCHED_PID]}"
+	fi
 	if grep -l -E 'Sanitizer|runtime error:' "$WORK"/*.log >/dev/null 2>&1; then
 		fail "sanitizer report in $(grep -l -E 'Sanitizer|runtime error:' "$WORK"/*.log | tr '\n' ' ')"
 	fi
