@@ -79,4 +79,42 @@ static inline int e2e_check_records(const struct replay_result *r, size_t n, dou
 	return fails;
 }
 
+/* The prefill agents' push statistics, from the line each logs at exit
+ * ("pushed N requests: P pages in R ranges"), summed over the
+ * comma-separated instances. Returns how many logs had the line. */
+static inline int e2e_push_stats(const char *dir, const char *prefills, unsigned long long *pushes,
+				 unsigned long long *pages, unsigned long long *ranges)
+{
+	char list[256], *save = NULL;
+	int found = 0;
+	*pushes = *pages = *ranges = 0;
+	snprintf(list, sizeof(list), "%s", prefills);
+	for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char path[512], line[512];
+		snprintf(path, sizeof(path), "%s/agent-%s.log", dir, t);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			const char *p = strstr(line, "pushed ");
+			unsigned long long a, b, c;
+			if (p && sscanf(p, "pushed %llu requests: %llu pages in %llu ranges", &a, &b, &c) == 3) {
+				*pushes += a, *pages += b, *ranges += c;
+				found++;
+			}
+		}
+		fclose(f);
+	}
+	return found;
+}
+
+/* Print the tail of every log in dir (a run inside a VM loses its files). */
+static inline void e2e_dump_logs(const char *dir)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "for f in '%s'/*.log; do echo \"--- $f\"; tail -n 25 \"$f\"; done >&2", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not list the logs in %s\n", dir);
+}
+
 #endif
