@@ -743,7 +743,8 @@ static void usage(FILE *f)
 		"  --layout L         layer (vLLM's layer-major, default) | block (block-major)\n"
 		"  --time-scale X     multiply emulated compute times by X (default 1)\n"
 		"  --tier-gbps A,B,C,D prefill: pace transfers per tier (Gb/s, 0 = unpaced; default off)\n"
-		"  --verify           engine block sums + pattern check of every received block\n",
+		"  --verify           pattern check of every received block, and the engine's block sums\n"
+		"                     where the backend carries them (TCP)\n",
 		NKV_CLI_MAX_STREAMS, nkv_model_preset_names());
 }
 
@@ -932,7 +933,10 @@ int nkv_cmd_agent(int argc, char **argv)
 	eo.device = device;
 	eo.gid_index = gid == UINT32_MAX ? -1 : (int)gid;
 	eo.streams = streams;
-	eo.verify = a->verify;
+	/* --verify: the engine's per-block sums where the backend carries them
+	 * (TCP; verbs does not yet and refuses such pushes), and always the
+	 * pattern check of every received block. */
+	eo.verify = a->verify && !verbs;
 	eo.src_addr = src;
 	if (cuda)
 		eo.gpu = agent_pick_gpu(gpu == UINT32_MAX ? -1 : (int)gpu, device, gpu_why, sizeof(gpu_why));
@@ -1014,7 +1018,7 @@ int nkv_cmd_agent(int argc, char **argv)
 	     nkv_engine_describe(a->eng), streams, blocks,
 	     nkv_fmt_bytes(nkv_layout_block_bytes(&p->layout) * p->ppb, pb, sizeof(pb)), page_tokens,
 	     nkv_fmt_bytes(nkv_layout_block_bytes(&p->layout), gb, sizeof(gb)), nkv_layout_kind_name(kind), addr,
-	     a->scale, a->verify ? ", verify" : "");
+	     a->scale, !a->verify ? "" : eo.verify ? ", verify (block sums + pattern)" : ", verify (pattern)");
 	alog(a, "pool memory: %s%s%s", mem_desc, cuda ? "; GPU chosen: " : "", cuda ? gpu_why : "");
 	double next_hb = 0;
 	int status = 0;

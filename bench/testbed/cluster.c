@@ -132,10 +132,17 @@ int nkv__cluster_start(const struct cluster_opts *o, struct cluster *c)
 	char wc[32], wl[32];
 	snprintf(wc, sizeof(wc), "%g", o->w_cache);
 	snprintf(wl, sizeof(wl), "%g", o->w_load);
-	bool weights = o->w_cache > 0 || o->w_load > 0; /* without: argv ends before --w-cache */
-	char *sched[] = { (char *)o->netkv, "scheduler", "--listen", (char *)o->addr, "--topo", topo, "--prefill",
-			  (char *)o->prefill, "--decode", (char *)o->decode, "--policy", (char *)o->policy, "--token",
-			  (char *)o->token, "--time-scale", scale, weights ? "--w-cache" : NULL, wc, "--w-load", wl, NULL };
+	char refresh[32];
+	snprintf(refresh, sizeof(refresh), "%g", o->sched_refresh);
+	char *sched[32] = { (char *)o->netkv, "scheduler", "--listen", (char *)o->addr, "--topo", topo, "--prefill",
+			    (char *)o->prefill, "--decode", (char *)o->decode, "--policy", (char *)o->policy, "--token",
+			    (char *)o->token, "--time-scale", scale };
+	int ks = 16;
+	if (o->w_cache > 0 || o->w_load > 0)
+		sched[ks++] = "--w-cache", sched[ks++] = wc, sched[ks++] = "--w-load", sched[ks++] = wl;
+	if (o->sched_refresh > 0)
+		sched[ks++] = "--refresh", sched[ks++] = refresh;
+	sched[ks] = NULL;
 	if ((rc = spawn(c, "scheduler", log, sched))) {
 		nkv_topo_free(tp);
 		return rc;

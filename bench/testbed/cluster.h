@@ -31,6 +31,9 @@ struct cluster_opts {
 	 * (e.g. "0.0.0.0:0" or "IP:0"; ignored on the fabric, which sets it). */
 	const char *backend, *mem, *layout, *decode_data;
 	unsigned page_tokens;
+	/* The scheduler's --refresh (oracle window, so also how often an idle
+	 * path is probed); 0 = its default. A slow emulated NIC needs a long one. */
+	double sched_refresh;
 	/* Run agents as forked copies of this process calling agent_main(argc,
 	 * argv) (nkv_cmd_agent, after the caller set what only a test can, such
 	 * as the fake GPU) instead of exec'ing the netkv binary. NULL = exec. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "netkv_proto.h"
 #include "nkv_util.h"
 #include "replay.h"
 
@@ -77,6 +78,31 @@ static inline int e2e_check_records(const struct replay_result *r, size_t n, dou
 			fails++;
 	}
 	return fails;
+}
+
+/* The scheduler's STATUS JSON (malloc'ed), or NULL. */
+static inline char *e2e_status_text(const char *addr, const char *token)
+{
+	int fd = nkv_proto_connect(addr, 2);
+	if (fd < 0)
+		return NULL;
+	struct nkv_pconn pc;
+	nkv_pconn_init(&pc, fd);
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_REGISTER);
+	m.role = NKV_ROLE_ADMIN;
+	snprintf(m.token, sizeof(m.token), "%s", token);
+	nkv_pconn_send_wait(&pc, &m);
+	nkv_msg_init(&m, NKV_MSG_STATUS_REQ);
+	nkv_pconn_send_wait(&pc, &m);
+	char *out = NULL;
+	while (!out && !nkv_pconn_recv_wait(&pc, &m, 3)) {
+		if (m.type == NKV_MSG_STATUS)
+			out = strdup(m.text);
+		nkv_msg_clear(&m);
+	}
+	nkv_pconn_close(&pc);
+	return out;
 }
 
 /* The prefill agents' push statistics, from the line each logs at exit

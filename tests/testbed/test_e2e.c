@@ -48,26 +48,7 @@ static bool closed_after(const char *addr, const void *buf, size_t len)
 
 static char *status_text(const char *addr)
 {
-	int fd = nkv_proto_connect(addr, 2);
-	if (fd < 0)
-		return NULL;
-	struct nkv_pconn pc;
-	nkv_pconn_init(&pc, fd);
-	struct nkv_msg m;
-	nkv_msg_init(&m, NKV_MSG_REGISTER);
-	m.role = NKV_ROLE_ADMIN;
-	strcpy(m.token, TOKEN);
-	nkv_pconn_send_wait(&pc, &m);
-	nkv_msg_init(&m, NKV_MSG_STATUS_REQ);
-	nkv_pconn_send_wait(&pc, &m);
-	char *out = NULL;
-	while (!out && !nkv_pconn_recv_wait(&pc, &m, 3)) {
-		if (m.type == NKV_MSG_STATUS)
-			out = strdup(m.text);
-		nkv_msg_clear(&m);
-	}
-	nkv_pconn_close(&pc);
-	return out;
+	return e2e_status_text(addr, TOKEN);
 }
 
 static void garbage(const char *addr)
