@@ -7,12 +7,9 @@
  * the verbs backend carries no block sums yet), and every record add up as
  * in test_tb_e2e.
  *
- * Pools are paged and small (32 blocks per decode for about 200 blocks of
- * KV), so they churn and a push's pages are scattered: layer-major in
- * 64-token pages (host), block-major in 16-token pages (GPU). Each posts
- * about a quarter of the work requests of 16-token layer-major pages
- * (2 KiB ranges for the tiny model), which soft-RoCE under TCG handles at
- * about a thousand a second.
+ * Pools are paged in 16-token pages and small (32 blocks per decode for
+ * about 200 blocks of KV), so they churn and a push's pages are scattered:
+ * vLLM's layer-major (host pools), block-major (GPU pools).
  *
  * Probes go over the same backend and memory as the KV: a path is probed
  * (4 MiB and more) when idle for a refresh window, 5 s here, since
@@ -110,13 +107,12 @@ int main(void)
 #ifdef NKV_FAKE_GPU
 	nkv__gpu_override(&fake_gpu_ops);
 	const char *mem = "cuda", *layout = "block";
-	unsigned page_tokens = 16;
 	int (*agent_main)(int, char **) = nkv_cmd_agent;
 #else
 	const char *mem = NULL, *layout = NULL;
-	unsigned page_tokens = 64;
 	int (*agent_main)(int, char **) = NULL;
 #endif
+	const unsigned page_tokens = 16;
 	struct nkv_perf perf;
 	nkv_perf_preset("llama3-8b", "h100", &perf);
 	const char *prefill = "h0g0", *decode = "h1g0,h2g0";
