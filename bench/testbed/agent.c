@@ -1,11 +1,15 @@
 /*
  * `netkv agent`: a prefill or decode worker of the testbed.
  *
- * Both roles own a host-memory KV pool (transfer engine region, layer-major
- * layout) whose block is one Mooncake prefix block (512 tokens), so a hash
- * id names exactly one pool block. Block contents are a deterministic
- * pattern of the hash id (pattern_fill), so identical prefixes give
+ * Both roles own a paged KV pool (agent_pool.h: a slot per Mooncake prefix
+ * block of 512 tokens, so a hash id names one slot, and 512/--page-tokens
+ * pages of the engine layout per slot, from a free list) registered with
+ * the transfer engine, in host or GPU memory (--mem), over TCP or verbs
+ * (--backend, with the flags of `netkv bench transfer`). Block contents are
+ * a deterministic pattern of the hash id, so identical prefixes give
  * identical bytes anywhere and the decode can check every byte it gets.
+ * Probes use a region of their own in the same memory, over the same
+ * engine, so they measure the path the KV takes.
  *
  * Prefill: one FIFO compute server. A task's time is the perf model's
  * prefill time of its uncached tokens (leading blocks already in this
@@ -16,7 +20,8 @@
  * (loopback has one speed; this emulates the fabric's tiers).
  *
  * Decode: reserves pool blocks for each task (prefix blocks it holds are
- * reused, LRU eviction of unpinned ones), tells the scheduler, receives the
+ * reused, LRU eviction of unpinned ones), tells the scheduler their pages
+ * (BLOCKS carries page ids: (n - first) x pages per block), receives the
  * push, verifies each block against the pattern, and then runs the request
  * in a continuous batch: iterations of perf decode_iter(sum context, batch)
  * x --time-scale, one token per running sequence per iteration. TOKENS
