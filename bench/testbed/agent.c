@@ -1004,7 +1004,15 @@ int nkv_cmd_agent(int argc, char **argv)
 	m.kv_blocks = blocks;
 	m.block_tokens = BLOCK_TOKENS;
 	m.kv_bpt = nkv_model_bytes_per_token(&km);
-	rc = nkv_pconn_send_wait(&a->ctl, &m);
+	/* what `scheduler status` shows for this agent: the path its KV takes */
+	char path[512];
+	snprintf(path, sizeof(path), "%s x %u; pool %s; %u-token pages, %s-major", nkv_engine_describe(a->eng),
+		 streams, mem_desc, page_tokens, nkv_layout_kind_name(kind));
+	nkv_str_printable(path);
+	rc = nkv_msg_set_text(&m, path);
+	if (!rc)
+		rc = nkv_pconn_send_wait(&a->ctl, &m);
+	nkv_msg_clear(&m);
 	if (!rc)
 		rc = nkv_pconn_recv_wait(&a->ctl, &m, 10);
 	if (!rc && m.type != NKV_MSG_REGISTER_OK)

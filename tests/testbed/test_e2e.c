@@ -205,6 +205,12 @@ int main(void)
 	const char *pd = st ? strstr(st, "\"probes_done\":") : NULL;
 	long probes = pd ? strtol(pd + 14, NULL, 10) : 0;
 	CHECK(probes > 0, "no probe results reached the scheduler: %s", st ? st : "(no status)");
+	/* each agent's transfer path, as it registered it */
+	int paths = 0;
+	for (const char *q = st; q && (q = strstr(q, "\"path\":\"tcp")); q++)
+		paths++;
+	CHECK(paths == 6 && strstr(st, "pool host; 16-token pages, layer-major"),
+	      "status does not show the 6 agents' paths (tcp, host pool, 16-token pages): %s", st ? st : "(no status)");
 	free(st);
 	malformed_trace(dir, trace, addr);
 	nkv__cluster_stop(&cl);

@@ -157,6 +157,15 @@ int main(void)
 			usleep(200 * 1000);
 	}
 	CHECK(probes > 0, "no probe results reached the scheduler within 30 s: %s", st ? st : "(no status)");
+	/* scheduler status shows each agent's path: verbs, and for GPU pools the mode */
+	int paths = 0;
+	for (const char *q = st; q && (q = strstr(q, "\"path\":\"verbs")); q++)
+		paths++;
+	CHECK(paths == 3, "status does not show 3 agents on verbs: %s", st ? st : "(no status)");
+#ifdef NKV_FAKE_GPU
+	CHECK(st && strstr(st, "staging (software RDMA device"), "status does not show the GPU pools' staging: %s",
+	      st ? st : "(no status)");
+#endif
 	free(st);
 	nkv__cluster_stop(&cl);
 
