@@ -108,7 +108,9 @@ int main(void)
 	nkv__gpu_override(&fake_gpu_ops);
 	const char *mem = "cuda", *layout = "block";
 	int (*agent_main)(int, char **) = nkv_cmd_agent;
+	const double speed = 4; /* staging on the fake device over soft-RoCE is the slowest path: queues less */
 #else
+	const double speed = 10;
 	const char *mem = NULL, *layout = NULL;
 	int (*agent_main)(int, char **) = NULL;
 #endif
@@ -135,7 +137,7 @@ int main(void)
 		nkv__cluster_stop(&cl);
 		return 1;
 	}
-	struct replay_opts o = { .sched = addr, .token = "verbs-e2e", .trace = small, .speed = 10, .limit = NREQ,
+	struct replay_opts o = { .sched = addr, .token = "verbs-e2e", .trace = small, .speed = speed, .limit = NREQ,
 				 .ttft_slo = 2 * SCALE, .tbt_slo = 0.1 * SCALE, .timeout_s = 240, .max_output = 32,
 				 .label = "verbs e2e " };
 	struct replay_result r;
