@@ -1006,7 +1006,7 @@ int nkv_cmd_agent(int argc, char **argv)
 	m.kv_bpt = nkv_model_bytes_per_token(&km);
 	/* what `scheduler status` shows for this agent: the path its KV takes */
 	char path[512];
-	snprintf(path, sizeof(path), "%s x %u; pool %s; %u-token pages, %s-major", nkv_engine_describe(a->eng),
+	snprintf(path, sizeof(path), "%s, streams %u; pool %s; %u-token pages, %s-major", nkv_engine_describe(a->eng),
 		 streams, mem_desc, page_tokens, nkv_layout_kind_name(kind));
 	nkv_str_printable(path);
 	rc = nkv_msg_set_text(&m, path);
@@ -1027,7 +1027,7 @@ int nkv_cmd_agent(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	char pb[32], gb[32];
-	alog(a, "up: %s x %u, pool %u blocks x %s in %u-token pages (%s, %s-major), data %s, scale %g%s",
+	alog(a, "up: %s, streams %u, pool %u blocks x %s in %u-token pages (%s, %s-major), data %s, scale %g%s",
 	     nkv_engine_describe(a->eng), streams, blocks,
 	     nkv_fmt_bytes(nkv_layout_block_bytes(&p->layout) * p->ppb, pb, sizeof(pb)), page_tokens,
 	     nkv_fmt_bytes(nkv_layout_block_bytes(&p->layout), gb, sizeof(gb)), nkv_layout_kind_name(kind), addr,
