@@ -247,37 +247,66 @@ static uint64_t page_off(const struct agent_pool *p, uint32_t b, uint32_t j, uin
 	return nkv_layout_chunk_offset(&p->layout, p->pages[(uint64_t)b * p->ppb + j], layer, kv);
 }
 
+static int by_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+/* GPU pools: copy slot b's page chunks between the host mirror and the
+ * device (to_dev: mirror -> device), one blocking copy per run of adjacent
+ * chunks. A slot's pages come off the free list in runs (often reversed),
+ * so sorted they are few runs, not ppb x layers x 2 small copies. */
+static int sync_slot(struct agent_pool *p, uint32_t b, bool to_dev)
+{
+	uint64_t pcb = nkv_layout_chunk_bytes(&p->layout);
+	uint32_t nt = nkv_layout_tensors(&p->layout), n = 0;
+	uint64_t *off = malloc((size_t)p->layout.model.layers * nt * p->ppb * sizeof(uint64_t));
+	if (!off)
+		return nkv_err(ENOMEM, "out of memory for the page list of a GPU pool block");
+	for (uint32_t layer = 0; layer < p->layout.model.layers; layer++)
+		for (uint32_t kv = 0; kv < nt; kv++)
+			for (uint32_t j = 0; j < p->ppb; j++)
+				off[n++] = page_off(p, b, j, layer, kv);
+	qsort(off, n, sizeof(uint64_t), by_u64);
+	int rc = 0;
+	for (uint32_t i = 0; i < n && !rc;) {
+		uint32_t k = i + 1;
+		while (k < n && off[k] == off[k - 1] + pcb)
+			k++;
+		uint8_t *h = p->mem + off[i], *d = (uint8_t *)p->dev + off[i];
+		uint64_t len = (uint64_t)(k - i) * pcb;
+		rc = to_dev ? nkv__gpu()->copy(p->gpu, d, h, len) : nkv__gpu()->copy(p->gpu, h, d, len);
+		i = k;
+	}
+	free(off);
+	return rc;
+}
+
 int agent_pool_fill(struct agent_pool *p, uint32_t b, uint64_t h)
 {
 	uint64_t pcb = nkv_layout_chunk_bytes(&p->layout);
 	for (uint32_t layer = 0; layer < p->layout.model.layers; layer++)
 		for (uint32_t kv = 0; kv < nkv_layout_tensors(&p->layout); kv++) {
 			pattern_chunk(p->scratch, pcb * p->ppb, h, layer, kv);
-			for (uint32_t j = 0; j < p->ppb; j++) {
-				uint64_t off = page_off(p, b, j, layer, kv);
-				memcpy(p->mem + off, p->scratch + (uint64_t)j * pcb, pcb);
-				int rc = p->dev ? nkv__gpu()->copy(p->gpu, (uint8_t *)p->dev + off, p->mem + off, pcb) : 0;
-				if (rc)
-					return rc;
-			}
+			for (uint32_t j = 0; j < p->ppb; j++)
+				memcpy(p->mem + page_off(p, b, j, layer, kv), p->scratch + (uint64_t)j * pcb, pcb);
 		}
-	return 0;
+	return p->dev ? sync_slot(p, b, true) : 0;
 }
 
 int agent_pool_check(struct agent_pool *p, uint32_t b, uint64_t h)
 {
 	uint64_t pcb = nkv_layout_chunk_bytes(&p->layout);
+	int rc = p->dev ? sync_slot(p, b, false) : 0;
+	if (rc)
+		return rc;
 	for (uint32_t layer = 0; layer < p->layout.model.layers; layer++)
 		for (uint32_t kv = 0; kv < nkv_layout_tensors(&p->layout); kv++) {
 			pattern_chunk(p->scratch, pcb * p->ppb, h, layer, kv);
-			for (uint32_t j = 0; j < p->ppb; j++) {
-				uint64_t off = page_off(p, b, j, layer, kv);
-				int rc = p->dev ? nkv__gpu()->copy(p->gpu, p->mem + off, (uint8_t *)p->dev + off, pcb) : 0;
-				if (rc)
-					return rc;
-				if (memcmp(p->scratch + (uint64_t)j * pcb, p->mem + off, pcb))
+			for (uint32_t j = 0; j < p->ppb; j++)
+				if (memcmp(p->scratch + (uint64_t)j * pcb, p->mem + page_off(p, b, j, layer, kv), pcb))
 					return 0;
-			}
 		}
 	return 1;
 }

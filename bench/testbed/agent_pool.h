@@ -15,7 +15,8 @@
  * the 512-token block's (layer, K/V) chunks, cut into its pages), so the
  * same prefix gives the same bytes on every agent and the decode checks
  * every byte. GPU pools (--mem cuda) keep a host mirror: fills are written
- * there and copied to the device page by page; checks copy the pages back.
+ * there and copied to the device, checks copy the block's pages back first
+ * (blocking copies, one per run of adjacent pages).
  */
 #ifndef NKV_AGENT_POOL_H
 #define NKV_AGENT_POOL_H

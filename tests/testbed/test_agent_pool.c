@@ -1,8 +1,9 @@
 /* The agent's paged pool (bench/testbed/agent_pool.c) and advertised
  * address (agent_net.c): page ownership stays a partition of the pool
  * through churn, churn scatters a block's pages, the pattern round-trips
- * page by page in both layouts, bad page sizes are refused, and a wildcard
- * listener advertises the routed address. */
+ * page by page in both layouts (and through a GPU pool's host mirror, on
+ * the fake device of tests/gpu), bad page sizes are refused, and a
+ * wildcard listener advertises the routed address. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 
 #include "agent_net.h"
 #include "agent_pool.h"
+#include "fake_gpu.h"
 #include "nkv_util.h"
 
 static struct nkv_model tiny(void)
@@ -123,6 +125,44 @@ static void test_churn_block(void **st)
 	churn(NKV_LAYOUT_BLOCK_MAJOR);
 }
 
+/* A GPU pool: the pattern reaches the device (the mirror is not what is
+ * checked: it is read back first), and a corrupted device byte is found. */
+static void test_gpu_mirror(void **st)
+{
+	(void)st;
+	struct agent_pool p;
+	struct nkv_model m = tiny();
+	nkv__gpu_override(&fake_gpu_ops);
+	assert_int_equal(agent_pool_init(&p, &m, 4, 16, NKV_LAYOUT_LAYER_MAJOR), 0);
+	uint64_t len = nkv_layout_pool_bytes(&p.layout);
+	p.mem = calloc(1, len);
+	p.gpu = 0;
+	assert_int_equal(fake_gpu_ops.alloc(0, len, &p.dev), 0);
+	uint64_t next = 100;
+	uint32_t slots[3], lead;
+	bool fresh[3];
+	for (int r = 0; r < 6; r++) { /* churn: 3 of 4 slots per request */
+		uint64_t ids[3] = { next, next + 1, next + 2 };
+		next += 3;
+		assert_true(agent_pool_reserve(&p, ids, 3, slots, &lead, fresh));
+		for (int i = 0; i < 3; i++)
+			assert_int_equal(agent_pool_fill(&p, slots[i], ids[i]), 0);
+		memset(p.mem, 0, len); /* the device must hold the bytes, not the mirror */
+		for (int i = 0; i < 3; i++)
+			assert_int_equal(agent_pool_check(&p, slots[i], ids[i]), 1);
+		agent_pool_unpin(&p, slots, 3);
+	}
+	/* one byte of the last page of the last slot, on the device */
+	uint64_t off = nkv_layout_chunk_offset(&p.layout, p.pages[slots[2] * p.ppb + p.ppb - 1], 1, 1);
+	((uint8_t *)p.dev)[off + 5] ^= 1;
+	assert_int_equal(agent_pool_check(&p, slots[2], next - 1), 0);
+	assert_int_equal(agent_pool_check(&p, slots[1], next - 2), 1);
+	fake_gpu_ops.free(0, p.dev);
+	free(p.mem);
+	agent_pool_free(&p);
+	nkv__gpu_override(NULL);
+}
+
 static void test_advertise(void **st)
 {
 	(void)st;
@@ -142,6 +182,7 @@ int main(void)
 		cmocka_unit_test(test_bad_sizes),
 		cmocka_unit_test(test_churn_layer),
 		cmocka_unit_test(test_churn_block),
+		cmocka_unit_test(test_gpu_mirror),
 		cmocka_unit_test(test_advertise),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
