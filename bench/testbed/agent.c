@@ -1,11 +1,15 @@
 /*
  * `netkv agent`: a prefill or decode worker of the testbed.
  *
- * Both roles own a host-memory KV pool (transfer engine region, layer-major
- * layout) whose block is one Mooncake prefix block (512 tokens), so a hash
- * id names exactly one pool block. Block contents are a deterministic
- * pattern of the hash id (pattern_fill), so identical prefixes give
+ * Both roles own a paged KV pool (agent_pool.h: a slot per Mooncake prefix
+ * block of 512 tokens, so a hash id names one slot, and 512/--page-tokens
+ * pages of the engine layout per slot, from a free list) registered with
+ * the transfer engine, in host or GPU memory (--mem), over TCP or verbs
+ * (--backend, with the flags of `netkv bench transfer`). Block contents are
+ * a deterministic pattern of the hash id, so identical prefixes give
  * identical bytes anywhere and the decode can check every byte it gets.
+ * Probes use a region of their own in the same memory, over the same
+ * engine, so they measure the path the KV takes.
  *
  * Prefill: one FIFO compute server. A task's time is the perf model's
  * prefill time of its uncached tokens (leading blocks already in this
@@ -16,7 +20,8 @@
  * (loopback has one speed; this emulates the fabric's tiers).
  *
  * Decode: reserves pool blocks for each task (prefix blocks it holds are
- * reused, LRU eviction of unpinned ones), tells the scheduler, receives the
+ * reused, LRU eviction of unpinned ones), tells the scheduler their pages
+ * (BLOCKS carries page ids: (n - first) x pages per block), receives the
  * push, verifies each block against the pattern, and then runs the request
  * in a continuous batch: iterations of perf decode_iter(sum context, batch)
  * x --time-scale, one token per running sequence per iteration. TOKENS
@@ -33,6 +38,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent_net.h"
+#include "agent_pool.h"
 #include "testbed_cli.h"
 #include "netkv_perf.h"
 #include "netkv_proto.h"
@@ -40,191 +47,12 @@
 #include "nkv_cli.h"
 #include "nkv_util.h"
 
-#define BLOCK_TOKENS 512
-#define PROBE_BLOCKS 64
+#define BLOCK_TOKENS AGENT_HASH_TOKENS
+#define PROBE_PAGES 4096
 #define PROBE_BIT (1ull << 63) /* request ids of probe pushes */
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
-
-/* ---- the pattern ---------------------------------------------------------- */
-
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static void pattern_chunk(uint8_t *dst, uint64_t len, uint64_t hash, uint32_t layer, uint32_t kv)
-{
-	uint64_t s = hash * 0x100000001B3ull ^ ((uint64_t)layer << 8 | kv);
-	uint64_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		uint64_t v = splitmix(&s);
-		memcpy(dst + i, &v, 8);
-	}
-	if (i < len) {
-		uint64_t v = splitmix(&s);
-		memcpy(dst + i, &v, len - i);
-	}
-}
-
-static void pattern_fill(const struct nkv_layout *l, uint8_t *pool, uint32_t block, uint64_t hash)
-{
-	uint64_t cb = nkv_layout_chunk_bytes(l);
-	for (uint32_t layer = 0; layer < l->model.layers; layer++)
-		for (uint32_t kv = 0; kv < nkv_layout_tensors(l); kv++)
-			pattern_chunk(pool + nkv_layout_chunk_offset(l, block, layer, kv), cb, hash, layer, kv);
-}
-
-static bool pattern_check(const struct nkv_layout *l, const uint8_t *pool, uint32_t block, uint64_t hash,
-			  uint8_t *scratch)
-{
-	uint64_t cb = nkv_layout_chunk_bytes(l);
-	for (uint32_t layer = 0; layer < l->model.layers; layer++)
-		for (uint32_t kv = 0; kv < nkv_layout_tensors(l); kv++) {
-			pattern_chunk(scratch, cb, hash, layer, kv);
-			if (memcmp(scratch, pool + nkv_layout_chunk_offset(l, block, layer, kv), cb))
-				return false;
-		}
-	return true;
-}
-
-/* ---- the pool: hash id per block, pins and LRU ------------------------------ */
-
-struct pool {
-	struct nkv_layout layout;
-	uint8_t *mem;
-	uint32_t region, n;
-	uint64_t *hash;
-	bool *valid;
-	uint32_t *pin;
-	uint64_t *stamp, clock;
-	/* prefix cache deltas since the last heartbeat: added then evicted */
-	uint64_t *added, *evicted;
-	uint32_t nadded, nevicted, capdelta;
-};
-
-static void delta_push(struct pool *p, bool add, uint64_t h)
-{
-	uint64_t **arr = add ? &p->added : &p->evicted;
-	uint32_t *cnt = add ? &p->nadded : &p->nevicted;
-	if (*cnt >= p->capdelta)
-		return; /* the next heartbeat full of deltas; the rest shows up later via reuse */
-	(*arr)[(*cnt)++] = h;
-}
-
-static int pool_find(struct pool *p, uint64_t h)
-{
-	for (uint32_t b = 0; b < p->n; b++)
-		if (p->valid[b] && p->hash[b] == h)
-			return (int)b;
-	return -1;
-}
-
-/* A block to overwrite: a never-used one, else the least recently used unpinned. */
-static int pool_take(struct pool *p)
-{
-	int best = -1;
-	for (uint32_t b = 0; b < p->n; b++) {
-		if (p->pin[b])
-			continue;
-		if (!p->valid[b])
-			return (int)b;
-		if (best < 0 || p->stamp[b] < p->stamp[best])
-			best = (int)b;
-	}
-	if (best >= 0) {
-		delta_push(p, false, p->hash[best]);
-		p->valid[best] = false;
-	}
-	return best;
-}
-
-/* Reserve blocks for ids[0..n): held ones (by hash) are pinned and reused;
- * *lead = leading blocks already held. All or nothing: false when the pool
- * cannot give enough unpinned blocks now. */
-static bool pool_reserve(struct pool *p, const uint64_t *ids, uint32_t n, uint32_t *blocks, uint32_t *lead,
-			 bool *fresh)
-{
-	uint32_t held = 0, need = 0;
-	*lead = 0;
-	bool leading = true;
-	for (uint32_t i = 0; i < n; i++) {
-		int b = pool_find(p, ids[i]);
-		blocks[i] = b < 0 ? UINT32_MAX : (uint32_t)b;
-		/* a duplicate id within the request shares the block */
-		if (b < 0) {
-			for (uint32_t j = 0; j < i; j++)
-				if (ids[j] == ids[i])
-					blocks[i] = blocks[j];
-		}
-		if (blocks[i] == UINT32_MAX) {
-			need++;
-			leading = false;
-		} else {
-			held++;
-			if (leading)
-				(*lead)++;
-		}
-	}
-	(void)held;
-	/* unpinned blocks not among the held ones */
-	uint32_t avail = 0;
-	for (uint32_t b = 0; b < p->n; b++)
-		if (!p->pin[b]) {
-			bool mine = false;
-			for (uint32_t i = 0; i < n && !mine; i++)
-				mine = blocks[i] == b;
-			avail += !mine;
-		}
-	if (avail < need)
-		return false;
-	for (uint32_t i = 0; i < n; i++)
-		if (blocks[i] != UINT32_MAX) {
-			p->pin[blocks[i]]++;
-			p->stamp[blocks[i]] = ++p->clock;
-			fresh[i] = false;
-		}
-	for (uint32_t i = 0; i < n; i++) {
-		if (blocks[i] != UINT32_MAX)
-			continue;
-		uint32_t b = (uint32_t)pool_take(p);
-		p->hash[b] = ids[i];
-		p->valid[b] = true; /* filled (prefill) or received (decode) before anyone reads it */
-		p->pin[b]++;
-		p->stamp[b] = ++p->clock;
-		delta_push(p, true, ids[i]);
-		blocks[i] = b;
-		fresh[i] = true;
-		for (uint32_t j = i + 1; j < n; j++)
-			if (ids[j] == ids[i] && blocks[j] == UINT32_MAX) {
-				blocks[j] = b;
-				p->pin[b]++;
-				fresh[j] = false;
-			}
-	}
-	return true;
-}
-
-static void pool_unpin(struct pool *p, const uint32_t *blocks, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++)
-		if (blocks[i] < p->n && p->pin[blocks[i]])
-			p->pin[blocks[i]]--;
-}
-
-/* Forget blocks whose contents never arrived (a failed request). */
-static void pool_drop(struct pool *p, const uint32_t *blocks, const bool *fresh, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++)
-		if (fresh[i] && blocks[i] < p->n && p->valid[blocks[i]]) {
-			p->valid[blocks[i]] = false;
-			delta_push(p, false, p->hash[blocks[i]]);
-		}
-}
 
 /* ---- requests ----------------------------------------------------------- */
 
@@ -257,16 +85,16 @@ struct agent {
 	int role;
 	struct nkv_pconn ctl;
 	struct nkv_engine *eng;
-	struct pool pool;
+	struct agent_pool pool;
 	struct nkv_perf perf;
 	double scale;
 	bool verify;
 	double tier_Bps[4];
 	struct req *r;
 	size_t nr, capr;
-	uint8_t *scratch;
 	/* prefill */
 	double busy_until;
+	uint64_t st_pushes, st_pages, st_ranges, st_bytes; /* how scattered the pushes were */
 	struct { uint32_t peer; struct nkv_conn *c; } conns[64];
 	uint32_t nconns;
 	/* probes: a separate region on both sides, so probe bytes never touch the KV pool */
@@ -285,8 +113,15 @@ static void alog(struct agent *a, const char *fmt, ...) __attribute__((format(pr
 static void alog(struct agent *a, const char *fmt, ...)
 {
 	va_list ap;
+	struct timespec ts;
+	struct tm tm;
+	char when[40];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	va_start(ap, fmt);
-	fprintf(stderr, "agent %s (%s): ", a->name, a->role == NKV_ROLE_PREFILL ? "prefill" : "decode");
+	fprintf(stderr, "%s.%03ldZ agent %s (%s): ", when, ts.tv_nsec / 1000000, a->name,
+		a->role == NKV_ROLE_PREFILL ? "prefill" : "decode");
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
@@ -346,7 +181,7 @@ static void xfer_report(struct agent *a, struct req *r, int status, const char *
 	m.t[1] = end;
 	nkv_msg_set_text(&m, why ? why : "");
 	send_ctl(a, &m);
-	pool_unpin(&a->pool, r->blocks, r->n);
+	agent_pool_unpin(&a->pool, r->blocks, r->n);
 	if (status)
 		alog(a, "request %llu: transfer failed: %s", (unsigned long long)r->id, why);
 	req_free(r);
@@ -395,12 +230,18 @@ static void try_push(struct agent *a, struct req *r)
 	const struct nkv_remote_region *rr = nkv_conn_remote_count(c) ? nkv_conn_remote(c, 0) : NULL;
 	struct nkv_layout dl = a->pool.layout;
 	int rc = -ENOENT;
-	if (rr) {
+	uint32_t *src = malloc(((size_t)r->ndst + 1) * sizeof(uint32_t));
+	if (!src) {
+		rc = nkv_err(ENOMEM, "out of memory for %u pages", r->ndst);
+	} else if (rr) {
+		/* the decode's pool kind may differ (block- vs layer-major); the page size may not */
 		dl.num_blocks = (uint32_t)(rr->len / nkv_layout_block_bytes(&dl));
-		rc = nkv_plan_build(&a->pool.layout, &dl, r->blocks + r->first, r->dst, r->ndst, &r->plan);
+		agent_pool_pages(&a->pool, r->blocks + r->first, r->n - r->first, src);
+		rc = nkv_plan_build(&a->pool.layout, &dl, src, r->dst, r->ndst, &r->plan);
 	} else {
 		nkv_err(ENOENT, "decode %s advertises no region", r->addr);
 	}
+	free(src);
 	if (!rc) {
 		struct nkv_push p = { .req_id = r->id, .src_region = a->pool.region, .dst_region = rr->id,
 				      .plan = r->plan };
@@ -413,6 +254,10 @@ static void try_push(struct agent *a, struct req *r)
 	}
 	r->pushing = true;
 	r->bytes = nkv_plan_bytes(r->plan);
+	a->st_pushes++;
+	a->st_pages += r->ndst;
+	a->st_ranges += nkv_plan_count(r->plan);
+	a->st_bytes += r->bytes;
 	r->push_t0 = now;
 }
 
@@ -446,7 +291,7 @@ static void prefill_task(struct agent *a, struct nkv_msg *m)
 /* Stage the request's blocks and queue its compute; false while the pool is full. */
 static bool prefill_start(struct agent *a, struct req *r)
 {
-	if (!pool_reserve(&a->pool, r->ids, r->n, r->blocks, &r->first, r->fresh))
+	if (!agent_pool_reserve(&a->pool, r->ids, r->n, r->blocks, &r->first, r->fresh))
 		return false;
 	r->st = R_WAIT;
 	uint64_t cached = (uint64_t)r->first * BLOCK_TOKENS;
@@ -473,9 +318,17 @@ static void prefill_timers(struct agent *a, double now)
 		if (r->st != R_WAIT)
 			continue;
 		if (!r->computed && now >= r->t1) {
-			for (uint32_t k = 0; k < r->n; k++)
+			int frc = 0;
+			for (uint32_t k = 0; k < r->n && !frc; k++)
 				if (r->fresh[k])
-					pattern_fill(&a->pool.layout, a->pool.mem, r->blocks[k], r->ids[k]);
+					frc = agent_pool_fill(&a->pool, r->blocks[k], r->ids[k]);
+			if (frc) {
+				char why[NKV_ERRSTR_MAX];
+				snprintf(why, sizeof(why), "filling the pool: %s", nkv_last_error());
+				agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
+				xfer_report(a, r, frc, why, now);
+				continue;
+			}
 			struct nkv_msg m;
 			nkv_msg_init(&m, NKV_MSG_PREFILL_DONE);
 			m.req = r->id;
@@ -497,10 +350,12 @@ static void prefill_blocks(struct agent *a, struct nkv_msg *m)
 	struct req *r = req_find(a, m->req);
 	if (!r || r->have_dst)
 		return;
-	if (m->first > r->n || m->first + m->nblocks != r->n) {
-		char why[160];
-		snprintf(why, sizeof(why), "decode sent %u blocks from %u for a %u-block request", m->nblocks, m->first,
-			 r->n);
+	if (m->first > r->n || (uint64_t)m->nblocks != (uint64_t)(r->n - m->first) * a->pool.ppb) {
+		char why[200];
+		snprintf(why, sizeof(why),
+			 "decode sent %u pages from block %u for a %u-block request; %u pages of %u tokens per block here"
+			 " (do both agents have the same --page-tokens?)",
+			 m->nblocks, m->first, r->n, a->pool.ppb, a->pool.layout.block_tokens);
 		xfer_report(a, r, -EPROTO, why, nkv_now_s());
 		return;
 	}
@@ -547,7 +402,7 @@ static void probe_start(struct agent *a, struct nkv_msg *m)
 		k = a->probe_l.num_blocks;
 	if (k == 0)
 		k = 1;
-	uint32_t blocks[PROBE_BLOCKS];
+	uint32_t blocks[PROBE_PAGES];
 	for (uint32_t b = 0; b < k; b++)
 		blocks[b] = b;
 	int rc = rr ? nkv_plan_build(&a->probe_l, &a->probe_l, blocks, blocks, k, &a->probes[i].plan)
@@ -663,17 +518,17 @@ static void tokens_report(struct agent *a, struct req *r, int status, const char
 	nkv_msg_set_text(&m, why ? why : "");
 	send_ctl(a, &m);
 	if (status) {
-		pool_drop(&a->pool, r->blocks, r->fresh, r->n);
+		agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
 		alog(a, "request %llu failed: %s", (unsigned long long)r->id, why);
 	}
 	if (r->st != R_WAIT_ROOM)
-		pool_unpin(&a->pool, r->blocks, r->n);
+		agent_pool_unpin(&a->pool, r->blocks, r->n);
 	req_free(r);
 }
 
 static bool decode_reserve(struct agent *a, struct req *r)
 {
-	if (!pool_reserve(&a->pool, r->ids, r->n, r->blocks, &r->first, r->fresh))
+	if (!agent_pool_reserve(&a->pool, r->ids, r->n, r->blocks, &r->first, r->fresh))
 		return false;
 	/* Blocks held past the leading run still get pushed: the prefill pushes
 	 * ids[first..n) into them, same bytes, keeping the plan one range list. */
@@ -681,7 +536,16 @@ static bool decode_reserve(struct agent *a, struct req *r)
 	nkv_msg_init(&m, NKV_MSG_BLOCKS);
 	m.req = r->id;
 	m.first = r->first;
-	nkv_msg_set_blocks(&m, r->blocks + r->first, r->n - r->first);
+	uint32_t np = (r->n - r->first) * a->pool.ppb;
+	uint32_t *pages = malloc(((size_t)np + 1) * sizeof(uint32_t));
+	if (!pages) {
+		agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
+		agent_pool_unpin(&a->pool, r->blocks, r->n);
+		return false;
+	}
+	agent_pool_pages(&a->pool, r->blocks + r->first, r->n - r->first, pages);
+	nkv_msg_set_blocks(&m, pages, np);
+	free(pages);
 	send_ctl(a, &m);
 	r->st = R_WAIT;
 	return true;
@@ -743,7 +607,11 @@ static void decode_event(struct agent *a, const struct nkv_event *ev)
 		return;
 	}
 	for (uint32_t i = r->first; i < r->n; i++) {
-		if (!a->verify || pattern_check(&a->pool.layout, a->pool.mem, r->blocks[i], r->ids[i], a->scratch))
+		int ok = a->verify ? agent_pool_check(&a->pool, r->blocks[i], r->ids[i]) : 1;
+		if (ok < 0)
+			alog(a, "request %llu: reading block %u back from the GPU: %s", (unsigned long long)r->id, i,
+			     nkv_last_error());
+		if (ok > 0)
 			r->ok++;
 		else
 			r->bad++;
@@ -815,8 +683,8 @@ static void cancel(struct agent *a, const struct nkv_msg *m)
 		return; /* the push completes or fails on its own; xfer_report then frees it */
 	if (r->st != R_WAIT_ROOM) {
 		if (a->role == NKV_ROLE_DECODE && !r->got_recv)
-			pool_drop(&a->pool, r->blocks, r->fresh, r->n);
-		pool_unpin(&a->pool, r->blocks, r->n);
+			agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
+		agent_pool_unpin(&a->pool, r->blocks, r->n);
 	}
 	req_free(r);
 }
@@ -825,9 +693,7 @@ static void heartbeat(struct agent *a)
 {
 	struct nkv_msg m;
 	nkv_msg_init(&m, NKV_MSG_HEARTBEAT);
-	uint32_t used = 0;
-	for (uint32_t b = 0; b < a->pool.n; b++)
-		used += a->pool.pin[b] > 0;
+	uint32_t used = agent_pool_used(&a->pool);
 	for (size_t i = 0; i < a->nr; i++) {
 		struct req *r = &a->r[i];
 		if (r->st == R_RUNNING) {
@@ -857,24 +723,43 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: netkv agent --role prefill|decode --scheduler ADDR --name INSTANCE [options]\n"
-		"A testbed worker: a KV pool in host memory, the transfer engine, emulated compute.\n"
+		"A testbed worker: a paged KV pool, the transfer engine, emulated compute.\n"
 		"  --token T          shared token (default $NKV_TOKEN)\n"
-		"  --data ADDR        decode: data listen address (default 127.0.0.1:0)\n"
+		"  --data ADDR        decode: data listen address (default 127.0.0.1:0); on a wildcard\n"
+		"                     (0.0.0.0:P) it advertises the address of the interface that routes\n"
+		"                     to the scheduler\n"
+		"  --advertise IP:PORT decode: the data address to tell the scheduler instead (PORT 0:\n"
+		"                     the one bound)\n"
 		"  --src IP           prefill: local address pushes leave from (a host's NIC; default: route's choice)\n"
+		"  --backend B        tcp (default) | verbs: the transfer backend, for KV pushes and probes\n"
+		"  --device NAME      verbs: RDMA device (default: the first with an ACTIVE port)\n"
+		"  --gid-index N      verbs: GID index (default: the RoCE v2 IPv4 GID of the routed netdev)\n"
+		"  --streams N, --qps N  TCP streams / verbs QPs per connection (1..%d, default 1)\n"
+		"  --completion MODE  verbs: poll (adaptive busy-poll, default) | event (completion channel)\n"
+		"  --mem KIND         host (default) | cuda: the KV pool (and the probe region) in GPU memory,\n"
+		"                     reached by GPUDirect (dma-buf, then peermem) or staging, as the engine\n"
+		"                     decides (logged at start)\n"
+		"  --gpu N            --mem cuda: CUDA device (default: the GPU hwloc pairs with --device, else 0)\n"
 		"  --model M          KV shape: a preset (%s) or a Hugging Face config.json (default llama3-8b)\n"
 		"  --perf M           perf model for compute times: a preset or a config.json (default llama3-8b)\n"
 		"  --gpu-model G      GPU preset of the perf model: a100 h100 h200 b200 (default h100)\n"
-		"  --blocks N         pool blocks of 512 tokens (default 64)\n"
+		"  --blocks N         pool size in prefix blocks of 512 tokens (default 64)\n"
+		"  --page-tokens N    tokens per pool page, a divisor of 512 (default 16, like vLLM); a\n"
+		"                     512-token block takes 512/N pages from a free list\n"
+		"  --layout L         layer (vLLM's layer-major, default) | block (block-major)\n"
 		"  --time-scale X     multiply emulated compute times by X (default 1)\n"
 		"  --tier-gbps A,B,C,D prefill: pace transfers per tier (Gb/s, 0 = unpaced; default off)\n"
-		"  --verify           engine block sums + pattern check of every received block\n",
-		nkv_model_preset_names());
+		"  --verify           pattern check of every received block, and the engine's block sums\n"
+		"                     where the backend carries them (TCP)\n",
+		NKV_CLI_MAX_STREAMS, nkv_model_preset_names());
 }
 
 static int parse_tiers(const char *s, double out[4])
 {
 	char *copy = strdup(s), *save = NULL;
 	int n = 0;
+	if (!copy)
+		return nkv_err(ENOMEM, "out of memory");
 	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		double g;
 		if (n >= 4 || nkv_parse_double(t, &g) || g < 0 || !isfinite(g)) {
@@ -889,25 +774,58 @@ static int parse_tiers(const char *s, double out[4])
 	return 0;
 }
 
+/* Everything an agent holds; safe on a partly set-up agent. */
+static void agent_free(struct agent *a)
+{
+	for (size_t i = 0; i < a->nr; i++)
+		if (a->r[i].st != R_FREE)
+			req_free(&a->r[i]);
+	free(a->r);
+	for (uint32_t i = 0; i < a->nprobes; i++)
+		if (a->probes[i].plan)
+			nkv_plan_free(a->probes[i].plan);
+	for (uint32_t i = 0; i < a->nconns; i++)
+		nkv_conn_close(a->conns[i].c);
+	if (a->eng)
+		nkv_engine_destroy(a->eng);
+	if (a->ctl.fd > 0)
+		nkv_pconn_close(&a->ctl);
+	if (a->pool.dev)
+		free(a->pool.mem); /* the host mirror; a host pool's memory is the engine's */
+	agent_pool_free(&a->pool);
+	free(a);
+}
+
+enum { O_BACKEND = 256, O_DEVICE, O_GID, O_STREAMS, O_COMPLETION, O_MEM, O_GPU, O_PAGE_TOKENS, O_LAYOUT,
+       O_ADVERTISE };
+
 int nkv_cmd_agent(int argc, char **argv)
 {
 	const char *role_s = NULL, *sched = NULL, *token = getenv("NKV_TOKEN"), *name = NULL;
-	const char *data = "127.0.0.1:0", *model = "llama3-8b", *perf_model = "llama3-8b", *src = NULL, *gpu = NULL;
-	uint32_t blocks = 64;
+	const char *data = "127.0.0.1:0", *model = "llama3-8b", *perf_model = "llama3-8b", *src = NULL, *gpu_model = NULL;
+	const char *advertise = NULL, *device = NULL, *completion = NULL, *mem_s = "host";
+	uint32_t blocks = 64, page_tokens = 16, streams = 1, gid = UINT32_MAX, gpu = UINT32_MAX;
+	int verbs = 0;
+	enum nkv_layout_kind kind = NKV_LAYOUT_LAYER_MAJOR;
 	struct agent *a = calloc(1, sizeof(*a));
 	if (!a) {
 		fprintf(stderr, "netkv agent: out of memory\n");
 		return 1;
 	}
 	a->scale = 1;
+	a->ctl.fd = -1;
 	static const struct option opts[] = {
 		{ "role", 1, 0, 'r' }, { "scheduler", 1, 0, 's' }, { "token", 1, 0, 't' }, { "name", 1, 0, 'n' },
 		{ "data", 1, 0, 'd' }, { "model", 1, 0, 'm' }, { "perf", 1, 0, 'p' }, { "blocks", 1, 0, 'b' },
 		{ "time-scale", 1, 0, 'S' }, { "tier-gbps", 1, 0, 'T' }, { "verify", 0, 0, 'v' },
-		{ "src", 1, 0, 'i' }, { "gpu-model", 1, 0, 'g' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
-	int c;
+		{ "src", 1, 0, 'i' }, { "gpu-model", 1, 0, 'g' }, { "help", 0, 0, 'h' }, { "backend", 1, 0, O_BACKEND },
+		{ "device", 1, 0, O_DEVICE }, { "gid-index", 1, 0, O_GID }, { "streams", 1, 0, O_STREAMS },
+		{ "qps", 1, 0, O_STREAMS }, { "completion", 1, 0, O_COMPLETION }, { "mem", 1, 0, O_MEM },
+		{ "gpu", 1, 0, O_GPU }, { "page-tokens", 1, 0, O_PAGE_TOKENS }, { "layout", 1, 0, O_LAYOUT },
+		{ "advertise", 1, 0, O_ADVERTISE }, { 0, 0, 0, 0 } };
+	int c, bad = 0;
 	optind = 1;
-	while ((c = nkv_cli_getopt(argc, argv, "h", opts, NULL)) != -1) {
+	while (!bad && (c = nkv_cli_getopt(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r': role_s = optarg; break;
 		case 's': sched = optarg; break;
@@ -917,98 +835,165 @@ int nkv_cmd_agent(int argc, char **argv)
 		case 'i': src = optarg; break;
 		case 'm': model = optarg; break;
 		case 'p': perf_model = optarg; break;
-		case 'g': gpu = optarg; break;
+		case 'g': gpu_model = optarg; break;
 		case 'v': a->verify = true; break;
-		case 'b':
-			if (nkv_cli_u32("agent", "--blocks", optarg, 1, 1u << 20, &blocks)) {
-				free(a);
-				return 2;
+		case O_DEVICE: device = optarg; break;
+		case O_ADVERTISE: advertise = optarg; break;
+		case 'b': bad = nkv_cli_u32("agent", "--blocks", optarg, 1, 1u << 20, &blocks); break;
+		case 'S': bad = nkv_cli_time_scale("agent", optarg, &a->scale); break;
+		case O_BACKEND: bad = nkv_cli_backend("agent", optarg, &verbs); break;
+		case O_STREAMS: bad = nkv_cli_streams("agent", optarg, &streams); break;
+		case O_GID: bad = nkv_cli_u32("agent", "--gid-index", optarg, 0, 65535, &gid); break;
+		case O_GPU: bad = nkv_cli_u32("agent", "--gpu", optarg, 0, 1023, &gpu); break;
+		case O_PAGE_TOKENS:
+			bad = nkv_cli_u32("agent", "--page-tokens", optarg, 1, BLOCK_TOKENS, &page_tokens);
+			if (!bad && BLOCK_TOKENS % page_tokens) {
+				fprintf(stderr, "netkv agent: --page-tokens '%s': expected a divisor of %u (1, 2, 4, ... 512)\n",
+					optarg, BLOCK_TOKENS);
+				bad = -EINVAL;
 			}
 			break;
-		case 'S':
-			if (nkv_cli_time_scale("agent", optarg, &a->scale)) {
-				free(a);
-				return 2;
+		case O_LAYOUT:
+			if (nkv_layout_parse_kind(optarg, &kind)) {
+				fprintf(stderr, "netkv agent: --layout '%s': expected layer or block\n", optarg);
+				bad = -EINVAL;
 			}
+			break;
+		case O_COMPLETION:
+			/* the one spelling `netkv bench transfer` takes; the verbs backend reads it at engine creation */
+			if (strcmp(optarg, "poll") && strcmp(optarg, "event")) {
+				fprintf(stderr, "netkv agent: --completion '%s': expected poll or event\n", optarg);
+				bad = -EINVAL;
+			}
+			completion = optarg;
+			break;
+		case O_MEM:
+			if (strcmp(optarg, "host") && strcmp(optarg, "cuda")) {
+				fprintf(stderr, "netkv agent: --mem '%s': expected host or cuda\n", optarg);
+				bad = -EINVAL;
+			}
+			mem_s = optarg;
 			break;
 		case 'T':
-			if (parse_tiers(optarg, a->tier_Bps)) {
+			if ((bad = parse_tiers(optarg, a->tier_Bps)))
 				fprintf(stderr, "netkv agent: %s\n", nkv_last_error());
-				free(a);
-				return 2;
-			}
 			break;
-		case 'h': usage(stdout); free(a); return 0;
-		default: free(a); return 2; /* nkv_cli_getopt said what is wrong */
+		case 'h': usage(stdout); agent_free(a); return 0;
+		default: agent_free(a); return 2; /* nkv_cli_getopt said what is wrong */
 		}
 	}
-	enum nkv_role role;
-	if (!role_s || nkv_role_parse(role_s, &role) || (role != NKV_ROLE_PREFILL && role != NKV_ROLE_DECODE) ||
-	    !sched || !name) {
-		fprintf(stderr, "netkv agent: --role prefill|decode, --scheduler and --name are required\n");
-		usage(stderr);
-		free(a);
+	if (bad) {
+		agent_free(a);
 		return 2;
 	}
+	bool cuda = !strcmp(mem_s, "cuda");
+	enum nkv_role role;
+	const char *why = NULL;
+	if (!role_s || nkv_role_parse(role_s, &role) || (role != NKV_ROLE_PREFILL && role != NKV_ROLE_DECODE) ||
+	    !sched || !name)
+		why = "--role prefill|decode, --scheduler and --name are required";
+	else if (optind < argc)
+		why = "unexpected argument";
+	else if (advertise && role != NKV_ROLE_DECODE)
+		why = "--advertise is for decode agents (a prefill's pushes leave from --src)";
+	else if (gpu != UINT32_MAX && !cuda)
+		why = "--gpu needs --mem cuda";
+	else if (!verbs && (device || gid != UINT32_MAX || completion))
+		why = "--device, --gid-index and --completion need --backend verbs";
+	if (why) {
+		fprintf(stderr, "netkv agent: %s%s%s\n", why, optind < argc ? " " : "", optind < argc ? argv[optind] : "");
+		usage(stderr);
+		agent_free(a);
+		return 2;
+	}
+	char adv_host[48];
+	uint16_t adv_port = 0;
+	if (advertise && nkv_parse_hostport(advertise, adv_host, sizeof(adv_host), &adv_port)) {
+		fprintf(stderr, "netkv agent: --advertise '%s': expected IP:PORT (%s)\n", advertise, nkv_last_error());
+		agent_free(a);
+		return 2;
+	}
+	if (completion)
+		setenv("NKV_VERBS_COMPLETION", completion, 1);
 	a->role = role;
 	snprintf(a->name, sizeof(a->name), "%s", name);
 	struct nkv_model km;
 	int rc = nkv_model_lookup(model, &km);
 	if (!rc)
-		rc = nkv_perf_preset(perf_model, gpu, &a->perf);
+		rc = nkv_perf_preset(perf_model, gpu_model, &a->perf);
+	struct agent_pool *p = &a->pool;
+	if (!rc)
+		rc = agent_pool_init(p, &km, blocks, page_tokens, kind);
 	if (rc) {
 		fprintf(stderr, "netkv agent: %s\n", nkv_last_error());
-		free(a);
+		agent_free(a);
 		return 2;
 	}
 	a->max_batch = a->perf.max_batch ? a->perf.max_batch : 64;
-	struct pool *p = &a->pool;
-	p->layout = (struct nkv_layout){ .model = km, .block_tokens = BLOCK_TOKENS, .num_blocks = blocks,
-					 .kind = NKV_LAYOUT_LAYER_MAJOR };
-	p->n = blocks;
-	p->hash = calloc(blocks, sizeof(uint64_t));
-	p->valid = calloc(blocks, sizeof(bool));
-	p->pin = calloc(blocks, sizeof(uint32_t));
-	p->stamp = calloc(blocks, sizeof(uint64_t));
-	p->capdelta = 8192;
-	p->added = calloc(p->capdelta, sizeof(uint64_t));
-	p->evicted = calloc(p->capdelta, sizeof(uint64_t));
-	a->scratch = malloc(nkv_layout_chunk_bytes(&p->layout) + 8);
 	struct nkv_engine_opts eo;
 	void *mem = NULL;
-	char addr[NKV_PROTO_MAX_ADDR + 1] = "-";
+	char addr[NKV_PROTO_MAX_ADDR + 1] = "-", gpu_why[160] = "", mem_desc[320] = "host";
+	enum nkv_mem_kind mk = cuda ? NKV_MEM_CUDA : NKV_MEM_HOST;
 
 	nkv_engine_opts_init(&eo);
-	eo.verify = a->verify;
+	eo.backend = verbs ? NKV_BACKEND_VERBS : NKV_BACKEND_TCP;
+	eo.device = device;
+	eo.gid_index = gid == UINT32_MAX ? -1 : (int)gid;
+	eo.streams = streams;
+	/* --verify: the engine's per-block sums where the backend carries them
+	 * (TCP; verbs does not yet and refuses such pushes), and always the
+	 * pattern check of every received block. */
+	eo.verify = a->verify && !verbs;
 	eo.src_addr = src;
-	rc = nkv_layout_check(&p->layout);
+	if (cuda)
+		eo.gpu = agent_pick_gpu(gpu == UINT32_MAX ? -1 : (int)gpu, device, gpu_why, sizeof(gpu_why));
+	p->gpu = eo.gpu;
+	uint64_t pool_bytes = nkv_layout_pool_bytes(&p->layout);
+	rc = nkv_engine_create(&eo, &a->eng);
+	if (!rc) {
+		rc = nkv_region_alloc(a->eng, mk, pool_bytes, &p->layout, &p->region, &mem);
+		if (rc && cuda)
+			rc = nkv_err_wrap(-rc, "KV pool in GPU memory (--mem cuda, GPU %d: %s)", eo.gpu, gpu_why);
+	}
+	if (!rc && cuda) {
+		/* the pattern is written on the host and copied page by page (agent_pool.h) */
+		p->dev = mem;
+		p->mem = calloc(1, pool_bytes);
+		if (!p->mem)
+			rc = nkv_err(ENOMEM, "out of memory for the host mirror of the GPU pool");
+	} else if (!rc) {
+		p->mem = mem;
+	}
 	if (!rc)
-		rc = nkv_engine_create(&eo, &a->eng);
-	if (!rc)
-		rc = nkv_region_alloc(a->eng, NKV_MEM_HOST, nkv_layout_pool_bytes(&p->layout), &p->layout, &p->region, &mem);
-	p->mem = mem;
+		nkv_region_describe(a->eng, p->region, mem_desc, sizeof(mem_desc));
 	a->probe_l = p->layout;
-	/* about 8 MiB of whole blocks (at least one, at most PROBE_BLOCKS) */
+	/* Probes: about 8 MiB of whole pages in a region of their own, in the
+	 * same memory as the pool and over the same engine, so they measure the
+	 * path the KV takes. */
 	uint64_t pbb = nkv_layout_block_bytes(&p->layout);
 	a->probe_l.num_blocks = pbb ? (uint32_t)((8u << 20) / pbb) : 1;
 	if (a->probe_l.num_blocks < 1)
 		a->probe_l.num_blocks = 1;
-	if (a->probe_l.num_blocks > PROBE_BLOCKS)
-		a->probe_l.num_blocks = PROBE_BLOCKS;
+	if (a->probe_l.num_blocks > PROBE_PAGES)
+		a->probe_l.num_blocks = PROBE_PAGES;
 	if (!rc)
-		rc = nkv_region_alloc(a->eng, NKV_MEM_HOST, nkv_layout_pool_bytes(&a->probe_l), &a->probe_l,
-				      &a->probe_region, &mem);
+		rc = nkv_region_alloc(a->eng, mk, nkv_layout_pool_bytes(&a->probe_l), &a->probe_l, &a->probe_region,
+				      &mem);
 	if (!rc && role == NKV_ROLE_DECODE) {
 		uint16_t port;
 		char host[48];
 		rc = nkv_parse_hostport(data, host, sizeof(host), &port);
 		if (!rc)
 			rc = nkv_listen(a->eng, data, &port);
-		snprintf(addr, sizeof(addr), "%s:%u", strcmp(host, "0.0.0.0") ? host : "127.0.0.1", port);
+		if (!rc && advertise)
+			snprintf(addr, sizeof(addr), "%s:%u", adv_host, adv_port ? adv_port : port);
+		else if (!rc)
+			rc = agent_advertise_addr(host, port, sched, addr, sizeof(addr));
 	}
 	int fd = rc ? rc : nkv_proto_connect(sched, 10);
 	if (fd < 0) {
-		fprintf(stderr, "netkv agent: %s\n", nkv_last_error());
+		fprintf(stderr, "netkv agent %s: %s\n", name, nkv_last_error());
+		agent_free(a);
 		return 1;
 	}
 	nkv_pconn_init(&a->ctl, fd);
@@ -1021,7 +1006,15 @@ int nkv_cmd_agent(int argc, char **argv)
 	m.kv_blocks = blocks;
 	m.block_tokens = BLOCK_TOKENS;
 	m.kv_bpt = nkv_model_bytes_per_token(&km);
-	rc = nkv_pconn_send_wait(&a->ctl, &m);
+	/* what `scheduler status` shows for this agent: the path its KV takes */
+	char path[512];
+	snprintf(path, sizeof(path), "%s, streams %u; pool %s; %u-token pages, %s-major", nkv_engine_describe(a->eng),
+		 streams, mem_desc, page_tokens, nkv_layout_kind_name(kind));
+	nkv_str_printable(path);
+	rc = nkv_msg_set_text(&m, path);
+	if (!rc)
+		rc = nkv_pconn_send_wait(&a->ctl, &m);
+	nkv_msg_clear(&m);
 	if (!rc)
 		rc = nkv_pconn_recv_wait(&a->ctl, &m, 10);
 	if (!rc && m.type != NKV_MSG_REGISTER_OK)
@@ -1029,15 +1022,19 @@ int nkv_cmd_agent(int argc, char **argv)
 	nkv_msg_clear(&m);
 	if (rc) {
 		fprintf(stderr, "netkv agent %s: %s\n", name, nkv_last_error());
+		agent_free(a);
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	char pb[32];
-	alog(a, "up: %s, pool %u blocks x %s, data %s, scale %g%s", nkv_engine_describe(a->eng), blocks,
-	     nkv_fmt_bytes(nkv_layout_block_bytes(&p->layout), pb, sizeof(pb)), addr, a->scale,
-	     a->verify ? ", verify" : "");
+	char pb[32], gb[32];
+	alog(a, "up: %s, streams %u, pool %u blocks x %s in %u-token pages (%s, %s-major), data %s, scale %g%s",
+	     nkv_engine_describe(a->eng), streams, blocks,
+	     nkv_fmt_bytes(nkv_layout_block_bytes(&p->layout) * p->ppb, pb, sizeof(pb)), page_tokens,
+	     nkv_fmt_bytes(nkv_layout_block_bytes(&p->layout), gb, sizeof(gb)), nkv_layout_kind_name(kind), addr,
+	     a->scale, !a->verify ? "" : eo.verify ? ", verify (block sums + pattern)" : ", verify (pattern)");
+	alog(a, "pool memory: %s%s%s", mem_desc, cuda ? "; GPU chosen: " : "", cuda ? gpu_why : "");
 	double next_hb = 0;
 	int status = 0;
 	while (!g_stop) {
@@ -1143,19 +1140,10 @@ int nkv_cmd_agent(int argc, char **argv)
 			next_hb = now + 0.05;
 		}
 	}
-	for (size_t i = 0; i < a->nr; i++)
-		if (a->r[i].st != R_FREE)
-			req_free(&a->r[i]);
-	free(a->r);
-	for (uint32_t i = 0; i < a->nprobes; i++)
-		if (a->probes[i].plan)
-			nkv_plan_free(a->probes[i].plan);
-	for (uint32_t i = 0; i < a->nconns; i++)
-		nkv_conn_close(a->conns[i].c);
-	nkv_engine_destroy(a->eng);
-	nkv_pconn_close(&a->ctl);
-	free(p->hash), free(p->valid), free(p->pin), free(p->stamp), free(p->added), free(p->evicted);
-	free(a->scratch);
-	free(a);
+	if (role == NKV_ROLE_PREFILL && a->st_pushes)
+		alog(a, "pushed %llu requests: %llu pages in %llu ranges, %.0f B per range",
+		     (unsigned long long)a->st_pushes, (unsigned long long)a->st_pages, (unsigned long long)a->st_ranges,
+		     (double)a->st_bytes / (double)a->st_ranges);
+	agent_free(a);
 	return status;
 }

@@ -21,7 +21,7 @@
 
 /* netns: NULL, or a fabric prefix and host whose namespace the child enters. */
 static int spawn_in(struct cluster *c, const char *name, const char *log, const char *prefix, const char *host,
-		    char *const argv[])
+		    char *const argv[], int (*fn)(int, char **))
 {
 	if (c->n >= CLUSTER_MAX)
 		return nkv_err(ENOSPC, "too many processes");
@@ -42,6 +42,14 @@ static int spawn_in(struct cluster *c, const char *name, const char *log, const 
 			fprintf(stderr, "cannot enter the namespace of %s: %s\n", host, nkv_last_error());
 			_exit(126);
 		}
+		if (fn) {
+			/* argv[1] is the command word ("agent"): the command sees argv from there */
+			int n = 0;
+			while (argv[n + 1])
+				n++;
+			fflush(NULL);
+			_exit(fn(n, (char **)argv + 1));
+		}
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -53,7 +61,7 @@ static int spawn_in(struct cluster *c, const char *name, const char *log, const 
 
 static int spawn(struct cluster *c, const char *name, const char *log, char *const argv[])
 {
-	return spawn_in(c, name, log, NULL, NULL, argv);
+	return spawn_in(c, name, log, NULL, NULL, argv, NULL);
 }
 
 static int count_registered(const char *addr, const char *token)
@@ -124,10 +132,17 @@ int nkv__cluster_start(const struct cluster_opts *o, struct cluster *c)
 	char wc[32], wl[32];
 	snprintf(wc, sizeof(wc), "%g", o->w_cache);
 	snprintf(wl, sizeof(wl), "%g", o->w_load);
-	bool weights = o->w_cache > 0 || o->w_load > 0; /* without: argv ends before --w-cache */
-	char *sched[] = { (char *)o->netkv, "scheduler", "--listen", (char *)o->addr, "--topo", topo, "--prefill",
-			  (char *)o->prefill, "--decode", (char *)o->decode, "--policy", (char *)o->policy, "--token",
-			  (char *)o->token, "--time-scale", scale, weights ? "--w-cache" : NULL, wc, "--w-load", wl, NULL };
+	char refresh[32];
+	snprintf(refresh, sizeof(refresh), "%g", o->sched_refresh);
+	char *sched[32] = { (char *)o->netkv, "scheduler", "--listen", (char *)o->addr, "--topo", topo, "--prefill",
+			    (char *)o->prefill, "--decode", (char *)o->decode, "--policy", (char *)o->policy, "--token",
+			    (char *)o->token, "--time-scale", scale };
+	int ks = 16;
+	if (o->w_cache > 0 || o->w_load > 0)
+		sched[ks++] = "--w-cache", sched[ks++] = wc, sched[ks++] = "--w-load", sched[ks++] = wl;
+	if (o->sched_refresh > 0)
+		sched[ks++] = "--refresh", sched[ks++] = refresh;
+	sched[ks] = NULL;
 	if ((rc = spawn(c, "scheduler", log, sched))) {
 		nkv_topo_free(tp);
 		return rc;
@@ -138,7 +153,7 @@ int nkv__cluster_start(const struct cluster_opts *o, struct cluster *c)
 		for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 			snprintf(log, sizeof(log), "%s/agent-%s.log", o->dir, t);
 			snprintf(blocks, sizeof(blocks), "%u", role ? o->decode_blocks : o->prefill_blocks);
-			char *argv[32];
+			char *argv[48], pt[16];
 			int k = 0;
 			argv[k++] = (char *)o->netkv, argv[k++] = "agent", argv[k++] = "--role";
 			argv[k++] = role ? "decode" : "prefill";
@@ -149,6 +164,18 @@ int nkv__cluster_start(const struct cluster_opts *o, struct cluster *c)
 				argv[k++] = "--verify";
 			if (o->tier_gbps && !role)
 				argv[k++] = "--tier-gbps", argv[k++] = (char *)o->tier_gbps;
+			if (o->backend)
+				argv[k++] = "--backend", argv[k++] = (char *)o->backend;
+			if (o->mem)
+				argv[k++] = "--mem", argv[k++] = (char *)o->mem;
+			if (o->layout)
+				argv[k++] = "--layout", argv[k++] = (char *)o->layout;
+			if (o->page_tokens) {
+				snprintf(pt, sizeof(pt), "%u", o->page_tokens);
+				argv[k++] = "--page-tokens", argv[k++] = pt;
+			}
+			if (o->decode_data && role && !tp)
+				argv[k++] = "--data", argv[k++] = (char *)o->decode_data;
 			char nic[64] = "", data[80];
 			struct nkv_instance_info ii = { 0 };
 			if (tp) {
@@ -168,7 +195,7 @@ int nkv__cluster_start(const struct cluster_opts *o, struct cluster *c)
 					argv[k++] = "--src", argv[k++] = nic;
 			}
 			argv[k] = NULL;
-			if ((rc = spawn_in(c, t, log, tp ? o->fabric : NULL, ii.host_name, argv))) {
+			if ((rc = spawn_in(c, t, log, tp ? o->fabric : NULL, ii.host_name, argv, o->agent_main))) {
 				free(list);
 				nkv_topo_free(tp);
 				return rc;

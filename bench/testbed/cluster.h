@@ -26,6 +26,18 @@ struct cluster_opts {
 	 * must be NKV_FABRIC_MGMT_ADDR:port. NULL = loopback. */
 	const char *fabric;
 	double w_cache, w_load; /* cla* weights for the scheduler; 0 and 0 = its defaults */
+	/* Agent flags passed through when set (NULL / 0 = the agent's defaults):
+	 * --backend, --mem, --page-tokens, --layout, and decode's --data
+	 * (e.g. "0.0.0.0:0" or "IP:0"; ignored on the fabric, which sets it). */
+	const char *backend, *mem, *layout, *decode_data;
+	unsigned page_tokens;
+	/* The scheduler's --refresh (oracle window, so also how often an idle
+	 * path is probed); 0 = its default. A slow emulated NIC needs a long one. */
+	double sched_refresh;
+	/* Run agents as forked copies of this process calling agent_main(argc,
+	 * argv) (nkv_cmd_agent, after the caller set what only a test can, such
+	 * as the fake GPU) instead of exec'ing the netkv binary. NULL = exec. */
+	int (*agent_main)(int argc, char **argv);
 };
 
 struct cluster {

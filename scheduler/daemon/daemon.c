@@ -52,6 +52,7 @@ struct peer {
 	int idx;             /* index in the scheduler's prefill or decode list */
 	char name[NKV_PROTO_MAX_NAME + 1];
 	char addr[NKV_PROTO_MAX_ADDR + 1];
+	char path[256];      /* agents: backend and pool memory as they registered them */
 };
 
 enum rq_state { RQ_PENDING, RQ_RUNNING, RQ_DONE };
@@ -316,6 +317,7 @@ static int on_register(struct daemon *d, int pi, const struct nkv_msg *m)
 	p->role = m->role;
 	snprintf(p->name, sizeof(p->name), "%s", m->name);
 	snprintf(p->addr, sizeof(p->addr), "%s", m->addr);
+	snprintf(p->path, sizeof(p->path), "%s", m->text ? m->text : "");
 	if (m->role == NKV_ROLE_PREFILL || m->role == NKV_ROLE_DECODE) {
 		int inst = nkv_topo_find(d->topo, m->name);
 		uint32_t n = m->role == NKV_ROLE_PREFILL ? d->nprefill : d->ndecode;
@@ -363,7 +365,8 @@ static int on_register(struct daemon *d, int pi, const struct nkv_msg *m)
 	p->registered = true;
 	p->id = ++d->next_agent_id;
 	char lb[96];
-	logf_("registered %s at %s", peer_label(p, lb, sizeof(lb)), p->addr[0] ? p->addr : "-");
+	logf_("registered %s at %s%s%s", peer_label(p, lb, sizeof(lb)), p->addr[0] ? p->addr : "-",
+	      p->path[0] ? ": " : "", p->path);
 	struct nkv_msg ok;
 	nkv_msg_init(&ok, NKV_MSG_REGISTER_OK);
 	ok.agent_id = p->id;
@@ -396,6 +399,8 @@ static char *status_json(struct daemon *d)
 		json_object_set_new(a, "role", json_string(nkv_role_name(p->role)));
 		json_object_set_new(a, "name", json_string(p->name));
 		json_object_set_new(a, "addr", json_string(p->addr));
+		if (p->path[0])
+			json_object_set_new(a, "path", json_string(p->path));
 		if (p->role == NKV_ROLE_DECODE) {
 			struct nkv_decode_state *ds = nkv_sched_decode(d->s, (uint32_t)p->idx);
 			json_object_set_new(a, "running", json_integer(ds->running));

@@ -16,7 +16,8 @@
  *
  * Messages (-> direction, fields):
  *   REGISTER      any -> sched   role, token, name, addr (data address), kv_blocks,
- *                                block_tokens, kv_bpt (KV bytes per token)
+ *                                block_tokens, kv_bpt (KV bytes per token), text (agents:
+ *                                the transfer path of their KV pool, for `scheduler status`)
  *   REGISTER_OK   sched -> any   agent_id
  *   ERROR         either         code (errno), text
  *   HEARTBEAT     agent -> sched running, queued, running_tokens, queued_tokens,

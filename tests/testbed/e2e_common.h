@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "netkv_proto.h"
 #include "nkv_util.h"
 #include "replay.h"
 
@@ -77,6 +78,69 @@ static inline int e2e_check_records(const struct replay_result *r, size_t n, dou
 			fails++;
 	}
 	return fails;
+}
+
+/* The scheduler's STATUS JSON (malloc'ed), or NULL. */
+static inline char *e2e_status_text(const char *addr, const char *token)
+{
+	int fd = nkv_proto_connect(addr, 2);
+	if (fd < 0)
+		return NULL;
+	struct nkv_pconn pc;
+	nkv_pconn_init(&pc, fd);
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_REGISTER);
+	m.role = NKV_ROLE_ADMIN;
+	snprintf(m.token, sizeof(m.token), "%s", token);
+	nkv_pconn_send_wait(&pc, &m);
+	nkv_msg_init(&m, NKV_MSG_STATUS_REQ);
+	nkv_pconn_send_wait(&pc, &m);
+	char *out = NULL;
+	while (!out && !nkv_pconn_recv_wait(&pc, &m, 3)) {
+		if (m.type == NKV_MSG_STATUS)
+			out = strdup(m.text);
+		nkv_msg_clear(&m);
+	}
+	nkv_pconn_close(&pc);
+	return out;
+}
+
+/* The prefill agents' push statistics, from the line each logs at exit
+ * ("pushed N requests: P pages in R ranges"), summed over the
+ * comma-separated instances. Returns how many logs had the line. */
+static inline int e2e_push_stats(const char *dir, const char *prefills, unsigned long long *pushes,
+				 unsigned long long *pages, unsigned long long *ranges)
+{
+	char list[256], *save = NULL;
+	int found = 0;
+	*pushes = *pages = *ranges = 0;
+	snprintf(list, sizeof(list), "%s", prefills);
+	for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char path[512], line[512];
+		snprintf(path, sizeof(path), "%s/agent-%s.log", dir, t);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			const char *p = strstr(line, "pushed ");
+			unsigned long long a, b, c;
+			if (p && sscanf(p, "pushed %llu requests: %llu pages in %llu ranges", &a, &b, &c) == 3) {
+				*pushes += a, *pages += b, *ranges += c;
+				found++;
+			}
+		}
+		fclose(f);
+	}
+	return found;
+}
+
+/* Print the tail of every log in dir (a run inside a VM loses its files). */
+static inline void e2e_dump_logs(const char *dir)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "for f in '%s'/*.log; do echo \"--- $f\"; tail -n 25 \"$f\"; done >&2", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not list the logs in %s\n", dir);
 }
 
 #endif

@@ -21,6 +21,7 @@ static inline void seed_msg(int type, struct nkv_msg *m)
 		m->kv_blocks = 64;
 		m->block_tokens = 512;
 		m->kv_bpt = 512;
+		nkv_msg_set_text(m, "tcp (io_uring), streams 1; pool host; 16-token pages, layer-major");
 		break;
 	case NKV_MSG_REGISTER_OK: m->agent_id = 3; break;
 	case NKV_MSG_ERROR: m->code = 22; nkv_msg_set_text(m, "bad token"); break;

@@ -48,26 +48,7 @@ static bool closed_after(const char *addr, const void *buf, size_t len)
 
 static char *status_text(const char *addr)
 {
-	int fd = nkv_proto_connect(addr, 2);
-	if (fd < 0)
-		return NULL;
-	struct nkv_pconn pc;
-	nkv_pconn_init(&pc, fd);
-	struct nkv_msg m;
-	nkv_msg_init(&m, NKV_MSG_REGISTER);
-	m.role = NKV_ROLE_ADMIN;
-	strcpy(m.token, TOKEN);
-	nkv_pconn_send_wait(&pc, &m);
-	nkv_msg_init(&m, NKV_MSG_STATUS_REQ);
-	nkv_pconn_send_wait(&pc, &m);
-	char *out = NULL;
-	while (!out && !nkv_pconn_recv_wait(&pc, &m, 3)) {
-		if (m.type == NKV_MSG_STATUS)
-			out = strdup(m.text);
-		nkv_msg_clear(&m);
-	}
-	nkv_pconn_close(&pc);
-	return out;
+	return e2e_status_text(addr, TOKEN);
 }
 
 static void garbage(const char *addr)
@@ -182,12 +163,28 @@ int main(void)
 	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--time-scale", "0", NULL }) == 2, "agent: --time-scale 0");
 	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--blocks", "0", NULL }) == 2, "agent: --blocks 0");
 	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--tier-gbps", "a", NULL }) == 2, "agent: --tier-gbps a");
+	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--page-tokens", "24", NULL }) == 2, "agent: --page-tokens 24");
+	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--backend", "ib", NULL }) == 2, "agent: --backend ib");
+	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--mem", "gpu", NULL }) == 2, "agent: --mem gpu");
+	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--layout", "x", NULL }) == 2, "agent: --layout x");
+	CHECK(nkv_cmd_agent(3, (char *[]){ "agent", "--streams", "0", NULL }) == 2, "agent: --streams 0");
+	CHECK(nkv_cmd_agent(9, (char *[]){ "agent", "--role", "prefill", "--scheduler", "127.0.0.1:1", "--name", "x",
+					   "--advertise", "1.2.3.4:5", NULL }) == 2, "agent: --advertise on a prefill");
+	CHECK(nkv_cmd_agent(9, (char *[]){ "agent", "--role", "decode", "--scheduler", "127.0.0.1:1", "--name", "x",
+					   "--device", "rxe0", NULL }) == 2, "agent: --device without verbs");
+	/* A GPU pool on a box without a usable GPU: a clear reason and exit 1
+	 * (with one: no scheduler at port 1, exit 1 all the same). */
+	CHECK(nkv_cmd_agent(11, (char *[]){ "agent", "--role", "decode", "--scheduler", "127.0.0.1:1", "--name", "x",
+					    "--mem", "cuda", "--blocks", "1", NULL }) == 1 &&
+	      (strstr(nkv_last_error(), "GPU memory (--mem cuda") || strstr(nkv_last_error(), "127.0.0.1:1")),
+	      "agent: --mem cuda without a GPU: %s", nkv_last_error());
 	struct nkv_perf perf;
 	nkv_perf_preset("llama3-8b", "h100", &perf);
 	struct cluster cl;
 	struct cluster_opts co = { .netkv = netkv, .dir = dir, .addr = addr, .token = TOKEN, .policy = "netkv",
 				   .prefill = "h0g0,h0g1", .decode = "h1g0,h2g0,h4g0,h5g0", .time_scale = SCALE,
-				   .prefill_blocks = 512, .decode_blocks = 512, .tier_gbps = NULL, .verify = true };
+				   .prefill_blocks = 512, .decode_blocks = 512, .tier_gbps = NULL, .verify = true,
+				   .page_tokens = 16 };
 	if (nkv__cluster_start(&co, &cl)) {
 		fprintf(stderr, "FAIL: testbed did not start: %s\n", nkv_last_error());
 		nkv__cluster_stop(&cl);
@@ -208,9 +205,23 @@ int main(void)
 	const char *pd = st ? strstr(st, "\"probes_done\":") : NULL;
 	long probes = pd ? strtol(pd + 14, NULL, 10) : 0;
 	CHECK(probes > 0, "no probe results reached the scheduler: %s", st ? st : "(no status)");
+	/* each agent's transfer path, as it registered it */
+	int paths = 0;
+	for (const char *q = st; q && (q = strstr(q, "\"path\":\"tcp")); q++)
+		paths++;
+	CHECK(paths == 6 && strstr(st, "pool host; 16-token pages, layer-major"),
+	      "status does not show the 6 agents' paths (tcp, host pool, 16-token pages): %s", st ? st : "(no status)");
 	free(st);
 	malformed_trace(dir, trace, addr);
 	nkv__cluster_stop(&cl);
+	/* 16-token pages after churn: pushes are scattered ranges, not one
+	 * coalesced run per (layer, K/V) tensor (2 x 2 for the tiny model). */
+	unsigned long long pushes, pages, ranges;
+	int found = e2e_push_stats(dir, co.prefill, &pushes, &pages, &ranges);
+	fprintf(stderr, "pushes %llu: %llu pages of 16 tokens in %llu ranges\n", pushes, pages, ranges);
+	CHECK(found == 2 && pushes > 0, "no push statistics in the prefill logs (%d found)", found);
+	CHECK(ranges > 4 * pushes * 4, "pushes not scattered: %llu ranges for %llu pushes of %llu pages", ranges, pushes,
+	      pages);
 	if (fails)
 		fprintf(stderr, "%d checks failed; logs in %s/\n", fails, dir);
 	else
