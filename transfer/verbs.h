@@ -314,6 +314,7 @@ void nkv__vb_lend_free(struct vb_conn *vc);
 void nkv__vb_post_pending(struct vb_qp *q);
 int nkv__vb_poll_cq(struct vb_conn *vc);
 void nkv__vb_req_free(struct vb_conn *vc, struct vb_req *r);
+int nkv__vb_shape(struct nkv_engine *e, const struct nkv_plan *p, struct nkv__push_shape *out);
 
 extern const struct nkv_backend_ops nkv_verbs_ops;
 

@@ -262,6 +262,39 @@ static bool bind_unit(struct vb_conn *vc, struct vb_req *r)
 	return true;
 }
 
+/* Stripe big requests over the QPs, keep small ones whole. A staged one
+ * stays on one QP: its chunks are copied out in order anyway. */
+static uint32_t part_count(uint32_t nqps, uint64_t bytes, uint32_t nops, bool staged)
+{
+	if (nqps > 1 && bytes >= (256u << 10) && !staged)
+		return nqps < nops ? nqps : nops;
+	return 1;
+}
+
+/* push_shape.h: the WRITEs add_piece cuts the plan into (addresses shifted
+ * to 0 on both sides: contiguity, the only thing merging looks at, is the
+ * same), plus one header SEND per part. */
+int nkv__vb_shape(struct nkv_engine *e, const struct nkv_plan *p, struct nkv__push_shape *out)
+{
+	struct vb_dev *d = &VE(e)->dev;
+	const struct nkv_range *rg = nkv_plan_ranges(p);
+	struct vb_req r = { 0 };
+	int rc = 0;
+
+	for (size_t i = 0; i < nkv_plan_count(p) && !rc; i++)
+		rc = add_piece(d, &r, rg[i].src_off, rg[i].dst_off, rg[i].len, VB_NO_CHUNK);
+	if (!rc) {
+		uint32_t qps = e->opts.streams ? e->opts.streams : 1;
+		out->parts = part_count(qps, nkv_plan_bytes(p), (uint32_t)r.nops, false);
+		out->sges = r.nsge;
+		out->wrs = r.nops + out->parts;
+		out->max_sge = d->max_sge;
+	}
+	free(r.sge);
+	free(r.ops);
+	return rc;
+}
+
 static void queue_part(struct vb_qp *q, struct vb_part *p)
 {
 	p->qp = q;
@@ -329,11 +362,7 @@ int nkv__vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 		return rc;
 	}
 	uint32_t nops = (uint32_t)r->nops;
-	/* Stripe big requests over the QPs, keep small ones whole. A staged
-	 * one stays on one QP: its chunks are copied out in order anyway. */
-	r->nparts = 1;
-	if (vc->nqps > 1 && r->bytes >= (256u << 10) && !r->stage && !r->dst_staged)
-		r->nparts = vc->nqps < nops ? vc->nqps : nops;
+	r->nparts = part_count(vc->nqps, r->bytes, nops, r->stage || r->dst_staged);
 	if (!(r->parts = calloc(r->nparts, sizeof(*r->parts)))) {
 		nkv__vb_req_free(vc, r);
 		return nkv_err(ENOMEM, "out of memory");
