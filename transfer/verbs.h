@@ -62,7 +62,7 @@
 #define VB_PARTS_OPEN 200        /* parts in flight per QP: 2 receives each */
 #define VB_SQ_DEPTH 512
 #define VB_SIG_EVERY 32          /* selective signalling: one CQE per this many WRs */
-#define VB_POST_BATCH 16         /* WRs chained per ibv_post_send */
+#define VB_POST_BATCH 32         /* WRs chained per ibv_post_send (= VB_SIG_EVERY: one CQE a chain) */
 #define VB_RSLOTS 4096           /* receiver request table; sender keeps fewer in flight */
 #define VB_MAX_INFLIGHT 2048
 #define VB_CREDIT_MAGIC 0x434b4e4eu /* "NNKC" */
