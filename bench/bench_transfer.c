@@ -435,6 +435,8 @@ static int client_run(const struct bopts *o, const char *addr, json_t *out, FILE
 			goto out;
 		}
 		json_object_set_new(out, "sender_blocks_checked", json_integer(n));
+		if (tf && o->role == ROLE_CLIENT)
+			fprintf(tf, " sender: %u blocks checked (the receiver checks its own and says so)\n", n);
 		if (tf) {
 			fprintf(tf, " %-12s %-10s %-10s %-10s %-14s %-14s %-14s\n", "#bytes", "#requests", "GB/s",
 				"Gb/s", "t_avg/request", "t_p50", "t_max");
