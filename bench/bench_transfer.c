@@ -15,10 +15,13 @@
  * completion, where completion means the receiver acknowledged every byte.
  */
 #include "bench_cli.h"
+#include "bench_pages.h"
+#include "gpu.h"
 #include "netkv_transfer.h"
 #include "nkv_cli.h"
 #include "nkv_json_out.h"
 #include "nkv_util.h"
+#include "push_shape.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -50,7 +53,10 @@ struct bopts {
 	bool paged;
 	struct nkv_layout src, dst;
 	uint64_t tokens;
-	bool random;
+	enum nkv__bench_pattern pattern;
+	/* memory: this end's region (loopback: the sender's; dst_mem the receiver's) */
+	enum nkv_mem_kind mem, dst_mem;
+	bool describe;
 };
 
 static void usage(FILE *f)
@@ -83,7 +89,13 @@ static void usage(FILE *f)
 		"  -t, --depth N         pushes in flight (default 32; paged: 2)\n"
 		"  --region BYTES        raw mode: cycle pushes over this much memory (default depth x size,\n"
 		"                        cache-warm like ib_write_bw and iperf3; e.g. 1G for cold memory)\n"
-		"  --verify              per-block xxhash64 checked by the receiver (paged mode)\n"
+		"  --mem host|cuda       memory of this end's region (loopback: both ends; default host);\n"
+		"                        cuda without a usable GPU fails with the reason (exit 1)\n"
+		"  --dst-mem host|cuda   loopback: the receiver's memory if different from --mem\n"
+		"  --gpu N               CUDA device of cuda regions (default 0)\n"
+		"  --verify              per-block xxhash64 sent along and checked by the receiver (paged mode, tcp)\n"
+		"  --describe            print the descriptors one push posts (ranges; verbs: SGEs, WRs) and exit:\n"
+		"                        no memory, no peer (verbs needs the device for its limits)\n"
 		"  --json                JSON on stdout instead of the table\n"
 		"paged mode (server and client need the same flags):\n"
 		"  --model M             a preset (%s)\n"
@@ -95,7 +107,12 @@ static void usage(FILE *f)
 		"  --block-tokens N      tokens per block (default 16)\n"
 		"  --layout K            layer | block, both sides (default layer)\n"
 		"  --dst-layout K        receiver's layout if different\n"
-		"  --pattern P           contig (blocks 0..n-1 both sides, default) | random (shuffled ids)\n",
+		"  --pattern P           contig (blocks 0..n-1 both sides, default) | random (shuffled ids) |\n"
+		"                        scattered (shuffled even blocks of a pool twice the request: no two\n"
+		"                        pages of a request adjacent, so nothing coalesces beyond a page)\n"
+		"  Paged mode checks every block on both ends after the run: the sender its source\n"
+		"  blocks, the receiver its destination blocks (content is a function of the block's\n"
+		"  index in the request, so each end knows it without the other).\n",
 		nkv_model_preset_names());
 }
 
@@ -108,6 +125,7 @@ struct server {
 	int err;
 	char errmsg[NKV_ERRSTR_MAX];
 	uint64_t recv_ok, recv_bad;
+	void *pool;            /* the receiver's region */
 };
 
 /* Region the receiver exposes: raw slots or the paged pool. */
@@ -133,9 +151,25 @@ static int server_setup(struct server *s, const struct bopts *o, const char *add
 
 	if ((rc = nkv_engine_create(&o->eo, &s->e)))
 		return rc;
-	if ((rc = nkv_region_alloc(s->e, NKV_MEM_HOST, region_bytes(o, true), o->paged ? &o->dst : NULL, &id, &p)))
+	if ((rc = nkv_region_alloc(s->e, o->dst_mem, region_bytes(o, true), o->paged ? &o->dst : NULL, &id, &p)))
 		return nkv_err_wrap(rc, "receiver region");
+	s->pool = p;
 	return nkv_listen(s->e, addr, port);
+}
+
+/* Paged mode, after the run: every destination block holds what the
+ * sender's matching block was filled with. Returns the blocks checked. */
+static int64_t server_check(struct server *s, const struct bopts *o)
+{
+	uint32_t n = (uint32_t)(o->tokens / o->dst.block_tokens);
+	uint32_t *ids = nkv__bench_block_ids(o->pattern, n, true);
+	int rc;
+
+	if (!ids)
+		return nkv_err(ENOMEM, "bench: out of memory");
+	rc = nkv__bench_check_blocks(&o->dst, s->pool, o->dst_mem, o->eo.gpu, ids, n);
+	free(ids);
+	return rc ? (int64_t)nkv_err_wrap(rc, "receiver") : (int64_t)n;
 }
 
 /* Poll until told to stop (loopback) or until the first peer leaves (server). */
@@ -283,27 +317,61 @@ out:
 	return rc;
 }
 
-static uint32_t *block_ids(uint32_t n, bool random, uint64_t seed)
-{
-	uint32_t *ids = malloc((n ? n : 1) * sizeof(uint32_t));
-	uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-
-	if (!ids)
-		return NULL;
-	if (random)
-		nkv_permutation(ids, n, &x);
-	else
-		for (uint32_t i = 0; i < n; i++)
-			ids[i] = i;
-	return ids;
-}
-
 static void fill(void *p, uint64_t len)
 {
 	uint64_t x = 88172645463325252ull, *q = p;
 	for (uint64_t i = 0; i < len / 8; i++) {
 		q[i] = nkv_xorshift64(&x);
 	}
+}
+
+/* Raw mode: any bytes will do; a GPU region gets them through a host copy. */
+static int fill_raw(const struct bopts *o, void *src, uint64_t len)
+{
+	void *h;
+	int rc;
+
+	if (o->mem != NKV_MEM_CUDA) {
+		fill(src, len);
+		return 0;
+	}
+	if (!(h = malloc(len)))
+		return nkv_err(ENOMEM, "out of memory for a host copy of the %llu-byte GPU region", (unsigned long long)len);
+	fill(h, len);
+	rc = nkv__gpu()->copy(o->eo.gpu, src, h, len);
+	free(h);
+	return rc;
+}
+
+/* The descriptors one push of plan p posts (push_shape.h), as a table line and JSON. */
+static int describe_push(struct nkv_engine *e, const struct nkv_plan *p, json_t *out, FILE *tf)
+{
+	struct nkv__push_shape sh;
+	int rc;
+
+	if ((rc = nkv__push_shape(e, p, &sh)))
+		return rc;
+	json_t *j = json_object();
+	json_object_set_new(j, "ranges", json_integer((json_int_t)sh.ranges));
+	if (sh.wrs) {
+		json_object_set_new(j, "sges", json_integer((json_int_t)sh.sges));
+		json_object_set_new(j, "wrs", json_integer((json_int_t)sh.wrs));
+		json_object_set_new(j, "qps", json_integer(sh.parts));
+		json_object_set_new(j, "max_sge", json_integer(sh.max_sge));
+	}
+	json_object_set_new(out, "descriptors_per_push", j);
+	if (tf) {
+		if (sh.wrs)
+			fprintf(tf, " descriptors per push: %llu ranges, %llu SGEs, %llu WRs (%llu header SEND%s + WRITEs, "
+				    "over %u QP%s, max_sge %u)\n",
+				(unsigned long long)sh.ranges, (unsigned long long)sh.sges, (unsigned long long)sh.wrs,
+				(unsigned long long)sh.parts, sh.parts > 1 ? "s" : "", sh.parts, sh.parts > 1 ? "s" : "",
+				sh.max_sge);
+		else
+			fprintf(tf, " descriptors per push: %llu ranges\n", (unsigned long long)sh.ranges);
+		fflush(tf);
+	}
+	return 0;
 }
 
 static int client_run(const struct bopts *o, const char *addr, json_t *out, FILE *tf)
@@ -318,11 +386,12 @@ static int client_run(const struct bopts *o, const char *addr, json_t *out, FILE
 
 	if ((rc = nkv_engine_create(&o->eo, &e)))
 		return rc;
-	if ((rc = nkv_region_alloc(e, NKV_MEM_HOST, region_bytes(o, false), o->paged ? &o->src : NULL, &sid, &src))) {
+	if ((rc = nkv_region_alloc(e, o->mem, region_bytes(o, false), o->paged ? &o->src : NULL, &sid, &src))) {
 		nkv_err_wrap(rc, "sender region");
 		goto out;
 	}
-	fill(src, region_bytes(o, false));
+	if (!o->paged && (rc = fill_raw(o, src, region_bytes(o, false))))
+		goto out;
 	if ((rc = nkv_connect(e, addr, &c)))
 		goto out;
 	if (!nkv_conn_remote_count(c)) {
@@ -339,7 +408,7 @@ static int client_run(const struct bopts *o, const char *addr, json_t *out, FILE
 
 	if (o->paged) {
 		uint32_t n = (uint32_t)(o->tokens / o->src.block_tokens);
-		uint32_t *sb = block_ids(n, o->random, 1), *db = block_ids(n, o->random, 2);
+		uint32_t *sb = nkv__bench_block_ids(o->pattern, n, false), *db = nkv__bench_block_ids(o->pattern, n, true);
 		struct result r = { 0 };
 		char b1[32], b2[32], b3[32], b4[32];
 
@@ -350,10 +419,13 @@ static int client_run(const struct bopts *o, const char *addr, json_t *out, FILE
 			goto out;
 		}
 		rc = nkv_plan_build(&o->src, &o->dst, sb, db, n, &plans[0]);
-		free(sb);
 		free(db);
-		if (rc)
+		if (!rc && (rc = nkv__bench_fill_blocks(&o->src, src, o->mem, o->eo.gpu, sb, n)))
+			nkv_err_wrap(rc, "filling the sender's blocks");
+		if (rc) {
+			free(sb);
 			goto out;
+		}
 		nplans = 1;
 		uint64_t chunks = (uint64_t)n * o->src.model.layers * nkv_layout_tensors(&o->src);
 		if (tf) {
@@ -361,14 +433,27 @@ static int client_run(const struct bopts *o, const char *addr, json_t *out, FILE
 				o->src.model.name, nkv_dtype_name(o->src.model.dtype),
 				nkv_fmt_bytes(nkv_model_bytes_per_token(&o->src.model), b1, sizeof(b1)),
 				(unsigned long long)o->tokens, n, o->src.block_tokens, nkv_layout_kind_name(o->src.kind),
-				nkv_layout_kind_name(o->dst.kind), o->random ? "random" : "contig");
+				nkv_layout_kind_name(o->dst.kind), nkv__bench_pattern_name(o->pattern));
 			fprintf(tf, " one request: %s in %zu ranges after coalescing (%llu chunks of %s)\n",
 				nkv_fmt_bytes(nkv_plan_bytes(plans[0]), b2, sizeof(b2)), nkv_plan_count(plans[0]),
 				(unsigned long long)chunks, nkv_fmt_bytes(nkv_layout_chunk_bytes(&o->src), b3, sizeof(b3)));
 			fflush(tf);
 		}
-		if ((rc = run_pushes(e, c, plans, 1, sid, dst, o->iters, o->depth, &r)))
+		if ((rc = describe_push(e, plans[0], out, tf)) ||
+		    (rc = run_pushes(e, c, plans, 1, sid, dst, o->iters, o->depth, &r))) {
+			free(sb);
 			goto out;
+		}
+		/* The sender's side of the per-block check: its blocks still hold what was pushed. */
+		rc = nkv__bench_check_blocks(&o->src, src, o->mem, o->eo.gpu, sb, n);
+		free(sb);
+		if (rc) {
+			nkv_err_wrap(rc, "sender");
+			goto out;
+		}
+		json_object_set_new(out, "sender_blocks_checked", json_integer(n));
+		if (tf && o->role == ROLE_CLIENT)
+			fprintf(tf, " sender: %u blocks checked (the receiver checks its own and says so)\n", n);
 		if (tf) {
 			fprintf(tf, " %-12s %-10s %-10s %-10s %-14s %-14s %-14s\n", "#bytes", "#requests", "GB/s",
 				"Gb/s", "t_avg/request", "t_p50", "t_max");
@@ -386,7 +471,8 @@ static int client_run(const struct bopts *o, const char *addr, json_t *out, FILE
 		json_object_set_new(j, "blocks", json_integer(n));
 		json_object_set_new(j, "src_layout", json_string(nkv_layout_kind_name(o->src.kind)));
 		json_object_set_new(j, "dst_layout", json_string(nkv_layout_kind_name(o->dst.kind)));
-		json_object_set_new(j, "pattern", json_string(o->random ? "random" : "contig"));
+		json_object_set_new(j, "pattern", json_string(nkv__bench_pattern_name(o->pattern)));
+		json_object_set_new(j, "src_mem", json_string(o->mem == NKV_MEM_CUDA ? "cuda" : "host"));
 		json_object_set_new(j, "bytes_per_request", json_integer((json_int_t)r.bytes));
 		json_object_set_new(j, "chunks_per_request", json_integer((json_int_t)chunks));
 		json_object_set_new(j, "ranges_per_request", json_integer((json_int_t)r.ranges));
@@ -467,6 +553,7 @@ enum {
 	O_LOOPBACK = 256, O_SERVER, O_CLIENT, O_BACKEND, O_STREAMS, O_VERIFY, O_JSON, O_MODEL, O_MODEL_JSON, O_DTYPE,
 	O_TOKENS, O_BLOCK_TOKENS, O_LAYOUT, O_DST_LAYOUT, O_PATTERN, O_REGION,
 	O_DEVICE, O_GID_INDEX, O_COMPLETION, O_LOOPBACK_ADDR, /* verbs */
+	O_MEM, O_DST_MEM, O_GPU, O_DESCRIBE,
 };
 
 /* -p PORT as ib_write_bw has it: the port the server listens on (on -l HOST,
@@ -498,6 +585,17 @@ static int apply_port(struct bopts *o, uint32_t port, bool listen_set)
 	return 0;
 }
 
+static int parse_mem(const char *opt, const char *s, enum nkv_mem_kind *out)
+{
+	if (!strcmp(s, "host"))
+		*out = NKV_MEM_HOST;
+	else if (!strcmp(s, "cuda"))
+		*out = NKV_MEM_CUDA;
+	else
+		return nkv_err(EINVAL, "%s: '%s' is not host or cuda", opt, s);
+	return 0;
+}
+
 static int parse(int argc, char **argv, struct bopts *o)
 {
 	static const struct option lo[] = {
@@ -515,10 +613,13 @@ static int parse(int argc, char **argv, struct bopts *o)
 		{ "qps", required_argument, 0, 'q' }, { "device", required_argument, 0, O_DEVICE },
 		{ "gid-index", required_argument, 0, O_GID_INDEX }, { "completion", required_argument, 0, O_COMPLETION },
 		{ "loopback-addr", required_argument, 0, O_LOOPBACK_ADDR }, { "port", required_argument, 0, 'p' },
-		{ "duration", required_argument, 0, 'D' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+		{ "duration", required_argument, 0, 'D' },
+		{ "mem", required_argument, 0, O_MEM }, { "dst-mem", required_argument, 0, O_DST_MEM },
+		{ "gpu", required_argument, 0, O_GPU }, { "describe", no_argument, 0, O_DESCRIBE },
+		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	const char *dtype = NULL, *dst_layout = NULL;
-	bool role_set = false, depth_set = false, listen_set = false;
+	bool role_set = false, depth_set = false, listen_set = false, dst_mem_set = false;
 	uint32_t u32, port = 0;
 	int opt, rc;
 
@@ -649,10 +750,25 @@ static int parse(int argc, char **argv, struct bopts *o)
 			dst_layout = optarg;
 			break;
 		case O_PATTERN:
-			if (!strcmp(optarg, "random"))
-				o->random = true;
-			else if (strcmp(optarg, "contig"))
-				return nkv_err(EINVAL, "--pattern: '%s' is not contig or random", optarg);
+			if ((rc = nkv__bench_pattern_parse(optarg, &o->pattern)))
+				return nkv_err_wrap(rc, "--pattern");
+			break;
+		case O_MEM:
+			if ((rc = parse_mem("--mem", optarg, &o->mem)))
+				return rc;
+			break;
+		case O_DST_MEM:
+			if ((rc = parse_mem("--dst-mem", optarg, &o->dst_mem)))
+				return rc;
+			dst_mem_set = true;
+			break;
+		case O_GPU:
+			if ((rc = nkv_parse_u32(optarg, &u32)) || u32 > 1024)
+				return nkv_err(EINVAL, "--gpu: '%s' is not a device number in 0..1024", optarg);
+			o->eo.gpu = (int)u32;
+			break;
+		case O_DESCRIBE:
+			o->describe = true;
 			break;
 		default:
 			return 2; /* nkv_cli_getopt said what is wrong */
@@ -668,13 +784,21 @@ static int parse(int argc, char **argv, struct bopts *o)
 		return nkv_err(EINVAL, "-a sweeps raw sizes; it does not combine with --model");
 	if (o->eo.verify && !o->paged)
 		return nkv_err(EINVAL, "--verify checks KV blocks: use it with --model");
+	if (o->describe && o->all)
+		return nkv_err(EINVAL, "--describe describes one push: give -s or --model, not -a");
+	if (dst_mem_set && o->role != ROLE_LOOPBACK)
+		return nkv_err(EINVAL, "--dst-mem is for --loopback; the --server's memory is its --mem");
+	if (!dst_mem_set)
+		o->dst_mem = o->mem;
+	if (o->describe && o->role == ROLE_SERVER)
+		return nkv_err(EINVAL, "--describe tells what the pushing end posts: not with --server");
 	if (o->paged) {
 		if (dtype && (rc = nkv_dtype_parse(dtype, &o->src.model.dtype)))
 			return nkv_err_wrap(rc, "--dtype");
 		if (o->tokens % o->src.block_tokens)
 			return nkv_err(EINVAL, "--tokens %llu is not a multiple of --block-tokens %u",
 				       (unsigned long long)o->tokens, o->src.block_tokens);
-		o->src.num_blocks = (uint32_t)(o->tokens / o->src.block_tokens);
+		o->src.num_blocks = nkv__bench_pool_blocks(o->pattern, (uint32_t)(o->tokens / o->src.block_tokens));
 		if ((rc = nkv_layout_check(&o->src)))
 			return rc;
 		o->dst = o->src;
@@ -684,11 +808,75 @@ static int parse(int argc, char **argv, struct bopts *o)
 			o->iters = 8;
 		if (!depth_set)
 			o->depth = 2;
-	} else if (dtype || dst_layout) {
-		return nkv_err(EINVAL, "--dtype and --dst-layout need --model");
+	} else if (dtype || dst_layout || o->pattern != NKV_BP_CONTIG) {
+		return nkv_err(EINVAL, "--dtype, --dst-layout and --pattern need --model");
 	}
 	if (push_for_s > 0)
 		o->iters = DURATION_MAX_PUSHES;
+	return 0;
+}
+
+/* --describe: the descriptors one push posts, without memory or a peer. */
+static int describe_run(const struct bopts *o, json_t *out, FILE *tf)
+{
+	struct nkv_engine *e = NULL;
+	struct nkv_plan *p = NULL;
+	char b1[32];
+	int rc;
+
+	if ((rc = nkv_engine_create(&o->eo, &e)))
+		return rc;
+	json_object_set_new(out, "engine", json_string(nkv_engine_describe(e)));
+	if (o->paged) {
+		uint32_t n = (uint32_t)(o->tokens / o->src.block_tokens);
+		uint32_t *sb = nkv__bench_block_ids(o->pattern, n, false), *db = nkv__bench_block_ids(o->pattern, n, true);
+		rc = sb && db ? nkv_plan_build(&o->src, &o->dst, sb, db, n, &p) : nkv_err(ENOMEM, "bench: out of memory");
+		free(sb);
+		free(db);
+		if (!rc) {
+			json_t *j = json_object();
+			json_object_set_new(j, "model", json_string(o->src.model.name));
+			json_object_set_new(j, "tokens", json_integer((json_int_t)o->tokens));
+			json_object_set_new(j, "block_tokens", json_integer(o->src.block_tokens));
+			json_object_set_new(j, "blocks", json_integer(n));
+			json_object_set_new(j, "src_layout", json_string(nkv_layout_kind_name(o->src.kind)));
+			json_object_set_new(j, "dst_layout", json_string(nkv_layout_kind_name(o->dst.kind)));
+			json_object_set_new(j, "pattern", json_string(nkv__bench_pattern_name(o->pattern)));
+			json_object_set_new(j, "bytes_per_request", json_integer((json_int_t)nkv_plan_bytes(p)));
+			json_object_set_new(j, "chunks_per_request",
+					    json_integer((json_int_t)((uint64_t)n * o->src.model.layers * nkv_layout_tensors(&o->src))));
+			json_object_set_new(out, "paged", j);
+			if (tf)
+				fprintf(tf, " %s: model %s %s, %llu tokens in %u blocks of %u, layout %s -> %s, pattern %s, %s\n",
+					nkv_engine_describe(e), o->src.model.name, nkv_dtype_name(o->src.model.dtype),
+					(unsigned long long)o->tokens, n, o->src.block_tokens, nkv_layout_kind_name(o->src.kind),
+					nkv_layout_kind_name(o->dst.kind), nkv__bench_pattern_name(o->pattern),
+					nkv_fmt_bytes(nkv_plan_bytes(p), b1, sizeof(b1)));
+		}
+	} else {
+		rc = nkv_plan_build_raw(&(struct nkv_range){ .len = o->size }, 1, &p);
+		if (!rc && tf)
+			fprintf(tf, " %s: one push of %llu bytes\n", nkv_engine_describe(e), (unsigned long long)o->size);
+	}
+	if (!rc)
+		rc = describe_push(e, p, out, tf);
+	nkv_plan_free(p);
+	nkv_engine_destroy(e);
+	return rc;
+}
+
+/* --mem cuda / --dst-mem cuda on a host without a usable GPU: the reason, before anything starts. */
+static int gpu_usable(const struct bopts *o)
+{
+	char desc[160], why[NKV_ERRSTR_MAX];
+
+	if (o->mem != NKV_MEM_CUDA && o->dst_mem != NKV_MEM_CUDA)
+		return 0;
+	if (nkv__gpu()->open(o->eo.gpu, desc, sizeof(desc))) {
+		snprintf(why, sizeof(why), "%s", nkv_last_error());
+		return nkv_err(ENODEV, "%s cuda: no usable GPU %d: %s", o->mem == NKV_MEM_CUDA ? "--mem" : "--dst-mem",
+			       o->eo.gpu, why);
+	}
 	return 0;
 }
 
@@ -721,6 +909,21 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 	json_object_set_new(out, "depth", json_integer(o.depth));
 	json_object_set_new(out, "note", json_string("Gb/s = 1e9 bit/s, GB/s = 1e9 byte/s"));
 
+	if (o.describe) {
+		rc = describe_run(&o, out, o.json ? NULL : stdout);
+		if (rc)
+			fprintf(stderr, "netkv bench transfer: %s\n", nkv_last_error());
+		else if (o.json)
+			nkv_json_print(stdout, json_incref(out));
+		json_decref(out);
+		return rc ? 1 : 0;
+	}
+	if ((rc = gpu_usable(&o))) {
+		fprintf(stderr, "netkv bench transfer: %s\n", nkv_last_error());
+		json_decref(out);
+		return 1;
+	}
+
 	if (o.role == ROLE_SERVER) {
 		if ((rc = server_setup(&s, &o, o.listen, &port))) {
 			fprintf(stderr, "netkv bench transfer: %s\n", nkv_last_error());
@@ -736,10 +939,19 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 			if (rc || !atomic_load(&interrupted))
 				break;
 		}
-		nkv_engine_destroy(s.e);
-		json_decref(out);
 		if (rc)
 			fprintf(stderr, "netkv bench transfer: %s\n", rc == -EIO ? "some requests failed" : s.errmsg);
+		if (!rc && o.paged && s.recv_ok) {
+			int64_t k = server_check(&s, &o);
+			if (k < 0) {
+				fprintf(stderr, "netkv bench transfer: %s\n", nkv_last_error());
+				rc = (int)k;
+			} else {
+				fprintf(stderr, "receiver: %lld blocks checked\n", (long long)k);
+			}
+		}
+		nkv_engine_destroy(s.e);
+		json_decref(out);
 		return rc ? 1 : 0;
 	}
 
@@ -772,6 +984,18 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 			rc = rc ? rc : -EIO;
 		}
 		json_object_set_new(out, "receiver_requests_ok", json_integer((json_int_t)s.recv_ok));
+		if (!rc && o.paged) {
+			int64_t k = server_check(&s, &o);
+			if (k < 0) {
+				fprintf(stderr, "netkv bench transfer: %s\n", nkv_last_error());
+				rc = (int)k;
+			} else {
+				json_object_set_new(out, "receiver_blocks_checked", json_integer((json_int_t)k));
+				if (!o.json)
+					printf(" every block checked: %u on the sender, %lld on the receiver\n",
+					       (unsigned)(o.tokens / o.src.block_tokens), (long long)k);
+			}
+		}
 		nkv_engine_destroy(s.e);
 	}
 	if (o.json && !rc)

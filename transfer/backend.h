@@ -28,6 +28,7 @@
 #define NKV_TRANSFER_BACKEND_H
 
 #include "netkv_transfer.h"
+#include "push_shape.h"
 
 #include <stdarg.h>
 
@@ -93,6 +94,8 @@ struct nkv_backend_ops {
 	/* Tear down: fail what is in flight (events), release c->be. The
 	 * common struct is freed by engine.c afterwards. */
 	void (*close)(struct nkv_conn *c);
+	/* Optional (push_shape.h): the descriptors one push of the plan posts. */
+	int (*shape)(struct nkv_engine *e, const struct nkv_plan *p, struct nkv__push_shape *out);
 };
 
 extern const struct nkv_backend_ops nkv_tcp_ops;

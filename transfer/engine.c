@@ -398,6 +398,17 @@ int nkv_push(struct nkv_conn *c, const struct nkv_push *p)
 	return rc;
 }
 
+int nkv__push_shape(struct nkv_engine *e, const struct nkv_plan *p, struct nkv__push_shape *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!p || !nkv_plan_count(p))
+		return nkv_err(EINVAL, "push shape: empty plan");
+	out->ranges = nkv_plan_count(p);
+	if (!e->ops->shape)
+		return 0;
+	return e->ops->shape(e, p, out);
+}
+
 /* ---- events -------------------------------------------------------------- */
 
 void nkv__emit(struct nkv_engine *e, const struct nkv_event *ev)

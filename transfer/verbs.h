@@ -62,7 +62,7 @@
 #define VB_PARTS_OPEN 200        /* parts in flight per QP: 2 receives each */
 #define VB_SQ_DEPTH 512
 #define VB_SIG_EVERY 32          /* selective signalling: one CQE per this many WRs */
-#define VB_POST_BATCH 16         /* WRs chained per ibv_post_send */
+#define VB_POST_BATCH 32         /* WRs chained per ibv_post_send (= VB_SIG_EVERY: one CQE a chain) */
 #define VB_RSLOTS 4096           /* receiver request table; sender keeps fewer in flight */
 #define VB_MAX_INFLIGHT 2048
 #define VB_CREDIT_MAGIC 0x434b4e4eu /* "NNKC" */
@@ -187,7 +187,9 @@ struct vb_part {
 	struct vb_qp *qp;
 	uint32_t op_first, nops, next; /* next op to post */
 	bool hdr_posted;
+	bool ended;                    /* its last WR is posted: in the QP's ended list */
 	struct vb_part *qnext;         /* the QP's queue of parts to post */
+	struct vb_part *dnext;         /* the QP's list of ended parts, oldest first */
 };
 
 struct vb_req {
@@ -213,7 +215,7 @@ struct vb_req {
 
 struct vb_sig {                    /* a signalled WR and what its CQE retires */
 	uint32_t nwr;
-	struct vb_part *part;          /* non-NULL: the part's last write */
+	uint32_t nparts;               /* parts that ended in those WRs: the oldest of the ended list */
 	struct vb_req *staged;         /* non-NULL: the last write of chunk `chunk` */
 	uint32_t chunk;
 };
@@ -228,6 +230,8 @@ struct vb_qp {
 	struct vb_sig sig[VB_SQ_DEPTH];
 	uint32_t sig_head, sig_count;
 	struct vb_part *qhead, *qtail;
+	struct vb_part *dhead, *dtail; /* ended parts, retired in order by signalled completions */
+	uint32_t ends;                 /* parts ended since the last signalled WR */
 	/* receive side */
 	struct vb_hdr *rbuf;           /* headers, units, credits: all 32 bytes */
 	struct ibv_mr *rmr;
@@ -262,6 +266,7 @@ struct vb_conn {
 	struct vb_rslot *rslots;       /* passive side */
 	uint32_t mtu;                  /* path MTU in bytes, from the QP */
 	uint32_t peer_mtu;
+	bool armed;                    /* CQ armed, its event not read yet: no new ibv_req_notify_cq */
 	/* receiver staging, receiving side */
 	struct vb_lend lend[VB_CREDITS];
 	uint32_t nlend, credit_out;    /* slots lent; credit SENDs not yet completed */
@@ -282,6 +287,7 @@ struct vb_engine {
 	struct rdma_cm_id *listen_id;
 	bool event_mode;               /* NKV_VERBS_COMPLETION=event */
 	uint32_t spin_ns;              /* adaptive busy-poll budget */
+	uint32_t cm_skip;              /* polls since the CM channel was last looked at */
 	struct {                       /* staging slots registered so far */
 		const void *base;
 		struct ibv_mr *mr;
@@ -314,6 +320,7 @@ void nkv__vb_lend_free(struct vb_conn *vc);
 void nkv__vb_post_pending(struct vb_qp *q);
 int nkv__vb_poll_cq(struct vb_conn *vc);
 void nkv__vb_req_free(struct vb_conn *vc, struct vb_req *r);
+int nkv__vb_shape(struct nkv_engine *e, const struct nkv_plan *p, struct nkv__push_shape *out);
 
 extern const struct nkv_backend_ops nkv_verbs_ops;
 

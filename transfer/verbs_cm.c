@@ -153,6 +153,8 @@ void nkv__vb_conn_fail(struct vb_conn *vc, int status, const char *fmt, ...)
 	for (uint32_t i = 0; i < vc->nqps; i++) {
 		vc->qps[i].sig_count = 0; /* their parts are gone */
 		vc->qps[i].qhead = vc->qps[i].qtail = NULL;
+		vc->qps[i].dhead = vc->qps[i].dtail = NULL;
+		vc->qps[i].ends = 0;
 	}
 	if (status != -ECANCELED)
 		nkv__log("%s", why);

@@ -3,9 +3,11 @@
  * header SEND, RDMA WRITEs whose scatter-gather lists come from the plan's
  * coalesced ranges (cut to the device's max_sge and max message size), and a
  * final WRITE_WITH_IMM. The work requests are built once per push and posted
- * in chains as send-queue room frees up; only every VB_SIG_EVERY-th WR and
- * each part's last write ask for a completion. Staged GPU sources: see
- * verbs.h.
+ * in chains as send-queue room frees up (on a busy QP, by the next progress
+ * call, so pushes made meanwhile share ibv_post_send calls); only every
+ * VB_SIG_EVERY-th WR, each chain's tail and each staged chunk's last write
+ * ask for a completion, and a completion retires every part that ended at
+ * or before it (RC completes in order). Staged GPU sources: see verbs.h.
  */
 #include "verbs.h"
 #include "nkv_util.h"
@@ -82,6 +84,14 @@ void nkv__vb_req_free(struct vb_conn *vc, struct vb_req *r)
 				}
 				break;
 			}
+		if (p->ended) /* a failing connection: ended, not yet retired */
+			for (struct vb_part **pp = &q->dhead, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->dnext)
+				if (*pp == p) {
+					*pp = p->dnext;
+					if (q->dtail == p)
+						q->dtail = prev;
+					break;
+				}
 	}
 	if (r->prev)
 		r->prev->next = r->next;
@@ -262,6 +272,39 @@ static bool bind_unit(struct vb_conn *vc, struct vb_req *r)
 	return true;
 }
 
+/* Stripe big requests over the QPs, keep small ones whole. A staged one
+ * stays on one QP: its chunks are copied out in order anyway. */
+static uint32_t part_count(uint32_t nqps, uint64_t bytes, uint32_t nops, bool staged)
+{
+	if (nqps > 1 && bytes >= (256u << 10) && !staged)
+		return nqps < nops ? nqps : nops;
+	return 1;
+}
+
+/* push_shape.h: the WRITEs add_piece cuts the plan into (addresses shifted
+ * to 0 on both sides: contiguity, the only thing merging looks at, is the
+ * same), plus one header SEND per part. */
+int nkv__vb_shape(struct nkv_engine *e, const struct nkv_plan *p, struct nkv__push_shape *out)
+{
+	struct vb_dev *d = &VE(e)->dev;
+	const struct nkv_range *rg = nkv_plan_ranges(p);
+	struct vb_req r = { 0 };
+	int rc = 0;
+
+	for (size_t i = 0; i < nkv_plan_count(p) && !rc; i++)
+		rc = add_piece(d, &r, rg[i].src_off, rg[i].dst_off, rg[i].len, VB_NO_CHUNK);
+	if (!rc) {
+		uint32_t qps = e->opts.streams ? e->opts.streams : 1;
+		out->parts = part_count(qps, nkv_plan_bytes(p), (uint32_t)r.nops, false);
+		out->sges = r.nsge;
+		out->wrs = r.nops + out->parts;
+		out->max_sge = d->max_sge;
+	}
+	free(r.sge);
+	free(r.ops);
+	return rc;
+}
+
 static void queue_part(struct vb_qp *q, struct vb_part *p)
 {
 	p->qp = q;
@@ -329,11 +372,7 @@ int nkv__vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 		return rc;
 	}
 	uint32_t nops = (uint32_t)r->nops;
-	/* Stripe big requests over the QPs, keep small ones whole. A staged
-	 * one stays on one QP: its chunks are copied out in order anyway. */
-	r->nparts = 1;
-	if (vc->nqps > 1 && r->bytes >= (256u << 10) && !r->stage && !r->dst_staged)
-		r->nparts = vc->nqps < nops ? vc->nqps : nops;
+	r->nparts = part_count(vc->nqps, r->bytes, nops, r->stage || r->dst_staged);
 	if (!(r->parts = calloc(r->nparts, sizeof(*r->parts)))) {
 		nkv__vb_req_free(vc, r);
 		return nkv_err(ENOMEM, "out of memory");
@@ -362,9 +401,17 @@ int nkv__vb_push(struct nkv_conn *c, struct nkv_push_req *req)
 	for (uint32_t k = 0; k < nparts; k++)
 		queue_part(&vc->qps[(first + k) % vc->nqps], &r->parts[k]);
 	vc->rr = (first + nparts) % vc->nqps;
-	/* Posting can fail the connection, which frees r: only locals below. */
-	for (uint32_t k = 0; k < nparts && !vc->failed; k++)
-		nkv__vb_post_pending(&vc->qps[(first + k) % vc->nqps]);
+	/* Post at once on a QP with little in flight (latency); on a busy one
+	 * leave it queued for the next progress call, which chains every push
+	 * queued meanwhile into a few ibv_post_send calls with one signalled
+	 * completion each (the NIC has VB_POST_BATCH+ WRs to work on until then,
+	 * and a sender polls for its completions anyway).
+	 * Posting can fail the connection, which frees r: only locals below. */
+	for (uint32_t k = 0; k < nparts && !vc->failed; k++) {
+		struct vb_qp *q = &vc->qps[(first + k) % vc->nqps];
+		if (q->sq_out < VB_POST_BATCH)
+			nkv__vb_post_pending(q);
+	}
 	return 0;
 }
 
@@ -462,18 +509,29 @@ void nkv__vb_post_pending(struct vb_qp *q)
 				}
 			}
 			q->since_sig++;
-			if (last || staged_end || q->since_sig >= VB_SIG_EVERY) {
-				w->send_flags |= IBV_SEND_SIGNALED;
-				q->sig[(q->sig_head + q->sig_count) % VB_SQ_DEPTH] =
-					(struct vb_sig){ .nwr = q->since_sig, .part = last ? p : NULL,
-							 .staged = staged_end ? r : NULL, .chunk = chunk };
-				q->sig_count++;
-				q->since_sig = 0;
-			}
 			if (last) {
+				/* Ended: retired by the next signalled completion on this QP
+				 * (RC completes in order), not necessarily its own. */
 				q->qhead = p->qnext;
 				if (!q->qhead)
 					q->qtail = NULL;
+				p->ended = true;
+				p->dnext = NULL;
+				if (q->dtail)
+					q->dtail->dnext = p;
+				else
+					q->dhead = p;
+				q->dtail = p;
+				q->ends++;
+			}
+			if (staged_end || q->since_sig >= VB_SIG_EVERY) {
+				w->send_flags |= IBV_SEND_SIGNALED;
+				q->sig[(q->sig_head + q->sig_count) % VB_SQ_DEPTH] =
+					(struct vb_sig){ .nwr = q->since_sig, .nparts = q->ends,
+							 .staged = staged_end ? r : NULL, .chunk = chunk };
+				q->sig_count++;
+				q->since_sig = 0;
+				q->ends = 0;
 			}
 			if (n)
 				wrs[n - 1].next = w;
@@ -482,11 +540,15 @@ void nkv__vb_post_pending(struct vb_qp *q)
 		if (!n)
 			return;
 		if (q->since_sig) {
-			/* The chain's tail asks for a completion so the SQ accounting never stalls. */
+			/* The chain's tail asks for a completion so the SQ accounting
+			 * never stalls and the parts that ended in it are retired: one
+			 * completion per chain, not per push. */
 			wrs[n - 1].send_flags |= IBV_SEND_SIGNALED;
-			q->sig[(q->sig_head + q->sig_count) % VB_SQ_DEPTH] = (struct vb_sig){ .nwr = q->since_sig };
+			q->sig[(q->sig_head + q->sig_count) % VB_SQ_DEPTH] = (struct vb_sig){ .nwr = q->since_sig,
+												.nparts = q->ends };
 			q->sig_count++;
 			q->since_sig = 0;
+			q->ends = 0;
 		}
 		q->sq_out += (uint32_t)n;
 		int err = ibv_post_send(q->id->qp, wrs, &bad);
@@ -534,14 +596,21 @@ static void send_done(struct vb_conn *vc, struct vb_qp *q)
 	q->sq_out -= s.nwr;
 	if (s.staged) /* the NIC has read the chunk: its slot can take the next one */
 		nkv__stage_sent(s.staged->stage, s.chunk, nkv__stage_plan(s.staged->stage)->c[s.chunk].bytes);
-	if (!s.part)
-		return;
-	q->parts_open--;
-	struct vb_req *r = s.part->req;
-	if (++r->parts_done == r->nparts) {
-		struct nkv_event ev = { .type = NKV_EV_PUSH_DONE, .req_id = r->req_id, .bytes = r->bytes, .conn = vc->c };
-		nkv__emit(vc->e, &ev);
-		nkv__vb_req_free(vc, r);
+	/* Every WR up to this one is complete: so are the parts that ended in them. */
+	for (uint32_t k = 0; k < s.nparts && q->dhead; k++) {
+		struct vb_part *p = q->dhead;
+		struct vb_req *r = p->req;
+		q->dhead = p->dnext;
+		if (!q->dhead)
+			q->dtail = NULL;
+		p->ended = false;
+		q->parts_open--;
+		if (++r->parts_done == r->nparts) {
+			struct nkv_event ev = { .type = NKV_EV_PUSH_DONE, .req_id = r->req_id, .bytes = r->bytes,
+						.conn = vc->c };
+			nkv__emit(vc->e, &ev);
+			nkv__vb_req_free(vc, r);
+		}
 	}
 }
 
@@ -814,8 +883,14 @@ int nkv__vb_poll_cq(struct vb_conn *vc)
 	return total;
 }
 
-static int poll_all(struct nkv_engine *e)
+/* How often a busy poll looks at the CM channel (a poll() system call,
+ * which under emulation costs as much as a push): every VB_CM_EVERY-th
+ * time, and whenever a blocking wait saw the channel readable. */
+#define VB_CM_EVERY 64
+
+static int poll_all(struct nkv_engine *e, bool cm)
 {
+	struct vb_engine *ve = VE(e);
 	int n = 0, rc;
 
 	/* Completions before connection events, so a disconnect never
@@ -826,10 +901,15 @@ static int poll_all(struct nkv_engine *e)
 	/* Units copied to GPU memory: count them, lend their slots again. */
 	if ((rc = nkv__gpu_in_reap(e, unit_landed)) > 0)
 		n += rc;
+	if (!cm && ++ve->cm_skip < VB_CM_EVERY)
+		return n;
+	ve->cm_skip = 0;
 	return n + nkv__vb_cm_events(e);
 }
 
-/* Arm every CQ; then wait on the CM and completion channels. */
+/* Arm every CQ not armed yet (an arm lasts until its event is read, so
+ * a wait that returned early leaves it standing: one system call less per
+ * wake-up); then wait on the CM and completion channels. */
 static int block_wait(struct nkv_engine *e, int ms)
 {
 	struct vb_engine *ve = VE(e);
@@ -838,20 +918,22 @@ static int block_wait(struct nkv_engine *e, int ms)
 
 	for (struct nkv_conn *c = e->conns; c; c = c->next) {
 		struct vb_conn *vc = c->be;
-		if (vc && vc->cq)
-			ibv_req_notify_cq(vc->cq, 0);
+		if (vc && vc->cq && !vc->armed && !ibv_req_notify_cq(vc->cq, 0))
+			vc->armed = true;
 	}
-	if ((n = poll_all(e)))
+	if ((n = poll_all(e, false)))
 		return n; /* something slipped in before the arm */
 	if (poll(p, 2, ms) < 0 && errno != EINTR)
 		return nkv_err(errno, "poll: %s", strerror(errno));
 	if (p[1].revents & POLLIN) {
 		struct ibv_cq *cq;
 		void *ctx;
-		if (!ibv_get_cq_event(ve->comp_ch, &cq, &ctx))
+		if (!ibv_get_cq_event(ve->comp_ch, &cq, &ctx)) {
+			((struct vb_conn *)ctx)->armed = false; /* cq_context: see nkv__vb_cq_create */
 			ibv_ack_cq_events(cq, 1);
+		}
 	}
-	return poll_all(e);
+	return poll_all(e, p[0].revents & POLLIN);
 }
 
 int nkv__vb_progress(struct nkv_engine *e, int timeout_ms)
@@ -860,14 +942,14 @@ int nkv__vb_progress(struct nkv_engine *e, int timeout_ms)
 	uint64_t start = nkv_now_ns(), deadline = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000;
 	int n;
 
-	if ((n = poll_all(e)) || timeout_ms == 0)
+	if ((n = poll_all(e, false)) || timeout_ms == 0)
 		return n;
 	/* Adaptive busy-poll: spin for a budget that grows when work turns up
 	 * while spinning and shrinks when it doesn't, then sleep on the channels. */
 	if (!ve->event_mode) {
 		uint64_t spin_end = start + ve->spin_ns;
 		while (nkv_now_ns() < spin_end && nkv_now_ns() < deadline)
-			if ((n = poll_all(e))) {
+			if ((n = poll_all(e, false))) {
 				ve->spin_ns = ve->spin_ns < 400000 ? ve->spin_ns * 2 : 800000;
 				return n;
 			}

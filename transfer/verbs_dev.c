@@ -453,4 +453,5 @@ const struct nkv_backend_ops nkv_verbs_ops = {
 	.push = nkv__vb_push,
 	.progress = nkv__vb_progress,
 	.close = nkv__vb_close,
+	.shape = nkv__vb_shape,
 };
