@@ -37,6 +37,10 @@ static void gen_usage(FILE *f)
 		"  --oversub R           leaf and spine oversubscription, e.g. 2:1\n"
 		"  --oversub-leaf R      leaf->spine only   --oversub-spine R  spine->core only\n"
 		"  --hop-us U            per-link latency (0.5)\n"
+		"  --spines N            multipath (ECMP) fat tree: N real spines per pod (default: aggregated tree)\n"
+		"  --cores N             with --spines: N cores per spine plane (1)\n"
+		"  --leaf-link-gbps G    one leaf->spine link (default: from --oversub-leaf)\n"
+		"  --spine-link-gbps G   one spine->core link (default: from --oversub-spine)\n"
 		"  -o, --output FILE     (default: stdout)\n");
 }
 
@@ -50,6 +54,8 @@ int nkv_cmd_topo_gen(int argc, char **argv)
 		{ "oversub", required_argument, NULL, 'r' },    { "oversub-leaf", required_argument, NULL, 'l' },
 		{ "oversub-spine", required_argument, NULL, 's' }, { "hop-us", required_argument, NULL, 'u' },
 		{ "output", required_argument, NULL, 'o' },     { "help", no_argument, NULL, 'h' },
+		{ "spines", required_argument, NULL, 'S' },     { "cores", required_argument, NULL, 'C' },
+		{ "leaf-link-gbps", required_argument, NULL, 'x' }, { "spine-link-gbps", required_argument, NULL, 'y' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nkv_fat_tree_params p;
@@ -76,6 +82,10 @@ int nkv_cmd_topo_gen(int argc, char **argv)
 		case 'l': rc = parse_ratio(optarg, &p.oversub_leaf); break;
 		case 's': rc = parse_ratio(optarg, &p.oversub_spine); break;
 		case 'u': rc = nkv_parse_double(optarg, &p.hop_latency_us); break;
+		case 'S': rc = nkv_parse_u32(optarg, &p.spines_per_pod); break;
+		case 'C': rc = nkv_parse_u32(optarg, &p.cores_per_spine); break;
+		case 'x': rc = nkv_parse_double(optarg, &p.leaf_link_gbps); break;
+		case 'y': rc = nkv_parse_double(optarg, &p.spine_link_gbps); break;
 		case 'o': output = optarg; break;
 		case 'h': gen_usage(stdout); return 0;
 		default: gen_usage(stderr); return 2;

@@ -14,6 +14,14 @@
  * leaves the link at its rate, refilling while the load is below it. The
  * switch back to the peak happens at the next recompute (a flow arriving or
  * leaving) once the bucket is 1% full, so a saturated link does not flap.
+ *
+ * ECMP (nkv_flownet_set_ecmp): a flow between instances takes the path the
+ * topology's per-flow hash gives (nkv_topo_path_ecmp), its flow id the
+ * order of arrival (or the caller's key), so two flows may collide on one
+ * spine or core uplink while another stays idle, as on a real fabric.
+ *
+ * Every link counts the bytes it carried (background flows included) and
+ * the highest load it saw at any moment, for utilisation reports.
  */
 #include <errno.h>
 #include <math.h>
@@ -68,6 +76,12 @@ struct nkv_flownet {
 	double setup_s, floor_s; /* per-flow overheads (nkv_flownet_set_overhead) */
 	uint64_t done_bytes[NKV_TIERS];
 	uint64_t recomputes;
+	bool ecmp;          /* paths by per-flow hash (nkv_flownet_set_ecmp) */
+	uint64_t seq;       /* flows added: the ECMP key of nkv_flownet_add */
+	double *carried;    /* per link: bytes carried so far */
+	double *lload;      /* per link: load at the last recompute (valid where lstamp == gen) */
+	double *peak_load;  /* per link: the highest load seen, B/s */
+	uint64_t *lstamp;
 };
 
 static int net_alloc(struct nkv_flownet **out, uint32_t nlinks)
@@ -82,7 +96,12 @@ static int net_alloc(struct nkv_flownet **out, uint32_t nlinks)
 	n->count = calloc(nlinks ? nlinks : 1, sizeof(uint32_t));
 	n->stamp = calloc(nlinks ? nlinks : 1, sizeof(uint64_t));
 	n->touched = calloc(nlinks ? nlinks : 1, sizeof(uint32_t));
-	if (!n->cap || !n->resid || !n->count || !n->stamp || !n->touched) {
+	n->carried = calloc(nlinks ? nlinks : 1, sizeof(double));
+	n->lload = calloc(nlinks ? nlinks : 1, sizeof(double));
+	n->peak_load = calloc(nlinks ? nlinks : 1, sizeof(double));
+	n->lstamp = calloc(nlinks ? nlinks : 1, sizeof(uint64_t));
+	if (!n->cap || !n->resid || !n->count || !n->stamp || !n->touched || !n->carried || !n->lload ||
+	    !n->peak_load || !n->lstamp) {
 		nkv_flownet_free(n);
 		return nkv_err(ENOMEM, "flownet: out of memory for %u links", nlinks);
 	}
@@ -133,6 +152,10 @@ void nkv_flownet_free(struct nkv_flownet *n)
 	free(n->count);
 	free(n->stamp);
 	free(n->touched);
+	free(n->carried);
+	free(n->lload);
+	free(n->peak_load);
+	free(n->lstamp);
 	free(n->bucket);
 	free(n->tokens);
 	free(n->load);
@@ -188,6 +211,9 @@ static void drain_to(struct nkv_flownet *n, double t)
 		for (uint32_t i = 0; i < n->nact; i++) {
 			struct flow *f = &n->f[n->act[i]];
 
+			if (f->state == F_DRAIN && isfinite(f->rate))
+				for (uint32_t k = 0; k < f->nl; k++)
+					n->carried[f->links[k]] += f->rate * dt;
 			if (f->state == F_DRAIN && !f->bg) {
 				f->remaining -= f->rate * dt;
 				if (f->remaining < 0)
@@ -316,6 +342,24 @@ static void recompute(struct nkv_flownet *n)
 		n->count[bl] = 0;
 	}
 loads:
+	/* Each link's load now, and its peak. */
+	for (uint32_t i = 0; i < n->nact; i++) {
+		const struct flow *f = &n->f[n->act[i]];
+
+		if (f->state != F_DRAIN || !isfinite(f->rate))
+			continue;
+		for (uint32_t k = 0; k < f->nl; k++) {
+			uint32_t l = f->links[k];
+
+			if (n->lstamp[l] != n->gen) {
+				n->lstamp[l] = n->gen;
+				n->lload[l] = 0;
+			}
+			n->lload[l] += f->rate;
+			if (n->lload[l] > n->peak_load[l])
+				n->peak_load[l] = n->lload[l];
+		}
+	}
 	if (!n->buckets)
 		return;
 	/* What each link carries, for its bucket. */
@@ -404,6 +448,11 @@ static int start(struct nkv_flownet *n, const uint32_t *links, uint32_t nl, uint
 
 int nkv_flownet_add(struct nkv_flownet *n, uint32_t a, uint32_t b, uint64_t bytes, double now)
 {
+	return nkv_flownet_add_keyed(n, a, b, bytes, n->seq, now);
+}
+
+int nkv_flownet_add_keyed(struct nkv_flownet *n, uint32_t a, uint32_t b, uint64_t bytes, uint64_t key, double now)
+{
 	uint32_t links[NKV_MAX_PATH];
 	int nl, tier;
 	double lat;
@@ -412,8 +461,10 @@ int nkv_flownet_add(struct nkv_flownet *n, uint32_t a, uint32_t b, uint64_t byte
 		return nkv_err(EINVAL, "flownet: no topology (built from bare links)");
 	if ((tier = nkv_topo_tier(n->topo, a, b)) < 0)
 		return nkv_err_wrap(tier, "flownet: flow %u -> %u", a, b);
-	if ((nl = nkv_topo_path(n->topo, a, b, links)) < 0)
+	nl = n->ecmp ? nkv_topo_path_ecmp(n->topo, a, b, key, links) : nkv_topo_path(n->topo, a, b, links);
+	if (nl < 0)
 		return nkv_err_wrap(nl, "flownet: flow %u -> %u", a, b);
+	n->seq++;
 	lat = a == b ? 0 : nkv_topo_path_latency(n->topo, a, b);
 	if (lat < 0)
 		lat = 0;
@@ -578,4 +629,23 @@ int nkv_flownet_set_buckets(struct nkv_flownet *n, double burst_s, double min_by
 	recompute(n);
 	update_next(n);
 	return 0;
+}
+
+int nkv_flownet_set_ecmp(struct nkv_flownet *n, bool on)
+{
+	if (on && (!n->topo || !nkv_topo_ecmp(n->topo, NULL, NULL)))
+		return nkv_err(EINVAL, "flownet: ECMP needs a topology that declares spines per pod and cores per "
+				       "spine (netkv topo gen --spines N --cores N, or \"ecmp\" in the file)");
+	n->ecmp = on;
+	return 0;
+}
+
+double nkv_flownet_link_carried(const struct nkv_flownet *n, uint32_t link)
+{
+	return link < n->nlinks ? n->carried[link] : 0;
+}
+
+double nkv_flownet_link_peak(const struct nkv_flownet *n, uint32_t link)
+{
+	return link < n->nlinks ? n->peak_load[link] : 0;
 }

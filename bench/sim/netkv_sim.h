@@ -51,6 +51,17 @@ void nkv_flownet_free(struct nkv_flownet *n);
  * background flow that never finishes. a == b: a flow over no links that
  * completes after zero time. */
 int nkv_flownet_add(struct nkv_flownet *n, uint32_t a, uint32_t b, uint64_t bytes, double now);
+/* The same with the flow's ECMP key given (nkv_flownet_add uses the number
+ * of flows added before it); the key only matters in ECMP mode. */
+int nkv_flownet_add_keyed(struct nkv_flownet *n, uint32_t a, uint32_t b, uint64_t bytes, uint64_t key, double now);
+/* ECMP mode: flows between instances take nkv_topo_path_ecmp() paths
+ * instead of the aggregated tree's. -EINVAL when the topology declares no
+ * ECMP. Set before adding flows. */
+int nkv_flownet_set_ecmp(struct nkv_flownet *n, bool on);
+/* Per link: bytes carried so far (background flows included, up to the
+ * net's current time) and the highest load seen at any moment, B/s. */
+double nkv_flownet_link_carried(const struct nkv_flownet *n, uint32_t link);
+double nkv_flownet_link_peak(const struct nkv_flownet *n, uint32_t link);
 /* The same over explicit links, with a fixed extra latency (seconds). */
 int nkv_flownet_add_links(struct nkv_flownet *n, const uint32_t *links, uint32_t nlinks, uint64_t bytes,
 			  double latency_s, double now);
@@ -101,8 +112,15 @@ struct nkv_sim_assign {
 	double arrival_s;               /* arrival time; < 0 = from the trace */
 };
 
+/* Which paths flows take: the aggregated tree's, or per-flow ECMP over the
+ * real spines and cores the topology declares (nkv_topo_path_ecmp). AUTO:
+ * ECMP when the topology declares it, else aggregated. */
+enum nkv_sim_fabric { NKV_FABRIC_AUTO = 0, NKV_FABRIC_AGGREGATE, NKV_FABRIC_ECMP };
+int nkv_sim_fabric_parse(const char *s, enum nkv_sim_fabric *out); /* "auto", "aggregate", "ecmp" */
+
 struct nkv_sim_config {
 	const struct nkv_topo *topo;
+	enum nkv_sim_fabric fabric;     /* default AUTO */
 	struct nkv_perf perf;           /* model + GPU time models */
 	struct nkv_sched_params sched;  /* policy, weights, oracle (refresh_s = staleness) */
 	enum nkv_sim_layout layout;
@@ -169,6 +187,13 @@ struct nkv_sim_summary {
 	double cpu_s;                   /* this thread's CPU time for the run (steadier than wall on a shared box) */
 	uint64_t events, net_recomputes;
 	uint64_t probes, probe_bytes;
+	bool ecmp;                      /* flows took ECMP paths */
+	/* Per tier (1 leaf: NIC links, 2 pod: leaf uplinks, 3 core: spine
+	 * uplinks, each direction), the busiest link's: mean utilisation over
+	 * the run (bytes carried / capacity x time from the first arrival to
+	 * the end, background flows included) and peak (highest load / capacity
+	 * at any moment). */
+	double util_mean[NKV_TIERS], util_peak[NKV_TIERS];
 };
 
 struct nkv_sim_result {

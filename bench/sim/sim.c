@@ -102,6 +102,7 @@ struct sim {
 	/* forced assignments: topology instance -> P / D index (-1: none) */
 	int32_t *pidx_of, *didx_of;
 	uint32_t *depth;       /* prefix match scratch, max(np, nd) */
+	bool ecmp;             /* flows take ECMP paths */
 };
 
 void nkv_sim_defaults(struct nkv_sim_config *c)
@@ -620,6 +621,40 @@ static int arrival(struct sim *m, uint32_t qi)
 	return prefill_start(m, q->dec.prefill);
 }
 
+/* The busiest link's mean and peak utilisation per tier (netkv_sim.h). */
+static void link_utilisation(const struct sim *m, struct nkv_sim_summary *s)
+{
+	double span = m->now - m->rq[0].r.arrival_s;
+	uint32_t nl = nkv_topo_links(m->c->topo);
+
+	s->ecmp = m->ecmp;
+	for (uint32_t l = 0; l < nl; l++) {
+		struct nkv_link_info li;
+
+		if (nkv_topo_link(m->c->topo, l, &li) < 0 || li.tier < 1 || li.tier >= NKV_TIERS || !(li.bytes_per_s > 0))
+			continue;
+		double mean = span > 0 ? nkv_flownet_link_carried(m->net, l) / (li.bytes_per_s * span) : 0;
+		double peak = nkv_flownet_link_peak(m->net, l) / li.bytes_per_s;
+		if (mean > s->util_mean[li.tier])
+			s->util_mean[li.tier] = mean;
+		if (peak > s->util_peak[li.tier])
+			s->util_peak[li.tier] = peak;
+	}
+}
+
+int nkv_sim_fabric_parse(const char *s, enum nkv_sim_fabric *out)
+{
+	if (!strcmp(s, "auto"))
+		*out = NKV_FABRIC_AUTO;
+	else if (!strcmp(s, "aggregate"))
+		*out = NKV_FABRIC_AGGREGATE;
+	else if (!strcmp(s, "ecmp"))
+		*out = NKV_FABRIC_ECMP;
+	else
+		return nkv_err(EINVAL, "fabric '%s': auto, aggregate or ecmp", s);
+	return 0;
+}
+
 static int summarise(struct sim *m, struct nkv_sim_result *res)
 {
 	size_t n = m->n, k = 0, kt = 0, met = 0;
@@ -692,6 +727,7 @@ static int summarise(struct sim *m, struct nkv_sim_result *res)
 	s->net_recomputes = nkv_flownet_recomputes(m->net);
 	s->probes = m->probes;
 	s->probe_bytes = m->probe_bytes;
+	link_utilisation(m, s);
 	free(a), free(b), free(x);
 	return 0;
 }
@@ -865,6 +901,13 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		goto fail;
 	if (c->isolated_flows)
 		nkv_flownet_set_isolated(m.net, true);
+	if (c->fabric != NKV_FABRIC_AUTO && c->fabric != NKV_FABRIC_AGGREGATE && c->fabric != NKV_FABRIC_ECMP) {
+		ret = nkv_err(EINVAL, "sim: fabric %d unknown", (int)c->fabric);
+		goto fail;
+	}
+	m.ecmp = c->fabric == NKV_FABRIC_ECMP || (c->fabric == NKV_FABRIC_AUTO && nkv_topo_ecmp(c->topo, NULL, NULL));
+	if (m.ecmp && (ret = nkv_flownet_set_ecmp(m.net, true)))
+		goto fail;
 	nkv_flownet_set_overhead(m.net, c->xfer_setup_s, c->xfer_floor_s);
 	if ((c->link_burst_s > 0 || c->link_burst_min > 0) &&
 	    (ret = nkv_flownet_set_buckets(m.net, c->link_burst_s, c->link_burst_min, c->link_peak_Bps, 1)))

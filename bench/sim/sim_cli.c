@@ -15,7 +15,7 @@
 enum {
 	O_TOPO = 1000, O_GPUS, O_OVL, O_OVS, O_NIC, O_TRACE, O_PROFILE, O_REQS, O_RATE, O_MODEL, O_POLICY,
 	O_SLO_TTFT, O_SLO_TBT, O_SEED, O_SCALE, O_REFRESH, O_LAYOUT, O_BG, O_LIMIT, O_WC, O_WL, O_NOPROBE,
-	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP,
+	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP, O_FABRIC, O_SPINES, O_CORES, O_LINKS,
 };
 
 const struct option nkv_sim_common_opts[] = {
@@ -33,6 +33,8 @@ const struct option nkv_sim_common_opts[] = {
 	{ "prefix-share", required_argument, 0, O_PREFIX }, { "context-scale", required_argument, 0, O_CTX },
 	{ "csv", required_argument, 0, O_CSV },          { "json", no_argument, 0, O_JSON },
 	{ "prefill-policy", required_argument, 0, O_PPOL }, { "bg-period", required_argument, 0, O_BGP },
+	{ "fabric", required_argument, 0, O_FABRIC },    { "spines", required_argument, 0, O_SPINES },
+	{ "cores", required_argument, 0, O_CORES },      { "link-gbps", required_argument, 0, O_LINKS },
 };
 
 _Static_assert(sizeof(nkv_sim_common_opts) / sizeof(nkv_sim_common_opts[0]) == NKV_SIM_COMMON_NOPTS,
@@ -47,6 +49,13 @@ void nkv__sim_opts_help(FILE *f)
 		"  --oversub-leaf X       leaf->spine oversubscription, default 2 (2:1)\n"
 		"  --oversub-spine X      spine->core oversubscription, default 4 (4:1)\n"
 		"  --nic-gbps X           NIC Gb/s, default 400\n"
+		"  --fabric F             aggregate: one aggregated spine per pod and one core, a flow's path is the\n"
+		"                         tree's; ecmp: real spines and cores, each flow hashed (src, dst, flow id)\n"
+		"                         onto one spine and one core uplink, so flows collide as on a real fabric;\n"
+		"                         auto (default): ecmp when the topology file declares \"ecmp\", else aggregate\n"
+		"  --spines N --cores N   ecmp preset: N spines per pod (default 4), N cores per spine plane (2)\n"
+		"  --link-gbps N,L,S      preset link speeds, Gb/s: NIC, one leaf->spine link, one spine->core link\n"
+		"                         (L, S default: from the oversubscription, split over the spines/cores)\n"
 		"  --layout split|alt     split: each host half prefill, half decode (default); alt: whole hosts alternate\n"
 		"  --bg TIER:N            N background flows on TIER (host|leaf|pod|core), repeatable\n"
 		"  --bg-period S          move the background flows to new random pairs every S s (default static)\n"
@@ -224,6 +233,40 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 		}
 		return 1;
 	case O_JSON: o->json = true; return 1;
+	case O_FABRIC:
+		if (nkv_sim_fabric_parse(arg, &o->cfg.fabric))
+			return bad(cmd, c, arg, NULL);
+		return 1;
+	case O_SPINES:
+	case O_CORES:
+		if (nkv_parse_u32(arg, &u))
+			return bad(cmd, c, arg, NULL);
+		if (u < 1 || u > 64)
+			return bad(cmd, c, arg, "must be 1..64");
+		*(c == O_SPINES ? &o->ft.spines_per_pod : &o->ft.cores_per_spine) = u;
+		return 1;
+	case O_LINKS: {
+		double g[3];
+		char *end = NULL;
+		const char *p = arg;
+		int k;
+
+		for (k = 0; k < 3; k++) {
+			errno = 0;
+			g[k] = strtod(p, &end);
+			if (end == p || errno || !(g[k] >= 1e-3 && g[k] <= 1e6))
+				return bad(cmd, c, arg, "want NIC,LEAF,SPINE Gb/s, each 0.001 .. 1e6");
+			if (k < 2 && *end != ',')
+				return bad(cmd, c, arg, "want three speeds: NIC,LEAF,SPINE (Gb/s)");
+			p = end + 1;
+		}
+		if (*end)
+			return bad(cmd, c, arg, "want three speeds: NIC,LEAF,SPINE (Gb/s)");
+		o->ft.nic_gbps = g[0];
+		o->ft.leaf_link_gbps = g[1];
+		o->ft.spine_link_gbps = g[2];
+		return 1;
+	}
 	}
 	return 0;
 }
@@ -237,6 +280,16 @@ int nkv__sim_opts_finish(struct sim_opts *o, const char *cmd)
 		fprintf(stderr, "netkv %s: --model: %s\n", cmd, nkv_last_error());
 		return ret;
 	}
+	if (o->topo_file && (o->ft.spines_per_pod || o->ft.cores_per_spine || o->ft.leaf_link_gbps)) {
+		fprintf(stderr, "netkv %s: --spines, --cores and --link-gbps shape the preset, not a --topo file\n", cmd);
+		return 2;
+	}
+	if (o->ft.cores_per_spine && !o->ft.spines_per_pod)
+		o->ft.spines_per_pod = 4;
+	if (!o->topo_file && o->cfg.fabric == NKV_FABRIC_ECMP && !o->ft.spines_per_pod)
+		o->ft.spines_per_pod = 4;
+	if (o->ft.spines_per_pod && !o->ft.cores_per_spine)
+		o->ft.cores_per_spine = 2;
 	if (o->topo_file)
 		ret = nkv_topo_load(o->topo_file, &o->topo);
 	else
