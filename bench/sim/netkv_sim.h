@@ -126,7 +126,7 @@ struct nkv_sim_config {
 	enum nkv_sim_layout layout;
 	double prefill_share;           /* share of GPUs that prefill (HOST_SPLIT), default 0.5 */
 	uint32_t prefill_max_tokens;    /* batch budget of a prefill step, default 16384 */
-	uint64_t prefill_cache_blocks;  /* prefix blocks each prefill keeps (LRU), default 2048 */
+	uint64_t prefill_cache_blocks;  /* prefix blocks each prefill keeps (LRU), 0 = what fits its HBM (default) */
 	uint64_t decode_cache_blocks;   /* prefix blocks each decode keeps (LRU), 0 = a quarter of its KV */
 	bool probes;                    /* run the probe planner every refresh, default true */
 	uint32_t bg_flows[NKV_TIERS];   /* background flows whose path is of that tier */
@@ -149,6 +149,13 @@ struct nkv_sim_config {
 	double link_peak_Bps;           /* the buckets' peak rate */
 };
 void nkv_sim_defaults(struct nkv_sim_config *c);
+/* Prefix blocks a prefill instance caches: prefill_cache_blocks when set,
+ * else what its HBM holds beyond the weights and one full batch:
+ * (hbm x mem_util - weights) / KV bytes per token - prefill_max_tokens,
+ * in blocks of sched.prefix_block_tokens (0 when nothing fits). The old
+ * fixed 2048 blocks of 512 tokens of Llama-3-8B were 128 GiB, more than
+ * an 80 GB GPU. */
+uint64_t nkv_sim_prefill_cache_blocks(const struct nkv_sim_config *c);
 
 /* Per-request record, the same fields as `netkv replay` writes. */
 struct nkv_sim_record {

@@ -114,7 +114,7 @@ void nkv_sim_defaults(struct nkv_sim_config *c)
 	c->layout = NKV_LAYOUT_HOST_SPLIT;
 	c->prefill_share = 0.5;
 	c->prefill_max_tokens = 16384;
-	c->prefill_cache_blocks = 2048;
+	c->prefill_cache_blocks = 0; /* from HBM: nkv_sim_prefill_cache_blocks() */
 	c->probes = true;
 	c->slo_ttft_s = 2.0;
 	c->slo_tbt_s = 0.1;
@@ -642,6 +642,16 @@ static void link_utilisation(const struct sim *m, struct nkv_sim_summary *s)
 	}
 }
 
+uint64_t nkv_sim_prefill_cache_blocks(const struct nkv_sim_config *c)
+{
+	if (c->prefill_cache_blocks)
+		return c->prefill_cache_blocks;
+	uint64_t cap = nkv_perf_kv_capacity_tokens(&c->perf), bt = c->sched.prefix_block_tokens;
+	if (!bt || cap <= c->prefill_max_tokens)
+		return 0;
+	return (cap - c->prefill_max_tokens) / bt;
+}
+
 int nkv_sim_fabric_parse(const char *s, enum nkv_sim_fabric *out)
 {
 	if (!strcmp(s, "auto"))
@@ -920,8 +930,18 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	uint64_t dblocks = c->decode_cache_blocks ? c->decode_cache_blocks : cap_tok / 4 / c->sched.prefix_block_tokens;
 	if (!dblocks)
 		dblocks = 1;
+	uint64_t pblocks = nkv_sim_prefill_cache_blocks(c);
+	if (!pblocks) {
+		ret = nkv_err(EINVAL, "sim: no room for a prefill prefix cache: %.1f GB HBM x %.2f holds %.1f GB of "
+				      "weights and a %u-token batch, nothing more (give prefill_cache_blocks)",
+			      (double)c->perf.hbm_bytes * 1e-9, c->perf.mem_util, (double)c->perf.weight_bytes * 1e-9,
+			      c->prefill_max_tokens);
+		goto fail;
+	}
+	if (pblocks > SIM_LRU_MAX_BLOCKS)
+		pblocks = SIM_LRU_MAX_BLOCKS;
 	for (uint32_t p = 0; p < m.np; p++)
-		if ((ret = nkv__sim_lru_create((uint32_t)(c->prefill_cache_blocks ? c->prefill_cache_blocks : 1), &m.P[p].cache)))
+		if ((ret = nkv__sim_lru_create((uint32_t)pblocks, &m.P[p].cache)))
 			goto fail;
 	for (uint32_t d = 0; d < m.nd; d++) {
 		if ((ret = nkv__sim_lru_create((uint32_t)dblocks, &m.D[d].cache)))
