@@ -43,6 +43,7 @@ struct flow {
 	uint64_t bytes;
 	double remaining;   /* bytes left to drain */
 	double rate;        /* B/s */
+	double cap;         /* the most it may drain at, B/s (INFINITY: none; nkv_flownet_set_cap) */
 	double latency_s;
 	double min_s;       /* completes no sooner than start + min_s (setup floor) */
 	double start_s;
@@ -268,7 +269,7 @@ static void recompute(struct nkv_flownet *n)
 
 			if (f->state != F_DRAIN)
 				continue;
-			f->rate = INFINITY;
+			f->rate = f->cap;
 			for (uint32_t k = 0; k < f->nl; k++)
 				if (link_cap(n, f->links[k]) < f->rate)
 					f->rate = link_cap(n, f->links[k]);
@@ -316,6 +317,25 @@ static void recompute(struct nkv_flownet *n)
 				share = s;
 				bl = l;
 			}
+		}
+		/* A capped flow whose cap is below the next link share stops there,
+		 * handing the rest of its links' capacity to the others. */
+		struct flow *cf = NULL;
+		for (uint32_t i = 0; i < n->nact; i++) {
+			struct flow *f = &n->f[n->act[i]];
+
+			if (f->state == F_DRAIN && !f->frozen && f->cap < share && (!cf || f->cap < cf->cap))
+				cf = f;
+		}
+		if (cf) {
+			cf->rate = cf->cap;
+			cf->frozen = true;
+			unfrozen--;
+			for (uint32_t k = 0; k < cf->nl; k++) {
+				n->resid[cf->links[k]] -= cf->cap;
+				n->count[cf->links[k]]--;
+			}
+			continue;
 		}
 		if (bl == UINT32_MAX)
 			break;
@@ -430,6 +450,7 @@ static int start(struct nkv_flownet *n, const uint32_t *links, uint32_t nl, uint
 	f->bytes = bytes;
 	f->bg = bytes == UINT64_MAX;
 	f->remaining = f->bg ? INFINITY : (double)bytes;
+	f->cap = INFINITY;
 	f->latency_s = lat + n->setup_s;
 	f->min_s = n->floor_s;
 	f->start_s = now;
@@ -648,4 +669,20 @@ double nkv_flownet_link_carried(const struct nkv_flownet *n, uint32_t link)
 double nkv_flownet_link_peak(const struct nkv_flownet *n, uint32_t link)
 {
 	return link < n->nlinks ? n->peak_load[link] : 0;
+}
+
+int nkv_flownet_set_cap(struct nkv_flownet *n, int flow, double cap_Bps, double now)
+{
+	if (!(cap_Bps > 0))
+		return nkv_err(EINVAL, "flownet: flow cap %g B/s must be > 0 (INFINITY: none)", cap_Bps);
+	if (flow < 0 || (uint32_t)flow >= n->nf || n->f[flow].state == F_FREE)
+		return nkv_err(ENOENT, "flownet: no active flow %d", flow);
+	if (now < n->now)
+		now = n->now;
+	drain_to(n, now);
+	n->f[flow].cap = cap_Bps;
+	if (n->f[flow].state == F_DRAIN)
+		recompute(n);
+	update_next(n);
+	return 0;
 }

@@ -65,6 +65,11 @@ double nkv_flownet_link_peak(const struct nkv_flownet *n, uint32_t link);
 /* The same over explicit links, with a fixed extra latency (seconds). */
 int nkv_flownet_add_links(struct nkv_flownet *n, const uint32_t *links, uint32_t nlinks, uint64_t bytes,
 			  double latency_s, double now);
+/* Cap a flow's rate at cap_Bps from time now (INFINITY lifts it): it takes
+ * min(cap, its max-min share) and leaves the rest to the others. Used for
+ * layer-wise KV streaming, whose bytes exist only as fast as prefill makes
+ * them. -ENOENT for an unknown or finished flow. */
+int nkv_flownet_set_cap(struct nkv_flownet *n, int flow, double cap_Bps, double now);
 /* Remove a flow (e.g. a background flow) at time now. */
 int nkv_flownet_remove(struct nkv_flownet *n, int flow, double now);
 /* Time the next flow completes (drain + latency); INFINITY when none will. */
@@ -147,7 +152,16 @@ struct nkv_sim_config {
 	double xfer_setup_s, xfer_floor_s; /* nkv_flownet_set_overhead, default 0 */
 	double link_burst_s, link_burst_min; /* nkv_flownet_set_buckets on tiers >= 1 (0, 0 = none) */
 	double link_peak_Bps;           /* the buckets' peak rate */
+	/* Layer-wise KV streaming over this many layers (0 = off, default: the
+	 * transfer starts when the whole prefill is done). On: a request's
+	 * transfer starts when its batch's first layer is done and drains no
+	 * faster than prefill makes layers (flow cap = bytes / batch prefill
+	 * time), the cap lifted at prefill end; so with an idle fabric TTFT =
+	 * prefill + the last layer's transfer + first decode step. The record's
+	 * transfer_s runs from the first layer done. */
+	uint32_t layerwise_layers;
 };
+#define NKV_SIM_MAX_LAYERS 1024
 void nkv_sim_defaults(struct nkv_sim_config *c);
 /* Prefix blocks a prefill instance caches: prefill_cache_blocks when set,
  * else what its HBM holds beyond the weights and one full batch:

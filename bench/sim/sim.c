@@ -28,7 +28,7 @@
 #include "nkv_util.h"
 #include "sim_internal.h"
 
-enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG };
+enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG, EV_XSTART };
 
 #define OWNER_PROBE UINT32_MAX
 #define MIN_BG_PERIOD_S 1e-3
@@ -46,6 +46,10 @@ struct req {
 	uint32_t subflows;     /* KV subflows still in flight */
 	uint64_t moved;
 	bool done;
+	/* layer-wise streaming: the batch's prefill time, flows started at the
+	 * first layer, prefill over, all bytes in before prefill ended */
+	double batch_s;
+	bool streaming, pend_done, landed_early;
 };
 
 struct fifo {
@@ -103,6 +107,7 @@ struct sim {
 	int32_t *pidx_of, *didx_of;
 	uint32_t *depth;       /* prefix match scratch, max(np, nd) */
 	bool ecmp;             /* flows take ECMP paths */
+	int *xf;               /* layer-wise: request x group -> its KV flow ids (-1 done or none) */
 };
 
 void nkv_sim_defaults(struct nkv_sim_config *c)
@@ -354,8 +359,15 @@ static int prefill_start(struct sim *m, uint32_t p)
 		q->t_pstart = m->now;
 	}
 	P->busy = true;
-	return nkv__sim_heap_push(&m->heap, m->now + nkv_perf_prefill_batch_s(&m->c->perf, lens, P->nbatch),
-			     EV_PREFILL_DONE, p, 0);
+	double dt = nkv_perf_prefill_batch_s(&m->c->perf, lens, P->nbatch);
+	/* Layer-wise: every request's KV starts moving once the batch's first
+	 * layer is done (pushed first: at equal times it runs before the end). */
+	for (uint32_t i = 0; m->c->layerwise_layers && i < P->nbatch; i++) {
+		m->rq[P->batch[i]].batch_s = dt;
+		if ((ret = nkv__sim_heap_push(&m->heap, m->now + dt / m->c->layerwise_layers, EV_XSTART, P->batch[i], 0)))
+			return ret;
+	}
+	return nkv__sim_heap_push(&m->heap, m->now + dt, EV_PREFILL_DONE, p, 0);
 }
 
 /* ---- decode ------------------------------------------------------------------ */
@@ -450,7 +462,13 @@ static int transfer_landed(struct sim *m, uint32_t qi)
 	int ret;
 
 	q->t_xend = m->now;
-	if ((ret = nkv_sched_transfer_done(m->s, &q->r, &q->dec, q->t_xend - q->t_xstart, m->now)))
+	double took = q->t_xend - q->t_xstart;
+	/* A streamed transfer drained no faster than prefill made its layers:
+	 * the network's own figure is the last layer's time x layers when that
+	 * is shorter (the path kept up), else the whole time (it fell behind). */
+	if (q->streaming && m->c->layerwise_layers * (q->t_xend - q->t_pend) < took)
+		took = m->c->layerwise_layers * (q->t_xend - q->t_pend);
+	if ((ret = nkv_sched_transfer_done(m->s, &q->r, &q->dec, took, m->now)))
 		return ret;
 	/* Both caches now hold the request's prefix (the scheduler indexed them). */
 	m->evict_index = nkv_sched_decode_index(m->s);
@@ -492,6 +510,60 @@ static int transfer_start(struct sim *m, uint32_t qi)
 	return q->subflows ? 0 : transfer_landed(m, qi);
 }
 
+/* Layer-wise streaming (EV_XSTART, the batch's first layer done): the
+ * request's flows start, each capped at the rate prefill makes its bytes
+ * (its share / the batch's prefill time), so no byte leaves before its
+ * layer exists; the caps go at prefill end (prefill_done_stream). Nothing
+ * to move: the request lands at prefill end as usual. */
+static int transfer_stream(struct sim *m, uint32_t qi)
+{
+	struct req *q = &m->rq[qi];
+	uint32_t g = m->group;
+	int ret;
+
+	if (!q->dec.bytes)
+		return 0;
+	q->t_xstart = m->now;
+	q->streaming = true;
+	q->subflows = g;
+	for (uint32_t i = 0; i < g; i++) {
+		uint64_t part = q->dec.bytes / g + (i < q->dec.bytes % g ? 1 : 0);
+		int f;
+
+		m->xf[(size_t)qi * g + i] = -1;
+		if (!part) {
+			q->subflows--;
+			continue;
+		}
+		if ((f = nkv_flownet_add(m->net, q->dec.prefill_inst + i, q->dec.decode_inst + i, part, m->now)) < 0)
+			return f;
+		if ((ret = set_owner(m, f, qi)))
+			return ret;
+		m->xf[(size_t)qi * g + i] = f;
+		if (q->batch_s > 0 && (ret = nkv_flownet_set_cap(m->net, f, (double)part / q->batch_s, m->now)))
+			return ret;
+	}
+	return 0;
+}
+
+/* Prefill end of a request: start its transfer, or (streaming) lift its caps. */
+static int prefill_done_req(struct sim *m, uint32_t qi)
+{
+	struct req *q = &m->rq[qi];
+	int ret;
+
+	q->t_pend = m->now;
+	if (!q->streaming)
+		return transfer_start(m, qi);
+	q->pend_done = true;
+	for (uint32_t i = 0; i < m->group; i++) {
+		int f = m->xf[(size_t)qi * m->group + i];
+		if (f >= 0 && (ret = nkv_flownet_set_cap(m->net, f, INFINITY, m->now)))
+			return ret;
+	}
+	return q->landed_early ? transfer_landed(m, qi) : 0;
+}
+
 static int flow_done(struct sim *m, int f, uint64_t bytes, double started)
 {
 	uint32_t who = m->owner[f];
@@ -505,8 +577,16 @@ static int flow_done(struct sim *m, int f, uint64_t bytes, double started)
 	q->moved += bytes;
 	m->moved_tier[tier] += bytes;
 	(void)started;
-	if (--q->subflows == 0)
+	for (uint32_t i = 0; q->streaming && i < m->group; i++)
+		if (m->xf[(size_t)who * m->group + i] == f)
+			m->xf[(size_t)who * m->group + i] = -1;
+	if (--q->subflows == 0) {
+		if (q->streaming && !q->pend_done) {
+			q->landed_early = true; /* not with caps in place; kept for safety */
+			return 0;
+		}
 		return transfer_landed(m, who);
+	}
 	return 0;
 }
 
@@ -757,6 +837,7 @@ static void sim_free(struct sim *m)
 	free(m->P);
 	free(m->D);
 	free(m->rq);
+	free(m->xf);
 	free(m->owner);
 	free(m->decide_us);
 	free(m->bg);
@@ -894,6 +975,15 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	if ((ret = place(&m)))
 		goto fail;
 	m.rq = calloc(m.n, sizeof(*m.rq));
+	if (c->layerwise_layers > NKV_SIM_MAX_LAYERS) {
+		ret = nkv_err(EINVAL, "sim: layer-wise streaming over %u layers, at most %u", c->layerwise_layers,
+			      NKV_SIM_MAX_LAYERS);
+		goto fail;
+	}
+	if (c->layerwise_layers && !(m.xf = malloc(m.n * m.group * sizeof(*m.xf)))) {
+		ret = nkv_err(ENOMEM, "sim: out of memory");
+		goto fail;
+	}
 	m.decide_us = calloc(m.n, sizeof(double));
 	pre = malloc(m.np * sizeof(uint32_t));
 	dec = malloc(m.nd * sizeof(uint32_t));
@@ -1020,16 +1110,18 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		case EV_PREFILL_DONE: {
 			struct pinst *P = &m.P[e.who];
 			P->busy = false;
-			for (uint32_t i = 0; i < P->nbatch; i++) {
-				m.rq[P->batch[i]].t_pend = m.now;
-				if ((ret = transfer_start(&m, P->batch[i])))
+			for (uint32_t i = 0; i < P->nbatch; i++)
+				if ((ret = prefill_done_req(&m, P->batch[i])))
 					goto fail;
-			}
 			P->nbatch = 0;
 			if ((ret = prefill_start(&m, e.who)))
 				goto fail;
 			break;
 		}
+		case EV_XSTART:
+			if ((ret = transfer_stream(&m, e.who)))
+				goto fail;
+			break;
 		case EV_DECODE_ITER:
 			if ((ret = decode_iter_done(&m, e.who)))
 				goto fail;

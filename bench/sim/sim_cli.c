@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nkv_models.h"
 #include "nkv_traces.h"
 #include "nkv_util.h"
 #include "sim_cli.h"
@@ -15,7 +16,7 @@
 enum {
 	O_TOPO = 1000, O_GPUS, O_OVL, O_OVS, O_NIC, O_TRACE, O_PROFILE, O_REQS, O_RATE, O_MODEL, O_POLICY,
 	O_SLO_TTFT, O_SLO_TBT, O_SEED, O_SCALE, O_REFRESH, O_LAYOUT, O_BG, O_LIMIT, O_WC, O_WL, O_NOPROBE,
-	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP, O_FABRIC, O_SPINES, O_CORES, O_LINKS,
+	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP, O_FABRIC, O_SPINES, O_CORES, O_LINKS, O_LAYERWISE,
 };
 
 const struct option nkv_sim_common_opts[] = {
@@ -35,6 +36,7 @@ const struct option nkv_sim_common_opts[] = {
 	{ "prefill-policy", required_argument, 0, O_PPOL }, { "bg-period", required_argument, 0, O_BGP },
 	{ "fabric", required_argument, 0, O_FABRIC },    { "spines", required_argument, 0, O_SPINES },
 	{ "cores", required_argument, 0, O_CORES },      { "link-gbps", required_argument, 0, O_LINKS },
+	{ "layerwise", no_argument, 0, O_LAYERWISE },
 };
 
 _Static_assert(sizeof(nkv_sim_common_opts) / sizeof(nkv_sim_common_opts[0]) == NKV_SIM_COMMON_NOPTS,
@@ -60,6 +62,8 @@ void nkv__sim_opts_help(FILE *f)
 		"  --bg TIER:N            N background flows on TIER (host|leaf|pod|core), repeatable\n"
 		"  --bg-period S          move the background flows to new random pairs every S s (default static)\n"
 		"  --model NAME           perf + KV preset (%s), default llama3-8b\n"
+		"  --layerwise            stream KV layer by layer: a request's transfer starts when its batch's\n"
+		"                         first layer is done and overlaps the rest of prefill (default: after it)\n"
 		"workload:\n"
 		"  --trace FILE           Mooncake JSONL; default $NKV_SHARED/traces/mooncake/conversation_trace.jsonl,\n"
 		"                         else the ../shared beside the source tree the build came from\n"
@@ -233,6 +237,7 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 		}
 		return 1;
 	case O_JSON: o->json = true; return 1;
+	case O_LAYERWISE: o->layerwise = true; return 1;
 	case O_FABRIC:
 		if (nkv_sim_fabric_parse(arg, &o->cfg.fabric))
 			return bad(cmd, c, arg, NULL);
@@ -279,6 +284,14 @@ int nkv__sim_opts_finish(struct sim_opts *o, const char *cmd)
 	if ((ret = nkv_perf_preset(o->model, "h100", &o->cfg.perf))) {
 		fprintf(stderr, "netkv %s: --model: %s\n", cmd, nkv_last_error());
 		return ret;
+	}
+	if (o->layerwise) {
+		const struct nkv_model_spec *ms = nkv_model_spec(o->model);
+		if (!ms || !ms->layers) {
+			fprintf(stderr, "netkv %s: --layerwise: no layer count for model '%s'\n", cmd, o->model);
+			return 2;
+		}
+		o->cfg.layerwise_layers = ms->layers;
 	}
 	if (o->topo_file && (o->ft.spines_per_pod || o->ft.cores_per_spine || o->ft.leaf_link_gbps)) {
 		fprintf(stderr, "netkv %s: --spines, --cores and --link-gbps shape the preset, not a --topo file\n", cmd);
