@@ -160,6 +160,12 @@ struct nkv_sim_config {
 	 * prefill + the last layer's transfer + first decode step. The record's
 	 * transfer_s runs from the first layer done. */
 	uint32_t layerwise_layers;
+	/* Tenant traffic: per tier (leaf, pod, core; not host) a target mean
+	 * utilisation in [0, 1) of each of its links, from on/off sources with
+	 * exponential periods (mean on tenant_on_s, default 0.1 s), seeded by
+	 * seed; 0 = none. See bench/sim/tenant.c. */
+	double tenant_util[NKV_TIERS];
+	double tenant_on_s;
 };
 #define NKV_SIM_MAX_LAYERS 1024
 void nkv_sim_defaults(struct nkv_sim_config *c);

@@ -28,7 +28,9 @@
 #include "nkv_util.h"
 #include "sim_internal.h"
 
-enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG, EV_XSTART };
+enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG, EV_XSTART, EV_TENANT };
+
+#define MAX_TENANT_EVENTS 2e7
 
 #define OWNER_PROBE UINT32_MAX
 #define MIN_BG_PERIOD_S 1e-3
@@ -108,6 +110,8 @@ struct sim {
 	uint32_t *depth;       /* prefix match scratch, max(np, nd) */
 	bool ecmp;             /* flows take ECMP paths */
 	int *xf;               /* layer-wise: request x group -> its KV flow ids (-1 done or none) */
+	struct sim_tenants *tenants;
+	uint64_t tenant_events;
 };
 
 void nkv_sim_defaults(struct nkv_sim_config *c)
@@ -125,6 +129,7 @@ void nkv_sim_defaults(struct nkv_sim_config *c)
 	c->slo_tbt_s = 0.1;
 	c->rate_scale = 1;
 	c->seed = 1;
+	c->tenant_on_s = 0.1;
 }
 
 static int fifo_push(struct fifo *f, uint32_t x)
@@ -838,6 +843,7 @@ static void sim_free(struct sim *m)
 	free(m->D);
 	free(m->rq);
 	free(m->xf);
+	nkv__sim_tenants_free(m->tenants);
 	free(m->owner);
 	free(m->decide_us);
 	free(m->bg);
@@ -929,6 +935,51 @@ static int check_span(const struct sim *m, double refresh_s)
 /* The same bound while running: durations out of range (a huge compute time
  * scale, transfer setup or floor) leave requests unfinished for ages of
  * simulated time, ticked through at every refresh. */
+/* Tenant source i changes state (tenant.c); its next change is queued while requests remain. */
+static int tenant_toggle(struct sim *m, uint32_t i)
+{
+	double next;
+	int f, ret;
+
+	if (++m->tenant_events > MAX_TENANT_EVENTS)
+		return nkv_err(ERANGE, "sim: more than %g tenant on/off events: lengthen --tenant-on or shorten the run",
+			       MAX_TENANT_EVENTS);
+	if ((ret = nkv__sim_tenant_toggle(m->tenants, i, m->net, m->now, &f, &next)))
+		return ret;
+	if (f >= 0 && (ret = set_owner(m, f, OWNER_BG)))
+		return ret;
+	if (m->finished < m->n && (ret = nkv__sim_heap_push(&m->heap, next, EV_TENANT, i, 0)))
+		return ret;
+	return 0;
+}
+
+/* Tenant sources and their expected on/off events over the trace's span, bounded up front. */
+static int start_tenants(struct sim *m)
+{
+	const struct nkv_sim_config *c = m->c;
+	bool any = false;
+	int ret;
+
+	for (int k = 0; k < NKV_TIERS; k++)
+		any |= c->tenant_util[k] != 0;
+	if (!any)
+		return 0;
+	if ((ret = nkv__sim_tenants_create(c->topo, m->ecmp, c->tenant_util, c->tenant_on_s, c->seed, &m->tenants)))
+		return ret;
+	double span = m->rq[m->n - 1].r.arrival_s - m->rq[0].r.arrival_s + 60, rate = 0;
+	for (int k = 1; k < NKV_TIERS; k++)
+		rate = fmax(rate, 2 * c->tenant_util[k] * (1 - c->tenant_util[k]) / c->tenant_on_s);
+	double expect = rate * span * nkv__sim_tenants_count(m->tenants);
+	if (expect > MAX_TENANT_EVENTS)
+		return nkv_err(EINVAL, "sim: %u tenant sources switching every %.3g s on average make ~%.3g events over "
+				       "the trace's span (max %g): lengthen the on period or limit the requests",
+			       nkv__sim_tenants_count(m->tenants), 1 / rate, expect, MAX_TENANT_EVENTS);
+	for (uint32_t i = 0; i < nkv__sim_tenants_count(m->tenants); i++)
+		if ((ret = tenant_toggle(m, i)))
+			return ret;
+	return 0;
+}
+
 static int count_tick(struct sim *m)
 {
 	if (++m->ticks <= MAX_TICKS)
@@ -1061,7 +1112,10 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	}
 	if ((ret = check_span(&m, refresh_s)))
 		goto fail;
+	m.now = m.rq[0].r.arrival_s; /* background and tenant flows start with the trace */
 	if ((ret = add_background(&m)))
+		goto fail;
+	if ((ret = start_tenants(&m)))
 		goto fail;
 	if (c->bg_period_s > 0 && (ret = nkv__sim_heap_push(&m.heap, m.rq[0].r.arrival_s + c->bg_period_s, EV_BG, 0, 0)))
 		goto fail;
@@ -1118,6 +1172,10 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 				goto fail;
 			break;
 		}
+		case EV_TENANT:
+			if ((ret = tenant_toggle(&m, e.who)))
+				goto fail;
+			break;
 		case EV_XSTART:
 			if ((ret = transfer_stream(&m, e.who)))
 				goto fail;

@@ -16,7 +16,7 @@
 enum {
 	O_TOPO = 1000, O_GPUS, O_OVL, O_OVS, O_NIC, O_TRACE, O_PROFILE, O_REQS, O_RATE, O_MODEL, O_POLICY,
 	O_SLO_TTFT, O_SLO_TBT, O_SEED, O_SCALE, O_REFRESH, O_LAYOUT, O_BG, O_LIMIT, O_WC, O_WL, O_NOPROBE,
-	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP, O_FABRIC, O_SPINES, O_CORES, O_LINKS, O_LAYERWISE,
+	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP, O_FABRIC, O_SPINES, O_CORES, O_LINKS, O_LAYERWISE, O_TENANT, O_TENANT_ON,
 };
 
 const struct option nkv_sim_common_opts[] = {
@@ -36,7 +36,8 @@ const struct option nkv_sim_common_opts[] = {
 	{ "prefill-policy", required_argument, 0, O_PPOL }, { "bg-period", required_argument, 0, O_BGP },
 	{ "fabric", required_argument, 0, O_FABRIC },    { "spines", required_argument, 0, O_SPINES },
 	{ "cores", required_argument, 0, O_CORES },      { "link-gbps", required_argument, 0, O_LINKS },
-	{ "layerwise", no_argument, 0, O_LAYERWISE },
+	{ "layerwise", no_argument, 0, O_LAYERWISE },    { "tenant", required_argument, 0, O_TENANT },
+	{ "tenant-on", required_argument, 0, O_TENANT_ON },
 };
 
 _Static_assert(sizeof(nkv_sim_common_opts) / sizeof(nkv_sim_common_opts[0]) == NKV_SIM_COMMON_NOPTS,
@@ -59,6 +60,10 @@ void nkv__sim_opts_help(FILE *f)
 		"  --link-gbps N,L,S      preset link speeds, Gb/s: NIC, one leaf->spine link, one spine->core link\n"
 		"                         (L, S default: from the oversubscription, split over the spines/cores)\n"
 		"  --layout split|alt     split: each host half prefill, half decode (default); alt: whole hosts alternate\n"
+		"  --tenant TIER:UTIL     other tenants load every link of TIER (leaf|pod|core) to a mean utilisation\n"
+		"                         UTIL in (0, 1) with on/off flows (exponential periods, seeded); repeatable.\n"
+		"                         The recommended way to load tiers (--bg flows never end)\n"
+		"  --tenant-on S          mean on period of a tenant source, default 0.1 s\n"
 		"  --bg TIER:N            N background flows on TIER (host|leaf|pod|core), repeatable\n"
 		"  --bg-period S          move the background flows to new random pairs every S s (default static)\n"
 		"  --model NAME           perf + KV preset (%s), default llama3-8b\n"
@@ -238,6 +243,28 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 		return 1;
 	case O_JSON: o->json = true; return 1;
 	case O_LAYERWISE: o->layerwise = true; return 1;
+	case O_TENANT: {
+		const char *colon = strchr(arg, ':');
+		char tier[16];
+		int k;
+
+		if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof(tier))
+			return bad(cmd, c, arg, "want TIER:UTIL, such as core:0.5");
+		snprintf(tier, sizeof(tier), "%.*s", (int)(colon - arg), arg);
+		for (k = 1; k < NKV_TIERS && strcmp(tier, nkv_tier_name(k)); k++)
+			;
+		if (k == NKV_TIERS)
+			return bad(cmd, c, arg, "tier must be leaf, pod or core");
+		if (nkv_parse_double(colon + 1, &d) || !(d > 0 && d < 1))
+			return bad(cmd, c, arg, "utilisation must be a number in (0, 1)");
+		o->cfg.tenant_util[k] = d;
+		return 1;
+	}
+	case O_TENANT_ON:
+		if (nkv_parse_double(arg, &d) || !(d >= 1e-4 && d <= 3600))
+			return bad(cmd, c, arg, "want seconds in 1e-4 .. 3600");
+		o->cfg.tenant_on_s = d;
+		return 1;
 	case O_FABRIC:
 		if (nkv_sim_fabric_parse(arg, &o->cfg.fabric))
 			return bad(cmd, c, arg, NULL);
