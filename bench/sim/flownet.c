@@ -83,6 +83,7 @@ struct nkv_flownet {
 	double *lload;      /* per link: load at the last recompute (valid where lstamp == gen) */
 	double *peak_load;  /* per link: the highest load seen, B/s */
 	uint64_t *lstamp;
+	uint32_t ncapped;   /* active flows with a finite cap (the cap scan runs only then) */
 };
 
 static int net_alloc(struct nkv_flownet **out, uint32_t nlinks)
@@ -321,7 +322,7 @@ static void recompute(struct nkv_flownet *n)
 		/* A capped flow whose cap is below the next link share stops there,
 		 * handing the rest of its links' capacity to the others. */
 		struct flow *cf = NULL;
-		for (uint32_t i = 0; i < n->nact; i++) {
+		for (uint32_t i = 0; n->ncapped && i < n->nact; i++) {
 			struct flow *f = &n->f[n->act[i]];
 
 			if (f->state == F_DRAIN && !f->frozen && f->cap < share && (!cf || f->cap < cf->cap))
@@ -502,6 +503,8 @@ static void release(struct nkv_flownet *n, uint32_t idx_in_act)
 {
 	uint32_t id = n->act[idx_in_act];
 
+	if (isfinite(n->f[id].cap))
+		n->ncapped--;
 	n->f[id].state = F_FREE;
 	n->act[idx_in_act] = n->act[--n->nact];
 	n->freel[n->nfree++] = id;
@@ -680,6 +683,10 @@ int nkv_flownet_set_cap(struct nkv_flownet *n, int flow, double cap_Bps, double 
 	if (now < n->now)
 		now = n->now;
 	drain_to(n, now);
+	if (isfinite(n->f[flow].cap))
+		n->ncapped--;
+	if (isfinite(cap_Bps))
+		n->ncapped++;
 	n->f[flow].cap = cap_Bps;
 	if (n->f[flow].state == F_DRAIN)
 		recompute(n);
