@@ -518,7 +518,7 @@ static int transfer_start(struct sim *m, uint32_t qi)
 /* Layer-wise streaming (EV_XSTART, the batch's first layer done): the
  * request's flows start, each capped at the rate prefill makes its bytes
  * (its share / the batch's prefill time), so no byte leaves before its
- * layer exists; the caps go at prefill end (prefill_done_stream). Nothing
+ * layer exists; the caps go at prefill end (prefill_done_req). Nothing
  * to move: the request lands at prefill end as usual. */
 static int transfer_stream(struct sim *m, uint32_t qi)
 {
