@@ -669,6 +669,14 @@ double nkv_flownet_link_carried(const struct nkv_flownet *n, uint32_t link)
 	return link < n->nlinks ? n->carried[link] : 0;
 }
 
+double nkv_flownet_link_carried_at(const struct nkv_flownet *n, uint32_t link, double t)
+{
+	if (link >= n->nlinks)
+		return 0;
+	double load = n->lstamp[link] == n->gen ? n->lload[link] : 0;
+	return n->carried[link] + (t > n->now ? load * (t - n->now) : 0);
+}
+
 double nkv_flownet_link_peak(const struct nkv_flownet *n, uint32_t link)
 {
 	return link < n->nlinks ? n->peak_load[link] : 0;

@@ -62,6 +62,9 @@ int nkv_flownet_set_ecmp(struct nkv_flownet *n, bool on);
  * net's current time) and the highest load seen at any moment, B/s. */
 double nkv_flownet_link_carried(const struct nkv_flownet *n, uint32_t link);
 double nkv_flownet_link_peak(const struct nkv_flownet *n, uint32_t link);
+/* Bytes the link will have carried by time t >= the net's time at the
+ * current rates (no state change: for sampling between events). */
+double nkv_flownet_link_carried_at(const struct nkv_flownet *n, uint32_t link, double t);
 /* The same over explicit links, with a fixed extra latency (seconds). */
 int nkv_flownet_add_links(struct nkv_flownet *n, const uint32_t *links, uint32_t nlinks, uint64_t bytes,
 			  double latency_s, double now);
@@ -221,6 +224,10 @@ struct nkv_sim_summary {
 	 * the end, background flows included) and peak (highest load / capacity
 	 * at any moment). */
 	double util_mean[NKV_TIERS], util_peak[NKV_TIERS];
+	/* ... and its highest mean utilisation over one telemetry interval
+	 * (refresh_s, default 1 s): how busy the tier got, where the
+	 * instantaneous peak is 100% as soon as one flow is held by that link. */
+	double util_window[NKV_TIERS];
 };
 
 struct nkv_sim_result {

@@ -112,6 +112,9 @@ struct sim {
 	int *xf;               /* layer-wise: request x group -> its KV flow ids (-1 done or none) */
 	struct sim_tenants *tenants;
 	uint64_t tenant_events;
+	/* per-interval link utilisation: carried bytes at the last tick, the
+	 * tick's time, each tier's highest interval mean */
+	double *link_snap, snap_t, util_window[NKV_TIERS];
 };
 
 void nkv_sim_defaults(struct nkv_sim_config *c)
@@ -603,8 +606,30 @@ struct probe_track {
 	double start;
 };
 
+/* Each link's mean utilisation since the last tick; the busiest per tier is kept. */
+static void sample_links(struct sim *m)
+{
+	uint32_t nl = nkv_topo_links(m->c->topo);
+	double dt = m->now - m->snap_t;
+
+	for (uint32_t l = 0; l < nl; l++) {
+		struct nkv_link_info li;
+		double now = nkv_flownet_link_carried_at(m->net, l, m->now);
+
+		if (dt > 0 && nkv_topo_link(m->c->topo, l, &li) == 0 && li.tier >= 1 && li.tier < NKV_TIERS &&
+		    li.bytes_per_s > 0) {
+			double u = (now - m->link_snap[l]) / (li.bytes_per_s * dt);
+			if (u > m->util_window[li.tier])
+				m->util_window[li.tier] = u;
+		}
+		m->link_snap[l] = now;
+	}
+	m->snap_t = m->now;
+}
+
 static int refresh(struct sim *m, struct probe_track **pt, uint32_t *npt, uint32_t *cappt)
 {
+	sample_links(m);
 	/* Decode heartbeats: the agent's own figures replace the scheduler's. */
 	for (uint32_t d = 0; d < m->nd; d++) {
 		struct nkv_decode_state *st = nkv_sched_decode(m->s, d);
@@ -713,6 +738,7 @@ static void link_utilisation(const struct sim *m, struct nkv_sim_summary *s)
 	uint32_t nl = nkv_topo_links(m->c->topo);
 
 	s->ecmp = m->ecmp;
+	memcpy(s->util_window, m->util_window, sizeof(s->util_window));
 	for (uint32_t l = 0; l < nl; l++) {
 		struct nkv_link_info li;
 
@@ -843,6 +869,7 @@ static void sim_free(struct sim *m)
 	free(m->D);
 	free(m->rq);
 	free(m->xf);
+	free(m->link_snap);
 	nkv__sim_tenants_free(m->tenants);
 	free(m->owner);
 	free(m->decide_us);
@@ -1113,6 +1140,11 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	if ((ret = check_span(&m, refresh_s)))
 		goto fail;
 	m.now = m.rq[0].r.arrival_s; /* background and tenant flows start with the trace */
+	m.snap_t = m.now;
+	if (!(m.link_snap = calloc(nkv_topo_links(c->topo) + 1, sizeof(double)))) {
+		ret = nkv_err(ENOMEM, "sim: out of memory");
+		goto fail;
+	}
 	if ((ret = add_background(&m)))
 		goto fail;
 	if ((ret = start_tenants(&m)))
