@@ -235,6 +235,23 @@ int nkv_cmd_topo_show(int argc, char **argv)
 		       nkv_topo_path_bw(t, a, b) / 1e9, nkv_topo_path_bw_loaded(t, a, b) / 1e9,
 		       nkv_topo_path_latency(t, a, b) * 1e6);
 	}
+	uint32_t S, C;
+	if (nkv_topo_ecmp(t, &S, &C)) {
+		/* The idle figure above is the aggregated tree's; one ECMP flow is held by its member links. */
+		printf("ECMP: %u spines per pod, %u cores per spine plane; one flow, idle fabric:", S, C);
+		for (int k = NKV_TIER_POD; k < NKV_TIERS; k++) {
+			uint32_t p[NKV_MAX_PATH];
+			struct nkv_link_info li;
+			double bw = INFINITY;
+			int n = ex[k][0] < 0 ? -1 : nkv_topo_path_ecmp(t, (uint32_t)ex[k][0], (uint32_t)ex[k][1], 0, p);
+			for (int i = 0; i < n; i++)
+				if (nkv_topo_link(t, p[i], &li) == 0 && li.bytes_per_s < bw)
+					bw = li.bytes_per_s;
+			if (n > 0)
+				printf("  %s %.2f GB/s", nkv_tier_name(k), bw / 1e9);
+		}
+		printf("\n");
+	}
 	printf("\n%-16s %-6s %-16s %12s %12s %8s\n", "switch", "tier", "uplink", "down Gb/s", "up Gb/s", "oversub");
 	for (uint32_t i = 0; i < t->nswitches; i++) {
 		const struct topo_switch *s = &t->switches[i];
