@@ -291,6 +291,11 @@ int nkv_fabric_up(const struct nkv_topo *t, const struct nkv_fabric_opts *o)
 	if (!netem && o->verbose)
 		fprintf(stderr, "fabric: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM): rates are shaped, "
 				"per-hop latency is not emulated\n");
+	if (nkv_topo_ecmp(t, NULL, NULL))
+		/* Said always: the emulated tree has one veth per aggregated uplink, not the members. */
+		fprintf(stderr, "fabric: the topology declares ECMP spines and cores; the emulated fabric builds the "
+				"aggregated tree (one shaped link per switch uplink), the members exist only in the "
+				"simulator\n");
 	pr = calloc(npairs, sizeof(*pr));
 	ndown = calloc(t->nswitches ? t->nswitches : 1, sizeof(*ndown));
 	if (!pr || !ndown) {

@@ -2,7 +2,10 @@
  * Fat-tree preset: hosts of G GPUs and N NICs, H hosts per leaf, L leaves
  * per pod (one aggregated spine per pod), one aggregated core when there is
  * more than one pod. Uplink capacities come from the oversubscription at
- * the leaf and spine tiers.
+ * the leaf and spine tiers, or from per-link speeds. With spines_per_pod
+ * the tree is also a multipath (ECMP) fat tree: S real spines per pod and
+ * C cores per spine plane, each aggregated uplink split into its members
+ * (nkv__topo_finish builds them).
  */
 #include "topo_model.h"
 #include "nkv_util.h"
@@ -51,7 +54,17 @@ int nkv_topo_fat_tree(const struct nkv_fat_tree_params *p, struct nkv_topo **out
 	if (!(p->oversub_leaf >= 1) || !(p->oversub_spine >= 1))
 		return nkv_err(EINVAL, "fat tree: oversubscription below 1:1 (%g, %g)", p->oversub_leaf, p->oversub_spine);
 
+	if (p->spines_per_pod > TOPO_MAX_ECMP || p->cores_per_spine > TOPO_MAX_ECMP ||
+	    (p->cores_per_spine && !p->spines_per_pod))
+		return nkv_err(EINVAL, "fat tree: %u spines per pod, %u cores per spine plane (need 1..%u, cores only "
+			       "with spines)", p->spines_per_pod, p->cores_per_spine, TOPO_MAX_ECMP);
+	if (!(p->leaf_link_gbps == 0 || (p->leaf_link_gbps >= TOPO_MIN_GBPS && p->leaf_link_gbps <= TOPO_MAX_GBPS)) ||
+	    !(p->spine_link_gbps == 0 || (p->spine_link_gbps >= TOPO_MIN_GBPS && p->spine_link_gbps <= TOPO_MAX_GBPS)))
+		return nkv_err(EINVAL, "fat tree: leaf/spine link speeds %g, %g Gb/s outside %g .. %g (0 = from the "
+			       "oversubscription)", p->leaf_link_gbps, p->spine_link_gbps, TOPO_MIN_GBPS, TOPO_MAX_GBPS);
+
 	uint32_t hosts = p->gpus / gph;
+	uint32_t S = p->spines_per_pod ? p->spines_per_pod : 1, C = p->cores_per_spine ? p->cores_per_spine : 1;
 	uint32_t leaves = hosts < p->hosts_per_leaf ? 1 : hosts / p->hosts_per_leaf;
 	uint32_t pods = leaves < p->leaves_per_pod ? 1 : leaves / p->leaves_per_pod;
 	uint32_t spines = leaves > 1 ? pods : 0, cores = pods > 1 ? 1 : 0;
@@ -68,6 +81,8 @@ int nkv_topo_fat_tree(const struct nkv_fat_tree_params *p, struct nkv_topo **out
 	snprintf(t->name, sizeof(t->name), "fat-tree-%u", p->gpus);
 	t->intra_GBps = p->intra_host_GBps;
 	t->intra_latency_us = p->intra_host_latency_us;
+	t->ecmp_spines = p->spines_per_pod;
+	t->ecmp_cores = p->spines_per_pod ? C : 0;
 	/* Switch order: core, spines, leaves. */
 	uint32_t first_spine = cores, first_leaf = cores + spines;
 	if (cores) {
@@ -80,7 +95,8 @@ int nkv_topo_fat_tree(const struct nkv_fat_tree_params *p, struct nkv_topo **out
 		snprintf(sw->name, TOPO_NAME_MAX, "spine%u", s);
 		sw->tier = SW_SPINE;
 		sw->up = cores ? 0 : TOPO_NONE;
-		sw->oversub = cores ? p->oversub_spine : 0;
+		sw->oversub = cores && !p->spine_link_gbps ? p->oversub_spine : 0;
+		sw->up_gbps = cores && p->spine_link_gbps ? S * C * p->spine_link_gbps : 0;
 		sw->latency_us = p->hop_latency_us;
 	}
 	for (uint32_t l = 0; l < leaves; l++) {
@@ -88,7 +104,8 @@ int nkv_topo_fat_tree(const struct nkv_fat_tree_params *p, struct nkv_topo **out
 		snprintf(sw->name, TOPO_NAME_MAX, "leaf%u", l);
 		sw->tier = SW_LEAF;
 		sw->up = spines ? first_spine + l / p->leaves_per_pod : TOPO_NONE;
-		sw->oversub = spines ? p->oversub_leaf : 0;
+		sw->oversub = spines && !p->leaf_link_gbps ? p->oversub_leaf : 0;
+		sw->up_gbps = spines && p->leaf_link_gbps ? S * p->leaf_link_gbps : 0;
 		sw->latency_us = p->hop_latency_us;
 	}
 	for (uint32_t h = 0; h < hosts; h++) {

@@ -60,6 +60,14 @@ struct nkv_fat_tree_params {
 	double oversub_leaf;      /* leaf->spine oversubscription, 1 = 1:1, 2 = 2:1 */
 	double oversub_spine;     /* spine->core oversubscription */
 	double hop_latency_us;    /* per link traversed, 0.5 */
+	/* Multipath (ECMP) fat tree: 0 = the aggregated tree only (default).
+	 * With spines_per_pod S >= 1 each pod has S real spines, each leaf one
+	 * uplink to each of them; with more than one pod each spine plane has
+	 * cores_per_spine C real cores (S x C cores in all). */
+	uint32_t spines_per_pod, cores_per_spine;
+	/* Per-link uplink speeds, Gb/s (0 = from the oversubscription): a leaf's
+	 * uplink to one spine, a spine's uplink to one core. */
+	double leaf_link_gbps, spine_link_gbps;
 };
 /* 64 GPUs, 8 GPUs and 8 NICs per host, 2 hosts/leaf, 2 leaves/pod (so 2
  * pods), 400 Gb/s NICs, 450 GB/s NVLink, 1:1 everywhere, 0.5 us/hop. */
@@ -122,6 +130,27 @@ double nkv_topo_path_latency(const struct nkv_topo *t, uint32_t a, uint32_t b); 
  * telemetry: the loaded per-GPU share at that tier (min over the
  * topology), B/s. Tier 0 is NVLink. Negative for a bad tier; 0 for a tier
  * the topology does not have (e.g. tier 3 with one pod). */
+/*
+ * Multipath (ECMP). A topology may declare S spines per pod and C cores per
+ * spine plane (fat-tree params, topology file "ecmp"): each aggregated
+ * uplink is then also split into member links (leaf -> spine j: bundle / S;
+ * spine j -> core (j, c): bundle / (S x C)), listed after the aggregated
+ * links. nkv_topo_ecmp() returns 1 and fills S, C when declared, else 0.
+ * nkv_topo_path_ecmp() is the path one flow takes: at the source leaf a
+ * hash of (a, b, flow) picks spine j, at spine j another hash picks core c;
+ * down through spine j of b's pod (the same plane) to b's leaf. Host and
+ * leaf tier paths are the aggregated ones. Deterministic, allocates nothing;
+ * -EINVAL when the topology declares no ECMP. nkv_topo_link_bundle() is the
+ * aggregated link a member belongs to (a link itself when aggregated): the
+ * aggregated path of a flow is its ECMP path mapped through it.
+ */
+int nkv_topo_ecmp(const struct nkv_topo *t, uint32_t *spines_per_pod, uint32_t *cores_per_spine);
+int nkv_topo_path_ecmp(const struct nkv_topo *t, uint32_t a, uint32_t b, uint64_t flow, uint32_t links[NKV_MAX_PATH]);
+int nkv_topo_link_bundle(const struct nkv_topo *t, uint32_t link);
+/* The ECMP hash (splitmix64 of the flow identity and the stage: 1 = leaf
+ * picks a spine, 2 = spine picks a core), exposed for tests. */
+uint64_t nkv_topo_ecmp_hash(uint32_t a, uint32_t b, uint64_t flow, int stage);
+
 double nkv_topo_tier_bw(const struct nkv_topo *t, int tier);
 /* Base latency of a tier's path (max over the topology), seconds. */
 double nkv_topo_tier_latency(const struct nkv_topo *t, int tier);

@@ -44,6 +44,7 @@ void nkv_topo_free(struct nkv_topo *t)
 	free(t->switches);
 	free(t->insts);
 	free(t->links);
+	free(t->bundle);
 	free(t);
 }
 
@@ -275,6 +276,66 @@ static void tier_figures(struct nkv_topo *t)
 	t->tier_lat[3] = multi_spine_core ? 2 * (nic_lat + leaf_lat + spine_lat) : 0;
 }
 
+/* The ECMP member links after the aggregated ones (topo_model.h), and every
+ * link's bundle. A spine switch of the model is a pod's spine layer: spine
+ * j of the pod is named spine.j, core c of plane j core.j.c. */
+static int ecmp_links(struct nkv_topo *t)
+{
+	uint32_t S = t->ecmp_spines, C = t->ecmp_cores, nagg = t->nlinks;
+	size_t extra = 0;
+
+	free(t->bundle);
+	t->bundle = NULL;
+	if (!S && !C) {
+		if (!(t->bundle = malloc((nagg ? nagg : 1) * sizeof(*t->bundle))))
+			return nkv_err(ENOMEM, "out of memory");
+		for (uint32_t l = 0; l < nagg; l++)
+			t->bundle[l] = l;
+		return 0;
+	}
+	if (S < 1 || S > TOPO_MAX_ECMP || C < 1 || C > TOPO_MAX_ECMP)
+		return nkv_err(EINVAL, "ECMP: %u spines per pod and %u cores per spine plane, need 1..%u each", S, C,
+			       TOPO_MAX_ECMP);
+	for (uint32_t i = 0; i < t->nswitches; i++)
+		if (t->switches[i].up != TOPO_NONE)
+			extra += 2 * (size_t)(t->switches[i].tier == SW_LEAF ? S : S * C);
+	if (extra > (size_t)UINT32_MAX / 2 - nagg)
+		return nkv_err(EINVAL, "ECMP: too many member links (%zu)", extra);
+	struct topo_link *nl = realloc(t->links, (nagg + extra + 1) * sizeof(*nl));
+	if (!nl)
+		return nkv_err(ENOMEM, "ECMP: out of memory for %zu member links", extra);
+	t->links = nl;
+	if (!(t->bundle = malloc((nagg + extra + 1) * sizeof(*t->bundle))))
+		return nkv_err(ENOMEM, "out of memory");
+	for (uint32_t l = 0; l < nagg; l++)
+		t->bundle[l] = l;
+	for (uint32_t i = 0; i < t->nswitches; i++) {
+		struct topo_switch *s = &t->switches[i];
+		uint32_t m = s->tier == SW_LEAF ? S : S * C;
+		char a[TOPO_NAME_MAX], b[TOPO_NAME_MAX];
+
+		if (s->up == TOPO_NONE)
+			continue;
+		s->ecmp_first = t->nlinks;
+		for (uint32_t k = 0; k < m; k++) {
+			const char *up = t->switches[s->up].name;
+			if (s->tier == SW_LEAF) {
+				snprintf(a, sizeof(a), "%s", s->name);
+				snprintf(b, sizeof(b), "%.50s.%u", up, k);
+			} else {
+				snprintf(a, sizeof(a), "%.50s.%u", s->name, k / C);
+				snprintf(b, sizeof(b), "%.44s.%u.%u", up, k / C, k % C);
+			}
+			uint32_t fan = s->gpus_below / m ? s->gpus_below / m : 1;
+			uint32_t u = add_link(t, s->tier + 1, s->up_gbps / m, true, fan, s->latency_us, a, b);
+			uint32_t d = add_link(t, s->tier + 1, s->up_gbps / m, true, fan, s->latency_us, b, a);
+			t->bundle[u] = s->link_up;
+			t->bundle[d] = s->link_down;
+		}
+	}
+	return 0;
+}
+
 int nkv__topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic)
 {
 	uint32_t inst = 0, root = TOPO_NONE;
@@ -435,5 +496,5 @@ int nkv__topo_finish(struct nkv_topo *t, const uint32_t *gpu_nic)
 		s->link_down = add_link(t, s->tier + 1, s->up_gbps, true, s->gpus_below, s->latency_us, up, s->name);
 	}
 	tier_figures(t);
-	return 0;
+	return ecmp_links(t);
 }

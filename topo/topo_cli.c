@@ -39,6 +39,10 @@ static void gen_usage(FILE *f)
 		"  --oversub R           leaf and spine oversubscription, e.g. 2:1\n"
 		"  --oversub-leaf R      leaf->spine only   --oversub-spine R  spine->core only\n"
 		"  --hop-us U            per-link latency (0.5)\n"
+		"  --spines N            multipath (ECMP) fat tree: N real spines per pod (default: aggregated tree)\n"
+		"  --cores N             with --spines: N cores per spine plane (1)\n"
+		"  --leaf-link-gbps G    one leaf->spine link (default: from --oversub-leaf)\n"
+		"  --spine-link-gbps G   one spine->core link (default: from --oversub-spine)\n"
 		"  -o, --output FILE     (default: stdout)\n");
 }
 
@@ -52,6 +56,8 @@ int nkv_cmd_topo_gen(int argc, char **argv)
 		{ "oversub", required_argument, NULL, 'r' },    { "oversub-leaf", required_argument, NULL, 'l' },
 		{ "oversub-spine", required_argument, NULL, 's' }, { "hop-us", required_argument, NULL, 'u' },
 		{ "output", required_argument, NULL, 'o' },     { "help", no_argument, NULL, 'h' },
+		{ "spines", required_argument, NULL, 'S' },     { "cores", required_argument, NULL, 'C' },
+		{ "leaf-link-gbps", required_argument, NULL, 'x' }, { "spine-link-gbps", required_argument, NULL, 'y' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nkv_fat_tree_params p;
@@ -78,6 +84,10 @@ int nkv_cmd_topo_gen(int argc, char **argv)
 		case 'l': rc = parse_ratio(optarg, &p.oversub_leaf); break;
 		case 's': rc = parse_ratio(optarg, &p.oversub_spine); break;
 		case 'u': rc = nkv_parse_double(optarg, &p.hop_latency_us); break;
+		case 'S': rc = nkv_parse_u32(optarg, &p.spines_per_pod); break;
+		case 'C': rc = nkv_parse_u32(optarg, &p.cores_per_spine); break;
+		case 'x': rc = nkv_parse_double(optarg, &p.leaf_link_gbps); break;
+		case 'y': rc = nkv_parse_double(optarg, &p.spine_link_gbps); break;
 		case 'o': output = optarg; break;
 		case 'h': gen_usage(stdout); return 0;
 		default: return 2; /* nkv_cli_getopt said what is wrong */
@@ -224,6 +234,23 @@ int nkv_cmd_topo_show(int argc, char **argv)
 		printf("%-5d %-5s %-13s %6d %12.2f %14.2f %12.2f\n", k, nkv_tier_name(k), pair, nkv_topo_path(t, a, b, p),
 		       nkv_topo_path_bw(t, a, b) / 1e9, nkv_topo_path_bw_loaded(t, a, b) / 1e9,
 		       nkv_topo_path_latency(t, a, b) * 1e6);
+	}
+	uint32_t S, C;
+	if (nkv_topo_ecmp(t, &S, &C)) {
+		/* The idle figure above is the aggregated tree's; one ECMP flow is held by its member links. */
+		printf("ECMP: %u spines per pod, %u cores per spine plane; one flow, idle fabric:", S, C);
+		for (int k = NKV_TIER_POD; k < NKV_TIERS; k++) {
+			uint32_t p[NKV_MAX_PATH];
+			struct nkv_link_info li;
+			double bw = INFINITY;
+			int n = ex[k][0] < 0 ? -1 : nkv_topo_path_ecmp(t, (uint32_t)ex[k][0], (uint32_t)ex[k][1], 0, p);
+			for (int i = 0; i < n; i++)
+				if (nkv_topo_link(t, p[i], &li) == 0 && li.bytes_per_s < bw)
+					bw = li.bytes_per_s;
+			if (n > 0)
+				printf("  %s %.2f GB/s", nkv_tier_name(k), bw / 1e9);
+		}
+		printf("\n");
 	}
 	printf("\n%-16s %-6s %-16s %12s %12s %8s\n", "switch", "tier", "uplink", "down Gb/s", "up Gb/s", "oversub");
 	for (uint32_t i = 0; i < t->nswitches; i++) {

@@ -155,7 +155,8 @@ static int tier_of(const char *s)
 
 static int parse_doc(json_t *root, struct nkv_topo **out)
 {
-	static const char *const root_keys[] = { "format", "name", "intra_host", "switches", "hosts", NULL };
+	static const char *const root_keys[] = { "format", "name", "intra_host", "ecmp", "switches", "hosts", NULL };
+	static const char *const ecmp_keys[] = { "spines_per_pod", "cores_per_spine", NULL };
 	static const char *const intra_keys[] = { "GBps", "latency_us", NULL };
 	static const char *const sw_keys[] = { "name", "tier", "uplink", "uplink_gbps", "oversub", "latency_us", NULL };
 	static const char *const host_keys[] = { "name", "leaf", "gpus", "nics", NULL };
@@ -252,6 +253,25 @@ static int parse_doc(json_t *root, struct nkv_topo **out)
 			rc = get_number(v, "GBps", "intra_host", &t->intra_GBps);
 		if (!rc)
 			rc = get_number(v, "latency_us", "intra_host", &t->intra_latency_us);
+		if (rc)
+			goto fail;
+	}
+	/* Multipath: "ecmp": { "spines_per_pod": S, "cores_per_spine": C }, both 1..64. */
+	v = json_object_get(root, "ecmp");
+	if (v) {
+		json_t *sp = json_object_get(v, "spines_per_pod"), *cp = json_object_get(v, "cores_per_spine");
+
+		rc = json_is_object(v) ? check_keys(v, "ecmp", ecmp_keys)
+				       : nkv_err(EINVAL, "topology: \"ecmp\" must be an object");
+		if (!rc && !sp)
+			rc = nkv_err(EINVAL, "ecmp: missing \"spines_per_pod\"");
+		if (!rc)
+			rc = get_count(sp, "\"spines_per_pod\"", "ecmp", TOPO_MAX_ECMP, &t->ecmp_spines);
+		t->ecmp_cores = 1;
+		if (!rc && cp)
+			rc = get_count(cp, "\"cores_per_spine\"", "ecmp", TOPO_MAX_ECMP, &t->ecmp_cores);
+		if (!rc && (!t->ecmp_spines || !t->ecmp_cores))
+			rc = nkv_err(EINVAL, "ecmp: spines_per_pod and cores_per_spine must be 1..%u", TOPO_MAX_ECMP);
 		if (rc)
 			goto fail;
 	}
@@ -442,6 +462,9 @@ static json_t *to_json(const struct nkv_topo *t)
 	json_object_set_new(root, "name", json_string(t->name));
 	json_object_set_new(root, "intra_host",
 			    json_pack("{s:f,s:f}", "GBps", t->intra_GBps, "latency_us", t->intra_latency_us));
+	if (t->ecmp_spines)
+		json_object_set_new(root, "ecmp", json_pack("{s:i,s:i}", "spines_per_pod", (int)t->ecmp_spines,
+							     "cores_per_spine", (int)t->ecmp_cores));
 	for (uint32_t i = 0; i < t->nswitches; i++) {
 		const struct topo_switch *s = &t->switches[i];
 		json_t *o = json_pack("{s:s,s:s}", "name", s->name, "tier", nkv__topo_switch_tier_name(s->tier));

@@ -40,6 +40,11 @@ struct topo_switch {
 	double down_gbps;     /* sum of the capacities of the links below */
 	uint32_t gpus_below;
 	uint32_t link_up, link_down; /* this switch -> parent, parent -> this */
+	/* ECMP members of the uplink bundle (when the topology declares ECMP):
+	 * a leaf has S (one per spine of its pod), a spine (= a pod's spine
+	 * layer) S x C (spine j to core c of plane j); member m's up link is
+	 * ecmp_first + 2m, its down link ecmp_first + 2m + 1. */
+	uint32_t ecmp_first;
 };
 
 struct topo_nic {
@@ -83,7 +88,13 @@ struct nkv_topo {
 	struct topo_inst *insts;
 	struct topo_link *links;
 	double tier_bw[NKV_TIERS], tier_lat[NKV_TIERS];
+	/* Multipath: S real spines per pod, C real cores per spine plane (a
+	 * k-ary style fat tree). 0 = not declared: only the aggregated links. */
+	uint32_t ecmp_spines, ecmp_cores;
+	uint32_t *bundle;     /* per link: the aggregated link it is a member of (itself if aggregated) */
 };
+
+#define TOPO_MAX_ECMP 64u /* spines per pod, cores per plane */
 
 /*
  * Building: fill name/intra/hosts/nics/switches (plus, per NIC, the GPUs it

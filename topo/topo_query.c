@@ -164,3 +164,61 @@ double nkv_topo_tier_latency(const struct nkv_topo *t, int tier)
 		return nkv_err(EINVAL, "tier %d out of range", tier);
 	return t->tier_lat[tier];
 }
+
+int nkv_topo_ecmp(const struct nkv_topo *t, uint32_t *spines_per_pod, uint32_t *cores_per_spine)
+{
+	if (!t->ecmp_spines)
+		return 0;
+	if (spines_per_pod)
+		*spines_per_pod = t->ecmp_spines;
+	if (cores_per_spine)
+		*cores_per_spine = t->ecmp_cores;
+	return 1;
+}
+
+uint64_t nkv_topo_ecmp_hash(uint32_t a, uint32_t b, uint64_t flow, int stage)
+{
+	/* splitmix64 over the identity, as a switch hashes the 5-tuple with a
+	 * per-stage seed: flows between the same pair with other ids spread. */
+	uint64_t z = ((uint64_t)a << 32 | b) ^ (flow * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)(unsigned)stage << 56);
+
+	z += 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	z = (z ^ (z >> 33)) * 0xff51afd7ed558ccdull; /* a second round: nearby ids differ in every bit */
+	return z ^ (z >> 33);
+}
+
+int nkv_topo_path_ecmp(const struct nkv_topo *t, uint32_t a, uint32_t b, uint64_t flow, uint32_t links[NKV_MAX_PATH])
+{
+	int tier = nkv_topo_tier(t, a, b), n = 0;
+
+	if (tier < 0)
+		return tier;
+	if (!t->ecmp_spines)
+		return nkv_err(EINVAL, "topology %s declares no ECMP fabric (spines per pod, cores per spine)", t->name);
+	if (tier < NKV_TIER_POD)
+		return nkv_topo_path(t, a, b, links);
+	const struct topo_inst *x = &t->insts[a], *y = &t->insts[b];
+	uint32_t S = t->ecmp_spines, C = t->ecmp_cores;
+	uint32_t j = (uint32_t)(nkv_topo_ecmp_hash(a, b, flow, 1) % S);
+
+	links[n++] = t->nics[x->nic].link_up;
+	links[n++] = t->switches[x->leaf].ecmp_first + 2 * j;
+	if (tier == NKV_TIER_CORE) {
+		uint32_t m = j * C + (uint32_t)(nkv_topo_ecmp_hash(a, b, flow, 2) % C);
+		links[n++] = t->switches[x->spine].ecmp_first + 2 * m;
+		links[n++] = t->switches[y->spine].ecmp_first + 2 * m + 1;
+	}
+	links[n++] = t->switches[y->leaf].ecmp_first + 2 * j + 1;
+	links[n++] = t->nics[y->nic].link_down;
+	return n;
+}
+
+int nkv_topo_link_bundle(const struct nkv_topo *t, uint32_t link)
+{
+	if (link >= t->nlinks)
+		return nkv_err(EINVAL, "link %u beyond topology of %u links", link, t->nlinks);
+	return t->bundle ? (int)t->bundle[link] : (int)link;
+}

@@ -14,6 +14,14 @@
  * leaves the link at its rate, refilling while the load is below it. The
  * switch back to the peak happens at the next recompute (a flow arriving or
  * leaving) once the bucket is 1% full, so a saturated link does not flap.
+ *
+ * ECMP (nkv_flownet_set_ecmp): a flow between instances takes the path the
+ * topology's per-flow hash gives (nkv_topo_path_ecmp), its flow id the
+ * order of arrival (or the caller's key), so two flows may collide on one
+ * spine or core uplink while another stays idle, as on a real fabric.
+ *
+ * Every link counts the bytes it carried (background flows included) and
+ * the highest load it saw at any moment, for utilisation reports.
  */
 #include <errno.h>
 #include <math.h>
@@ -35,6 +43,7 @@ struct flow {
 	uint64_t bytes;
 	double remaining;   /* bytes left to drain */
 	double rate;        /* B/s */
+	double cap;         /* the most it may drain at, B/s (INFINITY: none; nkv_flownet_set_cap) */
 	double latency_s;
 	double min_s;       /* completes no sooner than start + min_s (setup floor) */
 	double start_s;
@@ -68,6 +77,13 @@ struct nkv_flownet {
 	double setup_s, floor_s; /* per-flow overheads (nkv_flownet_set_overhead) */
 	uint64_t done_bytes[NKV_TIERS];
 	uint64_t recomputes;
+	bool ecmp;          /* paths by per-flow hash (nkv_flownet_set_ecmp) */
+	uint64_t seq;       /* flows added: the ECMP key of nkv_flownet_add */
+	double *carried;    /* per link: bytes carried so far */
+	double *lload;      /* per link: load at the last recompute (valid where lstamp == gen) */
+	double *peak_load;  /* per link: the highest load seen, B/s */
+	uint64_t *lstamp;
+	uint32_t ncapped;   /* active flows with a finite cap (the cap scan runs only then) */
 };
 
 static int net_alloc(struct nkv_flownet **out, uint32_t nlinks)
@@ -82,7 +98,12 @@ static int net_alloc(struct nkv_flownet **out, uint32_t nlinks)
 	n->count = calloc(nlinks ? nlinks : 1, sizeof(uint32_t));
 	n->stamp = calloc(nlinks ? nlinks : 1, sizeof(uint64_t));
 	n->touched = calloc(nlinks ? nlinks : 1, sizeof(uint32_t));
-	if (!n->cap || !n->resid || !n->count || !n->stamp || !n->touched) {
+	n->carried = calloc(nlinks ? nlinks : 1, sizeof(double));
+	n->lload = calloc(nlinks ? nlinks : 1, sizeof(double));
+	n->peak_load = calloc(nlinks ? nlinks : 1, sizeof(double));
+	n->lstamp = calloc(nlinks ? nlinks : 1, sizeof(uint64_t));
+	if (!n->cap || !n->resid || !n->count || !n->stamp || !n->touched || !n->carried || !n->lload ||
+	    !n->peak_load || !n->lstamp) {
 		nkv_flownet_free(n);
 		return nkv_err(ENOMEM, "flownet: out of memory for %u links", nlinks);
 	}
@@ -133,6 +154,10 @@ void nkv_flownet_free(struct nkv_flownet *n)
 	free(n->count);
 	free(n->stamp);
 	free(n->touched);
+	free(n->carried);
+	free(n->lload);
+	free(n->peak_load);
+	free(n->lstamp);
 	free(n->bucket);
 	free(n->tokens);
 	free(n->load);
@@ -188,6 +213,9 @@ static void drain_to(struct nkv_flownet *n, double t)
 		for (uint32_t i = 0; i < n->nact; i++) {
 			struct flow *f = &n->f[n->act[i]];
 
+			if (f->state == F_DRAIN && isfinite(f->rate))
+				for (uint32_t k = 0; k < f->nl; k++)
+					n->carried[f->links[k]] += f->rate * dt;
 			if (f->state == F_DRAIN && !f->bg) {
 				f->remaining -= f->rate * dt;
 				if (f->remaining < 0)
@@ -242,7 +270,7 @@ static void recompute(struct nkv_flownet *n)
 
 			if (f->state != F_DRAIN)
 				continue;
-			f->rate = INFINITY;
+			f->rate = f->cap;
 			for (uint32_t k = 0; k < f->nl; k++)
 				if (link_cap(n, f->links[k]) < f->rate)
 					f->rate = link_cap(n, f->links[k]);
@@ -291,6 +319,25 @@ static void recompute(struct nkv_flownet *n)
 				bl = l;
 			}
 		}
+		/* A capped flow whose cap is below the next link share stops there,
+		 * handing the rest of its links' capacity to the others. */
+		struct flow *cf = NULL;
+		for (uint32_t i = 0; n->ncapped && i < n->nact; i++) {
+			struct flow *f = &n->f[n->act[i]];
+
+			if (f->state == F_DRAIN && !f->frozen && f->cap < share && (!cf || f->cap < cf->cap))
+				cf = f;
+		}
+		if (cf) {
+			cf->rate = cf->cap;
+			cf->frozen = true;
+			unfrozen--;
+			for (uint32_t k = 0; k < cf->nl; k++) {
+				n->resid[cf->links[k]] -= cf->cap;
+				n->count[cf->links[k]]--;
+			}
+			continue;
+		}
 		if (bl == UINT32_MAX)
 			break;
 		if (share < 0)
@@ -316,6 +363,24 @@ static void recompute(struct nkv_flownet *n)
 		n->count[bl] = 0;
 	}
 loads:
+	/* Each link's load now, and its peak. */
+	for (uint32_t i = 0; i < n->nact; i++) {
+		const struct flow *f = &n->f[n->act[i]];
+
+		if (f->state != F_DRAIN || !isfinite(f->rate))
+			continue;
+		for (uint32_t k = 0; k < f->nl; k++) {
+			uint32_t l = f->links[k];
+
+			if (n->lstamp[l] != n->gen) {
+				n->lstamp[l] = n->gen;
+				n->lload[l] = 0;
+			}
+			n->lload[l] += f->rate;
+			if (n->lload[l] > n->peak_load[l])
+				n->peak_load[l] = n->lload[l];
+		}
+	}
 	if (!n->buckets)
 		return;
 	/* What each link carries, for its bucket. */
@@ -386,6 +451,7 @@ static int start(struct nkv_flownet *n, const uint32_t *links, uint32_t nl, uint
 	f->bytes = bytes;
 	f->bg = bytes == UINT64_MAX;
 	f->remaining = f->bg ? INFINITY : (double)bytes;
+	f->cap = INFINITY;
 	f->latency_s = lat + n->setup_s;
 	f->min_s = n->floor_s;
 	f->start_s = now;
@@ -404,6 +470,11 @@ static int start(struct nkv_flownet *n, const uint32_t *links, uint32_t nl, uint
 
 int nkv_flownet_add(struct nkv_flownet *n, uint32_t a, uint32_t b, uint64_t bytes, double now)
 {
+	return nkv_flownet_add_keyed(n, a, b, bytes, n->seq, now);
+}
+
+int nkv_flownet_add_keyed(struct nkv_flownet *n, uint32_t a, uint32_t b, uint64_t bytes, uint64_t key, double now)
+{
 	uint32_t links[NKV_MAX_PATH];
 	int nl, tier;
 	double lat;
@@ -412,8 +483,10 @@ int nkv_flownet_add(struct nkv_flownet *n, uint32_t a, uint32_t b, uint64_t byte
 		return nkv_err(EINVAL, "flownet: no topology (built from bare links)");
 	if ((tier = nkv_topo_tier(n->topo, a, b)) < 0)
 		return nkv_err_wrap(tier, "flownet: flow %u -> %u", a, b);
-	if ((nl = nkv_topo_path(n->topo, a, b, links)) < 0)
+	nl = n->ecmp ? nkv_topo_path_ecmp(n->topo, a, b, key, links) : nkv_topo_path(n->topo, a, b, links);
+	if (nl < 0)
 		return nkv_err_wrap(nl, "flownet: flow %u -> %u", a, b);
+	n->seq++;
 	lat = a == b ? 0 : nkv_topo_path_latency(n->topo, a, b);
 	if (lat < 0)
 		lat = 0;
@@ -430,6 +503,8 @@ static void release(struct nkv_flownet *n, uint32_t idx_in_act)
 {
 	uint32_t id = n->act[idx_in_act];
 
+	if (isfinite(n->f[id].cap))
+		n->ncapped--;
 	n->f[id].state = F_FREE;
 	n->act[idx_in_act] = n->act[--n->nact];
 	n->freel[n->nfree++] = id;
@@ -576,6 +651,53 @@ int nkv_flownet_set_buckets(struct nkv_flownet *n, double burst_s, double min_by
 	n->peak = peak_Bps;
 	n->buckets = burst_s > 0 || min_bytes > 0;
 	recompute(n);
+	update_next(n);
+	return 0;
+}
+
+int nkv_flownet_set_ecmp(struct nkv_flownet *n, bool on)
+{
+	if (on && (!n->topo || !nkv_topo_ecmp(n->topo, NULL, NULL)))
+		return nkv_err(EINVAL, "flownet: ECMP needs a topology that declares spines per pod and cores per "
+				       "spine (netkv topo gen --spines N --cores N, or \"ecmp\" in the file)");
+	n->ecmp = on;
+	return 0;
+}
+
+double nkv_flownet_link_carried(const struct nkv_flownet *n, uint32_t link)
+{
+	return link < n->nlinks ? n->carried[link] : 0;
+}
+
+double nkv_flownet_link_carried_at(const struct nkv_flownet *n, uint32_t link, double t)
+{
+	if (link >= n->nlinks)
+		return 0;
+	double load = n->lstamp[link] == n->gen ? n->lload[link] : 0;
+	return n->carried[link] + (t > n->now ? load * (t - n->now) : 0);
+}
+
+double nkv_flownet_link_peak(const struct nkv_flownet *n, uint32_t link)
+{
+	return link < n->nlinks ? n->peak_load[link] : 0;
+}
+
+int nkv_flownet_set_cap(struct nkv_flownet *n, int flow, double cap_Bps, double now)
+{
+	if (!(cap_Bps > 0))
+		return nkv_err(EINVAL, "flownet: flow cap %g B/s must be > 0 (INFINITY: none)", cap_Bps);
+	if (flow < 0 || (uint32_t)flow >= n->nf || n->f[flow].state == F_FREE)
+		return nkv_err(ENOENT, "flownet: no active flow %d", flow);
+	if (now < n->now)
+		now = n->now;
+	drain_to(n, now);
+	if (isfinite(n->f[flow].cap))
+		n->ncapped--;
+	if (isfinite(cap_Bps))
+		n->ncapped++;
+	n->f[flow].cap = cap_Bps;
+	if (n->f[flow].state == F_DRAIN)
+		recompute(n);
 	update_next(n);
 	return 0;
 }

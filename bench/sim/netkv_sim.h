@@ -51,9 +51,28 @@ void nkv_flownet_free(struct nkv_flownet *n);
  * background flow that never finishes. a == b: a flow over no links that
  * completes after zero time. */
 int nkv_flownet_add(struct nkv_flownet *n, uint32_t a, uint32_t b, uint64_t bytes, double now);
+/* The same with the flow's ECMP key given (nkv_flownet_add uses the number
+ * of flows added before it); the key only matters in ECMP mode. */
+int nkv_flownet_add_keyed(struct nkv_flownet *n, uint32_t a, uint32_t b, uint64_t bytes, uint64_t key, double now);
+/* ECMP mode: flows between instances take nkv_topo_path_ecmp() paths
+ * instead of the aggregated tree's. -EINVAL when the topology declares no
+ * ECMP. Set before adding flows. */
+int nkv_flownet_set_ecmp(struct nkv_flownet *n, bool on);
+/* Per link: bytes carried so far (background flows included, up to the
+ * net's current time) and the highest load seen at any moment, B/s. */
+double nkv_flownet_link_carried(const struct nkv_flownet *n, uint32_t link);
+double nkv_flownet_link_peak(const struct nkv_flownet *n, uint32_t link);
+/* Bytes the link will have carried by time t >= the net's time at the
+ * current rates (no state change: for sampling between events). */
+double nkv_flownet_link_carried_at(const struct nkv_flownet *n, uint32_t link, double t);
 /* The same over explicit links, with a fixed extra latency (seconds). */
 int nkv_flownet_add_links(struct nkv_flownet *n, const uint32_t *links, uint32_t nlinks, uint64_t bytes,
 			  double latency_s, double now);
+/* Cap a flow's rate at cap_Bps from time now (INFINITY lifts it): it takes
+ * min(cap, its max-min share) and leaves the rest to the others. Used for
+ * layer-wise KV streaming, whose bytes exist only as fast as prefill makes
+ * them. -ENOENT for an unknown or finished flow. */
+int nkv_flownet_set_cap(struct nkv_flownet *n, int flow, double cap_Bps, double now);
 /* Remove a flow (e.g. a background flow) at time now. */
 int nkv_flownet_remove(struct nkv_flownet *n, int flow, double now);
 /* Time the next flow completes (drain + latency); INFINITY when none will. */
@@ -101,14 +120,21 @@ struct nkv_sim_assign {
 	double arrival_s;               /* arrival time; < 0 = from the trace */
 };
 
+/* Which paths flows take: the aggregated tree's, or per-flow ECMP over the
+ * real spines and cores the topology declares (nkv_topo_path_ecmp). AUTO:
+ * ECMP when the topology declares it, else aggregated. */
+enum nkv_sim_fabric { NKV_FABRIC_AUTO = 0, NKV_FABRIC_AGGREGATE, NKV_FABRIC_ECMP };
+int nkv_sim_fabric_parse(const char *s, enum nkv_sim_fabric *out); /* "auto", "aggregate", "ecmp" */
+
 struct nkv_sim_config {
 	const struct nkv_topo *topo;
+	enum nkv_sim_fabric fabric;     /* default AUTO */
 	struct nkv_perf perf;           /* model + GPU time models */
 	struct nkv_sched_params sched;  /* policy, weights, oracle (refresh_s = staleness) */
 	enum nkv_sim_layout layout;
 	double prefill_share;           /* share of GPUs that prefill (HOST_SPLIT), default 0.5 */
 	uint32_t prefill_max_tokens;    /* batch budget of a prefill step, default 16384 */
-	uint64_t prefill_cache_blocks;  /* prefix blocks each prefill keeps (LRU), default 2048 */
+	uint64_t prefill_cache_blocks;  /* prefix blocks each prefill keeps (LRU), 0 = what fits its HBM (default) */
 	uint64_t decode_cache_blocks;   /* prefix blocks each decode keeps (LRU), 0 = a quarter of its KV */
 	bool probes;                    /* run the probe planner every refresh, default true */
 	uint32_t bg_flows[NKV_TIERS];   /* background flows whose path is of that tier */
@@ -129,8 +155,30 @@ struct nkv_sim_config {
 	double xfer_setup_s, xfer_floor_s; /* nkv_flownet_set_overhead, default 0 */
 	double link_burst_s, link_burst_min; /* nkv_flownet_set_buckets on tiers >= 1 (0, 0 = none) */
 	double link_peak_Bps;           /* the buckets' peak rate */
+	/* Layer-wise KV streaming over this many layers (0 = off, default: the
+	 * transfer starts when the whole prefill is done). On: a request's
+	 * transfer starts when its batch's first layer is done and drains no
+	 * faster than prefill makes layers (flow cap = bytes / batch prefill
+	 * time), the cap lifted at prefill end; so with an idle fabric TTFT =
+	 * prefill + the last layer's transfer + first decode step. The record's
+	 * transfer_s runs from the first layer done. */
+	uint32_t layerwise_layers;
+	/* Tenant traffic: per tier (leaf, pod, core; not host) a target mean
+	 * utilisation in [0, 1) of each of its links, from on/off sources with
+	 * exponential periods (mean on tenant_on_s, default 0.1 s), seeded by
+	 * seed; 0 = none. See bench/sim/tenant.c. */
+	double tenant_util[NKV_TIERS];
+	double tenant_on_s;
 };
+#define NKV_SIM_MAX_LAYERS 1024
 void nkv_sim_defaults(struct nkv_sim_config *c);
+/* Prefix blocks a prefill instance caches: prefill_cache_blocks when set,
+ * else what its HBM holds beyond the weights and one full batch:
+ * (hbm x mem_util - weights) / KV bytes per token - prefill_max_tokens,
+ * in blocks of sched.prefix_block_tokens (0 when nothing fits). The old
+ * fixed 2048 blocks of 512 tokens of Llama-3-8B were 128 GiB, more than
+ * an 80 GB GPU. */
+uint64_t nkv_sim_prefill_cache_blocks(const struct nkv_sim_config *c);
 
 /* Per-request record, the same fields as `netkv replay` writes. */
 struct nkv_sim_record {
@@ -169,6 +217,17 @@ struct nkv_sim_summary {
 	double cpu_s;                   /* this thread's CPU time for the run (steadier than wall on a shared box) */
 	uint64_t events, net_recomputes;
 	uint64_t probes, probe_bytes;
+	bool ecmp;                      /* flows took ECMP paths */
+	/* Per tier (1 leaf: NIC links, 2 pod: leaf uplinks, 3 core: spine
+	 * uplinks, each direction), the busiest link's: mean utilisation over
+	 * the run (bytes carried / capacity x time from the first arrival to
+	 * the end, background flows included) and peak (highest load / capacity
+	 * at any moment). */
+	double util_mean[NKV_TIERS], util_peak[NKV_TIERS];
+	/* ... and its highest mean utilisation over one telemetry interval
+	 * (refresh_s, default 1 s): how busy the tier got, where the
+	 * instantaneous peak is 100% as soon as one flow is held by that link. */
+	double util_window[NKV_TIERS];
 };
 
 struct nkv_sim_result {

@@ -23,6 +23,11 @@ void nkv_sim_print_summary(FILE *f, const char *label, const struct nkv_sim_summ
 	fprintf(f, "  decision %.2f us mean, %.2f us p99; %lu events, %lu rate recomputes, %lu probes\n",
 		s->decide_mean_us, s->decide_p99_us, (unsigned long)s->events, (unsigned long)s->net_recomputes,
 		(unsigned long)s->probes);
+	fprintf(f, "  fabric %s; busiest link utilisation, run mean / busiest interval / instant peak: leaf "
+		"%.1f/%.0f/%.0f%%  pod %.1f/%.0f/%.0f%%  core %.1f/%.0f/%.0f%%\n", s->ecmp ? "ecmp" : "aggregate",
+		s->util_mean[1] * 100, s->util_window[1] * 100, s->util_peak[1] * 100, s->util_mean[2] * 100,
+		s->util_window[2] * 100, s->util_peak[2] * 100, s->util_mean[3] * 100, s->util_window[3] * 100,
+		s->util_peak[3] * 100);
 }
 
 /* The simulated records in the shared record format (netkv_sim.h). */
@@ -103,5 +108,15 @@ void *nkv_sim_summary_json(const struct nkv_sim_summary *s)
 	json_object_set_new(o, "cpu_s", json_real(s->cpu_s));
 	json_object_set_new(o, "events", json_integer((json_int_t)s->events));
 	json_object_set_new(o, "probes", json_integer((json_int_t)s->probes));
+	json_object_set_new(o, "fabric", json_string(s->ecmp ? "ecmp" : "aggregate"));
+	json_t *um = json_object(), *up = json_object(), *uw = json_object();
+	for (int t = 1; t < NKV_TIERS; t++) {
+		json_object_set_new(um, nkv_tier_name(t), json_real(s->util_mean[t]));
+		json_object_set_new(up, nkv_tier_name(t), json_real(s->util_peak[t]));
+		json_object_set_new(uw, nkv_tier_name(t), json_real(s->util_window[t]));
+	}
+	json_object_set_new(o, "link_util_mean", um);
+	json_object_set_new(o, "link_util_interval", uw);
+	json_object_set_new(o, "link_util_peak", up);
 	return o;
 }

@@ -30,7 +30,9 @@
 #include "nkv_util.h"
 #include "sim_internal.h"
 
-enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG };
+enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG, EV_XSTART, EV_TENANT };
+
+#define MAX_TENANT_EVENTS 2e7
 
 #define OWNER_PROBE UINT32_MAX
 #define MIN_BG_PERIOD_S 1e-3
@@ -48,6 +50,10 @@ struct req {
 	uint32_t subflows;     /* KV subflows still in flight */
 	uint64_t moved;
 	bool done;
+	/* layer-wise streaming: the batch's prefill time, flows started at the
+	 * first layer, prefill over, all bytes in before prefill ended */
+	double batch_s;
+	bool streaming, pend_done, landed_early;
 };
 
 struct fifo {
@@ -104,6 +110,13 @@ struct sim {
 	/* forced assignments: topology instance -> P / D index (-1: none) */
 	int32_t *pidx_of, *didx_of;
 	uint32_t *depth;       /* prefix match scratch, max(np, nd) */
+	bool ecmp;             /* flows take ECMP paths */
+	int *xf;               /* layer-wise: request x group -> its KV flow ids (-1 done or none) */
+	struct sim_tenants *tenants;
+	uint64_t tenant_events;
+	/* per-interval link utilisation: carried bytes at the last tick, the
+	 * tick's time, each tier's highest interval mean */
+	double *link_snap, snap_t, util_window[NKV_TIERS];
 };
 
 void nkv_sim_defaults(struct nkv_sim_config *c)
@@ -115,12 +128,13 @@ void nkv_sim_defaults(struct nkv_sim_config *c)
 	c->layout = NKV_LAYOUT_HOST_SPLIT;
 	c->prefill_share = 0.5;
 	c->prefill_max_tokens = 16384;
-	c->prefill_cache_blocks = 2048;
+	c->prefill_cache_blocks = 0; /* from HBM: nkv_sim_prefill_cache_blocks() */
 	c->probes = true;
 	c->slo_ttft_s = 2.0;
 	c->slo_tbt_s = 0.1;
 	c->rate_scale = 1;
 	c->seed = 1;
+	c->tenant_on_s = 0.1;
 }
 
 static int fifo_push(struct fifo *f, uint32_t x)
@@ -355,8 +369,15 @@ static int prefill_start(struct sim *m, uint32_t p)
 		q->t_pstart = m->now;
 	}
 	P->busy = true;
-	return nkv__sim_heap_push(&m->heap, m->now + nkv_perf_prefill_batch_s(&m->c->perf, lens, P->nbatch),
-			     EV_PREFILL_DONE, p, 0);
+	double dt = nkv_perf_prefill_batch_s(&m->c->perf, lens, P->nbatch);
+	/* Layer-wise: every request's KV starts moving once the batch's first
+	 * layer is done (pushed first: at equal times it runs before the end). */
+	for (uint32_t i = 0; m->c->layerwise_layers && i < P->nbatch; i++) {
+		m->rq[P->batch[i]].batch_s = dt;
+		if ((ret = nkv__sim_heap_push(&m->heap, m->now + dt / m->c->layerwise_layers, EV_XSTART, P->batch[i], 0)))
+			return ret;
+	}
+	return nkv__sim_heap_push(&m->heap, m->now + dt, EV_PREFILL_DONE, p, 0);
 }
 
 /* ---- decode ------------------------------------------------------------------ */
@@ -451,7 +472,13 @@ static int transfer_landed(struct sim *m, uint32_t qi)
 	int ret;
 
 	q->t_xend = m->now;
-	if ((ret = nkv_sched_transfer_done(m->s, &q->r, &q->dec, q->t_xend - q->t_xstart, m->now)))
+	double took = q->t_xend - q->t_xstart;
+	/* A streamed transfer drained no faster than prefill made its layers:
+	 * the network's own figure is the last layer's time x layers when that
+	 * is shorter (the path kept up), else the whole time (it fell behind). */
+	if (q->streaming && m->c->layerwise_layers * (q->t_xend - q->t_pend) < took)
+		took = m->c->layerwise_layers * (q->t_xend - q->t_pend);
+	if ((ret = nkv_sched_transfer_done(m->s, &q->r, &q->dec, took, m->now)))
 		return ret;
 	/* Both caches now hold the request's prefix (the scheduler indexed them). */
 	m->evict_index = nkv_sched_decode_index(m->s);
@@ -493,6 +520,60 @@ static int transfer_start(struct sim *m, uint32_t qi)
 	return q->subflows ? 0 : transfer_landed(m, qi);
 }
 
+/* Layer-wise streaming (EV_XSTART, the batch's first layer done): the
+ * request's flows start, each capped at the rate prefill makes its bytes
+ * (its share / the batch's prefill time), so no byte leaves before its
+ * layer exists; the caps go at prefill end (prefill_done_req). Nothing
+ * to move: the request lands at prefill end as usual. */
+static int transfer_stream(struct sim *m, uint32_t qi)
+{
+	struct req *q = &m->rq[qi];
+	uint32_t g = m->group;
+	int ret;
+
+	if (!q->dec.bytes)
+		return 0;
+	q->t_xstart = m->now;
+	q->streaming = true;
+	q->subflows = g;
+	for (uint32_t i = 0; i < g; i++) {
+		uint64_t part = q->dec.bytes / g + (i < q->dec.bytes % g ? 1 : 0);
+		int f;
+
+		m->xf[(size_t)qi * g + i] = -1;
+		if (!part) {
+			q->subflows--;
+			continue;
+		}
+		if ((f = nkv_flownet_add(m->net, q->dec.prefill_inst + i, q->dec.decode_inst + i, part, m->now)) < 0)
+			return f;
+		if ((ret = set_owner(m, f, qi)))
+			return ret;
+		m->xf[(size_t)qi * g + i] = f;
+		if (q->batch_s > 0 && (ret = nkv_flownet_set_cap(m->net, f, (double)part / q->batch_s, m->now)))
+			return ret;
+	}
+	return 0;
+}
+
+/* Prefill end of a request: start its transfer, or (streaming) lift its caps. */
+static int prefill_done_req(struct sim *m, uint32_t qi)
+{
+	struct req *q = &m->rq[qi];
+	int ret;
+
+	q->t_pend = m->now;
+	if (!q->streaming)
+		return transfer_start(m, qi);
+	q->pend_done = true;
+	for (uint32_t i = 0; i < m->group; i++) {
+		int f = m->xf[(size_t)qi * m->group + i];
+		if (f >= 0 && (ret = nkv_flownet_set_cap(m->net, f, INFINITY, m->now)))
+			return ret;
+	}
+	return q->landed_early ? transfer_landed(m, qi) : 0;
+}
+
 static int flow_done(struct sim *m, int f, uint64_t bytes, double started)
 {
 	uint32_t who = m->owner[f];
@@ -506,8 +587,16 @@ static int flow_done(struct sim *m, int f, uint64_t bytes, double started)
 	q->moved += bytes;
 	m->moved_tier[tier] += bytes;
 	(void)started;
-	if (--q->subflows == 0)
+	for (uint32_t i = 0; q->streaming && i < m->group; i++)
+		if (m->xf[(size_t)who * m->group + i] == f)
+			m->xf[(size_t)who * m->group + i] = -1;
+	if (--q->subflows == 0) {
+		if (q->streaming && !q->pend_done) {
+			q->landed_early = true; /* not with caps in place; kept for safety */
+			return 0;
+		}
 		return transfer_landed(m, who);
+	}
 	return 0;
 }
 
@@ -519,8 +608,30 @@ struct probe_track {
 	double start;
 };
 
+/* Each link's mean utilisation since the last tick; the busiest per tier is kept. */
+static void sample_links(struct sim *m)
+{
+	uint32_t nl = nkv_topo_links(m->c->topo);
+	double dt = m->now - m->snap_t;
+
+	for (uint32_t l = 0; l < nl; l++) {
+		struct nkv_link_info li;
+		double now = nkv_flownet_link_carried_at(m->net, l, m->now);
+
+		if (dt > 0 && nkv_topo_link(m->c->topo, l, &li) == 0 && li.tier >= 1 && li.tier < NKV_TIERS &&
+		    li.bytes_per_s > 0) {
+			double u = (now - m->link_snap[l]) / (li.bytes_per_s * dt);
+			if (u > m->util_window[li.tier])
+				m->util_window[li.tier] = u;
+		}
+		m->link_snap[l] = now;
+	}
+	m->snap_t = m->now;
+}
+
 static int refresh(struct sim *m, struct probe_track **pt, uint32_t *npt, uint32_t *cappt)
 {
+	sample_links(m);
 	/* Decode heartbeats: the agent's own figures replace the scheduler's. */
 	for (uint32_t d = 0; d < m->nd; d++) {
 		struct nkv_decode_state *st = nkv_sched_decode(m->s, d);
@@ -622,6 +733,51 @@ static int arrival(struct sim *m, uint32_t qi)
 	return prefill_start(m, q->dec.prefill);
 }
 
+/* The busiest link's mean and peak utilisation per tier (netkv_sim.h). */
+static void link_utilisation(const struct sim *m, struct nkv_sim_summary *s)
+{
+	double span = m->now - m->rq[0].r.arrival_s;
+	uint32_t nl = nkv_topo_links(m->c->topo);
+
+	s->ecmp = m->ecmp;
+	memcpy(s->util_window, m->util_window, sizeof(s->util_window));
+	for (uint32_t l = 0; l < nl; l++) {
+		struct nkv_link_info li;
+
+		if (nkv_topo_link(m->c->topo, l, &li) < 0 || li.tier < 1 || li.tier >= NKV_TIERS || !(li.bytes_per_s > 0))
+			continue;
+		double mean = span > 0 ? nkv_flownet_link_carried(m->net, l) / (li.bytes_per_s * span) : 0;
+		double peak = nkv_flownet_link_peak(m->net, l) / li.bytes_per_s;
+		if (mean > s->util_mean[li.tier])
+			s->util_mean[li.tier] = mean;
+		if (peak > s->util_peak[li.tier])
+			s->util_peak[li.tier] = peak;
+	}
+}
+
+uint64_t nkv_sim_prefill_cache_blocks(const struct nkv_sim_config *c)
+{
+	if (c->prefill_cache_blocks)
+		return c->prefill_cache_blocks;
+	uint64_t cap = nkv_perf_kv_capacity_tokens(&c->perf), bt = c->sched.prefix_block_tokens;
+	if (!bt || cap <= c->prefill_max_tokens)
+		return 0;
+	return (cap - c->prefill_max_tokens) / bt;
+}
+
+int nkv_sim_fabric_parse(const char *s, enum nkv_sim_fabric *out)
+{
+	if (!strcmp(s, "auto"))
+		*out = NKV_FABRIC_AUTO;
+	else if (!strcmp(s, "aggregate"))
+		*out = NKV_FABRIC_AGGREGATE;
+	else if (!strcmp(s, "ecmp"))
+		*out = NKV_FABRIC_ECMP;
+	else
+		return nkv_err(EINVAL, "fabric '%s': auto, aggregate or ecmp", s);
+	return 0;
+}
+
 static int summarise(struct sim *m, struct nkv_sim_result *res)
 {
 	size_t n = m->n, k = 0, kt = 0, met = 0;
@@ -694,6 +850,7 @@ static int summarise(struct sim *m, struct nkv_sim_result *res)
 	s->net_recomputes = nkv_flownet_recomputes(m->net);
 	s->probes = m->probes;
 	s->probe_bytes = m->probe_bytes;
+	link_utilisation(m, s);
 	free(a), free(b), free(x);
 	return 0;
 }
@@ -713,6 +870,9 @@ static void sim_free(struct sim *m)
 	free(m->P);
 	free(m->D);
 	free(m->rq);
+	free(m->xf);
+	free(m->link_snap);
+	nkv__sim_tenants_free(m->tenants);
 	free(m->owner);
 	free(m->decide_us);
 	free(m->bg);
@@ -804,6 +964,51 @@ static int check_span(const struct sim *m, double refresh_s)
 /* The same bound while running: durations out of range (a huge compute time
  * scale, transfer setup or floor) leave requests unfinished for ages of
  * simulated time, ticked through at every refresh. */
+/* Tenant source i changes state (tenant.c); its next change is queued while requests remain. */
+static int tenant_toggle(struct sim *m, uint32_t i)
+{
+	double next;
+	int f, ret;
+
+	if (++m->tenant_events > MAX_TENANT_EVENTS)
+		return nkv_err(ERANGE, "sim: more than %g tenant on/off events: lengthen --tenant-on or shorten the run",
+			       MAX_TENANT_EVENTS);
+	if ((ret = nkv__sim_tenant_toggle(m->tenants, i, m->net, m->now, &f, &next)))
+		return ret;
+	if (f >= 0 && (ret = set_owner(m, f, OWNER_BG)))
+		return ret;
+	if (m->finished < m->n && (ret = nkv__sim_heap_push(&m->heap, next, EV_TENANT, i, 0)))
+		return ret;
+	return 0;
+}
+
+/* Tenant sources and their expected on/off events over the trace's span, bounded up front. */
+static int start_tenants(struct sim *m)
+{
+	const struct nkv_sim_config *c = m->c;
+	bool any = false;
+	int ret;
+
+	for (int k = 0; k < NKV_TIERS; k++)
+		any |= c->tenant_util[k] != 0;
+	if (!any)
+		return 0;
+	if ((ret = nkv__sim_tenants_create(c->topo, m->ecmp, c->tenant_util, c->tenant_on_s, c->seed, &m->tenants)))
+		return ret;
+	double span = m->rq[m->n - 1].r.arrival_s - m->rq[0].r.arrival_s + 60, rate = 0;
+	for (int k = 1; k < NKV_TIERS; k++)
+		rate = fmax(rate, 2 * c->tenant_util[k] * (1 - c->tenant_util[k]) / c->tenant_on_s);
+	double expect = rate * span * nkv__sim_tenants_count(m->tenants);
+	if (expect > MAX_TENANT_EVENTS)
+		return nkv_err(EINVAL, "sim: %u tenant sources switching every %.3g s on average make ~%.3g events over "
+				       "the trace's span (max %g): lengthen the on period or limit the requests",
+			       nkv__sim_tenants_count(m->tenants), 1 / rate, expect, MAX_TENANT_EVENTS);
+	for (uint32_t i = 0; i < nkv__sim_tenants_count(m->tenants); i++)
+		if ((ret = tenant_toggle(m, i)))
+			return ret;
+	return 0;
+}
+
 static int count_tick(struct sim *m)
 {
 	if (++m->ticks <= MAX_TICKS)
@@ -850,6 +1055,15 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	if ((ret = place(&m)))
 		goto fail;
 	m.rq = calloc(m.n, sizeof(*m.rq));
+	if (c->layerwise_layers > NKV_SIM_MAX_LAYERS) {
+		ret = nkv_err(EINVAL, "sim: layer-wise streaming over %u layers, at most %u", c->layerwise_layers,
+			      NKV_SIM_MAX_LAYERS);
+		goto fail;
+	}
+	if (c->layerwise_layers && !(m.xf = malloc(m.n * m.group * sizeof(*m.xf)))) {
+		ret = nkv_err(ENOMEM, "sim: out of memory");
+		goto fail;
+	}
 	m.decide_us = calloc(m.n, sizeof(double));
 	pre = malloc(m.np * sizeof(uint32_t));
 	dec = malloc(m.nd * sizeof(uint32_t));
@@ -867,6 +1081,13 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		goto fail;
 	if (c->isolated_flows)
 		nkv_flownet_set_isolated(m.net, true);
+	if (c->fabric != NKV_FABRIC_AUTO && c->fabric != NKV_FABRIC_AGGREGATE && c->fabric != NKV_FABRIC_ECMP) {
+		ret = nkv_err(EINVAL, "sim: fabric %d unknown", (int)c->fabric);
+		goto fail;
+	}
+	m.ecmp = c->fabric == NKV_FABRIC_ECMP || (c->fabric == NKV_FABRIC_AUTO && nkv_topo_ecmp(c->topo, NULL, NULL));
+	if (m.ecmp && (ret = nkv_flownet_set_ecmp(m.net, true)))
+		goto fail;
 	nkv_flownet_set_overhead(m.net, c->xfer_setup_s, c->xfer_floor_s);
 	if ((c->link_burst_s > 0 || c->link_burst_min > 0) &&
 	    (ret = nkv_flownet_set_buckets(m.net, c->link_burst_s, c->link_burst_min, c->link_peak_Bps, 1)))
@@ -879,8 +1100,18 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	uint64_t dblocks = c->decode_cache_blocks ? c->decode_cache_blocks : cap_tok / 4 / c->sched.prefix_block_tokens;
 	if (!dblocks)
 		dblocks = 1;
+	uint64_t pblocks = nkv_sim_prefill_cache_blocks(c);
+	if (!pblocks) {
+		ret = nkv_err(EINVAL, "sim: no room for a prefill prefix cache: %.1f GB HBM x %.2f holds %.1f GB of "
+				      "weights and a %u-token batch, nothing more (give prefill_cache_blocks)",
+			      (double)c->perf.hbm_bytes * 1e-9, c->perf.mem_util, (double)c->perf.weight_bytes * 1e-9,
+			      c->prefill_max_tokens);
+		goto fail;
+	}
+	if (pblocks > SIM_LRU_MAX_BLOCKS)
+		pblocks = SIM_LRU_MAX_BLOCKS;
 	for (uint32_t p = 0; p < m.np; p++)
-		if ((ret = nkv__sim_lru_create((uint32_t)(c->prefill_cache_blocks ? c->prefill_cache_blocks : 1), &m.P[p].cache)))
+		if ((ret = nkv__sim_lru_create((uint32_t)pblocks, &m.P[p].cache)))
 			goto fail;
 	for (uint32_t d = 0; d < m.nd; d++) {
 		if ((ret = nkv__sim_lru_create((uint32_t)dblocks, &m.D[d].cache)))
@@ -910,7 +1141,15 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	}
 	if ((ret = check_span(&m, refresh_s)))
 		goto fail;
+	m.now = m.rq[0].r.arrival_s; /* background and tenant flows start with the trace */
+	m.snap_t = m.now;
+	if (!(m.link_snap = calloc(nkv_topo_links(c->topo) + 1, sizeof(double)))) {
+		ret = nkv_err(ENOMEM, "sim: out of memory");
+		goto fail;
+	}
 	if ((ret = add_background(&m)))
+		goto fail;
+	if ((ret = start_tenants(&m)))
 		goto fail;
 	if (c->bg_period_s > 0 && (ret = nkv__sim_heap_push(&m.heap, m.rq[0].r.arrival_s + c->bg_period_s, EV_BG, 0, 0)))
 		goto fail;
@@ -959,16 +1198,22 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		case EV_PREFILL_DONE: {
 			struct pinst *P = &m.P[e.who];
 			P->busy = false;
-			for (uint32_t i = 0; i < P->nbatch; i++) {
-				m.rq[P->batch[i]].t_pend = m.now;
-				if ((ret = transfer_start(&m, P->batch[i])))
+			for (uint32_t i = 0; i < P->nbatch; i++)
+				if ((ret = prefill_done_req(&m, P->batch[i])))
 					goto fail;
-			}
 			P->nbatch = 0;
 			if ((ret = prefill_start(&m, e.who)))
 				goto fail;
 			break;
 		}
+		case EV_TENANT:
+			if ((ret = tenant_toggle(&m, e.who)))
+				goto fail;
+			break;
+		case EV_XSTART:
+			if ((ret = transfer_stream(&m, e.who)))
+				goto fail;
+			break;
 		case EV_DECODE_ITER:
 			if ((ret = decode_iter_done(&m, e.who)))
 				goto fail;

@@ -18,7 +18,7 @@
 enum {
 	O_TOPO = 1000, O_GPUS, O_OVL, O_OVS, O_NIC, O_TRACE, O_PROFILE, O_REQS, O_RATE, O_MODEL, O_GPU, O_POLICY,
 	O_SLO_TTFT, O_SLO_TBT, O_SEED, O_SCALE, O_REFRESH, O_LAYOUT, O_BG, O_LIMIT, O_WC, O_WL, O_NOPROBE,
-	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP,
+	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP, O_FABRIC, O_SPINES, O_CORES, O_LINKS, O_LAYERWISE, O_TENANT, O_TENANT_ON,
 };
 
 const struct option nkv_sim_common_opts[] = {
@@ -39,6 +39,10 @@ const struct option nkv_sim_common_opts[] = {
 	/* hidden alias for one release (--help and "did you mean" show the entry above) */
 	{ "gen-rate", required_argument, 0, O_RATE },
 	{ "gpu-model", required_argument, 0, O_GPU },
+	{ "fabric", required_argument, 0, O_FABRIC },    { "spines", required_argument, 0, O_SPINES },
+	{ "cores", required_argument, 0, O_CORES },      { "link-gbps", required_argument, 0, O_LINKS },
+	{ "layerwise", no_argument, 0, O_LAYERWISE },    { "tenant", required_argument, 0, O_TENANT },
+	{ "tenant-on", required_argument, 0, O_TENANT_ON },
 };
 
 _Static_assert(sizeof(nkv_sim_common_opts) / sizeof(nkv_sim_common_opts[0]) == NKV_SIM_COMMON_NOPTS,
@@ -53,13 +57,27 @@ void nkv__sim_opts_help(FILE *f)
 		"  --oversub-leaf X       leaf->spine oversubscription, default 2 (2:1)\n"
 		"  --oversub-spine X      spine->core oversubscription, default 4 (4:1)\n"
 		"  --nic-gbps X           NIC Gb/s, default 400\n"
+		"  --fabric F             aggregate: one aggregated spine per pod and one core, a flow's path is the\n"
+		"                         tree's; ecmp: real spines and cores, each flow hashed (src, dst, flow id)\n"
+		"                         onto one spine and one core uplink, so flows collide as on a real fabric;\n"
+		"                         auto (default): ecmp when the topology declares it (\"ecmp\" in a --topo\n"
+		"                         file, or --spines/--cores on the preset), else aggregate\n"
+		"  --spines N --cores N   ecmp preset: N spines per pod (default 4), N cores per spine plane (2)\n"
+		"  --link-gbps N,L,S      preset link speeds, Gb/s: NIC, one leaf->spine link, one spine->core link\n"
+		"                         (L, S default: from the oversubscription, split over the spines/cores)\n"
 		"  --layout split|alt     split: each host half prefill, half decode (default); alt: whole hosts alternate\n"
+		"  --tenant TIER:UTIL     other tenants load every link of TIER (leaf|pod|core) to a mean utilisation\n"
+		"                         UTIL in (0, 1) with on/off flows (exponential periods, seeded); repeatable.\n"
+		"                         The recommended way to load tiers (--bg flows never end)\n"
+		"  --tenant-on S          mean on period of a tenant source, default 0.1 s\n"
 		"  --bg TIER:N            N background flows on TIER (host|leaf|pod|core), repeatable\n"
 		"  --bg-period S          move the background flows to new random pairs every S s (default static)\n"
 		"  --model M              perf + KV model: a preset (%s), default llama3-8b,\n"
 		"                         or a dense model's Hugging Face config.json;\n"
 		"                         MoE and MLA configs have a KV shape but no perf model here\n"
 		"  --gpu-model G          GPU preset for the perf model (%s), default " NKV_GPU_DEFAULT "\n"
+		"  --layerwise            stream KV layer by layer: a request's transfer starts when its batch's\n"
+		"                         first layer is done and overlaps the rest of prefill (default: after it)\n"
 		"workload:\n"
 		"  --trace FILE           Mooncake JSONL; default $NKV_SHARED/traces/mooncake/conversation_trace.jsonl,\n"
 		"                         else the ../shared beside the source tree the build came from\n"
@@ -242,6 +260,63 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 		return 1;
 	case O_JSON: o->json = true; return 1;
 	case '?': return -EINVAL; /* nkv_cli_getopt said what is wrong */
+	case O_LAYERWISE: o->layerwise = true; return 1;
+	case O_TENANT: {
+		const char *colon = strchr(arg, ':');
+		char tier[16];
+		int k;
+
+		if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof(tier))
+			return bad(cmd, c, arg, "want TIER:UTIL, such as core:0.5");
+		snprintf(tier, sizeof(tier), "%.*s", (int)(colon - arg), arg);
+		for (k = 1; k < NKV_TIERS && strcmp(tier, nkv_tier_name(k)); k++)
+			;
+		if (k == NKV_TIERS)
+			return bad(cmd, c, arg, "tier must be leaf, pod or core");
+		if (nkv_parse_double(colon + 1, &d) || !(d > 0 && d < 1))
+			return bad(cmd, c, arg, "utilisation must be a number in (0, 1)");
+		o->cfg.tenant_util[k] = d;
+		return 1;
+	}
+	case O_TENANT_ON:
+		if (nkv_parse_double(arg, &d) || !(d >= 1e-4 && d <= 3600))
+			return bad(cmd, c, arg, "want seconds in 1e-4 .. 3600");
+		o->cfg.tenant_on_s = d;
+		return 1;
+	case O_FABRIC:
+		if (nkv_sim_fabric_parse(arg, &o->cfg.fabric))
+			return bad(cmd, c, arg, NULL);
+		return 1;
+	case O_SPINES:
+	case O_CORES:
+		if (nkv_parse_u32(arg, &u))
+			return bad(cmd, c, arg, NULL);
+		if (u < 1 || u > 64)
+			return bad(cmd, c, arg, "must be 1..64");
+		*(c == O_SPINES ? &o->ft.spines_per_pod : &o->ft.cores_per_spine) = u;
+		return 1;
+	case O_LINKS: {
+		double g[3];
+		char *end = NULL;
+		const char *p = arg;
+		int k;
+
+		for (k = 0; k < 3; k++) {
+			errno = 0;
+			g[k] = strtod(p, &end);
+			if (end == p || errno || !(g[k] >= 1e-3 && g[k] <= 1e6))
+				return bad(cmd, c, arg, "want NIC,LEAF,SPINE Gb/s, each 0.001 .. 1e6");
+			if (k < 2 && *end != ',')
+				return bad(cmd, c, arg, "want three speeds: NIC,LEAF,SPINE (Gb/s)");
+			p = end + 1;
+		}
+		if (*end)
+			return bad(cmd, c, arg, "want three speeds: NIC,LEAF,SPINE (Gb/s)");
+		o->ft.nic_gbps = g[0];
+		o->ft.leaf_link_gbps = g[1];
+		o->ft.spine_link_gbps = g[2];
+		return 1;
+	}
 	}
 	return 0;
 }
@@ -255,6 +330,24 @@ int nkv__sim_opts_finish(struct sim_opts *o, const char *cmd)
 		fprintf(stderr, "netkv %s: --model/--gpu-model: %s\n", cmd, nkv_last_error());
 		return 2; /* a usage error (it was -errno, which exited 254) */
 	}
+	if (o->layerwise) {
+		const struct nkv_model_spec *ms = nkv_model_spec(o->model);
+		if (!ms || !ms->layers) {
+			fprintf(stderr, "netkv %s: --layerwise: no layer count for model '%s'\n", cmd, o->model);
+			return 2;
+		}
+		o->cfg.layerwise_layers = ms->layers;
+	}
+	if (o->topo_file && (o->ft.spines_per_pod || o->ft.cores_per_spine || o->ft.leaf_link_gbps)) {
+		fprintf(stderr, "netkv %s: --spines, --cores and --link-gbps shape the preset, not a --topo file\n", cmd);
+		return 2;
+	}
+	if (o->ft.cores_per_spine && !o->ft.spines_per_pod)
+		o->ft.spines_per_pod = 4;
+	if (!o->topo_file && o->cfg.fabric == NKV_FABRIC_ECMP && !o->ft.spines_per_pod)
+		o->ft.spines_per_pod = 4;
+	if (o->ft.spines_per_pod && !o->ft.cores_per_spine)
+		o->ft.cores_per_spine = 2;
 	if (o->topo_file)
 		ret = nkv_topo_load(o->topo_file, &o->topo);
 	else

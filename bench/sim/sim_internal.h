@@ -38,4 +38,19 @@ bool nkv__sim_lru_has(const struct sim_lru *c, uint64_t key);
 void nkv__sim_lru_touch(struct sim_lru *c, uint64_t key, void (*evict)(void *ctx, uint64_t key), void *ctx);
 uint32_t nkv__sim_lru_size(const struct sim_lru *c);
 
+/* ---- tenant traffic (tenant.c): on/off sources loading tiers to a target
+ * mean utilisation. util[tier] in [0, 1), 0 = none; host tier refused. */
+struct sim_tenants;
+struct nkv_topo;
+struct nkv_flownet;
+int nkv__sim_tenants_create(const struct nkv_topo *t, bool ecmp, const double util[4], double on_s, uint64_t seed,
+			    struct sim_tenants **out);
+uint32_t nkv__sim_tenants_count(const struct sim_tenants *ts);
+/* Source i's next state change at time now (the first call picks its
+ * stationary state): *flow is its flow id (-1 while off), *next the time
+ * of its next change. */
+int nkv__sim_tenant_toggle(struct sim_tenants *ts, uint32_t i, struct nkv_flownet *net, double now, int *flow,
+			   double *next);
+void nkv__sim_tenants_free(struct sim_tenants *ts);
+
 #endif

@@ -46,6 +46,33 @@ static void two_flows_share(void **st)
 	nkv_flownet_free(n);
 }
 
+/* A capped flow (layer-wise streaming) takes its cap and leaves the rest:
+ * A capped at 2 GB/s beside B on one 10 GB/s link: 2 and 8. Lifted at
+ * 0.5 s: 5 and 5. Bad caps and unknown flows are refused. */
+static void capped_flow(void **st)
+{
+	double cap[1] = { 10 * GB };
+	uint32_t l0[1] = { 0 };
+	struct nkv_flownet *n;
+
+	(void)st;
+	assert_int_equal(nkv_flownet_create_links(cap, 1, &n), 0);
+	int a = nkv_flownet_add_links(n, l0, 1, (uint64_t)(10 * GB), 0, 0);
+	int b = nkv_flownet_add_links(n, l0, 1, (uint64_t)(10 * GB), 0, 0);
+	assert_int_equal(nkv_flownet_set_cap(n, a, 2 * GB, 0), 0);
+	near(nkv_flownet_rate(n, a), 2 * GB);
+	near(nkv_flownet_rate(n, b), 8 * GB);
+	assert_int_equal(nkv_flownet_set_cap(n, a, INFINITY, 0.5), 0);
+	near(nkv_flownet_rate(n, a), 5 * GB);
+	near(nkv_flownet_rate(n, b), 5 * GB);
+	/* B drained 4 GB by 0.5 s: 6 GB left at 5 GB/s, done at 1.7 s. */
+	near(nkv_flownet_next(n), 1.7);
+	assert_int_equal(nkv_flownet_set_cap(n, a, 0, 0.5), -EINVAL);
+	assert_int_equal(nkv_flownet_set_cap(n, a, NAN, 0.5), -EINVAL);
+	assert_int_equal(nkv_flownet_set_cap(n, 99, 1, 0.5), -ENOENT);
+	nkv_flownet_free(n);
+}
+
 /* Isolated (paced) mode: the same two flows each drain at the link's full
  * 10 GB/s (0.5 s and 1 s); with B crossing a 2 GB/s link too, B gets 2.
  * Overheads: setup 0.1 s is added (A: 1.1 s), a floor of 0.7 s holds the
@@ -244,7 +271,7 @@ static void bad_input(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(two_flows_share),   cmocka_unit_test(limited_elsewhere),
+		cmocka_unit_test(capped_flow), cmocka_unit_test(two_flows_share),   cmocka_unit_test(limited_elsewhere),
 		cmocka_unit_test(three_links),       cmocka_unit_test(latency_and_background),
 		cmocka_unit_test(on_fat_tree),       cmocka_unit_test(bad_input),
 		cmocka_unit_test(isolated_and_overheads), cmocka_unit_test(token_bucket),

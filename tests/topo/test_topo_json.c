@@ -48,6 +48,62 @@ static void round_trip(void **state)
 	nkv_topo_free(b);
 }
 
+/* A multipath tree survives the file: the declaration, the member links
+ * and every flow's ECMP path. Per-link speeds become the bundles' uplinks:
+ * 4 spines x 200 Gb/s per leaf, 4 x 2 x 100 Gb/s per pod. */
+static void round_trip_ecmp(void **state)
+{
+	struct nkv_fat_tree_params p;
+	struct nkv_topo *a = NULL, *b = NULL;
+	uint32_t la[NKV_MAX_PATH], lb[NKV_MAX_PATH], S, C;
+	struct nkv_link_info li;
+	char *s;
+
+	(void)state;
+	nkv_fat_tree_defaults(&p);
+	p.spines_per_pod = 4;
+	p.cores_per_spine = 2;
+	p.leaf_link_gbps = 200;
+	p.spine_link_gbps = 100;
+	assert_int_equal(nkv_topo_fat_tree(&p, &a), 0);
+	s = nkv_topo_dump_json(a);
+	assert_non_null(strstr(s, "\"spines_per_pod\": 4"));
+	assert_int_equal(nkv_topo_parse(s, strlen(s), &b), 0);
+	assert_int_equal(nkv_topo_ecmp(b, &S, &C), 1);
+	assert_int_equal(S, 4);
+	assert_int_equal(C, 2);
+	assert_int_equal(nkv_topo_links(b), nkv_topo_links(a));
+	for (uint32_t i = 0; i < 64; i += 3)
+		for (uint32_t j = 1; j < 64; j += 7)
+			for (uint64_t k = 0; k < 4; k++) {
+				int n = nkv_topo_path_ecmp(a, i, j, k, la);
+				assert_int_equal(nkv_topo_path_ecmp(b, i, j, k, lb), n);
+				assert_memory_equal(la, lb, (size_t)n * sizeof(la[0]));
+			}
+	/* h0g0 -> h4g0 crosses the core: NIC 50, leaf link 25, spine link 12.5 GB/s. */
+	int n = nkv_topo_path_ecmp(b, 0, 32, 9, la);
+	assert_int_equal(n, 6);
+	double want[6] = { 50e9, 25e9, 12.5e9, 12.5e9, 25e9, 50e9 };
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(nkv_topo_link(b, la[i], &li), 0);
+		assert_true(fabs(li.bytes_per_s - want[i]) < 1);
+	}
+	free(s);
+	nkv_topo_free(a);
+	nkv_topo_free(b);
+	/* cores without spines, spines beyond 64, a link speed below 1 Mb/s */
+	nkv_fat_tree_defaults(&p);
+	p.cores_per_spine = 2;
+	assert_int_equal(nkv_topo_fat_tree(&p, &a), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "cores only with spines"));
+	p.spines_per_pod = 65;
+	assert_int_equal(nkv_topo_fat_tree(&p, &a), -EINVAL);
+	nkv_fat_tree_defaults(&p);
+	p.leaf_link_gbps = 1e-9;
+	assert_int_equal(nkv_topo_fat_tree(&p, &a), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "link speeds"));
+}
+
 static void files(void **state)
 {
 	struct nkv_topo *t = NULL;
@@ -174,6 +230,16 @@ static void errors(void **state)
 		  "intra-host bandwidth 1e+300 GB/s outside" },
 		{ "{\"switches\":[" SW_LEAF "],\"hosts\":[{\"name\":\"h\",\"leaf\":\"l\",\"gpus\":1,\"nics\":"
 		  "[{\"name\":\"n\",\"gbps\":1,\"latency_us\":1e300,\"gpus\":[0]}]}]}", "NIC n: latency must be in 0 .. 1e+06 us" },
+		/* multipath declaration */
+		{ "{\"ecmp\":{\"spines_per_pod\":0},\"switches\":[" SW_LEAF "],\"hosts\":[" HOST("h", "l") "]}",
+		  "spines_per_pod and cores_per_spine must be 1..64" },
+		{ "{\"ecmp\":{\"spines_per_pod\":2,\"cores_per_spine\":65},\"switches\":[" SW_LEAF "],\"hosts\":["
+		  HOST("h", "l") "]}", "\"cores_per_spine\" must be an integer in 0..64" },
+		{ "{\"ecmp\":{\"cores_per_spine\":2},\"switches\":[" SW_LEAF "],\"hosts\":[" HOST("h", "l") "]}",
+		  "missing \"spines_per_pod\"" },
+		{ "{\"ecmp\":{\"spines\":2},\"switches\":[" SW_LEAF "],\"hosts\":[" HOST("h", "l") "]}",
+		  "ecmp: unknown key \"spines\"" },
+		{ "{\"ecmp\":4,\"switches\":[" SW_LEAF "],\"hosts\":[" HOST("h", "l") "]}", "\"ecmp\" must be an object" },
 		/* the name is printed and written back: no escape sequences, no cut UTF-8 */
 		{ "{\"name\":\"a\\u001b[31m\",\"switches\":[" SW_LEAF "],\"hosts\":[" HOST("h", "l") "]}",
 		  "\"name\" must be 1..63 bytes without control characters" },
@@ -200,6 +266,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(round_trip),
+		cmocka_unit_test(round_trip_ecmp),
 		cmocka_unit_test(files),
 		cmocka_unit_test(errors),
 	};
