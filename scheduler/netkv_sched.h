@@ -115,6 +115,7 @@
 
 #define NKV_PREFIX_BLOCK_TOKENS 512 /* Mooncake: one hash id per 512 tokens */
 #define NKV_TRACE_MAX_TOKENS (1u << 24) /* a request's input or output length, at most */
+#define NKV_W_TBT_DEFAULT 16.0 /* netkv's weight of pack(d), see the formulas above */
 
 /* ===== requests and the Mooncake trace reader ============================ */
 
@@ -350,6 +351,7 @@ struct nkv_sched_params {
 	double w_cache, w_load;    /* cla* and netkv-topo; default 1, 1 */
 	double w_tier;             /* netkv-topo, default 0.5 */
 	double w_wait, w_xfer;     /* netkv/netkv-static, default 1, 1 */
+	double w_tbt;              /* netkv/netkv-static: s of TTFT per s of mean TBT (pack), default NKV_W_TBT_DEFAULT */
 	double mean_remaining_output; /* tokens, default 256 */
 	uint32_t prefix_block_tokens; /* default 512 */
 	uint32_t kv_block_tokens;  /* KV page size for kv_blocks_*, default 16 */
@@ -390,6 +392,7 @@ struct nkv_decision {
 	uint64_t bytes;                    /* KV bytes to move p -> d */
 	double est_wait_s, est_xfer_s, est_ttft_s; /* netkv's estimates (filled for every policy) */
 	double score;                      /* the policy's own score of d (lower wins) */
+	double est_pack_s;                 /* pack(d): the TBT the placement costs (filled for every policy) */
 };
 
 /* Choose (p, d) for r. Changes nothing but the policy's own cursor (rr,

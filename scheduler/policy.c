@@ -147,41 +147,72 @@ static int pick_netkv_topo(const struct nkv_sched_view *v, void *state, const st
 }
 
 /* netkv-static and netkv: the transfer times of every candidate in one row
- * (the oracle's side of the view), then the argmin over wait + xfer. */
+ * (the oracle's side of the view), the scores in a second, then the
+ * argmin (nkv_view_argmin_row). Score: w_wait * wait + w_xfer * xfer +
+ * w_tbt * pack (netkv_sched.h). */
+struct rows {
+	double *xfer, *sc;
+};
+
 static int row_init(const struct nkv_sched_view *v, void **state)
 {
-	double *row = calloc(nkv_view_ndecode(v), sizeof(double));
+	struct rows *w = calloc(1, sizeof(*w));
 
-	if (!row)
+	if (!w || !(w->xfer = calloc(nkv_view_ndecode(v), sizeof(double))) ||
+	    !(w->sc = calloc(nkv_view_ndecode(v), sizeof(double)))) {
+		if (w)
+			free(w->xfer);
+		free(w);
 		return nkv_err(ENOMEM, "policy: out of memory");
-	*state = row;
+	}
+	*state = w;
 	return 0;
 }
 
 static void row_fini(void *state)
 {
-	free(state);
+	struct rows *w = state;
+
+	if (w) {
+		free(w->xfer);
+		free(w->sc);
+	}
+	free(w);
+}
+
+/* The score row, one pass with no branch on the running best: wait and
+ * pack are nkv_policy_wait / nkv_policy_pack, inlined. */
+static void score_row(const struct nkv_sched_view *v, const struct nkv_request *r, struct rows *w)
+{
+	const struct nkv_sched_params *pp = nkv_view_params(v);
+	const double ww = pp->w_wait, wx = pp->w_xfer, wt = pp->w_tbt;
+	const uint32_t n = nkv_view_ndecode(v);
+	const double *restrict xfer = w->xfer;
+	double *restrict sc = w->sc;
+
+	for (uint32_t d = 0; d < n; d++)
+		sc[d] = ww * nkv_view_wait(v, d, r) + wx * xfer[d] + wt * nkv_view_pack(v, d, r);
 }
 
 static int pick_netkv_static(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
 			     double now, struct nkv_decision *out)
 {
-	const double ww = nkv_view_params(v)->w_wait, wx = nkv_view_params(v)->w_xfer;
-	double *xfer = state;
+	struct rows *w = state;
 
-	nkv_view_xfer_nominal_row(v, p, r, xfer);
-	NKV_VIEW_ARGMIN(v, p, out, d, ww * nkv_view_wait(v, d, r) + wx * xfer[d]);
+	nkv_view_xfer_nominal_row(v, p, r, w->xfer);
+	score_row(v, r, w);
+	nkv_view_argmin_row(v, p, w->sc, out);
 	return 0;
 }
 
 static int pick_netkv(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
 		      double now, struct nkv_decision *out)
 {
-	const double ww = nkv_view_params(v)->w_wait, wx = nkv_view_params(v)->w_xfer;
-	double *xfer = state;
+	struct rows *w = state;
 
-	nkv_view_xfer_row(v, p, r, now, xfer);
-	NKV_VIEW_ARGMIN(v, p, out, d, ww * nkv_view_wait(v, d, r) + wx * xfer[d]);
+	nkv_view_xfer_row(v, p, r, now, w->xfer);
+	score_row(v, r, w);
+	nkv_view_argmin_row(v, p, w->sc, out);
 	return 0;
 }
 
