@@ -620,6 +620,59 @@ static int exp_context(struct exp_ctx *x)
 	return 0;
 }
 
+/* tbt: netkv's TBT weight w_tbt swept where TBT overhead showed (the
+ * headline trace at its load sweep, each profile at the base rate and at
+ * twice it): netkv's TBT against rr's and its TTFT against rr's and cla*'s. */
+static int exp_tbt(struct exp_ctx *x)
+{
+	static const double wt[] = { 0, 1, 4, 16, 32, 64 };
+#define TBT_NW (sizeof(wt) / sizeof(wt[0]))
+	int ret = 0;
+
+	say(&x->out, "tbt: netkv's pack weight w_tbt (s of TTFT per s of mean TBT) against rr and cla*; default %g\n",
+	    NKV_W_TBT_DEFAULT);
+	table_head(&x->out, "w_tbt");
+	for (int k = 0; k < 9 && !ret; k++) {
+		struct nkv_sim_config c = x->o->cfg;
+		struct nkv_sim_summary rr, cs, nk[TBT_NW];
+		struct nkv_trace *gen = NULL;
+		const struct nkv_trace *tr = x->smp.eval;
+		char label[48];
+
+		if (k < 3) {
+			static const double sc[3] = { 1, 2, 3 };
+
+			c.rate_scale = sc[k] * x->o->cfg.rate_scale;
+			snprintf(label, sizeof(label), "base/x%g", sc[k]);
+			ret = tune_cla(&c, x->smp.tune, x->smp.tune_n, false, &(struct nkv_tune_result){ 0 });
+		} else {
+			struct nkv_tracegen_params g = gen_params(x->o, (enum nkv_trace_profile)((k - 3) / 2),
+								  x->o->gen.prefix_share, 1);
+
+			g.rate = x->o->gen.rate * ((k - 3) % 2 ? 2 : 1);
+			snprintf(label, sizeof(label), "%s@%g", prof_name[(k - 3) / 2], g.rate);
+			ret = gen_and_tune(&g, x->tune_limit, &c, &gen);
+			tr = gen;
+		}
+		if (!ret && !(ret = run1(&c, tr, "rr", &rr)) && !(ret = run1(&c, tr, "cla*", &cs))) {
+			row(&x->out, 0, label, "rr", &rr);
+			row(&x->out, 0, label, "cla*", &cs);
+		}
+		for (size_t i = 0; i < TBT_NW && !ret; i++) {
+			c.sched.w_tbt = wt[i];
+			if (!(ret = run1(&c, tr, "netkv", &nk[i])))
+				row(&x->out, wt[i], label, "netkv", &nk[i]);
+		}
+		nkv_trace_free(gen);
+		for (size_t i = 0; i < TBT_NW && !ret; i++)
+			say(&x->out, "    -> %-14s w_tbt %-5g TBT vs rr %+.3f ms, TTFT vs rr %+.1f%%, vs cla* %+.1f%%\n", label,
+			    wt[i], (nk[i].tbt_mean - rr.tbt_mean) * 1e3, pct_change(nk[i].ttft_mean, rr.ttft_mean),
+			    pct_change(nk[i].ttft_mean, cs.ttft_mean));
+	}
+#undef TBT_NW
+	return ret;
+}
+
 static const struct {
 	const char *name;
 	int (*run)(struct exp_ctx *);
@@ -633,6 +686,7 @@ static const struct {
 	{ "ablation", exp_ablation, "cla*, netkv-topo, netkv-static, netkv per profile" },
 	{ "scale", exp_scale, "64 -> 1024 GPUs" },
 	{ "context", exp_context, "context length growth: cache-aware only vs netkv" },
+	{ "tbt", exp_tbt, "netkv's TBT weight w_tbt: TBT vs rr, TTFT vs rr and cla*" },
 };
 #define NEXP (sizeof(experiments) / sizeof(experiments[0]))
 

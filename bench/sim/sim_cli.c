@@ -16,6 +16,7 @@ enum {
 	O_TOPO = 1000, O_GPUS, O_OVL, O_OVS, O_NIC, O_TRACE, O_PROFILE, O_REQS, O_RATE, O_MODEL, O_POLICY,
 	O_SLO_TTFT, O_SLO_TBT, O_SEED, O_SCALE, O_REFRESH, O_LAYOUT, O_BG, O_LIMIT, O_WC, O_WL, O_NOPROBE,
 	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP,
+	O_WTBT, /* i18: netkv's pack weight */
 };
 
 const struct option nkv_sim_common_opts[] = {
@@ -33,6 +34,7 @@ const struct option nkv_sim_common_opts[] = {
 	{ "prefix-share", required_argument, 0, O_PREFIX }, { "context-scale", required_argument, 0, O_CTX },
 	{ "csv", required_argument, 0, O_CSV },          { "json", no_argument, 0, O_JSON },
 	{ "prefill-policy", required_argument, 0, O_PPOL }, { "bg-period", required_argument, 0, O_BGP },
+	{ "w-tbt", required_argument, 0, O_WTBT },
 };
 
 _Static_assert(sizeof(nkv_sim_common_opts) / sizeof(nkv_sim_common_opts[0]) == NKV_SIM_COMMON_NOPTS,
@@ -61,6 +63,7 @@ void nkv__sim_opts_help(FILE *f)
 		"scheduler:\n"
 		"  --policy NAME          rr random load cache cla cla* netkv-topo netkv-static netkv (default netkv)\n"
 		"  --w-cache X --w-load X cla*/netkv-topo weights (default: from `netkv sim tune`, 1 and 1)\n"
+		"  --w-tbt X              netkv/netkv-static: s of TTFT per s of mean TBT (pack), default 16\n"
 		"  --refresh S            telemetry refresh interval (staleness), default 1 s\n"
 		"  --no-probes            no active probes (passive samples only)\n"
 		"  --prefill-policy P     cache (default) or rr; shared by every decode policy\n"
@@ -146,6 +149,7 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 	case O_WC:
 	case O_WL:
 	case O_BGP:
+	case O_WTBT:
 		if (nkv_parse_double(arg, &d))
 			return bad(cmd, c, arg, NULL);
 		if ((c == O_RATE || c == O_SCALE || c == O_REFRESH || c == O_CTX || c == O_SLO_TTFT ||
@@ -164,6 +168,7 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 		case O_WC: o->cfg.sched.w_cache = d; break;
 		case O_WL: o->cfg.sched.w_load = d; break;
 		case O_BGP: o->cfg.bg_period_s = d; break;
+		case O_WTBT: o->cfg.sched.w_tbt = d; break;
 		}
 		return 1;
 	case O_MODEL: o->model = arg; return 1;
