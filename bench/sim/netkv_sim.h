@@ -169,6 +169,8 @@ struct nkv_sim_summary {
 	double cpu_s;                   /* this thread's CPU time for the run (steadier than wall on a shared box) */
 	uint64_t events, net_recomputes;
 	uint64_t probes, probe_bytes;
+	double peak_util[NKV_TIERS];    /* busiest link of each tier (nkv_link_info.tier): KV transfer
+					 * bytes / capacity over 1 s windows, peak; background not counted */
 };
 
 struct nkv_sim_result {

@@ -102,6 +102,7 @@ struct sim {
 	/* forced assignments: topology instance -> P / D index (-1: none) */
 	int32_t *pidx_of, *didx_of;
 	uint32_t *depth;       /* prefix match scratch, max(np, nd) */
+	struct sim_headroom hr; /* headroom.c: per-link KV bytes per window */
 };
 
 void nkv_sim_defaults(struct nkv_sim_config *c)
@@ -494,6 +495,7 @@ static int transfer_start(struct sim *m, uint32_t qi)
 static int flow_done(struct sim *m, int f, uint64_t bytes, double started)
 {
 	uint32_t who = m->owner[f];
+	int ret;
 
 	if (who == OWNER_PROBE) {
 		/* probes: owner[f] marks the kind; the path is kept in arg via owner of pair arrays */
@@ -503,7 +505,8 @@ static int flow_done(struct sim *m, int f, uint64_t bytes, double started)
 	int tier = q->dec.tier >= 0 && q->dec.tier < NKV_TIERS ? q->dec.tier : 0;
 	q->moved += bytes;
 	m->moved_tier[tier] += bytes;
-	(void)started;
+	if ((ret = nkv__sim_headroom_add(&m->hr, q->dec.prefill_inst, q->dec.decode_inst, bytes, started, m->now)))
+		return ret;
 	if (--q->subflows == 0)
 		return transfer_landed(m, who);
 	return 0;
@@ -688,6 +691,7 @@ static int summarise(struct sim *m, struct nkv_sim_result *res)
 	s->decide_mean_us = n ? sd / (double)n : 0;
 	s->decide_p99_us = nkv_percentile(a, n, 0.99);
 	s->makespan_s = m->now;
+	nkv__sim_headroom_peak(&m->hr, s->peak_util);
 	s->events = m->events;
 	s->net_recomputes = nkv_flownet_recomputes(m->net);
 	s->probes = m->probes;
@@ -718,6 +722,7 @@ static void sim_free(struct sim *m)
 	free(m->didx_of);
 	free(m->depth);
 	nkv__sim_heap_free(&m->heap);
+	nkv__sim_headroom_free(&m->hr);
 	nkv_flownet_free(m->net);
 	nkv_sched_free(m->s);
 }
@@ -861,7 +866,7 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 		dec[d] = m.D[d].inst;
 	if ((ret = nkv_sched_create(c->topo, &c->perf, &c->sched, pre, m.np, dec, m.nd, &m.s)))
 		goto fail;
-	if ((ret = nkv_flownet_create(c->topo, &m.net)))
+	if ((ret = nkv_flownet_create(c->topo, &m.net)) || (ret = nkv__sim_headroom_init(&m.hr, c->topo)))
 		goto fail;
 	if (c->isolated_flows)
 		nkv_flownet_set_isolated(m.net, true);

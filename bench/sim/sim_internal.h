@@ -38,4 +38,22 @@ bool nkv__sim_lru_has(const struct sim_lru *c, uint64_t key);
 void nkv__sim_lru_touch(struct sim_lru *c, uint64_t key, void (*evict)(void *ctx, uint64_t key), void *ctx);
 uint32_t nkv__sim_lru_size(const struct sim_lru *c);
 
+/* ---- headroom (headroom.c): KV transfer bytes per link per window, for
+ * the summary's peak per-tier link utilisation. */
+#define NKV__HEADROOM_WINDOW_S 1.0
+struct nkv_topo;
+struct sim_headroom {
+	const struct nkv_topo *topo;
+	uint32_t nlinks;
+	double *cap;      /* [nlinks] B/s */
+	uint8_t *tier;    /* [nlinks] */
+	double **win;     /* [nlinks][capwin] bytes per window */
+	size_t nwin, capwin;
+};
+int nkv__sim_headroom_init(struct sim_headroom *h, const struct nkv_topo *t);
+void nkv__sim_headroom_free(struct sim_headroom *h);
+/* A finished flow a -> b (topology instances) of bytes over [start, end]. */
+int nkv__sim_headroom_add(struct sim_headroom *h, uint32_t a, uint32_t b, uint64_t bytes, double start, double end);
+void nkv__sim_headroom_peak(const struct sim_headroom *h, double peak[4]);
+
 #endif
