@@ -180,18 +180,40 @@ static void row_fini(void *state)
 	free(w);
 }
 
-/* The score row, one pass with no branch on the running best: wait and
- * pack are nkv_policy_wait / nkv_policy_pack, inlined. */
+/* The score row, one pass with no branch on the running best. With room
+ * for r on d (the common case: no admission wait), wait and pack are
+ * affine in d's counters, so the per-decision constants are folded once:
+ *   wait(d) = (a + b*in + c) + b * rt + c * run
+ *   pack(d) = (a + b*in + c) + b * (rt + qt) + B * (c + ov * (b*in + c))
+ * (rt, qt running / queued tokens, run running sequences, B = run + queued
+ * <= max_batch when there is room). Otherwise nkv_policy_wait/pack in full. */
 static void score_row(const struct nkv_sched_view *v, const struct nkv_request *r, struct rows *w)
 {
 	const struct nkv_sched_params *pp = nkv_view_params(v);
+	const struct nkv_perf *pf = nkv_view_perf(v);
 	const double ww = pp->w_wait, wx = pp->w_xfer, wt = pp->w_tbt;
-	const uint32_t n = nkv_view_ndecode(v);
+	const double a = pf->decode_a, b = pf->decode_b, c = pf->decode_c, in = (double)r->input_len;
+	const double k0 = (ww + wt) * (a + b * in + c), krt = (ww + wt) * b, kqt = wt * b, krun = ww * c;
+	const double kB = wt * (c + nkv_policy_pack_ov(pp, r) * (b * in + c));
+	const uint64_t need = (uint64_t)r->input_len + r->output_len, blk = pp->kv_block_tokens;
+	const uint32_t n = nkv_view_ndecode(v), maxb = pf->max_batch;
+	const struct nkv_decode_state *ds = v->decode;
 	const double *restrict xfer = w->xfer;
 	double *restrict sc = w->sc;
 
-	for (uint32_t d = 0; d < n; d++)
-		sc[d] = ww * nkv_view_wait(v, d, r) + wx * xfer[d] + wt * nkv_view_pack(v, d, r);
+	for (uint32_t d = 0; d < n; d++) {
+		const struct nkv_decode_state *e = &ds[d];
+		uint64_t free_tok = e->kv_blocks_total > e->kv_blocks_used ? (e->kv_blocks_total - e->kv_blocks_used) * blk
+									   : 0;
+		uint64_t seqs = (uint64_t)e->running + e->queued;
+
+		if (__builtin_expect(e->queued_tokens + need > free_tok || seqs + 1 > maxb, 0)) {
+			sc[d] = ww * nkv_view_wait(v, d, r) + wx * xfer[d] + wt * nkv_view_pack(v, d, r);
+			continue;
+		}
+		sc[d] = k0 + krt * (double)(int64_t)e->running_tokens + kqt * (double)(int64_t)e->queued_tokens +
+			krun * (double)e->running + kB * (double)seqs + wx * xfer[d];
+	}
 }
 
 static int pick_netkv_static(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,

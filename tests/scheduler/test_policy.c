@@ -556,8 +556,36 @@ static void test_tbt_aware(void **st)
 	assert_int_equal(d.decode, 0);
 	near(d.est_pack_s, 8.84861407e-3 + 5.58942431e-8 * 34048 + 4.05965622e-5 * 9 +
 				   (100.0 / 256) * 8 * (5.58942431e-8 * 2048 + 4.05965622e-5), 1e-8);
-	/* A bad weight is refused. */
 	nkv_sched_free(s);
+	/* The folded score row (policy.c) equals w_wait * wait + w_xfer * xfer
+	 * + w_tbt * pack by the formulas, with room and without (pool full,
+	 * batch full), for seeded random states. */
+	{
+		uint64_t rng = 12345;
+
+		p.w_tbt = 16;
+		p.w_wait = 1.5;
+		p.w_xfer = 0.75;
+		s = mk(t, "netkv", dec, 1, &p);
+		for (int i = 0; i < 200; i++) {
+			struct nkv_decode_state *ds = nkv_sched_decode(s, 0);
+
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			ds->running = (uint32_t)(rng >> 33) % 300;
+			ds->queued = (uint32_t)(rng >> 20) % 8;
+			ds->running_tokens = (uint64_t)ds->running * ((rng >> 40) % 8000);
+			ds->queued_tokens = (uint64_t)ds->queued * ((rng >> 12) % 6000);
+			ds->kv_blocks_total = 40000;
+			ds->kv_blocks_used = i % 3 ? (rng >> 28) % 30000 : 39990;
+			r.output_len = 1 + (uint32_t)((rng >> 7) % 600);
+			assert_int_equal(nkv_sched_decide(s, &r, 0, &d), 0);
+			near(d.score, 1.5 * d.est_wait_s + 0.75 * d.est_xfer_s + 16 * d.est_pack_s, 1e-12);
+		}
+		nkv_sched_free(s);
+		r.output_len = 100;
+		p.w_wait = p.w_xfer = 1;
+	}
+	/* A bad weight is refused. */
 	p.w_tbt = -1;
 	{
 		struct nkv_perf perf;
