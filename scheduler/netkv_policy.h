@@ -84,13 +84,13 @@ static inline double nkv_policy_wait(const struct nkv_sched_params *p, const str
 
 	/* Integer test first: the common case (room for it) costs no division. */
 	if (__builtin_expect(need > free_tok || seqs > pf->max_batch, 0)) {
-		double drain = p->mean_remaining_output * iter;
-		double ft = need > free_tok ? (double)(need - free_tok) /
-						      (d->running_tokens ? (double)d->running_tokens : 1.0) : 0;
-		double fs = seqs > pf->max_batch ? (double)(seqs - pf->max_batch) /
-							   (d->running ? (double)d->running : 1.0) : 0;
+		/* max(A / X, B / Y) as max(A * Y, B * X) / (X * Y): one division. */
+		double x = d->running_tokens ? (double)(int64_t)d->running_tokens : 1.0;
+		double y = d->running ? (double)d->running : 1.0;
+		double a = need > free_tok ? (double)(int64_t)(need - free_tok) * y : 0;
+		double b = seqs > pf->max_batch ? (double)(int64_t)(seqs - pf->max_batch) * x : 0;
 
-		return drain * (ft > fs ? ft : fs) + iter;
+		return p->mean_remaining_output * iter * ((a > b ? a : b) / (x * y)) + iter;
 	}
 	return iter;
 }

@@ -4,7 +4,9 @@
  * link of its path (nkv_topo_path), in windows of NKV__HEADROOM_WINDOW_S;
  * the summary's peak_util[tier] is the largest bytes / (capacity x window)
  * over the links of that tier (nkv_link_info.tier) and the windows. KV
- * transfers only: background flows and probes are not counted.
+ * transfers only: background flows and probes are not counted. Each flow
+ * is spread evenly over its life, not at its actual max-min rate, so a
+ * window can read slightly above 1.
  */
 #include "sim_internal.h"
 
