@@ -267,15 +267,25 @@ static inline bool nkv_view_better(const struct nkv_sched_view *v, uint32_t p, d
 static inline void nkv_view_argmin_row(const struct nkv_sched_view *v, uint32_t p, const double *sc,
 				       struct nkv_decision *out)
 {
-	uint32_t n = v->ndecode, best = 0;
-	double m = sc[0], lim;
+	uint32_t n = v->ndecode, best = 0, d = 0;
+	double m0 = sc[0], m1 = sc[0], m2 = sc[0], m3 = sc[0], m, lim;
 
-	for (uint32_t d = 1; d < n; d++)
-		m = sc[d] < m ? sc[d] : m;
+	/* Four independent minima: no chain of dependent compares. */
+	for (; d + 4 <= n; d += 4) {
+		m0 = sc[d] < m0 ? sc[d] : m0;
+		m1 = sc[d + 1] < m1 ? sc[d + 1] : m1;
+		m2 = sc[d + 2] < m2 ? sc[d + 2] : m2;
+		m3 = sc[d + 3] < m3 ? sc[d + 3] : m3;
+	}
+	for (; d < n; d++)
+		m0 = sc[d] < m0 ? sc[d] : m0;
+	m0 = m1 < m0 ? m1 : m0;
+	m2 = m3 < m2 ? m3 : m2;
+	m = m2 < m0 ? m2 : m0;
 	lim = m + 1e-12 * fabs(m);
 	while (sc[best] > lim)
 		best++;
-	for (uint32_t d = best + 1; d < n; d++) {
+	for (d = best + 1; d < n; d++) {
 		if (sc[d] > lim)
 			continue;
 		int td = nkv_view_tier(v, p, d), tb = nkv_view_tier(v, p, best);
