@@ -755,6 +755,7 @@ static int exp_map(struct exp_ctx *x)
 							       NKV_LAYOUT_HOST_SPLIT, NKV_LAYOUT_HOST_ALT,
 							       NKV_LAYOUT_HOST_ALT };
 	double vs_cla[MAP_ROWS][MAP_COLS], vs_rr[MAP_ROWS][MAP_COLS], dtbt[MAP_ROWS][MAP_COLS];
+	double vs_cla0[MAP_ROWS][MAP_COLS], ctbt[MAP_ROWS][MAP_COLS];
 	char p[700], d[700], cmd[1600];
 	FILE *f;
 	int ret = 0;
@@ -765,7 +766,8 @@ static int exp_map(struct exp_ctx *x)
 	    prof_name[x->o->gen_set ? x->o->gen.profile : NKV_PROFILE_CHATBOT], reqs, x->o->gen.rate,
 	    x->o->ft.oversub_leaf, x->o->ft.oversub_spine, MAP_BG);
 	fprintf(x->out.tsv, "row\tcol\tfabric\tload\tttft_rr_ms\tttft_cla_ms\tttft_netkv_ms\tnetkv_vs_cla_pct\t"
-			    "netkv_vs_rr_pct\ttbt_vs_rr_ms\trr_xfer_share_pct\tutil_host\tutil_leaf\tutil_pod\tutil_core\n");
+			    "netkv_vs_rr_pct\ttbt_vs_rr_ms\trr_xfer_share_pct\tutil_host\tutil_leaf\tutil_pod\tutil_core"
+			    "\tnetkv_wtbt0_vs_cla_pct\tcla_tbt_vs_rr_ms\n");
 	for (int r = 0; r < MAP_ROWS && !ret; r++) {
 		struct nkv_tracegen_params g = gen_params(x->o, x->o->gen_set ? x->o->gen.profile : NKV_PROFILE_CHATBOT,
 							  x->o->gen.prefix_share, r % 2 ? 4 : 1);
@@ -778,7 +780,7 @@ static int exp_map(struct exp_ctx *x)
 			struct nkv_fat_tree_params ft = x->o->ft;
 			struct nkv_sim_config c = x->o->cfg;
 			struct nkv_tune_result tu;
-			struct nkv_sim_summary s[3];
+			struct nkv_sim_summary s[4];
 			struct nkv_topo *t;
 			char label[64];
 
@@ -793,14 +795,19 @@ static int exp_map(struct exp_ctx *x)
 			c.bg_flows[NKV_TIER_POD] = c.bg_flows[NKV_TIER_CORE] = r >= 2 ? MAP_BG : 0;
 			/* cla* tuned per cell on half as many requests of another draw (run time). */
 			if (!(ret = tune_gen(&g, reqs / 2 ? reqs / 2 : 1, &c, &tu)) && !(ret = run1(&c, tr, "rr", &s[0])) &&
-			    !(ret = run1(&c, tr, "cla*", &s[1])) && !(ret = run1(&c, tr, "netkv", &s[2]))) {
+			    !(ret = run1(&c, tr, "cla*", &s[1])) && !(ret = run1(&c, tr, "netkv", &s[2])) &&
+			    !(c.sched.w_tbt = 0, ret = run1(&c, tr, "netkv", &s[3]))) {
 				vs_cla[r][k] = pct_change(s[2].ttft_mean, s[1].ttft_mean);
 				vs_rr[r][k] = pct_change(s[2].ttft_mean, s[0].ttft_mean);
 				dtbt[r][k] = (s[2].tbt_mean - s[0].tbt_mean) * 1e3;
-				fprintf(x->out.tsv, "%d\t%d\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\n", r,
+				vs_cla0[r][k] = pct_change(s[3].ttft_mean, s[1].ttft_mean);
+				ctbt[r][k] = (s[1].tbt_mean - s[0].tbt_mean) * 1e3;
+				fprintf(x->out.tsv, "%d\t%d\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f"
+						    "\t%.2f\t%.3f\n", r,
 					k, col_name[k], row_name[r], s[0].ttft_mean * 1e3, s[1].ttft_mean * 1e3,
 					s[2].ttft_mean * 1e3, vs_cla[r][k], vs_rr[r][k], dtbt[r][k], xfer_share(&s[0]) * 100,
-					s[0].peak_util[0], s[0].peak_util[1], s[0].peak_util[2], s[0].peak_util[3]);
+					s[0].peak_util[0], s[0].peak_util[1], s[0].peak_util[2], s[0].peak_util[3], vs_cla0[r][k],
+					ctbt[r][k]);
 				fflush(x->out.tsv);
 				snprintf(label, sizeof(label), "%s|%s", col_name[k], row_name[r]);
 				headroom_line(&x->out, label, &s[0]);
@@ -811,19 +818,21 @@ static int exp_map(struct exp_ctx *x)
 	}
 	if (ret)
 		return ret;
-	for (int q = 0; q < 3; q++) {
-		double(*m)[MAP_COLS] = q == 0 ? vs_cla : q == 1 ? vs_rr : dtbt;
+	static const char *const qname[5] = { "netkv vs cla*, mean TTFT %", "netkv vs rr, mean TTFT %",
+					      "netkv TBT - rr TBT, ms",
+					      "netkv with w_tbt 0 (TTFT only, no pack term) vs cla*, mean TTFT %",
+					      "cla* TBT - rr TBT, ms" };
+	for (int q = 0; q < 5; q++) {
+		double(*m)[MAP_COLS] = q == 0 ? vs_cla : q == 1 ? vs_rr : q == 2 ? dtbt : q == 3 ? vs_cla0 : ctbt;
 
-		say(&x->out, "\n%s\n  %-16s", q == 0 ? "netkv vs cla*, mean TTFT %" : q == 1 ? "netkv vs rr, mean TTFT %"
-											: "netkv TBT - rr TBT, ms",
-		    "");
+		say(&x->out, "\n%s\n  %-16s", qname[q], "");
 		for (int k = 0; k < MAP_COLS; k++)
 			say(&x->out, " %13s", col_name[k]);
 		say(&x->out, "\n");
 		for (int r = 0; r < MAP_ROWS; r++) {
 			say(&x->out, "  %-16s", row_name[r]);
 			for (int k = 0; k < MAP_COLS; k++)
-				say(&x->out, q == 2 ? " %+13.3f" : " %+12.1f%%", m[r][k]);
+				say(&x->out, q == 2 || q == 4 ? " %+13.3f" : " %+12.1f%%", m[r][k]);
 			say(&x->out, "\n");
 		}
 	}
