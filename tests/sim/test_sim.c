@@ -187,6 +187,11 @@ static void nic_rate(void **st)
 	assert_int_equal(x->decode, 8);
 	assert_int_equal(x->tier, 1);
 	near(x->transfer_s, 2048.0 * 131072 / 50e9 + nkv_topo_path_latency(t, 0, 8), 1e-9);
+	/* Headroom: the one flow's 256 MiB in the first 1 s window on the two
+	 * NIC links (leaf tier) of a 50 GB/s path; nothing on the other tiers. */
+	near(r->sum.peak_util[NKV_TIER_LEAF], 2048.0 * 131072 / 50e9, 1e-9);
+	assert_true(r->sum.peak_util[NKV_TIER_HOST] == 0 && r->sum.peak_util[NKV_TIER_POD] == 0 &&
+		    r->sum.peak_util[NKV_TIER_CORE] == 0);
 	nkv_sim_result_free(r);
 	nkv_trace_free(tr);
 	nkv_topo_free(t);
