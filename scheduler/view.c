@@ -49,7 +49,7 @@ void nkv_view_xfer_row(const struct nkv_sched_view *v, uint32_t p, const struct 
 			continue;
 		}
 		if (t == 0) {
-			double y = (double)infl[b->link[0]] * icap[b->link[0]];
+			double y = (double)(int64_t)infl[b->link[0]] * icap[b->link[0]];
 
 			cong = y > cong ? y : cong;
 		} else {
@@ -57,7 +57,7 @@ void nkv_view_xfer_row(const struct nkv_sched_view *v, uint32_t p, const struct 
 				uint64_t f = infl[b->link[k]];
 
 				if (f) {
-					double c = (double)f * icap[b->link[k]];
+					double c = (double)(int64_t)f * icap[b->link[k]]; /* < 2^63 bytes */
 
 					cong = c > cong ? c : cong;
 				}
