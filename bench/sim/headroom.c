@@ -6,7 +6,8 @@
  * over the links of that tier (nkv_link_info.tier) and the windows. KV
  * transfers only: background flows and probes are not counted. Each flow
  * is spread evenly over its life, not at its actual max-min rate, so a
- * window can read slightly above 1.
+ * window can read slightly above 1. At most NKV__HEADROOM_MAX_CELLS link
+ * windows are kept (128 MB); a longer run reports -1 (not measured).
  */
 #include "sim_internal.h"
 
@@ -58,8 +59,14 @@ static int grow(struct sim_headroom *h, size_t nw)
 
 	if (nw <= h->capwin)
 		return 0;
+	if (nw > NKV__HEADROOM_MAX_CELLS / h->nlinks) {
+		h->off = true; /* too long a run to keep: not measured */
+		return 0;
+	}
+	if (c > NKV__HEADROOM_MAX_CELLS / h->nlinks)
+		c = NKV__HEADROOM_MAX_CELLS / h->nlinks;
 	while (c < nw)
-		c *= 2;
+		c = c * 2 < NKV__HEADROOM_MAX_CELLS / h->nlinks ? c * 2 : NKV__HEADROOM_MAX_CELLS / h->nlinks;
 	for (uint32_t l = 0; l < h->nlinks; l++) {
 		double *v = realloc(h->win[l], c * sizeof(double));
 
@@ -80,13 +87,17 @@ int nkv__sim_headroom_add(struct sim_headroom *h, uint32_t a, uint32_t b, uint64
 	size_t w0, w1;
 	int ret;
 
-	if (!h->nlinks || !bytes || a == b || !(start >= 0) || !(end >= start) || !isfinite(end))
+	if (!h->nlinks || h->off || !bytes || a == b || !(start >= 0) || !(end >= start) || !isfinite(end))
 		return 0;
 	if ((nl = nkv_topo_path(h->topo, a, b, links)) <= 0)
 		return 0;
+	if (end / W >= (double)NKV__HEADROOM_MAX_CELLS) { /* also keeps the casts below defined */
+		h->off = true;
+		return 0;
+	}
 	w0 = (size_t)(start / W);
 	w1 = (size_t)(end / W);
-	if ((ret = grow(h, w1 + 1)))
+	if ((ret = grow(h, w1 + 1)) || h->off)
 		return ret;
 	if (w1 + 1 > h->nwin)
 		h->nwin = w1 + 1;
@@ -104,8 +115,8 @@ int nkv__sim_headroom_add(struct sim_headroom *h, uint32_t a, uint32_t b, uint64
 void nkv__sim_headroom_peak(const struct sim_headroom *h, double peak[NKV_TIERS])
 {
 	for (int t = 0; t < NKV_TIERS; t++)
-		peak[t] = 0;
-	for (uint32_t l = 0; l < h->nlinks; l++) {
+		peak[t] = h->off ? -1 : 0;
+	for (uint32_t l = 0; l < h->nlinks && !h->off; l++) {
 		if (!(h->cap[l] > 0))
 			continue;
 		for (size_t w = 0; w < h->nwin; w++) {

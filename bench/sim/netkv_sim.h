@@ -170,7 +170,8 @@ struct nkv_sim_summary {
 	uint64_t events, net_recomputes;
 	uint64_t probes, probe_bytes;
 	double peak_util[NKV_TIERS];    /* busiest link of each tier (nkv_link_info.tier): KV transfer
-					 * bytes / capacity over 1 s windows, peak; background not counted */
+					 * bytes / capacity over 1 s windows, peak; background not counted;
+					 * -1 when the run was too long to keep the windows (headroom.c) */
 };
 
 struct nkv_sim_result {

@@ -41,6 +41,7 @@ uint32_t nkv__sim_lru_size(const struct sim_lru *c);
 /* ---- headroom (headroom.c): KV transfer bytes per link per window, for
  * the summary's peak per-tier link utilisation. */
 #define NKV__HEADROOM_WINDOW_S 1.0
+#define NKV__HEADROOM_MAX_CELLS (1u << 24) /* link windows kept, at most */
 struct nkv_topo;
 struct sim_headroom {
 	const struct nkv_topo *topo;
@@ -49,6 +50,7 @@ struct sim_headroom {
 	uint8_t *tier;    /* [nlinks] */
 	double **win;     /* [nlinks][capwin] bytes per window */
 	size_t nwin, capwin;
+	bool off;         /* the run outgrew NKV__HEADROOM_MAX_CELLS: peaks read -1 */
 };
 int nkv__sim_headroom_init(struct sim_headroom *h, const struct nkv_topo *t);
 void nkv__sim_headroom_free(struct sim_headroom *h);

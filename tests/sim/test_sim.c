@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "netkv_sim.h"
+#include "sim_internal.h"
 #include "nkv_util.h"
 
 static void near(double got, double want, double rel)
@@ -263,6 +264,31 @@ static void bad_config(void **st)
 	nkv_topo_free(t);
 }
 
+/* Headroom windows: a flow spread over the windows it spans; a run too
+ * long to keep reads -1; bad spans are ignored. */
+static void headroom_windows(void **st)
+{
+	struct nkv_topo *t = tree(16, 1, 1);
+	struct sim_headroom h;
+	double pk[NKV_TIERS];
+
+	(void)st;
+	assert_int_equal(nkv__sim_headroom_init(&h, t), 0);
+	/* 0 -> 8 (NIC links, 50 GB/s): 100 GB over [0.5, 2.5] s -> 25 GB in
+	 * window 0, 50 in window 1, 25 in window 2: peak 50 / 50 = 1. */
+	assert_int_equal(nkv__sim_headroom_add(&h, 0, 8, 100000000000ull, 0.5, 2.5), 0);
+	assert_int_equal(nkv__sim_headroom_add(&h, 0, 8, 5, 3, 2), 0);     /* end < start: ignored */
+	assert_int_equal(nkv__sim_headroom_add(&h, 0, 8, 5, NAN, 2), 0);   /* ignored */
+	nkv__sim_headroom_peak(&h, pk);
+	near(pk[NKV_TIER_LEAF], 1.0, 1e-12);
+	assert_true(pk[NKV_TIER_HOST] == 0 && pk[NKV_TIER_CORE] == 0);
+	assert_int_equal(nkv__sim_headroom_add(&h, 0, 8, 5, 0, 1e300), 0); /* too long: off */
+	nkv__sim_headroom_peak(&h, pk);
+	assert_true(pk[NKV_TIER_LEAF] == -1 && pk[NKV_TIER_HOST] == -1);
+	nkv__sim_headroom_free(&h);
+	nkv_topo_free(t);
+}
+
 /* A trace whose timestamps span ages of simulated time: refresh ticks
  * through the gap used to keep the loop busy for (practically) ever. */
 static void long_span(void **st)
@@ -324,7 +350,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(determinism), cmocka_unit_test(conservation), cmocka_unit_test(hand_computed),
 		cmocka_unit_test(nic_rate),    cmocka_unit_test(bad_config), cmocka_unit_test(bad_tracegen),
-		cmocka_unit_test(long_span), cmocka_unit_test(rr_pairing),
+		cmocka_unit_test(long_span),   cmocka_unit_test(rr_pairing), cmocka_unit_test(headroom_windows),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
