@@ -731,7 +731,8 @@ static int exp_tbt(struct exp_ctx *x)
  * map: where network-aware scheduling pays. netkv's mean TTFT change over
  * cla* (tuned per cell, out of sample) and over rr, on a grid of
  *   columns: NIC 100 / 400 Gb/s x layout split / alt on the base fabric
- *            (--oversub-*), then the 1:1 control (alt, 400 Gb/s, 1:1)
+ *            (--oversub-*), then the 1:1 control (alt, 400 Gb/s, 1:1;
+ *            "1:1 control")
  *   rows:    background flows on the pod and core tiers 0 / MAP_BG each
  *            x input length x1 / x4 (constant request rate)
  * on small synthetic traces (--profile, default chatbot; 1500 requests
@@ -748,7 +749,7 @@ static int exp_tbt(struct exp_ctx *x)
 static int exp_map(struct exp_ctx *x)
 {
 	static const char *const col_name[MAP_COLS] = { "100G split", "100G alt", "400G split", "400G alt",
-							"1:1 400G alt" };
+							"1:1 control" };
 	static const char *const row_name[MAP_ROWS] = { "no bg, ctx x1", "no bg, ctx x4", "bg, ctx x1", "bg, ctx x4" };
 	static const double col_nic[MAP_COLS] = { 100, 100, 400, 400, 400 };
 	static const enum nkv_sim_layout col_lay[MAP_COLS] = { NKV_LAYOUT_HOST_SPLIT, NKV_LAYOUT_HOST_ALT,
@@ -870,6 +871,9 @@ static int exp_map(struct exp_ctx *x)
 	for (int r = 0; r < MAP_ROWS; r++)
 		fprintf(f, "%s'%s' %d", r ? ", " : "", row_name[r], r);
 	fprintf(f, ")\n");
+	/* The paper's cell (100G alt, background, x1) framed and labelled. */
+	fprintf(f, "set object 1 rect from 0.5,1.5 to 1.5,2.5 front fillstyle empty border lc rgb 'black' lw 3\n"
+		   "set label 1 'paper' at 1,2.3 center front\n");
 	for (int q = 0; q < 2; q++)
 		fprintf(f, "set title '%s (paper: %s at 100G alt + bg, x1)'\n"
 			   "plot '%s' index %d using 1:2:3 with image notitle, '' index %d using 1:2:(sprintf('%%+.1f',$3)) "
