@@ -180,23 +180,28 @@ static void row_fini(void *state)
 	free(w);
 }
 
-/* The score row, one pass with no branch on the running best. With room
- * for r on d (the common case: no admission wait), wait and pack are
- * affine in d's counters, so the per-decision constants are folded once:
- *   wait(d) = (a + b*in + c) + b * rt + c * run
+/* The score row, one pass, no branch: nkv_policy_wait and nkv_policy_pack
+ * (netkv_sched.h) rearranged with the per-decision constants folded:
+ *   iter(d) = (a + b*in + c) + b * rt + c * run
+ *   wait(d) = iter * (1 + R * max(A * y, S * x) / (x * y))
+ *             A = tokens short, S = sequences over max_batch (0 when there
+ *             is room: the common case, then wait = iter), x = max(rt, 1),
+ *             y = max(run, 1): one division, no data-dependent branch
  *   pack(d) = (a + b*in + c) + b * (rt + qt) + B * (c + ov * (b*in + c))
- * (rt, qt running / queued tokens, run running sequences, B = run + queued
- * <= max_batch when there is room). Otherwise nkv_policy_wait/pack in full. */
+ *             B = min(run + queued, max_batch)
+ * (rt, qt running / queued tokens, run running sequences, R =
+ * mean_remaining_output). The same values as the formulas up to rounding
+ * (test_policy checks 1e-12). */
 static void score_row(const struct nkv_sched_view *v, const struct nkv_request *r, struct rows *w)
 {
 	const struct nkv_sched_params *pp = nkv_view_params(v);
 	const struct nkv_perf *pf = nkv_view_perf(v);
-	const double ww = pp->w_wait, wx = pp->w_xfer, wt = pp->w_tbt;
+	const double ww = pp->w_wait, wx = pp->w_xfer, wt = pp->w_tbt, R = pp->mean_remaining_output;
 	const double a = pf->decode_a, b = pf->decode_b, c = pf->decode_c, in = (double)r->input_len;
-	const double k0 = (ww + wt) * (a + b * in + c), krt = (ww + wt) * b, kqt = wt * b, krun = ww * c;
-	const double kB = wt * (c + nkv_policy_pack_ov(pp, r) * (b * in + c));
+	const double k0 = a + b * in + c, kB = c + nkv_policy_pack_ov(pp, r) * (b * in + c);
 	const uint64_t need = (uint64_t)r->input_len + r->output_len, blk = pp->kv_block_tokens;
-	const uint32_t n = nkv_view_ndecode(v), maxb = pf->max_batch;
+	const uint64_t maxb = pf->max_batch;
+	const uint32_t n = nkv_view_ndecode(v);
 	const struct nkv_decode_state *ds = v->decode;
 	const double *restrict xfer = w->xfer;
 	double *restrict sc = w->sc;
@@ -205,14 +210,17 @@ static void score_row(const struct nkv_sched_view *v, const struct nkv_request *
 		const struct nkv_decode_state *e = &ds[d];
 		uint64_t free_tok = e->kv_blocks_total > e->kv_blocks_used ? (e->kv_blocks_total - e->kv_blocks_used) * blk
 									   : 0;
-		uint64_t seqs = (uint64_t)e->running + e->queued;
+		uint64_t want = e->queued_tokens + need, seqs = (uint64_t)e->running + e->queued;
+		uint64_t short_tok = want > free_tok ? want - free_tok : 0;
+		uint64_t over = seqs + 1 > maxb ? seqs + 1 - maxb : 0, bb = seqs < maxb ? seqs : maxb;
+		double rt = (double)(int64_t)e->running_tokens, run = (double)e->running;
+		double x = e->running_tokens ? rt : 1.0, y = e->running ? run : 1.0;
+		double ay = (double)(int64_t)short_tok * y, sx = (double)(int64_t)over * x;
+		double iter = k0 + b * rt + c * run;
+		double wait = iter * (1 + R * ((ay > sx ? ay : sx) / (x * y)));
+		double pack = k0 + b * (rt + (double)(int64_t)e->queued_tokens) + kB * (double)(int64_t)bb;
 
-		if (__builtin_expect(e->queued_tokens + need > free_tok || seqs + 1 > maxb, 0)) {
-			sc[d] = ww * nkv_view_wait(v, d, r) + wx * xfer[d] + wt * nkv_view_pack(v, d, r);
-			continue;
-		}
-		sc[d] = k0 + krt * (double)(int64_t)e->running_tokens + kqt * (double)(int64_t)e->queued_tokens +
-			krun * (double)e->running + kB * (double)seqs + wx * xfer[d];
+		sc[d] = ww * wait + wx * xfer[d] + wt * pack;
 	}
 }
 
