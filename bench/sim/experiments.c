@@ -313,17 +313,27 @@ static void headroom_line(struct out *o, const char *label, const struct nkv_sim
 	    rr->peak_util[3]);
 }
 
-/* For experiments that do not run rr themselves: run it for the line. */
-static int headroom(struct out *o, struct nkv_sim_config *c, const struct nkv_trace *tr, const char *label)
+/* For experiments that do not run rr themselves: run it for the line
+ * (and keep its summary in *rr_out when not NULL, for TBT vs rr). */
+static int headroom_rr(struct out *o, struct nkv_sim_config *c, const struct nkv_trace *tr, const char *label,
+		       struct nkv_sim_summary *rr_out)
 {
 	struct nkv_sim_summary rr;
 	const char *pol = c->sched.policy;
 	int ret = run1(c, tr, "rr", &rr);
 
 	c->sched.policy = pol;
-	if (!ret)
+	if (!ret) {
 		headroom_line(o, label, &rr);
+		if (rr_out)
+			*rr_out = rr;
+	}
 	return ret;
+}
+
+static int headroom(struct out *o, struct nkv_sim_config *c, const struct nkv_trace *tr, const char *label)
+{
+	return headroom_rr(o, c, tr, label, NULL);
 }
 
 struct exp_ctx {
@@ -480,7 +490,7 @@ static int exp_topology(struct exp_ctx *x)
 		for (size_t k = 0; k < sizeof(topo) / sizeof(topo[0]); k++) {
 			struct nkv_fat_tree_params ft = x->o->ft;
 			struct nkv_topo *t;
-			struct nkv_sim_summary a, b;
+			struct nkv_sim_summary a, b, rr;
 			char label[64];
 
 			ft.oversub_leaf = topo[k].leaf;
@@ -491,11 +501,13 @@ static int exp_topology(struct exp_ctx *x)
 			c.topo = t;
 			snprintf(label, sizeof(label), "%s/%g:%g@%g", prof_name[pf], topo[k].leaf, topo[k].spine, topo[k].nic);
 			if (!(ret = run1(&c, tr, "cla*", &a)) && !(ret = run1(&c, tr, "netkv", &b)) &&
-			    !(ret = headroom(&x->out, &c, tr, label))) {
+			    !(ret = headroom_rr(&x->out, &c, tr, label, &rr))) {
 				row(&x->out, (double)k, label, "cla*", &a);
 				row(&x->out, (double)k, label, "netkv", &b);
-				say(&x->out, "    -> %s: netkv vs cla* mean TTFT %+.1f%%, p99 %+.1f%%\n", label,
-				    pct_change(b.ttft_mean, a.ttft_mean), pct_change(b.ttft_p99, a.ttft_p99));
+				say(&x->out, "    -> %s: netkv vs cla* mean TTFT %+.1f%%, p99 %+.1f%%; TBT vs rr: netkv %+.3f ms, "
+					     "cla* %+.3f ms\n", label, pct_change(b.ttft_mean, a.ttft_mean),
+				    pct_change(b.ttft_p99, a.ttft_p99), (b.tbt_mean - rr.tbt_mean) * 1e3,
+				    (a.tbt_mean - rr.tbt_mean) * 1e3);
 			}
 			nkv_topo_free(t);
 			if (ret)
