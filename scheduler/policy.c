@@ -1,8 +1,9 @@
 /*
  * Decode policies, one ops table each, and the table that registers them.
  * Formulas: netkv_sched.h. A policy reads the scheduler only through its
- * read-only view (policy.h). Every policy is one pass over the decode
- * instances. Ties: the topology-aware ones (netkv-topo, netkv-static,
+ * read-only view (policy.h). Every policy is O(|D|): one pass over the
+ * decode instances (netkv and netkv-static: a transfer row, a score row
+ * and a two-pass argmin). Ties: the topology-aware ones (netkv-topo, netkv-static,
  * netkv) prefer the lower tier from the chosen prefill, then the lower
  * load, then the lower index (nkv_view_better); the oblivious ones (load,
  * cache, cla, cla*) the lower load, then a seeded random draw
