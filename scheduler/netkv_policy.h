@@ -84,15 +84,47 @@ static inline double nkv_policy_wait(const struct nkv_sched_params *p, const str
 
 	/* Integer test first: the common case (room for it) costs no division. */
 	if (__builtin_expect(need > free_tok || seqs > pf->max_batch, 0)) {
-		double drain = p->mean_remaining_output * iter;
-		double ft = need > free_tok ? (double)(need - free_tok) /
-						      (d->running_tokens ? (double)d->running_tokens : 1.0) : 0;
-		double fs = seqs > pf->max_batch ? (double)(seqs - pf->max_batch) /
-							   (d->running ? (double)d->running : 1.0) : 0;
+		/* max(A / X, B / Y) as max(A * Y, B * X) / (X * Y): one division. */
+		double x = d->running_tokens ? (double)(int64_t)d->running_tokens : 1.0;
+		double y = d->running ? (double)d->running : 1.0;
+		double a = need > free_tok ? (double)(int64_t)(need - free_tok) * y : 0;
+		double b = seqs > pf->max_batch ? (double)(int64_t)(seqs - pf->max_batch) * x : 0;
 
-		return drain * (ft > fs ? ft : fs) + iter;
+		return p->mean_remaining_output * iter * ((a > b ? a : b) / (x * y)) + iter;
 	}
 	return iter;
+}
+
+/*
+ * pack(d): what placing r on d adds to the sum over requests of their mean
+ * TBT (netkv_sched.h): r's own TBT there plus, for each sequence r joins,
+ * the growth of its decode iteration for the share of its remaining output
+ * r overlaps.
+ *   B    = min(running + queued, max_batch)
+ *   own  = decode_iter_s(running_tokens + queued_tokens + input_len, B + 1)
+ *   slow = B * (decode_b * input_len + decode_c)
+ *   ov   = min(output_len, R) / R   (R = mean_remaining_output; 0 when R = 0)
+ *   pack = own + ov * slow
+ */
+static inline double nkv_policy_pack_ov(const struct nkv_sched_params *p, const struct nkv_request *r)
+{
+	double R = p->mean_remaining_output;
+
+	return R > 0 ? ((double)r->output_len < R ? (double)r->output_len : R) / R : 0;
+}
+
+static inline double nkv_policy_pack(const struct nkv_sched_params *p, const struct nkv_perf *pf,
+				     const struct nkv_decode_state *d, const struct nkv_request *r)
+{
+	uint64_t b = (uint64_t)d->running + d->queued;
+	double bb, own, slow;
+
+	b = b < pf->max_batch ? b : pf->max_batch;
+	bb = (double)(int64_t)b;
+	own = pf->decode_a + pf->decode_b * (double)(int64_t)(d->running_tokens + d->queued_tokens + r->input_len) +
+	      pf->decode_c * (bb + 1);
+	slow = bb * (pf->decode_b * (double)r->input_len + pf->decode_c);
+	return own + nkv_policy_pack_ov(p, r) * slow;
 }
 
 /* missing(d): bytes a decode holding `held` leading blocks must receive. */
@@ -147,6 +179,12 @@ static inline double nkv_view_load(const struct nkv_sched_view *v, uint32_t d)
 static inline double nkv_view_wait(const struct nkv_sched_view *v, uint32_t d, const struct nkv_request *r)
 {
 	return nkv_policy_wait(v->params, v->perf, &v->decode[d], r);
+}
+
+/* pack(d): the TBT r's placement on d costs (nkv_policy_pack). */
+static inline double nkv_view_pack(const struct nkv_sched_view *v, uint32_t d, const struct nkv_request *r)
+{
+	return nkv_policy_pack(v->params, v->perf, &v->decode[d], r);
 }
 
 /* missing(d) for this decision's held(d). */
@@ -218,6 +256,51 @@ static inline bool nkv_view_better(const struct nkv_sched_view *v, uint32_t p, d
 		(OUT)->decode = best_;                                                                                 \
 		(OUT)->score = bsc_;                                                                                   \
 	} while (0)
+
+/* out->decode, out->score = argmin over d of sc[d] (ndecode entries), in
+ * two passes: the minimum m (a plain reduction, no loop-carried branch),
+ * then among the candidates within 1e-12 relative of m, nkv_view_better's
+ * tie-break (lower tier from p, lower load, lower index). For a policy
+ * that fills a score row first (netkv, netkv-static): the same choice as
+ * NKV_VIEW_ARGMIN except where near-ties chain (a ~ b ~ c, a !~ c), where
+ * this one ties against the true minimum. */
+static inline void nkv_view_argmin_row(const struct nkv_sched_view *v, uint32_t p, const double *sc,
+				       struct nkv_decision *out)
+{
+	uint32_t n = v->ndecode, best = 0, d = 0;
+	double m0 = sc[0], m1 = sc[0], m2 = sc[0], m3 = sc[0], m, lim;
+
+	/* Four independent minima: no chain of dependent compares. */
+	for (; d + 4 <= n; d += 4) {
+		m0 = sc[d] < m0 ? sc[d] : m0;
+		m1 = sc[d + 1] < m1 ? sc[d + 1] : m1;
+		m2 = sc[d + 2] < m2 ? sc[d + 2] : m2;
+		m3 = sc[d + 3] < m3 ? sc[d + 3] : m3;
+	}
+	for (; d < n; d++)
+		m0 = sc[d] < m0 ? sc[d] : m0;
+	m0 = m1 < m0 ? m1 : m0;
+	m2 = m3 < m2 ? m3 : m2;
+	m = m2 < m0 ? m2 : m0;
+	lim = m + 1e-12 * fabs(m);
+	while (sc[best] > lim)
+		best++;
+	for (d = best + 1; d < n; d++) {
+		if (sc[d] > lim)
+			continue;
+		int td = nkv_view_tier(v, p, d), tb = nkv_view_tier(v, p, best);
+
+		if (td != tb) {
+			if (td < tb)
+				best = d;
+			continue;
+		}
+		if (nkv_view_load(v, d) < nkv_view_load(v, best))
+			best = d;
+	}
+	out->decode = best;
+	out->score = sc[best];
+}
 
 /* A seeded xorshift64* step for a policy's own draws (state never 0). */
 static inline uint64_t nkv_view_rand(uint64_t *state)

@@ -61,15 +61,36 @@
  *   netkv-topo   min  w_cache * (1 - hit(d)) + w_load * load(d)
  *                     + w_tier * tier(p, d) / 3
  *                (cla* plus a tier penalty; no bandwidth figures)
- *   netkv-static min  w_wait * wait(d) + w_xfer * xfer_nominal(d)
+ *   netkv-static min  w_wait * wait(d) + w_xfer * xfer_nominal(d) + w_tbt * pack(d)
  *                xfer_nominal = path base latency + missing / tier_bw
  *                (topology figures only: no measurements, no congestion)
- *   netkv        min  est_ttft(d) = w_wait * wait(d) + w_xfer * xfer(d)
+ *   netkv        min  est_ttft(d) + w_tbt * pack(d)
+ *                est_ttft(d) = w_wait * wait(d) + w_xfer * xfer(d)
  *                xfer = oracle cost with measured throughput and live
  *                congestion (see the oracle below)
+ *   pack(d)      what placing r on d adds to the sum over requests of
+ *                their mean TBT (seconds): r's own TBT there plus the
+ *                iteration growth r causes for every sequence it joins,
+ *                for the share of their remaining output it overlaps:
+ *                  B    = min(running + queued, max_batch)
+ *                  own  = decode_iter_s(running_tokens + queued_tokens
+ *                                       + input_len, B + 1)
+ *                  slow = B * (decode_b * input_len + decode_c)
+ *                  ov   = min(output_len, R) / R  (R = mean_remaining_output;
+ *                         0 when R = 0)
+ *                  pack = own + ov * slow
+ *                w_tbt (s of TTFT per s of a request's mean TBT, default
+ *                NKV_W_TBT_DEFAULT = 16) is the exchange rate: wait(d)
+ *                counts one decode iteration, pack the batch's slowdown
+ *                over the request's life. 16 comes from `netkv sim
+ *                experiment tbt` (the rag and agent profiles at 12 and 24
+ *                req/s: TBT over rr < 0.35 ms with TTFT unchanged; 4 left
+ *                rag at +0.5 ms, 64 costs agent@24 5% TTFT).
  *   Ties (within 1e-12 relative, or exactly equal scores): netkv-topo,
  *   netkv-static and netkv take the lower tier(p, d), then lower load(d),
- *   then the lower decode index; the topology-oblivious load, cache, cla
+ *   then the lower decode index (netkv and netkv-static: among the
+ *   candidates within 1e-12 of the row's minimum, nkv_view_argmin_row);
+ *   the topology-oblivious load, cache, cla
  *   and cla* take the lower load(d), then a seeded random one of those
  *   still equal (they must not be topology-aware through their ties).
  *   In netkv / netkv-static the CLA terms are in seconds: the cache term
@@ -115,6 +136,7 @@
 
 #define NKV_PREFIX_BLOCK_TOKENS 512 /* Mooncake: one hash id per 512 tokens */
 #define NKV_TRACE_MAX_TOKENS (1u << 24) /* a request's input or output length, at most */
+#define NKV_W_TBT_DEFAULT 16.0 /* netkv's weight of pack(d), see the formulas above */
 
 /* ===== requests and the Mooncake trace reader ============================ */
 
@@ -350,6 +372,7 @@ struct nkv_sched_params {
 	double w_cache, w_load;    /* cla* and netkv-topo; default 1, 1 */
 	double w_tier;             /* netkv-topo, default 0.5 */
 	double w_wait, w_xfer;     /* netkv/netkv-static, default 1, 1 */
+	double w_tbt;              /* netkv/netkv-static: s of TTFT per s of mean TBT (pack), default NKV_W_TBT_DEFAULT */
 	double mean_remaining_output; /* tokens, default 256 */
 	uint32_t prefix_block_tokens; /* default 512 */
 	uint32_t kv_block_tokens;  /* KV page size for kv_blocks_*, default 16 */
@@ -390,6 +413,7 @@ struct nkv_decision {
 	uint64_t bytes;                    /* KV bytes to move p -> d */
 	double est_wait_s, est_xfer_s, est_ttft_s; /* netkv's estimates (filled for every policy) */
 	double score;                      /* the policy's own score of d (lower wins) */
+	double est_pack_s;                 /* pack(d): the TBT the placement costs (filled for every policy) */
 };
 
 /* Choose (p, d) for r. Changes nothing but the policy's own cursor (rr,

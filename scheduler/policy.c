@@ -1,8 +1,9 @@
 /*
  * Decode policies, one ops table each, and the table that registers them.
  * Formulas: netkv_sched.h. A policy reads the scheduler only through its
- * read-only view (policy.h). Every policy is one pass over the decode
- * instances. Ties: the topology-aware ones (netkv-topo, netkv-static,
+ * read-only view (policy.h). Every policy is O(|D|): one pass over the
+ * decode instances (netkv and netkv-static: a transfer row, a score row
+ * and a two-pass argmin). Ties: the topology-aware ones (netkv-topo, netkv-static,
  * netkv) prefer the lower tier from the chosen prefill, then the lower
  * load, then the lower index (nkv_view_better); the oblivious ones (load,
  * cache, cla, cla*) the lower load, then a seeded random draw
@@ -147,41 +148,102 @@ static int pick_netkv_topo(const struct nkv_sched_view *v, void *state, const st
 }
 
 /* netkv-static and netkv: the transfer times of every candidate in one row
- * (the oracle's side of the view), then the argmin over wait + xfer. */
+ * (the oracle's side of the view), the scores in a second, then the
+ * argmin (nkv_view_argmin_row). Score: w_wait * wait + w_xfer * xfer +
+ * w_tbt * pack (netkv_sched.h). */
+struct rows {
+	double *xfer, *sc;
+};
+
 static int row_init(const struct nkv_sched_view *v, void **state)
 {
-	double *row = calloc(nkv_view_ndecode(v), sizeof(double));
+	struct rows *w = calloc(1, sizeof(*w));
 
-	if (!row)
+	if (!w || !(w->xfer = calloc(nkv_view_ndecode(v), sizeof(double))) ||
+	    !(w->sc = calloc(nkv_view_ndecode(v), sizeof(double)))) {
+		if (w)
+			free(w->xfer);
+		free(w);
 		return nkv_err(ENOMEM, "policy: out of memory");
-	*state = row;
+	}
+	*state = w;
 	return 0;
 }
 
 static void row_fini(void *state)
 {
-	free(state);
+	struct rows *w = state;
+
+	if (w) {
+		free(w->xfer);
+		free(w->sc);
+	}
+	free(w);
+}
+
+/* The score row, one pass, no branch: nkv_policy_wait and nkv_policy_pack
+ * (netkv_sched.h) rearranged with the per-decision constants folded:
+ *   iter(d) = (a + b*in + c) + b * rt + c * run
+ *   wait(d) = iter * (1 + R * max(A * y, S * x) / (x * y))
+ *             A = tokens short, S = sequences over max_batch (0 when there
+ *             is room: the common case, then wait = iter), x = max(rt, 1),
+ *             y = max(run, 1): one division, no data-dependent branch
+ *   pack(d) = (a + b*in + c) + b * (rt + qt) + B * (c + ov * (b*in + c))
+ *             B = min(run + queued, max_batch)
+ * (rt, qt running / queued tokens, run running sequences, R =
+ * mean_remaining_output). The same values as the formulas up to rounding
+ * (test_policy checks 1e-12). */
+static void score_row(const struct nkv_sched_view *v, const struct nkv_request *r, struct rows *w)
+{
+	const struct nkv_sched_params *pp = nkv_view_params(v);
+	const struct nkv_perf *pf = nkv_view_perf(v);
+	const double ww = pp->w_wait, wx = pp->w_xfer, wt = pp->w_tbt, R = pp->mean_remaining_output;
+	const double a = pf->decode_a, b = pf->decode_b, c = pf->decode_c, in = (double)r->input_len;
+	const double k0 = a + b * in + c, kB = c + nkv_policy_pack_ov(pp, r) * (b * in + c);
+	const uint64_t need = (uint64_t)r->input_len + r->output_len, blk = pp->kv_block_tokens;
+	const uint64_t maxb = pf->max_batch;
+	const uint32_t n = nkv_view_ndecode(v);
+	const struct nkv_decode_state *ds = v->decode;
+	const double *restrict xfer = w->xfer;
+	double *restrict sc = w->sc;
+
+	for (uint32_t d = 0; d < n; d++) {
+		const struct nkv_decode_state *e = &ds[d];
+		uint64_t free_tok = e->kv_blocks_total > e->kv_blocks_used ? (e->kv_blocks_total - e->kv_blocks_used) * blk
+									   : 0;
+		uint64_t want = e->queued_tokens + need, seqs = (uint64_t)e->running + e->queued;
+		uint64_t short_tok = want > free_tok ? want - free_tok : 0;
+		uint64_t over = seqs + 1 > maxb ? seqs + 1 - maxb : 0, bb = seqs < maxb ? seqs : maxb;
+		double rt = (double)(int64_t)e->running_tokens, run = (double)e->running;
+		double x = e->running_tokens ? rt : 1.0, y = e->running ? run : 1.0;
+		double ay = (double)(int64_t)short_tok * y, sx = (double)(int64_t)over * x;
+		double iter = k0 + b * rt + c * run;
+		double wait = iter * (1 + R * ((ay > sx ? ay : sx) / (x * y)));
+		double pack = k0 + b * (rt + (double)(int64_t)e->queued_tokens) + kB * (double)(int64_t)bb;
+
+		sc[d] = ww * wait + wx * xfer[d] + wt * pack;
+	}
 }
 
 static int pick_netkv_static(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
 			     double now, struct nkv_decision *out)
 {
-	const double ww = nkv_view_params(v)->w_wait, wx = nkv_view_params(v)->w_xfer;
-	double *xfer = state;
+	struct rows *w = state;
 
-	nkv_view_xfer_nominal_row(v, p, r, xfer);
-	NKV_VIEW_ARGMIN(v, p, out, d, ww * nkv_view_wait(v, d, r) + wx * xfer[d]);
+	nkv_view_xfer_nominal_row(v, p, r, w->xfer);
+	score_row(v, r, w);
+	nkv_view_argmin_row(v, p, w->sc, out);
 	return 0;
 }
 
 static int pick_netkv(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,
 		      double now, struct nkv_decision *out)
 {
-	const double ww = nkv_view_params(v)->w_wait, wx = nkv_view_params(v)->w_xfer;
-	double *xfer = state;
+	struct rows *w = state;
 
-	nkv_view_xfer_row(v, p, r, now, xfer);
-	NKV_VIEW_ARGMIN(v, p, out, d, ww * nkv_view_wait(v, d, r) + wx * xfer[d]);
+	nkv_view_xfer_row(v, p, r, now, w->xfer);
+	score_row(v, r, w);
+	nkv_view_argmin_row(v, p, w->sc, out);
 	return 0;
 }
 

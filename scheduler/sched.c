@@ -22,6 +22,7 @@ void nkv_sched_defaults(struct nkv_sched_params *p)
 	p->w_tier = 0.5;
 	p->w_wait = 1;
 	p->w_xfer = 1;
+	p->w_tbt = NKV_W_TBT_DEFAULT;
 	p->mean_remaining_output = 256;
 	p->prefix_block_tokens = NKV_PREFIX_BLOCK_TOKENS;
 	p->kv_block_tokens = 16;
@@ -82,7 +83,7 @@ int nkv_sched_create(const struct nkv_topo *t, const struct nkv_perf *perf, cons
 		nkv_sched_defaults(&s->p);
 	if ((ret = check_weight(s->p.w_cache, "w_cache")) || (ret = check_weight(s->p.w_load, "w_load")) ||
 	    (ret = check_weight(s->p.w_tier, "w_tier")) || (ret = check_weight(s->p.w_wait, "w_wait")) ||
-	    (ret = check_weight(s->p.w_xfer, "w_xfer")))
+	    (ret = check_weight(s->p.w_xfer, "w_xfer")) || (ret = check_weight(s->p.w_tbt, "w_tbt")))
 		goto fail;
 	if (!(s->p.mean_remaining_output >= 0 && isfinite(s->p.mean_remaining_output))) {
 		ret = nkv_err(EINVAL, "scheduler: mean remaining output %g must be >= 0", s->p.mean_remaining_output);
@@ -258,6 +259,7 @@ int nkv_sched_decide(struct nkv_sched *s, const struct nkv_request *r, double no
 	out->est_wait_s = sched_wait(s, &s->dec[d], r);
 	out->est_xfer_s = oracle_cost_idx(s->oracle, p, d, out->bytes, now);
 	out->est_ttft_s = out->est_wait_s + out->est_xfer_s;
+	out->est_pack_s = nkv_policy_pack(&s->p, &s->perf, &s->dec[d], r);
 	return 0;
 }
 

@@ -201,14 +201,23 @@ __attribute__((format(printf, 2, 3))) static void say(struct out *o, const char 
 }
 
 static const char *row_hdr = "x\tgroup\tpolicy\tttft_mean_ms\tttft_p50_ms\tttft_p99_ms\ttbt_mean_ms\ttbt_p99_ms\tslo_pct"
-			     "\txfer_mean_ms\tgb_host\tgb_leaf\tgb_pod\tgb_core\tdecide_p99_us\twall_s\tcpu_s\n";
+			     "\txfer_mean_ms\tgb_host\tgb_leaf\tgb_pod\tgb_core\tdecide_p99_us\twall_s\tcpu_s"
+			     "\txfer_share_pct\tutil_host\tutil_leaf\tutil_pod\tutil_core\n";
+
+/* Headroom: the share of mean TTFT that is KV transfer. */
+static double xfer_share(const struct nkv_sim_summary *s)
+{
+	return s->ttft_mean > 0 ? s->transfer_mean / s->ttft_mean : 0;
+}
 
 static void row(struct out *o, double x, const char *group, const char *policy, const struct nkv_sim_summary *s)
 {
-	fprintf(o->tsv, "%g\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.2f\t%.3f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\n", x, group,
+	fprintf(o->tsv, "%g\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.2f\t%.3f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f"
+			"\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\n", x, group,
 		policy, s->ttft_mean * 1e3, s->ttft_p50 * 1e3, s->ttft_p99 * 1e3, s->tbt_mean * 1e3, s->tbt_p99 * 1e3,
 		s->slo_attainment * 100, s->transfer_mean * 1e3, s->gb_tier[0], s->gb_tier[1], s->gb_tier[2],
-		s->gb_tier[3], s->decide_p99_us, s->wall_s, s->cpu_s);
+		s->gb_tier[3], s->decide_p99_us, s->wall_s, s->cpu_s, xfer_share(s) * 100, s->util_window[0],
+		s->util_window[1], s->util_window[2], s->util_window[3]);
 	fflush(o->tsv);
 	if (o->n < MAX_ROWS) {
 		o->x[o->n] = x;
@@ -316,6 +325,40 @@ static double pct_change(double a, double b)
 	return b > 0 ? (a - b) / b * 100 : 0;
 }
 
+/* The headroom line of a condition, from rr's run there: how much of TTFT
+ * the network is (the most a decode choice can win on it) and how busy
+ * each tier's busiest link got (its highest mean utilisation over one
+ * telemetry interval, background and tenant traffic included). */
+static void headroom_line(struct out *o, const char *label, const struct nkv_sim_summary *rr)
+{
+	say(o, "    headroom %-18s rr: transfer %5.1f%% of mean TTFT; peak link util host %.2f leaf %.2f pod %.2f "
+	       "core %.2f\n", label, xfer_share(rr) * 100, rr->util_window[0], rr->util_window[1], rr->util_window[2],
+	    rr->util_window[3]);
+}
+
+/* For experiments that do not run rr themselves: run it for the line
+ * (and keep its summary in *rr_out when not NULL, for TBT vs rr). */
+static int headroom_rr(struct out *o, struct nkv_sim_config *c, const struct nkv_trace *tr, const char *label,
+		       struct nkv_sim_summary *rr_out)
+{
+	struct nkv_sim_summary rr;
+	const char *pol = c->sched.policy;
+	int ret = run1(c, tr, "rr", &rr);
+
+	c->sched.policy = pol;
+	if (!ret) {
+		headroom_line(o, label, &rr);
+		if (rr_out)
+			*rr_out = rr;
+	}
+	return ret;
+}
+
+static int headroom(struct out *o, struct nkv_sim_config *c, const struct nkv_trace *tr, const char *label)
+{
+	return headroom_rr(o, c, tr, label, NULL);
+}
+
 struct exp_ctx {
 	struct sim_opts *o;
 	struct out out;
@@ -350,6 +393,9 @@ static int exp_headline(struct exp_ctx *x)
 				return ret;
 			row(&x->out, scales[i], "load", all_pol[p], &s[i][p]);
 		}
+		char hl[32];
+		snprintf(hl, sizeof(hl), "rate x%g", scales[i]);
+		headroom_line(&x->out, hl, &s[i][0]);
 	}
 	say(&x->out, "\nnetkv against the baselines (paper: vs rr -21.2%% mean TTFT, vs cla* -17.6%%, SLO +20.1 pp, "
 		     "TBT overhead < 0.5 ms)\n");
@@ -404,6 +450,8 @@ static int exp_control(struct exp_ctx *x)
 		for (int p = 0; p < 3 && !ret; p++)
 			if (!(ret = run1(&c, x->smp.eval, pol[p], &s[k][p])))
 				row(&x->out, k, cf[k].label, pol[p], &s[k][p]);
+		if (!ret)
+			headroom_line(&x->out, cf[k].label, &s[k][0]);
 		nkv_topo_free(t);
 		if (ret)
 			return ret;
@@ -465,7 +513,7 @@ static int exp_topology(struct exp_ctx *x)
 		for (size_t k = 0; k < sizeof(topo) / sizeof(topo[0]); k++) {
 			struct nkv_fat_tree_params ft = x->o->ft;
 			struct nkv_topo *t;
-			struct nkv_sim_summary a, b;
+			struct nkv_sim_summary a, b, rr;
 			char label[64];
 
 			ft.oversub_leaf = topo[k].leaf;
@@ -475,11 +523,14 @@ static int exp_topology(struct exp_ctx *x)
 				break;
 			c.topo = t;
 			snprintf(label, sizeof(label), "%s/%g:%g@%g", prof_name[pf], topo[k].leaf, topo[k].spine, topo[k].nic);
-			if (!(ret = run1(&c, tr, "cla*", &a)) && !(ret = run1(&c, tr, "netkv", &b))) {
+			if (!(ret = run1(&c, tr, "cla*", &a)) && !(ret = run1(&c, tr, "netkv", &b)) &&
+			    !(ret = headroom_rr(&x->out, &c, tr, label, &rr))) {
 				row(&x->out, (double)k, label, "cla*", &a);
 				row(&x->out, (double)k, label, "netkv", &b);
-				say(&x->out, "    -> %s: netkv vs cla* mean TTFT %+.1f%%, p99 %+.1f%%\n", label,
-				    pct_change(b.ttft_mean, a.ttft_mean), pct_change(b.ttft_p99, a.ttft_p99));
+				say(&x->out, "    -> %s: netkv vs cla* mean TTFT %+.1f%%, p99 %+.1f%%; TBT vs rr: netkv %+.3f ms, "
+					     "cla* %+.3f ms\n", label, pct_change(b.ttft_mean, a.ttft_mean),
+				    pct_change(b.ttft_p99, a.ttft_p99), (b.tbt_mean - rr.tbt_mean) * 1e3,
+				    (a.tbt_mean - rr.tbt_mean) * 1e3);
 			}
 			nkv_topo_free(t);
 			if (ret)
@@ -514,6 +565,8 @@ static int exp_staleness(struct exp_ctx *x)
 	    (ret = run1(&c, x->smp.eval, "cla*", &s)))
 		return ret;
 	row(&x->out, 1, "reference", "cla*", &s);
+	if ((ret = headroom(&x->out, &c, x->smp.eval, "refresh 1 s")))
+		return ret;
 	plot(&x->out, "telemetry refresh interval (s)", true, false);
 	return 0;
 }
@@ -538,6 +591,10 @@ static int exp_prefix(struct exp_ctx *x)
 		for (int p = 0; p < 4 && !ret; p++)
 			if (!(ret = run1(&c, tr, pol[p], &s)))
 				row(&x->out, share[i], "rag", pol[p], &s);
+		char hl[32];
+		snprintf(hl, sizeof(hl), "share %g", share[i]);
+		if (!ret)
+			ret = headroom(&x->out, &c, tr, hl);
 		nkv_trace_free(tr);
 		if (ret)
 			return ret;
@@ -566,6 +623,8 @@ static int exp_ablation(struct exp_ctx *x)
 		for (int p = 0; p < 4 && !ret; p++)
 			if (!(ret = run1(&c, tr, pol[p], &s)))
 				row(&x->out, pf, prof_name[pf], pol[p], &s);
+		if (!ret)
+			ret = headroom(&x->out, &c, tr, prof_name[pf]);
 		nkv_trace_free(tr);
 		if (ret)
 			return ret;
@@ -602,6 +661,10 @@ static int exp_scale(struct exp_ctx *x)
 		for (int p = 0; p < 2 && !ret; p++)
 			if (!(ret = run1(&c, x->smp.eval, pol[p], &s)))
 				row(&x->out, gpus[i], "scale", pol[p], &s);
+		char hl[32];
+		snprintf(hl, sizeof(hl), "%u GPUs", gpus[i]);
+		if (!ret)
+			ret = headroom(&x->out, &c, x->smp.eval, hl);
 		nkv_topo_free(t);
 		if (ret)
 			return ret;
@@ -617,8 +680,8 @@ static int exp_context(struct exp_ctx *x)
 	static const char *const pol[3] = { "cache", "cla*", "netkv" };
 	int ret = 0;
 
-	say(&x->out, "context: chatbot profile with every length x scale (arrival rate / scale keeps the token load), "
-		     "cache-aware only vs netkv\n");
+	say(&x->out, "context: chatbot profile with every input length x scale at a constant %g req/s (the token load "
+		     "grows with the scale), cache-aware only vs netkv\n", x->o->gen.rate);
 	table_head(&x->out, "ctx x");
 	for (size_t i = 0; i < sizeof(scale) / sizeof(scale[0]); i++) {
 		struct nkv_trace *tr;
@@ -626,12 +689,15 @@ static int exp_context(struct exp_ctx *x)
 		struct nkv_sim_summary s[3];
 		struct nkv_tracegen_params g = gen_params(x->o, NKV_PROFILE_CHATBOT, x->o->gen.prefix_share, scale[i]);
 
-		g.rate = x->o->gen.rate / scale[i];
 		if ((ret = gen_and_tune(&g, x->tune_limit, &c, &tr)))
 			return ret;
 		for (int p = 0; p < 3 && !ret; p++)
 			if (!(ret = run1(&c, tr, pol[p], &s[p])))
 				row(&x->out, scale[i], "chatbot", pol[p], &s[p]);
+		char hl[32];
+		snprintf(hl, sizeof(hl), "ctx x%g", scale[i]);
+		if (!ret)
+			ret = headroom(&x->out, &c, tr, hl);
 		nkv_trace_free(tr);
 		if (ret)
 			return ret;
@@ -639,6 +705,222 @@ static int exp_context(struct exp_ctx *x)
 		    pct_change(s[2].ttft_mean, s[0].ttft_mean), pct_change(s[2].ttft_mean, s[1].ttft_mean));
 	}
 	plot(&x->out, "context length scale", true, false);
+	return 0;
+}
+
+/* tbt: netkv's TBT weight w_tbt swept where TBT overhead showed (the
+ * headline trace at its load sweep, each profile at the base rate and at
+ * twice it): netkv's TBT against rr's and its TTFT against rr's and cla*'s. */
+static int exp_tbt(struct exp_ctx *x)
+{
+	static const double wt[] = { 0, 1, 4, 16, 32, 64 };
+#define TBT_NW (sizeof(wt) / sizeof(wt[0]))
+	int ret = 0;
+
+	say(&x->out, "tbt: netkv's pack weight w_tbt (s of TTFT per s of mean TBT) against rr and cla*; default %g\n",
+	    NKV_W_TBT_DEFAULT);
+	table_head(&x->out, "w_tbt");
+	for (int k = 0; k < 9 && !ret; k++) {
+		struct nkv_sim_config c = x->o->cfg;
+		struct nkv_sim_summary rr, cs, nk[TBT_NW];
+		struct nkv_trace *gen = NULL;
+		const struct nkv_trace *tr = x->smp.eval;
+		char label[48];
+
+		if (k < 3) {
+			static const double sc[3] = { 1, 2, 3 };
+
+			c.rate_scale = sc[k] * x->o->cfg.rate_scale;
+			snprintf(label, sizeof(label), "base/x%g", sc[k]);
+			ret = tune_cla(&c, x->smp.tune, x->smp.tune_n, false, &(struct nkv_tune_result){ 0 });
+		} else {
+			struct nkv_tracegen_params g = gen_params(x->o, (enum nkv_trace_profile)((k - 3) / 2),
+								  x->o->gen.prefix_share, 1);
+
+			g.rate = x->o->gen.rate * ((k - 3) % 2 ? 2 : 1);
+			snprintf(label, sizeof(label), "%s@%g", prof_name[(k - 3) / 2], g.rate);
+			ret = gen_and_tune(&g, x->tune_limit, &c, &gen);
+			tr = gen;
+		}
+		if (!ret && !(ret = run1(&c, tr, "rr", &rr)) && !(ret = run1(&c, tr, "cla*", &cs))) {
+			row(&x->out, 0, label, "rr", &rr);
+			row(&x->out, 0, label, "cla*", &cs);
+			headroom_line(&x->out, label, &rr);
+		}
+		for (size_t i = 0; i < TBT_NW && !ret; i++) {
+			c.sched.w_tbt = wt[i];
+			if (!(ret = run1(&c, tr, "netkv", &nk[i])))
+				row(&x->out, wt[i], label, "netkv", &nk[i]);
+		}
+		nkv_trace_free(gen);
+		for (size_t i = 0; i < TBT_NW && !ret; i++)
+			say(&x->out, "    -> %-14s w_tbt %-5g TBT vs rr %+.3f ms, TTFT vs rr %+.1f%%, vs cla* %+.1f%%\n", label,
+			    wt[i], (nk[i].tbt_mean - rr.tbt_mean) * 1e3, pct_change(nk[i].ttft_mean, rr.ttft_mean),
+			    pct_change(nk[i].ttft_mean, cs.ttft_mean));
+	}
+#undef TBT_NW
+	return ret;
+}
+
+/*
+ * map: where network-aware scheduling pays. netkv's mean TTFT change over
+ * cla* (tuned per cell, out of sample) and over rr, on a grid of
+ *   columns: NIC 100 / 400 Gb/s x layout split / alt on the base fabric
+ *            (--oversub-*), then the 1:1 control (alt, 400 Gb/s, 1:1;
+ *            "1:1 control")
+ *   rows:    background flows on the pod and core tiers 0 / MAP_BG each
+ *            x input length x1 / x4 (constant request rate)
+ * on small synthetic traces (--profile, default chatbot; 1500 requests
+ * unless --requests; cla* tuned per cell on the first half of another
+ * draw). map.tsv holds every cell, map.txt the two tables and
+ * each cell's headroom, map.png one heat-map panel per question. The
+ * paper's figures (-21.2% vs rr, -17.6% vs cla*) are printed at the cell
+ * of its setting as this project reads it (oversubscribed fabric, tenant
+ * background traffic, no NVLink pairs: 100 G alt + background, x1).
+ */
+#define MAP_COLS 5
+#define MAP_ROWS 4
+#define MAP_BG 16
+static int exp_map(struct exp_ctx *x)
+{
+	static const char *const col_name[MAP_COLS] = { "100G split", "100G alt", "400G split", "400G alt",
+							"1:1 control" };
+	static const char *const row_name[MAP_ROWS] = { "no bg, ctx x1", "no bg, ctx x4", "bg, ctx x1", "bg, ctx x4" };
+	static const double col_nic[MAP_COLS] = { 100, 100, 400, 400, 400 };
+	static const enum nkv_sim_layout col_lay[MAP_COLS] = { NKV_LAYOUT_HOST_SPLIT, NKV_LAYOUT_HOST_ALT,
+							       NKV_LAYOUT_HOST_SPLIT, NKV_LAYOUT_HOST_ALT,
+							       NKV_LAYOUT_HOST_ALT };
+	double vs_cla[MAP_ROWS][MAP_COLS], vs_rr[MAP_ROWS][MAP_COLS], dtbt[MAP_ROWS][MAP_COLS];
+	double vs_cla0[MAP_ROWS][MAP_COLS], ctbt[MAP_ROWS][MAP_COLS];
+	char p[700], d[700], cmd[1600];
+	FILE *f;
+	int ret = 0;
+	uint32_t reqs = x->o->gen_set ? x->o->gen.requests : 1500;
+
+	say(&x->out, "map: netkv's mean TTFT change over cla* and rr (%%) per fabric x tier load x context; %s profile, "
+		     "%u requests at %g req/s; base fabric %g:%g; background %u flows each on pod and core\n",
+	    prof_name[x->o->gen_set ? x->o->gen.profile : NKV_PROFILE_CHATBOT], reqs, x->o->gen.rate,
+	    x->o->ft.oversub_leaf, x->o->ft.oversub_spine, MAP_BG);
+	fprintf(x->out.tsv, "row\tcol\tfabric\tload\tttft_rr_ms\tttft_cla_ms\tttft_netkv_ms\tnetkv_vs_cla_pct\t"
+			    "netkv_vs_rr_pct\ttbt_vs_rr_ms\trr_xfer_share_pct\tutil_host\tutil_leaf\tutil_pod\tutil_core"
+			    "\tnetkv_wtbt0_vs_cla_pct\tcla_tbt_vs_rr_ms\n");
+	for (int r = 0; r < MAP_ROWS && !ret; r++) {
+		struct nkv_tracegen_params g = gen_params(x->o, x->o->gen_set ? x->o->gen.profile : NKV_PROFILE_CHATBOT,
+							  x->o->gen.prefix_share, r % 2 ? 4 : 1);
+		struct nkv_trace *tr = NULL;
+
+		g.requests = reqs;
+		if ((ret = nkv_tracegen(&g, &tr)))
+			break;
+		for (int k = 0; k < MAP_COLS && !ret; k++) {
+			struct nkv_fat_tree_params ft = x->o->ft;
+			struct nkv_sim_config c = x->o->cfg;
+			struct nkv_tune_result tu;
+			struct nkv_sim_summary s[4];
+			struct nkv_topo *t;
+			char label[64];
+
+			ft.nic_gbps = col_nic[k];
+			if (k == MAP_COLS - 1)
+				ft.oversub_leaf = ft.oversub_spine = 1;
+			if ((ret = nkv_topo_fat_tree(&ft, &t)))
+				break;
+			c.topo = t;
+			c.layout = col_lay[k];
+			memset(c.bg_flows, 0, sizeof(c.bg_flows));
+			c.bg_flows[NKV_TIER_POD] = c.bg_flows[NKV_TIER_CORE] = r >= 2 ? MAP_BG : 0;
+			/* cla* tuned per cell on half as many requests of another draw (run time). */
+			if (!(ret = tune_gen(&g, reqs / 2 ? reqs / 2 : 1, &c, &tu)) && !(ret = run1(&c, tr, "rr", &s[0])) &&
+			    !(ret = run1(&c, tr, "cla*", &s[1])) && !(ret = run1(&c, tr, "netkv", &s[2])) &&
+			    !(c.sched.w_tbt = 0, ret = run1(&c, tr, "netkv", &s[3]))) {
+				vs_cla[r][k] = pct_change(s[2].ttft_mean, s[1].ttft_mean);
+				vs_rr[r][k] = pct_change(s[2].ttft_mean, s[0].ttft_mean);
+				dtbt[r][k] = (s[2].tbt_mean - s[0].tbt_mean) * 1e3;
+				vs_cla0[r][k] = pct_change(s[3].ttft_mean, s[1].ttft_mean);
+				ctbt[r][k] = (s[1].tbt_mean - s[0].tbt_mean) * 1e3;
+				fprintf(x->out.tsv, "%d\t%d\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f"
+						    "\t%.2f\t%.3f\n", r,
+					k, col_name[k], row_name[r], s[0].ttft_mean * 1e3, s[1].ttft_mean * 1e3,
+					s[2].ttft_mean * 1e3, vs_cla[r][k], vs_rr[r][k], dtbt[r][k], xfer_share(&s[0]) * 100,
+					s[0].util_window[0], s[0].util_window[1], s[0].util_window[2], s[0].util_window[3], vs_cla0[r][k],
+					ctbt[r][k]);
+				fflush(x->out.tsv);
+				snprintf(label, sizeof(label), "%s|%s", col_name[k], row_name[r]);
+				headroom_line(&x->out, label, &s[0]);
+			}
+			nkv_topo_free(t);
+		}
+		nkv_trace_free(tr);
+	}
+	if (ret)
+		return ret;
+	static const char *const qname[5] = { "netkv vs cla*, mean TTFT %", "netkv vs rr, mean TTFT %",
+					      "netkv TBT - rr TBT, ms",
+					      "netkv with w_tbt 0 (TTFT only, no pack term) vs cla*, mean TTFT %",
+					      "cla* TBT - rr TBT, ms" };
+	for (int q = 0; q < 5; q++) {
+		double(*m)[MAP_COLS] = q == 0 ? vs_cla : q == 1 ? vs_rr : q == 2 ? dtbt : q == 3 ? vs_cla0 : ctbt;
+
+		say(&x->out, "\n%s\n  %-16s", qname[q], "");
+		for (int k = 0; k < MAP_COLS; k++)
+			say(&x->out, " %13s", col_name[k]);
+		say(&x->out, "\n");
+		for (int r = 0; r < MAP_ROWS; r++) {
+			say(&x->out, "  %-16s", row_name[r]);
+			for (int k = 0; k < MAP_COLS; k++)
+				say(&x->out, q == 2 || q == 4 ? " %+13.3f" : " %+12.1f%%", m[r][k]);
+			say(&x->out, "\n");
+		}
+	}
+	say(&x->out, "\npaper (its setting read as 100G alt + background, ctx x1): vs rr -21.2%%, vs cla* -17.6%%; here "
+		     "%+.1f%% / %+.1f%%. 1:1 control without background (should be ~0 vs cla*): %+.1f%% / %+.1f%% "
+		     "(ctx x4)\n", vs_rr[2][1], vs_cla[2][1], vs_cla[0][4], vs_cla[1][4]);
+	/* The heat map: one panel per question. */
+	snprintf(d, sizeof(d), "%s/%s.dat", x->out.dir, x->out.name);
+	if (!(f = fopen(d, "w")))
+		return 0;
+	for (int q = 0; q < 2; q++) {
+		for (int r = 0; r < MAP_ROWS; r++)
+			for (int k = 0; k < MAP_COLS; k++)
+				fprintf(f, "%d %d %.2f\n", k, r, q == 0 ? vs_cla[r][k] : vs_rr[r][k]);
+		fprintf(f, "\n\n");
+	}
+	fclose(f);
+	if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+		say(&x->out, "(gnuplot not installed: no plot; tools/setup installs gnuplot-nox)\n");
+		return 0;
+	}
+	snprintf(p, sizeof(p), "%s/%s.gp", x->out.dir, x->out.name);
+	if (!(f = fopen(p, "w")))
+		return 0;
+	fprintf(f, "set terminal pngcairo size 1400,560 noenhanced\nset output '%s/%s.png'\n"
+		   "set multiplot layout 1,2\nset palette defined (-30 'blue', 0 'white', 30 'red')\n"
+		   "set cbrange [-30:30]\nset cblabel 'mean TTFT change, %%'\n"
+		   "set xrange [-0.5:%d.5]\nset yrange [-0.5:%d.5]\nset xlabel 'fabric (NIC, layout)'\n"
+		   "set ylabel 'tier load (background on pod+core) x context length'\n",
+		x->out.dir, x->out.name, MAP_COLS - 1, MAP_ROWS - 1);
+	fprintf(f, "set xtics (");
+	for (int k = 0; k < MAP_COLS; k++)
+		fprintf(f, "%s'%s' %d", k ? ", " : "", col_name[k], k);
+	fprintf(f, ")\nset ytics (");
+	for (int r = 0; r < MAP_ROWS; r++)
+		fprintf(f, "%s'%s' %d", r ? ", " : "", row_name[r], r);
+	fprintf(f, ")\n");
+	/* The paper's cell (100G alt, background, x1) framed and labelled. */
+	fprintf(f, "set object 1 rect from 0.5,1.5 to 1.5,2.5 front fillstyle empty border lc rgb 'black' lw 3\n"
+		   "set label 1 'paper' at 1,2.3 center front\n");
+	for (int q = 0; q < 2; q++)
+		fprintf(f, "set title '%s (paper: %s at 100G alt + bg, x1)'\n"
+			   "plot '%s' index %d using 1:2:3 with image notitle, '' index %d using 1:2:(sprintf('%%+.1f',$3)) "
+			   "with labels notitle\n",
+			q == 0 ? "netkv vs cla*" : "netkv vs rr", q == 0 ? "-17.6%" : "-21.2%", d, q, q);
+	fprintf(f, "unset multiplot\n");
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "gnuplot '%s' 2>&1", p);
+	if (system(cmd) != 0)
+		say(&x->out, "(gnuplot failed on %s)\n", p);
+	else
+		say(&x->out, "plot: %s/%s.png\n", x->out.dir, x->out.name);
 	return 0;
 }
 
@@ -655,6 +937,8 @@ static const struct {
 	{ "ablation", exp_ablation, "cla*, netkv-topo, netkv-static, netkv per profile" },
 	{ "scale", exp_scale, "64 -> 1024 GPUs" },
 	{ "context", exp_context, "context length growth: cache-aware only vs netkv" },
+	{ "map", exp_map, "where it pays: netkv vs cla* and rr over NIC x layout x tier load x context (heat map)" },
+	{ "tbt", exp_tbt, "netkv's TBT weight w_tbt: TBT vs rr, TTFT vs rr and cla*" },
 };
 #define NEXP (sizeof(experiments) / sizeof(experiments[0]))
 

@@ -19,6 +19,7 @@ enum {
 	O_TOPO = 1000, O_GPUS, O_OVL, O_OVS, O_NIC, O_TRACE, O_PROFILE, O_REQS, O_RATE, O_MODEL, O_GPU, O_POLICY,
 	O_SLO_TTFT, O_SLO_TBT, O_SEED, O_SCALE, O_REFRESH, O_LAYOUT, O_BG, O_LIMIT, O_WC, O_WL, O_NOPROBE,
 	O_PREFIX, O_CTX, O_CSV, O_JSON, O_PPOL, O_BGP, O_FABRIC, O_SPINES, O_CORES, O_LINKS, O_LAYERWISE, O_TENANT, O_TENANT_ON,
+	O_WTBT, /* netkv's pack weight */
 };
 
 const struct option nkv_sim_common_opts[] = {
@@ -43,6 +44,7 @@ const struct option nkv_sim_common_opts[] = {
 	{ "cores", required_argument, 0, O_CORES },      { "link-gbps", required_argument, 0, O_LINKS },
 	{ "layerwise", no_argument, 0, O_LAYERWISE },    { "tenant", required_argument, 0, O_TENANT },
 	{ "tenant-on", required_argument, 0, O_TENANT_ON },
+	{ "w-tbt", required_argument, 0, O_WTBT },
 };
 
 _Static_assert(sizeof(nkv_sim_common_opts) / sizeof(nkv_sim_common_opts[0]) == NKV_SIM_COMMON_NOPTS,
@@ -88,6 +90,7 @@ void nkv__sim_opts_help(FILE *f)
 		"scheduler:\n"
 		"  --policy NAME          rr random load cache cla cla* netkv-topo netkv-static netkv (default netkv)\n"
 		"  --w-cache X --w-load X cla*/netkv-topo weights (default: from `netkv sim tune`, 1 and 1)\n"
+		"  --w-tbt X              netkv/netkv-static: s of TTFT per s of mean TBT (pack), default 16\n"
 		"  --refresh S            telemetry refresh interval (staleness), default 1 s\n"
 		"  --no-probes            no active probes (passive samples only)\n"
 		"  --prefill-policy P     cache (default) or rr; shared by every decode policy\n"
@@ -180,6 +183,7 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 	case O_WC:
 	case O_WL:
 	case O_BGP:
+	case O_WTBT:
 		if (nkv_parse_double(arg, &d))
 			return bad(cmd, c, arg, NULL);
 		if ((c == O_RATE || c == O_SCALE || c == O_REFRESH || c == O_CTX || c == O_SLO_TTFT ||
@@ -198,6 +202,7 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 		case O_WC: o->cfg.sched.w_cache = d; break;
 		case O_WL: o->cfg.sched.w_load = d; break;
 		case O_BGP: o->cfg.bg_period_s = d; break;
+		case O_WTBT: o->cfg.sched.w_tbt = d; break;
 		}
 		return 1;
 	case O_MODEL: o->model = arg; return 1;

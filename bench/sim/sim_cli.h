@@ -29,7 +29,7 @@ struct sim_opts {
 
 /* Common long options; parse one; 1 = consumed, 0 = not ours, <0 usage error (message printed). */
 extern const struct option nkv_sim_common_opts[];
-#define NKV_SIM_COMMON_NOPTS 37
+#define NKV_SIM_COMMON_NOPTS 38
 void nkv__sim_opts_init(struct sim_opts *o);
 int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *arg);
 /* Build topology and load (or generate) the trace. 0, else the exit status

@@ -491,6 +491,114 @@ static void test_wait(void **st)
 	nkv_topo_free(t);
 }
 
+/*
+ * The TBT-aware objective (issue #18): the old netkv score (wait + xfer,
+ * w_tbt = 0) packs a request onto the prefill's own host, whose running
+ * batch it slows; the default (w_tbt = 16) sends it one hop away.
+ * llama3-8b on H100: decode a = 8.8486 ms, b = 5.58942e-8 s/token,
+ * c = 4.05966e-5 s/sequence. Prefill on instance 0 (host 0); d0 = instance
+ * 4 (same host, NVLink), d1 = instance 8 (host 1, same leaf, 1:1 fabric).
+ * Request: 2048 tokens in (4 blocks, 256 MiB of KV), 100 out.
+ * d0 runs 8 sequences holding 32000 tokens; d1 is idle.
+ *   xfer(d0) = 0.5985 ms, xfer(d1) = 5.3697 ms (oracle, tier figures)
+ *   wait(d0) - wait(d1) = b * 32000 + c * 8 = 1.7886 + 0.3248 = 2.1134 ms
+ *   old: score(d0) - score(d1) = 2.1134 - 4.7712 = -2.6578 ms -> d0 (packs)
+ *   pack: own(d0) - own(d1) = 2.1134 ms (same iteration growth as wait);
+ *         slow(d0) = 8 * (b * 2048 + c) = 8 * 0.155068 = 1.24054 ms,
+ *         ov = 100 / 256 = 0.390625 -> 0.48459 ms; slow(d1) = 0
+ *         pack(d0) - pack(d1) = 2.59798 ms
+ *   new: -2.6578 + 16 * 2.59798 = +38.91 ms -> d1
+ *   (the two agree again below w_tbt = 2.6578 / 2.59798 = 1.023)
+ * pack(d1) = own(d1) = a + b * 2048 + c = 9.00368 ms.
+ */
+static void test_tbt_aware(void **st)
+{
+	struct nkv_topo *t = tree(1, 1);
+	uint32_t dec[2] = { 4, 8 };
+	uint64_t ids[4];
+	struct nkv_request r;
+	struct nkv_sched_params p;
+	struct nkv_sched *s;
+	struct nkv_decision d;
+
+	(void)st;
+	nkv_sched_defaults(&p);
+	assert_true(p.w_tbt == NKV_W_TBT_DEFAULT && NKV_W_TBT_DEFAULT == 16.0);
+	req(&r, ids, 4, 500);
+	for (int k = 0; k < 4; k++) {
+		static const double w[4] = { 0, 1.0, 1.05, 16 };
+		static const int want[4] = { 0, 0, 1, 1 };
+
+		p.w_tbt = w[k];
+		s = mk(t, "netkv", dec, 2, &p);
+		nkv_sched_decode(s, 0)->running = 8;
+		nkv_sched_decode(s, 0)->running_tokens = 32000;
+		assert_int_equal(nkv_sched_decide(s, &r, 0, &d), 0);
+		if ((int)d.decode != want[k])
+			fail_msg("w_tbt %g: decode %u, want %d", w[k], d.decode, want[k]);
+		if (want[k] == 1) {
+			near(d.est_pack_s, 8.84861407e-3 + 5.58942431e-8 * 2048 + 4.05965622e-5, 1e-8);
+			near(d.score - d.est_ttft_s, w[k] * d.est_pack_s, 1e-12);
+		}
+		nkv_sched_set_policy(s, "netkv-static"); /* the same term */
+		assert_int_equal(nkv_sched_decide(s, &r, 0, &d), 0);
+		assert_int_equal((int)d.decode, want[k]);
+		nkv_sched_free(s);
+	}
+	/* pack's parts on d0, by the formula. */
+	p.w_tbt = 16;
+	s = mk(t, "netkv", dec, 2, &p);
+	nkv_sched_decode(s, 0)->running = 8;
+	nkv_sched_decode(s, 0)->running_tokens = 32000;
+	nkv_sched_set_policy(s, "load"); /* d1 (less loaded) */
+	nkv_sched_decode(s, 1)->running = 9;
+	assert_int_equal(nkv_sched_decide(s, &r, 0, &d), 0);
+	assert_int_equal(d.decode, 0);
+	near(d.est_pack_s, 8.84861407e-3 + 5.58942431e-8 * 34048 + 4.05965622e-5 * 9 +
+				   (100.0 / 256) * 8 * (5.58942431e-8 * 2048 + 4.05965622e-5), 1e-8);
+	nkv_sched_free(s);
+	/* The folded score row (policy.c) equals w_wait * wait + w_xfer * xfer
+	 * + w_tbt * pack by the formulas, with room and without (pool full,
+	 * batch full), for seeded random states. */
+	{
+		uint64_t rng = 12345;
+
+		p.w_tbt = 16;
+		p.w_wait = 1.5;
+		p.w_xfer = 0.75;
+		s = mk(t, "netkv", dec, 1, &p);
+		for (int i = 0; i < 200; i++) {
+			struct nkv_decode_state *ds = nkv_sched_decode(s, 0);
+
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			ds->running = (uint32_t)(rng >> 33) % 300;
+			ds->queued = (uint32_t)(rng >> 20) % 8;
+			ds->running_tokens = (uint64_t)ds->running * ((rng >> 40) % 8000);
+			ds->queued_tokens = (uint64_t)ds->queued * ((rng >> 12) % 6000);
+			ds->kv_blocks_total = 40000;
+			ds->kv_blocks_used = i % 3 ? (rng >> 28) % 30000 : 39990;
+			r.output_len = 1 + (uint32_t)((rng >> 7) % 600);
+			assert_int_equal(nkv_sched_decide(s, &r, 0, &d), 0);
+			near(d.score, 1.5 * d.est_wait_s + 0.75 * d.est_xfer_s + 16 * d.est_pack_s, 1e-12);
+		}
+		nkv_sched_free(s);
+		r.output_len = 100;
+		p.w_wait = p.w_xfer = 1;
+	}
+	/* A bad weight is refused. */
+	p.w_tbt = -1;
+	{
+		struct nkv_perf perf;
+		uint32_t pre[1] = { 0 };
+
+		nkv_perf_preset("llama3-8b", "h100", &perf);
+		assert_int_equal(nkv_sched_create(t, &perf, &p, pre, 1, dec, 2, &s), -EINVAL);
+		p.w_tbt = NAN;
+		assert_int_equal(nkv_sched_create(t, &perf, &p, pre, 1, dec, 2, &s), -EINVAL);
+	}
+	nkv_topo_free(t);
+}
+
 static void test_bad_input(void **st)
 {
 	struct nkv_topo *t = tree(1, 1);
@@ -554,6 +662,7 @@ int main(void)
 		cmocka_unit_test(test_prefill_load_aware),
 		cmocka_unit_test(test_lifecycle),
 		cmocka_unit_test(test_wait),
+		cmocka_unit_test(test_tbt_aware),
 		cmocka_unit_test(test_bad_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

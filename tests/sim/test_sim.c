@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "netkv_sim.h"
+#include "sim_internal.h"
 #include "nkv_util.h"
 
 static void near(double got, double want, double rel)
@@ -187,6 +188,10 @@ static void nic_rate(void **st)
 	assert_int_equal(x->decode, 8);
 	assert_int_equal(x->tier, 1);
 	near(x->transfer_s, 2048.0 * 131072 / 50e9 + nkv_topo_path_latency(t, 0, 8), 1e-9);
+	/* Headroom: the one flow's 256 MiB in the first 1 s telemetry interval
+	 * on the NIC links (leaf tier) of a 50 GB/s path; nothing above. */
+	near(r->sum.util_window[NKV_TIER_LEAF], 2048.0 * 131072 / 50e9, 1e-9);
+	assert_true(r->sum.util_window[NKV_TIER_POD] == 0 && r->sum.util_window[NKV_TIER_CORE] == 0);
 	nkv_sim_result_free(r);
 	nkv_trace_free(tr);
 	nkv_topo_free(t);
@@ -319,7 +324,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(determinism), cmocka_unit_test(conservation), cmocka_unit_test(hand_computed),
 		cmocka_unit_test(nic_rate),    cmocka_unit_test(bad_config), cmocka_unit_test(bad_tracegen),
-		cmocka_unit_test(long_span), cmocka_unit_test(rr_pairing),
+		cmocka_unit_test(long_span),   cmocka_unit_test(rr_pairing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
