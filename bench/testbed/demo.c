@@ -301,7 +301,7 @@ int nkv_cmd_demo(int argc, char **argv)
 	/* cla* is tuned out of sample: on another draw of the generated trace
 	 * (on a given --trace, on that trace itself, and the table says so). */
 	char tune_path[sizeof(path)];
-	const char *tune_trace = trace, *tune_what = "in sample: on the given --trace";
+	const char *tune_trace = trace, *tune_what = "in sample, on the given --trace";
 	if (!trace) {
 		snprintf(path, sizeof(path), "%s/trace.jsonl", dir);
 		snprintf(tune_path, sizeof(tune_path), "%s/trace-tune.jsonl", dir);
@@ -311,7 +311,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		}
 		trace = path;
 		tune_trace = tune_path;
-		tune_what = "out of sample: on another draw of the trace";
+		tune_what = "out of sample, on another draw of the trace";
 	}
 
 	/* The mode, and why. */
@@ -369,7 +369,7 @@ int nkv_cmd_demo(int argc, char **argv)
 			return 1;
 		}
 		wc = tr.w_cache, wl = tr.w_load, tuned = true;
-		snprintf(wdesc, sizeof(wdesc), "w_cache %g, w_load %g (tuned %s: %u grid points in the simulator, "
+		snprintf(wdesc, sizeof(wdesc), "w_cache %g, w_load %g (tuned %s; %u grid points in the simulator, "
 			 "%.1f s, simulated mean TTFT %.1f ms)", wc, wl, tune_what, tr.evaluated, tr.wall_s,
 			 tr.ttft_mean_s * 1e3);
 	} else if (want_cla) {
