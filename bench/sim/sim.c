@@ -494,20 +494,22 @@ static int transfer_landed(struct sim *m, uint32_t qi)
 	return decode_admit(m, d);
 }
 
-static int transfer_start(struct sim *m, uint32_t qi)
+/* A request's KV as m->group parallel flows GPU i -> GPU i (a TP-k
+ * instance), each capped at the rate prefill makes its share over the
+ * batch's time when streaming (layer-wise), else uncapped. */
+static int add_flows(struct sim *m, uint32_t qi, bool capped)
 {
 	struct req *q = &m->rq[qi];
 	uint32_t g = m->group;
 	int ret;
 
-	q->t_xstart = m->now;
-	if (!q->dec.bytes)
-		return transfer_landed(m, qi);
 	q->subflows = g;
 	for (uint32_t i = 0; i < g; i++) {
 		uint64_t part = q->dec.bytes / g + (i < q->dec.bytes % g ? 1 : 0);
 		int f;
 
+		if (capped)
+			m->xf[(size_t)qi * g + i] = -1;
 		if (!part) {
 			q->subflows--;
 			continue;
@@ -516,7 +518,25 @@ static int transfer_start(struct sim *m, uint32_t qi)
 			return f;
 		if ((ret = set_owner(m, f, qi)))
 			return ret;
+		if (!capped)
+			continue;
+		m->xf[(size_t)qi * g + i] = f;
+		if (q->batch_s > 0 && (ret = nkv_flownet_set_cap(m->net, f, (double)part / q->batch_s, m->now)))
+			return ret;
 	}
+	return 0;
+}
+
+static int transfer_start(struct sim *m, uint32_t qi)
+{
+	struct req *q = &m->rq[qi];
+	int ret;
+
+	q->t_xstart = m->now;
+	if (!q->dec.bytes)
+		return transfer_landed(m, qi);
+	if ((ret = add_flows(m, qi, false)))
+		return ret;
 	return q->subflows ? 0 : transfer_landed(m, qi);
 }
 
@@ -528,32 +548,12 @@ static int transfer_start(struct sim *m, uint32_t qi)
 static int transfer_stream(struct sim *m, uint32_t qi)
 {
 	struct req *q = &m->rq[qi];
-	uint32_t g = m->group;
-	int ret;
 
 	if (!q->dec.bytes)
 		return 0;
 	q->t_xstart = m->now;
 	q->streaming = true;
-	q->subflows = g;
-	for (uint32_t i = 0; i < g; i++) {
-		uint64_t part = q->dec.bytes / g + (i < q->dec.bytes % g ? 1 : 0);
-		int f;
-
-		m->xf[(size_t)qi * g + i] = -1;
-		if (!part) {
-			q->subflows--;
-			continue;
-		}
-		if ((f = nkv_flownet_add(m->net, q->dec.prefill_inst + i, q->dec.decode_inst + i, part, m->now)) < 0)
-			return f;
-		if ((ret = set_owner(m, f, qi)))
-			return ret;
-		m->xf[(size_t)qi * g + i] = f;
-		if (q->batch_s > 0 && (ret = nkv_flownet_set_cap(m->net, f, (double)part / q->batch_s, m->now)))
-			return ret;
-	}
-	return 0;
+	return add_flows(m, qi, true);
 }
 
 /* Prefill end of a request: start its transfer, or (streaming) lift its caps. */
