@@ -374,6 +374,25 @@ static int describe_push(struct nkv_engine *e, const struct nkv_plan *p, json_t 
 	return 0;
 }
 
+/* What a paged request is (model, blocks, layouts, pattern, bytes): the
+ * "paged" object of a run's and of --describe's JSON. */
+static json_t *paged_json(const struct bopts *o, uint32_t n, uint64_t bytes, uint64_t chunks)
+{
+	json_t *j = json_object();
+
+	json_object_set_new(j, "model", json_string(o->src.model.name));
+	json_object_set_new(j, "dtype", json_string(nkv_dtype_name(o->src.model.dtype)));
+	json_object_set_new(j, "tokens", json_integer((json_int_t)o->tokens));
+	json_object_set_new(j, "block_tokens", json_integer(o->src.block_tokens));
+	json_object_set_new(j, "blocks", json_integer(n));
+	json_object_set_new(j, "src_layout", json_string(nkv_layout_kind_name(o->src.kind)));
+	json_object_set_new(j, "dst_layout", json_string(nkv_layout_kind_name(o->dst.kind)));
+	json_object_set_new(j, "pattern", json_string(nkv__bench_pattern_name(o->pattern)));
+	json_object_set_new(j, "bytes_per_request", json_integer((json_int_t)bytes));
+	json_object_set_new(j, "chunks_per_request", json_integer((json_int_t)chunks));
+	return j;
+}
+
 static int client_run(const struct bopts *o, const char *addr, json_t *out, FILE *tf)
 {
 	struct nkv_engine *e = NULL;
@@ -463,18 +482,8 @@ static int client_run(const struct bopts *o, const char *addr, json_t *out, FILE
 				nkv_fmt_seconds(r.lat_max, b4, sizeof(b4)));
 			fprintf(tf, "---------------------------------------------------------------------------------------\n");
 		}
-		json_t *j = json_object();
-		json_object_set_new(j, "model", json_string(o->src.model.name));
-		json_object_set_new(j, "dtype", json_string(nkv_dtype_name(o->src.model.dtype)));
-		json_object_set_new(j, "tokens", json_integer((json_int_t)o->tokens));
-		json_object_set_new(j, "block_tokens", json_integer(o->src.block_tokens));
-		json_object_set_new(j, "blocks", json_integer(n));
-		json_object_set_new(j, "src_layout", json_string(nkv_layout_kind_name(o->src.kind)));
-		json_object_set_new(j, "dst_layout", json_string(nkv_layout_kind_name(o->dst.kind)));
-		json_object_set_new(j, "pattern", json_string(nkv__bench_pattern_name(o->pattern)));
+		json_t *j = paged_json(o, n, r.bytes, chunks);
 		json_object_set_new(j, "src_mem", json_string(o->mem == NKV_MEM_CUDA ? "cuda" : "host"));
-		json_object_set_new(j, "bytes_per_request", json_integer((json_int_t)r.bytes));
-		json_object_set_new(j, "chunks_per_request", json_integer((json_int_t)chunks));
 		json_object_set_new(j, "ranges_per_request", json_integer((json_int_t)r.ranges));
 		json_object_set_new(j, "requests", json_integer((json_int_t)r.iters));
 		json_object_set_new(j, "depth", json_integer(o->depth));
@@ -834,18 +843,8 @@ static int describe_run(const struct bopts *o, json_t *out, FILE *tf)
 		free(sb);
 		free(db);
 		if (!rc) {
-			json_t *j = json_object();
-			json_object_set_new(j, "model", json_string(o->src.model.name));
-			json_object_set_new(j, "tokens", json_integer((json_int_t)o->tokens));
-			json_object_set_new(j, "block_tokens", json_integer(o->src.block_tokens));
-			json_object_set_new(j, "blocks", json_integer(n));
-			json_object_set_new(j, "src_layout", json_string(nkv_layout_kind_name(o->src.kind)));
-			json_object_set_new(j, "dst_layout", json_string(nkv_layout_kind_name(o->dst.kind)));
-			json_object_set_new(j, "pattern", json_string(nkv__bench_pattern_name(o->pattern)));
-			json_object_set_new(j, "bytes_per_request", json_integer((json_int_t)nkv_plan_bytes(p)));
-			json_object_set_new(j, "chunks_per_request",
-					    json_integer((json_int_t)((uint64_t)n * o->src.model.layers * nkv_layout_tensors(&o->src))));
-			json_object_set_new(out, "paged", j);
+			json_object_set_new(out, "paged", paged_json(o, n, nkv_plan_bytes(p),
+								     (uint64_t)n * o->src.model.layers * nkv_layout_tensors(&o->src)));
 			if (tf)
 				fprintf(tf, " %s: model %s %s, %llu tokens in %u blocks of %u, layout %s -> %s, pattern %s, %s\n",
 					nkv_engine_describe(e), o->src.model.name, nkv_dtype_name(o->src.model.dtype),
