@@ -1,8 +1,13 @@
 /*
  * `netkv scheduler`: the central scheduler daemon of the testbed.
  *
- * One poll() loop over: the control listener, every peer (agents, replay
- * clients, status queries) and an optional Prometheus text endpoint.
+ * One epoll loop over: the control listener, every peer (agents, replay
+ * clients, status queries; peers.c: up to --max-peers, a REGISTER deadline
+ * and a small input buffer before it) and an optional Prometheus endpoint
+ * (metrics_http.c, non-blocking, so a silent scraper never holds the loop).
+ * Requests in flight live in an id table (rqtab.c) and a pending or running
+ * list; a request is freed when it ends, so memory and per-pass work follow
+ * what is in flight, not history.
  * Decisions are nkv_sched_decide() from the policy library, so the live
  * testbed and the simulator choose with the same code; agent telemetry
  * (heartbeats, transfer reports) feeds the library's state and oracle.
@@ -11,9 +16,10 @@
  * PREFILL_TASK to p at once (prefill computes while d reserves blocks) ->
  * d answers BLOCKS, forwarded to p -> p pushes the blocks d lacks and
  * reports XFER_DONE, forwarded to d -> d decodes and reports TOKENS -> one
- * RECORD to the client. Any peer that sends a bad frame is disconnected
- * with the decoder's reason logged; a lost agent fails its requests with a
- * reason, so every request ends with a record.
+ * RECORD to the client. A peer that is refused (bad frame, bad token,
+ * unknown or taken instance, no REGISTER in time, too many peers) is told
+ * why in an ERROR frame before the close, and the reason is logged; a lost
+ * agent fails its requests with a reason, so every request ends with a record.
  */
 #include <errno.h>
 #include <stddef.h>

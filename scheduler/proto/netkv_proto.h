@@ -12,7 +12,7 @@
  * (short or trailing bytes are errors); string lengths and characters;
  * counts against their limits; enum values; times finite and >= 0. A
  * decode error names the message type and the field. A peer that sends
- * anything that fails here is disconnected by the daemon with that reason.
+ * anything that fails here is sent an ERROR with that reason, then disconnected.
  *
  * Messages (-> direction, fields):
  *   REGISTER      any -> sched   role, token, name, addr (data address), kv_blocks,
