@@ -179,6 +179,25 @@ int nkv_pconn_send(struct nkv_pconn *c, const struct nkv_msg *m)
 	return nkv_pconn_flush(c);
 }
 
+/* A send failed: if the peer said why before it closed (an ERROR frame), return that. */
+static int said_why(struct nkv_pconn *c, int rc)
+{
+	char why[NKV_ERRSTR_MAX];
+	snprintf(why, sizeof(why), "%s", nkv_last_error());
+	nkv_pconn_read(c);
+	struct nkv_msg e;
+	if (nkv_pconn_next(c, &e) == 1) {
+		if (e.type == NKV_MSG_ERROR) {
+			int code = e.code && e.code < 4096 ? (int)e.code : ECONNRESET;
+			rc = nkv_err(code, "refused: %s", e.text ? e.text : "");
+			nkv_msg_clear(&e);
+			return rc;
+		}
+		nkv_msg_clear(&e);
+	}
+	return nkv_err(-rc, "%s", why);
+}
+
 int nkv_pconn_send_wait(struct nkv_pconn *c, const struct nkv_msg *m)
 {
 	int rc = nkv_pconn_send(c, m);
@@ -187,7 +206,7 @@ int nkv_pconn_send_wait(struct nkv_pconn *c, const struct nkv_msg *m)
 		poll(&p, 1, 1000);
 		rc = nkv_pconn_flush(c);
 	}
-	return rc;
+	return rc && rc != -ENOMEM && rc != -EINVAL ? said_why(c, rc) : rc;
 }
 
 int nkv_pconn_recv_wait(struct nkv_pconn *c, struct nkv_msg *m, double timeout_s)

@@ -188,7 +188,8 @@ int nkv_pconn_send(struct nkv_pconn *c, const struct nkv_msg *m);
 int nkv_pconn_flush(struct nkv_pconn *c);
 static inline bool nkv_pconn_pending(const struct nkv_pconn *c) { return c->out.len > 0; }
 /* Blocking helpers for simple clients: send everything / wait for one message (timeout_s < 0 = forever).
- * recv_wait returns a frame that arrived just before the peer closed (its ERROR) before the close. */
+ * recv_wait returns a frame that arrived just before the peer closed (its ERROR) before the close;
+ * send_wait, failing because the peer closed, returns its ERROR's reason ("refused: ...") if one came. */
 int nkv_pconn_send_wait(struct nkv_pconn *c, const struct nkv_msg *m);
 int nkv_pconn_recv_wait(struct nkv_pconn *c, struct nkv_msg *m, double timeout_s);
 
