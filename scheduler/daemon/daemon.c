@@ -54,7 +54,7 @@
 #define NKV_VERSION "unknown"
 #endif
 
-enum rq_state { RQ_PENDING, RQ_RUNNING, RQ_DONE };
+enum rq_state { RQ_PENDING, RQ_RUNNING };
 
 /* A request in flight: in the id table and on the list of its state (pending
  * in arrival order, or running); freed when it ends (finish_rq). */
@@ -192,8 +192,6 @@ static void retire_rq(struct daemon *d, struct rq *q)
 
 static void finish_rq(struct daemon *d, struct rq *q, int status, const char *reason)
 {
-	if (q->state == RQ_DONE)
-		return;
 	if (q->state == RQ_RUNNING) {
 		if (!q->xfer_done) {
 			nkv_oracle_flow_remove(nkv_sched_oracle(d->s), q->dec.prefill_inst, q->dec.decode_inst,
@@ -1171,6 +1169,8 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		}
 		while (d->ndoomed) {
 			int pi = d->doomed[--d->ndoomed];
+			if (!d->pt.p[pi].doomed)
+				continue; /* gone this pass already (its slot may be a new peer's) */
 			char why[96];
 			snprintf(why, sizeof(why), "not reading: over %u MiB of messages queued to it", NKV__OUT_MAX >> 20);
 			drop_peer(d, pi, 0, why);
