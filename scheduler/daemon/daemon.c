@@ -1005,10 +1005,10 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	uint32_t max_peers = NKV__PEERS_DEFAULT;
 	static const struct option opts[] = {
 		{ "listen", 1, 0, 'l' }, { "topo", 1, 0, 'T' }, { "policy", 1, 0, 'p' }, { "token", 1, 0, 't' },
+		{ "max-peers", 1, 0, 'X' }, { "auth-timeout", 1, 0, 'A' },
 		{ "prefill", 1, 0, 'P' }, { "decode", 1, 0, 'D' }, { "perf", 1, 0, 'm' }, { "time-scale", 1, 0, 's' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'L' }, { "metrics", 1, 0, 'M' }, { "refresh", 1, 0, 'r' },
-		{ "no-probes", 0, 0, 'N' }, { "gpu-model", 1, 0, 'g' }, { "max-peers", 1, 0, 'X' },
-		{ "auth-timeout", 1, 0, 'A' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+		{ "no-probes", 0, 0, 'N' }, { "gpu-model", 1, 0, 'g' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	int c;
 	bool probes = true;
 	optind = 1;
