@@ -1,8 +1,13 @@
 /*
  * `netkv scheduler`: the central scheduler daemon of the testbed.
  *
- * One poll() loop over: the control listener, every peer (agents, replay
- * clients, status queries) and an optional Prometheus text endpoint.
+ * One epoll loop over: the control listener, every peer (agents, replay
+ * clients, status queries; peers.c: up to --max-peers, a REGISTER deadline
+ * and a small input buffer before it) and an optional Prometheus endpoint
+ * (metrics_http.c, non-blocking, so a silent scraper never holds the loop).
+ * Requests in flight live in an id table (rqtab.c) and a pending or running
+ * list; a request is freed when it ends, so memory and per-pass work follow
+ * what is in flight, not history.
  * Decisions are nkv_sched_decide() from the policy library, so the live
  * testbed and the simulator choose with the same code; agent telemetry
  * (heartbeats, transfer reports) feeds the library's state and oracle.
@@ -11,11 +16,13 @@
  * PREFILL_TASK to p at once (prefill computes while d reserves blocks) ->
  * d answers BLOCKS, forwarded to p -> p pushes the blocks d lacks and
  * reports XFER_DONE, forwarded to d -> d decodes and reports TOKENS -> one
- * RECORD to the client. Any peer that sends a bad frame is disconnected
- * with the decoder's reason logged; a lost agent fails its requests with a
- * reason, so every request ends with a record.
+ * RECORD to the client. A peer that is refused (bad frame, bad token,
+ * unknown or taken instance, no REGISTER in time, too many peers) is told
+ * why in an ERROR frame before the close, and the reason is logged; a lost
+ * agent fails its requests with a reason, so every request ends with a record.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <math.h>
 #include <poll.h>
@@ -24,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -37,27 +46,21 @@
 #include "nkv_cli.h"
 #include "nkv_util.h"
 #include "prom.h"
+#include "metrics_http.h"
+#include "peers.h"
+#include "rqtab.h"
 
 #ifndef NKV_VERSION
 #define NKV_VERSION "unknown"
 #endif
 
-#define MAX_PEERS 256
+enum rq_state { RQ_PENDING, RQ_RUNNING };
 
-struct peer {
-	struct nkv_pconn c;
-	bool used, registered;
-	uint8_t role;
-	uint32_t id;         /* agent id handed out at REGISTER */
-	int idx;             /* index in the scheduler's prefill or decode list */
-	char name[NKV_PROTO_MAX_NAME + 1];
-	char addr[NKV_PROTO_MAX_ADDR + 1];
-	char path[256];      /* agents: backend and pool memory as they registered them */
-};
-
-enum rq_state { RQ_PENDING, RQ_RUNNING, RQ_DONE };
-
+/* A request in flight: in the id table and on the list of its state (pending
+ * in arrival order, or running); freed when it ends (finish_rq). */
 struct rq {
+	struct nkv__rqnode node; /* node.id: the id in task messages */
+	struct rq *prev, *next;
 	int client;          /* peer index, -1 when the client left */
 	uint64_t client_req;
 	struct nkv_request r;
@@ -75,14 +78,17 @@ struct daemon {
 	struct nkv_topo *topo;
 	struct nkv_sched *s;
 	const char *token;
-	struct peer peers[MAX_PEERS];
-	int lfd, mfd;
+	struct nkv__peers pt;
+	int lfd, mfd, epfd;
+	struct nkv__mhttp mh;
+	int *doomed, ndoomed;                  /* peers to drop after this pass (output over the cap) */
 	uint32_t next_agent_id;
 	uint32_t nprefill, ndecode;
 	uint32_t *prefill_inst, *decode_inst;
 	int *prefill_peer, *decode_peer; /* list index -> peer index or -1 */
-	struct rq *rqs;
-	size_t nrq, caprq;
+	struct nkv__rqtab rqtab;               /* in flight, by id */
+	struct rqlist { struct rq *head, *tail; size_t n; } pending, running;
+	uint64_t next_rq;
 	uint64_t kv_bpt;
 	/* counters */
 	uint64_t decisions, finished, failed, rerouted, bad_peers, xfer_bytes;
@@ -111,7 +117,7 @@ static void logf_(const char *fmt, ...)
 	va_end(ap);
 }
 
-static const char *peer_label(const struct peer *p, char *buf, size_t n)
+static const char *peer_label(const struct nkv__peer *p, char *buf, size_t n)
 {
 	if (p->registered)
 		snprintf(buf, n, "%s %s (agent %u)", nkv_role_name(p->role), p->name[0] ? p->name : "-", p->id);
@@ -122,33 +128,70 @@ static const char *peer_label(const struct peer *p, char *buf, size_t n)
 
 static void send_msg(struct daemon *d, int pi, const struct nkv_msg *m)
 {
-	struct peer *p = &d->peers[pi];
-	if (!p->used)
+	struct nkv__peer *p = &d->pt.p[pi];
+	if (!p->used || p->c.fd < 0)
 		return;
-	if (nkv_pconn_send(&p->c, m)) {
+	if (p->c.out.len > NKV__OUT_MAX) {
+		/* Not reading: stop queueing, drop it after this pass. */
+		if (!p->doomed) {
+			p->doomed = true;
+			d->doomed[d->ndoomed++] = pi;
+		}
+		return;
+	}
+	int rc = nkv_pconn_send(&p->c, m);
+	nkv__peers_arm(&d->pt, pi);
+	if (rc) {
 		char lb[96];
 		logf_("send %s to %s: %s", nkv_msg_type_name(m->type), peer_label(p, lb, sizeof(lb)),
 		      nkv_last_error());
 	}
 }
 
-static void send_error(struct daemon *d, int pi, int code, const char *text)
+/* ---- requests ----------------------------------------------------------- */
+
+static void rql_push(struct rqlist *l, struct rq *q)
 {
-	struct nkv_msg m;
-	nkv_msg_init(&m, NKV_MSG_ERROR);
-	m.code = (uint32_t)code;
-	nkv_msg_set_text(&m, text);
-	send_msg(d, pi, &m);
-	nkv_pconn_flush(&d->peers[pi].c);
-	nkv_msg_clear(&m);
+	q->next = NULL;
+	q->prev = l->tail;
+	if (l->tail)
+		l->tail->next = q;
+	else
+		l->head = q;
+	l->tail = q;
+	l->n++;
 }
 
-/* ---- requests ----------------------------------------------------------- */
+static void rql_unlink(struct rqlist *l, struct rq *q)
+{
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		l->head = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	else
+		l->tail = q->prev;
+	q->prev = q->next = NULL;
+	l->n--;
+}
+
+static struct rqlist *rq_list(struct daemon *d, struct rq *q)
+{
+	return q->state == RQ_PENDING ? &d->pending : &d->running;
+}
+
+/* A request that ended leaves the table and the lists and is freed. */
+static void retire_rq(struct daemon *d, struct rq *q)
+{
+	nkv__rqtab_del(&d->rqtab, &q->node);
+	rql_unlink(rq_list(d, q), q);
+	free(q->ids);
+	free(q);
+}
 
 static void finish_rq(struct daemon *d, struct rq *q, int status, const char *reason)
 {
-	if (q->state == RQ_DONE)
-		return;
 	if (q->state == RQ_RUNNING) {
 		if (!q->xfer_done) {
 			nkv_oracle_flow_remove(nkv_sched_oracle(d->s), q->dec.prefill_inst, q->dec.decode_inst,
@@ -164,17 +207,16 @@ static void finish_rq(struct daemon *d, struct rq *q, int status, const char *re
 			/* Agents drop what they hold for it (pins, staged blocks). */
 			struct nkv_msg c;
 			nkv_msg_init(&c, NKV_MSG_CANCEL);
-			c.req = (uint64_t)(q - d->rqs);
+			c.req = q->node.id;
 			c.status = status;
 			nkv_msg_set_text(&c, reason ? reason : "");
-			if (q->pp >= 0 && d->peers[q->pp].used)
+			if (q->pp >= 0 && d->pt.p[q->pp].used)
 				send_msg(d, q->pp, &c);
-			if (q->dp >= 0 && d->peers[q->dp].used)
+			if (q->dp >= 0 && d->pt.p[q->dp].used)
 				send_msg(d, q->dp, &c);
 			nkv_msg_clear(&c);
 		}
 	}
-	q->state = RQ_DONE;
 	if (status)
 		d->failed++;
 	else {
@@ -184,14 +226,16 @@ static void finish_rq(struct daemon *d, struct rq *q, int status, const char *re
 		if (q->t[NKV_REC_FIRST] > 0 && isfinite(ttft) && ttft >= 0)
 			nkv_prom_hist_observe(&d->ttft_h, ttft);
 	}
-	if (q->client < 0)
+	if (q->client < 0) {
+		retire_rq(d, q);
 		return;
+	}
 	struct nkv_msg m;
 	nkv_msg_init(&m, NKV_MSG_RECORD);
 	m.req = q->client_req;
 	m.status = status;
-	m.peer = q->dp >= 0 ? d->peers[q->dp].id : 0;
-	m.agent_id = q->pp >= 0 ? d->peers[q->pp].id : 0;
+	m.peer = q->dp >= 0 ? d->pt.p[q->dp].id : 0;
+	m.agent_id = q->pp >= 0 ? d->pt.p[q->pp].id : 0;
 	m.tier = q->dec.tier >= 0 && q->dec.tier < NKV_TIERS ? (uint32_t)q->dec.tier : 0;
 	m.ntokens = q->ntokens;
 	m.blocks_ok = q->blocks_ok;
@@ -201,22 +245,23 @@ static void finish_rq(struct daemon *d, struct rq *q, int status, const char *re
 	nkv_msg_set_text(&m, reason ? reason : "");
 	send_msg(d, q->client, &m);
 	nkv_msg_clear(&m);
-	free(q->ids);
-	q->ids = NULL;
-	q->r.hash_ids = NULL;
+	retire_rq(d, q);
 }
 
 static struct rq *find_rq(struct daemon *d, uint64_t gid, int from, const char *what)
 {
-	if (gid >= d->nrq) {
-		char lb[96];
-		logf_("%s for unknown request %llu from %s (ignored)", what, (unsigned long long)gid,
-		      peer_label(&d->peers[from], lb, sizeof(lb)));
-		return NULL;
+	struct nkv__rqnode *x = nkv__rqtab_find(&d->rqtab, gid);
+	if (!x) {
+		if (gid >= d->next_rq) {
+			char lb[96];
+			logf_("%s for unknown request %llu from %s (ignored)", what, (unsigned long long)gid,
+			      peer_label(&d->pt.p[from], lb, sizeof(lb)));
+		}
+		return NULL; /* below next_rq: a late report for a request already settled */
 	}
-	struct rq *q = &d->rqs[gid];
+	struct rq *q = (struct rq *)((char *)x - offsetof(struct rq, node));
 	if (q->state != RQ_RUNNING || (q->pp != from && q->dp != from))
-		return NULL; /* a late report for a request already settled */
+		return NULL;
 	return q;
 }
 
@@ -276,21 +321,23 @@ static bool dispatch(struct daemon *d, struct rq *q)
 	q->pp = d->prefill_peer[dec.prefill];
 	q->dp = d->decode_peer[dec.decode];
 	q->t[NKV_REC_ASSIGN] = t1;
+	rql_unlink(&d->pending, q);
 	q->state = RQ_RUNNING;
+	rql_push(&d->running, q);
 	nkv_sched_assign(d->s, &q->r, &dec);
 	d->inflight_tier[dec.tier] += dec.bytes;
 
 	struct nkv_msg m;
 	nkv_msg_init(&m, NKV_MSG_DECODE_TASK);
-	m.req = (uint64_t)(q - d->rqs);
+	m.req = q->node.id;
 	m.input_len = q->r.input_len;
 	m.output_len = q->r.output_len;
 	nkv_msg_set_ids(&m, q->ids, q->r.nblocks);
 	send_msg(d, q->dp, &m);
 	m.type = NKV_MSG_PREFILL_TASK;
-	m.peer = d->peers[q->dp].id;
+	m.peer = d->pt.p[q->dp].id;
 	m.tier = (uint32_t)dec.tier;
-	snprintf(m.addr, sizeof(m.addr), "%s", d->peers[q->dp].addr);
+	snprintf(m.addr, sizeof(m.addr), "%s", d->pt.p[q->dp].addr);
 	send_msg(d, q->pp, &m);
 	nkv_msg_clear(&m);
 	return true;
@@ -298,22 +345,23 @@ static bool dispatch(struct daemon *d, struct rq *q)
 
 static void dispatch_pending(struct daemon *d)
 {
-	for (size_t i = 0; i < d->nrq; i++)
-		if (d->rqs[i].state == RQ_PENDING && !dispatch(d, &d->rqs[i]))
+	/* Oldest first; dispatch moves a request to running (or ends it). */
+	for (struct rq *q = d->pending.head, *nx; q; q = nx) {
+		nx = q->next;
+		if (!dispatch(d, q))
 			return;
+	}
 }
 
 /* ---- messages ----------------------------------------------------------- */
 
 static int on_register(struct daemon *d, int pi, const struct nkv_msg *m)
 {
-	struct peer *p = &d->peers[pi];
+	struct nkv__peer *p = &d->pt.p[pi];
 	if (p->registered)
 		return nkv_err(EPROTO, "REGISTER sent twice");
-	if (strcmp(m->token, d->token) != 0) {
-		send_error(d, pi, EACCES, "bad token");
+	if (strcmp(m->token, d->token) != 0)
 		return nkv_err(EACCES, "bad token");
-	}
 	p->role = m->role;
 	snprintf(p->name, sizeof(p->name), "%s", m->name);
 	snprintf(p->addr, sizeof(p->addr), "%s", m->addr);
@@ -331,12 +379,10 @@ static int on_register(struct daemon *d, int pi, const struct nkv_msg *m)
 		if (idx < 0) {
 			snprintf(why, sizeof(why), "instance '%s' is not a %s instance of this scheduler", m->name,
 				 nkv_role_name(m->role));
-			send_error(d, pi, ENOENT, why);
 			return nkv_err(ENOENT, "%s", why);
 		}
 		if (peers[idx] >= 0) {
 			snprintf(why, sizeof(why), "instance '%s' already has an agent", m->name);
-			send_error(d, pi, EEXIST, why);
 			return nkv_err(EEXIST, "%s", why);
 		}
 		if (m->block_tokens != NKV_PREFIX_BLOCK_TOKENS ||
@@ -344,7 +390,6 @@ static int on_register(struct daemon *d, int pi, const struct nkv_msg *m)
 			snprintf(why, sizeof(why), "KV shape differs: block_tokens %u (want %u), %llu B/token (want %llu)",
 				 m->block_tokens, NKV_PREFIX_BLOCK_TOKENS, (unsigned long long)m->kv_bpt,
 				 (unsigned long long)d->kv_bpt);
-			send_error(d, pi, EINVAL, why);
 			return nkv_err(EINVAL, "%s", why);
 		}
 		d->kv_bpt = m->kv_bpt;
@@ -362,7 +407,7 @@ static int on_register(struct daemon *d, int pi, const struct nkv_msg *m)
 			nkv_prefix_clear_slot(nkv_sched_prefill_index(d->s), (uint32_t)idx);
 		}
 	}
-	p->registered = true;
+	nkv__peers_registered(&d->pt, pi);
 	p->id = ++d->next_agent_id;
 	char lb[96];
 	logf_("registered %s at %s%s%s", peer_label(p, lb, sizeof(lb)), p->addr[0] ? p->addr : "-",
@@ -389,9 +434,17 @@ static char *status_json(struct daemon *d)
 	json_object_set_new(o, "probes_done", json_integer((json_int_t)d->probes_done));
 	json_object_set_new(o, "decide_mean_s", json_real(d->decisions ? d->decide_s_sum / d->decisions : 0));
 	json_object_set_new(o, "decide_max_s", json_real(d->decide_s_max));
+	json_object_set_new(o, "peers", json_integer(d->pt.n));
+	json_object_set_new(o, "peers_max", json_integer(d->pt.max));
+	json_object_set_new(o, "peers_unregistered", json_integer(d->pt.nauth));
+	json_object_set_new(o, "peers_refused_full", json_integer((json_int_t)d->pt.refused_full));
+	json_object_set_new(o, "peers_auth_timeouts", json_integer((json_int_t)d->pt.timed_out));
+	json_object_set_new(o, "requests_pending", json_integer((json_int_t)d->pending.n));
+	json_object_set_new(o, "requests_running", json_integer((json_int_t)d->running.n));
+	json_object_set_new(o, "request_table_buckets", json_integer((json_int_t)d->rqtab.nb));
 	json_t *agents = json_array();
-	for (int i = 0; i < MAX_PEERS; i++) {
-		struct peer *p = &d->peers[i];
+	for (int i = 0; i < d->pt.max; i++) {
+		struct nkv__peer *p = &d->pt.p[i];
 		if (!p->used || !p->registered || (p->role != NKV_ROLE_PREFILL && p->role != NKV_ROLE_DECODE))
 			continue;
 		json_t *a = json_object();
@@ -425,7 +478,7 @@ static void on_probe_result(struct daemon *d, const struct nkv_msg *m, double no
 /* Returns 0, or a negative errno: the peer is then disconnected with nkv_last_error(). */
 static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 {
-	struct peer *p = &d->peers[pi];
+	struct nkv__peer *p = &d->pt.p[pi];
 	double now = nkv_now_s();
 	if (m->type == NKV_MSG_REGISTER)
 		return on_register(d, pi, m);
@@ -461,22 +514,23 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 	case NKV_MSG_SUBMIT: {
 		if (p->role != NKV_ROLE_CLIENT)
 			break;
-		if (d->nrq == d->caprq) {
-			size_t cap = d->caprq ? d->caprq * 2 : 1024;
-			struct rq *n = realloc(d->rqs, cap * sizeof(*n));
-			if (!n)
-				return nkv_err(ENOMEM, "out of memory for requests");
-			d->rqs = n;
-			d->caprq = cap;
+		struct rq *q = calloc(1, sizeof(*q));
+		if (!q)
+			return nkv_err(ENOMEM, "out of memory for requests");
+		q->node.id = d->next_rq;
+		if (nkv__rqtab_add(&d->rqtab, &q->node)) {
+			free(q);
+			return nkv_err(ENOMEM, "out of memory for the request table");
 		}
-		struct rq *q = &d->rqs[d->nrq++];
-		memset(q, 0, sizeof(*q));
+		d->next_rq++;
+		q->state = RQ_PENDING;
+		rql_push(&d->pending, q);
 		q->client = pi;
 		q->client_req = m->req;
 		q->pp = q->dp = -1;
 		q->ids = m->ids; /* take ownership */
 		m->ids = NULL;
-		q->r.id = d->nrq - 1;
+		q->r.id = q->node.id;
 		q->r.arrival_s = now;
 		q->r.input_len = m->input_len;
 		q->r.output_len = m->output_len;
@@ -506,7 +560,7 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 			return 0;
 		if (m->status) {
 			char why[256];
-			snprintf(why, sizeof(why), "transfer %s -> %s failed: %s", p->name, d->peers[q->dp].name,
+			snprintf(why, sizeof(why), "transfer %s -> %s failed: %s", p->name, d->pt.p[q->dp].name,
 				 m->text ? m->text : "");
 			finish_rq(d, q, m->status, why);
 			return 0;
@@ -589,10 +643,10 @@ static void plan_probes(struct daemon *d, double now)
 		struct nkv_msg m;
 		nkv_msg_init(&m, NKV_MSG_PROBE);
 		m.req = ++d->next_probe;
-		m.peer = d->peers[di].id;
+		m.peer = d->pt.p[di].id;
 		m.tier = pr[i].tier >= 0 && pr[i].tier < NKV_TIERS ? (uint32_t)pr[i].tier : 3;
 		m.bytes = pr[i].bytes;
-		snprintf(m.addr, sizeof(m.addr), "%s", d->peers[di].addr);
+		snprintf(m.addr, sizeof(m.addr), "%s", d->pt.p[di].addr);
 		send_msg(d, pi, &m);
 		d->probes[d->nprobes].id = m.req;
 		d->probes[d->nprobes].p = pr[i].src;
@@ -622,11 +676,16 @@ static void on_probe_result(struct daemon *d, const struct nkv_msg *m, double no
 	}
 }
 
-static void drop_peer(struct daemon *d, int pi, const char *why)
+/* Forget a peer; code != 0: it is refused, and told why (an ERROR frame) before the close. */
+static void drop_peer(struct daemon *d, int pi, int code, const char *why)
 {
-	struct peer *p = &d->peers[pi];
+	struct nkv__peer *p = &d->pt.p[pi];
+	if (!p->used)
+		return;
 	char lb[96];
 	logf_("disconnecting %s: %s", peer_label(p, lb, sizeof(lb)), why);
+	if (code)
+		nkv__peers_tell(&d->pt, pi, code, why);
 	if (p->registered && (p->role == NKV_ROLE_PREFILL || p->role == NKV_ROLE_DECODE)) {
 		if (p->role == NKV_ROLE_PREFILL)
 			d->prefill_peer[p->idx] = -1;
@@ -639,19 +698,75 @@ static void drop_peer(struct daemon *d, int pi, const char *why)
 		}
 		char reason[200];
 		snprintf(reason, sizeof(reason), "%s agent %s lost: %.120s", nkv_role_name(p->role), p->name, why);
-		for (size_t i = 0; i < d->nrq; i++) {
-			struct rq *q = &d->rqs[i];
+		for (struct rq *q = d->running.head, *nx; q; q = nx) {
+			nx = q->next;
 			/* A prefill's requests whose KV already arrived go on without it. */
-			if (q->state == RQ_RUNNING && (q->dp == pi || (q->pp == pi && !q->xfer_done)))
+			if (q->dp == pi || (q->pp == pi && !q->xfer_done))
 				finish_rq(d, q, -ECONNRESET, reason);
 		}
 	}
-	for (size_t i = 0; i < d->nrq; i++)
-		if (d->rqs[i].client == pi)
-			d->rqs[i].client = -1;
-	nkv_pconn_close(&p->c);
-	memset(p, 0, sizeof(*p));
-	p->c.fd = -1;
+	if (p->registered && p->role == NKV_ROLE_CLIENT)
+		for (int l = 0; l < 2; l++)
+			for (struct rq *q = (l ? d->running : d->pending).head; q; q = q->next)
+				if (q->client == pi)
+					q->client = -1;
+	nkv__peers_release(&d->pt, pi);
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+/* epoll data: the listeners, then metrics slots, then peers. */
+#define TAG_LISTEN 1u
+#define TAG_MLISTEN 2u
+#define TAG_METRICS 16u
+#define TAG_PEER 1024u
+
+/* Readable or writable peer: flush, read, handle every whole frame. A
+ * refusal (bad frame, bad token, unknown or taken instance, a frame too
+ * large before REGISTER) is told to the peer before the close. */
+static void peer_event(struct daemon *d, int pi, uint32_t ev)
+{
+	struct nkv__peer *p = &d->pt.p[pi];
+	if (!p->used)
+		return;
+	if (ev & EPOLLOUT) {
+		nkv_pconn_flush(&p->c);
+		nkv__peers_arm(&d->pt, pi);
+	}
+	if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
+	int rrc = nkv_pconn_read(&p->c), code = 0;
+	char why[NKV_ERRSTR_MAX];
+	snprintf(why, sizeof(why), "%s", rrc ? nkv_last_error() : "");
+	for (;;) {
+		struct nkv_msg m;
+		int drc = nkv_pconn_next(&p->c, &m);
+		if (drc == 0)
+			break;
+		if (drc < 0) {
+			d->bad_peers++;
+			snprintf(why, sizeof(why), "bad frame: %s", nkv_last_error());
+			rrc = code = drc;
+			break;
+		}
+		int mrc = on_msg(d, pi, &m);
+		nkv_msg_clear(&m);
+		if (mrc) {
+			if (mrc != -EACCES)
+				d->bad_peers++;
+			snprintf(why, sizeof(why), "%s", nkv_last_error());
+			rrc = code = mrc;
+			break;
+		}
+	}
+	if (!rrc && p->c.inlen >= (p->c.inmax ? p->c.inmax : NKV_PROTO_MAX_PAYLOAD + NKV_PROTO_HDR)) {
+		/* The buffer is full and holds no whole frame: only possible before REGISTER. */
+		d->bad_peers++;
+		snprintf(why, sizeof(why), "a frame larger than %zu bytes before REGISTER", p->c.inmax);
+		rrc = code = -EMSGSIZE;
+	}
+	if (rrc)
+		drop_peer(d, pi, code, why);
 }
 
 /* ---- metrics ------------------------------------------------------------ */
@@ -689,11 +804,7 @@ static void write_metrics(struct daemon *d, FILE *f)
 	nkv_prom_family(f, "netkv_requests_rerouted_total", "counter",
 			"Policy picks of an instance without a live agent, sent to a live one instead.");
 	nkv_prom_sample_u64(f, "netkv_requests_rerouted_total", NULL, d->rerouted);
-	uint64_t pending = 0, running = 0;
-	for (size_t i = 0; i < d->nrq; i++) {
-		pending += d->rqs[i].state == RQ_PENDING;
-		running += d->rqs[i].state == RQ_RUNNING;
-	}
+	uint64_t pending = d->pending.n, running = d->running.n;
 	nkv_prom_family(f, "netkv_requests_in_flight", "gauge",
 			"Requests not yet ended: pending (no decision yet) or running (assigned).");
 	nkv_prom_sample_u64(f, "netkv_requests_in_flight", "state=\"pending\"", pending);
@@ -768,72 +879,22 @@ static void write_metrics(struct daemon *d, FILE *f)
 	free(fresh);
 }
 
-static bool write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		p += w;
-		n -= (size_t)w;
-	}
-	return true;
-}
+static void metrics_write(void *arg, FILE *f) { write_metrics(arg, f); }
 
-/* One HTTP/1.0 exchange on a fresh connection, inside the control loop: the
- * request head is read (up to 8 KiB, 500 ms), GET or HEAD of /metrics (or /)
- * gets the text, the connection is closed. Bounded by the read deadline and
- * a 1 s send timeout, so a stuck client cannot hold the loop long. */
-static void serve_metrics(struct daemon *d, int fd)
+/* As many descriptors as the hard limit allows (peers + scrapes + a margin);
+ * returns the soft limit now in force. */
+static rlim_t raise_nofile(void)
 {
-	char req[8192];
-	size_t rl = 0;
-	double end = nkv_now_s() + 0.5;
-	for (;;) {
-		req[rl] = 0;
-		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n") || rl == sizeof(req) - 1)
-			break;
-		int left = (int)((end - nkv_now_s()) * 1000);
-		struct pollfd pf = { .fd = fd, .events = POLLIN };
-		if (left <= 0 || poll(&pf, 1, left) <= 0)
-			break;
-		ssize_t r = recv(fd, req + rl, sizeof(req) - 1 - rl, MSG_DONTWAIT);
-		if (r < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (r <= 0)
-			break;
-		rl += (size_t)r;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			getrlimit(RLIMIT_NOFILE, &rl);
 	}
-	struct timeval tv = { .tv_sec = 1 };
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	bool head = strncmp(req, "HEAD ", 5) == 0, get = strncmp(req, "GET ", 4) == 0;
-	const char *path = head ? req + 5 : get ? req + 4 : "";
-	size_t plen = strcspn(path, " ?\r\n");
-	bool ours = (plen == 8 && !strncmp(path, "/metrics", 8)) || (plen == 1 && path[0] == '/');
-	const char *status = !get && !head ? "405 Method Not Allowed" : !ours ? "404 Not Found" : "200 OK";
-	char *body = NULL;
-	size_t blen = 0;
-	FILE *f = open_memstream(&body, &blen);
-	if (!f) {
-		close(fd);
-		return;
-	}
-	if (!strcmp(status, "200 OK"))
-		write_metrics(d, f);
-	else
-		fprintf(f, "%s: the metrics are at GET /metrics\n", status);
-	fclose(f);
-	char hdr[200];
-	int hl = snprintf(hdr, sizeof(hdr),
-			  "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-			  "Content-Length: %zu\r\nConnection: close\r\n\r\n", status, blen);
-	if (write_all(fd, hdr, (size_t)hl) && !head)
-		write_all(fd, body, blen);
-	free(body);
-	shutdown(fd, SHUT_WR);
-	close(fd);
+	return rl.rlim_cur;
 }
 
 static int parse_names(struct daemon *d, const char *list, uint32_t **out, uint32_t *n, const char *what)
@@ -876,6 +937,8 @@ static void usage(FILE *f)
 		"  --time-scale X     the agents' time compression (default 1)\n"
 		"  --w-cache X --w-load X   cla* weights >= 0 (default 1, 1; `netkv sim tune` finds good ones)\n"
 		"  --metrics ADDR     Prometheus text endpoint (HTTP), off by default\n"
+		"  --max-peers N      connections at once: agents, clients, status queries (default 4096)\n"
+		"  --auth-timeout S   a connection must REGISTER within S seconds (default 3)\n"
 		"  --refresh S        oracle telemetry refresh interval, seconds (default 1)\n"
 		"  --no-probes        no active probes (passive samples from transfers only)\n");
 }
@@ -938,9 +1001,11 @@ int nkv_cmd_scheduler(int argc, char **argv)
 {
 	const char *listen_addr = "127.0.0.1:7400", *topo = NULL, *policy = "netkv", *token = getenv("NKV_TOKEN");
 	const char *prefill = NULL, *decode = NULL, *perf_model = "llama3-8b", *metrics = NULL, *gpu = NULL;
-	double scale = 1, w_cache = 1, w_load = 1, refresh = 1;
+	double scale = 1, w_cache = 1, w_load = 1, refresh = 1, auth_s = 3;
+	uint32_t max_peers = NKV__PEERS_DEFAULT;
 	static const struct option opts[] = {
 		{ "listen", 1, 0, 'l' }, { "topo", 1, 0, 'T' }, { "policy", 1, 0, 'p' }, { "token", 1, 0, 't' },
+		{ "max-peers", 1, 0, 'X' }, { "auth-timeout", 1, 0, 'A' },
 		{ "prefill", 1, 0, 'P' }, { "decode", 1, 0, 'D' }, { "perf", 1, 0, 'm' }, { "time-scale", 1, 0, 's' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'L' }, { "metrics", 1, 0, 'M' }, { "refresh", 1, 0, 'r' },
 		{ "no-probes", 0, 0, 'N' }, { "gpu-model", 1, 0, 'g' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
@@ -964,14 +1029,21 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		case 'c': dp = &w_cache; break;
 		case 'L': dp = &w_load; break;
 		case 'r': dp = &refresh; break;
+		case 'A': dp = &auth_s; break;
+		case 'X':
+			if (nkv_cli_u32("scheduler", "--max-peers", optarg, 1, 1u << 20, &max_peers))
+				return 2;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 		/* a cla* weight may be 0 (the tuning grid has 0: that term off); the rest must be > 0 */
 		if (dp) {
-			const char *name = c == 's' ? "--time-scale" : c == 'c' ? "--w-cache" : c == 'L' ? "--w-load" : "--refresh";
+			const char *name = c == 's' ? "--time-scale" : c == 'c' ? "--w-cache" : c == 'L' ? "--w-load"
+					 : c == 'A' ? "--auth-timeout" : "--refresh";
 			int bad = c == 'c' || c == 'L' ? nkv_cli_double("scheduler", name, optarg, 0, INFINITY, dp)
-						       : nkv_cli_positive("scheduler", name, optarg, INFINITY, dp);
+				  : c == 'A'		 ? nkv_cli_positive("scheduler", name, optarg, 3600, dp)
+							 : nkv_cli_positive("scheduler", name, optarg, INFINITY, dp);
 			if (bad)
 				return 2;
 		}
@@ -1029,8 +1101,6 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		struct nkv_decode_state *ds = nkv_sched_decode(d->s, i);
 		ds->kv_blocks_used = ds->kv_blocks_total; /* no agent yet */
 	}
-	for (int i = 0; i < MAX_PEERS; i++)
-		d->peers[i].c.fd = -1;
 	nkv_prom_hist_init(&d->decide_h, decide_le, (int)(sizeof(decide_le) / sizeof(decide_le[0])));
 	nkv_prom_hist_init(&d->ttft_h, ttft_le, (int)(sizeof(ttft_le) / sizeof(ttft_le[0])));
 	uint16_t lport = 0, mport = 0;
@@ -1038,6 +1108,26 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	if (d->lfd < 0 || (metrics && (d->mfd = nkv_proto_listen(metrics, &mport)) < 0)) {
 		fprintf(stderr, "netkv scheduler: %s\n", nkv_last_error());
 		return 1;
+	}
+	/* Descriptors: peers + scrapes + listeners, epoll, logs and a margin. */
+	rlim_t nofile = raise_nofile();
+	if (nofile < (rlim_t)max_peers + NKV__MHTTP_SLOTS + 64) {
+		uint32_t fit = nofile > NKV__MHTTP_SLOTS + 64 + 16 ? (uint32_t)(nofile - NKV__MHTTP_SLOTS - 64) : 16;
+		logf_("RLIMIT_NOFILE is %llu: taking %u peers, not %u", (unsigned long long)nofile, fit, max_peers);
+		max_peers = fit;
+	}
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	d->doomed = malloc(max_peers * sizeof(*d->doomed));
+	if (d->epfd < 0 || !d->doomed || nkv__peers_init(&d->pt, (int)max_peers, d->epfd, TAG_PEER, auth_s)) {
+		fprintf(stderr, "netkv scheduler: cannot set up the event loop: %s\n", strerror(errno ? errno : ENOMEM));
+		return 1;
+	}
+	struct epoll_event lev = { .events = EPOLLIN, .data.u64 = TAG_LISTEN };
+	epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->lfd, &lev);
+	if (d->mfd >= 0) {
+		nkv__mhttp_init(&d->mh, d->epfd, d->mfd, TAG_METRICS, metrics_write, d);
+		lev.data.u64 = TAG_MLISTEN;
+		epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->mfd, &lev);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
@@ -1051,92 +1141,61 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	logf_("listening on %s, policy %s, %u prefill + %u decode instances%s%s", lbuf, policy, d->nprefill,
 	      d->ndecode, metrics ? ", metrics on " : "", mbuf);
 
-	struct pollfd pfd[MAX_PEERS + 2];
 	while (!g_stop) {
-		int n = 0;
-		pfd[n++] = (struct pollfd){ .fd = d->lfd, .events = POLLIN };
-		pfd[n++] = (struct pollfd){ .fd = d->mfd, .events = POLLIN };
-		int map[MAX_PEERS + 2];
-		for (int i = 0; i < MAX_PEERS; i++)
-			if (d->peers[i].used) {
-				map[n] = i;
-				pfd[n++] = (struct pollfd){ .fd = d->peers[i].c.fd,
-							    .events = (short)(POLLIN | (nkv_pconn_pending(&d->peers[i].c) ? POLLOUT : 0)) };
-			}
-		if (poll(pfd, (nfds_t)n, 100) < 0 && errno != EINTR)
+		struct epoll_event evs[256];
+		int n = epoll_wait(d->epfd, evs, 256, 100);
+		if (n < 0 && errno != EINTR)
 			break;
-		if (pfd[0].revents & POLLIN) {
-			int fd;
-			while ((fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-				int slot = -1;
-				for (int i = 0; i < MAX_PEERS && slot < 0; i++)
-					if (!d->peers[i].used)
-						slot = i;
-				if (slot < 0) {
-					logf_("refusing a connection: %d peers already", MAX_PEERS);
-					close(fd);
-					continue;
-				}
-				nkv_pconn_init(&d->peers[slot].c, fd);
-				d->peers[slot].used = true;
-			}
+		double now = nkv_now_s();
+		for (int k = 0; k < n; k++) {
+			uint64_t tag = evs[k].data.u64;
+			uint32_t ev = evs[k].events;
+			if (tag == TAG_LISTEN)
+				nkv__peers_accept(&d->pt, d->lfd, now);
+			else if (tag == TAG_MLISTEN)
+				nkv__mhttp_accept(&d->mh, now);
+			else if (tag >= TAG_METRICS && tag < TAG_METRICS + NKV__MHTTP_SLOTS)
+				nkv__mhttp_event(&d->mh, (uint32_t)(tag - TAG_METRICS), ev);
+			else if (tag >= TAG_PEER && tag < TAG_PEER + (uint64_t)d->pt.max)
+				peer_event(d, (int)(tag - TAG_PEER), ev);
 		}
-		if (d->mfd >= 0 && (pfd[1].revents & POLLIN)) {
-			int fd = accept4(d->mfd, NULL, NULL, SOCK_CLOEXEC);
-			if (fd >= 0)
-				serve_metrics(d, fd);
+		now = nkv_now_s();
+		/* Peers that did not register in time, oldest first (a FIFO: no scan). */
+		for (int pi; (pi = nkv__peers_expired(&d->pt, now)) >= 0;) {
+			char why[96];
+			snprintf(why, sizeof(why), "no REGISTER within %g s of connecting", d->pt.auth_s);
+			d->pt.timed_out++;
+			drop_peer(d, pi, ETIMEDOUT, why);
 		}
-		for (int k = 2; k < n; k++) {
-			int pi = map[k];
-			struct peer *p = &d->peers[pi];
-			if (!p->used)
-				continue;
-			if (pfd[k].revents & POLLOUT)
-				nkv_pconn_flush(&p->c);
-			if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-			int rrc = nkv_pconn_read(&p->c);
-			char why[NKV_ERRSTR_MAX];
-			snprintf(why, sizeof(why), "%s", rrc ? nkv_last_error() : "");
-			for (;;) {
-				struct nkv_msg m;
-				int drc = nkv_pconn_next(&p->c, &m);
-				if (drc == 0)
-					break;
-				if (drc < 0) {
-					d->bad_peers++;
-					snprintf(why, sizeof(why), "bad frame: %s", nkv_last_error());
-					rrc = drc;
-					break;
-				}
-				int mrc = on_msg(d, pi, &m);
-				nkv_msg_clear(&m);
-				if (mrc) {
-					if (mrc != -EACCES)
-						d->bad_peers++;
-					snprintf(why, sizeof(why), "%s", nkv_last_error());
-					rrc = mrc;
-					break;
-				}
-			}
-			if (rrc)
-				drop_peer(d, pi, why);
+		while (d->ndoomed) {
+			int pi = d->doomed[--d->ndoomed];
+			if (!d->pt.p[pi].doomed)
+				continue; /* gone this pass already (its slot may be a new peer's) */
+			char why[96];
+			snprintf(why, sizeof(why), "not reading: over %u MiB of messages queued to it", NKV__OUT_MAX >> 20);
+			drop_peer(d, pi, 0, why);
 		}
+		if (d->mfd >= 0)
+			nkv__mhttp_expire(&d->mh, now);
 		dispatch_pending(d);
 		nkv_oracle_tick(nkv_sched_oracle(d->s), nkv_now_s()); /* publish samples on time, decisions or not */
 		plan_probes(d, nkv_now_s());
 	}
 	logf_("stopping: %llu decisions, %llu finished, %llu failed", (unsigned long long)d->decisions,
 	      (unsigned long long)d->finished, (unsigned long long)d->failed);
-	for (int i = 0; i < MAX_PEERS; i++)
-		if (d->peers[i].used)
-			nkv_pconn_close(&d->peers[i].c);
+	nkv__peers_free(&d->pt);
+	if (d->mfd >= 0)
+		nkv__mhttp_close_all(&d->mh);
 	close(d->lfd);
 	if (d->mfd >= 0)
 		close(d->mfd);
-	for (size_t i = 0; i < d->nrq; i++)
-		free(d->rqs[i].ids);
-	free(d->rqs);
+	close(d->epfd);
+	free(d->doomed);
+	while (d->pending.head)
+		retire_rq(d, d->pending.head);
+	while (d->running.head)
+		retire_rq(d, d->running.head);
+	nkv__rqtab_free(&d->rqtab);
 	nkv_sched_free(d->s);
 	nkv_topo_free(d->topo);
 	free(d->prefill_inst), free(d->decode_inst), free(d->prefill_peer), free(d->decode_peer);

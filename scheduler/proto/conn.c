@@ -110,19 +110,25 @@ void nkv_pconn_close(struct nkv_pconn *c)
 
 int nkv_pconn_read(struct nkv_pconn *c)
 {
+	/* At most one largest frame, or c->inmax bytes (a peer that has not
+	 * registered yet gets a small buffer from the daemon). */
+	size_t lim = c->inmax ? c->inmax : NKV_PROTO_MAX_PAYLOAD + NKV_PROTO_HDR;
 	for (;;) {
-		if (c->incap - c->inlen < 65536) {
-			/* A whole largest frame is buffered: let the caller decode first. */
-			if (c->inlen >= NKV_PROTO_MAX_PAYLOAD + NKV_PROTO_HDR)
-				return 0;
+		/* Full: let the caller decode first (or refuse a frame that cannot fit). */
+		if (c->inlen >= lim)
+			return 0;
+		if (c->incap - c->inlen < 65536 && c->incap < lim) {
 			size_t cap = c->incap ? c->incap * 2 : 131072;
+			if (cap > lim)
+				cap = lim;
 			uint8_t *p = realloc(c->in, cap);
 			if (!p)
 				return nkv_err(ENOMEM, "out of memory for the input buffer");
 			c->in = p;
 			c->incap = cap;
 		}
-		ssize_t n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, 0);
+		size_t room = (c->incap < lim ? c->incap : lim) - c->inlen;
+		ssize_t n = recv(c->fd, c->in + c->inlen, room, 0);
 		if (n > 0) {
 			c->inlen += (size_t)n;
 			continue;
@@ -173,6 +179,25 @@ int nkv_pconn_send(struct nkv_pconn *c, const struct nkv_msg *m)
 	return nkv_pconn_flush(c);
 }
 
+/* A send failed: if the peer said why before it closed (an ERROR frame), return that. */
+static int said_why(struct nkv_pconn *c, int rc)
+{
+	char why[NKV_ERRSTR_MAX];
+	snprintf(why, sizeof(why), "%s", nkv_last_error());
+	nkv_pconn_read(c);
+	struct nkv_msg e;
+	if (nkv_pconn_next(c, &e) == 1) {
+		if (e.type == NKV_MSG_ERROR) {
+			int code = e.code && e.code < 4096 ? (int)e.code : ECONNRESET;
+			rc = nkv_err(code, "refused: %s", e.text ? e.text : "");
+			nkv_msg_clear(&e);
+			return rc;
+		}
+		nkv_msg_clear(&e);
+	}
+	return nkv_err(-rc, "%s", why);
+}
+
 int nkv_pconn_send_wait(struct nkv_pconn *c, const struct nkv_msg *m)
 {
 	int rc = nkv_pconn_send(c, m);
@@ -181,7 +206,7 @@ int nkv_pconn_send_wait(struct nkv_pconn *c, const struct nkv_msg *m)
 		poll(&p, 1, 1000);
 		rc = nkv_pconn_flush(c);
 	}
-	return rc;
+	return rc && rc != -ENOMEM && rc != -EINVAL ? said_why(c, rc) : rc;
 }
 
 int nkv_pconn_recv_wait(struct nkv_pconn *c, struct nkv_msg *m, double timeout_s)
@@ -196,7 +221,14 @@ int nkv_pconn_recv_wait(struct nkv_pconn *c, struct nkv_msg *m, double timeout_s
 			return nkv_err(ETIMEDOUT, "no reply within %.1f s", timeout_s);
 		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 		poll(&p, 1, timeout_s < 0 ? 1000 : (int)(left * 1000) + 1);
-		if ((rc = nkv_pconn_read(c)))
-			return rc;
+		if ((rc = nkv_pconn_read(c))) {
+			/* The peer may have said why before it closed (an ERROR frame): deliver that first. */
+			char why[NKV_ERRSTR_MAX];
+			snprintf(why, sizeof(why), "%s", nkv_last_error());
+			int drc = nkv_pconn_next(c, m);
+			if (drc)
+				return drc < 0 ? drc : 0;
+			return nkv_err(-rc, "%s", why);
+		}
 	}
 }

@@ -12,7 +12,7 @@
  * (short or trailing bytes are errors); string lengths and characters;
  * counts against their limits; enum values; times finite and >= 0. A
  * decode error names the message type and the field. A peer that sends
- * anything that fails here is disconnected by the daemon with that reason.
+ * anything that fails here is sent an ERROR with that reason, then disconnected.
  *
  * Messages (-> direction, fields):
  *   REGISTER      any -> sched   role, token, name, addr (data address), kv_blocks,
@@ -165,6 +165,7 @@ struct nkv_pconn {
 	int fd;
 	uint8_t *in;
 	size_t inlen, incap;
+	size_t inmax;                  /* input buffer bound; 0 = one largest frame */
 	struct nkv_buf out;
 };
 
@@ -175,7 +176,9 @@ int nkv_proto_connect(const char *addr, double timeout_s);
 /* Wrap a connected socket (made non-blocking). */
 void nkv_pconn_init(struct nkv_pconn *c, int fd);
 void nkv_pconn_close(struct nkv_pconn *c);
-/* Read what is available. 0 ok (maybe nothing), -ECONNRESET on EOF, other negative errno. */
+/* Read what is available, up to inmax buffered. 0 ok (maybe nothing), -ECONNRESET on EOF,
+ * other negative errno. The caller decodes after an error too: the peer's last frames
+ * (an ERROR before its close) are in the buffer. */
 int nkv_pconn_read(struct nkv_pconn *c);
 /* Next complete message from the input: 1 (m filled), 0 none yet, negative: bad frame. */
 int nkv_pconn_next(struct nkv_pconn *c, struct nkv_msg *m);
@@ -184,7 +187,9 @@ int nkv_pconn_send(struct nkv_pconn *c, const struct nkv_msg *m);
 /* Send what is queued; 0 when done or would block, negative errno on error. */
 int nkv_pconn_flush(struct nkv_pconn *c);
 static inline bool nkv_pconn_pending(const struct nkv_pconn *c) { return c->out.len > 0; }
-/* Blocking helpers for simple clients: send everything / wait for one message (timeout_s < 0 = forever). */
+/* Blocking helpers for simple clients: send everything / wait for one message (timeout_s < 0 = forever).
+ * recv_wait returns a frame that arrived just before the peer closed (its ERROR) before the close;
+ * send_wait, failing because the peer closed, returns its ERROR's reason ("refused: ...") if one came. */
 int nkv_pconn_send_wait(struct nkv_pconn *c, const struct nkv_msg *m);
 int nkv_pconn_recv_wait(struct nkv_pconn *c, struct nkv_msg *m, double timeout_s);
 

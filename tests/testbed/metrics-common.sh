@@ -71,13 +71,13 @@ http_get() {
 	curl -fsS --max-time 2 "$1"
 }
 
-# start_scheduler: topology, scheduler on 127.0.0.1:0 with metrics on 127.0.0.1:0;
-# sets SCHED (control address), METRICS (host:port) and SCHED_PID.
+# start_scheduler: topology, scheduler on 127.0.0.1:0 with metrics on 127.0.0.1:0 (plus the
+# options in $SCHED_EXTRA, unquoted); sets SCHED (control address), METRICS (host:port) and SCHED_PID.
 start_scheduler() {
 	"$NETKV" topo gen --preset fat-tree --gpus 16 --gpus-per-host 2 --nics-per-host 2 --hosts-per-leaf 2 \
 		--leaves-per-pod 2 -o "$WORK/topo.json" >"$WORK/topo.log" 2>&1 || fail "netkv topo gen"
 	"$NETKV" scheduler --listen 127.0.0.1:0 --metrics 127.0.0.1:0 --topo "$WORK/topo.json" \
-		--prefill h0g0,h0g1 --decode h1g0,h2g0 --token "$TOKEN" --time-scale 0.05 \
+		--prefill h0g0,h0g1 --decode h1g0,h2g0 --token "$TOKEN" --time-scale 0.05 ${SCHED_EXTRA:-} \
 		>"$WORK/scheduler.log" 2>&1 &
 	SCHED_PID=$!
 	PIDS+=("$SCHED_PID")
@@ -103,7 +103,7 @@ start_agents() {
 	for a in prefill:h0g0 decode:h1g0; do
 		role=${a%%:*} name=${a#*:}
 		"$NETKV" agent --role "$role" --scheduler "$SCHED" --token "$TOKEN" --name "$name" \
-			--model "$WORK/tiny-model.json" --blocks 256 --time-scale 0.05 >"$WORK/agent-$name.log" 2>&1 &
+			--model "$WORK/tiny-model.json" --blocks "${AGENT_BLOCKS:-256}" --time-scale 0.05 >"$WORK/agent-$name.log" 2>&1 &
 		PIDS+=($!)
 	done
 	local end=$((SECONDS + 15)) text=""

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "netkv_proto.h"
 #include "nkv_util.h"
@@ -261,6 +263,62 @@ static void test_garbage(void **st)
 	print_message("garbage: %d frames decoded and re-encoded identically\n", decoded);
 }
 
+/* A connection's input buffer stops at inmax (the daemon's 4 KiB before REGISTER). */
+static void test_conn_inmax(void **st)
+{
+	(void)st;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	struct nkv_pconn c;
+	nkv_pconn_init(&c, sv[0]);
+	c.inmax = 4096;
+	static uint8_t junk[10000];
+	assert_int_equal(write(sv[1], junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	assert_int_equal(nkv_pconn_read(&c), 0);
+	assert_int_equal(c.inlen, 4096);
+	assert_true(c.incap <= 4096);
+	assert_int_equal(nkv_pconn_read(&c), 0); /* full: nothing more read */
+	assert_int_equal(c.inlen, 4096);
+	nkv_pconn_close(&c);
+	close(sv[1]);
+}
+
+/* An ERROR sent just before the close reaches the other side ahead of the close,
+ * through recv_wait and through a send_wait that fails on the closed socket. */
+static void test_conn_error_before_close(void **st)
+{
+	(void)st;
+	for (int via_send = 0; via_send < 2; via_send++) {
+		int sv[2];
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+		struct nkv_pconn c;
+		nkv_pconn_init(&c, sv[0]);
+		struct nkv_msg e, m;
+		nkv_msg_init(&e, NKV_MSG_ERROR);
+		e.code = EACCES;
+		assert_int_equal(nkv_msg_set_text(&e, "bad token"), 0);
+		struct nkv_buf b = { 0 };
+		encode(&e, &b);
+		nkv_msg_clear(&e);
+		assert_int_equal(write(sv[1], b.p, b.len), (ssize_t)b.len);
+		nkv_buf_free(&b);
+		close(sv[1]);
+		if (via_send) {
+			nkv_msg_init(&m, NKV_MSG_STATUS_REQ);
+			int rc = nkv_pconn_send_wait(&c, &m);
+			assert_int_equal(rc, -EACCES);
+			assert_non_null(strstr(nkv_last_error(), "refused: bad token"));
+		} else {
+			assert_int_equal(nkv_pconn_recv_wait(&c, &m, 2), 0);
+			assert_int_equal(m.type, NKV_MSG_ERROR);
+			assert_string_equal(m.text, "bad token");
+			nkv_msg_clear(&m);
+			assert_int_equal(nkv_pconn_recv_wait(&c, &m, 2), -ECONNRESET);
+		}
+		nkv_pconn_close(&c);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,6 +326,8 @@ int main(void)
 		cmocka_unit_test(test_bad_frames),
 		cmocka_unit_test(test_stream),
 		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_conn_inmax),
+		cmocka_unit_test(test_conn_error_before_close),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,72 @@
+/* The in-flight request table (rqtab.h): chained buckets, resized by powers of two. */
+#include "rqtab.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+static size_t slot(uint64_t id, size_t nb)
+{
+	id *= 0x9E3779B97F4A7C15ull;
+	return (size_t)(id >> 32) & (nb - 1);
+}
+
+static int rehash(struct nkv__rqtab *t, size_t nb)
+{
+	struct nkv__rqnode **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->nb; i++)
+		for (struct nkv__rqnode *x = t->b[i], *nx; x; x = nx) {
+			nx = x->hnext;
+			size_t k = slot(x->id, nb);
+			x->hnext = b[k];
+			b[k] = x;
+		}
+	free(t->b);
+	t->b = b;
+	t->nb = nb;
+	return 0;
+}
+
+int nkv__rqtab_add(struct nkv__rqtab *t, struct nkv__rqnode *node)
+{
+	if (t->n + 1 > t->nb && rehash(t, t->nb ? t->nb * 2 : 64))
+		return -ENOMEM;
+	size_t k = slot(node->id, t->nb);
+	node->hnext = t->b[k];
+	t->b[k] = node;
+	t->n++;
+	return 0;
+}
+
+struct nkv__rqnode *nkv__rqtab_find(const struct nkv__rqtab *t, uint64_t id)
+{
+	if (!t->nb)
+		return NULL;
+	for (struct nkv__rqnode *x = t->b[slot(id, t->nb)]; x; x = x->hnext)
+		if (x->id == id)
+			return x;
+	return NULL;
+}
+
+void nkv__rqtab_del(struct nkv__rqtab *t, struct nkv__rqnode *node)
+{
+	if (!t->nb)
+		return;
+	for (struct nkv__rqnode **pp = &t->b[slot(node->id, t->nb)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == node) {
+			*pp = node->hnext;
+			t->n--;
+			break;
+		}
+	/* Shrink when a burst has drained (a failed shrink keeps the larger table). */
+	if (t->nb > 64 && t->n < t->nb / 8)
+		rehash(t, t->nb / 4);
+}
+
+void nkv__rqtab_free(struct nkv__rqtab *t)
+{
+	free(t->b);
+	t->b = NULL;
+	t->nb = t->n = 0;
+}
