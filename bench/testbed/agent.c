@@ -66,10 +66,13 @@ struct req {
 	uint32_t *blocks;
 	bool *fresh;
 	char addr[NKV_PROTO_MAX_ADDR + 1];
-	/* prefill */
+	/* prefill; first (above) is the blocks this prefill already held, dst_first
+	 * those the decode holds (its BLOCKS reply): the push starts there. Two
+	 * fields, since BLOCKS may arrive while the request still waits for room
+	 * here, before its own reserve sets first. */
 	bool computed, have_dst, pushing;
 	uint32_t *dst;
-	uint32_t ndst;
+	uint32_t ndst, dst_first;
 	double t0, t1, push_t0, hold_until;
 	struct nkv_plan *plan;
 	uint64_t bytes;
@@ -236,7 +239,7 @@ static void try_push(struct agent *a, struct req *r)
 	} else if (rr) {
 		/* the decode's pool kind may differ (block- vs layer-major); the page size may not */
 		dl.num_blocks = (uint32_t)(rr->len / nkv_layout_block_bytes(&dl));
-		agent_pool_pages(&a->pool, r->blocks + r->first, r->n - r->first, src);
+		agent_pool_pages(&a->pool, r->blocks + r->dst_first, r->n - r->dst_first, src);
 		rc = nkv_plan_build(&a->pool.layout, &dl, src, r->dst, r->ndst, &r->plan);
 	} else {
 		nkv_err(ENOENT, "decode %s advertises no region", r->addr);
@@ -359,7 +362,7 @@ static void prefill_blocks(struct agent *a, struct nkv_msg *m)
 		xfer_report(a, r, -EPROTO, why, nkv_now_s());
 		return;
 	}
-	r->first = m->first;
+	r->dst_first = m->first;
 	r->dst = m->blocks;
 	r->ndst = m->nblocks;
 	m->blocks = NULL;
