@@ -44,6 +44,21 @@ int nkv_engine_create(const struct nkv_engine_opts *o, struct nkv_engine **out)
 	if (!e)
 		return nkv_err(ENOMEM, "engine: out of memory");
 	e->opts = *o; /* opts.device is valid during init only: the caller's string may go away */
+	if (o->secret) {
+		size_t n = strlen(o->secret);
+		if (n > NKV_SECRET_MAX) {
+			free(e);
+			return nkv_err(EINVAL, "data-plane secret of %zu bytes (at most %d)", n, NKV_SECRET_MAX);
+		}
+		if (n && o->backend == NKV_BACKEND_VERBS) {
+			free(e);
+			return nkv_err(EINVAL, "the verbs backend does not authenticate its peers yet: a data-plane "
+					       "secret needs --backend tcp");
+		}
+		memcpy(e->secret, o->secret, n);
+		e->secret_len = n;
+	}
+	e->opts.secret = NULL; /* the copy above is the engine's */
 	switch (o->backend) {
 	case NKV_BACKEND_TCP:
 		e->ops = &nkv_tcp_ops;
@@ -65,6 +80,44 @@ int nkv_engine_create(const struct nkv_engine_opts *o, struct nkv_engine **out)
 	return 0;
 }
 
+int nkv_secret_load(const char *path, char *buf, size_t len)
+{
+	const char *env = getenv("NKV_TOKEN");
+	size_t n;
+
+	if (!buf || len < 2)
+		return nkv_err(EINVAL, "secret buffer too small");
+	buf[0] = 0;
+	if (path) {
+		FILE *f = fopen(path, "r");
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t got;
+
+		if (!f)
+			return nkv_err(errno, "token file %s: %s", path, strerror(errno));
+		got = getline(&line, &cap, f);
+		fclose(f);
+		while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
+			line[--got] = 0;
+		if (got <= 0 || (size_t)got >= len) {
+			free(line);
+			return nkv_err(EINVAL, "token file %s: %s", path,
+				       got <= 0 ? "empty (the secret is its first line)" : "first line too long");
+		}
+		memcpy(buf, line, (size_t)got + 1);
+		explicit_bzero(line, (size_t)got);
+		free(line);
+		return 0;
+	}
+	if (!env || !*env)
+		return 1;
+	if ((n = strlen(env)) >= len)
+		return nkv_err(EINVAL, "$NKV_TOKEN: %zu bytes, at most %zu", n, len - 1);
+	memcpy(buf, env, n + 1);
+	return 0;
+}
+
 void nkv_engine_destroy(struct nkv_engine *e)
 {
 	if (!e)
@@ -79,6 +132,7 @@ void nkv_engine_destroy(struct nkv_engine *e)
 	nkv__gpu_ctx_free(e);
 	free(e->regions);
 	free(e->evq.ev);
+	explicit_bzero(e->secret, sizeof(e->secret));
 	free(e);
 }
 

@@ -58,6 +58,7 @@
 #define MAX_RREQS 65536             /* partial requests a peer may have open */
 #define MAX_SUMS (1u << 22)         /* checksums per request */
 #define HANDSHAKE_DEFAULT_MS 10000
+#define MAX_CONNS_DEFAULT 256
 #define STAGED_PER_CONN (NKV_GPU_OUT_SLOTS / 2) /* chunks copied out, not yet sent, per connection */
 
 enum { OP_ACCEPT = 0, OP_RECV = 1, OP_SEND = 2, OP_IGNORE = 3 };
@@ -119,7 +120,10 @@ struct rreq {
 	struct rreq *hnext;
 };
 
-enum rstate { R_HDR, R_DATA, R_SUMS, R_VENT, R_VDATA };
+enum rstate { R_HDR, R_DATA, R_SUMS, R_VENT, R_VDATA, R_CTL /* a handshake or ERROR payload into s->dst */ };
+
+/* A passive stream's handshake (tcp_conn.c). */
+enum astate { A_HELLO, A_NONCE, A_AUTH, A_MAC, A_DONE };
 
 struct tstream {
 	struct tcp_engine *te;
@@ -131,6 +135,13 @@ struct tstream {
 	char peer[64];
 	struct tstream *pnext;  /* tcp_engine.pending (passive, before HELLO) */
 	uint64_t born_ns;       /* accepted at; the handshake deadline counts from here */
+	/* handshake (passive until A_DONE; ERROR payloads on either side) */
+	enum astate as;
+	bool refused;           /* an ERROR is queued: close once it is sent */
+	uint64_t htoken;
+	unsigned hidx, hn;
+	uint8_t na[NKV_WIRE_NONCE], np[NKV_WIRE_NONCE], mac[NKV_WIRE_MAC];
+	char emsg[NKV_WIRE_MAX_ERROR + 1];
 
 	/* send side */
 	struct tqueue ctrl;     /* HELLO replies and ACKs, ahead of data */
@@ -165,6 +176,7 @@ struct tconn {
 	unsigned nstreams, nattached;
 	struct tstream **s;
 	bool failed, up, clean_close;
+	bool peer_refused;      /* the peer sent an ERROR: no ERROR back */
 	int fail_status;
 	char fail_reason[160];
 	/* sender */
@@ -193,6 +205,7 @@ struct tcp_engine {
 	struct tlistener *listeners;
 	struct tstream *pending;
 	uint64_t handshake_ns;
+	unsigned npending, max_conns; /* streams in handshake; cap on them and on passive connections */
 	bool reap;
 	uint64_t gpu_gen;        /* nkv__gpu_ready_gen() last acted on */
 };
@@ -237,8 +250,14 @@ int nkv__tcp_listen(struct nkv_engine *e, const char *host, uint16_t port, uint1
 int nkv__tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, struct nkv_conn *c);
 void nkv__tcp_close(struct nkv_conn *c);
 void nkv__tcp_on_accept(struct tcp_engine *te, struct tlistener *l, int res);
-int nkv__tcp_on_hello(struct tstream *s);
+void nkv__tcp_on_pending_hdr(struct tstream *s);          /* a header on a stream in its handshake */
+void nkv__tcp_on_ctl(struct tstream *s);                  /* an R_CTL payload is in */
 void nkv__tcp_pending_drop(struct tstream *s, const char *why);
+/* Refuse a stream in its handshake: log, send an ERROR with the reason, close once sent. */
+void nkv__tcp_pending_refuse(struct tstream *s, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The handshake's MAC (wire.h): label, nonces, token, stream index and count. */
+void nkv__tcp_auth_mac(const struct nkv_engine *e, const char *label, const uint8_t *na, const uint8_t *np,
+		       uint64_t token, uint32_t idx, uint32_t n, uint8_t *out);
 void nkv__tcp_conn_fail(struct tconn *tc, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void nkv__tcp_stream_free(struct tstream *s);
 void nkv__tcp_reap(struct tcp_engine *te);

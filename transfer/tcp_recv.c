@@ -43,7 +43,7 @@ static void post_recv(struct tstream *s)
 	if (s->rs == R_HDR) {
 		s->riov[0] = (struct iovec){ (char *)&s->h + s->hgot, HDR - s->hgot };
 		s->rmsg.msg_iovlen = 1;
-	} else if (s->rs == R_VENT) {
+	} else if (s->rs == R_VENT || s->rs == R_CTL) {
 		s->riov[0] = (struct iovec){ s->dst + s->dgot, s->dlen - s->dgot };
 		s->rmsg.msg_iovlen = 1;
 		flags = MSG_WAITALL;
@@ -123,6 +123,20 @@ static int on_header(struct tstream *s)
 	if (h->version != NKV_WIRE_VERSION) {
 		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: protocol version %u, expected %u", s->idx, h->version, NKV_WIRE_VERSION);
 		return -1;
+	}
+	if (h->type == NKV_W_ERROR) {
+		if (h->len > NKV_WIRE_MAX_ERROR) {
+			nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: error message of %llu bytes (at most %u)", s->idx,
+					   (unsigned long long)h->len, NKV_WIRE_MAX_ERROR);
+			return -1;
+		}
+		s->dst = (uint8_t *)s->emsg;
+		s->dlen = h->len;
+		s->dgot = 0;
+		s->rs = R_CTL;
+		if (!h->len)
+			nkv__tcp_on_ctl(s);
+		return 0;
 	}
 	if (!tc->c->passive) {
 		struct sreq *sr;
@@ -372,6 +386,10 @@ void nkv__tcp_on_recv(struct tstream *s, int res)
 			vent_done(s);
 			return;
 		}
+		if (s->rs == R_CTL) { /* a handshake payload or an ERROR's reason */
+			nkv__tcp_on_ctl(s);
+			return;
+		}
 		s->hgot = n - want; /* bytes of the next header that came along */
 		payload_done(s);
 		if (s->dead || (tc && tc->failed))
@@ -382,12 +400,7 @@ void nkv__tcp_on_recv(struct tstream *s, int res)
 	/* A whole header. */
 	s->hgot = 0;
 	if (!tc) {
-		if (s->h.magic != NKV_WIRE_MAGIC || s->h.version != NKV_WIRE_VERSION || s->h.type != NKV_W_HELLO)
-			nkv__tcp_pending_drop(s, s->h.magic != NKV_WIRE_MAGIC ? "bad header magic (not a netkv peer?)"
-					: s->h.version != NKV_WIRE_VERSION ? "unsupported protocol version"
-									 : "first message is not a hello");
-		else
-			nkv__tcp_on_hello(s);
+		nkv__tcp_on_pending_hdr(s);
 		return;
 	}
 	on_header(s);
@@ -435,6 +448,6 @@ void nkv__tcp_gpu_in_done(void *owner, uint64_t req_id, uint64_t bytes, int stat
 /* Post a receive if the stream has none in flight and somewhere to put it. */
 void nkv__tcp_recv_kick(struct tstream *s)
 {
-	if (!s->recv_busy && rx_ready(s))
+	if (!s->recv_busy && !s->refused && rx_ready(s))
 		post_recv(s);
 }
