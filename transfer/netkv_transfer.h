@@ -152,11 +152,6 @@ struct nkv_engine_opts {
 
 #define NKV_SECRET_MAX 256
 
-/* The secret from a file (first line, trailing newline and CR dropped) or,
- * with path NULL, from $NKV_TOKEN; into buf. 0 when found, 1 when neither
- * was given (buf = ""), negative errno with the detail otherwise (unreadable
- * file, empty or longer than len - 1). */
-int nkv_secret_load(const char *path, char *buf, size_t len);
 
 struct nkv_engine;
 struct nkv_conn;
