@@ -56,7 +56,9 @@
 #define MIN_PIECE (64u << 10)
 #define WAITALL_MIN (64u << 10)     /* payloads received whole from this size */
 #define MAX_RREQS 65536             /* partial requests a peer may have open */
-#define MAX_SUMS (1u << 22)         /* checksums per request */
+#define MAX_SUMS (1u << 20)         /* checksums per request (16 MiB; a block each) */
+#define SUMS_CONN_BYTES (16u << 20) /* checksum lists held per connection at once */
+#define SUMS_ENGINE_BYTES (64u << 20) /* ... and per engine, over all its connections */
 #define HANDSHAKE_DEFAULT_MS 10000
 #define MAX_CONNS_DEFAULT 256
 #define STAGED_PER_CONN (NKV_GPU_OUT_SLOTS / 2) /* chunks copied out, not yet sent, per connection */
@@ -187,6 +189,7 @@ struct tconn {
 	/* receiver */
 	struct rreq *rbuckets[1024];
 	size_t nrreqs;
+	uint64_t sums_bytes;    /* checksum lists held for partial requests */
 	char peer[64];
 };
 
@@ -205,6 +208,7 @@ struct tcp_engine {
 	struct tlistener *listeners;
 	struct tstream *pending;
 	uint64_t handshake_ns;
+	uint64_t sums_bytes;     /* checksum lists held, all connections */
 	unsigned npending, max_conns; /* streams in handshake; cap on them and on passive connections */
 	bool reap;
 	uint64_t gpu_gen;        /* nkv__gpu_ready_gen() last acted on */

@@ -29,6 +29,10 @@ void nkv__tcp_rreq_remove(struct tconn *tc, struct rreq *rq)
 		*pp = rq->hnext;
 		tc->nrreqs--;
 	}
+	if (rq->sums) {
+		tc->sums_bytes -= rq->nsums * sizeof(struct nkv_block_sum);
+		tc->te->sums_bytes -= rq->nsums * sizeof(struct nkv_block_sum);
+	}
 	free(rq->sums);
 	free(rq);
 }
@@ -191,8 +195,9 @@ static int on_header(struct tstream *s)
 		return -1;
 	}
 	if (sums && (h->len % sizeof(struct nkv_block_sum) || h->len / sizeof(struct nkv_block_sum) > MAX_SUMS)) {
-		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: checksum list of %llu bytes is malformed", s->idx,
-			  (unsigned long long)h->req_id, (unsigned long long)h->len);
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: checksum list of %llu bytes is malformed "
+				       "(a whole number of %zu-byte sums, at most %u)", s->idx,
+			  (unsigned long long)h->req_id, (unsigned long long)h->len, sizeof(struct nkv_block_sum), MAX_SUMS);
 		return -1;
 	}
 	slot = rreq_slot(tc, h->req_id);
@@ -231,11 +236,24 @@ static int on_header(struct tstream *s)
 				  (unsigned long long)id);
 			return -1;
 		}
+		if (tc->sums_bytes + h->len > SUMS_CONN_BYTES || s->te->sums_bytes + h->len > SUMS_ENGINE_BYTES) {
+			bool conn = tc->sums_bytes + h->len > SUMS_CONN_BYTES;
+			uint64_t id = h->req_id;
+			if (fresh)
+				nkv__tcp_rreq_remove(tc, rq);
+			nkv__tcp_conn_fail(tc, -ENOBUFS, "stream %u: request %llu: checksum list of %llu bytes would hold more "
+					   "than the %u MiB of checksums allowed per %s", s->idx, (unsigned long long)id,
+					   (unsigned long long)h->len, (conn ? SUMS_CONN_BYTES : SUMS_ENGINE_BYTES) >> 20,
+					   conn ? "connection" : "engine");
+			return -1;
+		}
 		if (!(rq->sums = malloc(h->len))) {
 			nkv__tcp_conn_fail(tc, -ENOMEM, "out of memory for checksums");
 			return -1;
 		}
 		rq->nsums = h->len / sizeof(struct nkv_block_sum);
+		tc->sums_bytes += h->len;
+		s->te->sums_bytes += h->len;
 		s->dst = (uint8_t *)rq->sums;
 		s->rs = R_SUMS;
 	} else {

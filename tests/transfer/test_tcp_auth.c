@@ -5,8 +5,9 @@
  * reason it receives on the wire, and the receiver's pool is unchanged and
  * no connection is reported. The listener's own proof is checked by the
  * connecting engine (a listener with another secret is refused by the
- * connector). Too many connections are refused with a reason. TCP peers get
- * no region addresses. 127.0.0.1 only; every wait has a deadline.
+ * connector). Too many connections are refused with a reason, and so are
+ * checksum lists past the per-connection cap. TCP peers get no region
+ * addresses. 127.0.0.1 only; every wait has a deadline.
  */
 #include "raw_peer.h"
 
@@ -181,6 +182,36 @@ int main(void)
 	close(fd);
 	CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, 1, 5) == 1, "no CONN_DOWN for the bad-region peer");
 
+	/* Checksum lists are bounded per connection (and engine), not only per request. */
+	fd = h_raw_connect(port);
+	rc = raw_handshake(fd, SECRET, 80, 0, 1, why, sizeof(why));
+	CHECK(rc == 0, "raw peer for checksum lists: %d %s", rc, why);
+	CHECK(h_wait(&rp, NKV_EV_CONN_UP, 3, 5) == 3, "checksum-list peer not up");
+	{
+		const size_t big = 12u << 20; /* 12 MiB each: one fits the 16 MiB per connection, two do not */
+		uint8_t *junk = calloc(1, big);
+		struct nkv_wire_hdr h = raw_hdr(NKV_W_SUMS);
+		h.region = rid;
+		h.flags = NKV_WF_VERIFY;
+		h.total = 4096;
+		h.len = big;
+		h.req_id = 1;
+		CHECK(junk && send(fd, &h, sizeof(h), MSG_NOSIGNAL) == sizeof(h), "send sums header");
+		for (size_t off = 0; junk && off < big;) {
+			ssize_t n = send(fd, junk + off, big - off, MSG_NOSIGNAL);
+			if (n <= 0)
+				break;
+			off += (size_t)n;
+		}
+		h.req_id = 2;
+		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+		free(junk);
+	}
+	rc = refused(fd, why, sizeof(why));
+	CHECK(rc == -ENOBUFS && strstr(why, "checksums allowed per connection"), "checksum lists: %d '%s'", rc, why);
+	close(fd);
+	CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, 2, 5) == 2, "no CONN_DOWN for the checksum-list peer");
+
 	/* Connection cap: good + MAX_CONNS - 1 more are fine, the next is refused with the reason. */
 	{
 		int fds[MAX_CONNS];
@@ -189,13 +220,13 @@ int main(void)
 			rc = raw_handshake(fds[i], SECRET, 100 + (uint64_t)i, 0, 1, why, sizeof(why));
 			CHECK(rc == 0, "connection %d under the cap: %d %s", i, rc, why);
 		}
-		CHECK(h_wait(&rp, NKV_EV_CONN_UP, 2 + MAX_CONNS - 1, 5) == 2 + MAX_CONNS - 1, "connections under the cap not up");
+		CHECK(h_wait(&rp, NKV_EV_CONN_UP, 3 + MAX_CONNS - 1, 5) == 3 + MAX_CONNS - 1, "connections under the cap not up");
 		fds[MAX_CONNS - 1] = h_raw_connect(port);
 		rc = raw_handshake(fds[MAX_CONNS - 1], SECRET, 200, 0, 1, why, sizeof(why));
 		CHECK(rc == -EBUSY && strstr(why, "too many connections"), "connection over the cap: %d '%s'", rc, why);
 		for (int i = 0; i < MAX_CONNS; i++)
 			close(fds[i]);
-		CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, 1 + MAX_CONNS - 1, 5) == MAX_CONNS, "capped connections not down");
+		CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, 2 + MAX_CONNS - 1, 5) == 2 + MAX_CONNS - 1, "capped connections not down");
 	}
 	pool_unchanged("hostile peers");
 
