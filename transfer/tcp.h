@@ -59,6 +59,8 @@
 #define MAX_SUMS (1u << 20)         /* checksums per request (16 MiB; a block each) */
 #define SUMS_CONN_BYTES (16u << 20) /* checksum lists held per connection at once */
 #define SUMS_ENGINE_BYTES (64u << 20) /* ... and per engine, over all its connections */
+#define RANGES_CONN (2u << 20)      /* range records (16 bytes) of partial requests per connection */
+#define RANGES_ENGINE (4u << 20)    /* ... and per engine */
 #define HANDSHAKE_DEFAULT_MS 10000
 #define MAX_CONNS_DEFAULT 256
 #define STAGED_PER_CONN (NKV_GPU_OUT_SLOTS / 2) /* chunks copied out, not yet sent, per connection */
@@ -119,6 +121,11 @@ struct rreq {
 	bool want_sums, have_sums;
 	struct nkv_block_sum *sums;
 	size_t nsums;
+	/* Its destination ranges as they arrived (adjacent ones merged): checked
+	 * for overlaps before the request is reported (an overlap would report
+	 * it complete with bytes missing). */
+	struct nkv_wire_vent *rg;
+	size_t nrg, caprg;
 	struct rreq *hnext;
 };
 
@@ -190,6 +197,7 @@ struct tconn {
 	struct rreq *rbuckets[1024];
 	size_t nrreqs;
 	uint64_t sums_bytes;    /* checksum lists held for partial requests */
+	uint64_t nranges;       /* range records held for partial requests */
 	char peer[64];
 };
 
@@ -209,6 +217,7 @@ struct tcp_engine {
 	struct tstream *pending;
 	uint64_t handshake_ns;
 	uint64_t sums_bytes;     /* checksum lists held, all connections */
+	uint64_t nranges;        /* range records held, all connections */
 	unsigned npending, max_conns; /* streams in handshake; cap on them and on passive connections */
 	bool reap;
 	uint64_t gpu_gen;        /* nkv__gpu_ready_gen() last acted on */

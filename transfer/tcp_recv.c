@@ -29,6 +29,9 @@ void nkv__tcp_rreq_remove(struct tconn *tc, struct rreq *rq)
 		*pp = rq->hnext;
 		tc->nrreqs--;
 	}
+	tc->nranges -= rq->caprg;
+	tc->te->nranges -= rq->caprg;
+	free(rq->rg);
 	if (rq->sums) {
 		tc->sums_bytes -= rq->nsums * sizeof(struct nkv_block_sum);
 		tc->te->sums_bytes -= rq->nsums * sizeof(struct nkv_block_sum);
@@ -94,10 +97,63 @@ static void post_recv(struct tstream *s)
 	s->te->inflight++;
 }
 
+/* Record a destination range of rq. 0, or -1 after failing the connection. */
+static int rreq_note(struct tstream *s, struct rreq *rq, uint64_t off, uint64_t len)
+{
+	struct tconn *tc = s->tc;
+	struct nkv_wire_vent *last = rq->nrg ? &rq->rg[rq->nrg - 1] : NULL;
+
+	if (last && last->offset + last->len == off) {
+		last->len += len;
+		return 0;
+	}
+	if (rq->nrg == rq->caprg) {
+		size_t more = rq->caprg ? rq->caprg : 8;
+		struct nkv_wire_vent *n;
+
+		if (tc->nranges + more > RANGES_CONN || tc->te->nranges + more > RANGES_ENGINE) {
+			nkv__tcp_conn_fail(tc, -ENOBUFS, "stream %u: request %llu: more than %u separate ranges held per %s",
+					   s->idx, (unsigned long long)rq->req_id,
+					   tc->nranges + more > RANGES_CONN ? RANGES_CONN : RANGES_ENGINE,
+					   tc->nranges + more > RANGES_CONN ? "connection" : "engine");
+			return -1;
+		}
+		if (!(n = realloc(rq->rg, (rq->caprg + more) * sizeof(*n)))) {
+			nkv__tcp_conn_fail(tc, -ENOMEM, "out of memory for request %llu's ranges", (unsigned long long)rq->req_id);
+			return -1;
+		}
+		rq->rg = n;
+		rq->caprg += more;
+		tc->nranges += more;
+		tc->te->nranges += more;
+	}
+	rq->rg[rq->nrg++] = (struct nkv_wire_vent){ off, len };
+	return 0;
+}
+
+static int cmp_vent(const void *a, const void *b)
+{
+	const struct nkv_wire_vent *x = a, *y = b;
+
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
 static void rreq_complete(struct tstream *s, struct rreq *rq)
 {
 	struct tconn *tc = s->tc;
-	int st = nkv__recv_done(tc->te->e, tc->c, rq->req_id, rq->got, rq->region, rq->sums, rq->nsums);
+	int st;
+
+	/* Every byte counted once: no two ranges may overlap. */
+	qsort(rq->rg, rq->nrg, sizeof(*rq->rg), cmp_vent);
+	for (size_t i = 1; i < rq->nrg; i++)
+		if (rq->rg[i].offset < rq->rg[i - 1].offset + rq->rg[i - 1].len) {
+			nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: ranges [%llu, +%llu) and [%llu, +%llu) "
+					   "overlap", s->idx, (unsigned long long)rq->req_id,
+					   (unsigned long long)rq->rg[i - 1].offset, (unsigned long long)rq->rg[i - 1].len,
+					   (unsigned long long)rq->rg[i].offset, (unsigned long long)rq->rg[i].len);
+			return;
+		}
+	st = nkv__recv_done(tc->te->e, tc->c, rq->req_id, rq->got, rq->region, rq->sums, rq->nsums);
 
 	nkv__tcp_queue_ctrl(s, NKV_W_ACK, rq->req_id, (uint64_t)(int64_t)st, NULL, 0);
 	nkv__tcp_rreq_remove(tc, rq);
@@ -282,6 +338,8 @@ static int on_header(struct tstream *s)
 			s->dgot = 0;
 			return 0;
 		}
+		if (rreq_note(s, rq, h->offset, h->len))
+			return -1;
 		s->rs = R_DATA;
 		s->doff = h->offset;
 		nkv__rx_begin(&s->rx, r, h->offset); /* s->dst set by rx_ready() */
@@ -309,6 +367,8 @@ static int vent_done(struct tstream *s)
 			return -1;
 		}
 		sum += v->len;
+		if (rreq_note(s, s->cur, v->offset, v->len))
+			return -1;
 	}
 	if (sum != s->vpay) {
 		nkv__tcp_conn_fail(s->tc, -EPROTO, "stream %u: request %llu: vector entries add up to %llu bytes, header says %llu",

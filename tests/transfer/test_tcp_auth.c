@@ -6,7 +6,8 @@
  * no connection is reported. The listener's own proof is checked by the
  * connecting engine (a listener with another secret is refused by the
  * connector). Too many connections are refused with a reason, and so are
- * checksum lists past the per-connection cap. TCP peers get no region
+ * checksum lists past the per-connection cap, and a request whose ranges
+ * overlap. TCP peers get no region
  * addresses. 127.0.0.1 only; every wait has a deadline.
  */
 #include "raw_peer.h"
@@ -229,6 +230,41 @@ int main(void)
 		CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, 2 + MAX_CONNS - 1, 5) == 2 + MAX_CONNS - 1, "capped connections not down");
 	}
 	pool_unchanged("hostile peers");
+
+	/* Two ranges of one request over the same bytes: the request is not
+	 * reported, the peer is told why (payload = the pool's own bytes, so the
+	 * pool check below still holds). */
+	fd = h_raw_connect(port);
+	rc = raw_handshake(fd, SECRET, 81, 0, 1, why, sizeof(why));
+	CHECK(rc == 0, "raw peer for overlaps: %d %s", rc, why);
+	{
+		struct nkv_wire_hdr h = raw_hdr(NKV_W_DATA);
+		uint8_t same[4096];
+		memset(same, 0x5A, sizeof(same));
+		h.region = rid;
+		h.req_id = 3;
+		h.total = 8192;
+		h.len = 4096;
+		h.offset = 1024;
+		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+		send(fd, same, sizeof(same), MSG_NOSIGNAL);
+		h.offset = 0; /* [0, 4096) overlaps [1024, 5120) */
+		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+		send(fd, same, sizeof(same), MSG_NOSIGNAL);
+	}
+	rc = refused(fd, why, sizeof(why));
+	CHECK(rc == -EPROTO && strstr(why, "request 3: ranges [0, +4096) and [1024, +4096) overlap"), "overlap: %d '%s'",
+	      rc, why);
+	close(fd);
+	{
+		struct nkv_event ev;
+		bool ok = false;
+		for (int i = 0; h_find(&rp, NKV_EV_RECV, i, &ev); i++)
+			if (ev.req_id == 3 && ev.status == 0)
+				ok = true;
+		CHECK(!ok, "a request with overlapping ranges was reported received");
+	}
+	pool_unchanged("overlapping ranges");
 
 	/* The good connection still works after all that. */
 	CHECK(nkv_plan_build_raw(&(struct nkv_range){ .src_off = 0, .dst_off = 0, .len = REGION }, 1, &plan) == 0, "plan");
