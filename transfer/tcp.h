@@ -5,6 +5,10 @@
  * tcp_send.c (pushes, the send queue, the GPU staging gate) and tcp_recv.c
  * (the receive state machine and its checks of every header).
  *
+ * Every stream starts with the authenticated handshake (tcp_conn.c, wire.h):
+ * the passive side keeps a stream on its pending list, outside any
+ * connection, until the peer has proved the shared secret.
+ *
  * A connection is N TCP streams (--streams). The sender splits a request's
  * coalesced ranges into pieces and puts them on one per-connection queue;
  * each stream, whenever it has no send in flight, takes the next pieces off
