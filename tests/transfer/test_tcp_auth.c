@@ -62,6 +62,26 @@ int main(void)
 	int fd, rc, ngot = 0;
 
 	setenv("NKV_QUIET", "1", 1);
+	{ /* secrets off argv: a file's first line, else $NKV_TOKEN */
+		char path[] = "/tmp/nkv-auth-XXXXXX", buf[64];
+		int tf = mkstemp(path);
+		CHECK(tf >= 0 && write(tf, "abc\r\nrest\n", 10) == 10, "temp file");
+		close(tf);
+		CHECK(nkv_secret_load(path, buf, sizeof(buf)) == 0 && !strcmp(buf, "abc"), "token file: '%s'", buf);
+		CHECK(nkv_secret_load(path, buf, 3) == -EINVAL, "token longer than the buffer accepted");
+		unlink(path);
+		CHECK(nkv_secret_load(path, buf, sizeof(buf)) == -ENOENT, "missing token file");
+		unsetenv("NKV_TOKEN");
+		CHECK(nkv_secret_load(NULL, buf, sizeof(buf)) == 1 && !buf[0], "no token");
+		setenv("NKV_TOKEN", "from-env", 1);
+		CHECK(nkv_secret_load(NULL, buf, sizeof(buf)) == 0 && !strcmp(buf, "from-env"), "token from env: '%s'", buf);
+		unsetenv("NKV_TOKEN");
+	}
+	nkv_engine_opts_init(&o);
+	o.backend = NKV_BACKEND_VERBS;
+	o.secret = SECRET;
+	CHECK(nkv_engine_create(&o, &se) == -EINVAL && strstr(nkv_last_error(), "verbs backend does not authenticate"),
+	      "verbs with a secret: %s", nkv_last_error());
 	nkv_engine_opts_init(&o);
 	o.secret = SECRET;
 	o.handshake_ms = 1500;
