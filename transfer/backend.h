@@ -116,6 +116,8 @@ struct nkv_engine {
 	void *be;
 	char desc[128];
 	struct nkv_gpu_ctx *gpu; /* gpu_stage.c: opened on the first GPU region */
+	uint8_t secret[NKV_SECRET_MAX]; /* opts.secret, copied (opts.secret is NULL after create) */
+	size_t secret_len;
 };
 
 /* For backends. */

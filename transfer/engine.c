@@ -44,6 +44,21 @@ int nkv_engine_create(const struct nkv_engine_opts *o, struct nkv_engine **out)
 	if (!e)
 		return nkv_err(ENOMEM, "engine: out of memory");
 	e->opts = *o; /* opts.device is valid during init only: the caller's string may go away */
+	if (o->secret) {
+		size_t n = strlen(o->secret);
+		if (n > NKV_SECRET_MAX) {
+			free(e);
+			return nkv_err(EINVAL, "data-plane secret of %zu bytes (at most %d)", n, NKV_SECRET_MAX);
+		}
+		if (n && o->backend == NKV_BACKEND_VERBS) {
+			free(e);
+			return nkv_err(EINVAL, "the verbs backend does not authenticate its peers yet: a data-plane "
+					       "secret needs --backend tcp");
+		}
+		memcpy(e->secret, o->secret, n);
+		e->secret_len = n;
+	}
+	e->opts.secret = NULL; /* the copy above is the engine's */
 	switch (o->backend) {
 	case NKV_BACKEND_TCP:
 		e->ops = &nkv_tcp_ops;
@@ -79,6 +94,7 @@ void nkv_engine_destroy(struct nkv_engine *e)
 	nkv__gpu_ctx_free(e);
 	free(e->regions);
 	free(e->evq.ev);
+	explicit_bzero(e->secret, sizeof(e->secret));
 	free(e);
 }
 

@@ -138,7 +138,20 @@ struct nkv_engine_opts {
 	const char *src_addr; /* TCP: local IP that connections leave from (a host's NIC on a
 			       * multi-NIC host), NULL = the route's choice; must outlive the engine */
 	int gpu;              /* CUDA device (runtime ordinal) of NKV_MEM_CUDA regions; default 0 */
+	/* TCP: the data-plane secret both ends of a connection must hold (up to
+	 * NKV_SECRET_MAX bytes; copied at create). Each side proves it to the
+	 * other by HMAC-SHA256 over fresh nonces of both (transfer/wire.h); it
+	 * never crosses the wire. NULL or "" = the empty secret: connections to
+	 * and from engines with no secret only, authenticating nothing.
+	 * Verbs does not authenticate yet: a secret there is refused (EINVAL). */
+	const char *secret;
+	/* TCP: connections (accepted and handshaking) a listening engine keeps
+	 * at once; more are refused with a reason (0 = 256). */
+	unsigned max_conns;
 };
+
+#define NKV_SECRET_MAX 256
+
 
 struct nkv_engine;
 struct nkv_conn;

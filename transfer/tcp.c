@@ -82,9 +82,11 @@ static int tcp_init(struct nkv_engine *e)
 	}
 	te->e = e;
 	te->handshake_ns = (uint64_t)(e->opts.handshake_ms ? e->opts.handshake_ms : HANDSHAKE_DEFAULT_MS) * 1000000;
+	te->max_conns = e->opts.max_conns ? e->opts.max_conns : MAX_CONNS_DEFAULT;
 	e->be = te;
-	snprintf(e->desc, sizeof(e->desc), "tcp (io_uring), %u stream%s per connection%s", e->opts.streams,
-		 e->opts.streams > 1 ? "s" : "", e->opts.verify ? ", per-block xxhash64 verify" : "");
+	snprintf(e->desc, sizeof(e->desc), "tcp (io_uring), %u stream%s per connection%s%s", e->opts.streams,
+		 e->opts.streams > 1 ? "s" : "", e->opts.verify ? ", per-block xxhash64 verify" : "",
+		 e->secret_len ? ", authenticated" : ", no data-plane secret");
 	return 0;
 }
 

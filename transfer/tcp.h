@@ -5,6 +5,10 @@
  * tcp_send.c (pushes, the send queue, the GPU staging gate) and tcp_recv.c
  * (the receive state machine and its checks of every header).
  *
+ * Every stream starts with the authenticated handshake (tcp_conn.c, wire.h):
+ * the passive side keeps a stream on its pending list, outside any
+ * connection, until the peer has proved the shared secret.
+ *
  * A connection is N TCP streams (--streams). The sender splits a request's
  * coalesced ranges into pieces and puts them on one per-connection queue;
  * each stream, whenever it has no send in flight, takes the next pieces off
@@ -56,8 +60,13 @@
 #define MIN_PIECE (64u << 10)
 #define WAITALL_MIN (64u << 10)     /* payloads received whole from this size */
 #define MAX_RREQS 65536             /* partial requests a peer may have open */
-#define MAX_SUMS (1u << 22)         /* checksums per request */
+#define MAX_SUMS (1u << 20)         /* checksums per request (16 MiB; a block each) */
+#define SUMS_CONN_BYTES (16u << 20) /* checksum lists held per connection at once */
+#define SUMS_ENGINE_BYTES (64u << 20) /* ... and per engine, over all its connections */
+#define RANGES_CONN (2u << 20)      /* range records (16 bytes) of partial requests per connection */
+#define RANGES_ENGINE (4u << 20)    /* ... and per engine */
 #define HANDSHAKE_DEFAULT_MS 10000
+#define MAX_CONNS_DEFAULT 256
 #define STAGED_PER_CONN (NKV_GPU_OUT_SLOTS / 2) /* chunks copied out, not yet sent, per connection */
 
 enum { OP_ACCEPT = 0, OP_RECV = 1, OP_SEND = 2, OP_IGNORE = 3 };
@@ -116,10 +125,18 @@ struct rreq {
 	bool want_sums, have_sums;
 	struct nkv_block_sum *sums;
 	size_t nsums;
+	/* Its destination ranges as they arrived (adjacent ones merged): checked
+	 * for overlaps before the request is reported (an overlap would report
+	 * it complete with bytes missing). */
+	struct nkv_wire_vent *rg;
+	size_t nrg, caprg;
 	struct rreq *hnext;
 };
 
-enum rstate { R_HDR, R_DATA, R_SUMS, R_VENT, R_VDATA };
+enum rstate { R_HDR, R_DATA, R_SUMS, R_VENT, R_VDATA, R_CTL /* a handshake or ERROR payload into s->dst */ };
+
+/* A passive stream's handshake (tcp_conn.c). */
+enum astate { A_HELLO, A_NONCE, A_AUTH, A_MAC, A_DONE };
 
 struct tstream {
 	struct tcp_engine *te;
@@ -131,6 +148,13 @@ struct tstream {
 	char peer[64];
 	struct tstream *pnext;  /* tcp_engine.pending (passive, before HELLO) */
 	uint64_t born_ns;       /* accepted at; the handshake deadline counts from here */
+	/* handshake (passive until A_DONE; ERROR payloads on either side) */
+	enum astate as;
+	bool refused;           /* an ERROR is queued: close once it is sent */
+	uint64_t htoken;
+	unsigned hidx, hn;
+	uint8_t na[NKV_WIRE_NONCE], np[NKV_WIRE_NONCE], mac[NKV_WIRE_MAC];
+	char emsg[NKV_WIRE_MAX_ERROR + 1];
 
 	/* send side */
 	struct tqueue ctrl;     /* HELLO replies and ACKs, ahead of data */
@@ -165,6 +189,7 @@ struct tconn {
 	unsigned nstreams, nattached;
 	struct tstream **s;
 	bool failed, up, clean_close;
+	bool peer_refused;      /* the peer sent an ERROR: no ERROR back */
 	int fail_status;
 	char fail_reason[160];
 	/* sender */
@@ -175,6 +200,8 @@ struct tconn {
 	/* receiver */
 	struct rreq *rbuckets[1024];
 	size_t nrreqs;
+	uint64_t sums_bytes;    /* checksum lists held for partial requests */
+	uint64_t nranges;       /* range records held for partial requests */
 	char peer[64];
 };
 
@@ -193,6 +220,9 @@ struct tcp_engine {
 	struct tlistener *listeners;
 	struct tstream *pending;
 	uint64_t handshake_ns;
+	uint64_t sums_bytes;     /* checksum lists held, all connections */
+	uint64_t nranges;        /* range records held, all connections */
+	unsigned npending, max_conns; /* streams in handshake; cap on them and on passive connections */
 	bool reap;
 	uint64_t gpu_gen;        /* nkv__gpu_ready_gen() last acted on */
 };
@@ -237,8 +267,14 @@ int nkv__tcp_listen(struct nkv_engine *e, const char *host, uint16_t port, uint1
 int nkv__tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, struct nkv_conn *c);
 void nkv__tcp_close(struct nkv_conn *c);
 void nkv__tcp_on_accept(struct tcp_engine *te, struct tlistener *l, int res);
-int nkv__tcp_on_hello(struct tstream *s);
+void nkv__tcp_on_pending_hdr(struct tstream *s);          /* a header on a stream in its handshake */
+void nkv__tcp_on_ctl(struct tstream *s);                  /* an R_CTL payload is in */
 void nkv__tcp_pending_drop(struct tstream *s, const char *why);
+/* Refuse a stream in its handshake: log, send an ERROR with the reason, close once sent. */
+void nkv__tcp_pending_refuse(struct tstream *s, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The handshake's MAC (wire.h): label, nonces, token, stream index and count. */
+void nkv__tcp_auth_mac(const struct nkv_engine *e, const char *label, const uint8_t *na, const uint8_t *np,
+		       uint64_t token, uint32_t idx, uint32_t n, uint8_t *out);
 void nkv__tcp_conn_fail(struct tconn *tc, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void nkv__tcp_stream_free(struct tstream *s);
 void nkv__tcp_reap(struct tcp_engine *te);

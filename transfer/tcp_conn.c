@@ -6,10 +6,19 @@
  * CONN_DOWN), the application's close, and reaping what has nothing left
  * in flight. A peer that never finishes its handshake is dropped after the
  * handshake timeout.
+ *
+ * The handshake (wire.h) is a mutual challenge-response over the engines'
+ * shared secret: HELLO (Na) -> CHALLENGE (Np, MACp) -> AUTH (MACa) -> ADVERT.
+ * The passive side keeps a stream on its pending list, outside any
+ * connection, until its AUTH checks out; a refusal (bad MAC, malformed
+ * message, too many connections) is sent as an ERROR with the reason, then
+ * the stream is closed, having changed nothing.
  */
 #include "tcp.h"
 
 #include <arpa/inet.h>
+#include <nettle/hmac.h>
+#include <nettle/memops.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -169,7 +178,12 @@ void nkv__tcp_on_accept(struct tcp_engine *te, struct tlistener *l, int res)
 		addr_str((struct sockaddr *)&l->addr, s->peer, sizeof(s->peer));
 		s->pnext = te->pending;
 		te->pending = s;
-		nkv__tcp_stream_kick(s);
+		te->npending++;
+		if (te->npending > te->max_conns)
+			nkv__tcp_pending_refuse(s, -EBUSY, "too many connections in their handshake (%u, at most %u)",
+						te->npending - 1, te->max_conns);
+		else
+			nkv__tcp_stream_kick(s);
 	}
 	post_accept(te, l);
 }
@@ -196,6 +210,43 @@ static void conn_free_be(struct tconn *tc)
 			nkv__tcp_rreq_remove(tc, tc->rbuckets[b]);
 	free(tc->s);
 	free(tc);
+}
+
+/* ---- the handshake's MACs ----------------------------------------------------- */
+
+void nkv__tcp_auth_mac(const struct nkv_engine *e, const char *label, const uint8_t *na, const uint8_t *np,
+		       uint64_t token, uint32_t idx, uint32_t n, uint8_t *out)
+{
+	struct hmac_sha256_ctx ctx;
+	uint8_t tail[16];
+
+	memcpy(tail, &token, 8); /* little-endian host (wire.h) */
+	memcpy(tail + 8, &idx, 4);
+	memcpy(tail + 12, &n, 4);
+	hmac_sha256_set_key(&ctx, e->secret_len, e->secret);
+	hmac_sha256_update(&ctx, strlen(label), (const uint8_t *)label);
+	hmac_sha256_update(&ctx, NKV_WIRE_NONCE, na);
+	hmac_sha256_update(&ctx, NKV_WIRE_NONCE, np);
+	hmac_sha256_update(&ctx, sizeof(tail), tail);
+	hmac_sha256_digest(&ctx, NKV_WIRE_MAC, out);
+	explicit_bzero(&ctx, sizeof(ctx));
+}
+
+static int fill_random(void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = getrandom(p, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return nkv_err(errno, "getrandom: %s", strerror(errno));
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 /* ---- connect (active side, blocking handshake) ---------------------------------- */
@@ -261,6 +312,54 @@ static int connect_wait(int fd, const struct sockaddr *sa, socklen_t len, int ti
 	return err ? -1 : 0;
 }
 
+/* Tell the peer why we give up (best effort: blocking socket with a timeout). */
+static void send_error(int fd, int status, const char *reason)
+{
+	struct nkv_wire_hdr h;
+	size_t n = strlen(reason);
+
+	if (n > NKV_WIRE_MAX_ERROR)
+		n = NKV_WIRE_MAX_ERROR;
+	hdr_init(&h, NKV_W_ERROR);
+	h.offset = (uint64_t)(int64_t)status;
+	h.len = n;
+	if (!write_full(fd, &h, sizeof(h)))
+		write_full(fd, reason, n);
+}
+
+/* h is an ERROR header: read its reason and fail with it. */
+static int peer_refused(int fd, unsigned i, const struct nkv_wire_hdr *h, const char *peer)
+{
+	char why[NKV_WIRE_MAX_ERROR + 1] = "";
+	int64_t st = (int64_t)h->offset;
+	int rc = st < 0 && st > -4096 ? (int)st : -ECONNREFUSED;
+
+	if (h->len > NKV_WIRE_MAX_ERROR || read_full(fd, why, h->len))
+		snprintf(why, sizeof(why), "(no readable reason)");
+	else
+		why[h->len] = 0;
+	for (char *p = why; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
+	return nkv_err(rc, "stream %u: refused by %s: %s", i, peer, why);
+}
+
+/* Read the next handshake header on stream i; an ERROR ends it. */
+static int read_hs_hdr(int fd, unsigned i, struct nkv_wire_hdr *h, const char *peer, const char *what)
+{
+	int rc = read_full(fd, h, sizeof(*h));
+
+	if (rc)
+		return nkv_err(rc, "stream %u: waiting for the peer's %s: %s%s", i, what, strerror(-rc),
+			       rc == -ETIMEDOUT ? " (is the peer's engine being polled?)" : "");
+	if (h->magic != NKV_WIRE_MAGIC || h->version != NKV_WIRE_VERSION)
+		return nkv_err(EPROTO, "stream %u: the peer answered with no valid %s (not a netkv engine, or "
+				       "another protocol version than %u)", i, what, NKV_WIRE_VERSION);
+	if (h->type == NKV_W_ERROR)
+		return peer_refused(fd, i, h, peer);
+	return 0;
+}
+
 int nkv__tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, struct nkv_conn *c)
 {
 	struct tcp_engine *te = e->be;
@@ -269,8 +368,10 @@ int nkv__tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, stru
 	int timeout_ms = (int)(te->handshake_ns / 1000000);
 	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = timeout_ms % 1000 * 1000 }, tv0 = { 0 };
 	struct addrinfo *res = NULL, *src = NULL, *ai;
+	char peer[64];
 	int rc = 0;
 
+	snprintf(peer, sizeof(peer), "%s:%u", host, port);
 	if (!tc || !(tc->s = calloc(n, sizeof(*tc->s)))) {
 		free(tc);
 		return nkv_err(ENOMEM, "connection: out of memory");
@@ -325,8 +426,47 @@ int nkv__tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, stru
 		hdr_init(&h, NKV_W_HELLO);
 		h.offset = tc->token;
 		h.total = (uint64_t)i << 32 | n;
-		if ((rc = write_full(fd, &h, sizeof(h)))) {
+		h.len = NKV_WIRE_NONCE;
+		if ((rc = fill_random(tc->s[i]->na, NKV_WIRE_NONCE)))
+			goto fail;
+		if ((rc = write_full(fd, &h, sizeof(h))) || (rc = write_full(fd, tc->s[i]->na, NKV_WIRE_NONCE))) {
 			nkv_err(rc, "stream %u: sending hello: %s", i, strerror(-rc));
+			goto fail;
+		}
+	}
+	/* The peer proves the secret first (over our fresh nonce), then we do. */
+	for (unsigned i = 0; i < n; i++) {
+		struct tstream *s = tc->s[i];
+		struct nkv_wire_hdr h;
+		uint8_t want[NKV_WIRE_MAC], mine[NKV_WIRE_MAC];
+
+		if ((rc = read_hs_hdr(s->fd, i, &h, peer, "challenge")))
+			goto fail;
+		if (h.type != NKV_W_CHALLENGE || h.len != NKV_WIRE_NONCE + NKV_WIRE_MAC) {
+			rc = nkv_err(EPROTO, "stream %u: the peer answered the hello with message type %u of %llu bytes, "
+					     "not a challenge", i, h.type, (unsigned long long)h.len);
+			send_error(s->fd, rc, "expected a challenge");
+			goto fail;
+		}
+		if ((rc = read_full(s->fd, s->np, NKV_WIRE_NONCE)) || (rc = read_full(s->fd, s->mac, NKV_WIRE_MAC))) {
+			nkv_err(rc, "stream %u: reading the peer's challenge: %s", i, strerror(-rc));
+			goto fail;
+		}
+		nkv__tcp_auth_mac(e, NKV_WIRE_LABEL_LISTENER, s->na, s->np, tc->token, i, n, want);
+		if (!memeql_sec(want, s->mac, NKV_WIRE_MAC)) {
+			rc = nkv_err(EACCES, "stream %u: %s failed to prove the data-plane secret (its MAC does not "
+					     "match: the two sides hold different secrets)", i, peer);
+			send_error(s->fd, rc, "authentication failed: the listening side's MAC does not match this "
+					       "side's secret");
+			goto fail;
+		}
+		nkv__tcp_auth_mac(e, NKV_WIRE_LABEL_CONNECTOR, s->na, s->np, tc->token, i, n, mine);
+		hdr_init(&h, NKV_W_AUTH);
+		h.offset = tc->token;
+		h.total = (uint64_t)i << 32 | n;
+		h.len = NKV_WIRE_MAC;
+		if ((rc = write_full(s->fd, &h, sizeof(h))) || (rc = write_full(s->fd, mine, NKV_WIRE_MAC))) {
+			nkv_err(rc, "stream %u: sending the proof: %s", i, strerror(-rc));
 			goto fail;
 		}
 	}
@@ -336,13 +476,9 @@ int nkv__tcp_connect(struct nkv_engine *e, const char *host, uint16_t port, stru
 		struct nkv_remote_region *rr;
 		size_t cnt;
 
-		if ((rc = read_full(tc->s[i]->fd, &h, sizeof(h)))) {
-			nkv_err(rc, "stream %u: waiting for the peer's regions: %s%s", i, strerror(-rc),
-				rc == -ETIMEDOUT ? " (is the peer's engine being polled?)" : "");
+		if ((rc = read_hs_hdr(tc->s[i]->fd, i, &h, peer, "region list")))
 			goto fail;
-		}
-		if (h.magic != NKV_WIRE_MAGIC || h.version != NKV_WIRE_VERSION || h.type != NKV_W_ADVERT ||
-		    h.len % sizeof(*rr) || h.len > 4096 * sizeof(*rr)) {
+		if (h.type != NKV_W_ADVERT || h.len % sizeof(*rr) || h.len > 4096 * sizeof(*rr)) {
 			rc = nkv_err(EPROTO, "stream %u: the peer answered with no valid region list (not a netkv "
 					     "engine, or another protocol version)", i);
 			goto fail;
@@ -386,50 +522,94 @@ fail:
 	return rc;
 }
 
-/* Passive stream closed before it said HELLO: no connection to report to. */
+/* Passive stream closed before its handshake finished: no connection to report to. */
 void nkv__tcp_pending_drop(struct tstream *s, const char *why)
 {
-	nkv__log("connection from %s closed before its handshake: %s", s->peer, why);
+	if (s->dead)
+		return;
+	if (!s->refused)
+		nkv__log("connection from %s closed before its handshake: %s", s->peer, why);
 	s->dead = true;
 	shutdown(s->fd, SHUT_RDWR);
 	s->te->reap = true;
 }
 
-int nkv__tcp_on_hello(struct tstream *s)
+void nkv__tcp_pending_refuse(struct tstream *s, int status, const char *fmt, ...)
+{
+	va_list ap;
+	char *why;
+	int n;
+
+	if (s->dead || s->refused)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(s->emsg, sizeof(s->emsg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > NKV_WIRE_MAX_ERROR)
+		n = NKV_WIRE_MAX_ERROR;
+	nkv__log("connection from %s refused: %s", s->peer, s->emsg);
+	s->refused = true;
+	/* Sent behind anything queued (a challenge), then the stream closes
+	 * (nkv__tcp_on_send); the handshake deadline still bounds it. */
+	if (!(why = malloc((size_t)n + 1))) {
+		nkv__tcp_pending_drop(s, "out of memory");
+		return;
+	}
+	memcpy(why, s->emsg, (size_t)n);
+	nkv__tcp_queue_ctrl(s, NKV_W_ERROR, 0, (uint64_t)(int64_t)status, why, (uint64_t)n);
+	nkv__tcp_try_send(s);
+}
+
+static bool live_passive_over(struct tcp_engine *te)
+{
+	unsigned n = 0;
+
+	for (struct nkv_conn *c = te->e->conns; c; c = c->next) {
+		struct tconn *t = c->be;
+		if (c->passive && t && !t->failed)
+			n++;
+	}
+	return n >= te->max_conns;
+}
+
+/* The stream proved the secret: join (or start) its connection and send the regions. */
+static void stream_join(struct tstream *s)
 {
 	struct tcp_engine *te = s->te;
-	struct nkv_wire_hdr *h = &s->h;
-	unsigned idx = (unsigned)(h->total >> 32), n = (unsigned)(h->total & 0xffffffffu);
+	unsigned idx = s->hidx, n = s->hn;
 	struct tconn *tc = NULL;
 	struct nkv_remote_region *adv;
 	size_t nadv;
 
-	if (h->len || n < 1 || n > 64 || idx >= n) {
-		nkv__tcp_pending_drop(s, "malformed hello (bad stream index or count)");
-		return -1;
-	}
 	for (struct nkv_conn *c = te->e->conns; c; c = c->next) {
 		struct tconn *t = c->be;
-		if (c->passive && t && !t->up && !t->failed && t->token == h->offset) {
+		if (c->passive && t && !t->up && !t->failed && t->token == s->htoken) {
 			tc = t;
 			break;
 		}
 	}
 	if (tc && (tc->nstreams != n || tc->s[idx])) {
-		nkv__tcp_pending_drop(s, "hello does not match its connection's other streams");
-		return -1;
+		nkv__tcp_pending_refuse(s, -EPROTO, "hello does not match its connection's other streams (%u streams, "
+						    "stream %u)", n, idx);
+		return;
+	}
+	if (!tc && live_passive_over(te)) {
+		nkv__tcp_pending_refuse(s, -EBUSY, "too many connections (at most %u)", te->max_conns);
+		return;
 	}
 	if (!tc) {
 		struct nkv_conn *c = nkv__conn_new(te->e, true);
 		tc = calloc(1, sizeof(*tc));
 		if (!c || !tc || !(tc->s = calloc(n, sizeof(*tc->s)))) {
 			free(tc);
-			nkv__tcp_pending_drop(s, "out of memory");
-			return -1; /* c stays on the list, harmless and freed with the engine */
+			nkv__tcp_pending_refuse(s, -ENOMEM, "out of memory");
+			return; /* c stays on the list, harmless and freed with the engine */
 		}
 		tc->c = c;
 		tc->te = te;
-		tc->token = h->offset;
+		tc->token = s->htoken;
 		tc->born_ns = s->born_ns;
 		tc->nstreams = n;
 		snprintf(tc->peer, sizeof(tc->peer), "%s", s->peer);
@@ -439,16 +619,21 @@ int nkv__tcp_on_hello(struct tstream *s)
 	for (struct tstream **pp = &te->pending; *pp; pp = &(*pp)->pnext)
 		if (*pp == s) {
 			*pp = s->pnext;
+			te->npending--;
 			break;
 		}
 	s->tc = tc;
 	s->idx = idx;
+	s->as = A_DONE;
 	tc->s[idx] = s;
 	tc->nattached++;
 	if (nkv__region_adverts(te->e, &adv, &nadv)) {
 		nkv__tcp_conn_fail(tc, -ENOMEM, "out of memory for the region list");
-		return -1;
+		return;
 	}
+	/* TCP peers name regions by id and length: no addresses leave. */
+	for (size_t i = 0; i < nadv; i++)
+		adv[i].addr = 0, adv[i].rkey = 0;
 	nkv__tcp_queue_ctrl(s, NKV_W_ADVERT, 0, 0, adv, nadv * sizeof(*adv));
 	if (tc->nattached == tc->nstreams) {
 		tc->up = true;
@@ -456,10 +641,135 @@ int nkv__tcp_on_hello(struct tstream *s)
 		for (unsigned i = 0; i < n; i++)
 			nkv__tcp_stream_kick(tc->s[i]);
 	}
-	return 0;
+}
+
+static void expect_payload(struct tstream *s, void *dst, uint64_t len, enum astate next)
+{
+	s->as = next;
+	s->dst = dst;
+	s->dlen = len;
+	s->dgot = 0;
+	s->rs = R_CTL;
+	if (!len) /* an ERROR without a reason: nothing to receive */
+		nkv__tcp_on_ctl(s);
+}
+
+/* A whole header on a stream in its handshake (HELLO, then AUTH). */
+void nkv__tcp_on_pending_hdr(struct tstream *s)
+{
+	struct nkv_wire_hdr *h = &s->h;
+	unsigned idx = (unsigned)(h->total >> 32), n = (unsigned)(h->total & 0xffffffffu);
+
+	if (h->magic != NKV_WIRE_MAGIC) {
+		nkv__tcp_pending_refuse(s, -EPROTO, "bad header magic 0x%08x (not a netkv peer?)", h->magic);
+		return;
+	}
+	if (h->version != NKV_WIRE_VERSION) {
+		nkv__tcp_pending_refuse(s, -EPROTO, "protocol version %u, this engine speaks %u", h->version,
+					NKV_WIRE_VERSION);
+		return;
+	}
+	if (h->type == NKV_W_ERROR && h->len <= NKV_WIRE_MAX_ERROR) {
+		expect_payload(s, s->emsg, h->len, s->as);
+		return;
+	}
+	if (s->as == A_HELLO) {
+		if (h->type != NKV_W_HELLO) {
+			nkv__tcp_pending_refuse(s, -EPROTO, "first message is type %u, not a hello", h->type);
+			return;
+		}
+		if (h->len != NKV_WIRE_NONCE || n < 1 || n > 64 || idx >= n) {
+			nkv__tcp_pending_refuse(s, -EPROTO, "malformed hello (nonce of %llu bytes, want %u; stream %u of %u, "
+						"1..64 streams)", (unsigned long long)h->len, NKV_WIRE_NONCE, idx, n);
+			return;
+		}
+		s->htoken = h->offset;
+		s->hidx = idx;
+		s->hn = n;
+		expect_payload(s, s->na, NKV_WIRE_NONCE, A_NONCE);
+		return;
+	}
+	/* A_AUTH */
+	if (h->type != NKV_W_AUTH || h->len != NKV_WIRE_MAC || h->offset != s->htoken || idx != s->hidx || n != s->hn) {
+		nkv__tcp_pending_refuse(s, -EPROTO, "expected the proof (auth, %u bytes) for this stream's hello; got "
+					"type %u of %llu bytes", NKV_WIRE_MAC, h->type, (unsigned long long)h->len);
+		return;
+	}
+	expect_payload(s, s->mac, NKV_WIRE_MAC, A_MAC);
+}
+
+/* A handshake payload, or an ERROR's reason, is in (either side). */
+void nkv__tcp_on_ctl(struct tstream *s)
+{
+	struct tconn *tc = s->tc;
+
+	s->rs = R_HDR;
+	if (s->h.type == NKV_W_ERROR) {
+		int64_t st = (int64_t)s->h.offset;
+		int rc = st < 0 && st > -4096 ? (int)st : -ECONNREFUSED;
+
+		s->emsg[s->h.len] = 0;
+		for (char *p = s->emsg; *p; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+				*p = '?';
+		if (tc) {
+			tc->peer_refused = true;
+			nkv__tcp_conn_fail(tc, rc, "stream %u: refused by %s: %s", s->idx, tc->peer, s->emsg);
+		} else {
+			nkv__tcp_pending_drop(s, s->emsg);
+		}
+		return;
+	}
+	if (s->as == A_NONCE) {
+		struct tcp_engine *te = s->te;
+		uint8_t *p = malloc(NKV_WIRE_NONCE + NKV_WIRE_MAC);
+
+		if (!p || fill_random(s->np, NKV_WIRE_NONCE)) {
+			free(p);
+			nkv__tcp_pending_refuse(s, -ENOMEM, "no memory or randomness for a challenge");
+			return;
+		}
+		memcpy(p, s->np, NKV_WIRE_NONCE);
+		nkv__tcp_auth_mac(te->e, NKV_WIRE_LABEL_LISTENER, s->na, s->np, s->htoken, s->hidx, s->hn,
+				  p + NKV_WIRE_NONCE);
+		nkv__tcp_queue_ctrl(s, NKV_W_CHALLENGE, 0, 0, p, NKV_WIRE_NONCE + NKV_WIRE_MAC);
+		s->as = A_AUTH;
+		return;
+	}
+	if (s->as == A_MAC) {
+		uint8_t want[NKV_WIRE_MAC];
+
+		nkv__tcp_auth_mac(s->te->e, NKV_WIRE_LABEL_CONNECTOR, s->na, s->np, s->htoken, s->hidx, s->hn, want);
+		if (!memeql_sec(want, s->mac, NKV_WIRE_MAC)) {
+			nkv__tcp_pending_refuse(s, -EACCES, "authentication failed: the connecting side's MAC does not "
+						"match this engine's data-plane secret");
+			return;
+		}
+		stream_join(s);
+	}
 }
 
 /* ---- failure and teardown ---------------------------------------------------- */
+
+/* An ERROR without blocking: the socket takes it whole or not at all (it is
+ * small, and the send buffer of a stream with nothing in flight is empty). */
+static void send_error_now(int fd, int status, const char *reason)
+{
+	struct {
+		struct nkv_wire_hdr h;
+		char why[NKV_WIRE_MAX_ERROR];
+	} m;
+	size_t n = strlen(reason);
+
+	if (n > NKV_WIRE_MAX_ERROR)
+		n = NKV_WIRE_MAX_ERROR;
+	hdr_init(&m.h, NKV_W_ERROR);
+	m.h.offset = (uint64_t)(int64_t)status;
+	m.h.len = n;
+	memcpy(m.why, reason, n);
+	if (send(fd, &m, sizeof(m.h) + n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return; /* the peer is gone or not reading: it learns nothing more */
+}
 
 void nkv__tcp_conn_fail(struct tconn *tc, int status, const char *fmt, ...)
 {
@@ -477,6 +787,14 @@ void nkv__tcp_conn_fail(struct tconn *tc, int status, const char *fmt, ...)
 	 * requests, is no news; anything else is logged with its reason. */
 	if (status != -ECANCELED && !tc->clean_close)
 		nkv__log("connection %s %s closed: %s", tc->c->passive ? "from" : "to", tc->peer, tc->fail_reason);
+	/* Tell the peer why (best effort, and only on streams with no send of
+	 * ours in flight, which the ERROR could cut into). */
+	if (status != -ECANCELED && !tc->clean_close && !tc->peer_refused)
+		for (unsigned i = 0; i < tc->nstreams; i++) {
+			struct tstream *s = tc->s[i];
+			if (s && !s->dead && !s->send_busy && !s->nbatch)
+				send_error_now(s->fd, status, tc->fail_reason);
+		}
 	for (unsigned i = 0; i < tc->nstreams; i++)
 		if (tc->s[i]) {
 			tc->s[i]->dead = true;
@@ -519,6 +837,7 @@ void nkv__tcp_reap(struct tcp_engine *te)
 		struct tstream *s = *pp;
 		if (s->dead && !s->recv_busy && !s->send_busy) {
 			*pp = s->pnext;
+			te->npending--;
 			nkv__tcp_stream_free(s);
 		} else {
 			if (s->dead)
@@ -552,8 +871,11 @@ bool nkv__tcp_expire_handshakes(struct tcp_engine *te)
 	for (struct tstream *s = te->pending; s; s = s->pnext) {
 		if (s->dead)
 			continue;
-		if (now - s->born_ns > te->handshake_ns)
-			nkv__tcp_pending_drop(s, "no hello before the handshake timeout");
+		if (s->refused && now - s->born_ns > 2 * te->handshake_ns)
+			nkv__tcp_pending_drop(s, "refused, and its error message not taken in time");
+		else if (!s->refused && now - s->born_ns > te->handshake_ns)
+			nkv__tcp_pending_refuse(s, -ETIMEDOUT, "handshake not finished within %llu ms",
+						(unsigned long long)(te->handshake_ns / 1000000));
 		else
 			waiting = true;
 	}

@@ -29,6 +29,13 @@ void nkv__tcp_rreq_remove(struct tconn *tc, struct rreq *rq)
 		*pp = rq->hnext;
 		tc->nrreqs--;
 	}
+	tc->nranges -= rq->caprg;
+	tc->te->nranges -= rq->caprg;
+	free(rq->rg);
+	if (rq->sums) {
+		tc->sums_bytes -= rq->nsums * sizeof(struct nkv_block_sum);
+		tc->te->sums_bytes -= rq->nsums * sizeof(struct nkv_block_sum);
+	}
 	free(rq->sums);
 	free(rq);
 }
@@ -43,7 +50,7 @@ static void post_recv(struct tstream *s)
 	if (s->rs == R_HDR) {
 		s->riov[0] = (struct iovec){ (char *)&s->h + s->hgot, HDR - s->hgot };
 		s->rmsg.msg_iovlen = 1;
-	} else if (s->rs == R_VENT) {
+	} else if (s->rs == R_VENT || s->rs == R_CTL) {
 		s->riov[0] = (struct iovec){ s->dst + s->dgot, s->dlen - s->dgot };
 		s->rmsg.msg_iovlen = 1;
 		flags = MSG_WAITALL;
@@ -90,10 +97,63 @@ static void post_recv(struct tstream *s)
 	s->te->inflight++;
 }
 
+/* Record a destination range of rq. 0, or -1 after failing the connection. */
+static int rreq_note(struct tstream *s, struct rreq *rq, uint64_t off, uint64_t len)
+{
+	struct tconn *tc = s->tc;
+	struct nkv_wire_vent *last = rq->nrg ? &rq->rg[rq->nrg - 1] : NULL;
+
+	if (last && last->offset + last->len == off) {
+		last->len += len;
+		return 0;
+	}
+	if (rq->nrg == rq->caprg) {
+		size_t more = rq->caprg ? rq->caprg : 8;
+		struct nkv_wire_vent *n;
+
+		if (tc->nranges + more > RANGES_CONN || tc->te->nranges + more > RANGES_ENGINE) {
+			nkv__tcp_conn_fail(tc, -ENOBUFS, "stream %u: request %llu: more than %u separate ranges held per %s",
+					   s->idx, (unsigned long long)rq->req_id,
+					   tc->nranges + more > RANGES_CONN ? RANGES_CONN : RANGES_ENGINE,
+					   tc->nranges + more > RANGES_CONN ? "connection" : "engine");
+			return -1;
+		}
+		if (!(n = realloc(rq->rg, (rq->caprg + more) * sizeof(*n)))) {
+			nkv__tcp_conn_fail(tc, -ENOMEM, "out of memory for request %llu's ranges", (unsigned long long)rq->req_id);
+			return -1;
+		}
+		rq->rg = n;
+		rq->caprg += more;
+		tc->nranges += more;
+		tc->te->nranges += more;
+	}
+	rq->rg[rq->nrg++] = (struct nkv_wire_vent){ off, len };
+	return 0;
+}
+
+static int cmp_vent(const void *a, const void *b)
+{
+	const struct nkv_wire_vent *x = a, *y = b;
+
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
 static void rreq_complete(struct tstream *s, struct rreq *rq)
 {
 	struct tconn *tc = s->tc;
-	int st = nkv__recv_done(tc->te->e, tc->c, rq->req_id, rq->got, rq->region, rq->sums, rq->nsums);
+	int st;
+
+	/* Every byte counted once: no two ranges may overlap. */
+	qsort(rq->rg, rq->nrg, sizeof(*rq->rg), cmp_vent);
+	for (size_t i = 1; i < rq->nrg; i++)
+		if (rq->rg[i].offset < rq->rg[i - 1].offset + rq->rg[i - 1].len) {
+			nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: ranges [%llu, +%llu) and [%llu, +%llu) "
+					   "overlap", s->idx, (unsigned long long)rq->req_id,
+					   (unsigned long long)rq->rg[i - 1].offset, (unsigned long long)rq->rg[i - 1].len,
+					   (unsigned long long)rq->rg[i].offset, (unsigned long long)rq->rg[i].len);
+			return;
+		}
+	st = nkv__recv_done(tc->te->e, tc->c, rq->req_id, rq->got, rq->region, rq->sums, rq->nsums);
 
 	nkv__tcp_queue_ctrl(s, NKV_W_ACK, rq->req_id, (uint64_t)(int64_t)st, NULL, 0);
 	nkv__tcp_rreq_remove(tc, rq);
@@ -123,6 +183,20 @@ static int on_header(struct tstream *s)
 	if (h->version != NKV_WIRE_VERSION) {
 		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: protocol version %u, expected %u", s->idx, h->version, NKV_WIRE_VERSION);
 		return -1;
+	}
+	if (h->type == NKV_W_ERROR) {
+		if (h->len > NKV_WIRE_MAX_ERROR) {
+			nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: error message of %llu bytes (at most %u)", s->idx,
+					   (unsigned long long)h->len, NKV_WIRE_MAX_ERROR);
+			return -1;
+		}
+		s->dst = (uint8_t *)s->emsg;
+		s->dlen = h->len;
+		s->dgot = 0;
+		s->rs = R_CTL;
+		if (!h->len)
+			nkv__tcp_on_ctl(s);
+		return 0;
 	}
 	if (!tc->c->passive) {
 		struct sreq *sr;
@@ -177,8 +251,9 @@ static int on_header(struct tstream *s)
 		return -1;
 	}
 	if (sums && (h->len % sizeof(struct nkv_block_sum) || h->len / sizeof(struct nkv_block_sum) > MAX_SUMS)) {
-		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: checksum list of %llu bytes is malformed", s->idx,
-			  (unsigned long long)h->req_id, (unsigned long long)h->len);
+		nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: checksum list of %llu bytes is malformed "
+				       "(a whole number of %zu-byte sums, at most %u)", s->idx,
+			  (unsigned long long)h->req_id, (unsigned long long)h->len, sizeof(struct nkv_block_sum), MAX_SUMS);
 		return -1;
 	}
 	slot = rreq_slot(tc, h->req_id);
@@ -217,11 +292,24 @@ static int on_header(struct tstream *s)
 				  (unsigned long long)id);
 			return -1;
 		}
+		if (tc->sums_bytes + h->len > SUMS_CONN_BYTES || s->te->sums_bytes + h->len > SUMS_ENGINE_BYTES) {
+			bool conn = tc->sums_bytes + h->len > SUMS_CONN_BYTES;
+			uint64_t id = h->req_id;
+			if (fresh)
+				nkv__tcp_rreq_remove(tc, rq);
+			nkv__tcp_conn_fail(tc, -ENOBUFS, "stream %u: request %llu: checksum list of %llu bytes would hold more "
+					   "than the %u MiB of checksums allowed per %s", s->idx, (unsigned long long)id,
+					   (unsigned long long)h->len, (conn ? SUMS_CONN_BYTES : SUMS_ENGINE_BYTES) >> 20,
+					   conn ? "connection" : "engine");
+			return -1;
+		}
 		if (!(rq->sums = malloc(h->len))) {
 			nkv__tcp_conn_fail(tc, -ENOMEM, "out of memory for checksums");
 			return -1;
 		}
 		rq->nsums = h->len / sizeof(struct nkv_block_sum);
+		tc->sums_bytes += h->len;
+		s->te->sums_bytes += h->len;
 		s->dst = (uint8_t *)rq->sums;
 		s->rs = R_SUMS;
 	} else {
@@ -250,6 +338,8 @@ static int on_header(struct tstream *s)
 			s->dgot = 0;
 			return 0;
 		}
+		if (rreq_note(s, rq, h->offset, h->len))
+			return -1;
 		s->rs = R_DATA;
 		s->doff = h->offset;
 		nkv__rx_begin(&s->rx, r, h->offset); /* s->dst set by rx_ready() */
@@ -277,6 +367,8 @@ static int vent_done(struct tstream *s)
 			return -1;
 		}
 		sum += v->len;
+		if (rreq_note(s, s->cur, v->offset, v->len))
+			return -1;
 	}
 	if (sum != s->vpay) {
 		nkv__tcp_conn_fail(s->tc, -EPROTO, "stream %u: request %llu: vector entries add up to %llu bytes, header says %llu",
@@ -372,6 +464,10 @@ void nkv__tcp_on_recv(struct tstream *s, int res)
 			vent_done(s);
 			return;
 		}
+		if (s->rs == R_CTL) { /* a handshake payload or an ERROR's reason */
+			nkv__tcp_on_ctl(s);
+			return;
+		}
 		s->hgot = n - want; /* bytes of the next header that came along */
 		payload_done(s);
 		if (s->dead || (tc && tc->failed))
@@ -382,12 +478,7 @@ void nkv__tcp_on_recv(struct tstream *s, int res)
 	/* A whole header. */
 	s->hgot = 0;
 	if (!tc) {
-		if (s->h.magic != NKV_WIRE_MAGIC || s->h.version != NKV_WIRE_VERSION || s->h.type != NKV_W_HELLO)
-			nkv__tcp_pending_drop(s, s->h.magic != NKV_WIRE_MAGIC ? "bad header magic (not a netkv peer?)"
-					: s->h.version != NKV_WIRE_VERSION ? "unsupported protocol version"
-									 : "first message is not a hello");
-		else
-			nkv__tcp_on_hello(s);
+		nkv__tcp_on_pending_hdr(s);
 		return;
 	}
 	on_header(s);
@@ -435,6 +526,6 @@ void nkv__tcp_gpu_in_done(void *owner, uint64_t req_id, uint64_t bytes, int stat
 /* Post a receive if the stream has none in flight and somewhere to put it. */
 void nkv__tcp_recv_kick(struct tstream *s)
 {
-	if (!s->recv_busy && rx_ready(s))
+	if (!s->recv_busy && !s->refused && rx_ready(s))
 		post_recv(s);
 }

@@ -217,6 +217,8 @@ void nkv__tcp_on_send(struct tstream *s, int res)
 	}
 	if (s->nbatch && !s->dead)
 		post_send(s); /* a short send: the rest of the batch */
+	else if (!s->nbatch && !s->ctrl.head && s->refused && !s->tc)
+		nkv__tcp_pending_drop(s, "refused"); /* its ERROR is out: close */
 }
 
 void nkv__tcp_queue_ctrl(struct tstream *s, uint16_t type, uint64_t req_id, uint64_t offset, void *payload,

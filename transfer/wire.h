@@ -3,11 +3,33 @@
  * by len payload bytes. Little-endian hosts only (x86-64, arm64): headers
  * travel as the structs below.
  *
- *   HELLO   active -> passive, first message on each stream.
- *           offset = connection token (random; groups a connection's
- *           streams), total = stream index << 32 | stream count.
- *   ADVERT  passive -> active, reply to HELLO: payload is an array of
- *           struct nkv_remote_region (24 bytes each).
+ * The handshake, on every stream of a connection (version 2): a mutual
+ * challenge-response over the engines' shared data-plane secret (opts.secret;
+ * none is the empty secret, which authenticates nothing). The secret never
+ * crosses the wire; each side proves it with HMAC-SHA256 (nettle) over both
+ * sides' fresh nonces, the connection token and the stream index and count:
+ *
+ *   HELLO     active -> passive, first message on each stream.
+ *             offset = connection token (random; groups a connection's
+ *             streams), total = stream index << 32 | stream count,
+ *             payload = Na, 32 random bytes (len 32).
+ *   CHALLENGE passive -> active: payload = Np (32 random bytes) || MACp
+ *             (len 64), MACp = HMAC(secret, "netkv-tcp-v2 listener" || T).
+ *   AUTH      active -> passive: payload = MACa (len 32), checked only after
+ *             the active side has checked MACp;
+ *             MACa = HMAC(secret, "netkv-tcp-v2 connector" || T).
+ *             T = Na || Np || token (8 bytes LE) || index (4 LE) || count
+ *             (4 LE); the labels are their ASCII bytes without a NUL.
+ *   ADVERT    passive -> active, only after a good AUTH: payload is an array
+ *             of struct nkv_remote_region (24 bytes each); over TCP addr and
+ *             rkey are 0 (the peer names regions by id and length only).
+ *   A stream joins its connection (and the passive engine reports anything)
+ *   only once its AUTH checked out: a peer without the secret changes nothing.
+ *
+ *   ERROR   either way, at any time: the sender refuses the connection and
+ *           closes it. offset = the status (a negative errno, as int64),
+ *           payload = the reason, len <= NKV_WIRE_MAX_ERROR bytes of text
+ *           (no NUL). The receiver reports it ("refused by the peer: ...").
  *   DATA    active -> passive: payload is written at region[offset, +len).
  *           req_id names the request, total is its byte count over all
  *           ranges and streams; flags: LAST on the request's final range,
@@ -33,7 +55,7 @@
 #endif
 
 #define NKV_WIRE_MAGIC   0x544b564eu /* "NVKT" in memory order */
-#define NKV_WIRE_VERSION 1
+#define NKV_WIRE_VERSION 2 /* 2: authenticated handshake, ERROR */
 
 enum nkv_wire_type {
 	NKV_W_HELLO = 1,
@@ -42,7 +64,16 @@ enum nkv_wire_type {
 	NKV_W_SUMS = 4,
 	NKV_W_ACK = 5,
 	NKV_W_DATAV = 6,
+	NKV_W_CHALLENGE = 7,
+	NKV_W_AUTH = 8,
+	NKV_W_ERROR = 9,
 };
+
+#define NKV_WIRE_NONCE     32  /* HELLO's and CHALLENGE's nonces */
+#define NKV_WIRE_MAC       32  /* HMAC-SHA256 */
+#define NKV_WIRE_MAX_ERROR 256 /* an ERROR's reason text */
+#define NKV_WIRE_LABEL_LISTENER  "netkv-tcp-v2 listener"
+#define NKV_WIRE_LABEL_CONNECTOR "netkv-tcp-v2 connector"
 
 #define NKV_WIRE_MAX_VEC 64
 

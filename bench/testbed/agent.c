@@ -727,7 +727,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: netkv agent --role prefill|decode --scheduler ADDR --name INSTANCE [options]\n"
 		"A testbed worker: a paged KV pool, the transfer engine, emulated compute.\n"
-		"  --token T          shared token (default $NKV_TOKEN)\n"
+		"  --token T          shared token (default $NKV_TOKEN), also the data plane's secret\n"
+		"                     (TCP: peers prove it by HMAC challenge-response; verbs: not yet)\n"
+		"  --token-file FILE  the token from FILE's first line (keeps it off the command line)\n"
 		"  --data ADDR        decode: data listen address (default 127.0.0.1:0); on a wildcard\n"
 		"                     (0.0.0.0:P) it advertises the address of the interface that routes\n"
 		"                     to the scheduler\n"
@@ -800,11 +802,12 @@ static void agent_free(struct agent *a)
 }
 
 enum { O_BACKEND = 256, O_DEVICE, O_GID, O_STREAMS, O_COMPLETION, O_MEM, O_GPU, O_PAGE_TOKENS, O_LAYOUT,
-       O_ADVERTISE };
+       O_ADVERTISE, O_TOKEN_FILE };
 
 int nkv_cmd_agent(int argc, char **argv)
 {
-	const char *role_s = NULL, *sched = NULL, *token = getenv("NKV_TOKEN"), *name = NULL;
+	const char *role_s = NULL, *sched = NULL, *token = getenv("NKV_TOKEN"), *name = NULL, *token_file = NULL;
+	static char token_buf[NKV_PROTO_MAX_TOKEN + 1];
 	const char *data = "127.0.0.1:0", *model = "llama3-8b", *perf_model = "llama3-8b", *src = NULL, *gpu_model = NULL;
 	const char *advertise = NULL, *device = NULL, *completion = NULL, *mem_s = "host";
 	uint32_t blocks = 64, page_tokens = 16, streams = 1, gid = UINT32_MAX, gpu = UINT32_MAX;
@@ -825,7 +828,7 @@ int nkv_cmd_agent(int argc, char **argv)
 		{ "device", 1, 0, O_DEVICE }, { "gid-index", 1, 0, O_GID }, { "streams", 1, 0, O_STREAMS },
 		{ "qps", 1, 0, O_STREAMS }, { "completion", 1, 0, O_COMPLETION }, { "mem", 1, 0, O_MEM },
 		{ "gpu", 1, 0, O_GPU }, { "page-tokens", 1, 0, O_PAGE_TOKENS }, { "layout", 1, 0, O_LAYOUT },
-		{ "advertise", 1, 0, O_ADVERTISE }, { 0, 0, 0, 0 } };
+		{ "advertise", 1, 0, O_ADVERTISE }, { "token-file", 1, 0, O_TOKEN_FILE }, { 0, 0, 0, 0 } };
 	int c, bad = 0;
 	optind = 1;
 	while (!bad && (c = nkv_cli_getopt(argc, argv, "h", opts, NULL)) != -1) {
@@ -842,6 +845,7 @@ int nkv_cmd_agent(int argc, char **argv)
 		case 'v': a->verify = true; break;
 		case O_DEVICE: device = optarg; break;
 		case O_ADVERTISE: advertise = optarg; break;
+		case O_TOKEN_FILE: token_file = optarg; break;
 		case 'b': bad = nkv_cli_u32("agent", "--blocks", optarg, 1, 1u << 20, &blocks); break;
 		case 'S': bad = nkv_cli_time_scale("agent", optarg, &a->scale); break;
 		case O_BACKEND: bad = nkv_cli_backend("agent", optarg, &verbs); break;
@@ -884,6 +888,13 @@ int nkv_cmd_agent(int argc, char **argv)
 		case 'h': usage(stdout); agent_free(a); return 0;
 		default: agent_free(a); return 2; /* nkv_cli_getopt said what is wrong */
 		}
+	}
+	if (!bad && token_file) {
+		if (nkv_secret_load(token_file, token_buf, sizeof(token_buf)) < 0) {
+			fprintf(stderr, "netkv agent: --token-file: %s\n", nkv_last_error());
+			bad = -EINVAL;
+		}
+		token = token_buf;
 	}
 	if (bad) {
 		agent_free(a);
@@ -948,6 +959,8 @@ int nkv_cmd_agent(int argc, char **argv)
 	 * pattern check of every received block. */
 	eo.verify = a->verify && !verbs;
 	eo.src_addr = src;
+	/* The data plane's secret is the shared token; verbs cannot check one yet. */
+	eo.secret = verbs ? NULL : token;
 	if (cuda)
 		eo.gpu = agent_pick_gpu(gpu == UINT32_MAX ? -1 : (int)gpu, device, gpu_why, sizeof(gpu_why));
 	p->gpu = eo.gpu;

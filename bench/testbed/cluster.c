@@ -98,6 +98,10 @@ static int count_registered(const char *addr, const char *token)
 int nkv__cluster_start(const struct cluster_opts *o, struct cluster *c)
 {
 	memset(c, 0, sizeof(*c));
+	/* The children (scheduler, agents) take the token from the environment:
+	 * never on argv, where every user of the host could read it. */
+	if (setenv("NKV_TOKEN", o->token, 1))
+		return nkv_err(errno, "setenv NKV_TOKEN: %s", strerror(errno));
 	char topo[512], model[512], log[600], scale[32], blocks[32];
 	snprintf(topo, sizeof(topo), "%s/topo.json", o->dir);
 	snprintf(model, sizeof(model), "%s/tiny-model.json", o->dir);
@@ -135,9 +139,9 @@ int nkv__cluster_start(const struct cluster_opts *o, struct cluster *c)
 	char refresh[32];
 	snprintf(refresh, sizeof(refresh), "%g", o->sched_refresh);
 	char *sched[32] = { (char *)o->netkv, "scheduler", "--listen", (char *)o->addr, "--topo", topo, "--prefill",
-			    (char *)o->prefill, "--decode", (char *)o->decode, "--policy", (char *)o->policy, "--token",
-			    (char *)o->token, "--time-scale", scale };
-	int ks = 16;
+			    (char *)o->prefill, "--decode", (char *)o->decode, "--policy", (char *)o->policy,
+			    "--time-scale", scale };
+	int ks = 14;
 	if (o->w_cache > 0 || o->w_load > 0)
 		sched[ks++] = "--w-cache", sched[ks++] = wc, sched[ks++] = "--w-load", sched[ks++] = wl;
 	if (o->sched_refresh > 0)
@@ -157,7 +161,7 @@ int nkv__cluster_start(const struct cluster_opts *o, struct cluster *c)
 			int k = 0;
 			argv[k++] = (char *)o->netkv, argv[k++] = "agent", argv[k++] = "--role";
 			argv[k++] = role ? "decode" : "prefill";
-			argv[k++] = "--scheduler", argv[k++] = (char *)o->addr, argv[k++] = "--token", argv[k++] = (char *)o->token;
+			argv[k++] = "--scheduler", argv[k++] = (char *)o->addr;
 			argv[k++] = "--name", argv[k++] = t, argv[k++] = "--model", argv[k++] = model;
 			argv[k++] = "--blocks", argv[k++] = blocks, argv[k++] = "--time-scale", argv[k++] = scale;
 			if (o->verify)

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -404,8 +405,15 @@ int nkv_cmd_demo(int argc, char **argv)
 	if (want_cla)
 		fprintf(stderr, "  cla*: %s\n", wdesc);
 
-	char token[32], addr[48];
-	snprintf(token, sizeof(token), "demo-%d", (int)getpid());
+	char token[48], addr[48];
+	uint8_t rnd[16];
+	/* A random token for this run: the scheduler's and the data plane's secret. */
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		fprintf(stderr, "netkv demo: getrandom: %s\n", strerror(errno));
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		snprintf(token + 2 * i, 3, "%02x", rnd[i]);
 	char *list = strdup(policies), *save = NULL;
 	struct result res[MAX_POLICIES];
 	int np = 0, failures = 0;

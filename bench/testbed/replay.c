@@ -360,6 +360,7 @@ static void usage(FILE *f)
 		"  --rate-scale X     arrival rate x X: trace time / X (default 1)\n"
 		"  --limit N          first N requests\n"
 		"  --token T          shared token (default $NKV_TOKEN)\n"
+		"  --token-file FILE  the token from FILE's first line (keeps it off the command line)\n"
 		"  --abort-on-bad     stop at the first bad trace line (default: report and skip)\n"
 		"  --slo-ttft S       TTFT target, seconds (default 2)\n"
 		"  --slo-tbt S        mean TBT target, seconds (default 0.1)\n"
@@ -381,7 +382,7 @@ int nkv_cmd_replay(int argc, char **argv)
 		{ "scheduler", 1, 0, 's' }, { "trace", 1, 0, 'f' }, { "rate-scale", 1, 0, 'x' }, { "limit", 1, 0, 'n' },
 		{ "token", 1, 0, 't' }, { "abort-on-bad", 0, 0, 'a' }, { "slo-ttft", 1, 0, 'T' }, { "slo-tbt", 1, 0, 'B' },
 		{ "time-scale", 1, 0, 'S' }, { "csv", 1, 0, 'c' }, { "timeout", 1, 0, 'w' }, { "json", 0, 0, 'j' },
-		{ "max-output", 1, 0, 'o' }, { "help", 0, 0, 'h' },
+		{ "max-output", 1, 0, 'o' }, { "help", 0, 0, 'h' }, { "token-file", 1, 0, 'F' },
 		/* hidden aliases for one release (errors and "did you mean" name the entries above) */
 		{ "ttft-slo", 1, 0, 'T' }, { "tbt-slo", 1, 0, 'B' }, { "speed", 1, 0, 'x' }, { 0, 0, 0, 0 } };
 	int c;
@@ -393,6 +394,15 @@ int nkv_cmd_replay(int argc, char **argv)
 		case 's': o.sched = optarg; break;
 		case 'f': o.trace = optarg; break;
 		case 't': o.token = optarg; break;
+		case 'F': {
+			static char buf[NKV_PROTO_MAX_TOKEN + 1];
+			if (nkv_secret_load(optarg, buf, sizeof(buf)) < 0) {
+				fprintf(stderr, "netkv replay: --token-file: %s\n", nkv_last_error());
+				return 2;
+			}
+			o.token = buf;
+			break;
+		}
 		case 'a': o.abort_on_bad = true; break;
 		case 'c': csv = optarg; break;
 		case 'j': json = true; break;

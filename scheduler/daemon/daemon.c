@@ -932,6 +932,7 @@ static void usage(FILE *f)
 		"  --decode NAMES     ... decode agents\n"
 		"  --policy P         rr random load cache cla cla* netkv-topo netkv-static netkv (default netkv)\n"
 		"  --token T          shared token agents and clients must present (default $NKV_TOKEN)\n"
+		"  --token-file FILE  the token from FILE's first line (keeps it off the command line)\n"
 		"  --perf MODEL       perf model for the decode-wait estimate: a preset or a config.json (default llama3-8b)\n"
 		"  --gpu-model G      GPU preset of that perf model: a100 h100 h200 b200 (default h100)\n"
 		"  --time-scale X     the agents' time compression (default 1)\n"
@@ -1008,7 +1009,9 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		{ "max-peers", 1, 0, 'X' }, { "auth-timeout", 1, 0, 'A' },
 		{ "prefill", 1, 0, 'P' }, { "decode", 1, 0, 'D' }, { "perf", 1, 0, 'm' }, { "time-scale", 1, 0, 's' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'L' }, { "metrics", 1, 0, 'M' }, { "refresh", 1, 0, 'r' },
-		{ "no-probes", 0, 0, 'N' }, { "gpu-model", 1, 0, 'g' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
+		{ "no-probes", 0, 0, 'N' }, { "gpu-model", 1, 0, 'g' }, { "help", 0, 0, 'h' }, { "token-file", 1, 0, 'F' },
+		{ 0, 0, 0, 0 } };
+	static char token_buf[NKV_PROTO_MAX_TOKEN + 1];
 	int c;
 	bool probes = true;
 	optind = 1;
@@ -1020,6 +1023,13 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		case 'T': topo = optarg; break;
 		case 'p': policy = optarg; break;
 		case 't': token = optarg; break;
+		case 'F':
+			if (nkv_secret_load(optarg, token_buf, sizeof(token_buf)) < 0) {
+				fprintf(stderr, "netkv scheduler: --token-file: %s\n", nkv_last_error());
+				return 2;
+			}
+			token = token_buf;
+			break;
 		case 'P': prefill = optarg; break;
 		case 'D': decode = optarg; break;
 		case 'm': perf_model = optarg; break;

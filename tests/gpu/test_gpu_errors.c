@@ -8,8 +8,7 @@
  *  2. On the fake device: a peer announcing a payload larger than a GPU
  *     receive slot is cut off with a reason, and nothing lands in the region.
  */
-#include "../transfer/harness.h"
-#include "../../transfer/wire.h"
+#include "../transfer/raw_peer.h"
 #include "fake_gpu.h"
 
 #include <arpa/inet.h>
@@ -67,7 +66,7 @@ static void oversize_payload(void)
 {
 	struct nkv_engine_opts o = { .backend = NKV_BACKEND_TCP, .streams = 1 };
 	struct h_peer rp = { 0 };
-	struct nkv_wire_hdr h = { .magic = NKV_WIRE_MAGIC, .version = NKV_WIRE_VERSION, .type = NKV_W_HELLO };
+	struct nkv_wire_hdr h;
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	struct timeval tv = { .tv_sec = 5 };
 	const uint64_t len = 8u << 20;
@@ -91,11 +90,10 @@ static void oversize_payload(void)
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect");
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	h.offset = 1;
-	h.total = 1;
-	CHECK(send(fd, &h, sizeof(h), 0) == sizeof(h), "hello");
-	CHECK(recv(fd, &h, sizeof(h), MSG_WAITALL) == sizeof(h) && h.type == NKV_W_ADVERT, "advert");
-	CHECK(h.len <= sizeof(buf) && recv(fd, buf, h.len, MSG_WAITALL) == (ssize_t)h.len, "advert body");
+	{
+		int rc = raw_handshake(fd, "", 1, 0, 1, buf, sizeof(buf));
+		CHECK(rc == 0, "handshake: %d %s", rc, buf);
+	}
 	/* 2 MiB in one DATA range: inside the region, but bigger than a slot. */
 	h = (struct nkv_wire_hdr){ .magic = NKV_WIRE_MAGIC, .version = NKV_WIRE_VERSION, .type = NKV_W_DATA,
 				   .region = id, .req_id = 5, .offset = 0, .len = 2u << 20, .total = 2u << 20 };
@@ -122,7 +120,7 @@ static void oversize_payload(void)
 
 int main(void)
 {
-	setenv("NKV_QUIET", "1", 1);
+	if (!getenv("NKV_LOUD")) setenv("NKV_QUIET", "1", 1);
 	builtin_errors();
 	oversize_payload();
 	if (fails)

@@ -5,8 +5,7 @@
  * connection with a CONN_DOWN naming it), and a good connection made
  * afterwards still comes up.
  */
-#include "harness.h"
-#include "../../transfer/wire.h"
+#include "raw_peer.h"
 
 #include <errno.h>
 
@@ -65,9 +64,11 @@ int main(void)
 
 	/* Stream 0 of 2, and stream 1 never comes: the connection is failed. */
 	fd = h_raw_connect(port);
-	h.offset = 42;
-	h.total = 2; /* stream 0 of 2 */
-	CHECK(send(fd, &h, sizeof(h), 0) == sizeof(h), "send hello");
+	{
+		char why[300];
+		int rc = raw_handshake(fd, "", 42, 0, 2, why, sizeof(why)); /* stream 0 of 2 */
+		CHECK(rc == 0, "stream 0 of 2: handshake %d %s", rc, why);
+	}
 	ms = wait_closed(fd, "one of two streams");
 	CHECK(ms < HANDSHAKE_MS + 1000, "half-open connection closed after %.0f ms", ms);
 	CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, 1, 5) == 1, "no CONN_DOWN for the half-open connection");

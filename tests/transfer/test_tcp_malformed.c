@@ -3,8 +3,7 @@
  * nothing is written outside (or even inside) the region, and a good
  * connection made before them keeps working.
  */
-#include "harness.h"
-#include "../../transfer/wire.h"
+#include "raw_peer.h"
 
 #include <errno.h>
 
@@ -24,15 +23,10 @@ static struct nkv_wire_hdr hdr(uint16_t type)
 static int raw_hello(uint64_t token)
 {
 	int fd = h_raw_connect(port);
-	struct nkv_wire_hdr h = hdr(NKV_W_HELLO);
-	char buf[4096];
+	char why[300];
+	int rc = raw_handshake(fd, "", token, 0, 1, why, sizeof(why));
 
-	h.offset = token;
-	h.total = 1; /* stream 0 of 1 */
-	CHECK(send(fd, &h, sizeof(h), 0) == sizeof(h), "send hello");
-	CHECK(recv(fd, &h, sizeof(h), MSG_WAITALL) == sizeof(h) && h.type == NKV_W_ADVERT, "no region list");
-	CHECK(h.len == sizeof(struct nkv_remote_region), "advertised %llu bytes", (unsigned long long)h.len);
-	CHECK(recv(fd, buf, h.len, MSG_WAITALL) == (ssize_t)h.len, "region list body");
+	CHECK(rc == 0, "handshake: %d %s", rc, why);
 	CHECK(h_wait(&rp, NKV_EV_CONN_UP, 1 + (int)token, 5) >= 1 + (int)token, "no CONN_UP");
 	return fd;
 }
@@ -40,9 +34,19 @@ static int raw_hello(uint64_t token)
 /* The engine must close fd (we see EOF) and report why. */
 static void expect_closed(int fd, const char *reason_has, const char *what)
 {
-	char b[64];
-	ssize_t n = recv(fd, b, sizeof(b), 0);
+	char b[400];
+	struct nkv_wire_hdr eh;
+	ssize_t n = recv(fd, &eh, sizeof(eh), MSG_WAITALL);
 
+	/* The reason comes first, as an ERROR, then the close. */
+	if (n == sizeof(eh)) {
+		CHECK(eh.type == NKV_W_ERROR && eh.len < sizeof(b), "%s: type %u instead of an error", what, eh.type);
+		n = recv(fd, b, eh.len < sizeof(b) - 1 ? eh.len : sizeof(b) - 1, MSG_WAITALL);
+		b[n > 0 ? n : 0] = 0;
+		if (reason_has)
+			CHECK(strstr(b, reason_has), "%s: the peer was told '%s', lacking '%s'", what, b, reason_has);
+		n = recv(fd, b, sizeof(b), 0);
+	}
 	CHECK(n == 0 || (n < 0 && errno == ECONNRESET), "%s: connection not closed (recv %zd, %s)", what, n,
 	      strerror(errno));
 	close(fd);

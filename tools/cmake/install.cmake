@@ -16,7 +16,7 @@ install(PROGRAMS bench/tcp-vs-iperf3 bench/verbs-vs-ib_write_bw DESTINATION ${CM
 # `cmake --install --prefix P` gives a netkv.pc that points into P.
 file(RELATIVE_PATH NKV_PC_TO_PREFIX /nkv/${CMAKE_INSTALL_LIBDIR}/pkgconfig /nkv)
 string(REGEX REPLACE "/$" "" NKV_PC_TO_PREFIX "${NKV_PC_TO_PREFIX}")
-set(NKV_PC_REQUIRES "liburing libibverbs librdmacm hwloc jansson libxxhash")
+set(NKV_PC_REQUIRES "liburing libibverbs librdmacm hwloc jansson libxxhash nettle")
 set(NKV_PC_LIBS_PRIVATE "-lm -pthread")
 if(NKV_HAVE_CUDA)
   get_filename_component(cudart_dir "${CUDA_cudart_static_LIBRARY}" DIRECTORY)

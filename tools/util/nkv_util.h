@@ -86,4 +86,11 @@ static inline void nkv_permutation(uint32_t *ids, uint32_t n, uint64_t *s)
 const char *nkv_fmt_bytes(uint64_t bytes, char *buf, size_t len);
 const char *nkv_fmt_seconds(double s, char *buf, size_t len);
 
+/* A shared secret (the scheduler token, the data plane's secret) from a
+ * file (its first line, trailing newline and CR dropped) or, with path
+ * NULL, from $NKV_TOKEN; into buf. 0 when found, 1 when neither was given
+ * (buf = ""), negative errno with the detail otherwise (unreadable file,
+ * empty, longer than len - 1). Keeps secrets off argv. */
+int nkv_secret_load(const char *path, char *buf, size_t len);
+
 #endif
