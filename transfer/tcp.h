@@ -130,6 +130,7 @@ struct rreq {
 	 * it complete with bytes missing). */
 	struct nkv_wire_vent *rg;
 	size_t nrg, caprg;
+	bool unsorted;           /* a range began below the previous one's end */
 	struct rreq *hnext;
 };
 

@@ -107,15 +107,23 @@ static int rreq_note(struct tstream *s, struct rreq *rq, uint64_t off, uint64_t 
 		last->len += len;
 		return 0;
 	}
+	if (last && off < last->offset + last->len)
+		rq->unsorted = true; /* only then does completion sort */
 	if (rq->nrg == rq->caprg) {
+		size_t room_conn = RANGES_CONN - tc->nranges, room_eng = RANGES_ENGINE - tc->te->nranges;
 		size_t more = rq->caprg ? rq->caprg : 8;
 		struct nkv_wire_vent *n;
 
-		if (tc->nranges + more > RANGES_CONN || tc->te->nranges + more > RANGES_ENGINE) {
+		/* Grow by doubling, but never past the budget: the last step takes
+		 * what is left, so one large request does not reserve it all. */
+		if (more > room_conn)
+			more = room_conn;
+		if (more > room_eng)
+			more = room_eng;
+		if (!more) {
 			nkv__tcp_conn_fail(tc, -ENOBUFS, "stream %u: request %llu: more than %u separate ranges held per %s",
-					   s->idx, (unsigned long long)rq->req_id,
-					   tc->nranges + more > RANGES_CONN ? RANGES_CONN : RANGES_ENGINE,
-					   tc->nranges + more > RANGES_CONN ? "connection" : "engine");
+					   s->idx, (unsigned long long)rq->req_id, room_conn ? RANGES_ENGINE : RANGES_CONN,
+					   room_conn ? "engine" : "connection");
 			return -1;
 		}
 		if (!(n = realloc(rq->rg, (rq->caprg + more) * sizeof(*n)))) {
@@ -143,8 +151,10 @@ static void rreq_complete(struct tstream *s, struct rreq *rq)
 	struct tconn *tc = s->tc;
 	int st;
 
-	/* Every byte counted once: no two ranges may overlap. */
-	qsort(rq->rg, rq->nrg, sizeof(*rq->rg), cmp_vent);
+	/* Every byte counted once: no two ranges may overlap. Ranges that came
+	 * in ascending order need no sort (the check below is then linear). */
+	if (rq->unsorted)
+		qsort(rq->rg, rq->nrg, sizeof(*rq->rg), cmp_vent);
 	for (size_t i = 1; i < rq->nrg; i++)
 		if (rq->rg[i].offset < rq->rg[i - 1].offset + rq->rg[i - 1].len) {
 			nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: ranges [%llu, +%llu) and [%llu, +%llu) "

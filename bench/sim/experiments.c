@@ -1010,10 +1010,6 @@ int nkv_sim_experiment(int argc, char **argv)
 		fprintf(stderr, "netkv sim experiment: unknown experiment '%s' (see --help)\n", argv[optind]);
 		return 2;
 	}
-	bool gen = o.gen_set;
-	o.gen_set = false; /* the base trace is the Mooncake one unless --profile was given */
-	if (gen)
-		o.gen_set = true;
 	if ((ret = nkv__sim_opts_finish(&o, "sim experiment"))) {
 		nkv__sim_opts_free(&o);
 		return ret;

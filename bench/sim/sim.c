@@ -997,7 +997,7 @@ static int start_tenants(struct sim *m)
 		return ret;
 	double span = m->rq[m->n - 1].r.arrival_s - m->rq[0].r.arrival_s + 60, rate = 0;
 	for (int k = 1; k < NKV_TIERS; k++)
-		rate = fmax(rate, 2 * c->tenant_util[k] * (1 - c->tenant_util[k]) / c->tenant_on_s);
+		rate = fmax(rate, 2 * c->tenant_util[k] / c->tenant_on_s); /* two switches per on/off cycle of on_s / U */
 	double expect = rate * span * nkv__sim_tenants_count(m->tenants);
 	if (expect > MAX_TENANT_EVENTS)
 		return nkv_err(EINVAL, "sim: %u tenant sources switching every %.3g s on average make ~%.3g events over "

@@ -336,12 +336,12 @@ int nkv__sim_opts_finish(struct sim_opts *o, const char *cmd)
 		return 2; /* a usage error (it was -errno, which exited 254) */
 	}
 	if (o->layerwise) {
-		const struct nkv_model_spec *ms = nkv_model_spec(o->model);
-		if (!ms || !ms->layers) {
+		struct nkv_model_desc md;
+		if (nkv_model_find(o->model, &md) || !md.layers) {
 			fprintf(stderr, "netkv %s: --layerwise: no layer count for model '%s'\n", cmd, o->model);
 			return 2;
 		}
-		o->cfg.layerwise_layers = ms->layers;
+		o->cfg.layerwise_layers = md.layers;
 	}
 	if (o->topo_file && (o->ft.spines_per_pod || o->ft.cores_per_spine || o->ft.leaf_link_gbps)) {
 		fprintf(stderr, "netkv %s: --spines, --cores and --link-gbps shape the preset, not a --topo file\n", cmd);

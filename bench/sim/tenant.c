@@ -120,8 +120,10 @@ int nkv__sim_tenant_toggle(struct sim_tenants *ts, uint32_t i, struct nkv_flowne
 		int f = nkv_flownet_add_links(net, &s->link, 1, UINT64_MAX, 0, now);
 		if (f < 0)
 			return f;
-		if ((ret = nkv_flownet_set_cap(net, f, s->cap, now)))
+		if ((ret = nkv_flownet_set_cap(net, f, s->cap, now))) {
+			nkv_flownet_remove(net, f, now);
 			return ret;
+		}
 		s->flow = f;
 	}
 	*flow = s->flow;

@@ -82,7 +82,7 @@ int nkv_cmd_trace_convert(int argc, char **argv)
 
 	nkv_conv_defaults(&o);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:h", lo, &li)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "o:h", lo, &li)) != -1) {
 		switch (c) {
 		case 'f': rc = nkv_conv_from_parse(optarg, &o.from), from_set = !rc; break;
 		case 'p': rc = nkv_conv_prefix_parse(optarg, &o); break;
@@ -104,7 +104,7 @@ int nkv_cmd_trace_convert(int argc, char **argv)
 			break;
 		case 'o': outp = optarg; break;
 		case 'h': convert_usage(stdout); return 0;
-		default: convert_usage(stderr); return 2;
+		default: return 2; /* nkv_cli_getopt said what is wrong */
 		}
 		if (rc) {
 			fprintf(stderr, "netkv trace convert: --%s '%s': %s\n", c == 'o' ? "output" : lo[li].name, optarg,
@@ -146,7 +146,7 @@ int nkv_cmd_trace_sort(int argc, char **argv)
 	FILE *f;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:h", lo, NULL)) != -1) {
+	while ((c = nkv_cli_getopt(argc, argv, "o:h", lo, NULL)) != -1) {
 		if (c == 'o')
 			outp = optarg;
 		else if (c == 'h') {

@@ -539,7 +539,18 @@ static bool decode_reserve(struct agent *a, struct req *r)
 	nkv_msg_init(&m, NKV_MSG_BLOCKS);
 	m.req = r->id;
 	m.first = r->first;
-	uint32_t np = (r->n - r->first) * a->pool.ppb;
+	uint64_t np64 = (uint64_t)(r->n - r->first) * a->pool.ppb;
+	if (np64 > NKV_PROTO_MAX_IDS) {
+		/* BLOCKS could not carry the page list: fail the request now, not
+		 * leave it (and its prefill) waiting for ever. */
+		char why[200];
+		snprintf(why, sizeof(why), "%llu pages of %u tokens exceed the %u a block list carries (raise --page-tokens)",
+			 (unsigned long long)np64, a->pool.layout.block_tokens, NKV_PROTO_MAX_IDS);
+		r->st = R_WAIT; /* reserved: tokens_report drops and unpins it */
+		tokens_report(a, r, -E2BIG, why);
+		return true;
+	}
+	uint32_t np = (uint32_t)np64;
 	uint32_t *pages = malloc(((size_t)np + 1) * sizeof(uint32_t));
 	if (!pages) {
 		agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
