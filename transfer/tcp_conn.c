@@ -312,36 +312,54 @@ static int connect_wait(int fd, const struct sockaddr *sa, socklen_t len, int ti
 	return err ? -1 : 0;
 }
 
-/* Tell the peer why we give up (best effort: blocking socket with a timeout). */
-static void send_error(int fd, int status, const char *reason)
-{
+/* An ERROR frame: the header (status in offset) and the reason, cut to
+ * NKV_WIRE_MAX_ERROR bytes. Returns the bytes to send. */
+struct error_frame {
 	struct nkv_wire_hdr h;
+	char why[NKV_WIRE_MAX_ERROR];
+};
+
+static size_t error_frame(struct error_frame *m, int status, const char *reason)
+{
 	size_t n = strlen(reason);
 
 	if (n > NKV_WIRE_MAX_ERROR)
 		n = NKV_WIRE_MAX_ERROR;
-	hdr_init(&h, NKV_W_ERROR);
-	h.offset = (uint64_t)(int64_t)status;
-	h.len = n;
-	if (!write_full(fd, &h, sizeof(h)))
-		write_full(fd, reason, n);
+	hdr_init(&m->h, NKV_W_ERROR);
+	m->h.offset = (uint64_t)(int64_t)status;
+	m->h.len = n;
+	memcpy(m->why, reason, n);
+	return sizeof(m->h) + n;
+}
+
+/* A received ERROR: its status as an errno (ECONNREFUSED when it is none)
+ * and its reason made printable in place. */
+static int error_received(int64_t status, char *why)
+{
+	for (char *p = why; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
+	return status < 0 && status > -4096 ? (int)status : -ECONNREFUSED;
+}
+
+/* Tell the peer why we give up (best effort: blocking socket with a timeout). */
+static void send_error(int fd, int status, const char *reason)
+{
+	struct error_frame m;
+
+	write_full(fd, &m, error_frame(&m, status, reason));
 }
 
 /* h is an ERROR header: read its reason and fail with it. */
 static int peer_refused(int fd, unsigned i, const struct nkv_wire_hdr *h, const char *peer)
 {
 	char why[NKV_WIRE_MAX_ERROR + 1] = "";
-	int64_t st = (int64_t)h->offset;
-	int rc = st < 0 && st > -4096 ? (int)st : -ECONNREFUSED;
 
 	if (h->len > NKV_WIRE_MAX_ERROR || read_full(fd, why, h->len))
 		snprintf(why, sizeof(why), "(no readable reason)");
 	else
 		why[h->len] = 0;
-	for (char *p = why; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-			*p = '?';
-	return nkv_err(rc, "stream %u: refused by %s: %s", i, peer, why);
+	return nkv_err(error_received((int64_t)h->offset, why), "stream %u: refused by %s: %s", i, peer, why);
 }
 
 /* Read the next handshake header on stream i; an ERROR ends it. */
@@ -705,13 +723,10 @@ void nkv__tcp_on_ctl(struct tstream *s)
 
 	s->rs = R_HDR;
 	if (s->h.type == NKV_W_ERROR) {
-		int64_t st = (int64_t)s->h.offset;
-		int rc = st < 0 && st > -4096 ? (int)st : -ECONNREFUSED;
+		int rc;
 
 		s->emsg[s->h.len] = 0;
-		for (char *p = s->emsg; *p; p++)
-			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-				*p = '?';
+		rc = error_received((int64_t)s->h.offset, s->emsg);
 		if (tc) {
 			tc->peer_refused = true;
 			nkv__tcp_conn_fail(tc, rc, "stream %u: refused by %s: %s", s->idx, tc->peer, s->emsg);
@@ -755,20 +770,10 @@ void nkv__tcp_on_ctl(struct tstream *s)
  * small, and the send buffer of a stream with nothing in flight is empty). */
 static void send_error_now(int fd, int status, const char *reason)
 {
-	struct {
-		struct nkv_wire_hdr h;
-		char why[NKV_WIRE_MAX_ERROR];
-	} m;
-	size_t n = strlen(reason);
+	struct error_frame m;
 
-	if (n > NKV_WIRE_MAX_ERROR)
-		n = NKV_WIRE_MAX_ERROR;
-	hdr_init(&m.h, NKV_W_ERROR);
-	m.h.offset = (uint64_t)(int64_t)status;
-	m.h.len = n;
-	memcpy(m.why, reason, n);
-	if (send(fd, &m, sizeof(m.h) + n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		return; /* the peer is gone or not reading: it learns nothing more */
+	/* the peer gone or not reading learns nothing more */
+	(void)!send(fd, &m, error_frame(&m, status, reason), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 void nkv__tcp_conn_fail(struct tconn *tc, int status, const char *fmt, ...)
