@@ -38,14 +38,9 @@ struct sim_tenants {
 	uint64_t rng;
 };
 
-static double unit(uint64_t *s)
-{
-	return ((double)(nkv_xorshift64(s) >> 11) + 0.5) * 0x1.0p-53; /* (0, 1) */
-}
-
 static double expo(uint64_t *s, double mean)
 {
-	return -mean * log(unit(s));
+	return -mean * log(nkv_unit01(s));
 }
 
 int nkv__sim_tenants_create(const struct nkv_topo *t, bool ecmp, const double util[NKV_TIERS], double on_s,
@@ -109,7 +104,7 @@ int nkv__sim_tenant_toggle(struct sim_tenants *ts, uint32_t i, struct nkv_flowne
 	if (i >= ts->n)
 		return nkv_err(EINVAL, "tenants: source %u of %u", i, ts->n);
 	s = &ts->src[i];
-	on = s->started ? s->flow < 0 : unit(&ts->rng) < s->util;
+	on = s->started ? s->flow < 0 : nkv_unit01(&ts->rng) < s->util;
 	s->started = true;
 	if (s->flow >= 0) {
 		if ((ret = nkv_flownet_remove(net, s->flow, now)))

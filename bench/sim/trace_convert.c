@@ -344,11 +344,6 @@ static const char *turn_value(json_t *conv, size_t i)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static double unif(uint64_t *s)
-{
-	return ((double)(nkv_xorshift64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
-
 static int sharegpt_entry(struct conv *c, json_t *e, size_t idx, uint64_t line, double *t, uint64_t *rng)
 {
 	json_t *conv = json_is_object(e) ? json_object_get(e, "conversations") : NULL;
@@ -380,7 +375,7 @@ static int sharegpt_entry(struct conv *c, json_t *e, size_t idx, uint64_t line, 
 	if (!added)
 		return 0;
 	/* The next arrival: exponential gaps of mean 1/rate. */
-	*t += -log(unif(rng)) / c->o->rate;
+	*t += -log(nkv_unit01(rng)) / c->o->rate;
 	if (*t * 1000 > MAX_TS_MS)
 		return nkv_err(EINVAL, "%s:%llu: arrival time past 9e12 s: raise --rate", c->path, (unsigned long long)line);
 	if (c->o->prefix == NKV_CONV_PREFIX_CONTENT) {

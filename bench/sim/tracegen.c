@@ -46,8 +46,7 @@ struct rng {
 
 static double unif(struct rng *r)
 {
-	uint64_t x = nkv_xorshift64(&r->s);
-	return ((double)(x >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+	return nkv_unit01(&r->s);
 }
 
 static uint32_t urange(struct rng *r, uint32_t lo, uint32_t hi)

@@ -68,6 +68,12 @@ static inline uint64_t nkv_xorshift64(uint64_t *s)
 	return *s = x;
 }
 
+/* A uniform draw in the open interval (0, 1) from nkv_xorshift64 (53 bits). */
+static inline double nkv_unit01(uint64_t *s)
+{
+	return ((double)(nkv_xorshift64(s) >> 11) + 0.5) * 0x1.0p-53;
+}
+
 /* ids[] = a uniformly shuffled 0..n-1 (Fisher-Yates on nkv_xorshift64):
  * the block tables of benchmarks and tests with random placement. */
 static inline void nkv_permutation(uint32_t *ids, uint32_t n, uint64_t *s)
