@@ -116,7 +116,7 @@ struct agent {
 	struct req *r;
 	size_t nr, capr;
 	/* admission of tasks waiting for room */
-	uint64_t next_seq, room_waits, admit_seen;
+	uint64_t seq, room_waits, admit_seen; /* seq: tasks taken, for arrival order */
 	bool admit_due;
 	uint32_t peak_pinned;
 	struct req **waiting;
@@ -181,7 +181,7 @@ static struct req *req_new(struct agent *a)
 		return NULL;
 	memset(r, 0, sizeof(*r));
 	r->st = R_WAIT_ROOM;
-	r->seq = a->next_seq++;
+	r->seq = ++a->seq;
 	r->t_arrive = nkv_now_s();
 	a->admit_due = true;
 	return r;
@@ -766,9 +766,10 @@ static void abort_pushes(struct agent *a, struct req *r, const struct nkv_msg *m
 		snprintf(a->abort_why, sizeof(a->abort_why),
 			 "push aborted: connection to decode %s closed as request %llu was cancelled (%.200s)", r->addr,
 			 (unsigned long long)r->id, m->text ? m->text : "");
-		alog(a, "%s", a->abort_why);
+		double t0 = nkv_now_s();
 		conn_forget(a, c);
 		nkv_conn_close(c);
+		alog(a, "%s; closed in %.1f ms", a->abort_why, (nkv_now_s() - t0) * 1e3);
 		return;
 	}
 }
@@ -1259,8 +1260,8 @@ int nkv_cmd_agent(int argc, char **argv)
 			next_hb = now + 0.05;
 		}
 	}
-	alog(a, "pool: %u blocks, peak %u pinned, %llu tasks waited for room", a->pool.n, a->peak_pinned,
-	     (unsigned long long)a->room_waits);
+	alog(a, "pool: %u blocks, peak %u pinned, %llu tasks waited for room, %u pinned at exit", a->pool.n,
+	     a->peak_pinned, (unsigned long long)a->room_waits, agent_pool_used(&a->pool));
 	if (role == NKV_ROLE_PREFILL && a->st_pushes)
 		alog(a, "pushed %llu requests: %llu pages in %llu ranges, %.0f B per range",
 		     (unsigned long long)a->st_pushes, (unsigned long long)a->st_pages, (unsigned long long)a->st_ranges,
