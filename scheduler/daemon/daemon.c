@@ -12,14 +12,23 @@
  * testbed and the simulator choose with the same code; agent telemetry
  * (heartbeats, transfer reports) feeds the library's state and oracle.
  *
- * A request's life: SUBMIT -> decide (p, d) -> DECODE_TASK to d and
- * PREFILL_TASK to p at once (prefill computes while d reserves blocks) ->
- * d answers BLOCKS, forwarded to p -> p pushes the blocks d lacks and
+ * A request's life (the reservation protocol): SUBMIT -> decide (p, d) ->
+ * DECODE_TASK to d -> d reserves room and answers BLOCKS -> PREFILL_TASK to
+ * p, then that BLOCKS (grant(): the prefill hears of a request only once
+ * its destination has room, so its pool never waits on a decode's and full
+ * pools cannot deadlock) -> p computes, pushes the blocks d lacks and
  * reports XFER_DONE, forwarded to d -> d decodes and reports TOKENS -> one
  * RECORD to the client. A peer that is refused (bad frame, bad token,
  * unknown or taken instance, no REGISTER in time, too many peers) is told
- * why in an ERROR frame before the close, and the reason is logged; a lost
- * agent fails its requests with a reason, so every request ends with a record.
+ * why in an ERROR frame before the close, and the reason is logged.
+ *
+ * Liveness: an agent silent for --agent-timeout is dropped with an ERROR
+ * saying so; a lost agent's requests not yet granted are decided again
+ * (rerouted), the others fail with a reason naming it. Every request ends
+ * by submit + --request-timeout, failed with the stage it was stuck in
+ * (the arrival list is in deadline order: only its head is looked at), and
+ * a failure sends CANCEL to the agents so they release its pins. So every
+ * request ends with a record.
  */
 #include <errno.h>
 #include <stddef.h>
