@@ -165,6 +165,9 @@ int main(void)
 		r.finished, r.failed, r.lost, VICTIM, declared, during, HEALTHY, aborted(dir), r.wall_s);
 	nkv_replay_free(&r);
 	nkv__cluster_stop(&cl);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "! grep -l -E 'Sanitizer|runtime error:' '%s'/*.log >&2", dir);
+	CHECK(system(cmd) == 0, "sanitizer reports in the logs above");
 	if (fails)
 		fprintf(stderr, "logs in %s/\n", dir);
 	else
