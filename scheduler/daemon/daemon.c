@@ -429,15 +429,10 @@ static void reroute(struct daemon *d, struct rq *q, const char *reason)
 {
 	send_cancel(d, q, -ECONNRESET, reason);
 	release_transfer(d, q);
-	nkv__rqtab_del(&d->rqtab, &q->node);
-	if (rq_take_id(d, q)) {
-		nkv__rqtab_add(&d->rqtab, &q->node); /* back under its old id, to be failed */
-		finish_rq(d, q, -ENOMEM, nkv_last_error());
-		return;
-	}
 	rql_unlink(&d->running, q);
 	q->state = RQ_PENDING;
 	q->pp = q->dp = -1;
+	q->granted = false;
 	q->t[NKV_REC_ASSIGN] = 0;
 	/* Older than everything pending: it goes first. */
 	q->prev = NULL;
@@ -448,6 +443,11 @@ static void reroute(struct daemon *d, struct rq *q, const char *reason)
 		d->pending.tail = q;
 	d->pending.head = q;
 	d->pending.n++;
+	nkv__rqtab_del(&d->rqtab, &q->node);
+	if (rq_take_id(d, q)) {
+		finish_rq(d, q, -ENOMEM, nkv_last_error());
+		return;
+	}
 	d->rerouted++;
 }
 

@@ -159,10 +159,14 @@ int main(void)
 	char *st = e2e_status_text(addr, "stop-token");
 	CHECK(st && strstr(st, "\"requests_pending\":0") && strstr(st, "\"requests_running\":0"),
 	      "requests left in flight: %s", st ? st : "(no status)");
-	free(st);
+	/* Tasks the stopped decode never answered (no BLOCKS, so not granted) were decided again. */
+	const char *rr = st ? strstr(st, "\"rerouted\":") : NULL;
+	long rerouted = rr ? strtol(rr + 11, NULL, 10) : 0;
+	CHECK(rerouted > 0, "no request rerouted away from the stopped decode");
 	fprintf(stderr, "stop: %zu finished, %zu failed with a reason, %zu lost; %s declared dead after %.1f s silent; "
-			"%zu finished on %s while it was stopped; %d pushes to it aborted; wall %.1f s\n",
-		r.finished, r.failed, r.lost, VICTIM, declared, during, HEALTHY, aborted(dir), r.wall_s);
+			"%zu finished on %s while it was stopped; %ld rerouted; %d pushes to it aborted; wall %.1f s\n",
+		r.finished, r.failed, r.lost, VICTIM, declared, during, HEALTHY, rerouted, aborted(dir), r.wall_s);
+	free(st);
 	nkv_replay_free(&r);
 	nkv__cluster_stop(&cl);
 	char cmd[600];
