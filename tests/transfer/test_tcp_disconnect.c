@@ -102,8 +102,9 @@ static void case_a(void)
 	close(gfd[1]);
 }
 
-/* Child of B: listen, say the port, stop serving once the peer is up, vanish 50 ms later. */
-static void receiver_child(int wfd)
+/* Child of B: listen, say the port, stop serving once the peer is up, vanish 50 ms
+ * later. Of C (serve): go on serving until stopped and killed (30 s at most). */
+static void receiver_child(int wfd, bool serve)
 {
 	struct nkv_engine *e;
 	struct nkv_event ev[16];
@@ -116,9 +117,9 @@ static void receiver_child(int wfd)
 		die("child receiver");
 	if (write(wfd, &port, sizeof(port)) != sizeof(port))
 		_exit(1);
-	for (double give_up = nkv_now_s() + 20; nkv_now_s() < give_up;) {
+	for (double give_up = nkv_now_s() + (serve ? 30 : 20); nkv_now_s() < give_up;) {
 		int n = nkv_poll(e, ev, 16, 5);
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n && !serve; i++)
 			if (ev[i].type == NKV_EV_CONN_UP) {
 				usleep(50000);
 				_exit(0);
@@ -144,7 +145,7 @@ static void case_b(void)
 	if (pipe(pfd))
 		exit(1);
 	if ((pid = fork()) == 0)
-		receiver_child(pfd[1]);
+		receiver_child(pfd[1], false);
 	if (read(pfd[0], &port, sizeof(port)) != sizeof(port))
 		die("pipe");
 	/* Our engine, plus a second, healthy peer in a thread. */
@@ -197,25 +198,6 @@ static void case_b(void)
 	close(pfd[1]);
 }
 
-/* Child of C: listen, say the port, serve until stopped and killed (30 s at most). */
-static void serving_child(int wfd)
-{
-	struct nkv_engine *e;
-	struct nkv_event ev[16];
-	uint32_t rid;
-	void *dst;
-	uint16_t port;
-
-	if (nkv_engine_create(&opts, &e) || nkv_region_alloc(e, NKV_MEM_HOST, BIG, NULL, &rid, &dst) ||
-	    nkv_listen(e, "127.0.0.1:0", &port))
-		die("child receiver");
-	if (write(wfd, &port, sizeof(port)) != sizeof(port))
-		_exit(1);
-	for (double give_up = nkv_now_s() + 30; nkv_now_s() < give_up;)
-		nkv_poll(e, ev, 16, 5);
-	_exit(1);
-}
-
 static void case_c(void)
 {
 	struct nkv_engine *se;
@@ -232,7 +214,7 @@ static void case_c(void)
 	if (pipe(pfd))
 		exit(1);
 	if ((pid = fork()) == 0)
-		serving_child(pfd[1]);
+		receiver_child(pfd[1], true);
 	if (read(pfd[0], &port, sizeof(port)) != sizeof(port))
 		die("pipe");
 	if (nkv_engine_create(&opts, &se) || nkv_region_alloc(se, NKV_MEM_HOST, BIG, NULL, &sid, &src))
