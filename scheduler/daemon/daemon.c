@@ -107,6 +107,7 @@ struct daemon {
 	uint64_t kv_bpt;
 	/* counters */
 	uint64_t decisions, finished, failed, rerouted, bad_peers, xfer_bytes;
+	uint64_t requests_timed_out, agents_timed_out;
 	double decide_s_sum, decide_s_max;
 	struct nkv_prom_hist decide_h, ttft_h; /* decision time; TTFT of finished requests */
 	uint64_t inflight_tier[NKV_TIERS];
@@ -538,6 +539,8 @@ static char *status_json(struct daemon *d)
 	json_object_set_new(o, "failed", json_integer((json_int_t)d->failed));
 	json_object_set_new(o, "rerouted", json_integer((json_int_t)d->rerouted));
 	json_object_set_new(o, "bad_peers", json_integer((json_int_t)d->bad_peers));
+	json_object_set_new(o, "requests_timed_out", json_integer((json_int_t)d->requests_timed_out));
+	json_object_set_new(o, "agents_timed_out", json_integer((json_int_t)d->agents_timed_out));
 	json_object_set_new(o, "xfer_bytes", json_integer((json_int_t)d->xfer_bytes));
 	json_object_set_new(o, "probes_sent", json_integer((json_int_t)d->probes_sent));
 	json_object_set_new(o, "probes_done", json_integer((json_int_t)d->probes_done));
@@ -855,6 +858,7 @@ static void expire_requests(struct daemon *d, double now)
 		char stage[200], why[300];
 		rq_stage(d, q, stage, sizeof(stage));
 		snprintf(why, sizeof(why), "request timeout (--request-timeout %g s): %s", d->request_timeout, stage);
+		d->requests_timed_out++;
 		finish_rq(d, q, -ETIMEDOUT, why);
 	}
 }
@@ -878,6 +882,7 @@ static void check_agents(struct daemon *d, double now)
 			snprintf(why, sizeof(why), "%s agent %s silent for %.1f s (--agent-timeout %g s)",
 				 nkv_role_name(d->pt.p[pi].role), d->pt.p[pi].name, now - d->pt.p[pi].seen_s,
 				 d->agent_timeout);
+			d->agents_timed_out++;
 			drop_peer(d, pi, ETIMEDOUT, why);
 		}
 	}
@@ -1330,8 +1335,9 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	snprintf(lbuf, sizeof(lbuf), "%.*s:%u", lc ? (int)(lc - listen_addr) : 0, listen_addr, lport);
 	if (metrics)
 		snprintf(mbuf, sizeof(mbuf), "%.*s:%u", mc ? (int)(mc - metrics) : 0, metrics, mport);
-	logf_("listening on %s, policy %s, %u prefill + %u decode instances%s%s", lbuf, policy, d->nprefill,
-	      d->ndecode, metrics ? ", metrics on " : "", mbuf);
+	logf_("listening on %s, policy %s, %u prefill + %u decode instances%s%s, agent timeout %g s, request "
+	      "timeout %g s", lbuf, policy, d->nprefill, d->ndecode, metrics ? ", metrics on " : "", mbuf, agent_s,
+	      request_s);
 
 	while (!g_stop) {
 		struct epoll_event evs[256];
