@@ -1,4 +1,5 @@
-# Shared by run-metrics-promtool and run-metrics-prometheus (sourced, bash).
+# Shared by the testbed's shell tests (run-metrics-*, run-burst-*, run-ctrl-bounds,
+# run-request-timeout; sourced, bash).
 # A scheduler with --metrics on 127.0.0.1 ephemeral ports, optionally two
 # agents and a short replay; every process started is stopped by PID on exit
 # (trap), every wait has a deadline. Callers set NETKV (the binary) first.
@@ -17,6 +18,7 @@ stop_all() {
 	local pid rc end=$((SECONDS + 5))
 	for pid in "${PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
+		kill -CONT "$pid" 2>/dev/null || true # one a test stopped takes the TERM now
 	done
 	for pid in "${PIDS[@]}"; do
 		while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
