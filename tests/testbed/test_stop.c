@@ -131,14 +131,13 @@ int main(void)
 	CHECK(r.lost == 0, "%zu requests without a terminal record", r.lost);
 	CHECK(r.finished + r.failed == r.n, "finished %zu + failed %zu != %zu", r.finished, r.failed, r.n);
 	CHECK(r.blocks_bad == 0, "%zu blocks failed verification", r.blocks_bad);
-	size_t named = 0;
+	size_t unnamed = 0;
 	for (size_t i = 0; i < r.n; i++)
-		if (r.recs[i].done && r.recs[i].status) {
-			bool ok = strstr(r.recs[i].reason, VICTIM) || strstr(r.recs[i].reason, "timeout");
-			CHECK(ok || named > 5, "request %zu failed without naming %s or a timeout: '%s'", i, VICTIM,
-			      r.recs[i].reason);
-			named += !ok;
-		}
+		if (r.recs[i].done && r.recs[i].status && !strstr(r.recs[i].reason, VICTIM) &&
+		    !strstr(r.recs[i].reason, "timeout") && unnamed++ < 3)
+			fprintf(stderr, "request %zu failed without naming %s or a timeout: '%s'\n", i, VICTIM,
+				r.recs[i].reason);
+	CHECK(unnamed == 0, "%zu requests failed without naming %s or a timeout", unnamed, VICTIM);
 	/* Requests were in flight at the victim when it stopped (so the fail path ran). */
 	CHECK(r.failed > 0, "no request failed: none was in flight at %s when it stopped", VICTIM);
 	/* The healthy decode served while the other was stopped (past its detection). */
