@@ -49,14 +49,24 @@ static void handle_cqe(struct tcp_engine *te, struct io_uring_cqe *cqe)
 	}
 }
 
-/* Handle one completion, waiting for it (teardown). False if the wait failed. */
-bool nkv__tcp_wait_one(struct tcp_engine *te)
+/* Handle one completion, waiting for it (teardown) until deadline_ns
+ * (UINT64_MAX: none). False if the wait failed or the deadline passed. */
+bool nkv__tcp_wait_one(struct tcp_engine *te, uint64_t deadline_ns)
 {
 	struct io_uring_cqe *cqe;
+	uint64_t now = nkv_now_ns();
 
 	io_uring_submit(&te->ring);
-	if (io_uring_wait_cqe(&te->ring, &cqe))
-		return false;
+	if (deadline_ns == UINT64_MAX) {
+		if (io_uring_wait_cqe(&te->ring, &cqe))
+			return false;
+	} else {
+		uint64_t left = deadline_ns > now ? deadline_ns - now : 0;
+		struct __kernel_timespec ts = { .tv_sec = (long long)(left / 1000000000u),
+						.tv_nsec = (long long)(left % 1000000000u) };
+		if (io_uring_wait_cqe_timeout(&te->ring, &cqe, &ts))
+			return false;
+	}
 	handle_cqe(te, cqe);
 	io_uring_cqe_seen(&te->ring, cqe);
 	return true;
@@ -93,7 +103,7 @@ static int tcp_init(struct nkv_engine *e)
 /* Process completions until no operation is in flight (teardown). */
 static void drain(struct tcp_engine *te)
 {
-	while (te->inflight && nkv__tcp_wait_one(te))
+	while (te->inflight && nkv__tcp_wait_one(te, UINT64_MAX))
 		;
 }
 

@@ -260,7 +260,7 @@ static inline void hdr_init(struct nkv_wire_hdr *h, uint16_t type)
 
 /* tcp.c: the engine */
 struct io_uring_sqe *nkv__tcp_sqe(struct tcp_engine *te); /* never NULL: submits to make room */
-bool nkv__tcp_wait_one(struct tcp_engine *te);            /* handle one completion, waiting for it */
+bool nkv__tcp_wait_one(struct tcp_engine *te, uint64_t deadline_ns); /* handle one completion, waiting for it */
 void nkv__tcp_stream_kick(struct tstream *s);             /* post whatever the stream can do next */
 
 /* tcp_conn.c: connections and their streams */

@@ -852,6 +852,11 @@ void nkv__tcp_reap(struct tcp_engine *te)
 	}
 }
 
+/* The close's wait: the shutdown in nkv__tcp_conn_fail completes the streams'
+ * operations at once, even with a peer that is stopped (measured: under a
+ * millisecond); past this deadline they are cancelled outright. */
+#define CLOSE_WAIT_NS 1000000000ull
+
 void nkv__tcp_close(struct nkv_conn *c)
 {
 	struct tconn *tc = c->be;
@@ -859,8 +864,22 @@ void nkv__tcp_close(struct nkv_conn *c)
 	if (!tc)
 		return;
 	nkv__tcp_conn_fail(tc, -ECANCELED, "closed by the application");
-	while (!conn_idle(tc) && nkv__tcp_wait_one(tc->te))
+	uint64_t deadline = nkv_now_ns() + CLOSE_WAIT_NS;
+	while (!conn_idle(tc) && nkv__tcp_wait_one(tc->te, deadline))
 		;
+	if (!conn_idle(tc)) {
+		nkv__log("connection %s %s: operations still in the kernel %llu ms after the shutdown; cancelling them",
+			 c->passive ? "from" : "to", tc->peer, CLOSE_WAIT_NS / 1000000);
+		for (unsigned i = 0; i < tc->nstreams; i++)
+			if (tc->s[i] && (tc->s[i]->send_busy || tc->s[i]->recv_busy)) {
+				struct io_uring_sqe *sqe = nkv__tcp_sqe(tc->te);
+				io_uring_prep_cancel_fd(sqe, tc->s[i]->fd, IORING_ASYNC_CANCEL_ALL);
+				io_uring_sqe_set_data64(sqe, OP_IGNORE);
+			}
+		/* A cancelled socket operation completes at once (-ECANCELED). */
+		while (!conn_idle(tc) && nkv__tcp_wait_one(tc->te, UINT64_MAX))
+			;
+	}
 	conn_free_be(tc);
 	c->be = NULL;
 }

@@ -11,13 +11,23 @@
  * Probes use a region of their own in the same memory, over the same
  * engine, so they measure the path the KV takes.
  *
+ * Progress: a task reaches the prefill only after its decode reserved room
+ * (the scheduler sends PREFILL_TASK when the decode's BLOCKS arrives), so a
+ * prefill's pool waits only on its own compute and pushes, never on a
+ * decode's room, and no cycle of waits can form. Both roles admit tasks
+ * that wait for pool room in arrival order, each that fits (never stopping
+ * at the first misfit), except that a waiter older than ADMIT_STARVE_S that
+ * does not fit stops the later ones (no starvation of large requests).
+ *
  * Prefill: one FIFO compute server. A task's time is the perf model's
  * prefill time of its uncached tokens (leading blocks already in this
  * agent's pool are not recomputed), times --time-scale. When compute is
- * done and the decode has said which blocks it lacks (BLOCKS), the missing
- * blocks are pushed with the transfer engine over a connection made on
- * first use and kept. --tier-gbps paces completion per topology tier
- * (loopback has one speed; this emulates the fabric's tiers).
+ * done, the blocks the decode lacks (BLOCKS, which follows the task) are
+ * pushed with the transfer engine over a connection made on first use and
+ * kept. --tier-gbps paces completion per topology tier (loopback has one
+ * speed; this emulates the fabric's tiers). A CANCEL of a request whose
+ * push is in flight closes the connection to that decode (a stopped decode
+ * never completes it), failing the pushes on it, so the pool is freed.
  *
  * Decode: reserves pool blocks for each task (prefix blocks it holds are
  * reused, LRU eviction of unpinned ones), tells the scheduler their pages
@@ -26,6 +36,11 @@
  * in a continuous batch: iterations of perf decode_iter(sum context, batch)
  * x --time-scale, one token per running sequence per iteration. TOKENS
  * reports admission, first token, first step, end, mean and p99 TBT.
+ *
+ * Nothing here waits without a deadline: the one blocking call in the loop,
+ * a prefill's connect to a decode, gives up after HANDSHAKE_MS over TCP,
+ * under the scheduler's default --agent-timeout, so a stopped decode cannot
+ * make a prefill look dead (verbs: the CM's 10 s, which that exceeds).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -50,6 +65,8 @@
 #define BLOCK_TOKENS AGENT_HASH_TOKENS
 #define PROBE_PAGES 4096
 #define PROBE_BIT (1ull << 63) /* request ids of probe pushes */
+#define ADMIT_STARVE_S 1.0     /* a waiter this old is not passed by later ones */
+#define HANDSHAKE_MS 2000      /* a data connection's handshake (connect) deadline */
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
@@ -61,6 +78,9 @@ enum rstate { R_WAIT_ROOM, R_WAIT, R_READY, R_RUNNING, R_FREE };
 struct req {
 	enum rstate st;
 	uint64_t id;
+	uint64_t seq;        /* arrival order here */
+	double t_arrive;
+	bool waited;         /* did not get room at once */
 	uint32_t input, output, n, first, peer, tier;
 	uint64_t *ids;
 	uint32_t *blocks;
@@ -95,11 +115,18 @@ struct agent {
 	double tier_Bps[4];
 	struct req *r;
 	size_t nr, capr;
+	/* admission of tasks waiting for room */
+	uint64_t seq, room_waits, admit_seen; /* seq: tasks taken, for arrival order */
+	bool admit_due;
+	uint32_t peak_pinned;
+	struct req **waiting;
+	size_t capw;
 	/* prefill */
 	double busy_until;
 	uint64_t st_pushes, st_pages, st_ranges, st_bytes; /* how scattered the pushes were */
 	struct { uint32_t peer; struct nkv_conn *c; } conns[64];
 	uint32_t nconns;
+	char abort_why[NKV_ERRSTR_MAX]; /* why the last connection was closed under its pushes */
 	/* probes: a separate region on both sides, so probe bytes never touch the KV pool */
 	struct nkv_layout probe_l;
 	uint32_t probe_region;
@@ -130,7 +157,7 @@ static void alog(struct agent *a, const char *fmt, ...)
 	va_end(ap);
 }
 
-static struct req *req_new(struct agent *a)
+static struct req *req_slot(struct agent *a)
 {
 	for (size_t i = 0; i < a->nr; i++)
 		if (a->r[i].st == R_FREE)
@@ -144,6 +171,66 @@ static struct req *req_new(struct agent *a)
 		a->capr = cap;
 	}
 	return &a->r[a->nr++];
+}
+
+/* A task that arrived: a cleared slot waiting for room, in arrival order. */
+static struct req *req_new(struct agent *a)
+{
+	struct req *r = req_slot(a);
+	if (!r)
+		return NULL;
+	memset(r, 0, sizeof(*r));
+	r->st = R_WAIT_ROOM;
+	r->seq = ++a->seq;
+	r->t_arrive = nkv_now_s();
+	a->admit_due = true;
+	return r;
+}
+
+static int by_seq(const void *x, const void *y)
+{
+	const struct req *a = *(struct req *const *)x, *b = *(struct req *const *)y;
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Give room to the tasks that wait for it, oldest first, each that fits;
+ * a waiter older than ADMIT_STARVE_S that does not fit stops the later ones.
+ * Runs when a task arrived or slots were unpinned since the last pass. */
+static void admit_waiting(struct agent *a, double now, bool (*reserve)(struct agent *, struct req *))
+{
+	if (!a->admit_due && a->admit_seen == a->pool.released)
+		return;
+	a->admit_due = false;
+	a->admit_seen = a->pool.released;
+	size_t nw = 0;
+	for (size_t i = 0; i < a->nr; i++) {
+		if (a->r[i].st != R_WAIT_ROOM)
+			continue;
+		if (nw == a->capw) {
+			size_t cap = a->capw ? a->capw * 2 : 64;
+			struct req **w = realloc(a->waiting, cap * sizeof(*w));
+			if (!w) {
+				a->admit_due = true; /* try again next pass */
+				break;
+			}
+			a->waiting = w;
+			a->capw = cap;
+		}
+		a->waiting[nw++] = &a->r[i];
+	}
+	qsort(a->waiting, nw, sizeof(*a->waiting), by_seq);
+	for (size_t i = 0; i < nw; i++) {
+		struct req *r = a->waiting[i];
+		if (reserve(a, r))
+			continue;
+		if (!r->waited)
+			r->waited = true, a->room_waits++;
+		if (now - r->t_arrive > ADMIT_STARVE_S)
+			break;
+	}
+	uint32_t pinned = agent_pool_used(&a->pool);
+	if (pinned > a->peak_pinned)
+		a->peak_pinned = pinned;
 }
 
 static struct req *req_find(struct agent *a, uint64_t id)
@@ -264,14 +351,11 @@ static void try_push(struct agent *a, struct req *r)
 	r->push_t0 = now;
 }
 
-static bool prefill_start(struct agent *a, struct req *r);
-
 static void prefill_task(struct agent *a, struct nkv_msg *m)
 {
 	struct req *r = req_new(a);
 	if (!r)
 		return;
-	memset(r, 0, sizeof(*r));
 	r->id = m->req, r->input = m->input_len, r->output = m->output_len, r->n = m->nids;
 	r->peer = m->peer, r->tier = m->tier;
 	snprintf(r->addr, sizeof(r->addr), "%s", m->addr);
@@ -279,16 +363,13 @@ static void prefill_task(struct agent *a, struct nkv_msg *m)
 	m->ids = NULL;
 	r->blocks = calloc(r->n + 1, sizeof(uint32_t));
 	r->fresh = calloc(r->n + 1, sizeof(bool));
-	r->st = R_WAIT_ROOM;
 	if (r->n > a->pool.n) {
 		/* The prefill pool is the staging area: it must hold a whole request. */
 		char why[160];
 		snprintf(why, sizeof(why), "request needs %u blocks, prefill pool %s has %u", r->n, a->name, a->pool.n);
 		r->n = 0;
 		xfer_report(a, r, -ENOSPC, why, nkv_now_s());
-		return;
 	}
-	prefill_start(a, r);
 }
 
 /* Stage the request's blocks and queue its compute; false while the pool is full. */
@@ -308,14 +389,7 @@ static bool prefill_start(struct agent *a, struct req *r)
 
 static void prefill_timers(struct agent *a, double now)
 {
-	/* Requests that waited for staging room, in arrival order. */
-	uint64_t oldest = UINT64_MAX;
-	size_t oi = 0;
-	for (size_t i = 0; i < a->nr; i++)
-		if (a->r[i].st == R_WAIT_ROOM && a->r[i].id < oldest)
-			oldest = a->r[i].id, oi = i;
-	if (oldest != UINT64_MAX)
-		prefill_start(a, &a->r[oi]);
+	admit_waiting(a, now, prefill_start);
 	for (size_t i = 0; i < a->nr; i++) {
 		struct req *r = &a->r[i];
 		if (r->st != R_WAIT)
@@ -466,7 +540,7 @@ static void prefill_event(struct agent *a, const struct nkv_event *ev)
 		return;
 	double now = nkv_now_s();
 	if (ev->status) {
-		xfer_report(a, r, ev->status, ev->reason, now);
+		xfer_report(a, r, ev->status, ev->status == -ECANCELED && a->abort_why[0] ? a->abort_why : ev->reason, now);
 		return;
 	}
 	r->xfer_s = now - r->push_t0;
@@ -570,21 +644,17 @@ static void decode_task(struct agent *a, struct nkv_msg *m)
 	struct req *r = req_new(a);
 	if (!r)
 		return;
-	memset(r, 0, sizeof(*r));
 	r->id = m->req, r->input = m->input_len, r->output = m->output_len, r->n = m->nids;
 	r->ids = m->ids;
 	m->ids = NULL;
 	r->blocks = calloc(r->n + 1, sizeof(uint32_t));
 	r->fresh = calloc(r->n + 1, sizeof(bool));
 	r->gaps = calloc(r->output + 1, sizeof(double));
-	r->st = R_WAIT_ROOM;
 	if (r->n > a->pool.n) {
 		char why[160];
 		snprintf(why, sizeof(why), "needs %u KV blocks, decode pool %s has %u", r->n, a->name, a->pool.n);
 		tokens_report(a, r, -ENOSPC, why);
-		return;
 	}
-	decode_reserve(a, r);
 }
 
 static void decode_check_ready(struct req *r)
@@ -659,10 +729,7 @@ static void decode_step(struct agent *a, double now)
 				tokens_report(a, r, 0, NULL);
 		}
 	}
-	/* Retry reservations that waited for room. */
-	for (size_t i = 0; i < a->nr; i++)
-		if (a->r[i].st == R_WAIT_ROOM && !decode_reserve(a, &a->r[i]))
-			break;
+	admit_waiting(a, now, decode_reserve);
 	/* Admit ready requests into the batch, then start the next iteration. */
 	uint32_t batch = 0;
 	uint64_t ctx = 0;
@@ -687,14 +754,36 @@ static void decode_step(struct agent *a, double now)
 
 /* ---- common ------------------------------------------------------------- */
 
-/* The scheduler settled the request elsewhere (failed): drop it here. */
+/* A push in flight for a cancelled request: the decode may never take it
+ * (stopped), so the connection to it is closed; every push on it fails
+ * (PUSH_DONE events, reported with abort_why) and frees its blocks. */
+static void abort_pushes(struct agent *a, struct req *r, const struct nkv_msg *m)
+{
+	for (uint32_t i = 0; i < a->nconns; i++) {
+		if (a->conns[i].peer != r->peer)
+			continue;
+		struct nkv_conn *c = a->conns[i].c;
+		snprintf(a->abort_why, sizeof(a->abort_why),
+			 "push aborted: connection to decode %s closed as request %llu was cancelled (%.200s)", r->addr,
+			 (unsigned long long)r->id, m->text ? m->text : "");
+		double t0 = nkv_now_s();
+		conn_forget(a, c);
+		nkv_conn_close(c);
+		alog(a, "%s; closed in %.1f ms", a->abort_why, (nkv_now_s() - t0) * 1e3);
+		return;
+	}
+}
+
+/* The scheduler settled the request elsewhere (failed, timed out): drop it here. */
 static void cancel(struct agent *a, const struct nkv_msg *m)
 {
 	struct req *r = req_find(a, m->req);
 	if (!r)
 		return;
-	if (r->pushing)
-		return; /* the push completes or fails on its own; xfer_report then frees it */
+	if (r->pushing && r->hold_until == 0) {
+		abort_pushes(a, r, m); /* its PUSH_DONE then frees it (xfer_report) */
+		return;
+	}
 	if (r->st != R_WAIT_ROOM) {
 		if (a->role == NKV_ROLE_DECODE && !r->got_recv)
 			agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
@@ -708,6 +797,8 @@ static void heartbeat(struct agent *a)
 	struct nkv_msg m;
 	nkv_msg_init(&m, NKV_MSG_HEARTBEAT);
 	uint32_t used = agent_pool_used(&a->pool);
+	if (used > a->peak_pinned)
+		a->peak_pinned = used;
 	for (size_t i = 0; i < a->nr; i++) {
 		struct req *r = &a->r[i];
 		if (r->st == R_RUNNING) {
@@ -797,6 +888,7 @@ static void agent_free(struct agent *a)
 		if (a->r[i].st != R_FREE)
 			req_free(&a->r[i]);
 	free(a->r);
+	free(a->waiting);
 	for (uint32_t i = 0; i < a->nprobes; i++)
 		if (a->probes[i].plan)
 			nkv_plan_free(a->probes[i].plan);
@@ -970,6 +1062,7 @@ int nkv_cmd_agent(int argc, char **argv)
 	 * pattern check of every received block. */
 	eo.verify = a->verify && !verbs;
 	eo.src_addr = src;
+	eo.handshake_ms = verbs ? 0 : HANDSHAKE_MS; /* verbs: the CM's own 10 s (a slow rxe VM needs it) */
 	/* The data plane's secret is the shared token; verbs cannot check one yet. */
 	eo.secret = verbs ? NULL : token;
 	if (cuda)
@@ -1167,6 +1260,8 @@ int nkv_cmd_agent(int argc, char **argv)
 			next_hb = now + 0.05;
 		}
 	}
+	alog(a, "pool: %u blocks, peak %u pinned, %llu tasks waited for room, %u pinned at exit", a->pool.n,
+	     a->peak_pinned, (unsigned long long)a->room_waits, agent_pool_used(&a->pool));
 	if (role == NKV_ROLE_PREFILL && a->st_pushes)
 		alog(a, "pushed %llu requests: %llu pages in %llu ranges, %.0f B per range",
 		     (unsigned long long)a->st_pushes, (unsigned long long)a->st_pages, (unsigned long long)a->st_ranges,

@@ -218,8 +218,8 @@ bool agent_pool_reserve(struct agent_pool *p, const uint64_t *ids, uint32_t n, u
 void agent_pool_unpin(struct agent_pool *p, const uint32_t *blocks, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++)
-		if (blocks[i] < p->n && p->pin[blocks[i]])
-			p->pin[blocks[i]]--;
+		if (blocks[i] < p->n && p->pin[blocks[i]] && !--p->pin[blocks[i]])
+			p->released++;
 }
 
 void agent_pool_drop(struct agent_pool *p, const uint32_t *blocks, const bool *fresh, uint32_t n)

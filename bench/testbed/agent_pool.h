@@ -45,6 +45,7 @@ struct agent_pool {
 	uint64_t *added, *evicted;
 	uint32_t nadded, nevicted, capdelta;
 	uint8_t *scratch;         /* one 512-token chunk of pattern */
+	uint64_t released;        /* slots unpinned so far: waiters retry when it moves */
 };
 
 /* Slots of 512 tokens, pages of page_tokens (a divisor of 512) in layout

@@ -12,14 +12,23 @@
  * testbed and the simulator choose with the same code; agent telemetry
  * (heartbeats, transfer reports) feeds the library's state and oracle.
  *
- * A request's life: SUBMIT -> decide (p, d) -> DECODE_TASK to d and
- * PREFILL_TASK to p at once (prefill computes while d reserves blocks) ->
- * d answers BLOCKS, forwarded to p -> p pushes the blocks d lacks and
+ * A request's life (the reservation protocol): SUBMIT -> decide (p, d) ->
+ * DECODE_TASK to d -> d reserves room and answers BLOCKS -> PREFILL_TASK to
+ * p, then that BLOCKS (grant(): the prefill hears of a request only once
+ * its destination has room, so its pool never waits on a decode's and full
+ * pools cannot deadlock) -> p computes, pushes the blocks d lacks and
  * reports XFER_DONE, forwarded to d -> d decodes and reports TOKENS -> one
  * RECORD to the client. A peer that is refused (bad frame, bad token,
  * unknown or taken instance, no REGISTER in time, too many peers) is told
- * why in an ERROR frame before the close, and the reason is logged; a lost
- * agent fails its requests with a reason, so every request ends with a record.
+ * why in an ERROR frame before the close, and the reason is logged.
+ *
+ * Liveness: an agent silent for --agent-timeout is dropped with an ERROR
+ * saying so; a lost agent's requests not yet granted are decided again
+ * (rerouted), the others fail with a reason naming it. Every request ends
+ * by submit + --request-timeout, failed with the stage it was stuck in
+ * (the arrival list is in deadline order: only its head is looked at), and
+ * a failure sends CANCEL to the agents so they release its pins. So every
+ * request ends with a record.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -61,6 +70,8 @@ enum rq_state { RQ_PENDING, RQ_RUNNING };
 struct rq {
 	struct nkv__rqnode node; /* node.id: the id in task messages */
 	struct rq *prev, *next;
+	struct rq *aprev, *anext; /* every request in flight, in arrival (so deadline) order */
+	double deadline;     /* submit + --request-timeout */
 	int client;          /* peer index, -1 when the client left */
 	uint64_t client_req;
 	struct nkv_request r;
@@ -68,6 +79,7 @@ struct rq {
 	struct nkv_decision dec;
 	int pp, dp;          /* peer indexes of the prefill and decode agents */
 	enum rq_state state;
+	bool granted;        /* the decode sent BLOCKS: PREFILL_TASK went to the prefill */
 	bool xfer_done, admitted;
 	double t[NKV_REC_T];
 	uint64_t bytes;
@@ -88,10 +100,14 @@ struct daemon {
 	int *prefill_peer, *decode_peer; /* list index -> peer index or -1 */
 	struct nkv__rqtab rqtab;               /* in flight, by id */
 	struct rqlist { struct rq *head, *tail; size_t n; } pending, running;
+	struct rq *ahead, *atail;              /* all in flight, oldest (first deadline) first */
+	double agent_timeout, request_timeout; /* --agent-timeout, --request-timeout */
+	double next_liveness;                  /* when agents' silence is checked next */
 	uint64_t next_rq;
 	uint64_t kv_bpt;
 	/* counters */
 	uint64_t decisions, finished, failed, rerouted, bad_peers, xfer_bytes;
+	uint64_t requests_timed_out, agents_timed_out;
 	double decide_s_sum, decide_s_max;
 	struct nkv_prom_hist decide_h, ttft_h; /* decision time; TTFT of finished requests */
 	uint64_t inflight_tier[NKV_TIERS];
@@ -181,41 +197,88 @@ static struct rqlist *rq_list(struct daemon *d, struct rq *q)
 	return q->state == RQ_PENDING ? &d->pending : &d->running;
 }
 
+/* The arrival list: deadlines are submit + one timeout, so its head expires first. */
+static void age_push(struct daemon *d, struct rq *q)
+{
+	q->anext = NULL;
+	q->aprev = d->atail;
+	if (d->atail)
+		d->atail->anext = q;
+	else
+		d->ahead = q;
+	d->atail = q;
+}
+
+static void age_unlink(struct daemon *d, struct rq *q)
+{
+	if (q->aprev)
+		q->aprev->anext = q->anext;
+	else
+		d->ahead = q->anext;
+	if (q->anext)
+		q->anext->aprev = q->aprev;
+	else
+		d->atail = q->aprev;
+}
+
+/* A new id for q in the table: at SUBMIT, and when it is rerouted (so a late
+ * message about its first assignment names an id no longer in flight). */
+static int rq_take_id(struct daemon *d, struct rq *q)
+{
+	q->node.id = d->next_rq;
+	if (nkv__rqtab_add(&d->rqtab, &q->node))
+		return nkv_err(ENOMEM, "out of memory for the request table");
+	d->next_rq++;
+	q->r.id = q->node.id;
+	return 0;
+}
+
 /* A request that ended leaves the table and the lists and is freed. */
 static void retire_rq(struct daemon *d, struct rq *q)
 {
 	nkv__rqtab_del(&d->rqtab, &q->node);
 	rql_unlink(rq_list(d, q), q);
+	age_unlink(d, q);
 	free(q->ids);
 	free(q);
+}
+
+/* The transfer a running request no longer makes leaves the oracle and the counters. */
+static void release_transfer(struct daemon *d, struct rq *q)
+{
+	if (q->xfer_done)
+		return;
+	nkv_oracle_flow_remove(nkv_sched_oracle(d->s), q->dec.prefill_inst, q->dec.decode_inst, q->dec.bytes);
+	d->inflight_tier[q->dec.tier] -= q->dec.bytes;
+	struct nkv_prefill_state *ps = nkv_sched_prefill(d->s, q->dec.prefill);
+	if (ps->queued)
+		ps->queued--;
+}
+
+/* Agents drop what they hold for the request (pins, reservations, a push in
+ * flight); the prefill knows of it only once granted. */
+static void send_cancel(struct daemon *d, struct rq *q, int status, const char *reason)
+{
+	struct nkv_msg c;
+	nkv_msg_init(&c, NKV_MSG_CANCEL);
+	c.req = q->node.id;
+	c.status = status;
+	nkv_msg_set_text(&c, reason ? reason : "");
+	if (q->granted && q->pp >= 0 && d->pt.p[q->pp].used)
+		send_msg(d, q->pp, &c);
+	if (q->dp >= 0 && d->pt.p[q->dp].used)
+		send_msg(d, q->dp, &c);
+	nkv_msg_clear(&c);
 }
 
 static void finish_rq(struct daemon *d, struct rq *q, int status, const char *reason)
 {
 	if (q->state == RQ_RUNNING) {
-		if (!q->xfer_done) {
-			nkv_oracle_flow_remove(nkv_sched_oracle(d->s), q->dec.prefill_inst, q->dec.decode_inst,
-					       q->dec.bytes);
-			d->inflight_tier[q->dec.tier] -= q->dec.bytes;
-			struct nkv_prefill_state *ps = nkv_sched_prefill(d->s, q->dec.prefill);
-			if (ps->queued)
-				ps->queued--;
-		}
+		release_transfer(d, q);
 		if (!status)
 			nkv_sched_finish(d->s, &q->r, &q->dec);
-		else {
-			/* Agents drop what they hold for it (pins, staged blocks). */
-			struct nkv_msg c;
-			nkv_msg_init(&c, NKV_MSG_CANCEL);
-			c.req = q->node.id;
-			c.status = status;
-			nkv_msg_set_text(&c, reason ? reason : "");
-			if (q->pp >= 0 && d->pt.p[q->pp].used)
-				send_msg(d, q->pp, &c);
-			if (q->dp >= 0 && d->pt.p[q->dp].used)
-				send_msg(d, q->dp, &c);
-			nkv_msg_clear(&c);
-		}
+		else
+			send_cancel(d, q, status, reason);
 	}
 	if (status)
 		d->failed++;
@@ -327,6 +390,7 @@ static bool dispatch(struct daemon *d, struct rq *q)
 	nkv_sched_assign(d->s, &q->r, &dec);
 	d->inflight_tier[dec.tier] += dec.bytes;
 
+	/* The decode grants room first (BLOCKS); the prefill hears of the request then (grant). */
 	struct nkv_msg m;
 	nkv_msg_init(&m, NKV_MSG_DECODE_TASK);
 	m.req = q->node.id;
@@ -334,13 +398,58 @@ static bool dispatch(struct daemon *d, struct rq *q)
 	m.output_len = q->r.output_len;
 	nkv_msg_set_ids(&m, q->ids, q->r.nblocks);
 	send_msg(d, q->dp, &m);
-	m.type = NKV_MSG_PREFILL_TASK;
-	m.peer = d->pt.p[q->dp].id;
-	m.tier = (uint32_t)dec.tier;
-	snprintf(m.addr, sizeof(m.addr), "%s", d->pt.p[q->dp].addr);
-	send_msg(d, q->pp, &m);
 	nkv_msg_clear(&m);
 	return true;
+}
+
+/* The decode reserved room (its BLOCKS): only now does the prefill get the
+ * task, followed by the block list, so a prefill's pool never holds a
+ * request whose destination has no room. */
+static void grant(struct daemon *d, struct rq *q, const struct nkv_msg *blocks)
+{
+	if (q->granted)
+		return; /* one BLOCKS per assignment; a repeat is ignored */
+	q->granted = true;
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_PREFILL_TASK);
+	m.req = q->node.id;
+	m.input_len = q->r.input_len;
+	m.output_len = q->r.output_len;
+	m.peer = d->pt.p[q->dp].id;
+	m.tier = (uint32_t)q->dec.tier;
+	snprintf(m.addr, sizeof(m.addr), "%s", d->pt.p[q->dp].addr);
+	nkv_msg_set_ids(&m, q->ids, q->r.nblocks);
+	send_msg(d, q->pp, &m);
+	nkv_msg_clear(&m);
+	send_msg(d, q->pp, blocks);
+}
+
+/* An agent of a request not yet granted was lost: nothing was computed or
+ * sent for it, so it goes back to pending (under a new id) and is decided again. */
+static void reroute(struct daemon *d, struct rq *q, const char *reason)
+{
+	send_cancel(d, q, -ECONNRESET, reason);
+	release_transfer(d, q);
+	rql_unlink(&d->running, q);
+	q->state = RQ_PENDING;
+	q->pp = q->dp = -1;
+	q->granted = false;
+	q->t[NKV_REC_ASSIGN] = 0;
+	/* Older than everything pending: it goes first. */
+	q->prev = NULL;
+	q->next = d->pending.head;
+	if (d->pending.head)
+		d->pending.head->prev = q;
+	else
+		d->pending.tail = q;
+	d->pending.head = q;
+	d->pending.n++;
+	nkv__rqtab_del(&d->rqtab, &q->node);
+	if (rq_take_id(d, q)) {
+		finish_rq(d, q, -ENOMEM, nkv_last_error());
+		return;
+	}
+	d->rerouted++;
 }
 
 static void dispatch_pending(struct daemon *d)
@@ -408,6 +517,7 @@ static int on_register(struct daemon *d, int pi, const struct nkv_msg *m)
 		}
 	}
 	nkv__peers_registered(&d->pt, pi);
+	p->seen_s = nkv_now_s();
 	p->id = ++d->next_agent_id;
 	char lb[96];
 	logf_("registered %s at %s%s%s", peer_label(p, lb, sizeof(lb)), p->addr[0] ? p->addr : "-",
@@ -429,6 +539,8 @@ static char *status_json(struct daemon *d)
 	json_object_set_new(o, "failed", json_integer((json_int_t)d->failed));
 	json_object_set_new(o, "rerouted", json_integer((json_int_t)d->rerouted));
 	json_object_set_new(o, "bad_peers", json_integer((json_int_t)d->bad_peers));
+	json_object_set_new(o, "requests_timed_out", json_integer((json_int_t)d->requests_timed_out));
+	json_object_set_new(o, "agents_timed_out", json_integer((json_int_t)d->agents_timed_out));
 	json_object_set_new(o, "xfer_bytes", json_integer((json_int_t)d->xfer_bytes));
 	json_object_set_new(o, "probes_sent", json_integer((json_int_t)d->probes_sent));
 	json_object_set_new(o, "probes_done", json_integer((json_int_t)d->probes_done));
@@ -484,6 +596,7 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 		return on_register(d, pi, m);
 	if (!p->registered)
 		return nkv_err(EPROTO, "%s before REGISTER", nkv_msg_type_name(m->type));
+	p->seen_s = now;
 	bool agent = p->role == NKV_ROLE_PREFILL || p->role == NKV_ROLE_DECODE;
 	switch (m->type) {
 	case NKV_MSG_HEARTBEAT:
@@ -517,20 +630,19 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 		struct rq *q = calloc(1, sizeof(*q));
 		if (!q)
 			return nkv_err(ENOMEM, "out of memory for requests");
-		q->node.id = d->next_rq;
-		if (nkv__rqtab_add(&d->rqtab, &q->node)) {
+		if (rq_take_id(d, q)) {
 			free(q);
-			return nkv_err(ENOMEM, "out of memory for the request table");
+			return -ENOMEM;
 		}
-		d->next_rq++;
 		q->state = RQ_PENDING;
 		rql_push(&d->pending, q);
+		q->deadline = now + d->request_timeout;
+		age_push(d, q);
 		q->client = pi;
 		q->client_req = m->req;
 		q->pp = q->dp = -1;
 		q->ids = m->ids; /* take ownership */
 		m->ids = NULL;
-		q->r.id = q->node.id;
 		q->r.arrival_s = now;
 		q->r.input_len = m->input_len;
 		q->r.output_len = m->output_len;
@@ -543,7 +655,7 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 	case NKV_MSG_BLOCKS: {
 		struct rq *q = find_rq(d, m->req, pi, "BLOCKS");
 		if (q && pi == q->dp)
-			send_msg(d, q->pp, m);
+			grant(d, q, m);
 		return 0;
 	}
 	case NKV_MSG_PREFILL_DONE: {
@@ -697,11 +809,17 @@ static void drop_peer(struct daemon *d, int pi, int code, const char *why)
 			ds->kv_blocks_used = ds->kv_blocks_total;
 		}
 		char reason[200];
-		snprintf(reason, sizeof(reason), "%s agent %s lost: %.120s", nkv_role_name(p->role), p->name, why);
+		if (strstr(why, p->name))
+			snprintf(reason, sizeof(reason), "%.180s", why); /* it names the agent already */
+		else
+			snprintf(reason, sizeof(reason), "%s agent %s lost: %.120s", nkv_role_name(p->role), p->name, why);
 		for (struct rq *q = d->running.head, *nx; q; q = nx) {
 			nx = q->next;
-			/* A prefill's requests whose KV already arrived go on without it. */
-			if (q->dp == pi || (q->pp == pi && !q->xfer_done))
+			/* Not granted yet: decided again. A prefill's requests whose KV
+			 * already arrived go on without it. */
+			if ((q->dp == pi || q->pp == pi) && !q->granted)
+				reroute(d, q, reason);
+			else if (q->dp == pi || (q->pp == pi && !q->xfer_done))
 				finish_rq(d, q, -ECONNRESET, reason);
 		}
 	}
@@ -711,6 +829,63 @@ static void drop_peer(struct daemon *d, int pi, int code, const char *why)
 				if (q->client == pi)
 					q->client = -1;
 	nkv__peers_release(&d->pt, pi);
+}
+
+/* ---- deadlines ---------------------------------------------------------- */
+
+static const char *agent_name(struct daemon *d, int pi) { return pi >= 0 ? d->pt.p[pi].name : "-"; }
+
+/* Where a request stands, for the reason it ends with at its deadline. */
+static void rq_stage(struct daemon *d, const struct rq *q, char *buf, size_t n)
+{
+	if (q->state == RQ_PENDING)
+		snprintf(buf, n, "pending: no live prefill and decode agents to assign it to");
+	else if (!q->granted)
+		snprintf(buf, n, "waiting for room at decode %s (for prefill %s)", agent_name(d, q->dp),
+			 agent_name(d, q->pp));
+	else if (!q->xfer_done)
+		snprintf(buf, n, "at prefill %s: compute or KV push to decode %s", agent_name(d, q->pp),
+			 agent_name(d, q->dp));
+	else
+		snprintf(buf, n, "decoding at %s (its KV had arrived)", agent_name(d, q->dp));
+}
+
+/* Requests past their deadline end (oldest first: the arrival list is in deadline order). */
+static void expire_requests(struct daemon *d, double now)
+{
+	while (d->ahead && now >= d->ahead->deadline) {
+		struct rq *q = d->ahead;
+		char stage[200], why[300];
+		rq_stage(d, q, stage, sizeof(stage));
+		snprintf(why, sizeof(why), "request timeout (--request-timeout %g s): %s", d->request_timeout, stage);
+		d->requests_timed_out++;
+		finish_rq(d, q, -ETIMEDOUT, why);
+	}
+}
+
+/* Agents silent past --agent-timeout (heartbeats come every 50 ms) are
+ * declared dead: told why, dropped, their requests rerouted or failed. A
+ * scan of the instance lists, ten times a second. */
+static void check_agents(struct daemon *d, double now)
+{
+	if (now < d->next_liveness)
+		return;
+	d->next_liveness = now + 0.1;
+	for (int role = 0; role < 2; role++) {
+		uint32_t n = role ? d->ndecode : d->nprefill;
+		int *peers = role ? d->decode_peer : d->prefill_peer;
+		for (uint32_t i = 0; i < n; i++) {
+			int pi = peers[i];
+			if (pi < 0 || now - d->pt.p[pi].seen_s <= d->agent_timeout)
+				continue;
+			char why[160];
+			snprintf(why, sizeof(why), "%s agent %s silent for %.1f s (--agent-timeout %g s)",
+				 nkv_role_name(d->pt.p[pi].role), d->pt.p[pi].name, now - d->pt.p[pi].seen_s,
+				 d->agent_timeout);
+			d->agents_timed_out++;
+			drop_peer(d, pi, ETIMEDOUT, why);
+		}
+	}
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -940,6 +1115,11 @@ static void usage(FILE *f)
 		"  --metrics ADDR     Prometheus text endpoint (HTTP), off by default\n"
 		"  --max-peers N      connections at once: agents, clients, status queries (default 4096)\n"
 		"  --auth-timeout S   a connection must REGISTER within S seconds (default 3)\n"
+		"  --agent-timeout S  an agent silent for S seconds (heartbeats come every 50 ms) is declared\n"
+		"                     dead: dropped, its requests rerouted or failed naming it (default 3)\n"
+		"  --request-timeout S  every request ends within S seconds of its submission, failed with\n"
+		"                     the stage it was stuck in if not finished (default 60; the replay's\n"
+		"                     --timeout, 120, is longer, so it gets that record)\n"
 		"  --refresh S        oracle telemetry refresh interval, seconds (default 1)\n"
 		"  --no-probes        no active probes (passive samples from transfers only)\n");
 }
@@ -1002,11 +1182,12 @@ int nkv_cmd_scheduler(int argc, char **argv)
 {
 	const char *listen_addr = "127.0.0.1:7400", *topo = NULL, *policy = "netkv", *token = getenv("NKV_TOKEN");
 	const char *prefill = NULL, *decode = NULL, *perf_model = "llama3-8b", *metrics = NULL, *gpu = NULL;
-	double scale = 1, w_cache = 1, w_load = 1, refresh = 1, auth_s = 3;
+	double scale = 1, w_cache = 1, w_load = 1, refresh = 1, auth_s = 3, agent_s = 3, request_s = 60;
 	uint32_t max_peers = NKV__PEERS_DEFAULT;
 	static const struct option opts[] = {
 		{ "listen", 1, 0, 'l' }, { "topo", 1, 0, 'T' }, { "policy", 1, 0, 'p' }, { "token", 1, 0, 't' },
-		{ "max-peers", 1, 0, 'X' }, { "auth-timeout", 1, 0, 'A' },
+		{ "max-peers", 1, 0, 'X' }, { "auth-timeout", 1, 0, 'A' }, { "agent-timeout", 1, 0, 'G' },
+		{ "request-timeout", 1, 0, 'R' },
 		{ "prefill", 1, 0, 'P' }, { "decode", 1, 0, 'D' }, { "perf", 1, 0, 'm' }, { "time-scale", 1, 0, 's' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'L' }, { "metrics", 1, 0, 'M' }, { "refresh", 1, 0, 'r' },
 		{ "no-probes", 0, 0, 'N' }, { "gpu-model", 1, 0, 'g' }, { "help", 0, 0, 'h' }, { "token-file", 1, 0, 'F' },
@@ -1040,6 +1221,8 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		case 'L': dp = &w_load; break;
 		case 'r': dp = &refresh; break;
 		case 'A': dp = &auth_s; break;
+		case 'G': dp = &agent_s; break;
+		case 'R': dp = &request_s; break;
 		case 'X':
 			if (nkv_cli_u32("scheduler", "--max-peers", optarg, 1, 1u << 20, &max_peers))
 				return 2;
@@ -1050,10 +1233,12 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		/* a cla* weight may be 0 (the tuning grid has 0: that term off); the rest must be > 0 */
 		if (dp) {
 			const char *name = c == 's' ? "--time-scale" : c == 'c' ? "--w-cache" : c == 'L' ? "--w-load"
-					 : c == 'A' ? "--auth-timeout" : "--refresh";
+					 : c == 'A' ? "--auth-timeout" : c == 'G' ? "--agent-timeout"
+					 : c == 'R' ? "--request-timeout" : "--refresh";
+			bool timeout = c == 'A' || c == 'G' || c == 'R';
 			int bad = c == 'c' || c == 'L' ? nkv_cli_double("scheduler", name, optarg, 0, INFINITY, dp)
-				  : c == 'A'		 ? nkv_cli_positive("scheduler", name, optarg, 3600, dp)
-							 : nkv_cli_positive("scheduler", name, optarg, INFINITY, dp);
+				  : timeout ? nkv_cli_positive("scheduler", name, optarg, c == 'R' ? 86400 : 3600, dp)
+					    : nkv_cli_positive("scheduler", name, optarg, INFINITY, dp);
 			if (bad)
 				return 2;
 		}
@@ -1074,6 +1259,8 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	struct daemon *d = calloc(1, sizeof(*d));
 	d->token = token;
 	d->probe = probes;
+	d->agent_timeout = agent_s;
+	d->request_timeout = request_s;
 	d->lfd = d->mfd = -1;
 	int rc = nkv_topo_load(topo, &d->topo);
 	struct nkv_perf perf;
@@ -1148,8 +1335,9 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	snprintf(lbuf, sizeof(lbuf), "%.*s:%u", lc ? (int)(lc - listen_addr) : 0, listen_addr, lport);
 	if (metrics)
 		snprintf(mbuf, sizeof(mbuf), "%.*s:%u", mc ? (int)(mc - metrics) : 0, metrics, mport);
-	logf_("listening on %s, policy %s, %u prefill + %u decode instances%s%s", lbuf, policy, d->nprefill,
-	      d->ndecode, metrics ? ", metrics on " : "", mbuf);
+	logf_("listening on %s, policy %s, %u prefill + %u decode instances%s%s, agent timeout %g s, request "
+	      "timeout %g s", lbuf, policy, d->nprefill, d->ndecode, metrics ? ", metrics on " : "", mbuf, agent_s,
+	      request_s);
 
 	while (!g_stop) {
 		struct epoll_event evs[256];
@@ -1187,6 +1375,8 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		}
 		if (d->mfd >= 0)
 			nkv__mhttp_expire(&d->mh, now);
+		check_agents(d, now);
+		expire_requests(d, now);
 		dispatch_pending(d);
 		nkv_oracle_tick(nkv_sched_oracle(d->s), nkv_now_s()); /* publish samples on time, decisions or not */
 		plan_probes(d, nkv_now_s());

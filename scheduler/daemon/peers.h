@@ -26,6 +26,7 @@ struct nkv__peer {
 	uint32_t id;         /* agent id handed out at REGISTER */
 	int idx;             /* index in the scheduler's prefill or decode list */
 	double deadline;     /* unregistered: REGISTER due by then */
+	double seen_s;       /* registered: when its last message arrived (agents: --agent-timeout) */
 	int aprev, anext;    /* unregistered FIFO links, -1 at the ends */
 	char name[NKV_PROTO_MAX_NAME + 1];
 	char addr[NKV_PROTO_MAX_ADDR + 1];

@@ -26,9 +26,11 @@
  *   SUBMIT        client -> sched req, input_len, output_len, ids (hash ids)
  *   DECODE_TASK   sched -> decode req, input_len, output_len, ids
  *   PREFILL_TASK  sched -> prefill req, input_len, output_len, peer (decode agent id),
- *                                tier (of the path), addr (decode data address), ids
+ *                                tier (of the path), addr (decode data address), ids;
+ *                                sent only once the decode's BLOCKS arrived, and followed by it
  *   BLOCKS        decode -> sched -> prefill   req, first (leading blocks the decode
- *                                already holds), blocks (its pool blocks for ids[first..])
+ *                                already holds), blocks (its pool blocks for ids[first..]):
+ *                                the decode's grant of room
  *   PREFILL_DONE  prefill -> sched req, first (prefix blocks it had cached), t[0] start, t[1] end
  *   XFER_DONE     prefill -> sched (-> decode) req, peer, status, bytes, t[0] seconds, t[1] end, text
  *   TOKENS        decode -> sched req, status, ntokens, blocks_ok, blocks_bad,
@@ -41,7 +43,14 @@
  *                                t[0..NKV_REC_T) (enum nkv_rec_time), text
  *   STATUS_REQ    admin -> sched  (empty)
  *   STATUS        sched -> admin  text (JSON)
- *   CANCEL        sched -> agent  req, status, text: the request failed elsewhere; drop it
+ *   CANCEL        sched -> agent  req, status, text: the request failed elsewhere or timed
+ *                                out; drop it and its pins (a prefill aborts a push in flight)
+ *
+ * A request's order (the reservation protocol): DECODE_TASK; the decode
+ * reserves room and sends BLOCKS; then PREFILL_TASK + BLOCKS to the prefill,
+ * which computes, pushes and reports XFER_DONE (forwarded to the decode);
+ * the decode reports TOKENS; the client gets a RECORD. No agent holds pool
+ * room while waiting for room at the other, so full pools cannot deadlock.
  */
 #ifndef NETKV_PROTO_H
 #define NETKV_PROTO_H

@@ -1,4 +1,5 @@
-# Shared by run-metrics-promtool and run-metrics-prometheus (sourced, bash).
+# Shared by the testbed's shell tests (run-metrics-*, run-burst-*, run-ctrl-bounds,
+# run-request-timeout; sourced, bash).
 # A scheduler with --metrics on 127.0.0.1 ephemeral ports, optionally two
 # agents and a short replay; every process started is stopped by PID on exit
 # (trap), every wait has a deadline. Callers set NETKV (the binary) first.
@@ -12,10 +13,12 @@ KEEP_WORK=0
 # stop_all: SIGTERM every process started, SIGKILL what is left after 5 s;
 # records each exit status in EXIT_OF[pid].
 declare -A EXIT_OF
+declare -A AGENT_PID # instance name -> agent PID (start_agents)
 stop_all() {
 	local pid rc end=$((SECONDS + 5))
 	for pid in "${PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
+		kill -CONT "$pid" 2>/dev/null || true # one a test stopped takes the TERM now
 	done
 	for pid in "${PIDS[@]}"; do
 		while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
@@ -95,22 +98,25 @@ start_scheduler() {
 		fail "no bound ports in the scheduler's log line: $line"
 }
 
-# start_agents: one prefill (h0g0) and one decode (h1g0) agent with a tiny KV model;
-# waits (15 s) until the scrape shows both registered.
+# start_agents: one prefill (h0g0) and one decode (h1g0) agent with a tiny KV model (decodes:
+# $AGENT_DECODES, a space-separated subset of "h1g0 h2g0"; extra agent options: $AGENT_EXTRA,
+# unquoted); waits (15 s) until the scrape shows them all registered.
 start_agents() {
 	echo '{"name": "tiny", "layers": 2, "kv_heads": 1, "head_dim": 32}' >"$WORK/tiny-model.json"
-	local role name
-	for a in prefill:h0g0 decode:h1g0; do
+	local role name decodes=(${AGENT_DECODES:-h1g0})
+	for a in prefill:h0g0 "${decodes[@]/#/decode:}"; do
 		role=${a%%:*} name=${a#*:}
 		"$NETKV" agent --role "$role" --scheduler "$SCHED" --token "$TOKEN" --name "$name" \
-			--model "$WORK/tiny-model.json" --blocks "${AGENT_BLOCKS:-256}" --time-scale 0.05 >"$WORK/agent-$name.log" 2>&1 &
+			--model "$WORK/tiny-model.json" --blocks "${AGENT_BLOCKS:-256}" --time-scale 0.05 ${AGENT_EXTRA:-} \
+			>"$WORK/agent-$name.log" 2>&1 &
 		PIDS+=($!)
+		AGENT_PID[$name]=$!
 	done
 	local end=$((SECONDS + 15)) text=""
 	while [ $SECONDS -lt $end ]; do
 		text=$(http_get "http://$METRICS/metrics" || true)
 		if grep -qx 'netkv_agents_up{role="prefill"} 1' <<<"$text" &&
-			grep -qx 'netkv_agents_up{role="decode"} 1' <<<"$text"; then
+			grep -qx "netkv_agents_up{role=\"decode\"} ${#decodes[@]}" <<<"$text"; then
 			return 0
 		fi
 		sleep 0.2

@@ -4,6 +4,9 @@
  *     drops the partial request, reports it, and reports the connection down.
  *  B) a forked receiver exits while we push 256 MiB to it: our request fails
  *     with a clear error, and our other connection keeps working.
+ *  C) a forked receiver is stopped (SIGSTOP) while we push 256 MiB to it: the
+ *     push stalls for good, and closing the connection returns at once (not
+ *     waiting on the stopped peer) with the push failed as cancelled.
  * "Mid-request" is made certain, not left to timing: the receiving side
  * stops polling before the push starts, so only what fits in the socket
  * buffers can move before the peer dies.
@@ -11,6 +14,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #define BIG (256u << 20)
@@ -98,8 +102,9 @@ static void case_a(void)
 	close(gfd[1]);
 }
 
-/* Child of B: listen, say the port, stop serving once the peer is up, vanish 50 ms later. */
-static void receiver_child(int wfd)
+/* Child of B: listen, say the port, stop serving once the peer is up, vanish 50 ms
+ * later. Of C (serve): go on serving until stopped and killed (30 s at most). */
+static void receiver_child(int wfd, bool serve)
 {
 	struct nkv_engine *e;
 	struct nkv_event ev[16];
@@ -112,9 +117,9 @@ static void receiver_child(int wfd)
 		die("child receiver");
 	if (write(wfd, &port, sizeof(port)) != sizeof(port))
 		_exit(1);
-	for (double give_up = nkv_now_s() + 20; nkv_now_s() < give_up;) {
+	for (double give_up = nkv_now_s() + (serve ? 30 : 20); nkv_now_s() < give_up;) {
 		int n = nkv_poll(e, ev, 16, 5);
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n && !serve; i++)
 			if (ev[i].type == NKV_EV_CONN_UP) {
 				usleep(50000);
 				_exit(0);
@@ -140,7 +145,7 @@ static void case_b(void)
 	if (pipe(pfd))
 		exit(1);
 	if ((pid = fork()) == 0)
-		receiver_child(pfd[1]);
+		receiver_child(pfd[1], false);
 	if (read(pfd[0], &port, sizeof(port)) != sizeof(port))
 		die("pipe");
 	/* Our engine, plus a second, healthy peer in a thread. */
@@ -193,11 +198,62 @@ static void case_b(void)
 	close(pfd[1]);
 }
 
+static void case_c(void)
+{
+	struct nkv_engine *se;
+	struct nkv_conn *c;
+	struct nkv_plan *p;
+	struct nkv_event got[32];
+	uint32_t sid;
+	void *src;
+	uint16_t port;
+	char addr[64];
+	int pfd[2], ngot = 0;
+	pid_t pid;
+
+	if (pipe(pfd))
+		exit(1);
+	if ((pid = fork()) == 0)
+		receiver_child(pfd[1], true);
+	if (read(pfd[0], &port, sizeof(port)) != sizeof(port))
+		die("pipe");
+	if (nkv_engine_create(&opts, &se) || nkv_region_alloc(se, NKV_MEM_HOST, BIG, NULL, &sid, &src))
+		die("sender");
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+	if (nkv_connect(se, addr, &c))
+		die("connect");
+	kill(pid, SIGSTOP);
+	CHECK(nkv_plan_build_raw(&(struct nkv_range){ 0, 0, BIG }, 1, &p) == 0, "plan");
+	CHECK(nkv_push(c, &(struct nkv_push){ .req_id = 12, .src_region = sid, .dst_region = 0, .plan = p }) == 0,
+	      "push: %s", nkv_last_error());
+	/* Stalled: the socket buffers fill and the stopped peer never takes more. */
+	CHECK(h_poll_until(se, NKV_EV_PUSH_DONE, 1, 1, got, 32, &ngot) == 0, "a push to a stopped peer completed");
+	double t0 = nkv_now_s();
+	nkv_conn_close(c);
+	double took = nkv_now_s() - t0;
+	CHECK(took < 1.5, "closing the connection to a stopped peer took %.3f s", took);
+	ngot = 0;
+	CHECK(h_poll_until(se, NKV_EV_PUSH_DONE, 1, 1, got, 32, &ngot) == 1, "the stalled push was not failed");
+	for (int i = 0; i < ngot; i++)
+		if (got[i].type == NKV_EV_PUSH_DONE) {
+			CHECK(got[i].req_id == 12 && got[i].status == -ECANCELED, "req %llu status %d",
+			      (unsigned long long)got[i].req_id, got[i].status);
+			fprintf(stderr, "C: close took %.1f ms; sender reported: %s\n", took * 1e3, got[i].reason);
+		}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	nkv_plan_free(p);
+	nkv_engine_destroy(se);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
 int main(void)
 {
 	setenv("NKV_QUIET", "1", 1);
 	case_a();
 	case_b();
+	case_c();
 	if (fails)
 		fprintf(stderr, "%d check(s) failed\n", fails);
 	return fails ? 1 : 0;
