@@ -45,6 +45,22 @@ static void on_bad(void *ctx, uint64_t line, const char *why)
 	fprintf(stderr, "replay: skipping bad line %llu: %s\n", (unsigned long long)line, why);
 }
 
+/* Count one request under its reason; past REPLAY_WHY_MAX reasons, under "(other reasons)" (the last slot). */
+static void why_count(struct replay_why *w, size_t *n, const char *reason)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(w[i].reason, reason)) {
+			w[i].n++;
+			return;
+		}
+	if (*n > REPLAY_WHY_MAX) {
+		w[REPLAY_WHY_MAX].n++;
+		return;
+	}
+	snprintf(w[*n].reason, sizeof(w[*n].reason), "%s", *n == REPLAY_WHY_MAX ? "(other reasons)" : reason);
+	w[(*n)++].n = 1;
+}
+
 static void summarise(const struct replay_opts *o, struct replay_result *res)
 {
 	double *tt = calloc(res->n + 1, sizeof(double));
@@ -54,10 +70,13 @@ static void summarise(const struct replay_opts *o, struct replay_result *res)
 		struct replay_rec *r = &res->recs[i];
 		if (!r->done) {
 			res->lost++;
+			res->unsent += !r->sent;
+			why_count(res->lost_why, &res->nlost_why, r->reason);
 			continue;
 		}
 		if (r->status) {
 			res->failed++;
+			why_count(res->failed_why, &res->nfailed_why, r->reason[0] ? r->reason : "(no reason given)");
 			continue;
 		}
 		res->finished++;
@@ -92,9 +111,15 @@ static void query_agents(struct nkv_pconn *c, struct replay_result *res)
 	struct nkv_msg m;
 
 	nkv_msg_init(&m, NKV_MSG_STATUS_REQ);
-	if (nkv_pconn_send_wait(c, &m))
+	if (nkv_pconn_send(c, &m))
 		return;
 	double end = nkv_now_s() + 5;
+	while (nkv_pconn_pending(c) && nkv_now_s() < end) {
+		struct pollfd pf = { .fd = c->fd, .events = POLLOUT };
+		poll(&pf, 1, 100);
+		if (nkv_pconn_flush(c))
+			return;
+	}
 	while (nkv_now_s() < end && !nkv_pconn_recv_wait(c, &m, end - nkv_now_s())) {
 		bool st = m.type == NKV_MSG_STATUS;
 		json_t *root = st && m.text ? json_loads(m.text, 0, NULL) : NULL, *agents = json_object_get(root, "agents"), *a;
@@ -163,6 +188,7 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 		query_agents(&c, res);
 	double start = nkv_now_s(), last_submit = start, last_progress = 0;
 	size_t next = 0, got = 0;
+	char lost_why[160] = "";
 	while (!rc) {
 		double now = nkv_now_s();
 		while (next < t->n && now - start >= (double)t->reqs[next].timestamp_ms / 1000.0 / o->speed) {
@@ -181,6 +207,7 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 			nkv_msg_clear(&m);
 			if (rc)
 				break;
+			r->sent = true;
 			next++;
 			last_submit = now;
 		}
@@ -189,6 +216,8 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 		if (next == t->n && now - last_submit > o->timeout_s) {
 			rc = nkv_err(ETIMEDOUT, "%zu requests without a record %.0f s after the last submit", t->n - got,
 				     o->timeout_s);
+			snprintf(lost_why, sizeof(lost_why), "no record within %g s of the last submit (--timeout)",
+				 o->timeout_s);
 			break;
 		}
 		if (o->progress && now - last_progress > 0.5) { /* a terminal only; the last line below for logs */
@@ -242,6 +271,23 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 			rc = nkv_err_wrap(drc, "from the scheduler");
 		else if (rrc && !rc)
 			rc = nkv_err_wrap(rrc, "scheduler connection");
+		if (rc)
+			snprintf(lost_why, sizeof(lost_why), "scheduler connection lost after %.1f s: %.100s",
+				 nkv_now_s() - start, nkv_last_error());
+	}
+	/* Every request without a record says why: the connection lost, the
+	 * timeout, or (not submitted) the run stopped before its time came. */
+	if (rc && !lost_why[0])
+		snprintf(lost_why, sizeof(lost_why), "replay stopped after %.1f s: %.100s", nkv_now_s() - start,
+			 nkv_last_error());
+	for (size_t i = 0; i < t->n; i++) {
+		struct replay_rec *r = &res->recs[i];
+		if (r->done)
+			continue;
+		if (r->sent)
+			snprintf(r->reason, sizeof(r->reason), "%s", lost_why);
+		else
+			snprintf(r->reason, sizeof(r->reason), "not submitted: %.140s", lost_why);
 	}
 	if (o->progress) {
 		nkv_cli_progress_end();
@@ -269,8 +315,12 @@ void nkv_replay_free(struct replay_result *r)
 
 void nkv_replay_print(FILE *f, const struct replay_result *r)
 {
-	fprintf(f, "requests %zu: finished %zu, failed %zu, without record %zu; bad trace lines %zu\n", r->n,
-		r->finished, r->failed, r->lost, r->bad_lines);
+	fprintf(f, "requests %zu: finished %zu, failed %zu, lost %zu (without record; %zu never submitted); bad trace lines %zu\n",
+		r->n, r->finished, r->failed, r->lost, r->unsent, r->bad_lines);
+	for (size_t i = 0; i < r->nfailed_why; i++)
+		fprintf(f, "  failed %5zu: %s\n", r->failed_why[i].n, r->failed_why[i].reason);
+	for (size_t i = 0; i < r->nlost_why; i++)
+		fprintf(f, "  lost   %5zu: %s\n", r->lost_why[i].n, r->lost_why[i].reason);
 	fprintf(f, "TTFT ms   mean %8.2f  p50 %8.2f  p90 %8.2f  p99 %8.2f\n", r->ttft[0] * 1e3, r->ttft[1] * 1e3,
 		r->ttft[2] * 1e3, r->ttft[3] * 1e3);
 	fprintf(f, "TBT ms    mean %8.3f  max p99 %8.3f\n", r->tbt_mean * 1e3, r->tbt_p99 * 1e3);
@@ -340,6 +390,14 @@ static json_t *result_json(const struct replay_result *r)
 		json_array_append_new(tiers, json_pack("{s:s, s:f, s:I}", "tier", nkv_tier_name(i), "gb", r->gb_tier[i],
 						       "requests", (json_int_t)r->n_tier[i]));
 	json_object_set_new(o, "tiers", tiers);
+	json_object_set_new(o, "not_submitted", json_integer((json_int_t)r->unsent));
+	for (int k = 0; k < 2; k++) {
+		const struct replay_why *w = k ? r->lost_why : r->failed_why;
+		json_t *a = json_array();
+		for (size_t i = 0; i < (k ? r->nlost_why : r->nfailed_why); i++)
+			json_array_append_new(a, json_pack("{s:s, s:I}", "reason", w[i].reason, "requests", (json_int_t)w[i].n));
+		json_object_set_new(o, k ? "lost_reasons" : "failed_reasons", a);
+	}
 	return o;
 }
 
