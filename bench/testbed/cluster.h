@@ -82,7 +82,9 @@ int nkv__cluster_fabric_up(char kind, const char *topo, double scale, struct clu
 void nkv__cluster_fabric_down(struct cluster_fabric *f);
 /* SIGKILL one child by name ("h1g0" or "scheduler") and reap it; its pid is cleared. */
 int nkv__cluster_kill(struct cluster *c, const char *name);
-/* Start a killed child again with the same arguments (its log is appended to). */
+/* Start a killed child again with the same arguments (its log is appended to).
+ * Children die with the thread that started them (PR_SET_PDEATHSIG): call
+ * this, like nkv__cluster_start, from a thread that outlives them. */
 int nkv__cluster_restart(struct cluster *c, const char *name);
 /* Send a signal to a running child (SIGSTOP, SIGCONT). */
 int nkv__cluster_signal(struct cluster *c, const char *name, int sig);

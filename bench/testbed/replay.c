@@ -267,11 +267,14 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 			}
 			nkv_msg_clear(&m);
 		}
+		if ((drc < 0 || rrc) && !rc)
+			snprintf(lost_why, sizeof(lost_why), "scheduler connection lost after %.1f s: %s%.100s",
+				 nkv_now_s() - start, drc < 0 ? "bad frame: " : "", nkv_last_error());
 		if (drc < 0)
 			rc = nkv_err_wrap(drc, "from the scheduler");
 		else if (rrc && !rc)
 			rc = nkv_err_wrap(rrc, "scheduler connection");
-		if (rc)
+		else if (rc && !lost_why[0])
 			snprintf(lost_why, sizeof(lost_why), "scheduler connection lost after %.1f s: %.100s",
 				 nkv_now_s() - start, nkv_last_error());
 	}
