@@ -45,20 +45,19 @@ static void on_bad(void *ctx, uint64_t line, const char *why)
 	fprintf(stderr, "replay: skipping bad line %llu: %s\n", (unsigned long long)line, why);
 }
 
-/* Count one request under its reason; past REPLAY_WHY_MAX reasons, under "(other reasons)" (the last slot). */
-static void why_count(struct replay_why *w, size_t *n, const char *reason)
+void nkv_replay_why_add(struct replay_why *w, size_t *n, const char *reason, size_t count)
 {
 	for (size_t i = 0; i < *n; i++)
 		if (!strcmp(w[i].reason, reason)) {
-			w[i].n++;
+			w[i].n += count;
 			return;
 		}
 	if (*n > REPLAY_WHY_MAX) {
-		w[REPLAY_WHY_MAX].n++;
+		w[REPLAY_WHY_MAX].n += count;
 		return;
 	}
 	snprintf(w[*n].reason, sizeof(w[*n].reason), "%s", *n == REPLAY_WHY_MAX ? "(other reasons)" : reason);
-	w[(*n)++].n = 1;
+	w[(*n)++].n = count;
 }
 
 static void summarise(const struct replay_opts *o, struct replay_result *res)
@@ -71,12 +70,12 @@ static void summarise(const struct replay_opts *o, struct replay_result *res)
 		if (!r->done) {
 			res->lost++;
 			res->unsent += !r->sent;
-			why_count(res->lost_why, &res->nlost_why, r->reason);
+			nkv_replay_why_add(res->lost_why, &res->nlost_why, r->reason, 1);
 			continue;
 		}
 		if (r->status) {
 			res->failed++;
-			why_count(res->failed_why, &res->nfailed_why, r->reason[0] ? r->reason : "(no reason given)");
+			nkv_replay_why_add(res->failed_why, &res->nfailed_why, r->reason[0] ? r->reason : "(no reason given)", 1);
 			continue;
 		}
 		res->finished++;
@@ -308,6 +307,53 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 	nkv_trace_free(t);
 	summarise(o, res);
 	return rc;
+}
+
+/* Uniform in [0, 1). */
+static double unit(uint64_t *s)
+{
+	return (double)(nkv_xorshift64(s) >> 11) / 9007199254740992.0;
+}
+
+int nkv_replay_gen_trace(const char *path, unsigned n, double rate, uint64_t seed, unsigned skip)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return nkv_err(errno, "%s: %s", path, strerror(errno));
+	uint64_t s = seed ? seed : 1, next_id = 1000;
+	double t = 0, t_skip = 0;
+	uint64_t conv_ids[8][64];
+	unsigned conv_len[8] = { 0 };
+	for (unsigned i = 0; i < n; i++) {
+		t += -log(1 - unit(&s)) / rate;
+		if (!(t * 1000 <= 9e15)) { /* what the trace reader takes */
+			fclose(f);
+			return nkv_err(EINVAL, "--rate %g: too low for %u requests, timestamps overflow", rate, n);
+		}
+		unsigned c = (unsigned)(unit(&s) * 8);
+		if (conv_len[c] == 0 || conv_len[c] > 40 || unit(&s) < 0.2) {
+			/* new conversation: 4 blocks of shared system prompt (ids 0..3) */
+			conv_len[c] = 4;
+			for (unsigned k = 0; k < 4; k++)
+				conv_ids[c][k] = k;
+		}
+		unsigned grow = 1 + (unsigned)(unit(&s) * 6);
+		for (unsigned k = 0; k < grow && conv_len[c] < 64; k++)
+			conv_ids[c][conv_len[c]++] = next_id++;
+		unsigned input = conv_len[c] * 512 - (unsigned)(unit(&s) * 500);
+		double u1 = unit(&s), u2 = unit(&s); /* two draws, in this order */
+		unsigned output = 32 + (unsigned)(u1 * u2 * 480);
+		if (i < skip) {
+			t_skip = t;
+			continue;
+		}
+		fprintf(f, "{\"timestamp\": %llu, \"input_length\": %u, \"output_length\": %u, \"hash_ids\": [",
+			(unsigned long long)((t - t_skip) * 1000), input, output);
+		for (unsigned k = 0; k < conv_len[c]; k++)
+			fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)conv_ids[c][k]);
+		fprintf(f, "]}\n");
+	}
+	return fclose(f) ? nkv_err(EIO, "%s: write failed", path) : 0;
 }
 
 void nkv_replay_free(struct replay_result *r)

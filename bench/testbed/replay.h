@@ -61,7 +61,15 @@ struct replay_result {
 	size_t nagents;
 };
 
+/* A chatbot-like Mooncake trace of n requests: Poisson arrivals at rate per
+ * second, conversations that grow on a shared system prompt (prefix
+ * sharing), lognormal-ish lengths. skip > 0 writes only the requests from
+ * index skip on (the same draws), their times shifted to start at 0: the
+ * rest of a run that stopped after skip requests. */
+int nkv_replay_gen_trace(const char *path, unsigned n, double rate, uint64_t seed, unsigned skip);
 int nkv_replay_run(const struct replay_opts *o, struct replay_result *out);
+/* Count `count` requests under reason in w[0..*n) (REPLAY_WHY_MAX + 1 slots). */
+void nkv_replay_why_add(struct replay_why *w, size_t *n, const char *reason, size_t count);
 void nkv_replay_free(struct replay_result *r);
 void nkv_replay_print(FILE *f, const struct replay_result *r);
 /* Per-request records in the shared record format (bench/sim/netkv_sim.h,
