@@ -118,6 +118,8 @@ int agent_ctl_join(struct agent_ctl *c, struct nkv_pconn *pc, double now, volati
 		return nkv_err(-rc, "no scheduler at %s for %.0f s (--reconnect-for), %u attempts; last: %s", c->sched,
 			       now - c->since, c->attempts, why);
 	double wait = c->backoff * (0.5 + 0.5 * (double)rand_r(&c->seed) / RAND_MAX);
+	if (now + wait > c->since + c->give_up_s)
+		wait = c->since + c->give_up_s - now; /* one last try at the deadline */
 	c->next_try = now + wait;
 	c->backoff = c->backoff * 2 > AGENT_CTL_BACKOFF_MAX ? AGENT_CTL_BACKOFF_MAX : c->backoff * 2;
 	if (strcmp(why, c->last_why) || now - c->last_log >= AGENT_CTL_LOG_EVERY_S) {
