@@ -88,6 +88,14 @@ static void nap_until(double t)
 	}
 }
 
+static void remove_dir(const char *dir)
+{
+	char cmd[320];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "soak: could not remove %s\n", dir);
+}
+
 static long rss_kib(pid_t pid)
 {
 	char path[64], line[256];
@@ -283,8 +291,11 @@ static void usage(FILE *f)
 		"  --time-scale X     emulated compute x X (default 0.05)\n"
 		"  --max-output N     clamp output tokens (default 200)\n"
 		"  --policy P         scheduler policy (default netkv)\n"
-		"  -o, --output DIR   work dir: logs, traces (default /tmp/netkv-soak-PID)\n"
-		"  --json             the figures as JSON on stdout\n");
+		"  -o, --output DIR   work dir: logs, traces (default /tmp/netkv-soak-PID, removed after a\n"
+		"                     run that passed)\n"
+		"  --json             the figures as JSON on stdout\n"
+		"Exits 1 when a fault was not survived, a request was lost other than to a scheduler's\n"
+		"death (those are reported, with their reason), or a block failed verification.\n");
 }
 
 static json_t *why_json(const struct replay_why *w, size_t n)
@@ -436,8 +447,25 @@ int nkv_cmd_bench_testbed_soak(int argc, char **argv)
 		printf("faults survived %d of %d; requests lost %zu, failed %zu; scheduler RSS %ld KiB at start, %ld KiB at end"
 		       " (the last scheduler started)\n", surv, inj, lost, failed, rss0, rss1);
 	}
-	if (!rc && !out)
-		fprintf(stderr, "soak: logs kept in %s/\n", s->dir);
+	/* The verdict: lost requests are expected only where a scheduler died
+	 * with them in flight; anything else lost, a fault not survived or a
+	 * block that failed verification fails the soak. */
+	size_t bad_lost = 0, blocks_bad = 0;
+	for (int i = 0; i < done; i++) {
+		blocks_bad += st[i].blocks_bad;
+		for (size_t k = 0; k < st[i].nlost_why; k++)
+			if (!strstr(st[i].lost_why[k].reason, "scheduler connection lost after "))
+				bad_lost += st[i].lost_why[k].n;
+	}
+	bool ok = !rc && surv == inj && !bad_lost && !blocks_bad;
+	if (!ok)
+		fprintf(stderr, "soak: FAILED: %d of %d faults survived, %zu requests lost other than to a scheduler's death,"
+				" %zu blocks failed verification%s; logs in %s/\n", surv, inj, bad_lost, blocks_bad,
+			rc ? ", the run stopped early" : "", s->dir);
+	else if (out)
+		fprintf(stderr, "soak: logs in %s/\n", s->dir);
+	else
+		remove_dir(s->dir);
 	free(s);
-	return rc ? 1 : 0;
+	return ok ? 0 : 1;
 }
