@@ -1082,11 +1082,13 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	d->token = token;
 	/* Request ids start at this start's wall clock in microseconds, not at 0,
 	 * so a restarted scheduler never reuses an id its predecessor gave out:
-	 * an agent still finishing a push of the old one (agent.c, orphans) can
-	 * tell the two apart. Below bit 63, which agents keep for probes. */
+	 * an agent still finishing a push or probe of the old one (agent.c,
+	 * orphans) can tell the two apart. Below bit 63, which agents keep for
+	 * probes. */
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
 	d->next_rq = ((uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec) & ((1ull << 62) - 1);
+	d->next_probe = d->next_rq; /* probe ids likewise (a separate count) */
 	d->probe = probes;
 	d->lfd = d->mfd = -1;
 	int rc = nkv_topo_load(topo, &d->topo);
