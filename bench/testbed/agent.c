@@ -790,7 +790,7 @@ static void heartbeat_full(struct agent *a)
 		sent += k;
 	} while (sent < n);
 	free(ids);
-	alog(a, "told the scheduler the %u prefix blocks this pool holds (%u of %u slots in use)", n,
+	alog(a, "told the scheduler the %u prefix blocks this pool holds (%u of %u slots pinned)", n,
 	     agent_pool_used(&a->pool), a->pool.n);
 }
 
@@ -838,7 +838,7 @@ static void ctl_lost(struct agent *a, const char *why)
 	a->iter_on = false;
 	a->busy_until = 0;
 	agent_ctl_lost(&a->join, why, now);
-	alog(a, "dropped %u requests of the lost scheduler, %u kept until their pushes end; pool %u of %u slots in use",
+	alog(a, "dropped %u requests of the lost scheduler, %u kept until their pushes end; %u of %u pool slots pinned",
 	     dropped, kept, agent_pool_used(&a->pool), a->pool.n);
 }
 
