@@ -313,7 +313,6 @@ int nkv__cluster_kill(struct cluster *c, const char *name)
 	return nkv_err(ENOENT, "no running process %s", name);
 }
 
-
 void nkv__cluster_stop(struct cluster *c)
 {
 	for (int i = c->n - 1; i >= 0; i--)
