@@ -444,8 +444,6 @@ int nkv_cmd_bench_testbed_soak(int argc, char **argv)
 			for (size_t k = 0; k < st[i].nlost_why; k++)
 				printf("  rate %g: lost %zu: %s\n", st[i].rate, st[i].lost_why[k].n, st[i].lost_why[k].reason);
 		}
-		printf("faults survived %d of %d; requests lost %zu, failed %zu; scheduler RSS %ld KiB at start, %ld KiB at end"
-		       " (the last scheduler started)\n", surv, inj, lost, failed, rss0, rss1);
 	}
 	/* The verdict: lost requests are expected only where a scheduler died
 	 * with them in flight; anything else lost, a fault not survived or a
@@ -457,6 +455,10 @@ int nkv_cmd_bench_testbed_soak(int argc, char **argv)
 			if (!strstr(st[i].lost_why[k].reason, "scheduler connection lost after "))
 				bad_lost += st[i].lost_why[k].n;
 	}
+	if (!json)
+		printf("faults survived %d of %d; requests lost %zu (%zu in flight when a scheduler was killed, %zu otherwise),"
+		       " failed %zu; scheduler RSS %ld KiB at start, %ld KiB at end (the last scheduler started)\n",
+		       surv, inj, lost, lost - bad_lost, bad_lost, failed, rss0, rss1);
 	bool ok = !rc && surv == inj && !bad_lost && !blocks_bad;
 	if (!ok)
 		fprintf(stderr, "soak: FAILED: %d of %d faults survived, %zu requests lost other than to a scheduler's death,"
