@@ -241,6 +241,8 @@ static int parse_rates(const char *arg, double *rates, int max)
 {
 	char buf[256], *save = NULL;
 	int n = 0;
+	if (strlen(arg) >= sizeof(buf))
+		return nkv_err(EINVAL, "--rates: longer than %zu characters", sizeof(buf) - 1);
 	snprintf(buf, sizeof(buf), "%s", arg);
 	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		double r;
@@ -255,6 +257,8 @@ static int parse_faults(const char *arg, int *out)
 {
 	char buf[64], *save = NULL;
 	*out = 0;
+	if (strlen(arg) >= sizeof(buf))
+		return nkv_err(EINVAL, "--faults '%.20s...': expected none or a list of kill, stop, sched", arg);
 	snprintf(buf, sizeof(buf), "%s", arg);
 	if (!strcmp(arg, "none"))
 		return 0;
@@ -378,6 +382,12 @@ int nkv_cmd_bench_testbed_soak(int argc, char **argv)
 	for (int i = 0; i < 16; i++)
 		snprintf(s->token + 2 * i, 3, "%02x", rnd[i]);
 	char list[256], *save = NULL;
+	if (strlen(prefill) >= sizeof(list) || strlen(decode) >= sizeof(list)) {
+		fprintf(stderr, "netkv bench testbed-soak: --prefill / --decode: longer than %zu characters\n",
+			sizeof(list) - 1);
+		free(s);
+		return 2;
+	}
 	snprintf(list, sizeof(list), "%s", decode);
 	for (char *t = strtok_r(list, ",", &save); t && s->ndecodes < CLUSTER_MAX; t = strtok_r(NULL, ",", &save))
 		snprintf(s->decodes[s->ndecodes++], sizeof(s->decodes[0]), "%s", t);
@@ -386,6 +396,11 @@ int nkv_cmd_bench_testbed_soak(int argc, char **argv)
 	for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save))
 		nprefill++;
 	s->nagents = nprefill + s->ndecodes;
+	if (!nprefill || !s->ndecodes) {
+		fprintf(stderr, "netkv bench testbed-soak: --prefill and --decode each need an instance\n");
+		free(s);
+		return 2;
+	}
 	s->co = (struct cluster_opts){ .netkv = self, .dir = s->dir, .addr = s->addr, .token = s->token,
 				      .policy = policy, .prefill = prefill, .decode = decode, .time_scale = scale,
 				      .prefill_blocks = blocks, .decode_blocks = blocks, .verify = true };
