@@ -19,6 +19,7 @@ static const struct nkv_cli_cmd bench[] = {
 	{ "transfer", nkv_cmd_bench_transfer, "push bandwidth like ib_write_bw: size sweep or paged KV (--loopback/--server/--client)", NULL },
 	{ "gpu", nkv_cmd_bench_gpu, "GPU KV staging: gather/scatter vs one contiguous copy, GPU->TCP->GPU push (needs a GPU)", NULL },
 	{ "sched", nkv_cmd_bench_sched, "scheduler decision latency per cluster size (decisions/s, p50/p99/p999)", NULL },
+	{ "testbed-soak", nkv_cmd_bench_testbed_soak, "the testbed under rising load with agent kills, stops and scheduler restarts", NULL },
 	{ NULL, NULL, NULL, NULL },
 };
 

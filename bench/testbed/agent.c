@@ -53,6 +53,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "agent_ctl.h"
 #include "agent_net.h"
 #include "agent_pool.h"
 #include "testbed_cli.h"
@@ -102,11 +103,17 @@ struct req {
 	uint32_t ok, bad, produced;
 	double t_admit, t_first, step, t_last, t_ready;
 	double *gaps;
+	/* The scheduler that sent it is gone (agent_ctl.c): nothing is reported;
+	 * kept only while a push may still touch its pages (prefill: until the
+	 * push ends; decode: until the bytes land or orphan_until). */
+	bool orphan;
+	double orphan_until;
 };
 
 struct agent {
 	int role;
-	struct nkv_pconn ctl;
+	struct nkv_pconn ctl;      /* fd -1 while (re)joining */
+	struct agent_ctl join;
 	struct nkv_engine *eng;
 	struct agent_pool pool;
 	struct nkv_perf perf;
@@ -124,13 +131,14 @@ struct agent {
 	/* prefill */
 	double busy_until;
 	uint64_t st_pushes, st_pages, st_ranges, st_bytes; /* how scattered the pushes were */
-	struct { uint32_t peer; struct nkv_conn *c; } conns[64];
+	/* data connections by the decode's data address (agent ids change when the scheduler restarts) */
+	struct { char addr[NKV_PROTO_MAX_ADDR + 1]; struct nkv_conn *c; } conns[64];
 	uint32_t nconns;
 	char abort_why[NKV_ERRSTR_MAX]; /* why the last connection was closed under its pushes */
 	/* probes: a separate region on both sides, so probe bytes never touch the KV pool */
 	struct nkv_layout probe_l;
 	uint32_t probe_region;
-	struct { uint64_t id; uint32_t peer, tier; uint64_t bytes; double t0, hold; struct nkv_plan *plan; } probes[16];
+	struct { uint64_t id; uint32_t peer, tier; uint64_t bytes; double t0, hold; struct nkv_plan *plan; bool orphan; } probes[16];
 	uint32_t nprobes;
 	/* decode */
 	bool iter_on;
@@ -233,13 +241,15 @@ static void admit_waiting(struct agent *a, double now, bool (*reserve)(struct ag
 		a->peak_pinned = pinned;
 }
 
-static struct req *req_find(struct agent *a, uint64_t id)
+/* A request of the scheduler now connected (orphans: only for engine events, data_too). */
+static struct req *req_lookup(struct agent *a, uint64_t id, bool data_too)
 {
 	for (size_t i = 0; i < a->nr; i++)
-		if (a->r[i].st != R_FREE && a->r[i].id == id)
+		if (a->r[i].st != R_FREE && a->r[i].id == id && (data_too || !a->r[i].orphan))
 			return &a->r[i];
 	return NULL;
 }
+static struct req *req_find(struct agent *a, uint64_t id) { return req_lookup(a, id, false); }
 
 static void req_free(struct req *r)
 {
@@ -252,7 +262,7 @@ static void req_free(struct req *r)
 
 static void send_ctl(struct agent *a, struct nkv_msg *m)
 {
-	if (nkv_pconn_send(&a->ctl, m))
+	if (a->ctl.fd >= 0 && nkv_pconn_send(&a->ctl, m))
 		alog(a, "send %s: %s", nkv_msg_type_name(m->type), nkv_last_error());
 	nkv_msg_clear(m);
 }
@@ -261,6 +271,11 @@ static void send_ctl(struct agent *a, struct nkv_msg *m)
 
 static void xfer_report(struct agent *a, struct req *r, int status, const char *why, double end)
 {
+	if (r->orphan) {
+		agent_pool_unpin(&a->pool, r->blocks, r->n);
+		req_free(r);
+		return;
+	}
 	struct nkv_msg m;
 	nkv_msg_init(&m, NKV_MSG_XFER_DONE);
 	m.req = r->id;
@@ -277,16 +292,18 @@ static void xfer_report(struct agent *a, struct req *r, int status, const char *
 	req_free(r);
 }
 
-static struct nkv_conn *conn_for(struct agent *a, struct req *r)
+static struct nkv_conn *conn_for(struct agent *a, const char *addr)
 {
 	for (uint32_t i = 0; i < a->nconns; i++)
-		if (a->conns[i].peer == r->peer)
+		if (!strcmp(a->conns[i].addr, addr))
 			return a->conns[i].c;
 	struct nkv_conn *c = NULL;
-	if (nkv_connect(a->eng, r->addr, &c))
+	if (nkv_connect(a->eng, addr, &c))
 		return NULL;
-	if (a->nconns < 64)
-		a->conns[a->nconns++].peer = r->peer, a->conns[a->nconns - 1].c = c;
+	if (a->nconns < 64) {
+		snprintf(a->conns[a->nconns].addr, sizeof(a->conns[0].addr), "%s", addr);
+		a->conns[a->nconns++].c = c;
+	}
 	return c;
 }
 
@@ -310,7 +327,7 @@ static void try_push(struct agent *a, struct req *r)
 		xfer_report(a, r, 0, NULL, now);
 		return;
 	}
-	struct nkv_conn *c = conn_for(a, r);
+	struct nkv_conn *c = conn_for(a, r->addr);
 	char why[NKV_ERRSTR_MAX];
 	if (!c) {
 		snprintf(why, sizeof(why), "connect %s: %s", r->addr, nkv_last_error());
@@ -446,6 +463,12 @@ static void prefill_blocks(struct agent *a, struct nkv_msg *m)
 
 static void probe_report(struct agent *a, uint32_t i, int status, double seconds)
 {
+	if (a->probes[i].orphan) {
+		if (a->probes[i].plan)
+			nkv_plan_free(a->probes[i].plan);
+		a->probes[i] = a->probes[--a->nprobes];
+		return;
+	}
 	struct nkv_msg m;
 	nkv_msg_init(&m, NKV_MSG_PROBE_RESULT);
 	m.req = a->probes[i].id;
@@ -469,9 +492,7 @@ static void probe_start(struct agent *a, struct nkv_msg *m)
 	a->probes[i].id = m->req;
 	a->probes[i].peer = m->peer;
 	a->probes[i].tier = m->tier < 4 ? m->tier : 3;
-	struct req tmp = { .peer = m->peer };
-	snprintf(tmp.addr, sizeof(tmp.addr), "%s", m->addr);
-	struct nkv_conn *c = conn_for(a, &tmp);
+	struct nkv_conn *c = conn_for(a, m->addr);
 	const struct nkv_remote_region *rr = c && nkv_conn_remote_count(c) > 1 ? nkv_conn_remote(c, 1) : NULL;
 	uint64_t bb = nkv_layout_block_bytes(&a->probe_l);
 	uint32_t k = (uint32_t)((m->bytes + bb - 1) / bb);
@@ -535,7 +556,7 @@ static void prefill_event(struct agent *a, const struct nkv_event *ev)
 		probe_done(a, ev);
 		return;
 	}
-	struct req *r = req_find(a, ev->req_id);
+	struct req *r = req_lookup(a, ev->req_id, true);
 	if (!r || !r->pushing)
 		return;
 	double now = nkv_now_s();
@@ -680,10 +701,16 @@ static void decode_event(struct agent *a, const struct nkv_event *ev)
 {
 	if (ev->type != NKV_EV_RECV || (ev->req_id & PROBE_BIT))
 		return; /* probe bytes land in the probe region and are not looked at */
-	struct req *r = req_find(a, ev->req_id);
+	struct req *r = req_lookup(a, ev->req_id, true);
 	if (!r || r->st != R_WAIT) {
 		alog(a, "data for unknown request %llu (%llu bytes) ignored", (unsigned long long)ev->req_id,
 		     (unsigned long long)ev->bytes);
+		return;
+	}
+	if (r->orphan) {
+		/* the push its lost scheduler started has ended: the pages are free */
+		agent_pool_unpin(&a->pool, r->blocks, r->n);
+		req_free(r);
 		return;
 	}
 	if (ev->status) {
@@ -760,7 +787,7 @@ static void decode_step(struct agent *a, double now)
 static void abort_pushes(struct agent *a, struct req *r, const struct nkv_msg *m)
 {
 	for (uint32_t i = 0; i < a->nconns; i++) {
-		if (a->conns[i].peer != r->peer)
+		if (strcmp(a->conns[i].addr, r->addr))
 			continue;
 		struct nkv_conn *c = a->conns[i].c;
 		snprintf(a->abort_why, sizeof(a->abort_why),
@@ -792,7 +819,8 @@ static void cancel(struct agent *a, const struct nkv_msg *m)
 	req_free(r);
 }
 
-static void heartbeat(struct agent *a)
+/* Load, pool use and prefix ids: ids[0..nadd) added, the rest evicted. */
+static void heartbeat_send(struct agent *a, const uint64_t *ids, uint32_t n, uint32_t nadd)
 {
 	struct nkv_msg m;
 	nkv_msg_init(&m, NKV_MSG_HEARTBEAT);
@@ -801,27 +829,121 @@ static void heartbeat(struct agent *a)
 		a->peak_pinned = used;
 	for (size_t i = 0; i < a->nr; i++) {
 		struct req *r = &a->r[i];
+		if (r->st == R_FREE || r->orphan)
+			continue;
 		if (r->st == R_RUNNING) {
 			m.running++;
 			m.running_tokens += r->input + r->produced;
-		} else if (r->st != R_FREE) {
+		} else {
 			m.queued++;
 			m.queued_tokens += a->role == NKV_ROLE_DECODE ? r->input + r->output : r->input;
 		}
 	}
-	m.kv_used = used;
+	m.kv_used = agent_pool_used(&a->pool);
 	m.kv_total = a->pool.n;
+	if (n && !nkv_msg_set_ids(&m, ids, n))
+		m.nadd = nadd;
+	send_ctl(a, &m);
+}
+
+/* The prefix blocks added and evicted since the last heartbeat. */
+static void heartbeat(struct agent *a)
+{
 	uint32_t n = a->pool.nadded + a->pool.nevicted;
 	uint64_t *ids = malloc((n + 1) * sizeof(uint64_t));
-	if (ids) {
-		memcpy(ids, a->pool.added, a->pool.nadded * sizeof(uint64_t));
-		memcpy(ids + a->pool.nadded, a->pool.evicted, a->pool.nevicted * sizeof(uint64_t));
-		nkv_msg_set_ids(&m, ids, n);
-		m.nadd = a->pool.nadded;
-		free(ids);
-		a->pool.nadded = a->pool.nevicted = 0;
+	if (!ids)
+		return;
+	memcpy(ids, a->pool.added, a->pool.nadded * sizeof(uint64_t));
+	memcpy(ids + a->pool.nadded, a->pool.evicted, a->pool.nevicted * sizeof(uint64_t));
+	heartbeat_send(a, ids, n, a->pool.nadded);
+	free(ids);
+	a->pool.nadded = a->pool.nevicted = 0;
+}
+
+/* Just (re)joined: every prefix block the pool holds, as added (in as many
+ * heartbeats as the id limit needs), so a restarted scheduler, which knows
+ * nothing of this pool, rebuilds its view of it. Pending deltas are moot. */
+static void heartbeat_full(struct agent *a)
+{
+	uint64_t *ids = malloc(((size_t)a->pool.n + 1) * sizeof(uint64_t));
+	uint32_t n = 0;
+	if (!ids) {
+		alog(a, "out of memory for the prefix set: the scheduler learns it from later heartbeats");
+		return;
 	}
-	send_ctl(a, &m);
+	for (uint32_t b = 0; b < a->pool.n; b++)
+		if (a->pool.valid[b])
+			ids[n++] = a->pool.hash[b];
+	a->pool.nadded = a->pool.nevicted = 0;
+	uint32_t sent = 0;
+	do {
+		uint32_t k = n - sent > NKV_PROTO_MAX_IDS ? NKV_PROTO_MAX_IDS : n - sent;
+		heartbeat_send(a, ids + sent, k, k);
+		sent += k;
+	} while (sent < n);
+	free(ids);
+	alog(a, "told the scheduler the %u prefix blocks this pool holds (%u of %u slots pinned)", n,
+	     agent_pool_used(&a->pool), a->pool.n);
+}
+
+/* The scheduler is gone: what it asked for will never be reported, and a
+ * restarted one knows nothing of it. Drop every request (pins, staged or
+ * reserved blocks whose bytes never came, plans); the pool's prefix cache
+ * stays. A push in flight completes or fails on its own, so a prefill keeps
+ * a pushing request (its plan is in use) and a decode keeps the pages a
+ * push may still be writing (until the bytes land or ORPHAN_GRACE_S) as
+ * orphans: never reported, never matched to the new scheduler's messages. */
+#define ORPHAN_GRACE_S 10.0
+static void ctl_lost(struct agent *a, const char *why)
+{
+	double now = nkv_now_s();
+	uint32_t dropped = 0, kept = 0;
+	nkv_pconn_close(&a->ctl);
+	for (size_t i = 0; i < a->nr; i++) {
+		struct req *r = &a->r[i];
+		if (r->st == R_FREE || r->orphan)
+			continue;
+		bool decode = a->role == NKV_ROLE_DECODE;
+		if (decode && r->st == R_WAIT && !r->got_recv) {
+			agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
+			r->orphan = true;
+			r->orphan_until = now + ORPHAN_GRACE_S;
+			kept++;
+			continue;
+		}
+		if (!decode && r->pushing) {
+			r->orphan = true;
+			kept++;
+			continue;
+		}
+		if (r->st != R_WAIT_ROOM) {
+			/* blocks not yet filled (prefill) or received (decode) hold nothing */
+			if (decode ? !r->got_recv : !r->computed)
+				agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
+			agent_pool_unpin(&a->pool, r->blocks, r->n);
+		}
+		req_free(r);
+		dropped++;
+	}
+	for (uint32_t i = 0; i < a->nprobes; i++)
+		a->probes[i].orphan = true;
+	a->iter_on = false;
+	a->busy_until = 0;
+	agent_ctl_lost(&a->join, why, now);
+	alog(a, "dropped %u requests of the lost scheduler, %u kept until their pushes end; %u of %u pool slots pinned",
+	     dropped, kept, agent_pool_used(&a->pool), a->pool.n);
+}
+
+/* Decode orphans whose push never came. */
+static void orphan_timers(struct agent *a, double now)
+{
+	for (size_t i = 0; i < a->nr; i++) {
+		struct req *r = &a->r[i];
+		if (r->st != R_FREE && r->orphan && r->orphan_until > 0 && now >= r->orphan_until) {
+			agent_pool_unpin(&a->pool, r->blocks, r->n);
+			req_free(r);
+		}
+	}
 }
 
 static void usage(FILE *f)
@@ -832,6 +954,12 @@ static void usage(FILE *f)
 		"  --token T          shared token (default $NKV_TOKEN), also the data plane's secret\n"
 		"                     (TCP: peers prove it by HMAC challenge-response; verbs: not yet)\n"
 		"  --token-file FILE  the token from FILE's first line (keeps it off the command line)\n"
+		"  --reconnect-for S  keep trying to reach the scheduler for S seconds, at start and after\n"
+		"                     losing it (backoff 0.1 s doubling to 2 s, with jitter; default 300;\n"
+		"                     0: exit when the connection is lost); the pool's prefix cache is kept\n"
+		"                     and told to the scheduler on joining. A refusal that would repeat (bad\n"
+		"                     token, unknown instance, KV shape) exits at once, as does a taken\n"
+		"                     instance name at start\n"
 		"  --data ADDR        decode: data listen address (default 127.0.0.1:0); on a wildcard\n"
 		"                     (0.0.0.0:P) it advertises the address of the interface that routes\n"
 		"                     to the scheduler\n"
@@ -905,7 +1033,9 @@ static void agent_free(struct agent *a)
 }
 
 enum { O_BACKEND = 256, O_DEVICE, O_GID, O_STREAMS, O_COMPLETION, O_MEM, O_GPU, O_PAGE_TOKENS, O_LAYOUT,
-       O_ADVERTISE, O_TOKEN_FILE };
+       O_ADVERTISE, O_TOKEN_FILE, O_RECONNECT };
+
+static void join_log(void *arg, const char *msg) { alog(arg, "%s", msg); }
 
 int nkv_cmd_agent(int argc, char **argv)
 {
@@ -914,6 +1044,7 @@ int nkv_cmd_agent(int argc, char **argv)
 	const char *data = "127.0.0.1:0", *model = "llama3-8b", *perf_model = "llama3-8b", *src = NULL, *gpu_model = NULL;
 	const char *advertise = NULL, *device = NULL, *completion = NULL, *mem_s = "host";
 	uint32_t blocks = 64, page_tokens = 16, streams = 1, gid = UINT32_MAX, gpu = UINT32_MAX;
+	double reconnect_s = 300;
 	int verbs = 0;
 	enum nkv_layout_kind kind = NKV_LAYOUT_LAYER_MAJOR;
 	struct agent *a = calloc(1, sizeof(*a));
@@ -931,7 +1062,8 @@ int nkv_cmd_agent(int argc, char **argv)
 		{ "device", 1, 0, O_DEVICE }, { "gid-index", 1, 0, O_GID }, { "streams", 1, 0, O_STREAMS },
 		{ "qps", 1, 0, O_STREAMS }, { "completion", 1, 0, O_COMPLETION }, { "mem", 1, 0, O_MEM },
 		{ "gpu", 1, 0, O_GPU }, { "page-tokens", 1, 0, O_PAGE_TOKENS }, { "layout", 1, 0, O_LAYOUT },
-		{ "advertise", 1, 0, O_ADVERTISE }, { "token-file", 1, 0, O_TOKEN_FILE }, { 0, 0, 0, 0 } };
+		{ "advertise", 1, 0, O_ADVERTISE }, { "token-file", 1, 0, O_TOKEN_FILE },
+		{ "reconnect-for", 1, 0, O_RECONNECT }, { 0, 0, 0, 0 } };
 	int c, bad = 0;
 	optind = 1;
 	while (!bad && (c = nkv_cli_getopt(argc, argv, "h", opts, NULL)) != -1) {
@@ -950,6 +1082,7 @@ int nkv_cmd_agent(int argc, char **argv)
 		case O_ADVERTISE: advertise = optarg; break;
 		case O_TOKEN_FILE: token_file = optarg; break;
 		case 'b': bad = nkv_cli_u32("agent", "--blocks", optarg, 1, 1u << 20, &blocks); break;
+		case O_RECONNECT: bad = nkv_cli_double("agent", "--reconnect-for", optarg, 0, 86400 * 365, &reconnect_s); break;
 		case 'S': bad = nkv_cli_time_scale("agent", optarg, &a->scale); break;
 		case O_BACKEND: bad = nkv_cli_backend("agent", optarg, &verbs); break;
 		case O_STREAMS: bad = nkv_cli_streams("agent", optarg, &streams); break;
@@ -1110,44 +1243,33 @@ int nkv_cmd_agent(int argc, char **argv)
 		else if (!rc)
 			rc = agent_advertise_addr(host, port, sched, addr, sizeof(addr));
 	}
-	int fd = rc ? rc : nkv_proto_connect(sched, 10);
-	if (fd < 0) {
-		fprintf(stderr, "netkv agent %s: %s\n", name, nkv_last_error());
-		agent_free(a);
-		return 1;
-	}
-	nkv_pconn_init(&a->ctl, fd);
-	struct nkv_msg m;
-	nkv_msg_init(&m, NKV_MSG_REGISTER);
-	m.role = (uint8_t)role;
-	snprintf(m.token, sizeof(m.token), "%s", token ? token : "");
-	snprintf(m.name, sizeof(m.name), "%s", name);
-	snprintf(m.addr, sizeof(m.addr), "%s", addr);
-	m.kv_blocks = blocks;
-	m.block_tokens = BLOCK_TOKENS;
-	m.kv_bpt = nkv_model_bytes_per_token(&km);
-	/* what `scheduler status` shows for this agent: the path its KV takes */
-	char path[512];
-	snprintf(path, sizeof(path), "%s, streams %u; pool %s; %u-token pages, %s-major", nkv_engine_describe(a->eng),
-		 streams, mem_desc, page_tokens, nkv_layout_kind_name(kind));
-	nkv_str_printable(path);
-	rc = nkv_msg_set_text(&m, path);
-	if (!rc)
-		rc = nkv_pconn_send_wait(&a->ctl, &m);
-	nkv_msg_clear(&m);
-	if (!rc)
-		rc = nkv_pconn_recv_wait(&a->ctl, &m, 10);
-	if (!rc && m.type != NKV_MSG_REGISTER_OK)
-		rc = nkv_err(EACCES, "scheduler refused: %s", m.text ? m.text : nkv_msg_type_name(m.type));
-	nkv_msg_clear(&m);
 	if (rc) {
 		fprintf(stderr, "netkv agent %s: %s\n", name, nkv_last_error());
 		agent_free(a);
 		return 1;
 	}
+	struct agent_ctl *jc = &a->join;
+	jc->sched = sched;
+	jc->token = token;
+	jc->role = (uint8_t)role;
+	snprintf(jc->name, sizeof(jc->name), "%s", name);
+	snprintf(jc->addr, sizeof(jc->addr), "%s", addr);
+	jc->kv_blocks = blocks;
+	jc->kv_bpt = nkv_model_bytes_per_token(&km);
+	jc->give_up_s = reconnect_s;
+	jc->log = join_log;
+	jc->log_arg = a;
+	/* what `scheduler status` shows for this agent: the path its KV takes */
+	snprintf(jc->path, sizeof(jc->path), "%s, streams %u; pool %s; %u-token pages, %s-major",
+		 nkv_engine_describe(a->eng), streams, mem_desc, page_tokens, nkv_layout_kind_name(kind));
+	nkv_str_printable(jc->path);
+	/* No SA_RESTART: a SIGTERM interrupts a connect or a wait at once. */
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	agent_ctl_init(jc, nkv_now_s());
 	char pb[32], gb[32];
 	alog(a, "up: %s, streams %u, pool %u blocks x %s in %u-token pages (%s, %s-major), data %s, scale %g%s",
 	     nkv_engine_describe(a->eng), streams, blocks,
@@ -1157,8 +1279,23 @@ int nkv_cmd_agent(int argc, char **argv)
 	alog(a, "pool memory: %s%s%s", mem_desc, cuda ? "; GPU chosen: " : "", cuda ? gpu_why : "");
 	double next_hb = 0;
 	int status = 0;
+	struct nkv_msg m;
 	while (!g_stop) {
 		double now = nkv_now_s();
+		if (a->ctl.fd < 0) {
+			int jrc = agent_ctl_join(jc, &a->ctl, now, &g_stop);
+			if (jrc == 0) {
+				heartbeat_full(a);
+				next_hb = nkv_now_s() + 0.05;
+			} else if (jrc != -EAGAIN) {
+				if (!g_stop) {
+					alog(a, "giving up: %s", nkv_last_error());
+					status = 1;
+				}
+				break;
+			}
+			now = nkv_now_s();
+		}
 		/* Sleep until the next timer, at most 2 ms (engine events are polled
 		 * after). While KV bytes are on the wire (a push not yet done, a
 		 * decode waiting for its blocks), at most 0.25 ms: the engine's
@@ -1187,6 +1324,7 @@ int nkv_cmd_agent(int argc, char **argv)
 			wake = a->iter_end;
 		double dt = wake - now;
 		struct timespec ts = { 0, dt > 0 ? (long)(dt * 1e9) : 0 };
+		/* a negative fd (no scheduler now) is ignored by ppoll */
 		struct pollfd pf = { .fd = a->ctl.fd, .events = (short)(POLLIN | (nkv_pconn_pending(&a->ctl) ? POLLOUT : 0)) };
 		if (ppoll(&pf, 1, &ts, NULL) < 0 && errno != EINTR)
 			break;
@@ -1194,10 +1332,13 @@ int nkv_cmd_agent(int argc, char **argv)
 			nkv_pconn_flush(&a->ctl);
 		if (pf.revents & (POLLIN | POLLHUP | POLLERR)) {
 			int rrc = nkv_pconn_read(&a->ctl);
+			char lost[NKV_ERRSTR_MAX], drc_bad[NKV_ERRSTR_MAX + 32] = "";
+			snprintf(lost, sizeof(lost), "%s", rrc ? nkv_last_error() : "");
 			for (;;) {
 				int drc = nkv_pconn_next(&a->ctl, &m);
 				if (drc < 0) {
-					alog(a, "bad frame from the scheduler: %s", nkv_last_error());
+					snprintf(drc_bad, sizeof(drc_bad), "bad frame from the scheduler: %s", nkv_last_error());
+					alog(a, "%s", drc_bad);
 					rrc = drc;
 				}
 				if (drc <= 0)
@@ -1214,16 +1355,23 @@ int nkv_cmd_agent(int argc, char **argv)
 					decode_xfer(a, &m);
 				else if (m.type == NKV_MSG_CANCEL)
 					cancel(a, &m);
-				else if (m.type == NKV_MSG_ERROR)
+				else if (m.type == NKV_MSG_ERROR) {
 					alog(a, "scheduler error %u: %s", m.code, m.text ? m.text : "");
+					snprintf(lost, sizeof(lost), "scheduler said: %s", m.text ? m.text : "");
+				}
 				else
 					alog(a, "unexpected %s from the scheduler (ignored)", nkv_msg_type_name(m.type));
 				nkv_msg_clear(&m);
 			}
 			if (rrc) {
-				alog(a, "scheduler connection lost: %s", nkv_last_error());
-				status = 1;
-				break;
+				if (drc_bad[0])
+					snprintf(lost, sizeof(lost), "%s", drc_bad);
+				if (jc->give_up_s <= 0) {
+					alog(a, "scheduler connection lost: %s (--reconnect-for 0: exiting)", lost);
+					status = 1;
+					break;
+				}
+				ctl_lost(a, lost);
 			}
 		}
 		struct nkv_event ev[32];
@@ -1255,7 +1403,8 @@ int nkv_cmd_agent(int argc, char **argv)
 		}
 		else
 			decode_step(a, now);
-		if (now >= next_hb) {
+		orphan_timers(a, now);
+		if (a->ctl.fd >= 0 && now >= next_hb) {
 			heartbeat(a);
 			next_hb = now + 0.05;
 		}

@@ -19,17 +19,39 @@
 #include "netkv_topo.h"
 #include "nkv_util.h"
 
-/* netns: NULL, or a fabric prefix and host whose namespace the child enters. */
-static int spawn_in(struct cluster *c, const char *name, const char *log, const char *prefix, const char *host,
-		    char *const argv[], int (*fn)(int, char **))
+static void free_argv(char **argv)
 {
-	if (c->n >= CLUSTER_MAX)
-		return nkv_err(ENOSPC, "too many processes");
+	for (int i = 0; argv && argv[i]; i++)
+		free(argv[i]);
+	free(argv);
+}
+
+static char **copy_argv(char *const argv[])
+{
+	int n = 0;
+	while (argv[n])
+		n++;
+	char **v = calloc((size_t)n + 1, sizeof(*v));
+	for (int i = 0; v && i < n; i++)
+		if (!(v[i] = strdup(argv[i]))) {
+			free_argv(v);
+			return NULL;
+		}
+	return v;
+}
+
+/* Start process slot i from what it keeps (a first start truncates the log, a restart appends). */
+static int spawn_slot(struct cluster *c, int i, bool append)
+{
+	struct cluster_proc *p = &c->proc[i];
+	const char *log = p->log, *prefix = p->prefix[0] ? p->prefix : NULL, *host = p->host;
+	char *const *argv = p->argv;
+	int (*fn)(int, char **) = p->fn;
 	pid_t pid = fork();
 	if (pid < 0)
 		return nkv_err(errno, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int fd = open(log, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
@@ -53,10 +75,30 @@ static int spawn_in(struct cluster *c, const char *name, const char *log, const 
 		execv(argv[0], argv);
 		_exit(127);
 	}
-	c->pid[c->n] = pid;
-	snprintf(c->name[c->n], sizeof(c->name[0]), "%s", name);
-	c->n++;
+	c->pid[i] = pid;
 	return 0;
+}
+
+/* netns: NULL, or a fabric prefix and host whose namespace the child enters. */
+static int spawn_in(struct cluster *c, const char *name, const char *log, const char *prefix, const char *host,
+		    char *const argv[], int (*fn)(int, char **))
+{
+	if (c->n >= CLUSTER_MAX)
+		return nkv_err(ENOSPC, "too many processes");
+	struct cluster_proc *p = &c->proc[c->n];
+	free_argv(p->argv);
+	memset(p, 0, sizeof(*p));
+	if (!(p->argv = copy_argv(argv)))
+		return nkv_err(ENOMEM, "out of memory");
+	snprintf(p->log, sizeof(p->log), "%s", log);
+	snprintf(p->prefix, sizeof(p->prefix), "%s", prefix ? prefix : "");
+	snprintf(p->host, sizeof(p->host), "%s", host ? host : "");
+	p->fn = fn;
+	snprintf(c->name[c->n], sizeof(c->name[0]), "%s", name);
+	int rc = spawn_slot(c, c->n, false);
+	if (!rc)
+		c->n++;
+	return rc;
 }
 
 static int spawn(struct cluster *c, const char *name, const char *log, char *const argv[])
@@ -64,7 +106,7 @@ static int spawn(struct cluster *c, const char *name, const char *log, char *con
 	return spawn_in(c, name, log, NULL, NULL, argv, NULL);
 }
 
-static int count_registered(const char *addr, const char *token)
+int nkv__cluster_registered(const char *addr, const char *token)
 {
 	int fd = nkv_proto_connect(addr, 0.2);
 	if (fd < 0)
@@ -209,19 +251,54 @@ int nkv__cluster_start(const struct cluster_opts *o, struct cluster *c)
 		free(list);
 	}
 	nkv_topo_free(tp);
-	double end = nkv_now_s() + 30;
+	rc = nkv__cluster_wait_agents(c, o->addr, o->token, nagents, 30);
+	return rc ? nkv_err_wrap(-rc, "logs in %s/", o->dir) : 0;
+}
+
+int nkv__cluster_wait_agents(struct cluster *c, const char *addr, const char *token, int n, double timeout_s)
+{
+	double end = nkv_now_s() + timeout_s;
+	int st, got = -1;
 	while (nkv_now_s() < end) {
-		if (count_registered(o->addr, o->token) == nagents)
+		if ((got = nkv__cluster_registered(addr, token)) == n)
 			return 0;
 		for (int i = 0; i < c->n; i++)
 			if (c->pid[i] > 0 && waitpid(c->pid[i], &st, WNOHANG) == c->pid[i]) {
 				c->pid[i] = 0;
-				return nkv_err(EIO, "%s exited during start-up (see %s/)", c->name[i], o->dir);
+				return nkv_err(EIO, "%s exited while agents were joining", c->name[i]);
 			}
 		struct timespec ts = { 0, 100 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	return nkv_err(ETIMEDOUT, "agents did not all register within 30 s (logs in %s/)", o->dir);
+	return nkv_err(ETIMEDOUT, "%d of %d agents registered after %g s", got < 0 ? 0 : got, n, timeout_s);
+}
+
+static int find_proc(struct cluster *c, const char *name)
+{
+	for (int i = 0; i < c->n; i++)
+		if (strcmp(c->name[i], name) == 0)
+			return i;
+	return -1;
+}
+
+int nkv__cluster_restart(struct cluster *c, const char *name)
+{
+	int i = find_proc(c, name);
+	if (i < 0)
+		return nkv_err(ENOENT, "no process %s", name);
+	if (c->pid[i] > 0)
+		return nkv_err(EBUSY, "%s is running (pid %d)", name, (int)c->pid[i]);
+	return spawn_slot(c, i, true);
+}
+
+int nkv__cluster_signal(struct cluster *c, const char *name, int sig)
+{
+	int i = find_proc(c, name);
+	if (i < 0 || c->pid[i] <= 0)
+		return nkv_err(ENOENT, "no running process %s", name);
+	if (kill(c->pid[i], sig))
+		return nkv_err(errno, "kill %s: %s", name, strerror(errno));
+	return 0;
 }
 
 int nkv__cluster_kill(struct cluster *c, const char *name)
@@ -239,8 +316,10 @@ int nkv__cluster_kill(struct cluster *c, const char *name)
 void nkv__cluster_stop(struct cluster *c)
 {
 	for (int i = c->n - 1; i >= 0; i--)
-		if (c->pid[i] > 0)
+		if (c->pid[i] > 0) {
 			kill(c->pid[i], SIGTERM);
+			kill(c->pid[i], SIGCONT); /* a stopped child handles the SIGTERM */
+		}
 	double end = nkv_now_s() + 3;
 	for (int i = 0; i < c->n; i++) {
 		while (c->pid[i] > 0) {
@@ -255,6 +334,10 @@ void nkv__cluster_stop(struct cluster *c)
 			struct timespec ts = { 0, 10 * 1000 * 1000 };
 			nanosleep(&ts, NULL);
 		}
+	}
+	for (int i = 0; i < CLUSTER_MAX; i++) {
+		free_argv(c->proc[i].argv);
+		c->proc[i].argv = NULL;
 	}
 	c->n = 0;
 }

@@ -40,9 +40,17 @@ struct cluster_opts {
 	int (*agent_main)(int argc, char **argv);
 };
 
+/* What a process was started with, so it can be started again. */
+struct cluster_proc {
+	char **argv;            /* a copy */
+	char log[600], prefix[24], host[64];
+	int (*fn)(int argc, char **argv);
+};
+
 struct cluster {
-	pid_t pid[CLUSTER_MAX];
+	pid_t pid[CLUSTER_MAX]; /* 0: not running */
 	char name[CLUSTER_MAX][32];
+	struct cluster_proc proc[CLUSTER_MAX];
 	int n;
 };
 
@@ -72,9 +80,19 @@ struct cluster_fabric {
 int nkv__cluster_fabric_check(void);  /* 0 when root, netns and tbf work; -errno + reason otherwise */
 int nkv__cluster_fabric_up(char kind, const char *topo, double scale, struct cluster_fabric *f);
 void nkv__cluster_fabric_down(struct cluster_fabric *f);
-/* SIGKILL one child by name ("h1g0"); its slot is cleared. */
+/* SIGKILL one child by name ("h1g0" or "scheduler") and reap it; its pid is cleared. */
 int nkv__cluster_kill(struct cluster *c, const char *name);
-/* SIGTERM everything, wait, SIGKILL stragglers. Safe to call twice. */
+/* Start a killed child again with the same arguments (its log is appended to).
+ * Children die with the thread that started them (PR_SET_PDEATHSIG): call
+ * this, like nkv__cluster_start, from a thread that outlives them. */
+int nkv__cluster_restart(struct cluster *c, const char *name);
+/* Send a signal to a running child (SIGSTOP, SIGCONT). */
+int nkv__cluster_signal(struct cluster *c, const char *name, int sig);
+/* Agents (prefill + decode) registered with the scheduler at addr, or -1 when it does not answer. */
+int nkv__cluster_registered(const char *addr, const char *token);
+/* Wait until n agents are registered; fails when a child exits or after timeout_s. */
+int nkv__cluster_wait_agents(struct cluster *c, const char *addr, const char *token, int n, double timeout_s);
+/* SIGTERM (and SIGCONT) everything, wait, SIGKILL stragglers. Safe to call twice. */
 void nkv__cluster_stop(struct cluster *c);
 
 #endif

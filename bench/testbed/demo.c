@@ -74,51 +74,6 @@ static void on_sigint(int sig)
 	_exit(130);
 }
 
-/* Uniform in [0, 1). */
-static double unit(uint64_t *s)
-{
-	return (double)(nkv_xorshift64(s) >> 11) / 9007199254740992.0;
-}
-
-/* A chatbot-like Mooncake trace: Poisson arrivals, conversations that grow
- * on a shared system prompt (prefix sharing), lognormal-ish lengths. */
-static int gen_trace(const char *path, unsigned n, double rate, uint64_t seed)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return nkv_err(errno, "%s: %s", path, strerror(errno));
-	uint64_t s = seed ? seed : 1, next_id = 1000;
-	double t = 0;
-	uint64_t conv_ids[8][64];
-	unsigned conv_len[8] = { 0 };
-	for (unsigned i = 0; i < n; i++) {
-		t += -log(1 - unit(&s)) / rate;
-		if (!(t * 1000 <= 9e15)) { /* what the trace reader takes */
-			fclose(f);
-			return nkv_err(EINVAL, "--rate %g: too low for %u requests, timestamps overflow", rate, n);
-		}
-		unsigned c = (unsigned)(unit(&s) * 8);
-		if (conv_len[c] == 0 || conv_len[c] > 40 || unit(&s) < 0.2) {
-			/* new conversation: 4 blocks of shared system prompt (ids 0..3) */
-			conv_len[c] = 4;
-			for (unsigned k = 0; k < 4; k++)
-				conv_ids[c][k] = k;
-		}
-		unsigned grow = 1 + (unsigned)(unit(&s) * 6);
-		for (unsigned k = 0; k < grow && conv_len[c] < 64; k++)
-			conv_ids[c][conv_len[c]++] = next_id++;
-		unsigned input = conv_len[c] * 512 - (unsigned)(unit(&s) * 500);
-		double u1 = unit(&s), u2 = unit(&s); /* two draws, in this order */
-		unsigned output = 32 + (unsigned)(u1 * u2 * 480);
-		fprintf(f, "{\"timestamp\": %llu, \"input_length\": %u, \"output_length\": %u, \"hash_ids\": [",
-			(unsigned long long)(t * 1000), input, output);
-		for (unsigned k = 0; k < conv_len[c]; k++)
-			fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)conv_ids[c][k]);
-		fprintf(f, "]}\n");
-	}
-	return fclose(f) ? nkv_err(EIO, "%s: write failed", path) : 0;
-}
-
 /* Every name known and at most max of them: checked before anything starts,
  * not when the fabric is up and that policy's scheduler refuses it. */
 static int check_policies(const char *list, int max)
@@ -306,7 +261,7 @@ int nkv_cmd_demo(int argc, char **argv)
 	if (!trace) {
 		snprintf(path, sizeof(path), "%s/trace.jsonl", dir);
 		snprintf(tune_path, sizeof(tune_path), "%s/trace-tune.jsonl", dir);
-		if (gen_trace(path, requests, rate, seed) || gen_trace(tune_path, requests, rate, seed + 1000003)) {
+		if (nkv_replay_gen_trace(path, requests, rate, seed, 0) || nkv_replay_gen_trace(tune_path, requests, rate, seed + 1000003, 0)) {
 			fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
 			return 1;
 		}

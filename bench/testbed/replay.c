@@ -45,6 +45,21 @@ static void on_bad(void *ctx, uint64_t line, const char *why)
 	fprintf(stderr, "replay: skipping bad line %llu: %s\n", (unsigned long long)line, why);
 }
 
+void nkv_replay_why_add(struct replay_why *w, size_t *n, const char *reason, size_t count)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(w[i].reason, reason)) {
+			w[i].n += count;
+			return;
+		}
+	if (*n > REPLAY_WHY_MAX) {
+		w[REPLAY_WHY_MAX].n += count;
+		return;
+	}
+	snprintf(w[*n].reason, sizeof(w[*n].reason), "%s", *n == REPLAY_WHY_MAX ? "(other reasons)" : reason);
+	w[(*n)++].n = count;
+}
+
 static void summarise(const struct replay_opts *o, struct replay_result *res)
 {
 	double *tt = calloc(res->n + 1, sizeof(double));
@@ -54,10 +69,13 @@ static void summarise(const struct replay_opts *o, struct replay_result *res)
 		struct replay_rec *r = &res->recs[i];
 		if (!r->done) {
 			res->lost++;
+			res->unsent += !r->sent;
+			nkv_replay_why_add(res->lost_why, &res->nlost_why, r->reason, 1);
 			continue;
 		}
 		if (r->status) {
 			res->failed++;
+			nkv_replay_why_add(res->failed_why, &res->nfailed_why, r->reason[0] ? r->reason : "(no reason given)", 1);
 			continue;
 		}
 		res->finished++;
@@ -92,9 +110,15 @@ static void query_agents(struct nkv_pconn *c, struct replay_result *res)
 	struct nkv_msg m;
 
 	nkv_msg_init(&m, NKV_MSG_STATUS_REQ);
-	if (nkv_pconn_send_wait(c, &m))
+	if (nkv_pconn_send(c, &m))
 		return;
 	double end = nkv_now_s() + 5;
+	while (nkv_pconn_pending(c) && nkv_now_s() < end) {
+		struct pollfd pf = { .fd = c->fd, .events = POLLOUT };
+		poll(&pf, 1, 100);
+		if (nkv_pconn_flush(c))
+			return;
+	}
 	while (nkv_now_s() < end && !nkv_pconn_recv_wait(c, &m, end - nkv_now_s())) {
 		bool st = m.type == NKV_MSG_STATUS;
 		json_t *root = st && m.text ? json_loads(m.text, 0, NULL) : NULL, *agents = json_object_get(root, "agents"), *a;
@@ -163,6 +187,7 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 		query_agents(&c, res);
 	double start = nkv_now_s(), last_submit = start, last_progress = 0;
 	size_t next = 0, got = 0;
+	char lost_why[160] = "";
 	while (!rc) {
 		double now = nkv_now_s();
 		while (next < t->n && now - start >= (double)t->reqs[next].timestamp_ms / 1000.0 / o->speed) {
@@ -181,6 +206,7 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 			nkv_msg_clear(&m);
 			if (rc)
 				break;
+			r->sent = true;
 			next++;
 			last_submit = now;
 		}
@@ -189,6 +215,8 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 		if (next == t->n && now - last_submit > o->timeout_s) {
 			rc = nkv_err(ETIMEDOUT, "%zu requests without a record %.0f s after the last submit", t->n - got,
 				     o->timeout_s);
+			snprintf(lost_why, sizeof(lost_why), "no record within %g s of the last submit (--timeout)",
+				 o->timeout_s);
 			break;
 		}
 		if (o->progress && now - last_progress > 0.5) { /* a terminal only; the last line below for logs */
@@ -238,10 +266,30 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 			}
 			nkv_msg_clear(&m);
 		}
+		if ((drc < 0 || rrc) && !rc)
+			snprintf(lost_why, sizeof(lost_why), "scheduler connection lost after %.1f s: %s%.100s",
+				 nkv_now_s() - start, drc < 0 ? "bad frame: " : "", nkv_last_error());
 		if (drc < 0)
 			rc = nkv_err_wrap(drc, "from the scheduler");
 		else if (rrc && !rc)
 			rc = nkv_err_wrap(rrc, "scheduler connection");
+		else if (rc && !lost_why[0])
+			snprintf(lost_why, sizeof(lost_why), "scheduler connection lost after %.1f s: %.100s",
+				 nkv_now_s() - start, nkv_last_error());
+	}
+	/* Every request without a record says why: the connection lost, the
+	 * timeout, or (not submitted) the run stopped before its time came. */
+	if (rc && !lost_why[0])
+		snprintf(lost_why, sizeof(lost_why), "replay stopped after %.1f s: %.100s", nkv_now_s() - start,
+			 nkv_last_error());
+	for (size_t i = 0; i < t->n; i++) {
+		struct replay_rec *r = &res->recs[i];
+		if (r->done)
+			continue;
+		if (r->sent)
+			snprintf(r->reason, sizeof(r->reason), "%s", lost_why);
+		else
+			snprintf(r->reason, sizeof(r->reason), "not submitted: %.140s", lost_why);
 	}
 	if (o->progress) {
 		nkv_cli_progress_end();
@@ -261,6 +309,53 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 	return rc;
 }
 
+/* Uniform in [0, 1). */
+static double unit(uint64_t *s)
+{
+	return (double)(nkv_xorshift64(s) >> 11) / 9007199254740992.0;
+}
+
+int nkv_replay_gen_trace(const char *path, unsigned n, double rate, uint64_t seed, unsigned skip)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return nkv_err(errno, "%s: %s", path, strerror(errno));
+	uint64_t s = seed ? seed : 1, next_id = 1000;
+	double t = 0, t_skip = 0;
+	uint64_t conv_ids[8][64];
+	unsigned conv_len[8] = { 0 };
+	for (unsigned i = 0; i < n; i++) {
+		t += -log(1 - unit(&s)) / rate;
+		if (!(t * 1000 <= 9e15)) { /* what the trace reader takes */
+			fclose(f);
+			return nkv_err(EINVAL, "--rate %g: too low for %u requests, timestamps overflow", rate, n);
+		}
+		unsigned c = (unsigned)(unit(&s) * 8);
+		if (conv_len[c] == 0 || conv_len[c] > 40 || unit(&s) < 0.2) {
+			/* new conversation: 4 blocks of shared system prompt (ids 0..3) */
+			conv_len[c] = 4;
+			for (unsigned k = 0; k < 4; k++)
+				conv_ids[c][k] = k;
+		}
+		unsigned grow = 1 + (unsigned)(unit(&s) * 6);
+		for (unsigned k = 0; k < grow && conv_len[c] < 64; k++)
+			conv_ids[c][conv_len[c]++] = next_id++;
+		unsigned input = conv_len[c] * 512 - (unsigned)(unit(&s) * 500);
+		double u1 = unit(&s), u2 = unit(&s); /* two draws, in this order */
+		unsigned output = 32 + (unsigned)(u1 * u2 * 480);
+		if (i < skip) {
+			t_skip = t;
+			continue;
+		}
+		fprintf(f, "{\"timestamp\": %llu, \"input_length\": %u, \"output_length\": %u, \"hash_ids\": [",
+			(unsigned long long)((t - t_skip) * 1000), input, output);
+		for (unsigned k = 0; k < conv_len[c]; k++)
+			fprintf(f, "%s%llu", k ? ", " : "", (unsigned long long)conv_ids[c][k]);
+		fprintf(f, "]}\n");
+	}
+	return fclose(f) ? nkv_err(EIO, "%s: write failed", path) : 0;
+}
+
 void nkv_replay_free(struct replay_result *r)
 {
 	free(r->recs);
@@ -269,8 +364,12 @@ void nkv_replay_free(struct replay_result *r)
 
 void nkv_replay_print(FILE *f, const struct replay_result *r)
 {
-	fprintf(f, "requests %zu: finished %zu, failed %zu, without record %zu; bad trace lines %zu\n", r->n,
-		r->finished, r->failed, r->lost, r->bad_lines);
+	fprintf(f, "requests %zu: finished %zu, failed %zu, lost %zu (without record; %zu never submitted); bad trace lines %zu\n",
+		r->n, r->finished, r->failed, r->lost, r->unsent, r->bad_lines);
+	for (size_t i = 0; i < r->nfailed_why; i++)
+		fprintf(f, "  failed %5zu: %s\n", r->failed_why[i].n, r->failed_why[i].reason);
+	for (size_t i = 0; i < r->nlost_why; i++)
+		fprintf(f, "  lost   %5zu: %s\n", r->lost_why[i].n, r->lost_why[i].reason);
 	fprintf(f, "TTFT ms   mean %8.2f  p50 %8.2f  p90 %8.2f  p99 %8.2f\n", r->ttft[0] * 1e3, r->ttft[1] * 1e3,
 		r->ttft[2] * 1e3, r->ttft[3] * 1e3);
 	fprintf(f, "TBT ms    mean %8.3f  max p99 %8.3f\n", r->tbt_mean * 1e3, r->tbt_p99 * 1e3);
@@ -340,6 +439,14 @@ static json_t *result_json(const struct replay_result *r)
 		json_array_append_new(tiers, json_pack("{s:s, s:f, s:I}", "tier", nkv_tier_name(i), "gb", r->gb_tier[i],
 						       "requests", (json_int_t)r->n_tier[i]));
 	json_object_set_new(o, "tiers", tiers);
+	json_object_set_new(o, "not_submitted", json_integer((json_int_t)r->unsent));
+	for (int k = 0; k < 2; k++) {
+		const struct replay_why *w = k ? r->lost_why : r->failed_why;
+		json_t *a = json_array();
+		for (size_t i = 0; i < (k ? r->nlost_why : r->nfailed_why); i++)
+			json_array_append_new(a, json_pack("{s:s, s:I}", "reason", w[i].reason, "requests", (json_int_t)w[i].n));
+		json_object_set_new(o, k ? "lost_reasons" : "failed_reasons", a);
+	}
 	return o;
 }
 

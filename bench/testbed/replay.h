@@ -23,12 +23,12 @@ struct replay_rec {
 	uint64_t line;
 	uint32_t input, output, ntokens, blocks_ok, blocks_bad, tier;
 	int status;
-	bool done, slo;
+	bool sent, done, slo;
 	uint64_t bytes;
 	double queue, prefill, transfer, xfer_s, decode_wait, step, ttft, tbt_mean, tbt_p99, e2e;
 	double arrival;        /* submit time (this client's clock) from the start of the run */
 	uint32_t prefill_id, decode_id; /* agent ids from the RECORD (0 = none) */
-	char reason[160];
+	char reason[160];      /* failed: the scheduler's reason; lost: why no record came */
 };
 
 /* Agent id -> topology instance name, from the scheduler's STATUS. */
@@ -37,8 +37,21 @@ struct replay_agent {
 	char name[40];
 };
 
+/* A reason and how many requests ended with it. */
+struct replay_why {
+	char reason[160];
+	size_t n;
+};
+#define REPLAY_WHY_MAX 16 /* distinct reasons kept; the rest are counted under "(other reasons)" */
+
+/* Every request ends as one of: finished; failed (the scheduler's RECORD
+ * says why); lost (submitted, no RECORD came: the scheduler connection was
+ * lost or the --timeout passed, and the reason says which); not submitted
+ * (the run stopped first; counted in lost too, with that reason). */
 struct replay_result {
-	size_t n, finished, failed, lost, bad_lines, blocks_ok, blocks_bad, slo_met;
+	size_t n, finished, failed, lost, unsent, bad_lines, blocks_ok, blocks_bad, slo_met;
+	struct replay_why failed_why[REPLAY_WHY_MAX + 1], lost_why[REPLAY_WHY_MAX + 1];
+	size_t nfailed_why, nlost_why;
 	struct replay_rec *recs;
 	double ttft[4], tbt_mean, tbt_p99;  /* ttft: mean p50 p90 p99 */
 	double gb, gb_tier[4];
@@ -48,7 +61,15 @@ struct replay_result {
 	size_t nagents;
 };
 
+/* A chatbot-like Mooncake trace of n requests: Poisson arrivals at rate per
+ * second, conversations that grow on a shared system prompt (prefix
+ * sharing), lognormal-ish lengths. skip > 0 writes only the requests from
+ * index skip on (the same draws), their times shifted to start at 0: the
+ * rest of a run that stopped after skip requests. */
+int nkv_replay_gen_trace(const char *path, unsigned n, double rate, uint64_t seed, unsigned skip);
 int nkv_replay_run(const struct replay_opts *o, struct replay_result *out);
+/* Count `count` requests under reason in w[0..*n) (REPLAY_WHY_MAX + 1 slots). */
+void nkv_replay_why_add(struct replay_why *w, size_t *n, const char *reason, size_t count);
 void nkv_replay_free(struct replay_result *r);
 void nkv_replay_print(FILE *f, const struct replay_result *r);
 /* Per-request records in the shared record format (bench/sim/netkv_sim.h,

@@ -513,8 +513,15 @@ static int on_register(struct daemon *d, int pi, const struct nkv_msg *m)
 			ds->refreshed_s = nkv_now_s();
 			nkv_prefix_clear_slot(nkv_sched_decode_index(d->s), (uint32_t)idx);
 		} else {
+			struct nkv_prefill_state *ps = nkv_sched_prefill(d->s, (uint32_t)idx);
+			ps->queued = 0;
+			ps->queued_tokens = 0;
+			ps->refreshed_s = nkv_now_s();
 			nkv_prefix_clear_slot(nkv_sched_prefill_index(d->s), (uint32_t)idx);
 		}
+		/* Its pool (prefix blocks held, use) comes in its first heartbeat:
+		 * an agent that rejoins, after its connection or this scheduler
+		 * died, sends everything it holds there, so the view is rebuilt. */
 	}
 	nkv__peers_registered(&d->pt, pi);
 	p->seen_s = nkv_now_s();
@@ -1258,6 +1265,15 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	}
 	struct daemon *d = calloc(1, sizeof(*d));
 	d->token = token;
+	/* Request ids start at this start's wall clock in microseconds, not at 0,
+	 * so a restarted scheduler never reuses an id its predecessor gave out:
+	 * an agent still finishing a push or probe of the old one (agent.c,
+	 * orphans) can tell the two apart. Below bit 63, which agents keep for
+	 * probes. */
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	d->next_rq = ((uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec) & ((1ull << 62) - 1);
+	d->next_probe = d->next_rq; /* probe ids likewise (a separate count) */
 	d->probe = probes;
 	d->agent_timeout = agent_s;
 	d->request_timeout = request_s;
