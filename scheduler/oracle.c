@@ -161,7 +161,8 @@ int nkv_oracle_create(const struct nkv_topo *t, const struct nkv_oracle_params *
 	o->inflight = calloc(o->nlinks ? o->nlinks : 1, sizeof(uint64_t));
 	o->inv_cap = calloc(o->nlinks ? o->nlinks : 1, sizeof(double));
 	o->cap = calloc(o->nlinks ? o->nlinks : 1, sizeof(double));
-	if (!o->paths || !o->cold || !o->dirty || !o->inflight || !o->inv_cap || !o->cap) {
+	o->cong = calloc(o->nlinks ? o->nlinks : 1, sizeof(double));
+	if (!o->paths || !o->cold || !o->dirty || !o->inflight || !o->inv_cap || !o->cap || !o->cong) {
 		ret = nkv_err(ENOMEM, "oracle: out of memory for %u x %u paths", o->nsrc, o->ndst);
 		goto fail;
 	}
@@ -225,6 +226,7 @@ void nkv_oracle_free(struct nkv_oracle *o)
 	free(o->inflight);
 	free(o->inv_cap);
 	free(o->cap);
+	free(o->cong);
 	free(o);
 }
 
@@ -369,10 +371,13 @@ static int flow(struct nkv_oracle *o, uint32_t p, uint32_t d, uint64_t bytes, in
 					       (unsigned long long)o->inflight[links[k]]);
 	}
 	for (int k = 0; k < n; k++) {
+		uint32_t l = links[k];
+
 		if (sign > 0)
-			o->inflight[links[k]] += bytes;
+			o->inflight[l] += bytes;
 		else
-			o->inflight[links[k]] -= bytes;
+			o->inflight[l] -= bytes;
+		o->cong[l] = (double)(int64_t)o->inflight[l] * o->inv_cap[l]; /* < 2^63 bytes */
 	}
 	return 0;
 }

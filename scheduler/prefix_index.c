@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #define XXH_INLINE_ALL /* the hash runs per block on the decision path: inline it */
 #include <xxhash.h>
 
@@ -58,6 +59,29 @@ struct nkv_prefix_index {
 	struct entry *tab;
 };
 
+/*
+ * Cells are allocated zeroed; a table of 2 MiB or more on 2 MiB-aligned
+ * memory marked for transparent huge pages. The decision walk reads one
+ * cell per block at a random place in the table (8 MiB per index with
+ * 100k blocks): with 4 KiB pages nearly every read also missed the TLB.
+ */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static struct entry *cells_alloc(size_t n)
+{
+	size_t bytes = n * sizeof(struct entry);
+	void *m;
+
+	if (bytes < HUGE_PAGE)
+		return calloc(n, sizeof(struct entry));
+	bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	if (posix_memalign(&m, HUGE_PAGE, bytes))
+		return NULL;
+	(void)madvise(m, bytes, MADV_HUGEPAGE); /* a hint: without it, plain pages */
+	memset(m, 0, bytes);
+	return m;
+}
+
 static inline uint64_t hash_key(uint64_t key)
 {
 	return XXH3_64bits(&key, sizeof(key));
@@ -79,7 +103,7 @@ int nkv_prefix_create(uint32_t nslots, struct nkv_prefix_index **out)
 		return nkv_err(ENOMEM, "prefix index: out of memory");
 	x->nslots = nslots;
 	x->mask = 1023;
-	x->tab = calloc(x->mask + 1, sizeof(*x->tab));
+	x->tab = cells_alloc(x->mask + 1);
 	if (!x->tab) {
 		free(x);
 		return nkv_err(ENOMEM, "prefix index: out of memory");
@@ -118,7 +142,7 @@ static struct entry *find(const struct nkv_prefix_index *x, uint64_t key)
 static int rehash(struct nkv_prefix_index *x)
 {
 	size_t nmask = x->mask * 2 + 1;
-	struct entry *nt = calloc(nmask + 1, sizeof(*nt)), *old = x->tab;
+	struct entry *nt = cells_alloc(nmask + 1), *old = x->tab;
 	size_t omask = x->mask;
 
 	if (!nt)

@@ -51,6 +51,7 @@ struct nkv_oracle {
 	double tier_inv[NKV_TIERS];  /* 1 / nominal tier figure */
 	uint64_t *inflight;          /* per link */
 	double *inv_cap;             /* per link */
+	double *cong;                /* per link: inflight * inv_cap, kept by flow add / remove */
 	double *cap;
 	uint32_t *dirty;             /* paths with unpublished samples */
 	size_t ndirty;
@@ -99,10 +100,10 @@ static inline void oracle_src_cong(const struct nkv_oracle *o, uint32_t si, doub
 	double m = 0;
 
 	/* A level no kept path uses stays NO_IDX (e.g. no decode on the same host). */
-	c[0] = a->link[0] != NO_IDX ? (double)o->inflight[a->link[0]] * o->inv_cap[a->link[0]] : 0;
+	c[0] = a->link[0] != NO_IDX ? o->cong[a->link[0]] : 0;
 	for (int k = 1; k < NKV_TIERS; k++) {
 		if (a->link[k] != NO_IDX) {
-			double x = (double)o->inflight[a->link[k]] * o->inv_cap[a->link[k]];
+			double x = o->cong[a->link[k]];
 
 			m = x > m ? x : m;
 		}
@@ -110,34 +111,39 @@ static inline void oracle_src_cong(const struct nkv_oracle *o, uint32_t si, doub
 	}
 }
 
-/* Seconds for bytes over path (si, di), given oracle_src_cong(si): the formula in netkv_sched.h. */
-static inline double oracle_cost_pre(const struct nkv_oracle *o, const double srcc[NKV_TIERS], uint32_t si,
-				     uint32_t di, uint64_t bytes, double now)
+/* Seconds for bytes over the tier-t path q to b (not b itself), given the
+ * source side's congestion srcc_t: the formula in netkv_sched.h. The one
+ * per-candidate cost, shared by the scalar and the row forms. */
+static inline double oracle_cost_at(const struct nkv_oracle *o, const struct opath *q, const struct oend *b, int t,
+				    double srcc_t, uint64_t bytes, double now)
 {
-	const struct opath *q = oracle_path(o, si, di);
-	const struct oend *a = &o->src[si], *b = &o->dst[di];
-	int t = end_tier(a, b);
 	double inv = q->inv > 0 && now <= q->fresh_until ? q->inv : o->tier_inv[t];
-	double cong = srcc[t];
+	double cong = srcc_t;
 
-	if (a->inst == b->inst)
-		return 0;
 	if (t == 0) {
-		double y = (double)o->inflight[b->link[0]] * o->inv_cap[b->link[0]];
+		double y = o->cong[b->link[0]];
 
 		cong = y > cong ? y : cong;
 	} else {
 		for (int k = 1; k <= t; k++) {
-			uint64_t f = o->inflight[b->link[k]];
+			double y = o->cong[b->link[k]];
 
-			if (f) {
-				double c = (double)f * o->inv_cap[b->link[k]];
-
-				cong = c > cong ? c : cong;
-			}
+			cong = y > cong ? y : cong;
 		}
 	}
 	return q->lat + (double)(int64_t)bytes * inv + o->p.w_cong * cong;
+}
+
+/* Seconds for bytes over path (si, di), given oracle_src_cong(si). */
+static inline double oracle_cost_pre(const struct nkv_oracle *o, const double srcc[NKV_TIERS], uint32_t si,
+				     uint32_t di, uint64_t bytes, double now)
+{
+	const struct oend *a = &o->src[si], *b = &o->dst[di];
+	int t = end_tier(a, b);
+
+	if (a->inst == b->inst)
+		return 0;
+	return oracle_cost_at(o, oracle_path(o, si, di), b, t, srcc[t], bytes, now);
 }
 
 static inline double oracle_cost_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di, uint64_t bytes,
