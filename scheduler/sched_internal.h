@@ -52,6 +52,10 @@ struct nkv_oracle {
 	uint64_t *inflight;          /* per link */
 	double *inv_cap;             /* per link */
 	double *cong;                /* per link: inflight * inv_cap, kept by flow add / remove */
+	double *dcong;               /* ndst * NKV_TIERS: a destination's side of a tier-t path's
+	                              * congestion (max over its down links of levels 1..t; level 0
+	                              * for t = 0), kept by flow add / remove */
+	uint32_t *ldst_off, *ldst;   /* per link: the destinations with it as a down link (CSR) */
 	double *cap;
 	uint32_t *dirty;             /* paths with unpublished samples */
 	size_t ndirty;
@@ -111,26 +115,15 @@ static inline void oracle_src_cong(const struct nkv_oracle *o, uint32_t si, doub
 	}
 }
 
-/* Seconds for bytes over the tier-t path q to b (not b itself), given the
- * source side's congestion srcc_t: the formula in netkv_sched.h. The one
- * per-candidate cost, shared by the scalar and the row forms. */
-static inline double oracle_cost_at(const struct nkv_oracle *o, const struct opath *q, const struct oend *b, int t,
+/* Seconds for bytes over the tier-t path (si, di) (not to itself), given
+ * the source side's congestion srcc_t: the formula in netkv_sched.h. The
+ * one per-candidate cost, shared by the scalar and the row forms. */
+static inline double oracle_cost_at(const struct nkv_oracle *o, const struct opath *q, uint32_t di, int t,
 				    double srcc_t, uint64_t bytes, double now)
 {
 	double inv = q->inv > 0 && now <= q->fresh_until ? q->inv : o->tier_inv[t];
-	double cong = srcc_t;
+	double y = o->dcong[(size_t)di * NKV_TIERS + t], cong = y > srcc_t ? y : srcc_t;
 
-	if (t == 0) {
-		double y = o->cong[b->link[0]];
-
-		cong = y > cong ? y : cong;
-	} else {
-		for (int k = 1; k <= t; k++) {
-			double y = o->cong[b->link[k]];
-
-			cong = y > cong ? y : cong;
-		}
-	}
 	return q->lat + (double)(int64_t)bytes * inv + o->p.w_cong * cong;
 }
 
@@ -143,7 +136,7 @@ static inline double oracle_cost_pre(const struct nkv_oracle *o, const double sr
 
 	if (a->inst == b->inst)
 		return 0;
-	return oracle_cost_at(o, oracle_path(o, si, di), b, t, srcc[t], bytes, now);
+	return oracle_cost_at(o, oracle_path(o, si, di), di, t, srcc[t], bytes, now);
 }
 
 static inline double oracle_cost_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di, uint64_t bytes,

@@ -36,8 +36,8 @@ void nkv_view_xfer_row(const struct nkv_sched_view *v, uint32_t p, const struct 
 		int t = tier[d];
 		uint64_t bytes = v->held[d] ? nkv_view_missing(v, r, d) : full;
 
-		o_[d] = __builtin_expect(dst[d].inst == src_inst, 0) ?
-				0 : oracle_cost_at(o, &row[d], &dst[d], t, srcc[t], bytes, now);
+		o_[d] = __builtin_expect(t == 0 && dst[d].inst == src_inst, 0) ?
+				0 : oracle_cost_at(o, &row[d], d, t, srcc[t], bytes, now);
 	}
 }
 
