@@ -143,23 +143,6 @@ static void dst_links(struct nkv_oracle *o)
 	off[0] = 0;
 }
 
-/* dcong of destination j from the links' congestion. */
-static void dst_cong(struct nkv_oracle *o, uint32_t j)
-{
-	const struct oend *b = &o->dst[j];
-	double *c = &o->dcong[(size_t)j * NKV_TIERS], m = 0;
-
-	c[0] = b->link[0] != NO_IDX ? o->cong[b->link[0]] : 0;
-	for (int k = 1; k < NKV_TIERS; k++) {
-		if (b->link[k] != NO_IDX) {
-			double y = o->cong[b->link[k]];
-
-			m = y > m ? y : m;
-		}
-		c[k] = m;
-	}
-}
-
 int nkv_oracle_create(const struct nkv_topo *t, const struct nkv_oracle_params *params, const uint32_t *src,
 		      uint32_t nsrc, const uint32_t *dst, uint32_t ndst, struct nkv_oracle **out)
 {
@@ -425,7 +408,7 @@ static int flow(struct nkv_oracle *o, uint32_t p, uint32_t d, uint64_t bytes, in
 			o->inflight[l] -= bytes;
 		o->cong[l] = (double)(int64_t)o->inflight[l] * o->inv_cap[l]; /* < 2^63 bytes */
 		for (uint32_t x = o->ldst_off[l]; x < o->ldst_off[l + 1]; x++)
-			dst_cong(o, o->ldst[x]);
+			oracle_end_cong(o, &o->dst[o->ldst[x]], &o->dcong[(size_t)o->ldst[x] * NKV_TIERS]);
 	}
 	return 0;
 }

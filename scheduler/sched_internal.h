@@ -96,23 +96,30 @@ static inline int end_path(const struct oend *a, const struct oend *b, int t, ui
 	return n;
 }
 
-/* Congestion of the source side of a path, per tier: computed once per
- * decision, since every candidate shares the chosen prefill's uplinks. */
-static inline void oracle_src_cong(const struct nkv_oracle *o, uint32_t si, double c[NKV_TIERS])
+/* One endpoint's side of a tier-t path's congestion, per tier: its link of
+ * level 0 for t = 0, the max over its links of levels 1..t otherwise. A
+ * level no kept path uses stays NO_IDX (e.g. no decode on the same host). */
+static inline void oracle_end_cong(const struct nkv_oracle *o, const struct oend *e, double c[NKV_TIERS])
 {
-	const struct oend *a = &o->src[si];
 	double m = 0;
 
-	/* A level no kept path uses stays NO_IDX (e.g. no decode on the same host). */
-	c[0] = a->link[0] != NO_IDX ? o->cong[a->link[0]] : 0;
+	c[0] = e->link[0] != NO_IDX ? o->cong[e->link[0]] : 0;
 	for (int k = 1; k < NKV_TIERS; k++) {
-		if (a->link[k] != NO_IDX) {
-			double x = o->cong[a->link[k]];
+		if (e->link[k] != NO_IDX) {
+			double x = o->cong[e->link[k]];
 
 			m = x > m ? x : m;
 		}
 		c[k] = m;
 	}
+}
+
+/* The source side: computed once per decision, since every candidate
+ * shares the chosen prefill's uplinks (the destination side is kept in
+ * dcong). */
+static inline void oracle_src_cong(const struct nkv_oracle *o, uint32_t si, double c[NKV_TIERS])
+{
+	oracle_end_cong(o, &o->src[si], c);
 }
 
 /* Seconds for bytes over the tier-t path (si, di) (not to itself), given
