@@ -406,7 +406,7 @@ static int flow(struct nkv_oracle *o, uint32_t p, uint32_t d, uint64_t bytes, in
 			o->inflight[l] += bytes;
 		else
 			o->inflight[l] -= bytes;
-		o->cong[l] = (double)(int64_t)o->inflight[l] * o->inv_cap[l]; /* < 2^63 bytes */
+		o->cong[l] = (double)o->inflight[l] * o->inv_cap[l];
 		for (uint32_t x = o->ldst_off[l]; x < o->ldst_off[l + 1]; x++)
 			oracle_end_cong(o, &o->dst[o->ldst[x]], &o->dcong[(size_t)o->ldst[x] * NKV_TIERS]);
 	}
