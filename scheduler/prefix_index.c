@@ -444,6 +444,8 @@ static inline __attribute__((always_inline)) void walk_step(struct walk *w, uint
 	}
 	w->prev = r;
 	e = &w->x->recs[r];
+	if (e->next != NO_REC) /* the next block's likely record: usually the neighbour, not always */
+		__builtin_prefetch(&w->x->recs[e->next]);
 	if (i == 0 && e->n) { /* every depth is 0: all holders advance, as a run */
 		w->run = e;
 		w->extra = 1;
