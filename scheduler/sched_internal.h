@@ -114,45 +114,53 @@ static inline void oracle_end_cong(const struct nkv_oracle *o, const struct oend
 	}
 }
 
-/* The source side: computed once per decision, since every candidate
- * shares the chosen prefill's uplinks (the destination side is kept in
- * dcong). */
-static inline void oracle_src_cong(const struct nkv_oracle *o, uint32_t si, double c[NKV_TIERS])
+/* What every candidate of one source shares, taken once per decision (a
+ * local copy, so the per-candidate loop keeps it in registers): the source
+ * side's congestion per tier, the tier figures, the congestion weight. */
+struct oracle_src {
+	double srcc[NKV_TIERS], tinv[NKV_TIERS], wc;
+	const double *dcong;
+};
+
+static inline void oracle_src_init(const struct nkv_oracle *o, uint32_t si, struct oracle_src *k)
 {
-	oracle_end_cong(o, &o->src[si], c);
+	oracle_end_cong(o, &o->src[si], k->srcc);
+	for (int t = 0; t < NKV_TIERS; t++)
+		k->tinv[t] = o->tier_inv[t];
+	k->wc = o->p.w_cong;
+	k->dcong = o->dcong;
 }
 
-/* Seconds for bytes over the tier-t path (si, di) (not to itself), given
- * the source side's congestion srcc_t: the formula in netkv_sched.h. The
- * one per-candidate cost, shared by the scalar and the row forms. */
-static inline double oracle_cost_at(const struct nkv_oracle *o, const struct opath *q, uint32_t di, int t,
-				    double srcc_t, uint64_t bytes, double now)
+/* Seconds for bytes over the tier-t path q from k's source to destination
+ * di (not to itself): the formula in netkv_sched.h. The one per-candidate
+ * cost, shared by the scalar and the row forms. */
+static inline double oracle_cost_at(const struct oracle_src *k, const struct opath *q, uint32_t di, int t,
+				    uint64_t bytes, double now)
 {
-	double inv = q->inv > 0 && now <= q->fresh_until ? q->inv : o->tier_inv[t];
-	double y = o->dcong[(size_t)di * NKV_TIERS + t], cong = y > srcc_t ? y : srcc_t;
+	double inv = q->inv > 0 && now <= q->fresh_until ? q->inv : k->tinv[t];
+	double y = k->dcong[(size_t)di * NKV_TIERS + t], cong = y > k->srcc[t] ? y : k->srcc[t];
 
-	return q->lat + (double)(int64_t)bytes * inv + o->p.w_cong * cong;
+	return q->lat + (double)(int64_t)bytes * inv + k->wc * cong;
 }
 
-/* Seconds for bytes over path (si, di), given oracle_src_cong(si). */
-static inline double oracle_cost_pre(const struct nkv_oracle *o, const double srcc[NKV_TIERS], uint32_t si,
+/* Seconds for bytes over path (si, di), given oracle_src_init(si). */
+static inline double oracle_cost_pre(const struct nkv_oracle *o, const struct oracle_src *k, uint32_t si,
 				     uint32_t di, uint64_t bytes, double now)
 {
 	const struct oend *a = &o->src[si], *b = &o->dst[di];
-	int t = end_tier(a, b);
 
 	if (a->inst == b->inst)
 		return 0;
-	return oracle_cost_at(o, oracle_path(o, si, di), di, t, srcc[t], bytes, now);
+	return oracle_cost_at(k, oracle_path(o, si, di), di, end_tier(a, b), bytes, now);
 }
 
 static inline double oracle_cost_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di, uint64_t bytes,
 				     double now)
 {
-	double c[NKV_TIERS];
+	struct oracle_src k;
 
-	oracle_src_cong(o, si, c);
-	return oracle_cost_pre(o, c, si, di, bytes, now);
+	oracle_src_init(o, si, &k);
+	return oracle_cost_pre(o, &k, si, di, bytes, now);
 }
 
 static inline double oracle_cost_nominal_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di, uint64_t bytes)

@@ -25,19 +25,21 @@ void nkv_view_xfer_row(const struct nkv_sched_view *v, uint32_t p, const struct 
 	const uint8_t *tier = &v->tier[(size_t)p * v->ndecode];
 	const uint32_t n = v->ndecode, src_inst = o->src[p].inst;
 	const uint64_t full = (uint64_t)r->input_len * r->kv_bytes_per_token;
-	double srcc[NKV_TIERS];
 	double *restrict o_ = out;
+	struct oracle_src k;
 
-	/* oracle_cost_pre per candidate, with the source side's congestion,
-	 * the tier row and the bytes of a candidate holding nothing taken
-	 * out of the loop. */
-	oracle_src_cong(o, p, srcc);
+	/* oracle_cost_pre per candidate, with what the source shares, the
+	 * tier row and the bytes of a candidate holding nothing taken out of
+	 * the loop. */
+	oracle_src_init(o, p, &k);
 	for (uint32_t d = 0; d < n; d++) {
 		int t = tier[d];
 		uint64_t bytes = v->held[d] ? nkv_view_missing(v, r, d) : full;
 
-		o_[d] = __builtin_expect(t == 0 && dst[d].inst == src_inst, 0) ?
-				0 : oracle_cost_at(o, &row[d], d, t, srcc[t], bytes, now);
+		if (__builtin_expect(t == 0 && dst[d].inst == src_inst, 0))
+			o_[d] = 0;
+		else
+			o_[d] = oracle_cost_at(&k, &row[d], d, t, bytes, now);
 	}
 }
 
