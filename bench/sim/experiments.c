@@ -1022,7 +1022,7 @@ static const struct {
 	{ "scale", exp_scale, "64 -> 1024 GPUs" },
 	{ "context", exp_context, "context length growth: cache-aware only vs netkv" },
 	{ "map", exp_map, "where it pays: netkv vs cla* and rr over NIC x layout x tier load x context (heat map)" },
-	{ "tbt", exp_tbt, "netkv's TBT weight w_tbt: TBT vs rr, TTFT vs rr and cla*" },
+	{ "tbt", exp_tbt, "netkv's TBT weight w_tbt: TBT vs rr, TTFT vs rr and cla*; w_tbt chosen out of sample" },
 };
 #define NEXP (sizeof(experiments) / sizeof(experiments[0]))
 
