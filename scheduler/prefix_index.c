@@ -53,8 +53,9 @@ struct rec {
 struct cell {          /* hash table: id -> record */
 	uint64_t key;
 	uint32_t rec;      /* record + 1; 0 = empty cell */
-	uint32_t pad;
 };
+
+_Static_assert(sizeof(((struct rec *)0)->inl) >= sizeof(uint32_t *), "a heap pointer fits in inl");
 
 struct nkv_prefix_index {
 	uint32_t nslots;
@@ -104,7 +105,9 @@ static void *zalloc(size_t n, size_t size)
 	bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
 	if (posix_memalign(&m, HUGE_PAGE, bytes))
 		return NULL;
+#ifdef MADV_HUGEPAGE
 	(void)madvise(m, bytes, MADV_HUGEPAGE); /* a hint: without it, plain pages */
+#endif
 	memset(m, 0, bytes);
 	return m;
 }
