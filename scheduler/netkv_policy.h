@@ -71,41 +71,32 @@ static inline double nkv_policy_load(const struct nkv_sched_params *p, const str
 	return kv > seq ? kv : seq;
 }
 
-/* wait(d): seconds until r's first decode step on d. */
-static inline double nkv_policy_wait(const struct nkv_sched_params *p, const struct nkv_perf *pf,
-				     const struct nkv_decode_state *d, const struct nkv_request *r)
-{
-	double iter = pf->decode_a + pf->decode_b * (double)(int64_t)(d->running_tokens + r->input_len) +
-		      pf->decode_c * (double)(d->running + 1);
-	uint64_t free_tok = d->kv_blocks_total > d->kv_blocks_used ?
-				    (d->kv_blocks_total - d->kv_blocks_used) * p->kv_block_tokens : 0;
-	uint64_t need = d->queued_tokens + r->input_len + r->output_len;
-	uint64_t seqs = (uint64_t)d->running + d->queued + 1;
-
-	/* Integer test first: the common case (room for it) costs no division. */
-	if (__builtin_expect(need > free_tok || seqs > pf->max_batch, 0)) {
-		/* max(A / X, B / Y) as max(A * Y, B * X) / (X * Y): one division. */
-		double x = d->running_tokens ? (double)(int64_t)d->running_tokens : 1.0;
-		double y = d->running ? (double)d->running : 1.0;
-		double a = need > free_tok ? (double)(int64_t)(need - free_tok) * y : 0;
-		double b = seqs > pf->max_batch ? (double)(int64_t)(seqs - pf->max_batch) * x : 0;
-
-		return p->mean_remaining_output * iter * ((a > b ? a : b) / (x * y)) + iter;
-	}
-	return iter;
-}
-
 /*
- * pack(d): what placing r on d adds to the sum over requests of their mean
- * TBT (netkv_sched.h): r's own TBT there plus, for each sequence r joins,
- * the growth of its decode iteration for the share of its remaining output
- * r overlaps.
- *   B    = min(running + queued, max_batch)
- *   own  = decode_iter_s(running_tokens + queued_tokens + input_len, B + 1)
- *   slow = B * (decode_b * input_len + decode_c)
- *   ov   = min(output_len, R) / R   (R = mean_remaining_output; 0 when R = 0)
- *   pack = own + ov * slow
+ * wait(d) and pack(d) (netkv_sched.h) as one per-request part and one
+ * per-candidate part, so a policy scoring every candidate (netkv,
+ * netkv-static) computes the request's constants once and the scheduler's
+ * own estimates are the same numbers bit for bit:
+ *   iter(d) = (a + b*in + c) + b * rt + c * run
+ *   wait(d) = iter, or when r does not fit (tokens short A = queued + need
+ *             - free > 0, or sequences over S = running + queued + 1 -
+ *             max_batch > 0):
+ *             iter * (1 + R * max(A * y, S * x) / (x * y)),
+ *             x = max(rt, 1), y = max(run, 1) (one division)
+ *   pack(d) = (a + b*in + c) + b * (rt + qt) + (c + ov * (b*in + c)) * B
+ *             B = min(running + queued, max_batch)
+ * (rt, qt running / queued tokens, run running sequences, in input_len,
+ * R = mean_remaining_output, ov = nkv_policy_pack_ov).
  */
+struct nkv_policy_req {
+	double k0;        /* a + b*in + c */
+	double kB;        /* c + ov * (b*in + c) */
+	double b, c, R;
+	uint64_t need;    /* input_len + output_len */
+	uint64_t blk, maxb;
+};
+
+/* ov = min(output_len, R) / R (0 when R = 0): the share of the remaining
+ * output of the sequences r joins that r overlaps. */
 static inline double nkv_policy_pack_ov(const struct nkv_sched_params *p, const struct nkv_request *r)
 {
 	double R = p->mean_remaining_output;
@@ -113,18 +104,67 @@ static inline double nkv_policy_pack_ov(const struct nkv_sched_params *p, const 
 	return R > 0 ? ((double)r->output_len < R ? (double)r->output_len : R) / R : 0;
 }
 
+static inline void nkv_policy_req_init(const struct nkv_sched_params *p, const struct nkv_perf *pf,
+				       const struct nkv_request *r, struct nkv_policy_req *k)
+{
+	double b = pf->decode_b, c = pf->decode_c, in = (double)r->input_len;
+
+	k->k0 = pf->decode_a + b * in + c;
+	k->kB = c + nkv_policy_pack_ov(p, r) * (b * in + c);
+	k->b = b;
+	k->c = c;
+	k->R = p->mean_remaining_output;
+	k->need = (uint64_t)r->input_len + r->output_len;
+	k->blk = p->kv_block_tokens;
+	k->maxb = pf->max_batch;
+}
+
+/* wait(d): seconds until r's first decode step on d. */
+static inline double nkv_policy_wait_k(const struct nkv_policy_req *k, const struct nkv_decode_state *e)
+{
+	uint64_t free_tok = e->kv_blocks_total > e->kv_blocks_used ? (e->kv_blocks_total - e->kv_blocks_used) * k->blk
+								   : 0;
+	uint64_t want = e->queued_tokens + k->need, seqs = (uint64_t)e->running + e->queued;
+	double rt = (double)(int64_t)e->running_tokens, run = (double)e->running;
+	double iter = k->k0 + k->b * rt + k->c * run;
+
+	/* Integer test first: the common case (room for r) costs no division. */
+	if (__builtin_expect(want > free_tok || seqs + 1 > k->maxb, 0)) {
+		uint64_t short_tok = want > free_tok ? want - free_tok : 0;
+		uint64_t over = seqs + 1 > k->maxb ? seqs + 1 - k->maxb : 0;
+		double x = e->running_tokens ? rt : 1.0, y = e->running ? run : 1.0;
+		double ay = (double)(int64_t)short_tok * y, sx = (double)(int64_t)over * x;
+
+		return iter * (1 + k->R * ((ay > sx ? ay : sx) / (x * y)));
+	}
+	return iter;
+}
+
+/* pack(d): what placing r on d adds to the sum over requests of their mean TBT. */
+static inline double nkv_policy_pack_k(const struct nkv_policy_req *k, const struct nkv_decode_state *e)
+{
+	uint64_t seqs = (uint64_t)e->running + e->queued, bb = seqs < k->maxb ? seqs : k->maxb;
+	double rt = (double)(int64_t)e->running_tokens;
+
+	return k->k0 + k->b * (rt + (double)(int64_t)e->queued_tokens) + k->kB * (double)(int64_t)bb;
+}
+
+static inline double nkv_policy_wait(const struct nkv_sched_params *p, const struct nkv_perf *pf,
+				     const struct nkv_decode_state *d, const struct nkv_request *r)
+{
+	struct nkv_policy_req k;
+
+	nkv_policy_req_init(p, pf, r, &k);
+	return nkv_policy_wait_k(&k, d);
+}
+
 static inline double nkv_policy_pack(const struct nkv_sched_params *p, const struct nkv_perf *pf,
 				     const struct nkv_decode_state *d, const struct nkv_request *r)
 {
-	uint64_t b = (uint64_t)d->running + d->queued;
-	double bb, own, slow;
+	struct nkv_policy_req k;
 
-	b = b < pf->max_batch ? b : pf->max_batch;
-	bb = (double)(int64_t)b;
-	own = pf->decode_a + pf->decode_b * (double)(int64_t)(d->running_tokens + d->queued_tokens + r->input_len) +
-	      pf->decode_c * (bb + 1);
-	slow = bb * (pf->decode_b * (double)r->input_len + pf->decode_c);
-	return own + nkv_policy_pack_ov(p, r) * slow;
+	nkv_policy_req_init(p, pf, r, &k);
+	return nkv_policy_pack_k(&k, d);
 }
 
 /* missing(d): bytes a decode holding `held` leading blocks must receive. */

@@ -83,9 +83,11 @@
  *                NKV_W_TBT_DEFAULT = 16) is the exchange rate: wait(d)
  *                counts one decode iteration, pack the batch's slowdown
  *                over the request's life. 16 comes from `netkv sim
- *                experiment tbt` (the rag and agent profiles at 12 and 24
- *                req/s: TBT over rr < 0.35 ms with TTFT unchanged; 4 left
- *                rag at +0.5 ms, 64 costs agent@24 5% TTFT).
+ *                experiment tbt`, which also tunes it out of sample (on
+ *                the samples cla* is tuned on: lowest mean TTFT with TBT
+ *                over rr <= 0.5 ms everywhere): that picks 4, which held
+ *                out gains 0.4 points of TTFT and crosses the bound
+ *                (+0.51 ms, rag); 16 holds it (+0.27 ms). bench/sim/README.md.
  *   Ties (within 1e-12 relative, or exactly equal scores): netkv-topo,
  *   netkv-static and netkv take the lower tier(p, d), then lower load(d),
  *   then the lower decode index (netkv and netkv-static: among the

@@ -122,6 +122,27 @@ static int learn_path(struct nkv_oracle *o, uint32_t i, uint32_t j)
 	return 0;
 }
 
+/* Per link, the destinations it is a down link of (what a flow on it
+ * changes in dcong), once every path's links are known. */
+static void dst_links(struct nkv_oracle *o)
+{
+	uint32_t *off = o->ldst_off;
+
+	for (uint32_t j = 0; j < o->ndst; j++)
+		for (int k = 0; k < NKV_TIERS; k++)
+			if (o->dst[j].link[k] != NO_IDX)
+				off[o->dst[j].link[k] + 1]++;
+	for (uint32_t l = 0; l < o->nlinks; l++)
+		off[l + 1] += off[l];
+	for (uint32_t j = 0; j < o->ndst; j++)
+		for (int k = 0; k < NKV_TIERS; k++)
+			if (o->dst[j].link[k] != NO_IDX)
+				o->ldst[off[o->dst[j].link[k]]++] = j;
+	for (uint32_t l = o->nlinks; l > 0; l--) /* the fill moved each start to the next one's */
+		off[l] = off[l - 1];
+	off[0] = 0;
+}
+
 int nkv_oracle_create(const struct nkv_topo *t, const struct nkv_oracle_params *params, const uint32_t *src,
 		      uint32_t nsrc, const uint32_t *dst, uint32_t ndst, struct nkv_oracle **out)
 {
@@ -161,7 +182,12 @@ int nkv_oracle_create(const struct nkv_topo *t, const struct nkv_oracle_params *
 	o->inflight = calloc(o->nlinks ? o->nlinks : 1, sizeof(uint64_t));
 	o->inv_cap = calloc(o->nlinks ? o->nlinks : 1, sizeof(double));
 	o->cap = calloc(o->nlinks ? o->nlinks : 1, sizeof(double));
-	if (!o->paths || !o->cold || !o->dirty || !o->inflight || !o->inv_cap || !o->cap) {
+	o->cong = calloc(o->nlinks ? o->nlinks : 1, sizeof(double));
+	o->dcong = calloc((size_t)o->ndst * NKV_TIERS + 1, sizeof(double));
+	o->ldst_off = calloc((size_t)o->nlinks + 1, sizeof(uint32_t));
+	o->ldst = malloc(((size_t)o->ndst * NKV_TIERS + 1) * sizeof(uint32_t));
+	if (!o->paths || !o->cold || !o->dirty || !o->inflight || !o->inv_cap || !o->cap || !o->cong || !o->dcong ||
+	    !o->ldst_off || !o->ldst) {
 		ret = nkv_err(ENOMEM, "oracle: out of memory for %u x %u paths", o->nsrc, o->ndst);
 		goto fail;
 	}
@@ -203,6 +229,7 @@ int nkv_oracle_create(const struct nkv_topo *t, const struct nkv_oracle_params *
 			q->lat = nkv_topo_path_latency(t, o->src[i].inst, o->dst[j].inst);
 		}
 	}
+	dst_links(o);
 	o->next_tick = -INFINITY;
 	*out = o;
 	return 0;
@@ -225,6 +252,10 @@ void nkv_oracle_free(struct nkv_oracle *o)
 	free(o->inflight);
 	free(o->inv_cap);
 	free(o->cap);
+	free(o->cong);
+	free(o->dcong);
+	free(o->ldst_off);
+	free(o->ldst);
 	free(o);
 }
 
@@ -369,10 +400,15 @@ static int flow(struct nkv_oracle *o, uint32_t p, uint32_t d, uint64_t bytes, in
 					       (unsigned long long)o->inflight[links[k]]);
 	}
 	for (int k = 0; k < n; k++) {
+		uint32_t l = links[k];
+
 		if (sign > 0)
-			o->inflight[links[k]] += bytes;
+			o->inflight[l] += bytes;
 		else
-			o->inflight[links[k]] -= bytes;
+			o->inflight[l] -= bytes;
+		o->cong[l] = (double)o->inflight[l] * o->inv_cap[l];
+		for (uint32_t x = o->ldst_off[l]; x < o->ldst_off[l + 1]; x++)
+			oracle_end_cong(o, &o->dst[o->ldst[x]], &o->dcong[(size_t)o->ldst[x] * NKV_TIERS]);
 	}
 	return 0;
 }

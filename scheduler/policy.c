@@ -181,48 +181,21 @@ static void row_fini(void *state)
 	free(w);
 }
 
-/* The score row, one pass, no branch: nkv_policy_wait and nkv_policy_pack
- * (netkv_sched.h) rearranged with the per-decision constants folded:
- *   iter(d) = (a + b*in + c) + b * rt + c * run
- *   wait(d) = iter * (1 + R * max(A * y, S * x) / (x * y))
- *             A = tokens short, S = sequences over max_batch (0 when there
- *             is room: the common case, then wait = iter), x = max(rt, 1),
- *             y = max(run, 1): one division, no data-dependent branch
- *   pack(d) = (a + b*in + c) + b * (rt + qt) + B * (c + ov * (b*in + c))
- *             B = min(run + queued, max_batch)
- * (rt, qt running / queued tokens, run running sequences, R =
- * mean_remaining_output). The same values as the formulas up to rounding
- * (test_policy checks 1e-12). */
+/* The score row, one pass: w_wait * wait + w_xfer * xfer + w_tbt * pack,
+ * with the request's constants computed once (nkv_policy_req). */
 static void score_row(const struct nkv_sched_view *v, const struct nkv_request *r, struct rows *w)
 {
 	const struct nkv_sched_params *pp = nkv_view_params(v);
-	const struct nkv_perf *pf = nkv_view_perf(v);
-	const double ww = pp->w_wait, wx = pp->w_xfer, wt = pp->w_tbt, R = pp->mean_remaining_output;
-	const double a = pf->decode_a, b = pf->decode_b, c = pf->decode_c, in = (double)r->input_len;
-	const double k0 = a + b * in + c, kB = c + nkv_policy_pack_ov(pp, r) * (b * in + c);
-	const uint64_t need = (uint64_t)r->input_len + r->output_len, blk = pp->kv_block_tokens;
-	const uint64_t maxb = pf->max_batch;
+	const double ww = pp->w_wait, wx = pp->w_xfer, wt = pp->w_tbt;
 	const uint32_t n = nkv_view_ndecode(v);
 	const struct nkv_decode_state *ds = v->decode;
 	const double *restrict xfer = w->xfer;
 	double *restrict sc = w->sc;
+	struct nkv_policy_req k;
 
-	for (uint32_t d = 0; d < n; d++) {
-		const struct nkv_decode_state *e = &ds[d];
-		uint64_t free_tok = e->kv_blocks_total > e->kv_blocks_used ? (e->kv_blocks_total - e->kv_blocks_used) * blk
-									   : 0;
-		uint64_t want = e->queued_tokens + need, seqs = (uint64_t)e->running + e->queued;
-		uint64_t short_tok = want > free_tok ? want - free_tok : 0;
-		uint64_t over = seqs + 1 > maxb ? seqs + 1 - maxb : 0, bb = seqs < maxb ? seqs : maxb;
-		double rt = (double)(int64_t)e->running_tokens, run = (double)e->running;
-		double x = e->running_tokens ? rt : 1.0, y = e->running ? run : 1.0;
-		double ay = (double)(int64_t)short_tok * y, sx = (double)(int64_t)over * x;
-		double iter = k0 + b * rt + c * run;
-		double wait = iter * (1 + R * ((ay > sx ? ay : sx) / (x * y)));
-		double pack = k0 + b * (rt + (double)(int64_t)e->queued_tokens) + kB * (double)(int64_t)bb;
-
-		sc[d] = ww * wait + wx * xfer[d] + wt * pack;
-	}
+	nkv_policy_req_init(pp, nkv_view_perf(v), r, &k);
+	for (uint32_t d = 0; d < n; d++)
+		sc[d] = ww * nkv_policy_wait_k(&k, &ds[d]) + wx * xfer[d] + wt * nkv_policy_pack_k(&k, &ds[d]);
 }
 
 static int pick_netkv_static(const struct nkv_sched_view *v, void *state, const struct nkv_request *r, uint32_t p,

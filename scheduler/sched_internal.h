@@ -51,6 +51,11 @@ struct nkv_oracle {
 	double tier_inv[NKV_TIERS];  /* 1 / nominal tier figure */
 	uint64_t *inflight;          /* per link */
 	double *inv_cap;             /* per link */
+	double *cong;                /* per link: inflight * inv_cap, kept by flow add / remove */
+	double *dcong;               /* ndst * NKV_TIERS: a destination's side of a tier-t path's
+	                              * congestion (max over its down links of levels 1..t; level 0
+	                              * for t = 0), kept by flow add / remove */
+	uint32_t *ldst_off, *ldst;   /* per link: the destinations with it as a down link (CSR) */
 	double *cap;
 	uint32_t *dirty;             /* paths with unpublished samples */
 	size_t ndirty;
@@ -91,18 +96,17 @@ static inline int end_path(const struct oend *a, const struct oend *b, int t, ui
 	return n;
 }
 
-/* Congestion of the source side of a path, per tier: computed once per
- * decision, since every candidate shares the chosen prefill's uplinks. */
-static inline void oracle_src_cong(const struct nkv_oracle *o, uint32_t si, double c[NKV_TIERS])
+/* One endpoint's side of a tier-t path's congestion, per tier: its link of
+ * level 0 for t = 0, the max over its links of levels 1..t otherwise. A
+ * level no kept path uses stays NO_IDX (e.g. no decode on the same host). */
+static inline void oracle_end_cong(const struct nkv_oracle *o, const struct oend *e, double c[NKV_TIERS])
 {
-	const struct oend *a = &o->src[si];
 	double m = 0;
 
-	/* A level no kept path uses stays NO_IDX (e.g. no decode on the same host). */
-	c[0] = a->link[0] != NO_IDX ? (double)o->inflight[a->link[0]] * o->inv_cap[a->link[0]] : 0;
+	c[0] = e->link[0] != NO_IDX ? o->cong[e->link[0]] : 0;
 	for (int k = 1; k < NKV_TIERS; k++) {
-		if (a->link[k] != NO_IDX) {
-			double x = (double)o->inflight[a->link[k]] * o->inv_cap[a->link[k]];
+		if (e->link[k] != NO_IDX) {
+			double x = o->cong[e->link[k]];
 
 			m = x > m ? x : m;
 		}
@@ -110,43 +114,53 @@ static inline void oracle_src_cong(const struct nkv_oracle *o, uint32_t si, doub
 	}
 }
 
-/* Seconds for bytes over path (si, di), given oracle_src_cong(si): the formula in netkv_sched.h. */
-static inline double oracle_cost_pre(const struct nkv_oracle *o, const double srcc[NKV_TIERS], uint32_t si,
+/* What every candidate of one source shares, taken once per decision (a
+ * local copy, so the per-candidate loop keeps it in registers): the source
+ * side's congestion per tier, the tier figures, the congestion weight. */
+struct oracle_src {
+	double srcc[NKV_TIERS], tinv[NKV_TIERS], wc;
+	const double *dcong;
+};
+
+static inline void oracle_src_init(const struct nkv_oracle *o, uint32_t si, struct oracle_src *k)
+{
+	oracle_end_cong(o, &o->src[si], k->srcc);
+	for (int t = 0; t < NKV_TIERS; t++)
+		k->tinv[t] = o->tier_inv[t];
+	k->wc = o->p.w_cong;
+	k->dcong = o->dcong;
+}
+
+/* Seconds for bytes over the tier-t path q from k's source to destination
+ * di (not to itself): the formula in netkv_sched.h. The one per-candidate
+ * cost, shared by the scalar and the row forms. */
+static inline double oracle_cost_at(const struct oracle_src *k, const struct opath *q, uint32_t di, int t,
+				    uint64_t bytes, double now)
+{
+	double inv = q->inv > 0 && now <= q->fresh_until ? q->inv : k->tinv[t];
+	double y = k->dcong[(size_t)di * NKV_TIERS + t], cong = y > k->srcc[t] ? y : k->srcc[t];
+
+	return q->lat + (double)(int64_t)bytes * inv + k->wc * cong;
+}
+
+/* Seconds for bytes over path (si, di), given oracle_src_init(si). */
+static inline double oracle_cost_pre(const struct nkv_oracle *o, const struct oracle_src *k, uint32_t si,
 				     uint32_t di, uint64_t bytes, double now)
 {
-	const struct opath *q = oracle_path(o, si, di);
 	const struct oend *a = &o->src[si], *b = &o->dst[di];
-	int t = end_tier(a, b);
-	double inv = q->inv > 0 && now <= q->fresh_until ? q->inv : o->tier_inv[t];
-	double cong = srcc[t];
 
 	if (a->inst == b->inst)
 		return 0;
-	if (t == 0) {
-		double y = (double)o->inflight[b->link[0]] * o->inv_cap[b->link[0]];
-
-		cong = y > cong ? y : cong;
-	} else {
-		for (int k = 1; k <= t; k++) {
-			uint64_t f = o->inflight[b->link[k]];
-
-			if (f) {
-				double c = (double)f * o->inv_cap[b->link[k]];
-
-				cong = c > cong ? c : cong;
-			}
-		}
-	}
-	return q->lat + (double)(int64_t)bytes * inv + o->p.w_cong * cong;
+	return oracle_cost_at(k, oracle_path(o, si, di), di, end_tier(a, b), bytes, now);
 }
 
 static inline double oracle_cost_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di, uint64_t bytes,
 				     double now)
 {
-	double c[NKV_TIERS];
+	struct oracle_src k;
 
-	oracle_src_cong(o, si, c);
-	return oracle_cost_pre(o, c, si, di, bytes, now);
+	oracle_src_init(o, si, &k);
+	return oracle_cost_pre(o, &k, si, di, bytes, now);
 }
 
 static inline double oracle_cost_nominal_idx(const struct nkv_oracle *o, uint32_t si, uint32_t di, uint64_t bytes)

@@ -20,50 +20,26 @@ void nkv_view_xfer_row(const struct nkv_sched_view *v, uint32_t p, const struct 
 		       double *out)
 {
 	const struct nkv_oracle *o = v->oracle;
-	const struct oend *a = &o->src[p], *dst = o->dst;
+	const struct oend *dst = o->dst;
 	const struct opath *row = oracle_path(o, p, 0);
 	const uint8_t *tier = &v->tier[(size_t)p * v->ndecode];
-	const uint64_t *infl = o->inflight;
-	const double *icap = o->inv_cap, wc = o->p.w_cong;
-	const uint32_t n = v->ndecode, src_inst = a->inst;
+	const uint32_t n = v->ndecode, src_inst = o->src[p].inst;
 	const uint64_t full = (uint64_t)r->input_len * r->kv_bytes_per_token;
-	double srcc[NKV_TIERS], tinv[NKV_TIERS];
 	double *restrict o_ = out;
+	struct oracle_src k;
 
-	/* oracle_cost_pre's formula, the same operations in the same order,
-	 * with the per-decision parts (source congestion, tier figures, the
-	 * tier row, a candidate holding nothing) out of the loop. */
-	oracle_src_cong(o, p, srcc);
-	for (int t = 0; t < NKV_TIERS; t++)
-		tinv[t] = o->tier_inv[t];
+	/* oracle_cost_pre per candidate, with what the source shares, the
+	 * tier row and the bytes of a candidate holding nothing taken out of
+	 * the loop. */
+	oracle_src_init(o, p, &k);
 	for (uint32_t d = 0; d < n; d++) {
-		const struct opath *q = &row[d];
-		const struct oend *b = &dst[d];
 		int t = tier[d];
 		uint64_t bytes = v->held[d] ? nkv_view_missing(v, r, d) : full;
-		double inv = q->inv > 0 && now <= q->fresh_until ? q->inv : tinv[t];
-		double cong = srcc[t];
 
-		if (__builtin_expect(b->inst == src_inst, 0)) {
+		if (__builtin_expect(t == 0 && dst[d].inst == src_inst, 0))
 			o_[d] = 0;
-			continue;
-		}
-		if (t == 0) {
-			double y = (double)(int64_t)infl[b->link[0]] * icap[b->link[0]];
-
-			cong = y > cong ? y : cong;
-		} else {
-			for (int k = 1; k <= t; k++) {
-				uint64_t f = infl[b->link[k]];
-
-				if (f) {
-					double c = (double)(int64_t)f * icap[b->link[k]]; /* < 2^63 bytes */
-
-					cong = c > cong ? c : cong;
-				}
-			}
-		}
-		o_[d] = q->lat + (double)(int64_t)bytes * inv + wc * cong;
+		else
+			o_[d] = oracle_cost_at(&k, &row[d], d, t, bytes, now);
 	}
 }
 
