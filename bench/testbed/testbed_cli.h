@@ -1,6 +1,7 @@
 /*
  * The testbed's commands for the `netkv` table (tools/commands.c):
- * `netkv agent` (agent.c), `netkv replay` (replay.c), `netkv demo` (demo.c).
+ * `netkv agent` (agent.c), `netkv replay` (replay.c), `netkv demo` (demo.c),
+ * `netkv launch ...` (launch.h: launch_plan.c, launch_slurm.c).
  * Each gets argv[0] = its name and returns the exit status.
  */
 #ifndef NKV_TESTBED_CLI_H
@@ -9,5 +10,6 @@
 int nkv_cmd_agent(int argc, char **argv);
 int nkv_cmd_replay(int argc, char **argv);
 int nkv_cmd_demo(int argc, char **argv);
+#include "launch.h"
 
 #endif
