@@ -470,9 +470,21 @@ int nkv__launch_plan_make(const struct launch_plan_opts *o, struct launch_plan *
 	if (o->fabric)
 		snprintf(p->scheduler, sizeof(p->scheduler), "%s:%u", NKV_FABRIC_MGMT_ADDR, o->port);
 	else {
-		char a[64];
-		if ((rc = resolve4(p->nodes[0], a, sizeof(a))))
+		/* the first node's name as the cluster resolves it (its management
+		 * address), else the first address its NICs have; a loopback address
+		 * (Debian's 127.0.1.1 for the host's own name) only when one node runs all */
+		char a[64] = "";
+		if (resolve4(p->nodes[0], a, sizeof(a)) || (need > 1 && !strncmp(a, "127.", 4)))
+			a[0] = 0;
+		if (!a[0])
+			for (size_t j = 0; j < ninfo && !a[0]; j++)
+				for (uint32_t k = 0; !strcmp(info[j].name, p->nodes[0]) && k < info[j].nnics && !a[0]; k++)
+					snprintf(a, sizeof(a), "%s", info[j].nics[k].addr);
+		if (!a[0]) {
+			rc = nkv_err(EHOSTUNREACH, "node %s (the scheduler's): its name does not resolve to an IPv4 "
+						   "address and no NIC of it has one", p->nodes[0]);
 			goto out;
+		}
 		snprintf(p->scheduler, sizeof(p->scheduler), "%s:%u", a, o->port);
 	}
 	if (o->fabric)
@@ -514,9 +526,8 @@ int nkv__launch_plan_make(const struct launch_plan_opts *o, struct launch_plan *
 		}
 		if (ii.nic >= ni->nnics) {
 			rc = nkv_err(ENODEV, "node %s lacks a NIC the topology needs: host %s uses NIC %u (%s, serving %s) "
-					     "and the node has %u%s%s", node, ii.host_name, ii.nic, ii.nic_name, ii.name,
-				     ni->nnics, ni->nnics ? ", first " : "",
-				     ni->nnics ? (ni->nics[0].device[0] ? ni->nics[0].device : ni->nics[0].netdev) : "");
+					     "and the node has %u NIC%s", node, ii.host_name, ii.nic, ii.nic_name, ii.name,
+				     ni->nnics, ni->nnics == 1 ? "" : "s");
 			break;
 		}
 		const struct node_nic *c = &ni->nics[ii.nic];

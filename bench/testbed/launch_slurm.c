@@ -110,8 +110,9 @@ struct slurm_opts {
 	bool fabric, submit, wait;
 };
 
+/* model: the agents' --model (a preset or the folder's copy); extra: their other flags */
 static void write_script(FILE *f, const struct slurm_opts *o, size_t nodes, size_t agents, uint32_t per_node_max,
-			 const char *model_arg)
+			 const char *model, const char *extra)
 {
 	char pols[256];
 	snprintf(pols, sizeof(pols), "%s", o->policies);
@@ -170,7 +171,9 @@ static void write_script(FILE *f, const struct slurm_opts *o, size_t nodes, size
 		   "\tlocal step=\n"
 		   "\t[ -n \"$AGENTS_PID\" ] && step=$(squeue -h --steps -j \"$SLURM_JOB_ID\" -o '%%i %%j' 2>/dev/null |\n"
 		   "\t\tawk -v n=\"agents-$POLICY\" '$2 == n { print $1 }')\n"
-		   "\t[ -n \"$step\" ] && scancel --signal=TERM \"$step\" 2>/dev/null\n"
+		   "\tif [ -n \"$step\" ] && scancel --signal=TERM \"$step\" 2>/dev/null; then\n"
+		   "\t\tfor _ in $(seq 50); do kill -0 \"$AGENTS_PID\" 2>/dev/null || break; sleep 0.2; done\n"
+		   "\tfi\n"
 		   "\tstop \"$AGENTS_PID\"; stop \"$SCHED_PID\"; AGENTS_PID= SCHED_PID=\n"
 		   "}\n"
 		   "\n"
@@ -186,7 +189,7 @@ static void write_script(FILE *f, const struct slurm_opts *o, size_t nodes, size
 		   "trap 'say \"interrupted during ${POLICY:-start-up}; stopping, $OUT keeps what was written\"; "
 		   "finish \"interrupted during ${POLICY:-start-up}\"; exit 143' TERM INT\n"
 		   "\n",
-		o->prefill, o->decode, o->policies, o->requests, o->rate_scale, o->time_scale, model_arg, o->blocks,
+		o->prefill, o->decode, o->policies, o->requests, o->rate_scale, o->time_scale, model, o->blocks,
 		o->fabric ? "fabric" : "slurm");
 	/* the nodes' NICs, then the plan */
 	if (o->hosts)
@@ -241,7 +244,7 @@ static void write_script(FILE *f, const struct slurm_opts *o, size_t nodes, size
 		   "finish; rc=$?\n"
 		   "[ $FAILED = 0 ] || rc=1\n"
 		   "exit $rc\n",
-		o->prefill, o->decode, o->time_scale, model_arg, o->blocks, o->time_scale, "", o->requests, o->rate_scale,
+		o->prefill, o->decode, o->time_scale, model, o->blocks, o->time_scale, extra, o->requests, o->rate_scale,
 		o->time_scale, o->timeout);
 }
 
@@ -411,16 +414,13 @@ int nkv_cmd_launch_slurm(int argc, char **argv)
 	if (o.gid)
 		el += (size_t)snprintf(extra + el, sizeof(extra) - el, " --gid-index %u", o.gid - 1);
 	(void)el;
-	/* model_arg goes on the multi-prog line together with the extras */
-	char model_line[PATH_MAX + 300];
-	snprintf(model_line, sizeof(model_line), "%s%s", model_arg, extra);
 	snprintf(path, sizeof(path), "%s/job.sbatch", dir);
 	FILE *f = fopen(path, "w");
 	if (!f) {
 		fprintf(stderr, "netkv launch slurm: %s: %s\n", path, strerror(errno));
 		return 1;
 	}
-	write_script(f, &o, nodes, agents, per_node_max, model_line);
+	write_script(f, &o, nodes, agents, per_node_max, model_arg, extra);
 	if (fclose(f) || chmod(path, 0755)) {
 		fprintf(stderr, "netkv launch slurm: cannot write %s\n", path);
 		return 1;
