@@ -779,8 +779,10 @@ int nkv_cmd_launch_plan(int argc, char **argv)
 		FILE *f = fopen(hostfile, "w");
 		for (size_t i = 0; f && i < p.nagents; i++)
 			fprintf(f, "%s\n", p.agents[i].node);
-		if (!f || fclose(f))
-			rc = nkv_err(EIO, "cannot write %s", hostfile) ? 1 : 1;
+		if (!f || fclose(f)) {
+			nkv_err(EIO, "cannot write %s", hostfile);
+			rc = 1;
+		}
 	}
 	if (rc)
 		fprintf(stderr, "netkv launch plan: %s\n", nkv_last_error());
