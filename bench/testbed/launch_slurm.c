@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cluster.h" /* nkv__testbed_check_policies */
 #include "launch.h"
 #include "netkv_sched.h"
 #include "nkv_cli.h"
@@ -31,24 +32,6 @@
 #include "run_desc.h"
 
 #define MAX_SBATCH_ARGS 16
-
-/* Every policy known; the list as given, at most 16. */
-static int check_policies(const char *list)
-{
-	char *l = strdup(list), *sv = NULL;
-	int n = 0, rc = 0;
-
-	if (!l)
-		return nkv_err(ENOMEM, "out of memory");
-	for (char *t = strtok_r(l, ",", &sv); t && !rc; t = strtok_r(NULL, ",", &sv))
-		if (!nkv_policy_find(t))
-			rc = nkv_err(EINVAL, "--policies: unknown policy '%s' (rr random load cache cla cla* netkv-topo "
-					     "netkv-static netkv)", t);
-		else if (++n > 16)
-			rc = nkv_err(EINVAL, "--policies: more than 16");
-	free(l);
-	return rc || n ? rc : nkv_err(EINVAL, "--policies: none given");
-}
 
 static int copy_file(const char *from, const char *to)
 {
@@ -346,8 +329,8 @@ int nkv_cmd_launch_slurm(int argc, char **argv)
 				words[i][0], words[i][1]);
 			return 2;
 		}
-	if (check_policies(o.policies)) {
-		fprintf(stderr, "netkv launch slurm: %s\n", nkv_last_error());
+	if (nkv__testbed_check_policies(o.policies, 16)) {
+		fprintf(stderr, "netkv launch slurm: --policies '%s': %s\n", o.policies, nkv_last_error());
 		return 2;
 	}
 	size_t nodes, agents;
@@ -506,8 +489,8 @@ int nkv_cmd_launch_finish(int argc, char **argv)
 		fprintf(stderr, "netkv launch finish: --mode '%s': expected slurm or fabric\n", mode);
 		return 2;
 	}
-	if (check_policies(policies)) {
-		fprintf(stderr, "netkv launch finish: %s\n", nkv_last_error());
+	if (nkv__testbed_check_policies(policies, 16)) {
+		fprintf(stderr, "netkv launch finish: --policies '%s': %s\n", policies, nkv_last_error());
 		return 2;
 	}
 	struct nkv_topo *t = NULL;
