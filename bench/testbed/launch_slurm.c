@@ -26,6 +26,7 @@
 #include "cluster.h" /* nkv__testbed_check_policies */
 #include "launch.h"
 #include "netkv_sched.h"
+#include "nkv_models.h"
 #include "nkv_cli.h"
 #include "nkv_util.h"
 #include "records.h"
@@ -329,6 +330,16 @@ int nkv_cmd_launch_slurm(int argc, char **argv)
 				words[i][0], words[i][1]);
 			return 2;
 		}
+	/* what the agents would refuse on every node, refused here */
+	struct nkv_model_desc md;
+	if (nkv_model_find(o.model, &md)) {
+		fprintf(stderr, "netkv launch slurm: --model: %s\n", nkv_last_error());
+		return 2;
+	}
+	if (o.page_tokens && 512 % o.page_tokens) {
+		fprintf(stderr, "netkv launch slurm: --page-tokens %u: want a divisor of 512\n", o.page_tokens);
+		return 2;
+	}
 	if (nkv__testbed_check_policies(o.policies, 16)) {
 		fprintf(stderr, "netkv launch slurm: --policies '%s': %s\n", o.policies, nkv_last_error());
 		return 2;
