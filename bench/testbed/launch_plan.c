@@ -97,7 +97,7 @@ static int roles_load(const char *topo, const char *prefill, const char *decode,
 		return rc;
 	uint32_t n = nkv_topo_instances(*tp), nh = nkv_topo_hosts(*tp);
 	*roles = calloc(n, sizeof(int));
-	*hostslot = malloc(nh * sizeof(int) + 1);
+	*hostslot = calloc(nh ? nh : 1, sizeof(int));
 	if (!*roles || !*hostslot)
 		return nkv_err(ENOMEM, "out of memory");
 	if ((rc = mark_roles(*tp, prefill, 1, *roles)) || (rc = mark_roles(*tp, decode, 2, *roles)))

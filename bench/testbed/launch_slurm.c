@@ -432,7 +432,8 @@ int nkv_cmd_launch_slurm(int argc, char **argv)
 		_exit(127);
 	}
 	if (pid < 0 || waitpid(pid, &rc, 0) != pid || !WIFEXITED(rc) || WEXITSTATUS(rc)) {
-		fprintf(stderr, "netkv launch slurm: sbatch failed; the job's folder is %s\n", dir);
+		fprintf(stderr, "netkv launch slurm: %s (exit %d); the job's folder is %s\n",
+			o.wait ? "sbatch --wait: the job failed" : "sbatch failed", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, dir);
 		return 1;
 	}
 	return 0;
