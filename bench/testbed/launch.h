@@ -1,10 +1,11 @@
 /*
- * `netkv launch`: the testbed on a Slurm allocation. launch_plan.c places a
- * topology's agents on allocated nodes (the plan), describes a node's NICs
- * (discover) and starts one agent from the plan (agent); launch_slurm.c
- * writes the sbatch script that runs it all and collects the run's folder
- * (finish). The plan is a JSON file (format netkv-launch-plan/1), read back
- * by `launch agent` on every node and by `launch finish`.
+ * `netkv launch`: the testbed on a Slurm allocation. launch_nodes.c: the
+ * allocation's nodes and what each has (`launch discover`, hosts files);
+ * launch_plan.c: a topology's agents placed on them (`launch plan`);
+ * launch_agent.c: one rank's agent started from the plan (`launch agent`);
+ * launch_slurm.c: the sbatch script that runs it all (`launch slurm`);
+ * launch_finish.c: its last step, the run's folder checked (`launch finish`). The plan is a JSON file (format
+ * netkv-launch-plan/1), read back by `launch agent` on every rank.
  */
 #ifndef NKV_LAUNCH_H
 #define NKV_LAUNCH_H
@@ -62,6 +63,28 @@ void nkv__launch_plan_free(struct launch_plan *p);
 /* A word that is safe on a generated shell or multi-prog line unquoted:
  * letters, digits and . _ - + / : , = @ % (and not empty). */
 bool nkv__launch_word_ok(const char *s);
+/* s (NULL = "") into dst when it is such a word that fits (or empty, when
+ * allowed); else an error naming what. */
+int nkv__launch_copy_word(char *dst, size_t size, const char *s, bool may_be_empty, const char *what);
+
+/* What a node has (launch_nodes.c): its NICs in the order the plan uses. */
+struct launch_nic {
+	char device[LAUNCH_NAME_MAX], netdev[LAUNCH_NAME_MAX], addr[64]; /* "" = none */
+};
+struct launch_node {
+	char name[LAUNCH_NAME_MAX];
+	uint32_t gpus, nnics;
+	struct launch_nic nics[LAUNCH_MAX_NICS];
+};
+/* This node ($SLURMD_NODENAME, else the short host name): RDMA devices with
+ * their netdev's IPv4 address, else the netdevs that are up with one. */
+int nkv__launch_node_discover(struct launch_node *n);
+/* A hosts file, or every *.json of a folder (`launch discover` per node);
+ * *v is malloc'ed. */
+int nkv__launch_hosts_load(const char *path, struct launch_node **v, size_t *n);
+/* given (comma-separated), or $SLURM_JOB_NODELIST through `scontrol show
+ * hostnames` when NULL; *nodes is malloc'ed. */
+int nkv__launch_nodes_list(const char *given, char (**nodes)[LAUNCH_NAME_MAX], size_t *n);
 
 /* The commands (tools/commands.c through testbed_cli.h). */
 int nkv_cmd_launch_plan(int argc, char **argv);

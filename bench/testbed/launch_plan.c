@@ -1,30 +1,20 @@
 /*
- * `netkv launch plan | discover | agent`: where each agent of a testbed run
- * goes on a Slurm allocation. The plan maps the topology hosts the roles use
- * to the allocated nodes in order (--per-node of them on each), each GPU
- * instance to the local GPU of the same index, and each NIC to the node's
- * NIC of the same index: its RDMA device, netdev and IPv4 address, as
- * `launch discover` found them on the node or a hosts file names them. It
- * refuses, naming the problem, what cannot run: an unknown host or
- * instance, too few nodes, a node without the NICs (or, with --mem cuda,
- * the GPUs) the topology needs. `launch agent` is what srun starts on every
- * rank: it reads its line of the plan and execs `netkv agent` with it.
+ * `netkv launch plan`: where each agent of a testbed run goes on a Slurm
+ * allocation. The topology hosts the roles use go to the allocated nodes in
+ * order (--per-node of them on each), each GPU instance to the local GPU of
+ * the same index, each NIC to the node's NIC of the same index (launch_nodes.c
+ * says what a node has). It refuses, naming the problem, what cannot run: an
+ * unknown host or instance, too few nodes, a node without the NICs (or, with
+ * --mem cuda, the GPUs) the topology needs. The plan is written as JSON for
+ * `launch agent` (launch_agent.c) on every rank.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <netdb.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
@@ -34,17 +24,6 @@
 #include "nkv_cli.h"
 #include "nkv_json_out.h"
 #include "nkv_util.h"
-
-bool nkv__launch_word_ok(const char *s)
-{
-	if (!s || !*s)
-		return false;
-	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		      strchr("._-+/:,=@%", *s)))
-			return false;
-	return true;
-}
 
 /* ---- roles: which topology instances run, and as what ---------------------- */
 
@@ -147,270 +126,6 @@ int nkv__launch_nodes_needed(const char *topo, const char *prefill, const char *
 	return rc;
 }
 
-/* ---- what a node has: discovered on it, or from a hosts file ----------------- */
-
-struct node_nic {
-	char device[LAUNCH_NAME_MAX], netdev[LAUNCH_NAME_MAX], addr[64];
-};
-struct node_info {
-	char name[LAUNCH_NAME_MAX];
-	uint32_t gpus, nnics;
-	struct node_nic nics[LAUNCH_MAX_NICS];
-};
-
-static int copy_word(char *dst, size_t size, const char *s, bool may_be_empty, const char *what)
-{
-	if (!s)
-		s = "";
-	if ((!*s && !may_be_empty) || strlen(s) >= size || (*s && !nkv__launch_word_ok(s)))
-		return nkv_err(EINVAL, "%s '%.80s': want 1..%zu letters, digits or . _ - + / : , = @ %%", what, s, size - 1);
-	snprintf(dst, size, "%s", s);
-	return 0;
-}
-
-/* This node: RDMA NICs (with their netdev's address), else the netdevs
- * that are up and have an IPv4 address, loopback left out. */
-static int node_discover(struct node_info *n)
-{
-	struct nkv_host_info *h;
-	struct ifaddrs *ifa0, *ifa;
-	const char *slurm = getenv("SLURMD_NODENAME");
-	int rc;
-
-	memset(n, 0, sizeof(*n));
-	if (slurm && *slurm) {
-		if ((rc = copy_word(n->name, sizeof(n->name), slurm, false, "$SLURMD_NODENAME")))
-			return rc;
-	} else {
-		char host[256];
-		if (gethostname(host, sizeof(host)))
-			return nkv_err(errno, "gethostname: %s", strerror(errno));
-		host[strcspn(host, ".")] = 0;
-		if ((rc = copy_word(n->name, sizeof(n->name), host, false, "host name")))
-			return rc;
-	}
-	if ((rc = nkv_host_discover(&h)))
-		return rc;
-	if (getifaddrs(&ifa0)) {
-		nkv_host_free(h);
-		return nkv_err(errno, "getifaddrs: %s", strerror(errno));
-	}
-	n->gpus = h->ngpus;
-	for (uint32_t i = 0; i < h->nnics && n->nnics < LAUNCH_MAX_NICS; i++) {
-		struct node_nic *x = &n->nics[n->nnics++];
-		snprintf(x->device, sizeof(x->device), "%s", h->nics[i].name);
-		snprintf(x->netdev, sizeof(x->netdev), "%s", h->nics[i].netdev);
-	}
-	nkv_host_free(h);
-	bool rdma = n->nnics > 0;
-	for (ifa = ifa0; ifa; ifa = ifa->ifa_next) {
-		if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != AF_INET || (ifa->ifa_flags & IFF_LOOPBACK) ||
-		    !(ifa->ifa_flags & IFF_UP))
-			continue;
-		char a[64];
-		inet_ntop(AF_INET, &((struct sockaddr_in *)ifa->ifa_addr)->sin_addr, a, sizeof(a));
-		if (rdma) {
-			for (uint32_t i = 0; i < n->nnics; i++)
-				if (!strcmp(n->nics[i].netdev, ifa->ifa_name) && !n->nics[i].addr[0])
-					snprintf(n->nics[i].addr, sizeof(n->nics[i].addr), "%s", a);
-			continue;
-		}
-		bool seen = false;
-		for (uint32_t i = 0; i < n->nnics; i++)
-			seen |= !strcmp(n->nics[i].netdev, ifa->ifa_name);
-		if (!seen && n->nnics < LAUNCH_MAX_NICS) {
-			struct node_nic *x = &n->nics[n->nnics++];
-			snprintf(x->netdev, sizeof(x->netdev), "%s", ifa->ifa_name);
-			snprintf(x->addr, sizeof(x->addr), "%s", a);
-		}
-	}
-	freeifaddrs(ifa0);
-	return 0;
-}
-
-static json_t *node_json(const struct node_info *n)
-{
-	json_t *nics = json_array();
-	for (uint32_t i = 0; i < n->nnics; i++)
-		json_array_append_new(nics, json_pack("{s:s,s:s,s:s}", "device", n->nics[i].device, "netdev",
-						      n->nics[i].netdev, "addr", n->nics[i].addr));
-	return json_pack("{s:i,s:o}", "gpus", (int)n->gpus, "nics", nics);
-}
-
-/* One node of a hosts file: {"gpus": N, "nics": [{"device", "netdev", "addr"}, ...]}. */
-static int node_parse(const char *file, const char *name, json_t *j, struct node_info *n)
-{
-	json_t *nics = json_object_get(j, "nics"), *g = json_object_get(j, "gpus"), *x;
-	size_t i;
-	int rc;
-
-	memset(n, 0, sizeof(*n));
-	if ((rc = copy_word(n->name, sizeof(n->name), name, false, "node name")))
-		return nkv_err_wrap(-rc, "%s", file);
-	if (!json_is_object(j) || !json_is_array(nics) || (g && (!json_is_integer(g) || json_integer_value(g) < 0 ||
-								   json_integer_value(g) > 1024)))
-		return nkv_err(EINVAL, "%s: node %s: want {\"gpus\": 0..1024, \"nics\": [{\"device\", \"netdev\", \"addr\"}]}",
-			       file, name);
-	n->gpus = g ? (uint32_t)json_integer_value(g) : 0;
-	if (json_array_size(nics) > LAUNCH_MAX_NICS)
-		return nkv_err(EINVAL, "%s: node %s: more than %d NICs", file, name, LAUNCH_MAX_NICS);
-	json_array_foreach(nics, i, x) {
-		struct node_nic *c = &n->nics[n->nnics++];
-		struct in_addr ia;
-		const char *addr = json_string_value(json_object_get(x, "addr"));
-		if (!json_is_object(x) ||
-		    (rc = copy_word(c->device, sizeof(c->device), json_string_value(json_object_get(x, "device")), true,
-				    "device")) ||
-		    (rc = copy_word(c->netdev, sizeof(c->netdev), json_string_value(json_object_get(x, "netdev")), true,
-				    "netdev")))
-			return nkv_err(EINVAL, "%s: node %s, NIC %zu: %s", file, name, i,
-				       json_is_object(x) ? nkv_last_error() : "want an object");
-		if (addr && *addr && inet_pton(AF_INET, addr, &ia) != 1)
-			return nkv_err(EINVAL, "%s: node %s, NIC %zu: addr '%.64s' is no IPv4 address", file, name, i, addr);
-		snprintf(c->addr, sizeof(c->addr), "%s", addr ? addr : "");
-	}
-	return 0;
-}
-
-/* Add the nodes of one hosts file ({"nodes": {NAME: {...}}}) to *v. */
-static int hosts_file(const char *path, struct node_info **v, size_t *n, size_t *cap)
-{
-	json_error_t je;
-	json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &je), *x;
-	const char *name;
-	int rc = 0;
-
-	if (!j)
-		return nkv_err(EINVAL, "%s: %s (line %d)", path, je.text, je.line);
-	if (!json_is_object(json_object_get(j, "nodes")))
-		rc = nkv_err(EINVAL, "%s: want {\"nodes\": {\"NODE\": {\"gpus\": N, \"nics\": [...]}}} (netkv launch discover "
-				     "writes one)", path);
-	json_object_foreach(json_object_get(j, "nodes"), name, x) {
-		if (rc)
-			break;
-		for (size_t i = 0; i < *n && !rc; i++)
-			if (!strcmp((*v)[i].name, name))
-				rc = nkv_err(EINVAL, "%s: node %s is described twice", path, name);
-		if (!rc && *n >= LAUNCH_MAX_NODES)
-			rc = nkv_err(E2BIG, "%s: more than %d nodes", path, LAUNCH_MAX_NODES);
-		if (!rc && !(rc = nkv_grow((void **)v, cap, *n + 1, sizeof(**v))))
-			if (!(rc = node_parse(path, name, x, &(*v)[*n])))
-				(*n)++;
-	}
-	json_decref(j);
-	return rc;
-}
-
-/* A hosts file, or every *.json of a folder (`launch discover` output per node). */
-static int hosts_load(const char *path, struct node_info **v, size_t *n)
-{
-	size_t cap = 0;
-	DIR *d = opendir(path);
-	int rc = 0;
-
-	*v = NULL, *n = 0;
-	if (!d)
-		return errno == ENOTDIR ? hosts_file(path, v, n, &cap) : nkv_err(errno, "%s: %s", path, strerror(errno));
-	struct dirent *e;
-	while (!rc && (e = readdir(d))) {
-		size_t len = strlen(e->d_name);
-		char file[4096];
-		if (len < 6 || strcmp(e->d_name + len - 5, ".json"))
-			continue;
-		snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
-		rc = hosts_file(file, v, n, &cap);
-	}
-	closedir(d);
-	if (!rc && !*n)
-		rc = nkv_err(ENOENT, "%s: no node described (no *.json from netkv launch discover)", path);
-	return rc;
-}
-
-/* ---- the allocation's nodes ------------------------------------------------ */
-
-/* stdout of argv (at most max bytes, within 20 s), NUL-terminated. */
-static int capture(char *const argv[], char *out, size_t max)
-{
-	int pfd[2];
-	if (pipe(pfd))
-		return nkv_err(errno, "pipe: %s", strerror(errno));
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(pfd[0]), close(pfd[1]);
-		return nkv_err(errno, "fork: %s", strerror(errno));
-	}
-	if (pid == 0) {
-		dup2(pfd[1], 1);
-		close(pfd[0]), close(pfd[1]);
-		execvp(argv[0], argv);
-		fprintf(stderr, "%s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
-	size_t len = 0;
-	double end = nkv_now_s() + 20;
-	int rc = 0;
-	for (;;) {
-		struct pollfd p = { pfd[0], POLLIN, 0 };
-		int left = (int)((end - nkv_now_s()) * 1000);
-		if (left <= 0 || poll(&p, 1, left) <= 0) {
-			rc = nkv_err(ETIMEDOUT, "%s did not answer within 20 s", argv[0]);
-			kill(pid, SIGKILL);
-			break;
-		}
-		ssize_t r = read(pfd[0], out + len, max - 1 - len);
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-		if (len >= max - 1) {
-			rc = nkv_err(E2BIG, "%s: output longer than %zu bytes", argv[0], max - 1);
-			kill(pid, SIGKILL);
-			break;
-		}
-	}
-	out[len] = 0;
-	close(pfd[0]);
-	int st;
-	waitpid(pid, &st, 0);
-	if (!rc && (!WIFEXITED(st) || WEXITSTATUS(st)))
-		rc = nkv_err(EIO, "%s %s failed (exit %d)", argv[0], argv[1], WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-	return rc;
-}
-
-/* --nodes, or $SLURM_JOB_NODELIST expanded by `scontrol show hostnames`. */
-static int nodes_list(const char *given, char (**nodes)[LAUNCH_NAME_MAX], size_t *n)
-{
-	static char buf[1 << 20];
-	const char *src = given;
-	size_t cap = 0;
-	int rc = 0;
-
-	*nodes = NULL, *n = 0;
-	if (!given) {
-		const char *nl = getenv("SLURM_JOB_NODELIST");
-		if (!nl || !*nl)
-			return nkv_err(EINVAL, "no allocation: $SLURM_JOB_NODELIST is not set (run inside a Slurm job, or give "
-					       "--nodes a,b,...)");
-		char *argv[] = { "scontrol", "show", "hostnames", (char *)nl, NULL };
-		if ((rc = capture(argv, buf, sizeof(buf))))
-			return nkv_err_wrap(-rc, "expanding $SLURM_JOB_NODELIST '%.200s'", nl);
-		src = buf;
-	}
-	char *copy = strdup(src), *save = NULL;
-	if (!copy)
-		return nkv_err(ENOMEM, "out of memory");
-	for (char *w = strtok_r(copy, ", \t\r\n", &save); w && !rc; w = strtok_r(NULL, ", \t\r\n", &save)) {
-		if (*n >= LAUNCH_MAX_NODES)
-			rc = nkv_err(E2BIG, "more than %d nodes", LAUNCH_MAX_NODES);
-		else if (!(rc = nkv_grow((void **)nodes, &cap, *n + 1, sizeof(**nodes))))
-			rc = copy_word((*nodes)[(*n)++], LAUNCH_NAME_MAX, w, false, "node name");
-	}
-	free(copy);
-	if (!rc && !*n)
-		rc = nkv_err(EINVAL, "the allocation has no node");
-	return rc;
-}
-
 /* ---- the plan ---------------------------------------------------------------- */
 
 static int resolve4(const char *node, char *addr, size_t len)
@@ -427,7 +142,7 @@ static int resolve4(const char *node, char *addr, size_t len)
 int nkv__launch_plan_make(const struct launch_plan_opts *o, struct launch_plan *p)
 {
 	struct nkv_topo *t = NULL;
-	struct node_info *info = NULL;
+	struct launch_node *info = NULL;
 	size_t ninfo = 0, nh = 0;
 	int *roles = NULL, *slot = NULL, rc;
 	bool verbs = o->backend && !strcmp(o->backend, "verbs"), cuda = o->mem && !strcmp(o->mem, "cuda");
@@ -443,7 +158,7 @@ int nkv__launch_plan_make(const struct launch_plan_opts *o, struct launch_plan *
 	if ((rc = roles_load(o->topo, o->prefill, o->decode, &t, &roles, &slot, &nh)))
 		goto out;
 	snprintf(p->topo, sizeof(p->topo), "%s", o->topo);
-	if ((rc = nodes_list(o->nodes, &p->nodes, &p->nnodes)))
+	if ((rc = nkv__launch_nodes_list(o->nodes, &p->nodes, &p->nnodes)))
 		goto out;
 	size_t need = (nh + p->per_node - 1) / p->per_node;
 	if (o->fabric && need > 1) {
@@ -457,12 +172,12 @@ int nkv__launch_plan_make(const struct launch_plan_opts *o, struct launch_plan *
 		goto out;
 	}
 	p->nnodes = need; /* extra nodes stay idle */
-	if (!o->fabric && (rc = o->hosts ? hosts_load(o->hosts, &info, &ninfo) : 0))
+	if (!o->fabric && (rc = o->hosts ? nkv__launch_hosts_load(o->hosts, &info, &ninfo) : 0))
 		goto out;
 	if (!o->fabric && !o->hosts) {
 		if (!(info = calloc(1, sizeof(*info))))
 			rc = nkv_err(ENOMEM, "out of memory");
-		else if (!(rc = node_discover(info)))
+		else if (!(rc = nkv__launch_node_discover(info)))
 			ninfo = 1;
 		if (rc)
 			goto out;
@@ -514,7 +229,7 @@ int nkv__launch_plan_make(const struct launch_plan_opts *o, struct launch_plan *
 				break;
 			continue;
 		}
-		const struct node_info *ni = NULL;
+		const struct launch_node *ni = NULL;
 		for (size_t j = 0; j < ninfo; j++)
 			if (!strcmp(info[j].name, node))
 				ni = &info[j];
@@ -530,7 +245,7 @@ int nkv__launch_plan_make(const struct launch_plan_opts *o, struct launch_plan *
 				     ni->nnics, ni->nnics == 1 ? "" : "s");
 			break;
 		}
-		const struct node_nic *c = &ni->nics[ii.nic];
+		const struct launch_nic *c = &ni->nics[ii.nic];
 		if (verbs && !c->device[0])
 			rc = nkv_err(ENODEV, "node %s, NIC %u (%s) for %s: no RDMA device, and --backend verbs needs one",
 				     node, ii.nic, c->netdev, ii.name);
@@ -596,7 +311,7 @@ int nkv__launch_plan_write(const struct launch_plan *p, const char *path)
 
 static int get_word(json_t *j, const char *key, char *dst, size_t size, bool may_be_empty, const char *path)
 {
-	int rc = copy_word(dst, size, json_string_value(json_object_get(j, key)), may_be_empty, key);
+	int rc = nkv__launch_copy_word(dst, size, json_string_value(json_object_get(j, key)), may_be_empty, key);
 	return rc ? nkv_err_wrap(-rc, "%s", path) : 0;
 }
 
@@ -636,7 +351,7 @@ int nkv__launch_plan_load(const char *path, struct launch_plan *p)
 		goto out;
 	}
 	json_array_foreach(nodes, i, x)
-		if ((rc = copy_word(p->nodes[i], sizeof(p->nodes[i]), json_string_value(x), false, "node")))
+		if ((rc = nkv__launch_copy_word(p->nodes[i], sizeof(p->nodes[i]), json_string_value(x), false, "node")))
 			goto out;
 	json_array_foreach(ags, i, x) {
 		struct launch_agent *a = &p->agents[i];
@@ -794,148 +509,3 @@ int nkv_cmd_launch_plan(int argc, char **argv)
 	return rc;
 }
 
-int nkv_cmd_launch_discover(int argc, char **argv)
-{
-	static const struct option opts[] = { { "output", 1, 0, 'o' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
-	const char *out = NULL;
-	int c;
-
-	optind = 1;
-	while ((c = nkv_cli_getopt(argc, argv, "ho:", opts, NULL)) != -1) {
-		if (c == 'o')
-			out = optarg;
-		else if (c == 'h') {
-			printf("usage: netkv launch discover [-o FILE]\n"
-			       "This node's GPUs and NICs as a hosts file for `netkv launch plan --hosts`: its RDMA devices\n"
-			       "(hwloc) with their netdev and IPv4 address, else the netdevs that are up with an IPv4\n"
-			       "address (loopback left out), in that order. The node is named $SLURMD_NODENAME, else the\n"
-			       "short host name. -o FILE writes it there instead of stdout.\n");
-			return 0;
-		} else
-			return 2;
-	}
-	if (optind != argc) {
-		fprintf(stderr, "netkv launch discover: unexpected argument '%s'\n", argv[optind]);
-		return 2;
-	}
-	struct node_info *n = calloc(1, sizeof(*n));
-	if (!n || node_discover(n)) {
-		fprintf(stderr, "netkv launch discover: %s\n", n ? nkv_last_error() : "out of memory");
-		free(n);
-		return 1;
-	}
-	json_t *j = json_pack("{s:s,s:{s:o}}", "format", "netkv-launch-hosts/1", "nodes", n->name, node_json(n));
-	free(n);
-	int rc = json_dump_file(j, out ? out : "/dev/stdout", NKV_JSON_FLAGS);
-	json_decref(j);
-	if (rc)
-		fprintf(stderr, "netkv launch discover: cannot write %s\n", out ? out : "stdout");
-	return rc ? 1 : 0;
-}
-
-int nkv_cmd_launch_agent(int argc, char **argv)
-{
-	static const struct option opts[] = { { "plan", 1, 0, 'p' }, { "rank", 1, 0, 'r' }, { "log", 1, 0, 'l' },
-					      { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
-	const char *plan = NULL, *logdir = NULL, *rank_s = getenv("SLURM_PROCID");
-	uint32_t rank;
-	int c;
-
-	optind = 1;
-	while ((c = nkv_cli_getopt(argc, argv, "+h", opts, NULL)) != -1) {
-		if (c == 'p')
-			plan = optarg;
-		else if (c == 'r')
-			rank_s = optarg;
-		else if (c == 'l')
-			logdir = optarg;
-		else if (c == 'h') {
-			printf("usage: netkv launch agent --plan FILE [--rank N] [--log DIR] [-- AGENT FLAGS...]\n"
-			       "Starts the agent of one rank of a plan (netkv launch plan): execs `netkv agent` with its\n"
-			       "role, instance name, scheduler address, GPU (--mem cuda), RDMA device (--backend verbs)\n"
-			       "and NIC address (decode --data ADDR:0, prefill --src ADDR), inside its fabric namespace\n"
-			       "when the plan has one, followed by the AGENT FLAGS given (--model, --blocks, --verify, ...).\n"
-			       "The token comes from $NKV_TOKEN (or --token-file among the flags), never the plan.\n"
-			       "  --rank N    the plan's agent N (default $SLURM_PROCID, as srun --multi-prog sets it)\n"
-			       "  --log DIR   stdout and stderr to DIR/agent-NAME.log\n");
-			return 0;
-		} else
-			return 2;
-	}
-	if (!plan || !rank_s) {
-		fprintf(stderr, "netkv launch agent: --plan and --rank (or $SLURM_PROCID) are required\n");
-		return 2;
-	}
-	if (nkv_cli_u32("launch agent", "--rank", rank_s, 0, LAUNCH_MAX_AGENTS, &rank))
-		return 2;
-	struct launch_plan p;
-	if (nkv__launch_plan_load(plan, &p)) {
-		fprintf(stderr, "netkv launch agent: %s\n", nkv_last_error());
-		return 1;
-	}
-	if (rank >= p.nagents) {
-		fprintf(stderr, "netkv launch agent: rank %u: the plan %s has %zu agents (0..%zu)\n", rank, plan, p.nagents,
-			p.nagents - 1);
-		nkv__launch_plan_free(&p);
-		return 1;
-	}
-	const struct launch_agent *a = &p.agents[rank];
-	if (logdir) {
-		char log[4096];
-		snprintf(log, sizeof(log), "%s/agent-%s.log", logdir, a->name);
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd < 0) {
-			fprintf(stderr, "netkv launch agent: %s: %s\n", log, strerror(errno));
-			nkv__launch_plan_free(&p);
-			return 1;
-		}
-		dup2(fd, 1);
-		dup2(fd, 2);
-		close(fd);
-	}
-	if (a->netns[0] && nkv_fabric_enter(p.fabric, a->host)) {
-		fprintf(stderr, "netkv launch agent: %s: %s\n", a->name, nkv_last_error());
-		nkv__launch_plan_free(&p);
-		return 1;
-	}
-	char self[4096], gpu[16], data[80];
-	ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (sl <= 0) {
-		fprintf(stderr, "netkv launch agent: cannot find my own binary\n");
-		nkv__launch_plan_free(&p);
-		return 1;
-	}
-	self[sl] = 0;
-	char **av = calloc((size_t)(argc - optind) + 24, sizeof(char *));
-	int k = 0;
-	if (!av) {
-		nkv__launch_plan_free(&p);
-		return 1;
-	}
-	av[k++] = self, av[k++] = "agent", av[k++] = "--role", av[k++] = a->decode ? "decode" : "prefill";
-	av[k++] = "--name", av[k++] = (char *)a->name, av[k++] = "--scheduler", av[k++] = p.scheduler;
-	av[k++] = "--backend", av[k++] = p.backend, av[k++] = "--mem", av[k++] = p.mem;
-	if (!strcmp(p.mem, "cuda")) {
-		snprintf(gpu, sizeof(gpu), "%u", a->gpu);
-		av[k++] = "--gpu", av[k++] = gpu;
-	}
-	if (!strcmp(p.backend, "verbs") && a->device[0])
-		av[k++] = "--device", av[k++] = (char *)a->device;
-	if (a->decode) {
-		snprintf(data, sizeof(data), "%s:0", a->addr);
-		av[k++] = "--data", av[k++] = data;
-	} else if (!strcmp(p.backend, "tcp")) {
-		av[k++] = "--src", av[k++] = (char *)a->addr; /* leave through this NIC */
-	}
-	for (int i = optind; i < argc; i++)
-		av[k++] = argv[i];
-	av[k] = NULL;
-	fprintf(stderr, "netkv launch agent: rank %u = %s %s on %s (%s%s%s)\n", rank, a->decode ? "decode" : "prefill",
-		a->name, a->node, a->addr, a->netns[0] ? ", namespace " : "", a->netns);
-	fflush(NULL);
-	execv(self, av);
-	fprintf(stderr, "netkv launch agent: exec %s: %s\n", self, strerror(errno));
-	free(av);
-	nkv__launch_plan_free(&p);
-	return 127;
-}

@@ -1,7 +1,7 @@
 /*
  * The testbed's commands for the `netkv` table (tools/commands.c):
  * `netkv agent` (agent.c), `netkv replay` (replay.c), `netkv demo` (demo.c),
- * `netkv launch ...` (launch.h: launch_plan.c, launch_slurm.c).
+ * `netkv launch ...` (launch.h: launch_*.c).
  * Each gets argv[0] = its name and returns the exit status.
  */
 #ifndef NKV_TESTBED_CLI_H
