@@ -103,8 +103,12 @@ int nkv_cmd_launch_finish(int argc, char **argv)
 		snprintf(csv, sizeof(csv), "%s/replay-%s.csv", dir, pol);
 		names[np] = pol;
 		if (access(csv, F_OK)) {
-			printf("%-8s %5s %6s %5s | %13s | %9s %9s | none: the policy did not run to its replay's end\n", pol,
-			       "-", "-", "-", "-", "-", "-");
+			char part[PATH_MAX + 8];
+			snprintf(part, sizeof(part), "%s.part", csv);
+			printf("%-8s %5s %6s %5s | %13s | %9s %9s | none: %s%s%s\n", pol, "-", "-", "-", "-", "-", "-",
+			       access(part, F_OK) ? "the policy did not run to its replay's end"
+						  : "its replay was stopped by a signal (what it wrote: ",
+			       access(part, F_OK) ? "" : part, access(part, F_OK) ? "" : ")");
 			ok[np++] = false;
 			failures++;
 			continue;
