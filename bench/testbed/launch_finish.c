@@ -130,7 +130,9 @@ int nkv_cmd_launch_finish(int argc, char **argv)
 			else
 				failed++;
 			if (r->status != NKV_REC_ST_OK && !why)
-				why = r->reason[0] ? r->reason : "no reason given";
+				why = r->reason[0]		    ? r->reason
+				      : r->status == NKV_REC_ST_LOST ? "lost: no record came within the replay's --timeout"
+								    : "no reason given";
 			bok += r->blocks_ok > 0 ? r->blocks_ok : 0;
 			bbad += r->blocks_bad > 0 ? r->blocks_bad : 0;
 		}
