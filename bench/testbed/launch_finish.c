@@ -92,6 +92,11 @@ int nkv_cmd_launch_finish(int argc, char **argv)
 	bool ok[16];
 	int np = 0, failures = 0;
 	char *list = strdup(policies), *sv = NULL;
+	if (!list) {
+		nkv_topo_free(t);
+		fprintf(stderr, "netkv launch finish: out of memory\n");
+		return 1;
+	}
 	printf("%-8s %5s %6s %5s | %13s | %9s %9s | %s\n", "policy", "done", "failed", "lost", "blocks ok/bad", "TTFT mean",
 	       "p99", "records");
 	for (char *pol = strtok_r(list, ",", &sv); pol && np < 16; pol = strtok_r(NULL, ",", &sv)) {
