@@ -138,7 +138,7 @@ static void write_script(FILE *f, const struct slurm_opts *o, size_t nodes, size
 		   "export NKV_TOKEN=$(cat token)\n"
 		   "SCHED_PID= AGENTS_PID= REPLAY_PID= POLICY= FINISHED=0 FAILED=0\n"
 		   "\n"
-		   "# stop PID with SIGTERM, SIGKILL after 10 s (srun passes the signal to its tasks)\n"
+		   "# stop PID: SIGTERM, SIGKILL after 10 s\n"
 		   "stop() {\n"
 		   "\t[ -n \"$1\" ] || return 0\n"
 		   "\tkill -TERM \"$1\" 2>/dev/null\n"
