@@ -64,6 +64,15 @@ static const struct nkv_cli_cmd demo[] = {
 	{ NULL, NULL, NULL, NULL },
 };
 
+static const struct nkv_cli_cmd launch[] = {
+	{ "plan", nkv_cmd_launch_plan, "place a topology's agents on a Slurm allocation: nodes, GPUs, NICs (refuses what cannot run)", NULL },
+	{ "slurm", nkv_cmd_launch_slurm, "write (--submit: submit) the sbatch script that runs the testbed there and collects one folder", NULL },
+	{ "discover", nkv_cmd_launch_discover, "this node's GPUs and NICs as a hosts file for launch plan --hosts", NULL },
+	{ "agent", nkv_cmd_launch_agent, "start one rank's agent from a plan (what srun --multi-prog runs)", NULL },
+	{ "finish", nkv_cmd_launch_finish, "a job's last step: check every policy's records, write run.json", NULL },
+	{ NULL, NULL, NULL, NULL },
+};
+
 const struct nkv_cli_cmd nkv_commands[] = {
 	/* transfer/ + bench/ + scheduler/cli */
 	{ "bench", NULL, "benchmarks", bench },
@@ -78,5 +87,6 @@ const struct nkv_cli_cmd nkv_commands[] = {
 	{ "agent", nkv_cmd_agent, "testbed prefill or decode agent (KV pool, transfer engine, emulated compute)", NULL },
 	{ "demo", nkv_cmd_demo, "the testbed on this box: scheduler + agents on an emulated fabric (loopback without root), a replay per policy, one table", demo },
 	{ "replay", nkv_cmd_replay, "replay a Mooncake trace against a scheduler: TTFT, TBT, SLO per request", NULL },
+	{ "launch", NULL, "the testbed on a Slurm allocation: placement plan, sbatch script, one result folder", launch },
 	{ NULL, NULL, NULL, NULL },
 };

@@ -80,6 +80,9 @@ struct cluster_fabric {
 int nkv__cluster_fabric_check(void);  /* 0 when root, netns and tbf work; -errno + reason otherwise */
 int nkv__cluster_fabric_up(char kind, const char *topo, double scale, struct cluster_fabric *f);
 void nkv__cluster_fabric_down(struct cluster_fabric *f);
+/* A --policies list (demo, launch): every name known and at most max of
+ * them, checked before anything starts, not when a scheduler refuses it. */
+int nkv__testbed_check_policies(const char *list, int max);
 /* SIGKILL one child by name ("h1g0" or "scheduler") and reap it; its pid is cleared. */
 int nkv__cluster_kill(struct cluster *c, const char *name);
 /* Start a killed child again with the same arguments (its log is appended to).

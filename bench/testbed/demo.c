@@ -74,9 +74,8 @@ static void on_sigint(int sig)
 	_exit(130);
 }
 
-/* Every name known and at most max of them: checked before anything starts,
- * not when the fabric is up and that policy's scheduler refuses it. */
-static int check_policies(const char *list, int max)
+/* (cluster.h) */
+int nkv__testbed_check_policies(const char *list, int max)
 {
 	char *l = strdup(list), *sv = NULL;
 	int n = 0, ret = 0;
@@ -230,7 +229,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		fprintf(stderr, "netkv demo: --scale %g: must be >= 1\n", fscale);
 		return 2;
 	}
-	if (check_policies(policies, MAX_POLICIES)) {
+	if (nkv__testbed_check_policies(policies, MAX_POLICIES)) {
 		fprintf(stderr, "netkv demo: --policies '%s': %s\n", policies, nkv_last_error());
 		return 2;
 	}
@@ -380,7 +379,7 @@ int nkv_cmd_demo(int argc, char **argv)
 			snprintf(addr, sizeof(addr), "127.0.0.1:%d", 17400 + (int)(getpid() % 2000) + np);
 		bool cla = !strcmp(pol, "cla*");
 		/* logs per policy: DIR/log-POLICY, named like DIR/replay-POLICY.csv (known
-		 * policy names only, check_policies: no '/') */
+		 * policy names only, nkv__testbed_check_policies: no '/') */
 		char logdir[300];
 		snprintf(logdir, sizeof(logdir), "%s/log-%s", dir, pol);
 		mkdir(logdir, 0755);

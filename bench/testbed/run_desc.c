@@ -144,30 +144,37 @@ int nkv_run_desc_write(const char *path, const struct nkv_run_info *r)
 								    r->w_load, "tuned", r->tuned));
 		json_object_set_new(pol, r->policies[i], o);
 	}
-	/* links_shared: on the fabric flows share tbf links; loopback paces each
-	 * path alone. Per-hop latency is not emulated in either (no netem here):
-	 * what there is comes from the veth hops and the agents' loops. */
+	/* links_shared: on the fabric (and a real one: launch's mode "slurm")
+	 * flows share links; loopback paces each path alone. Per-hop latency is
+	 * not emulated in either (no netem here): what there is comes from the
+	 * veth hops and the agents' loops. */
 	json_t *j = json_pack("{s:s,s:s,s:s,s:b,s:b}", "format", "netkv-demo-run/1", "mode", mode, "mode_reason", r->mode_reason,
-			      "links_shared", !strcmp(mode, "fabric"), "latency_emulated", 0);
-	if (!strcmp(mode, "fabric")) {
+			      "links_shared", strcmp(mode, "loopback") != 0, "latency_emulated", 0);
+	if (!strcmp(mode, "fabric") && !r->topo) {
 		json_object_set_new(j, "scale", json_real(r->scale));
 		json_object_set_new(j, "link_gbps_nominal", json_pack("{s:f,s:f,s:f}", "nic", link[0], "leaf_up", link[1],
 									"spine_up", link[2]));
-	} else {
+	} else if (r->tier_gbps) {
 		json_object_set_new(j, "tier_gbps_paced", json_string(r->tier_gbps));
 	}
-	json_object_set_new(j, "link_gbps_emulated", json_pack("{s:f,s:f,s:f}", "nic", shaped[0], "leaf_up", shaped[1],
-							       "spine_up", shaped[2]));
-	json_object_set_new(j, "tier_gbps_one_flow", json_pack("[f,f,f]", shaped[0], fmin(shaped[0], shaped[1]),
-								fmin(fmin(shaped[0], shaped[1]), shaped[2])));
-	json_object_set_new(j, "topology", json_sprintf("%s/topo.json", dir));
-	json_object_set_new(j, "prefill", json_string("h0g0,h0g1"));
-	json_object_set_new(j, "decode", json_string("h1g0,h2g0,h4g0,h5g0"));
+	if (!r->topo) { /* the demo's tree, at the rates it emulated */
+		json_object_set_new(j, "link_gbps_emulated", json_pack("{s:f,s:f,s:f}", "nic", shaped[0], "leaf_up",
+								       shaped[1], "spine_up", shaped[2]));
+		json_object_set_new(j, "tier_gbps_one_flow", json_pack("[f,f,f]", shaped[0], fmin(shaped[0], shaped[1]),
+									fmin(fmin(shaped[0], shaped[1]), shaped[2])));
+	}
+	json_object_set_new(j, "topology", r->topo ? json_string(r->topo) : json_sprintf("%s/topo.json", dir));
+	json_object_set_new(j, "prefill", json_string(r->prefill ? r->prefill : "h0g0,h0g1"));
+	json_object_set_new(j, "decode", json_string(r->decode ? r->decode : "h1g0,h2g0,h4g0,h5g0"));
 	json_object_set_new(j, "perf_model", json_string("llama3-8b/" NKV_GPU_DEFAULT));
-	json_object_set_new(j, "kv_model", json_pack("{s:s,s:i,s:i,s:i,s:i}", "name", "tiny", "layers", 2, "kv_heads", 1,
-						     "head_dim", 32, "bytes_per_token", 256));
+	if (r->kv_model)
+		json_object_set_new(j, "kv_model", json_pack("{s:s}", "name", r->kv_model));
+	else
+		json_object_set_new(j, "kv_model", json_pack("{s:s,s:i,s:i,s:i,s:i}", "name", "tiny", "layers", 2, "kv_heads",
+							     1, "head_dim", 32, "bytes_per_token", 256));
 	json_object_set_new(j, "block_tokens", json_integer(512));
-	json_object_set_new(j, "pool_blocks", json_pack("{s:i,s:i}", "prefill", 512, "decode", 512));
+	unsigned pool = r->pool_blocks ? r->pool_blocks : 512;
+	json_object_set_new(j, "pool_blocks", json_pack("{s:i,s:i}", "prefill", pool, "decode", pool));
 	json_object_set_new(j, "time_scale", json_real(r->time_scale));
 	json_object_set_new(j, "trace", json_string(r->trace));
 	json_object_set_new(j, "requests", json_integer(r->requests));

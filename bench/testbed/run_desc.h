@@ -1,5 +1,5 @@
 /*
- * The run description `netkv demo` writes beside its records (DIR/run.json,
+ * The run description `netkv demo` (and `netkv launch finish`) writes beside its records (DIR/run.json,
  * format netkv-demo-run/1) and `netkv sim validate --run` reads: how the
  * run was emulated (mode, link rates, time scale, models, pools), so the
  * simulator can replay it. The writer and the reader live in run_desc.c.
@@ -32,6 +32,10 @@ struct nkv_run_info {
 	int npolicies;
 	const char *const *policies;     /* names, npolicies of them */
 	const bool *policy_ok;           /* did each policy's run succeed */
+	/* `netkv launch` (NULL / 0 = the demo's): the roles (comma-separated
+	 * instances), the agents' --model and --blocks, the topology file */
+	const char *prefill, *decode, *kv_model, *topo;
+	unsigned pool_blocks;
 };
 /* Write DIR/run.json. 0 or -errno (nkv_last_error). */
 int nkv_run_desc_write(const char *path, const struct nkv_run_info *r);
