@@ -125,6 +125,8 @@ struct nkv_sim_assign {
  * ECMP when the topology declares it, else aggregated. */
 enum nkv_sim_fabric { NKV_FABRIC_AUTO = 0, NKV_FABRIC_AGGREGATE, NKV_FABRIC_ECMP };
 int nkv_sim_fabric_parse(const char *s, enum nkv_sim_fabric *out); /* "auto", "aggregate", "ecmp" */
+/* "TIER:UTIL" (--tenant of sim and demo): tier leaf|pod|core, utilisation in (0, 1). */
+int nkv_sim_tenant_parse(const char *s, int *tier, double *util);
 
 struct nkv_sim_config {
 	const struct nkv_topo *topo;

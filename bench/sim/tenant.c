@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "netkv_sim.h"
 #include "nkv_util.h"
@@ -37,6 +38,26 @@ struct sim_tenants {
 	double on_s;
 	uint64_t rng;
 };
+
+int nkv_sim_tenant_parse(const char *s, int *tier, double *util)
+{
+	const char *colon = strchr(s, ':');
+	int k;
+
+	if (!colon || colon == s)
+		return nkv_err(EINVAL, "want TIER:UTIL, such as core:0.5");
+	for (k = 1; k < NKV_TIERS; k++) {
+		const char *n = nkv_tier_name(k);
+		if (strlen(n) == (size_t)(colon - s) && !strncmp(s, n, strlen(n)))
+			break;
+	}
+	if (k == NKV_TIERS)
+		return nkv_err(EINVAL, "tier must be leaf, pod or core");
+	if (nkv_parse_double(colon + 1, util) || !(*util > 0 && *util < 1))
+		return nkv_err(EINVAL, "utilisation must be a number in (0, 1)");
+	*tier = k;
+	return 0;
+}
 
 static double expo(uint64_t *s, double mean)
 {

@@ -72,6 +72,10 @@ struct cluster_fabric {
 int nkv__cluster_fabric_check(void);  /* 0 when root, netns and tbf work; -errno + reason otherwise */
 int nkv__cluster_fabric_up(char kind, const char *topo, double scale, struct cluster_fabric *f);
 void nkv__cluster_fabric_down(struct cluster_fabric *f);
+/* One more child, stopped with the rest: in namespace prefix+ns when prefix
+ * is not NULL; fn(argc, argv + 1) in a fork when fn is given, else exec argv. */
+int nkv__cluster_spawn(struct cluster *c, const char *name, const char *log, const char *prefix, const char *ns,
+		       char *const argv[], int (*fn)(int, char **));
 /* SIGKILL one child by name ("h1g0"); its slot is cleared. */
 int nkv__cluster_kill(struct cluster *c, const char *name);
 /* SIGTERM everything, wait, SIGKILL stragglers. Safe to call twice. */

@@ -95,6 +95,24 @@ static int parse(json_t *j, const char *name, const char *policy, struct nkv_run
 		snprintf(key, sizeof(key), "policies.%s.csv", policy);
 		if ((ret = get_str(csv, key, d->csv, sizeof(d->csv), name)))
 			return ret;
+		/* a run beside tenant flows (netkv demo --tenant): what they were asked to load */
+		json_t *tn = json_object_get(json_object_get(pols, policy), "tenants");
+		if (tn) {
+			x = json_object_get(tn, "on_s");
+			if (!json_is_object(tn) || !json_is_number(x) || !(json_number_value(x) >= 1e-4) ||
+			    !(json_number_value(x) <= 3600))
+				return nkv_err(EINVAL, "%s: policies.%s.tenants: want {\"pod\": U, \"core\": U, \"on_s\": S}, "
+						       "S in 1e-4..3600", name, policy);
+			d->tenant_on_s = json_number_value(x);
+			for (int t = NKV_TIER_POD; t < NKV_TIERS; t++) {
+				double u = 0;
+				if ((x = json_object_get(tn, nkv_tier_name(t))) &&
+				    (!json_is_number(x) || !((u = json_number_value(x)) >= 0 && u < 1)))
+					return nkv_err(EINVAL, "%s: policies.%s.tenants.%s: want a utilisation in [0, 1)", name,
+						       policy, nkv_tier_name(t));
+				d->tenant_util[t] = u;
+			}
+		}
 	}
 	return 0;
 }
@@ -139,7 +157,14 @@ int nkv_run_desc_write(const char *path, const struct nkv_run_info *r)
 	for (int i = 0; i < r->npolicies; i++) {
 		json_t *o = json_pack("{s:o,s:b}", "csv", json_sprintf("%s/replay-%s.csv", dir, r->policies[i]), "ok",
 				      r->policy_ok[i]);
-		if (!strcmp(r->policies[i], "cla*"))
+		if (r->policy_tenants && r->policy_tenants[i]) {
+			json_t *tn = json_pack("{s:f}", "on_s", r->tenant_on_s);
+			for (int t = NKV_TIER_POD; t < NKV_TIERS; t++)
+				if (r->tenant_util[t] > 0)
+					json_object_set_new(tn, nkv_tier_name(t), json_real(r->tenant_util[t]));
+			json_object_set_new(o, "tenants", tn);
+		}
+		if (!strncmp(r->policies[i], "cla*", 4))
 			json_object_set_new(o, "weights", json_pack("{s:f,s:f,s:b}", "w_cache", r->w_cache, "w_load",
 								    r->w_load, "tuned", r->tuned));
 		json_object_set_new(pol, r->policies[i], o);

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "netkv_topo.h"
+
 /* A run.json time_scale (and sim validate --time-scale) above this leaves a
  * run's timeline far behind: compute x 1000. */
 #define NKV_MAX_TIME_SCALE 1000.0
@@ -32,6 +34,8 @@ struct nkv_run_info {
 	int npolicies;
 	const char *const *policies;     /* names, npolicies of them */
 	const bool *policy_ok;           /* did each policy's run succeed */
+	const bool *policy_tenants;      /* NULL, or: did each run meet tenant flows */
+	double tenant_util[NKV_TIERS], tenant_on_s; /* what they were asked to load (--tenant) */
 };
 /* Write DIR/run.json. 0 or -errno (nkv_last_error). */
 int nkv_run_desc_write(const char *path, const struct nkv_run_info *r);
@@ -45,6 +49,7 @@ struct nkv_run_desc {
 	double time_scale;
 	int shared;                      /* links_shared, -1 unknown */
 	uint64_t pool_prefill, pool_decode, block_tokens;
+	double tenant_util[NKV_TIERS], tenant_on_s; /* the policy's run met tenants (0: none) */
 };
 int nkv_run_desc_load(const char *path, const char *policy, struct nkv_run_desc *d);
 /* The same from memory; name is used in error messages. */
