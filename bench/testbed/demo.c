@@ -145,6 +145,37 @@ static int check_policies(const char *list, int max)
 	return ret;
 }
 
+/* --decode: 1..8 distinct GPUs of the tree, not the prefills' (h0g0, h0g1). */
+static int check_decodes(const char *topo, const char *list)
+{
+	struct nkv_topo *t;
+	char *l = strdup(list), *sv = NULL, seen[8][32];
+	int n = 0, ret = l ? nkv_topo_load(topo, &t) : nkv_err(ENOMEM, "out of memory");
+
+	if (ret) {
+		free(l);
+		return ret;
+	}
+	for (char *g = strtok_r(l, ",", &sv); g && !ret; g = strtok_r(NULL, ",", &sv)) {
+		bool dup = false;
+		for (int i = 0; i < n; i++)
+			dup |= !strcmp(seen[i], g);
+		if (nkv_topo_find(t, g) < 0)
+			ret = nkv_err(EINVAL, "no GPU '%s' in the 16-GPU tree (h0g0 .. h7g1)", g);
+		else if (!strcmp(g, "h0g0") || !strcmp(g, "h0g1") || dup)
+			ret = nkv_err(EINVAL, "'%s' is a prefill or named twice", g);
+		else if (n == 8)
+			ret = nkv_err(EINVAL, "at most 8 decodes");
+		else
+			snprintf(seen[n++], sizeof(seen[0]), "%s", g);
+	}
+	if (!ret && !n)
+		ret = nkv_err(EINVAL, "no decode");
+	nkv_topo_free(t);
+	free(l);
+	return ret;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -162,6 +193,8 @@ static void usage(FILE *f)
 		"  --scale F          fabric: shaped rate = nominal / F (default 200: NIC 2, leaf up 1, spine up\n"
 		"                     0.5 Gbit/s, so one flow gets 2 / 1 / 0.5 Gbit/s at tier leaf / pod / core;\n"
 		"                     all KV traffic of the demo peaks near 3 Gbit/s, within what 2 cores shape)\n"
+		"  --decode LIST      the decode GPUs (default h1g0,h2g0,h4g0,h5g0; e.g. h2g0,h3g0,h4g0,h5g0 leaves\n"
+		"                     no decode under the prefills' leaf, so every KV byte crosses the pod or core)\n"
 		"  --tier-gbps LIST   loopback: pacing per tier host,leaf,pod,core in Gb/s (default 0,8,2,0.5)\n"
 		"  --trace FILE       Mooncake JSONL (default: a generated chatbot-like trace)\n"
 		"  --requests N       requests to replay (default 150)\n"
@@ -212,7 +245,7 @@ struct result {
 int nkv_cmd_demo(int argc, char **argv)
 {
 	const char *trace = NULL, *policies = "rr,cla*,netkv", *tiers = "0,8,2,0.5", *dir_arg = NULL;
-	const char *fabric_arg = "auto", *links_arg = "400,200,100";
+	const char *fabric_arg = "auto", *links_arg = "400,200,100", *decodes = "h1g0,h2g0,h4g0,h5g0";
 	unsigned requests = 150;
 	uint64_t seed = 42;
 	double speed = 1, scale = 0.1, rate = 8, fscale = 200, wc = -1, wl = -1;
@@ -223,7 +256,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		{ "time-scale", 1, 0, 'S' }, { "tier-gbps", 1, 0, 'T' }, { "output", 1, 0, 'd' }, { "json", 0, 0, 'j' },
 		{ "rate", 1, 0, 'r' }, { "fabric", 1, 0, 'F' }, { "link-gbps", 1, 0, 'L' }, { "scale", 1, 0, 'k' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'l' }, { "seed", 1, 0, 's' }, { "help", 0, 0, 'h' },
-		{ "tenant", 1, 0, 'U' }, { "tenant-on", 1, 0, 'O' },
+		{ "tenant", 1, 0, 'U' }, { "tenant-on", 1, 0, 'O' }, { "decode", 1, 0, 'D' },
 		{ "dir", 1, 0, 'd' }, { "speed", 1, 0, 'x' }, /* hidden aliases for one release */
 		{ 0, 0, 0, 0 } };
 	int c;
@@ -238,6 +271,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		case 'o': dir_arg = optarg; break;
 		case 'j': json = true; break;
 		case 'F': fabric_arg = optarg; break;
+		case 'D': decodes = optarg; break;
 		case 'L': links_arg = optarg; break;
 		case 'x': dp = &speed; break;
 		case 'S': dp = &scale; break;
@@ -390,6 +424,11 @@ int nkv_cmd_demo(int argc, char **argv)
 		return 1;
 	}
 
+	if (check_decodes(topo, decodes)) {
+		fprintf(stderr, "netkv demo: --decode '%s': %s\n", decodes, nkv_last_error());
+		return 2;
+	}
+
 	/* cla*: tuned unless the weights were given. */
 	bool tuned = false, want_cla = false;
 	{
@@ -445,8 +484,8 @@ int nkv_cmd_demo(int argc, char **argv)
 	else
 		fprintf(stderr, "netkv demo: mode loopback (%s)\n  tiers paced per path at %s Gb/s (host,leaf,pod,core), "
 				"links not shared\n", why, tiers);
-	fprintf(stderr, "  2 prefill (h0g0, h0g1) + 4 decode agents (h1g0 leaf, h2g0 pod, h4g0 and h5g0 core),\n"
-			"  compute x %g, --verify on; trace %s (%u requests); work dir %s/\n", scale, trace, requests, dir);
+	fprintf(stderr, "  2 prefill (h0g0, h0g1) + decode agents %s, compute x %g, --verify on;\n"
+			"  trace %s (%u requests); work dir %s/\n", decodes, scale, trace, requests, dir);
 	if (want_cla)
 		fprintf(stderr, "  cla*: %s\n", wdesc);
 	if (tenants) {
@@ -491,7 +530,7 @@ int nkv_cmd_demo(int argc, char **argv)
 			snprintf(logdir, sizeof(logdir), "%s/log-%s", dir, rs->name);
 			mkdir(logdir, 0755);
 			struct cluster_opts co = { .netkv = g_self, .dir = logdir, .addr = addr, .token = token, .policy = pol,
-						   .prefill = "h0g0,h0g1", .decode = "h1g0,h2g0,h4g0,h5g0", .time_scale = scale,
+						   .prefill = "h0g0,h0g1", .decode = decodes, .time_scale = scale,
 						   .prefill_blocks = 512, .decode_blocks = 512, .tier_gbps = fabric ? NULL : tiers,
 						   .verify = true, .topo = topo, .fabric = fabric ? fab.prefix : NULL,
 						   .w_cache = cla ? wc : 0, .w_load = cla ? wl : 0 };
@@ -546,7 +585,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		.link_gbps = { link[0], link[1], link[2] }, .shaped_gbps = { shaped[0], shaped[1], shaped[2] },
 		.tier_gbps = tiers, .time_scale = scale, .trace = trace, .requests = requests, .speed = speed,
 		.tuned = tuned, .w_cache = wc, .w_load = wl, .dir = dir, .npolicies = np, .policies = pnames,
-		.policy_ok = pok, .policy_tenants = pten, .tenant_on_s = dten.on_s,
+		.policy_ok = pok, .decode = decodes, .policy_tenants = pten, .tenant_on_s = dten.on_s,
 	};
 	memcpy(info.tenant_util, dten.util, sizeof(info.tenant_util));
 	if (nkv_run_desc_write(runjson, &info)) {

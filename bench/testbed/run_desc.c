@@ -187,7 +187,7 @@ int nkv_run_desc_write(const char *path, const struct nkv_run_info *r)
 								fmin(fmin(shaped[0], shaped[1]), shaped[2])));
 	json_object_set_new(j, "topology", json_sprintf("%s/topo.json", dir));
 	json_object_set_new(j, "prefill", json_string("h0g0,h0g1"));
-	json_object_set_new(j, "decode", json_string("h1g0,h2g0,h4g0,h5g0"));
+	json_object_set_new(j, "decode", json_string(r->decode ? r->decode : "h1g0,h2g0,h4g0,h5g0"));
 	json_object_set_new(j, "perf_model", json_string("llama3-8b/" NKV_GPU_DEFAULT));
 	json_object_set_new(j, "kv_model", json_pack("{s:s,s:i,s:i,s:i,s:i}", "name", "tiny", "layers", 2, "kv_heads", 1,
 						     "head_dim", 32, "bytes_per_token", 256));

@@ -34,6 +34,7 @@ struct nkv_run_info {
 	int npolicies;
 	const char *const *policies;     /* names, npolicies of them */
 	const bool *policy_ok;           /* did each policy's run succeed */
+	const char *decode;              /* the decode GPUs, comma-separated (NULL: the default four) */
 	const bool *policy_tenants;      /* NULL, or: did each run meet tenant flows */
 	double tenant_util[NKV_TIERS], tenant_on_s; /* what they were asked to load (--tenant) */
 };
