@@ -155,6 +155,10 @@ struct nkv_sim_config {
 	bool isolated_flows;            /* nkv_flownet_set_isolated: per-path pacing, no sharing */
 	uint64_t decode_kv_tokens;      /* KV capacity of a decode instance, 0 = the perf model's */
 	double xfer_setup_s, xfer_floor_s; /* nkv_flownet_set_overhead, default 0 */
+	/* The first transfer between two instances waits this long first (its
+	 * connection's handshake, as the testbed's agents connect on first use);
+	 * 0 = none (default). Not with layer-wise streaming. */
+	double xfer_conn_s;
 	double link_burst_s, link_burst_min; /* nkv_flownet_set_buckets on tiers >= 1 (0, 0 = none) */
 	double link_peak_Bps;           /* the buckets' peak rate */
 	/* Layer-wise KV streaming over this many layers (0 = off, default: the

@@ -36,6 +36,7 @@
 #include <jansson.h>
 
 #include "cluster.h"
+#include "demo_calib.h"
 #include "demo_tenants.h"
 #include "demo_tune.h"
 #include "fabric.h"
@@ -241,6 +242,52 @@ struct result {
 	bool tenants;
 	double tenant_util[NKV_TIERS], tenant_on[NKV_TIERS]; /* measured, -1 none */
 };
+
+/* One run: a cluster (and tenant flows when dt), a replay of trace,
+ * DIR/replay-NAME.csv and logs in DIR/log-NAME/, everything stopped after.
+ * co->policy etc. set by the caller; k numbers the run (its port). */
+static int run_one(struct cluster_opts *co, const char *dir, const char *trace, double speed, unsigned requests,
+		   double scale, int k, struct demo_tenants *dt, uint64_t seed, struct result *rs)
+{
+	char addr[48], logdir[300], label[64], csv[600];
+	struct cluster cl;
+
+	if (co->fabric)
+		snprintf(addr, sizeof(addr), NKV_FABRIC_MGMT_ADDR ":%d", 17400 + k);
+	else
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", 17400 + (int)(getpid() % 2000) + k);
+	/* logs per run: DIR/log-NAME, named like DIR/replay-NAME.csv (known
+	 * policy names only, check_policies: no '/') */
+	snprintf(logdir, sizeof(logdir), "%s/log-%s", dir, rs->name);
+	mkdir(logdir, 0755);
+	co->addr = addr;
+	co->dir = logdir;
+	g_cluster = &cl;
+	int rc = nkv__cluster_start(co, &cl);
+	if (!rc && dt)
+		rc = nkv__demo_tenants_start(dt, &cl, co->fabric, logdir, seed, 3600);
+	if (rc) {
+		fprintf(stderr, "netkv demo: %s: %s\n", rs->name, nkv_last_error());
+		nkv__cluster_stop(&cl);
+		g_cluster = NULL;
+		return rs->rc = rc;
+	}
+	snprintf(label, sizeof(label), "  %-14s ", rs->name);
+	struct replay_opts ro = { .sched = addr, .token = co->token, .trace = trace, .speed = speed, .limit = requests,
+				  .ttft_slo = 2 * scale, .tbt_slo = 0.1 * scale, .timeout_s = 60, .progress = true,
+				  .label = label };
+	rs->rc = nkv_replay_run(&ro, &rs->r);
+	if (rs->rc)
+		fprintf(stderr, "netkv demo: %s: %s\n", rs->name, nkv_last_error());
+	snprintf(csv, sizeof(csv), "%s/replay-%s.csv", dir, rs->name);
+	if (rs->r.recs && nkv_replay_csv(&rs->r, csv))
+		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
+	nkv__cluster_stop(&cl);
+	g_cluster = NULL;
+	if (dt)
+		nkv__demo_tenants_measured(dt, rs->tenant_util, rs->tenant_on);
+	return rs->rc;
+}
 
 int nkv_cmd_demo(int argc, char **argv)
 {
@@ -499,7 +546,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		fprintf(stderr, "\n");
 	}
 
-	char token[48], addr[48];
+	char token[48];
 	uint8_t rnd[16];
 	/* A random token for this run: the scheduler's and the data plane's secret. */
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
@@ -508,64 +555,48 @@ int nkv_cmd_demo(int argc, char **argv)
 	}
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(token + 2 * i, 3, "%02x", rnd[i]);
+	/* Calibration (fabric): the per-push overhead of this testbed, measured
+	 * on pushes of its own (demo_calib.c) that `netkv sim validate` models. */
+	struct result calib = { .name = "calibration" };
+	bool calib_ok = false;
+	char calib_trace[600];
+	snprintf(calib_trace, sizeof(calib_trace), "%s/calibration-trace.jsonl", dir);
+	struct cluster_opts co = { .netkv = g_self, .token = token, .prefill = "h0g0,h0g1", .decode = decodes,
+				   .time_scale = scale, .prefill_blocks = 512, .decode_blocks = 512,
+				   .tier_gbps = fabric ? NULL : tiers, .verify = true, .topo = topo,
+				   .fabric = fabric ? fab.prefix : NULL };
+	if (fabric) {
+		fprintf(stderr, "netkv demo: calibration: %u pushes of 1..8 blocks, one at a time, policy rr (for sim validate)\n",
+			CALIB_REQUESTS);
+		co.policy = "rr";
+		unsigned nd = 1;
+		for (const char *p = decodes; *p; p++)
+			nd += *p == ',';
+		if (nkv__demo_calib_trace(calib_trace, nd))
+			fprintf(stderr, "netkv demo: calibration: %s\n", nkv_last_error());
+		else
+			calib_ok = run_one(&co, dir, calib_trace, 1, CALIB_REQUESTS, scale, 0, NULL, 0, &calib) == 0;
+		if (!calib_ok)
+			fprintf(stderr, "netkv demo: calibration failed (sim validate will have no measured overhead)\n");
+		nkv_replay_free(&calib.r);
+	}
 	char *list = strdup(policies), *save = NULL;
 	struct result res[2 * MAX_POLICIES];
 	int np = 0, failures = 0;
 	for (char *pol = strtok_r(list, ",", &save); pol; pol = strtok_r(NULL, ",", &save))
 		for (int with = 0; with <= (int)tenants; with++) {
 			/* with tenants: POLICY (the 1:1 control) then POLICY+tenants, back to back */
-			struct cluster cl;
-			if (fabric)
-				snprintf(addr, sizeof(addr), NKV_FABRIC_MGMT_ADDR ":%d", 17400 + np);
-			else
-				snprintf(addr, sizeof(addr), "127.0.0.1:%d", 17400 + (int)(getpid() % 2000) + np);
 			bool cla = !strcmp(pol, "cla*");
 			struct result *rs = &res[np];
 			memset(rs, 0, sizeof(*rs));
 			snprintf(rs->name, sizeof(rs->name), "%s%s", pol, with ? "+tenants" : "");
 			rs->tenants = with;
-			/* logs per run: DIR/log-NAME, named like DIR/replay-NAME.csv (known
-			 * policy names only, check_policies: no '/') */
-			char logdir[300];
-			snprintf(logdir, sizeof(logdir), "%s/log-%s", dir, rs->name);
-			mkdir(logdir, 0755);
-			struct cluster_opts co = { .netkv = g_self, .dir = logdir, .addr = addr, .token = token, .policy = pol,
-						   .prefill = "h0g0,h0g1", .decode = decodes, .time_scale = scale,
-						   .prefill_blocks = 512, .decode_blocks = 512, .tier_gbps = fabric ? NULL : tiers,
-						   .verify = true, .topo = topo, .fabric = fabric ? fab.prefix : NULL,
-						   .w_cache = cla ? wc : 0, .w_load = cla ? wl : 0 };
-			g_cluster = &cl;
-			int rc = nkv__cluster_start(&co, &cl);
+			co.policy = pol;
+			co.w_cache = cla ? wc : 0, co.w_load = cla ? wl : 0;
 			/* same seed for every policy: each meets the same tenant schedule */
-			if (!rc && with)
-				rc = nkv__demo_tenants_start(&dten, &cl, fab.prefix, logdir, seed ^ 0x74656e61ull, 3600);
-			if (rc) {
-				fprintf(stderr, "netkv demo: %s: %s\n", rs->name, nkv_last_error());
-				nkv__cluster_stop(&cl);
-				g_cluster = NULL;
-				rs->rc = rc;
-				np++;
+			if (run_one(&co, dir, trace, speed, requests, scale, np + 1, with ? &dten : NULL,
+				    seed ^ 0x74656e61ull, rs))
 				failures++;
-				continue;
-			}
-			char label[64];
-			snprintf(label, sizeof(label), "  %-14s ", rs->name);
-			struct replay_opts ro = { .sched = addr, .token = token, .trace = trace, .speed = speed,
-						  .limit = requests, .ttft_slo = 2 * scale, .tbt_slo = 0.1 * scale,
-						  .timeout_s = 60, .progress = true, .label = label };
-			rs->rc = nkv_replay_run(&ro, &rs->r);
-			if (rs->rc) {
-				fprintf(stderr, "netkv demo: %s: %s\n", rs->name, nkv_last_error());
-				failures++;
-			}
-			char csv[600];
-			snprintf(csv, sizeof(csv), "%s/replay-%s.csv", dir, rs->name);
-			if (rs->r.recs && nkv_replay_csv(&rs->r, csv))
-				fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
-			nkv__cluster_stop(&cl);
-			g_cluster = NULL;
-			if (with)
-				nkv__demo_tenants_measured(&dten, rs->tenant_util, rs->tenant_on);
 			np++;
 		}
 	free(list);
@@ -585,7 +616,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		.link_gbps = { link[0], link[1], link[2] }, .shaped_gbps = { shaped[0], shaped[1], shaped[2] },
 		.tier_gbps = tiers, .time_scale = scale, .trace = trace, .requests = requests, .speed = speed,
 		.tuned = tuned, .w_cache = wc, .w_load = wl, .dir = dir, .npolicies = np, .policies = pnames,
-		.policy_ok = pok, .decode = decodes, .policy_tenants = pten, .tenant_on_s = dten.on_s,
+		.policy_ok = pok, .decode = decodes, .calibration = calib_ok ? "calibration" : NULL, .policy_tenants = pten, .tenant_on_s = dten.on_s,
 	};
 	memcpy(info.tenant_util, dten.util, sizeof(info.tenant_util));
 	if (nkv_run_desc_write(runjson, &info)) {

@@ -80,6 +80,10 @@ static int parse(json_t *j, const char *name, const char *policy, struct nkv_run
 		return ret;
 	if (!d->block_tokens)
 		d->block_tokens = 512;
+	if ((x = json_object_get(j, "calibration")) &&
+	    ((ret = get_str(json_object_get(x, "csv"), "calibration.csv", d->calib_csv, sizeof(d->calib_csv), name)) ||
+	     (ret = get_str(json_object_get(x, "trace"), "calibration.trace", d->calib_trace, sizeof(d->calib_trace), name))))
+		return ret;
 	if (policy) {
 		json_t *pols = json_object_get(j, "policies"), *pol;
 		json_t *csv = json_object_get(json_object_get(pols, policy), "csv");
@@ -199,6 +203,9 @@ int nkv_run_desc_write(const char *path, const struct nkv_run_info *r)
 	json_object_set_new(j, "speed", json_real(r->speed));
 	json_object_set_new(j, "slo", json_pack("{s:f,s:f}", "ttft_s", 2 * r->time_scale, "tbt_mean_s", 0.1 * r->time_scale));
 	json_object_set_new(j, "policies", pol);
+	if (r->calibration)
+		json_object_set_new(j, "calibration", json_pack("{s:o,s:o}", "csv", json_sprintf("%s/replay-%s.csv", dir,
+							r->calibration), "trace", json_sprintf("%s/%s-trace.jsonl", dir, r->calibration)));
 	json_object_set_new(j, "meta", nkv_json_meta()); /* version, host, time, command line; the reader skips it */
 	int rc = json_dump_file(j, path, NKV_JSON_FLAGS) ? nkv_err(EIO, "cannot write %s", path) : 0;
 	json_decref(j);

@@ -34,6 +34,7 @@ struct nkv_run_info {
 	int npolicies;
 	const char *const *policies;     /* names, npolicies of them */
 	const bool *policy_ok;           /* did each policy's run succeed */
+	const char *calibration;         /* NULL, or the run name of the calibration pushes (demo_calib.c) */
 	const char *decode;              /* the decode GPUs, comma-separated (NULL: the default four) */
 	const bool *policy_tenants;      /* NULL, or: did each run meet tenant flows */
 	double tenant_util[NKV_TIERS], tenant_on_s; /* what they were asked to load (--tenant) */
@@ -51,6 +52,7 @@ struct nkv_run_desc {
 	int shared;                      /* links_shared, -1 unknown */
 	uint64_t pool_prefill, pool_decode, block_tokens;
 	double tenant_util[NKV_TIERS], tenant_on_s; /* the policy's run met tenants (0: none) */
+	char calib_csv[1024], calib_trace[1024]; /* the calibration pushes ("" when none) */
 };
 int nkv_run_desc_load(const char *path, const char *policy, struct nkv_run_desc *d);
 /* The same from memory; name is used in error messages. */
