@@ -214,7 +214,9 @@ static void usage(FILE *f)
 		"  --tenant-on S      mean on period of a tenant flow, default 0.1 s\n"
 		"  --time-scale X     emulated compute time x X (default 0.1)\n"
 		"  -o, --output DIR   work dir (default /tmp/netkv-demo-PID): logs, replay-POLICY.csv per policy,\n"
-		"                     topo.json (the topology as emulated), run.json (mode, rates, weights, ...)\n"
+		"                     topo.json (the topology as emulated), run.json (mode, rates, weights, ...);\n"
+		"                     on the fabric also replay-calibration.csv: 112 pushes of 1..8 blocks, one at\n"
+		"                     a time, made first, on which netkv sim validate measures the per-push overhead\n"
 		"  --json             results as JSON on stdout\n");
 }
 
