@@ -175,6 +175,16 @@ struct nkv_sim_config {
 	 * seed; 0 = none. See bench/sim/tenant.c. */
 	double tenant_util[NKV_TIERS];
 	double tenant_on_s;
+	/* Or tenant traffic as it was (netkv sim validate of a demo run with
+	 * --tenant): a flow on each given link over each given period (trace
+	 * time), capped at the link's capacity, as the sources above; used
+	 * instead of tenant_util when n_tenant_on > 0. */
+	const struct nkv_sim_tenant_on *tenant_on;
+	size_t n_tenant_on;
+};
+struct nkv_sim_tenant_on {
+	uint32_t link;                  /* nkv_topo_link index */
+	double start_s, end_s;
 };
 #define NKV_SIM_MAX_LAYERS 1024
 void nkv_sim_defaults(struct nkv_sim_config *c);

@@ -996,7 +996,7 @@ static int tenant_toggle(struct sim *m, uint32_t i)
 		return ret;
 	if (f >= 0 && (ret = set_owner(m, f, OWNER_BG)))
 		return ret;
-	if (m->finished < m->n && (ret = nkv__sim_heap_push(&m->heap, next, EV_TENANT, i, 0)))
+	if (m->finished < m->n && isfinite(next) && (ret = nkv__sim_heap_push(&m->heap, next, EV_TENANT, i, 0)))
 		return ret;
 	return 0;
 }
@@ -1010,6 +1010,17 @@ static int start_tenants(struct sim *m)
 
 	for (int k = 0; k < NKV_TIERS; k++)
 		any |= c->tenant_util[k] != 0;
+	if (c->n_tenant_on) {
+		/* as measured: each period's source switches on at its start */
+		if (c->n_tenant_on > MAX_TENANT_EVENTS / 2)
+			return nkv_err(EINVAL, "sim: %zu tenant on periods (max %g)", c->n_tenant_on, MAX_TENANT_EVENTS / 2);
+		if ((ret = nkv__sim_tenants_sched(c->topo, c->tenant_on, c->n_tenant_on, &m->tenants)))
+			return ret;
+		for (uint32_t i = 0; i < nkv__sim_tenants_count(m->tenants); i++)
+			if ((ret = nkv__sim_heap_push(&m->heap, nkv__sim_tenant_first(m->tenants, i, m->now), EV_TENANT, i, 0)))
+				return ret;
+		return 0;
+	}
 	if (!any)
 		return 0;
 	if ((ret = nkv__sim_tenants_create(c->topo, m->ecmp, c->tenant_util, c->tenant_on_s, c->seed, &m->tenants)))

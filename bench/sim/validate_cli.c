@@ -282,6 +282,70 @@ static int size_of(const struct nkv_validation *v, size_t i)
 	return m <= 1e-3 ? 0 : m <= 10e-3 ? 1 : 2;
 }
 
+/* A demo run's tenant on periods (DIR/tenants-NAME.csv, bench/testbed/
+ * demo_tenants.c): "link,start_s,end_s" per line, link a name of the
+ * topology's; times in the replay's; periods before 0 clipped. */
+static int read_tenants(const char *path, const struct nkv_topo *t, struct nkv_sim_tenant_on **out, size_t *n)
+{
+	FILE *f = fopen(path, "r");
+	char line[256];
+	size_t cap = 0, ln = 0;
+	int rc = 0;
+
+	*out = NULL, *n = 0;
+	if (!f)
+		return nkv_err(errno, "%s: %s", path, strerror(errno));
+	while (!rc && fgets(line, sizeof(line), f)) {
+		char name[64], *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL, *nl = strchr(line, '\n');
+		double a, b;
+		int l = -1;
+		ln++;
+		if (nl)
+			*nl = 0;
+		if (ln == 1) {
+			if (strcmp(line, "link,start_s,end_s"))
+				rc = nkv_err(EINVAL, "%s:1: want the header link,start_s,end_s", path);
+			continue;
+		}
+		if (!c1 || !c2 || (size_t)(c1 - line) >= sizeof(name)) {
+			rc = nkv_err(EINVAL, "%s:%zu: want LINK,START_S,END_S", path, ln);
+			break;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)(c1 - line), line);
+		*c2 = 0;
+		if (nkv_parse_double(c1 + 1, &a) || nkv_parse_double(c2 + 1, &b) || !isfinite(a) || !isfinite(b) || !(b > a)) {
+			rc = nkv_err(EINVAL, "%s:%zu: want finite times, end after start", path, ln);
+			break;
+		}
+		for (uint32_t k = 0; k < nkv_topo_links(t) && l < 0; k++) {
+			struct nkv_link_info li;
+			if (nkv_topo_link(t, k, &li) == 0 && !strcmp(li.name, name))
+				l = (int)k;
+		}
+		if (l < 0) {
+			rc = nkv_err(EINVAL, "%s:%zu: no link %s in the topology", path, ln, name);
+			break;
+		}
+		if (b <= 0)
+			continue;
+		if (*n == cap) {
+			struct nkv_sim_tenant_on *g = cap < 1000000 ? realloc(*out, (cap ? 2 * cap : 256) * sizeof(**out)) : NULL;
+			if (!g) {
+				rc = nkv_err(ENOMEM, "%s: more than %zu on periods, or out of memory", path, cap);
+				break;
+			}
+			*out = g, cap = cap ? 2 * cap : 256;
+		}
+		(*out)[(*n)++] = (struct nkv_sim_tenant_on){ .link = (uint32_t)l, .start_s = fmax(a, 0), .end_s = b };
+	}
+	if (!rc && ferror(f))
+		rc = nkv_err(EIO, "%s: read error", path);
+	fclose(f);
+	if (rc)
+		free(*out), *out = NULL, *n = 0;
+	return rc;
+}
+
 /* The topology with every shaped link's capacity x eff. */
 static int scaled_topo(const struct nkv_topo *t, double eff, struct nkv_topo **out)
 {
@@ -497,6 +561,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 	double cal_err = 0, cal_eff = 1;
 	size_t cal_n = 0;
 	struct nkv_topo *cal_topo = NULL;
+	struct nkv_sim_tenant_on *ten_on = NULL;
 	char model_opt[16] = "perf model"; /* the spelling given, for the message */
 	double peak_gbps = 10;
 	struct nkv_run_desc rd;
@@ -712,11 +777,16 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		cfg.topo = cal_topo;
 		calibrated = true;
 	}
-	/* a run beside tenant flows: the simulator's own on/off sources at the
-	 * utilisation asked (their exact schedule is not replayed) */
+	/* a run beside tenant flows: their on periods as measured, else the
+	 * simulator's own on/off sources at the utilisation asked */
 	if (run_file && rd.tenant_on_s > 0) {
 		memcpy(cfg.tenant_util, rd.tenant_util, sizeof(cfg.tenant_util));
 		cfg.tenant_on_s = rd.tenant_on_s;
+		if (rd.tenant_csv[0] && read_tenants(rd.tenant_csv, cfg.topo, &ten_on, &cfg.n_tenant_on)) {
+			fprintf(stderr, "netkv sim validate: tenants: %s\n", nkv_last_error());
+			goto out;
+		}
+		cfg.tenant_on = ten_on;
 	}
 	if (nkv_rec_read(replay, cfg.topo, &rows, &nrows) ||
 	    nkv_sim_validate(&cfg, rows, nrows, trace, replay, &v)) {
@@ -775,8 +845,10 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 									"peak_gbps", peak_gbps, "pushes", (json_int_t)cal_n,
 									"median_abs_rel_err", cal_err));
 		if (cfg.tenant_on_s > 0)
-			json_object_set_new(o, "tenants", json_pack("{s:f, s:f, s:f}", "pod", cfg.tenant_util[NKV_TIER_POD], "core",
-								    cfg.tenant_util[NKV_TIER_CORE], "on_s", cfg.tenant_on_s));
+			json_object_set_new(o, "tenants", json_pack("{s:f, s:f, s:f, s:I}", "pod", cfg.tenant_util[NKV_TIER_POD],
+								    "core", cfg.tenant_util[NKV_TIER_CORE], "on_s",
+								    cfg.tenant_on_s, "on_periods_replayed",
+								    (json_int_t)cfg.n_tenant_on));
 		json_object_set_new(o, "transfer_goal_met", json_boolean(v->q[NKV_VQ_TRANSFER].n &&
 									  v->q[NKV_VQ_TRANSFER].median_abs <= 0.10));
 		nkv_json_print(stdout, o);
@@ -787,9 +859,12 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 			       "%g Gb/s, shaped links carry %.0f%% of their rate (their median |err| %.1f%%); a connection's "
 			       "first push + %.3f ms\n", cal_n, rd.calib_csv, cfg.xfer_setup_s * 1e3, peak_gbps, cal_eff * 100,
 			       cal_err * 100, cfg.xfer_conn_s * 1e3);
-		if (cfg.tenant_on_s > 0)
+		if (cfg.n_tenant_on)
+			printf("  tenants: pod %g, core %g asked; their %zu link on periods replayed as measured (%s)\n",
+			       cfg.tenant_util[NKV_TIER_POD], cfg.tenant_util[NKV_TIER_CORE], cfg.n_tenant_on, rd.tenant_csv);
+		else if (cfg.tenant_on_s > 0)
 			printf("  tenants: pod %g, core %g, mean on %g s (simulated on/off sources at the utilisation asked; "
-			       "the testbed's schedule is not replayed)\n", cfg.tenant_util[NKV_TIER_POD],
+			       "the run recorded no schedule)\n", cfg.tenant_util[NKV_TIER_POD],
 			       cfg.tenant_util[NKV_TIER_CORE], cfg.tenant_on_s);
 		char tbf[96] = "";
 		if (cfg.link_burst_s > 0 || cfg.link_burst_min > 0)
@@ -862,6 +937,7 @@ out:
 	free(rows);
 	nkv_trace_free(trace);
 	nkv_topo_free(cal_topo);
+	free(ten_on);
 	nkv_topo_free(emu);
 	nkv_topo_free(topo);
 	return rc;

@@ -286,8 +286,12 @@ static int run_one(struct cluster_opts *co, const char *dir, const char *trace, 
 		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
 	nkv__cluster_stop(&cl);
 	g_cluster = NULL;
-	if (dt)
+	if (dt) {
 		nkv__demo_tenants_measured(dt, rs->tenant_util, rs->tenant_on);
+		snprintf(csv, sizeof(csv), "%s/tenants-%s.csv", dir, rs->name);
+		if (rs->r.recs && nkv__demo_tenants_schedule(dt, rs->r.start_s, csv))
+			fprintf(stderr, "netkv demo: %s: %s\n", rs->name, nkv_last_error());
+	}
 	return rs->rc;
 }
 

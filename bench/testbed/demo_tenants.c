@@ -20,7 +20,6 @@
 int nkv__demo_tenants_plan(struct demo_tenants *dt, const char *topo, const char *prefix)
 {
 	struct nkv_topo *t;
-	char parent[DEMO_MAX_TENANTS][32];
 	int rc;
 
 	dt->n = 0;
@@ -46,7 +45,7 @@ int nkv__demo_tenants_plan(struct demo_tenants *dt, const char *topo, const char
 		}
 		snprintf(dt->ep[dt->n].sw, sizeof(dt->ep[0].sw), "%s", a);
 		snprintf(dt->ep[dt->n].self, sizeof(dt->ep[0].self), "%s", addr);
-		snprintf(parent[dt->n], sizeof(parent[0]), "%s", b);
+		snprintf(dt->ep[dt->n].parent, sizeof(dt->ep[0].parent), "%s", b);
 		dt->ep[dt->n].tier = li.tier;
 		dt->ep[dt->n].link_Bps = li.bytes_per_s;
 		dt->n++;
@@ -54,11 +53,11 @@ int nkv__demo_tenants_plan(struct demo_tenants *dt, const char *topo, const char
 	nkv_topo_free(t);
 	for (int i = 0; i < dt->n && !rc; i++) {
 		int j = (i + 1) % dt->n;
-		while (j != i && strcmp(parent[j], parent[i]))
+		while (j != i && strcmp(dt->ep[j].parent, dt->ep[i].parent))
 			j = (j + 1) % dt->n;
 		if (j == i)
 			rc = nkv_err(EINVAL, "tenants: %s has no sibling under %s to exchange %s-tier traffic with",
-				     dt->ep[i].sw, parent[i], nkv_tier_name(dt->ep[i].tier));
+				     dt->ep[i].sw, dt->ep[i].parent, nkv_tier_name(dt->ep[i].tier));
 		else
 			snprintf(dt->ep[i].peer, sizeof(dt->ep[0].peer), "%s", dt->ep[j].self),
 			snprintf(dt->ep[i].peer_sw, sizeof(dt->ep[0].peer_sw), "%s", dt->ep[j].sw);
@@ -104,7 +103,11 @@ void nkv__demo_tenants_measured(const struct demo_tenants *dt, double util[NKV_T
 		unsigned long long bytes;
 		double el, on_s;
 		int k = dt->ep[i].tier;
-		if (f && fscanf(f, "%llu %lf %lf", &bytes, &el, &on_s) == 3 && el > 0) {
+		char line[128];
+		bool got = false;
+		while (f && fgets(line, sizeof(line), f))
+			got = sscanf(line, "total %llu %lf %lf", &bytes, &el, &on_s) == 3 && el > 0;
+		if (got) {
 			util[k] += (double)bytes / el;
 			on[k] += on_s / el;
 			cap[k] += dt->ep[i].link_Bps;
@@ -117,4 +120,32 @@ void nkv__demo_tenants_measured(const struct demo_tenants *dt, double util[NKV_T
 		util[k] = n[k] ? util[k] / cap[k] : -1;
 		on[k] = n[k] ? on[k] / n[k] : -1;
 	}
+}
+
+int nkv__demo_tenants_schedule(const struct demo_tenants *dt, double t0, const char *csv)
+{
+	FILE *out = fopen(csv, "w");
+	int rc = 0;
+
+	if (!out)
+		return nkv_err(errno, "%s: %s", csv, strerror(errno));
+	fprintf(out, "link,start_s,end_s\n");
+	for (int i = 0; i < dt->n; i++) {
+		FILE *f = fopen(dt->ep[i].result, "r");
+		char line[128];
+		double a, b;
+		if (!f) {
+			rc = nkv_err(ENOENT, "%s: no tenant result", dt->ep[i].result);
+			continue;
+		}
+		/* the flow from sw to its peer crosses sw's uplink up and the peer's down */
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "on %lf %lf", &a, &b) == 2 && b > a)
+				fprintf(out, "%s>%s,%.6f,%.6f\n%s>%s,%.6f,%.6f\n", dt->ep[i].sw, dt->ep[i].parent, a - t0,
+					b - t0, dt->ep[i].parent, dt->ep[i].peer_sw, a - t0, b - t0);
+		fclose(f);
+	}
+	if (fclose(out))
+		rc = nkv_err(EIO, "%s: write failed", csv);
+	return rc;
 }

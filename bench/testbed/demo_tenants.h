@@ -14,7 +14,7 @@ struct demo_tenants {
 	double util[NKV_TIERS], on_s;  /* asked: per tier (pod, core), mean on period */
 	int n;
 	struct {
-		char sw[32], peer_sw[32], self[16], peer[16], result[320];
+		char sw[32], peer_sw[32], parent[32], self[16], peer[16], result[320];
 		int tier;
 		double link_Bps;       /* shaped capacity of the links it loads */
 	} ep[DEMO_MAX_TENANTS];
@@ -32,5 +32,9 @@ int nkv__demo_tenants_start(struct demo_tenants *dt, struct cluster *c, const ch
  * link capacity x time), and the share of time they were on; -1 where no
  * source of that tier reported. */
 void nkv__demo_tenants_measured(const struct demo_tenants *dt, double util[NKV_TIERS], double on[NKV_TIERS]);
+/* The on periods the tenants had, as CSV "link,start_s,end_s" (link names of
+ * the topology, times from t0 = the replay's start, CLOCK_MONOTONIC), for
+ * `netkv sim validate` to replay them. */
+int nkv__demo_tenants_schedule(const struct demo_tenants *dt, double t0, const char *csv);
 
 #endif

@@ -108,6 +108,9 @@ static int parse(json_t *j, const char *name, const char *policy, struct nkv_run
 				return nkv_err(EINVAL, "%s: policies.%s.tenants: want {\"pod\": U, \"core\": U, \"on_s\": S}, "
 						       "S in 1e-4..3600", name, policy);
 			d->tenant_on_s = json_number_value(x);
+			snprintf(key, sizeof(key), "policies.%s.tenants.csv", policy);
+			if ((ret = get_str(json_object_get(tn, "csv"), key, d->tenant_csv, sizeof(d->tenant_csv), name)))
+				return ret;
 			for (int t = NKV_TIER_POD; t < NKV_TIERS; t++) {
 				double u = 0;
 				if ((x = json_object_get(tn, nkv_tier_name(t))) &&
@@ -162,7 +165,8 @@ int nkv_run_desc_write(const char *path, const struct nkv_run_info *r)
 		json_t *o = json_pack("{s:o,s:b}", "csv", json_sprintf("%s/replay-%s.csv", dir, r->policies[i]), "ok",
 				      r->policy_ok[i]);
 		if (r->policy_tenants && r->policy_tenants[i]) {
-			json_t *tn = json_pack("{s:f}", "on_s", r->tenant_on_s);
+			json_t *tn = json_pack("{s:f,s:o}", "on_s", r->tenant_on_s, "csv",
+					       json_sprintf("%s/tenants-%s.csv", dir, r->policies[i]));
 			for (int t = NKV_TIER_POD; t < NKV_TIERS; t++)
 				if (r->tenant_util[t] > 0)
 					json_object_set_new(tn, nkv_tier_name(t), json_real(r->tenant_util[t]));

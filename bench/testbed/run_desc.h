@@ -52,6 +52,7 @@ struct nkv_run_desc {
 	int shared;                      /* links_shared, -1 unknown */
 	uint64_t pool_prefill, pool_decode, block_tokens;
 	double tenant_util[NKV_TIERS], tenant_on_s; /* the policy's run met tenants (0: none) */
+	char tenant_csv[1024];           /* their on periods as they were (demo_tenants.c), "" when none */
 	char calib_csv[1024], calib_trace[1024]; /* the calibration pushes ("" when none) */
 };
 int nkv_run_desc_load(const char *path, const char *policy, struct nkv_run_desc *d);

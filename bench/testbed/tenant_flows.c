@@ -14,8 +14,10 @@
  * policy of a demo meets the same schedule. While on it writes as fast as
  * TCP takes it (alone it fills the link; beside KV it takes its share);
  * a small send buffer makes the off edges sharp and the queue it leaves in
- * the tbf short (~1 ms). It stops on SIGTERM or after max_s and writes
- * "bytes_sent elapsed_s on_s" to its result file.
+ * the tbf short (~1 ms). Its result file gets a line "on START END" per
+ * on period (CLOCK_MONOTONIC seconds, as nkv_now_s: the demo turns them into
+ * the replay's time for `netkv sim validate`) and, when it stops (SIGTERM or
+ * after max_s), "total BYTES_SENT ELAPSED_S ON_S".
  */
 #include "tenant_flows.h"
 
@@ -102,14 +104,21 @@ int nkv__tenant_flow_main(int argc, char **argv)
 	bool on = nkv_unit01(&s) < util;
 	double toggle = t0 - on_s * (on ? 1 : (1 - util) / util) * log(nkv_unit01(&s)), on_since = t0;
 
+	FILE *res = fopen(argv[7], "w");
+	if (!res) {
+		fprintf(stderr, "tenant: %s: %s\n", argv[7], strerror(errno));
+		return 1;
+	}
 	memset(buf, 0x5a, sizeof(buf));
 	while (!g_stop) {
 		double now = nkv_now_s();
 		if (now >= end)
 			break;
 		while (now >= toggle) {
-			if (on)
+			if (on) {
 				on_total += toggle - on_since;
+				fprintf(res, "on %.6f %.6f\n", on_since, toggle);
+			}
 			on = !on;
 			on_since = toggle;
 			toggle -= on_s * (on ? 1 : (1 - util) / util) * log(nkv_unit01(&s));
@@ -178,16 +187,17 @@ int nkv__tenant_flow_main(int argc, char **argv)
 		}
 	}
 	double now = fmin(nkv_now_s(), end);
-	if (on)
+	if (on) {
 		on_total += now - on_since;
+		fprintf(res, "on %.6f %.6f\n", on_since, now);
+	}
 	for (int i = 0; i < nsinks; i++)
 		close(sinks[i]);
 	if (out >= 0)
 		close(out);
 	close(lfd);
-	FILE *f = fopen(argv[7], "w");
-	bool bad = !f || fprintf(f, "%llu %.6f %.6f\n", (unsigned long long)sent, now - t0, on_total) < 0;
-	if ((f && fclose(f)) || bad) {
+	bool bad = fprintf(res, "total %llu %.6f %.6f\n", (unsigned long long)sent, now - t0, on_total) < 0;
+	if (fclose(res) || bad) {
 		fprintf(stderr, "tenant: %s: cannot write the result\n", argv[7]);
 		return 1;
 	}
