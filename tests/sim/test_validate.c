@@ -67,6 +67,18 @@ static int inst(const struct nkv_topo *t, const char *name)
  *   paced:  each alone at 1 GB/s: 1.001 ms.
  *   setup 3 ms is added (5.001 / 4.001 ms); a floor of 3 ms shows only
  *   where the flow is quicker (paced: 3 ms; shared: 2.001 ms stays). */
+/* The small runs' simulator: prefill 1e-4 s/token, decode 5 ms, two forced requests. */
+static void small_config(struct nkv_sim_config *c, const struct nkv_topo *t, const struct nkv_sim_assign *as)
+{
+	nkv_sim_defaults(c);
+	c->topo = t;
+	c->perf.prefill_a = 0, c->perf.prefill_b = 1e-4, c->perf.prefill_c = 0;
+	c->perf.decode_a = 5e-3, c->perf.decode_b = 0, c->perf.decode_c = 0;
+	c->probes = false;
+	c->assign = as;
+	c->nassign = 2;
+}
+
 static void run_small_conn(bool paced, double setup, double floor_s, double conn, double want_xfer)
 {
 	struct nkv_topo *t = small_tree();
@@ -81,13 +93,7 @@ static void run_small_conn(bool paced, double setup, double floor_s, double conn
 	};
 
 	assert_int_equal(nkv_trace_parse(tr_doc, strlen(tr_doc), "small", NULL, &tr), 0);
-	nkv_sim_defaults(&c);
-	c.topo = t;
-	c.perf.prefill_a = 0, c.perf.prefill_b = 1e-4, c.perf.prefill_c = 0;
-	c.perf.decode_a = 5e-3, c.perf.decode_b = 0, c.perf.decode_c = 0;
-	c.probes = false;
-	c.assign = as;
-	c.nassign = 2;
+	small_config(&c, t, as);
 	c.isolated_flows = paced;
 	c.xfer_setup_s = setup;
 	c.xfer_floor_s = floor_s;
@@ -132,13 +138,7 @@ static void conn_first_push(void **st)
 	};
 
 	assert_int_equal(nkv_trace_parse(tr_doc, strlen(tr_doc), "small", NULL, &tr), 0);
-	nkv_sim_defaults(&c);
-	c.topo = t;
-	c.perf.prefill_a = 0, c.perf.prefill_b = 1e-4, c.perf.prefill_c = 0;
-	c.perf.decode_a = 5e-3, c.perf.decode_b = 0, c.perf.decode_c = 0;
-	c.probes = false;
-	c.assign = as;
-	c.nassign = 2;
+	small_config(&c, t, as);
 	c.xfer_conn_s = 2e-3;
 	assert_int_equal(nkv_sim_run(&c, tr, &r), 0);
 	assert_int_equal(r->n, 2);
