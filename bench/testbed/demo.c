@@ -622,7 +622,8 @@ int nkv_cmd_demo(int argc, char **argv)
 		.link_gbps = { link[0], link[1], link[2] }, .shaped_gbps = { shaped[0], shaped[1], shaped[2] },
 		.tier_gbps = tiers, .time_scale = scale, .trace = trace, .requests = requests, .speed = speed,
 		.tuned = tuned, .w_cache = wc, .w_load = wl, .dir = dir, .npolicies = np, .policies = pnames,
-		.policy_ok = pok, .decode = decodes, .calibration = calib_ok ? "calibration" : NULL, .policy_tenants = pten, .tenant_on_s = dten.on_s,
+		.policy_ok = pok, .decode = decodes, .calibration = calib_ok ? "calibration" : NULL,
+		.policy_tenants = pten, .tenant_on_s = dten.on_s,
 	};
 	memcpy(info.tenant_util, dten.util, sizeof(info.tenant_util));
 	if (nkv_run_desc_write(runjson, &info)) {
