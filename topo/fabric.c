@@ -423,10 +423,11 @@ int nkv_fabric_up(const struct nkv_topo *t, const struct nkv_fabric_opts *o)
 		const struct pair *p = &pr[k];
 		if (!p->child_ns[0])
 			continue;
-		json_array_append_new(links, json_pack("{s:s,s:s,s:s,s:s,s:s,s:f,s:f}", "link", p->name, "child_ns",
-						       p->child_ns, "child_dev", p->child_dev, "parent_ns", p->parent_ns,
-						       "parent_dev", p->parent_dev, "rate_bps", p->gbps * 1e9 / o->scale,
-						       "delay_us", p->latency_us * lscale));
+		json_array_append_new(links, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:f}", "link", p->name, "child_ns",
+						       p->child_ns, "child_dev", p->child_dev, "child_addr",
+						       ip4(p->child_addr, a1), "parent_ns", p->parent_ns, "parent_dev",
+						       p->parent_dev, "rate_bps", p->gbps * 1e9 / o->scale, "delay_us",
+						       p->latency_us * lscale));
 	}
 	json_object_set_new(state, "hosts", hosts);
 	json_object_set_new(state, "links", links);
@@ -479,6 +480,33 @@ int nkv_fabric_nic_addr(const char *prefix, const char *host, uint32_t nic, char
 	}
 	json_decref(st);
 	return nkv_err(ENOENT, "fabric %s has no host %s", prefix, host);
+}
+
+int nkv_fabric_link_addr(const char *prefix, const char *link, char *addr, size_t len, char *parent, size_t plen)
+{
+	char path[256];
+	json_error_t jerr;
+	json_t *st, *l;
+	size_t i;
+
+	state_path(prefix, path, sizeof(path));
+	st = json_load_file(path, 0, &jerr);
+	if (!st)
+		return nkv_err(ENOENT, "no fabric with prefix %s is up (%s: %s)", prefix, path, jerr.text);
+	json_array_foreach(json_object_get(st, "links"), i, l) {
+		const char *name = json_string_value(json_object_get(l, "link"));
+		const char *a = json_string_value(json_object_get(l, "child_addr"));
+		const char *pns = json_string_value(json_object_get(l, "parent_ns"));
+		if (name && a && pns && !strcmp(name, link)) {
+			snprintf(addr, len, "%s", a);
+			if (parent)
+				snprintf(parent, plen, "%s", pns + strnlen(prefix, strlen(pns)));
+			json_decref(st);
+			return 0;
+		}
+	}
+	json_decref(st);
+	return nkv_err(ENOENT, "fabric %s has no link %s", prefix, link);
 }
 
 int nkv_fabric_enter(const char *prefix, const char *name)

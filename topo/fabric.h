@@ -37,6 +37,10 @@ int nkv_fabric_down(const char *prefix);
 int nkv_fabric_host_addr(const char *prefix, const char *host, char *addr, size_t len);
 /* Address of the host's nic-th NIC (host-local index, in topology order). */
 int nkv_fabric_nic_addr(const char *prefix, const char *host, uint32_t nic, char *addr, size_t len);
+/* Address of the child end of a link (a NIC's name, or a switch's name for
+ * its uplink: the switch's own address there) and, if parent is not NULL,
+ * the name of the switch at its other end. */
+int nkv_fabric_link_addr(const char *prefix, const char *link, char *addr, size_t len, char *parent, size_t plen);
 /* Moves the calling thread into the network namespace of a host or switch. */
 int nkv_fabric_enter(const char *prefix, const char *name);
 

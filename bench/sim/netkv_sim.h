@@ -125,6 +125,8 @@ struct nkv_sim_assign {
  * ECMP when the topology declares it, else aggregated. */
 enum nkv_sim_fabric { NKV_FABRIC_AUTO = 0, NKV_FABRIC_AGGREGATE, NKV_FABRIC_ECMP };
 int nkv_sim_fabric_parse(const char *s, enum nkv_sim_fabric *out); /* "auto", "aggregate", "ecmp" */
+/* "TIER:UTIL" (--tenant of sim and demo): tier leaf|pod|core, utilisation in (0, 1). */
+int nkv_sim_tenant_parse(const char *s, int *tier, double *util);
 
 struct nkv_sim_config {
 	const struct nkv_topo *topo;
@@ -153,6 +155,10 @@ struct nkv_sim_config {
 	bool isolated_flows;            /* nkv_flownet_set_isolated: per-path pacing, no sharing */
 	uint64_t decode_kv_tokens;      /* KV capacity of a decode instance, 0 = the perf model's */
 	double xfer_setup_s, xfer_floor_s; /* nkv_flownet_set_overhead, default 0 */
+	/* The first transfer between two instances waits this long first (its
+	 * connection's handshake, as the testbed's agents connect on first use);
+	 * 0 = none (default). Not with layer-wise streaming. */
+	double xfer_conn_s;
 	double link_burst_s, link_burst_min; /* nkv_flownet_set_buckets on tiers >= 1 (0, 0 = none) */
 	double link_peak_Bps;           /* the buckets' peak rate */
 	/* Layer-wise KV streaming over this many layers (0 = off, default: the
@@ -169,6 +175,16 @@ struct nkv_sim_config {
 	 * seed; 0 = none. See bench/sim/tenant.c. */
 	double tenant_util[NKV_TIERS];
 	double tenant_on_s;
+	/* Or tenant traffic as it was (netkv sim validate of a demo run with
+	 * --tenant): a flow on each given link over each given period (trace
+	 * time), capped at the link's capacity, as the sources above; used
+	 * instead of tenant_util when n_tenant_on > 0. */
+	const struct nkv_sim_tenant_on *tenant_on;
+	size_t n_tenant_on;
+};
+struct nkv_sim_tenant_on {
+	uint32_t link;                  /* nkv_topo_link index */
+	double start_s, end_s;
 };
 #define NKV_SIM_MAX_LAYERS 1024
 void nkv_sim_defaults(struct nkv_sim_config *c);

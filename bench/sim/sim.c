@@ -30,7 +30,7 @@
 #include "nkv_util.h"
 #include "sim_internal.h"
 
-enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG, EV_XSTART, EV_TENANT };
+enum { EV_ARRIVAL = 1, EV_PREFILL_DONE, EV_DECODE_ITER, EV_REFRESH, EV_BG, EV_XSTART, EV_TENANT, EV_XCONN };
 
 #define MAX_TENANT_EVENTS 2e7
 
@@ -117,6 +117,9 @@ struct sim {
 	/* per-interval link utilisation: carried bytes at the last tick, the
 	 * tick's time, each tier's highest interval mean */
 	double *link_snap, snap_t, util_window[NKV_TIERS];
+	/* xfer_conn_s: instance pairs that have pushed once (a bit per a x b) */
+	uint8_t *conn_seen;
+	uint32_t ninst;
 };
 
 void nkv_sim_defaults(struct nkv_sim_config *c)
@@ -527,17 +530,32 @@ static int add_flows(struct sim *m, uint32_t qi, bool capped)
 	return 0;
 }
 
-static int transfer_start(struct sim *m, uint32_t qi)
+static int transfer_flows(struct sim *m, uint32_t qi)
 {
 	struct req *q = &m->rq[qi];
 	int ret;
 
-	q->t_xstart = m->now;
-	if (!q->dec.bytes)
-		return transfer_landed(m, qi);
 	if ((ret = add_flows(m, qi, false)))
 		return ret;
 	return q->subflows ? 0 : transfer_landed(m, qi);
+}
+
+static int transfer_start(struct sim *m, uint32_t qi)
+{
+	struct req *q = &m->rq[qi];
+
+	q->t_xstart = m->now;
+	if (!q->dec.bytes)
+		return transfer_landed(m, qi);
+	if (m->conn_seen) {
+		/* the first push between two instances opens the connection first (EV_XCONN) */
+		size_t bit = (size_t)q->dec.prefill_inst * m->ninst + q->dec.decode_inst;
+		if (!(m->conn_seen[bit / 8] & (1u << (bit % 8)))) {
+			m->conn_seen[bit / 8] |= (uint8_t)(1u << (bit % 8));
+			return nkv__sim_heap_push(&m->heap, m->now + m->c->xfer_conn_s, EV_XCONN, qi, 0);
+		}
+	}
+	return transfer_flows(m, qi);
 }
 
 /* Layer-wise streaming (EV_XSTART, the batch's first layer done): the
@@ -871,6 +889,7 @@ static void sim_free(struct sim *m)
 	free(m->D);
 	free(m->rq);
 	free(m->xf);
+	free(m->conn_seen);
 	free(m->link_snap);
 	nkv__sim_tenants_free(m->tenants);
 	free(m->owner);
@@ -977,7 +996,7 @@ static int tenant_toggle(struct sim *m, uint32_t i)
 		return ret;
 	if (f >= 0 && (ret = set_owner(m, f, OWNER_BG)))
 		return ret;
-	if (m->finished < m->n && (ret = nkv__sim_heap_push(&m->heap, next, EV_TENANT, i, 0)))
+	if (m->finished < m->n && isfinite(next) && (ret = nkv__sim_heap_push(&m->heap, next, EV_TENANT, i, 0)))
 		return ret;
 	return 0;
 }
@@ -991,6 +1010,17 @@ static int start_tenants(struct sim *m)
 
 	for (int k = 0; k < NKV_TIERS; k++)
 		any |= c->tenant_util[k] != 0;
+	if (c->n_tenant_on) {
+		/* as measured: each period's source switches on at its start */
+		if (c->n_tenant_on > MAX_TENANT_EVENTS / 2)
+			return nkv_err(EINVAL, "sim: %zu tenant on periods (max %g)", c->n_tenant_on, MAX_TENANT_EVENTS / 2);
+		if ((ret = nkv__sim_tenants_sched(c->topo, c->tenant_on, c->n_tenant_on, &m->tenants)))
+			return ret;
+		for (uint32_t i = 0; i < nkv__sim_tenants_count(m->tenants); i++)
+			if ((ret = nkv__sim_heap_push(&m->heap, nkv__sim_tenant_first(m->tenants, i, m->now), EV_TENANT, i, 0)))
+				return ret;
+		return 0;
+	}
 	if (!any)
 		return 0;
 	if ((ret = nkv__sim_tenants_create(c->topo, m->ecmp, c->tenant_util, c->tenant_on_s, c->seed, &m->tenants)))
@@ -1058,6 +1088,12 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 	if (c->layerwise_layers > NKV_SIM_MAX_LAYERS) {
 		ret = nkv_err(EINVAL, "sim: layer-wise streaming over %u layers, at most %u", c->layerwise_layers,
 			      NKV_SIM_MAX_LAYERS);
+		goto fail;
+	}
+	m.ninst = nkv_topo_instances(c->topo);
+	if (c->xfer_conn_s > 0 && !c->layerwise_layers &&
+	    !(m.conn_seen = calloc((size_t)m.ninst * m.ninst / 8 + 1, 1))) {
+		ret = nkv_err(ENOMEM, "sim: out of memory");
 		goto fail;
 	}
 	if (c->layerwise_layers && !(m.xf = malloc(m.n * m.group * sizeof(*m.xf)))) {
@@ -1212,6 +1248,10 @@ int nkv_sim_run(const struct nkv_sim_config *c, const struct nkv_trace *trace, s
 			break;
 		case EV_XSTART:
 			if ((ret = transfer_stream(&m, e.who)))
+				goto fail;
+			break;
+		case EV_XCONN:
+			if ((ret = transfer_flows(&m, e.who)))
 				goto fail;
 			break;
 		case EV_DECODE_ITER:

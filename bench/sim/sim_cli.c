@@ -267,19 +267,9 @@ int nkv__sim_opts_parse(struct sim_opts *o, const char *cmd, int c, const char *
 	case '?': return -EINVAL; /* nkv_cli_getopt said what is wrong */
 	case O_LAYERWISE: o->layerwise = true; return 1;
 	case O_TENANT: {
-		const char *colon = strchr(arg, ':');
-		char tier[16];
 		int k;
-
-		if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof(tier))
-			return bad(cmd, c, arg, "want TIER:UTIL, such as core:0.5");
-		snprintf(tier, sizeof(tier), "%.*s", (int)(colon - arg), arg);
-		for (k = 1; k < NKV_TIERS && strcmp(tier, nkv_tier_name(k)); k++)
-			;
-		if (k == NKV_TIERS)
-			return bad(cmd, c, arg, "tier must be leaf, pod or core");
-		if (nkv_parse_double(colon + 1, &d) || !(d > 0 && d < 1))
-			return bad(cmd, c, arg, "utilisation must be a number in (0, 1)");
+		if (nkv_sim_tenant_parse(arg, &k, &d))
+			return bad(cmd, c, arg, NULL);
 		o->cfg.tenant_util[k] = d;
 		return 1;
 	}

@@ -41,10 +41,16 @@ uint32_t nkv__sim_lru_size(const struct sim_lru *c);
 /* ---- tenant traffic (tenant.c): on/off sources loading tiers to a target
  * mean utilisation. util[tier] in [0, 1), 0 = none; host tier refused. */
 struct sim_tenants;
+struct nkv_sim_tenant_on;
 struct nkv_topo;
 struct nkv_flownet;
 int nkv__sim_tenants_create(const struct nkv_topo *t, bool ecmp, const double util[4], double on_s, uint64_t seed,
 			    struct sim_tenants **out);
+/* Scheduled sources: one per on period (a demo run's tenants, replayed). */
+int nkv__sim_tenants_sched(const struct nkv_topo *t, const struct nkv_sim_tenant_on *on, size_t n,
+			   struct sim_tenants **out);
+/* When source i first changes state: its on time if scheduled, else now. */
+double nkv__sim_tenant_first(const struct sim_tenants *ts, uint32_t i, double now);
 uint32_t nkv__sim_tenants_count(const struct sim_tenants *ts);
 /* Source i's next state change at time now (the first call picks its
  * stationary state): *flow is its flow id (-1 while off), *next the time

@@ -15,10 +15,15 @@
  * others. Each source starts in its stationary state (on with probability
  * U, the period left drawn afresh: exponentials are memoryless), from a
  * generator seeded with the run's seed, so runs repeat exactly.
+ *
+ * Or scheduled (nkv__sim_tenants_sched): one source per given (link, on
+ * period), on from start to end and never again: the tenant flows a demo
+ * run measured, replayed as they were by `netkv sim validate`.
  */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "netkv_sim.h"
 #include "nkv_util.h"
@@ -29,6 +34,7 @@ struct tenant_src {
 	double cap, util;
 	int flow;               /* -1 while off */
 	bool started;
+	double t_on, t_off;     /* scheduled: the one on period (t_on < 0: random source) */
 };
 
 struct sim_tenants {
@@ -37,6 +43,26 @@ struct sim_tenants {
 	double on_s;
 	uint64_t rng;
 };
+
+int nkv_sim_tenant_parse(const char *s, int *tier, double *util)
+{
+	const char *colon = strchr(s, ':');
+	int k;
+
+	if (!colon || colon == s)
+		return nkv_err(EINVAL, "want TIER:UTIL, such as core:0.5");
+	for (k = 1; k < NKV_TIERS; k++) {
+		const char *n = nkv_tier_name(k);
+		if (strlen(n) == (size_t)(colon - s) && !strncmp(s, n, strlen(n)))
+			break;
+	}
+	if (k == NKV_TIERS)
+		return nkv_err(EINVAL, "tier must be leaf, pod or core");
+	if (nkv_parse_double(colon + 1, util) || !(*util > 0 && *util < 1))
+		return nkv_err(EINVAL, "utilisation must be a number in (0, 1)");
+	*tier = k;
+	return 0;
+}
 
 static double expo(uint64_t *s, double mean)
 {
@@ -71,7 +97,8 @@ int nkv__sim_tenants_create(const struct nkv_topo *t, bool ecmp, const double ut
 		bool member = (uint32_t)b != l;
 		if (li.tier >= NKV_TIER_POD && member != ecmp)
 			continue;
-		ts->src[n++] = (struct tenant_src){ .link = l, .cap = li.bytes_per_s, .util = util[li.tier], .flow = -1 };
+		ts->src[n++] = (struct tenant_src){ .link = l, .cap = li.bytes_per_s, .util = util[li.tier], .flow = -1,
+						    .t_on = -1 };
 		per_tier[li.tier]++;
 	}
 	for (int k = 1; k < NKV_TIERS; k++) {
@@ -89,6 +116,39 @@ int nkv__sim_tenants_create(const struct nkv_topo *t, bool ecmp, const double ut
 	return 0;
 }
 
+int nkv__sim_tenants_sched(const struct nkv_topo *t, const struct nkv_sim_tenant_on *on, size_t n,
+			   struct sim_tenants **out)
+{
+	struct sim_tenants *ts;
+
+	*out = NULL;
+	if (n > UINT32_MAX)
+		return nkv_err(E2BIG, "tenants: %zu on periods", n);
+	if (!(ts = calloc(1, sizeof(*ts))) || !(ts->src = calloc(n ? n : 1, sizeof(*ts->src)))) {
+		free(ts);
+		return nkv_err(ENOMEM, "tenants: out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct nkv_link_info li;
+		if (nkv_topo_link(t, on[i].link, &li) < 0 || !(on[i].start_s >= 0) || !(on[i].end_s > on[i].start_s) ||
+		    !isfinite(on[i].end_s)) {
+			nkv__sim_tenants_free(ts);
+			return nkv_err(EINVAL, "tenants: on period %zu: link %u, %g .. %g s", i, on[i].link, on[i].start_s,
+				       on[i].end_s);
+		}
+		ts->src[i] = (struct tenant_src){ .link = on[i].link, .cap = li.bytes_per_s, .flow = -1,
+						  .t_on = on[i].start_s, .t_off = on[i].end_s };
+	}
+	ts->n = (uint32_t)n;
+	*out = ts;
+	return 0;
+}
+
+double nkv__sim_tenant_first(const struct sim_tenants *ts, uint32_t i, double now)
+{
+	return i < ts->n && ts->src[i].t_on >= 0 ? fmax(now, ts->src[i].t_on) : now;
+}
+
 uint32_t nkv__sim_tenants_count(const struct sim_tenants *ts)
 {
 	return ts ? ts->n : 0;
@@ -104,7 +164,10 @@ int nkv__sim_tenant_toggle(struct sim_tenants *ts, uint32_t i, struct nkv_flowne
 	if (i >= ts->n)
 		return nkv_err(EINVAL, "tenants: source %u of %u", i, ts->n);
 	s = &ts->src[i];
-	on = s->started ? s->flow < 0 : nkv_unit01(&ts->rng) < s->util;
+	if (s->t_on >= 0)
+		on = !s->started; /* scheduled: on once, then off for good */
+	else
+		on = s->started ? s->flow < 0 : nkv_unit01(&ts->rng) < s->util;
 	s->started = true;
 	if (s->flow >= 0) {
 		if ((ret = nkv_flownet_remove(net, s->flow, now)))
@@ -122,7 +185,10 @@ int nkv__sim_tenant_toggle(struct sim_tenants *ts, uint32_t i, struct nkv_flowne
 		s->flow = f;
 	}
 	*flow = s->flow;
-	*next = now + expo(&ts->rng, on ? ts->on_s : ts->on_s * (1 - s->util) / s->util);
+	if (s->t_on >= 0)
+		*next = on ? fmax(now, s->t_off) : INFINITY;
+	else
+		*next = now + expo(&ts->rng, on ? ts->on_s : ts->on_s * (1 - s->util) / s->util);
 	return 0;
 }
 

@@ -58,17 +58,22 @@ static void usage(FILE *f)
 		"                        loopback demo paces each transfer per path, without sharing)\n"
 		"  --setup-ms X          the testbed's transfer-path overheads (default 0 and 0): each\n"
 		"  --floor-ms Y          simulated transfer takes max(Y, bytes/rate + latency + X). The\n"
-		"                        agents drive a push from an event loop that wakes every <= 2 ms and\n"
-		"                        the push completes on the decode's acknowledgement: a small push\n"
-		"                        takes two or so wake-ups (floor), a long one ends ~one wake-up after\n"
-		"                        its last byte (setup). Calibrate them on one run (--fit prints them)\n"
-		"                        and validate another with them\n"
+		"                        agents drive a push from an event loop that wakes every <= 0.25 ms\n"
+		"                        while bytes are on the wire, on both ends, and the push completes\n"
+		"                        on the decode's acknowledgement: each push pays a few wake-ups.\n"
+		"                        With --run of a fabric run that has calibration pushes (netkv demo\n"
+		"                        makes them before the policies: 48 pushes of 1..8 blocks, one at a\n"
+		"                        time), setup and --peak-gbps default to what those pushes measure\n"
+		"                        (best of a grid on them, not on the run validated); else --fit\n"
+		"                        prints them for one run, to validate another with\n"
 		"  --tbf-burst-ms X      token buckets on the fabric's links, as tc tbf shapes them: bucket =\n"
 		"  --tbf-burst-min B     max(rate x X, B bytes), full at the start; while it holds tokens a\n"
 		"  --peak-gbps P         link carries up to P Gb/s (what the unshaped veth + TCP path moves).\n"
 		"                        Default off; with --run of a fabric run: 4 ms and 64 KiB (netkv\n"
-		"                        fabric's tbf) at P = 10 unless given. A short transfer then fits in\n"
-		"                        the burst and takes far less than bytes/rate\n"
+		"                        fabric's tbf) at P = the calibration's, else 10, unless given. A\n"
+		"                        short transfer then fits in the burst and takes far less than\n"
+		"                        bytes/rate. A run beside tenants (demo --tenant) is simulated with\n"
+		"                        the simulator's tenant sources at the utilisation it asked\n"
 		"  --fit                 print the overheads this run shows (floor = median measured transfer\n"
 		"                        of those the model puts under 1 ms; setup = median measured - model\n"
 		"                        of those the model puts above 2 x floor)\n"
@@ -238,15 +243,17 @@ static void breakdown(const struct nkv_validation *v, double meas[B_N], double p
 }
 
 /* Transfer error per tier of the path: median |err| and count (-1 when none). */
-static void by_tier(const struct nkv_validation *v, double med[NKV_TIERS], size_t cnt[NKV_TIERS])
+/* Transfer median |error| per group of compared requests (group < ng, or -1 to skip). */
+static void by_group(const struct nkv_validation *v, int (*group)(const struct nkv_validation *, size_t), int ng,
+		     double *med, size_t *cnt)
 {
 	double *e = malloc((v->compared + 1) * sizeof(double));
 
-	for (int t = 0; t < NKV_TIERS; t++) {
+	for (int t = 0; t < ng; t++) {
 		size_t k = 0;
 		for (size_t i = 0; e && i < v->compared; i++) {
 			double p, m;
-			if (v->sim->recs[i].tier != t)
+			if (group(v, i) != t)
 				continue;
 			nkv_validation_pair(v, NKV_VQ_TRANSFER, i, &p, &m);
 			if (m > 0)
@@ -258,6 +265,222 @@ static void by_tier(const struct nkv_validation *v, double med[NKV_TIERS], size_
 		med[t] = k ? (k % 2 ? e[k / 2] : (e[k / 2 - 1] + e[k / 2]) / 2) : -1;
 	}
 	free(e);
+}
+
+static int tier_of(const struct nkv_validation *v, size_t i)
+{
+	return v->sim->recs[i].tier;
+}
+
+/* By measured push time: <= 1 ms, 1-10 ms, > 10 ms. */
+#define SIZE_N 3
+static const char *const size_name[SIZE_N] = { "<=1ms", "1-10ms", ">10ms" };
+static int size_of(const struct nkv_validation *v, size_t i)
+{
+	double p, m;
+	nkv_validation_pair(v, NKV_VQ_TRANSFER, i, &p, &m);
+	return m <= 1e-3 ? 0 : m <= 10e-3 ? 1 : 2;
+}
+
+/* A demo run's tenant on periods (DIR/tenants-NAME.csv, bench/testbed/
+ * demo_tenants.c): "link,start_s,end_s" per line, link a name of the
+ * topology's; times in the replay's; periods before 0 clipped. */
+static int read_tenants(const char *path, const struct nkv_topo *t, struct nkv_sim_tenant_on **out, size_t *n)
+{
+	FILE *f = fopen(path, "r");
+	char line[256];
+	size_t cap = 0, ln = 0;
+	int rc = 0;
+
+	*out = NULL, *n = 0;
+	if (!f)
+		return nkv_err(errno, "%s: %s", path, strerror(errno));
+	while (!rc && fgets(line, sizeof(line), f)) {
+		char name[64], *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL, *nl = strchr(line, '\n');
+		double a, b;
+		int l = -1;
+		ln++;
+		if (nl)
+			*nl = 0;
+		if (ln == 1) {
+			if (strcmp(line, "link,start_s,end_s"))
+				rc = nkv_err(EINVAL, "%s:1: want the header link,start_s,end_s", path);
+			continue;
+		}
+		if (!c1 || !c2 || (size_t)(c1 - line) >= sizeof(name)) {
+			rc = nkv_err(EINVAL, "%s:%zu: want LINK,START_S,END_S", path, ln);
+			break;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)(c1 - line), line);
+		*c2 = 0;
+		if (nkv_parse_double(c1 + 1, &a) || nkv_parse_double(c2 + 1, &b) || !isfinite(a) || !isfinite(b) || !(b > a)) {
+			rc = nkv_err(EINVAL, "%s:%zu: want finite times, end after start", path, ln);
+			break;
+		}
+		for (uint32_t k = 0; k < nkv_topo_links(t) && l < 0; k++) {
+			struct nkv_link_info li;
+			if (nkv_topo_link(t, k, &li) == 0 && !strcmp(li.name, name))
+				l = (int)k;
+		}
+		if (l < 0) {
+			rc = nkv_err(EINVAL, "%s:%zu: no link %s in the topology", path, ln, name);
+			break;
+		}
+		if (b <= 0)
+			continue;
+		if (*n == cap) {
+			struct nkv_sim_tenant_on *g = cap < 1000000 ? realloc(*out, (cap ? 2 * cap : 256) * sizeof(**out)) : NULL;
+			if (!g) {
+				rc = nkv_err(ENOMEM, "%s: more than %zu on periods, or out of memory", path, cap);
+				break;
+			}
+			*out = g, cap = cap ? 2 * cap : 256;
+		}
+		(*out)[(*n)++] = (struct nkv_sim_tenant_on){ .link = (uint32_t)l, .start_s = fmax(a, 0), .end_s = b };
+	}
+	if (!rc && ferror(f))
+		rc = nkv_err(EIO, "%s: read error", path);
+	fclose(f);
+	if (rc)
+		free(*out), *out = NULL, *n = 0;
+	return rc;
+}
+
+/* The topology with every shaped link's capacity x eff. */
+static int scaled_topo(const struct nkv_topo *t, double eff, struct nkv_topo **out)
+{
+	double g[NKV_TIERS] = { 0 };
+	struct nkv_link_info li;
+
+	for (uint32_t l = 0; l < nkv_topo_links(t); l++)
+		if (nkv_topo_link(t, l, &li) == 0 && li.tier >= 1 && li.tier < NKV_TIERS)
+			g[li.tier] = fmax(g[li.tier], li.bytes_per_s * 8e-9 * eff);
+	return paced_topo(t, g, out);
+}
+
+/* Median of x[0..n) (sorts it); 0 when n is 0. */
+static double median_of(double *x, size_t n)
+{
+	if (!n)
+		return 0;
+	qsort(x, n, sizeof(double), cmp_dbl);
+	return n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
+}
+
+/* The testbed's per-push overhead, measured on the demo's calibration
+ * pushes (run.json "calibration", bench/testbed/demo_calib.c), not on the
+ * run being validated. The model: each push takes setup + what the
+ * simulator gives with the tbf buckets at peak rate and every shaped link
+ * carrying a share eff of its rate. Those pushes run one at a time, so the
+ * setup adds to each as it is: for each (peak, eff) of a grid they are
+ * simulated once with no setup, and the setup is found on the simulated
+ * times. Each (tier, size) group of pushes counts once: the objective is
+ * the mean over groups of |median predicted - median measured| / median
+ * measured, so a noisy push or a crowded tier does not steer it. The first
+ * push between two agents also opens their connection: those are left out
+ * of that fit, and conn = the median of what they took beyond it.
+ * base: the validation's simulator as set up (topology, buckets), no tenants. */
+#define CAL_GROUPS 64
+static int calibrate(const struct nkv_sim_config *base, const char *csv, const char *trace_file, double *setup_s,
+		     double *conn_s, double *peak_gbps, double *eff, double *err, size_t *npush)
+{
+	static const double peaks[] = { 1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 30 };
+	static const double effs[] = { 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1 };
+	const size_t np = sizeof(peaks) / sizeof(peaks[0]), ne = sizeof(effs) / sizeof(effs[0]);
+	struct nkv_trace *trace = NULL;
+	struct nkv_rec_row *rows = NULL;
+	size_t nrows = 0;
+	double *p = NULL, *m = NULL, *x = NULL, *pf = NULL, *mf = NULL, best = INFINITY;
+	int *grp = NULL, rc;
+
+	if ((rc = nkv_trace_load(trace_file, NULL, &trace)) || (rc = nkv_rec_read(csv, base->topo, &rows, &nrows)))
+		goto out;
+	p = malloc((nrows + 1) * sizeof(double)), m = malloc((nrows + 1) * sizeof(double));
+	x = malloc((nrows + 1) * sizeof(double)), pf = malloc((nrows + 1) * sizeof(double));
+	mf = malloc((nrows + 1) * sizeof(double)), grp = malloc((nrows + 1) * sizeof(int));
+	if (!p || !m || !x || !pf || !mf || !grp) {
+		rc = nkv_err(ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t g = 0; g < np * ne; g++) {
+		struct nkv_sim_config c = *base;
+		struct nkv_validation *v = NULL;
+		struct nkv_topo *st = NULL;
+		size_t k = 0, kf = 0, ip = g % np, ie = g / np;
+		int ng = 0;
+		struct { int tier; uint64_t bytes; } key[CAL_GROUPS];
+		double mp[CAL_GROUPS], mm[CAL_GROUPS];
+
+		c.link_peak_Bps = peaks[ip] * 1e9 / 8;
+		c.link_burst_s = base->link_burst_s / effs[ie]; /* the buckets keep their size */
+		c.xfer_setup_s = c.xfer_floor_s = c.xfer_conn_s = 0;
+		if ((rc = scaled_topo(base->topo, effs[ie], &st)))
+			goto out;
+		c.topo = st;
+		if ((rc = nkv_sim_validate(&c, rows, nrows, trace, csv, &v))) {
+			nkv_topo_free(st);
+			goto out;
+		}
+		for (size_t i = 0; i < v->compared; i++) {
+			const struct nkv_rec_row *r = v->meas[i];
+			bool first = true;
+			for (size_t j = 0; j < v->compared && first; j++)
+				first = !(v->meas[j]->arrival_s < r->arrival_s && !strcmp(v->meas[j]->prefill, r->prefill) &&
+					  !strcmp(v->meas[j]->decode, r->decode));
+			double pi, mi;
+			nkv_validation_pair(v, NKV_VQ_TRANSFER, i, &pi, &mi);
+			if (!(mi > 0))
+				continue;
+			if (first) {
+				pf[kf] = pi, mf[kf++] = mi;
+				continue;
+			}
+			int gi = 0;
+			while (gi < ng && (key[gi].tier != r->tier || key[gi].bytes != r->bytes))
+				gi++;
+			if (gi == ng && ng < CAL_GROUPS)
+				key[ng].tier = r->tier, key[ng++].bytes = r->bytes;
+			if (gi < CAL_GROUPS)
+				p[k] = pi, m[k] = mi, grp[k++] = gi;
+		}
+		nkv_validation_free(v);
+		nkv_topo_free(st);
+		for (int gi = 0; gi < ng; gi++) {
+			size_t n = 0;
+			for (size_t i = 0; i < k; i++)
+				if (grp[i] == gi)
+					x[n++] = p[i];
+			mp[gi] = median_of(x, n);
+			n = 0;
+			for (size_t i = 0; i < k; i++)
+				if (grp[i] == gi)
+					x[n++] = m[i];
+			mm[gi] = median_of(x, n);
+		}
+		for (double s = 0; s <= 3e-3 + 1e-9 && ng; s += 1e-5) {
+			double obj = 0;
+			for (int gi = 0; gi < ng; gi++)
+				obj += fabs(mp[gi] + s - mm[gi]) / mm[gi];
+			obj /= ng;
+			if (obj < best - 1e-12) {
+				best = obj, *setup_s = s, *peak_gbps = peaks[ip], *eff = effs[ie], *npush = k;
+				for (size_t i = 0; i < k; i++)
+					x[i] = fabs(p[i] + s - m[i]) / m[i];
+				*err = median_of(x, k);
+				/* what the first pushes took beyond the model with this setup */
+				for (size_t i = 0; i < kf; i++)
+					x[i] = mf[i] - pf[i] - s;
+				*conn_s = fmax(0, median_of(x, kf));
+			}
+		}
+	}
+	if (!isfinite(best))
+		rc = nkv_err(ENODATA, "%s: no calibration push with a measured time (after each pair's first)", csv);
+out:
+	free(p), free(m), free(x), free(pf), free(mf), free(grp);
+	free(rows);
+	nkv_trace_free(trace);
+	return rc;
 }
 
 /* The overheads this run shows, against the model's own transfer time
@@ -334,7 +557,11 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 	const char *replay = NULL, *topo_file = NULL, *trace_file = NULL, *model = "llama3-8b", *csv = NULL;
 	const char *plot_prefix = NULL, *run_file = NULL, *policy = NULL, *gpu = NKV_GPU_DEFAULT;
 	bool model_set = false, scale_set = false, pcb_set = false, dcb_set = false, dkv_set = false;
-	bool burst_set = false, gpu_set = false;
+	bool burst_set = false, gpu_set = false, setup_set = false, peak_set = false, calibrated = false;
+	double cal_err = 0, cal_eff = 1;
+	size_t cal_n = 0;
+	struct nkv_topo *cal_topo = NULL;
+	struct nkv_sim_tenant_on *ten_on = NULL;
 	char model_opt[16] = "perf model"; /* the spelling given, for the message */
 	double peak_gbps = 10;
 	struct nkv_run_desc rd;
@@ -407,7 +634,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 			if (c == V_BURST)
 				cfg.link_burst_s = d * 1e-3, burst_set = true;
 			else
-				peak_gbps = d;
+				peak_gbps = d, peak_set = true;
 			break;
 		}
 		case V_SCALE:
@@ -429,7 +656,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 			if (c == V_SCALE)
 				scale = d, scale_set = true;
 			else if (c == V_SETUP)
-				cfg.xfer_setup_s = d * 1e-3;
+				cfg.xfer_setup_s = d * 1e-3, setup_set = true;
 			else if (c == V_FLOOR)
 				cfg.xfer_floor_s = d * 1e-3;
 			else
@@ -536,6 +763,31 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		fprintf(stderr, "netkv sim validate: %s\n", nkv_last_error());
 		goto out;
 	}
+	/* the run's measured per-push overhead, unless given */
+	if (run_file && rd.calib_csv[0] && !setup_set && !peak_set && !paced && cfg.link_peak_Bps > 0 &&
+	    (cfg.link_burst_s > 0 || cfg.link_burst_min > 0)) {
+		if (calibrate(&cfg, rd.calib_csv, rd.calib_trace, &cfg.xfer_setup_s, &cfg.xfer_conn_s, &peak_gbps, &cal_eff,
+			      &cal_err, &cal_n) ||
+		    scaled_topo(cfg.topo, cal_eff, &cal_topo)) {
+			fprintf(stderr, "netkv sim validate: calibration: %s\n", nkv_last_error());
+			goto out;
+		}
+		cfg.link_peak_Bps = peak_gbps * 1e9 / 8;
+		cfg.link_burst_s /= cal_eff;
+		cfg.topo = cal_topo;
+		calibrated = true;
+	}
+	/* a run beside tenant flows: their on periods as measured, else the
+	 * simulator's own on/off sources at the utilisation asked */
+	if (run_file && rd.tenant_on_s > 0) {
+		memcpy(cfg.tenant_util, rd.tenant_util, sizeof(cfg.tenant_util));
+		cfg.tenant_on_s = rd.tenant_on_s;
+		if (rd.tenant_csv[0] && read_tenants(rd.tenant_csv, cfg.topo, &ten_on, &cfg.n_tenant_on)) {
+			fprintf(stderr, "netkv sim validate: tenants: %s\n", nkv_last_error());
+			goto out;
+		}
+		cfg.tenant_on = ten_on;
+	}
 	if (nkv_rec_read(replay, cfg.topo, &rows, &nrows) ||
 	    nkv_sim_validate(&cfg, rows, nrows, trace, replay, &v)) {
 		fprintf(stderr, "netkv sim validate: %s\n", nkv_last_error());
@@ -572,20 +824,48 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 								    isnan(bm[b]) ? json_null() : json_real(bm[b]),
 								    "predicted_mean_s", bp[b]));
 		json_object_set_new(o, "ttft_breakdown", bj);
-		double tm[NKV_TIERS];
-		size_t tc[NKV_TIERS];
-		json_t *tj = json_object();
-		by_tier(v, tm, tc);
+		double tm[NKV_TIERS], sm[SIZE_N];
+		size_t tc[NKV_TIERS], sc[SIZE_N];
+		json_t *tj = json_object(), *sj = json_object();
+		by_group(v, tier_of, NKV_TIERS, tm, tc);
+		by_group(v, size_of, SIZE_N, sm, sc);
 		for (int t = 0; t < NKV_TIERS; t++)
 			if (tc[t])
 				json_object_set_new(tj, nkv_tier_name(t), json_pack("{s:I, s:f}", "n", (json_int_t)tc[t],
 										    "median_abs_rel_err", tm[t]));
+		for (int t = 0; t < SIZE_N; t++)
+			if (sc[t])
+				json_object_set_new(sj, size_name[t], json_pack("{s:I, s:f}", "n", (json_int_t)sc[t],
+										"median_abs_rel_err", sm[t]));
 		json_object_set_new(o, "transfer_by_tier", tj);
+		json_object_set_new(o, "transfer_by_measured_time", sj);
+		if (calibrated)
+			json_object_set_new(o, "calibration", json_pack("{s:s, s:f, s:f, s:f, s:f, s:I, s:f}", "csv", rd.calib_csv,
+									"setup_s", cfg.xfer_setup_s, "conn_s", cfg.xfer_conn_s, "rate_share", cal_eff,
+									"peak_gbps", peak_gbps, "pushes", (json_int_t)cal_n,
+									"median_abs_rel_err", cal_err));
+		if (cfg.tenant_on_s > 0)
+			json_object_set_new(o, "tenants", json_pack("{s:f, s:f, s:f, s:I}", "pod", cfg.tenant_util[NKV_TIER_POD],
+								    "core", cfg.tenant_util[NKV_TIER_CORE], "on_s",
+								    cfg.tenant_on_s, "on_periods_replayed",
+								    (json_int_t)cfg.n_tenant_on));
 		json_object_set_new(o, "transfer_goal_met", json_boolean(v->q[NKV_VQ_TRANSFER].n &&
 									  v->q[NKV_VQ_TRANSFER].median_abs <= 0.10));
 		nkv_json_print(stdout, o);
 	} else {
 		printf("validate %s: %zu records, %zu finished and simulated\n", replay, v->records, v->compared);
+		if (calibrated)
+			printf("  per-push overhead measured on the run's calibration pushes (%zu, %s): setup %.3f ms, peak "
+			       "%g Gb/s, shaped links carry %.0f%% of their rate (their median |err| %.1f%%); a connection's "
+			       "first push + %.3f ms\n", cal_n, rd.calib_csv, cfg.xfer_setup_s * 1e3, peak_gbps, cal_eff * 100,
+			       cal_err * 100, cfg.xfer_conn_s * 1e3);
+		if (cfg.n_tenant_on)
+			printf("  tenants: pod %g, core %g asked; their %zu link on periods replayed as measured (%s)\n",
+			       cfg.tenant_util[NKV_TIER_POD], cfg.tenant_util[NKV_TIER_CORE], cfg.n_tenant_on, rd.tenant_csv);
+		else if (cfg.tenant_on_s > 0)
+			printf("  tenants: pod %g, core %g, mean on %g s (simulated on/off sources at the utilisation asked; "
+			       "the run recorded no schedule)\n", cfg.tenant_util[NKV_TIER_POD],
+			       cfg.tenant_util[NKV_TIER_CORE], cfg.tenant_on_s);
 		char tbf[96] = "";
 		if (cfg.link_burst_s > 0 || cfg.link_burst_min > 0)
 			snprintf(tbf, sizeof(tbf), ", tbf buckets max(%g ms, %.0f B) at peak %g Gb/s", cfg.link_burst_s * 1e3,
@@ -617,13 +897,18 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		for (int b = 0; b < B_N; b++)
 			printf(" %12.3f", bp[b] * 1e3);
 		printf("\n");
-		double tm[NKV_TIERS];
-		size_t tc[NKV_TIERS];
-		by_tier(v, tm, tc);
+		double tm[NKV_TIERS], sm[SIZE_N];
+		size_t tc[NKV_TIERS], sc[SIZE_N];
+		by_group(v, tier_of, NKV_TIERS, tm, tc);
+		by_group(v, size_of, SIZE_N, sm, sc);
 		printf("  transfer by tier, median |err|:");
 		for (int t = 0; t < NKV_TIERS; t++)
 			if (tc[t])
 				printf("  %s %.1f%% (n=%zu)", nkv_tier_name(t), tm[t] * 100, tc[t]);
+		printf("\n  transfer by measured push time, median |err|:");
+		for (int t = 0; t < SIZE_N; t++)
+			if (sc[t])
+				printf("  %s %.1f%% (n=%zu)", size_name[t], sm[t] * 100, sc[t]);
 		printf("\n");
 		printf("  goal (transfer median |err| <= 10%%): %s\n",
 		       v->q[NKV_VQ_TRANSFER].n && v->q[NKV_VQ_TRANSFER].median_abs <= 0.10 ? "met" : "NOT met");
@@ -651,6 +936,8 @@ out:
 	nkv_validation_free(v);
 	free(rows);
 	nkv_trace_free(trace);
+	nkv_topo_free(cal_topo);
+	free(ten_on);
 	nkv_topo_free(emu);
 	nkv_topo_free(topo);
 	return rc;

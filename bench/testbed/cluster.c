@@ -101,6 +101,12 @@ static int spawn_in(struct cluster *c, const char *name, const char *log, const 
 	return rc;
 }
 
+int nkv__cluster_spawn(struct cluster *c, const char *name, const char *log, const char *prefix, const char *ns,
+		       char *const argv[], int (*fn)(int, char **))
+{
+	return spawn_in(c, name, log, prefix, ns, argv, fn);
+}
+
 static int spawn(struct cluster *c, const char *name, const char *log, char *const argv[])
 {
 	return spawn_in(c, name, log, NULL, NULL, argv, NULL);

@@ -83,6 +83,10 @@ void nkv__cluster_fabric_down(struct cluster_fabric *f);
 /* A --policies list (demo, launch): every name known and at most max of
  * them, checked before anything starts, not when a scheduler refuses it. */
 int nkv__testbed_check_policies(const char *list, int max);
+/* One more child, stopped with the rest: in namespace prefix+ns when prefix
+ * is not NULL; fn(argc, argv + 1) in a fork when fn is given, else exec argv. */
+int nkv__cluster_spawn(struct cluster *c, const char *name, const char *log, const char *prefix, const char *ns,
+		       char *const argv[], int (*fn)(int, char **));
 /* SIGKILL one child by name ("h1g0" or "scheduler") and reap it; its pid is cleared. */
 int nkv__cluster_kill(struct cluster *c, const char *name);
 /* Start a killed child again with the same arguments (its log is appended to).

@@ -12,6 +12,10 @@
  * and this process sit on the unshaped management network. Else over
  * loopback, tiers emulated by per-path pacing in the prefill agents.
  *
+ * With --tenant TIER:UTIL (fabric only) each policy runs twice, as the
+ * 1:1 control and then beside real tenant flows on the pod / core links
+ * (demo_tenants.c), and the table shows both.
+ *
  * cla* runs with weights tuned in the simulator on the same trace and
  * topology (demo_tune.c). The work dir keeps per policy the per-request
  * CSV, the topology as emulated and run.json, for `netkv sim validate`.
@@ -32,6 +36,8 @@
 #include <jansson.h>
 
 #include "cluster.h"
+#include "demo_calib.h"
+#include "demo_tenants.h"
 #include "demo_tune.h"
 #include "fabric.h"
 #include "testbed_cli.h"
@@ -39,6 +45,7 @@
 #include "nkv_json_out.h"
 #include "nkv_util.h"
 #include "netkv_sched.h"
+#include "netkv_sim.h"
 #include "netkv_topo.h"
 #include "replay.h"
 #include "run_desc.h"
@@ -93,6 +100,37 @@ int nkv__testbed_check_policies(const char *list, int max)
 	return ret;
 }
 
+/* --decode: 1..8 distinct GPUs of the tree, not the prefills' (h0g0, h0g1). */
+static int check_decodes(const char *topo, const char *list)
+{
+	struct nkv_topo *t;
+	char *l = strdup(list), *sv = NULL, seen[8][32];
+	int n = 0, ret = l ? nkv_topo_load(topo, &t) : nkv_err(ENOMEM, "out of memory");
+
+	if (ret) {
+		free(l);
+		return ret;
+	}
+	for (char *g = strtok_r(l, ",", &sv); g && !ret; g = strtok_r(NULL, ",", &sv)) {
+		bool dup = false;
+		for (int i = 0; i < n; i++)
+			dup |= !strcmp(seen[i], g);
+		if (nkv_topo_find(t, g) < 0)
+			ret = nkv_err(EINVAL, "no GPU '%s' in the 16-GPU tree (h0g0 .. h7g1)", g);
+		else if (!strcmp(g, "h0g0") || !strcmp(g, "h0g1") || dup)
+			ret = nkv_err(EINVAL, "'%s' is a prefill or named twice", g);
+		else if (n == 8)
+			ret = nkv_err(EINVAL, "at most 8 decodes");
+		else
+			snprintf(seen[n++], sizeof(seen[0]), "%s", g);
+	}
+	if (!ret && !n)
+		ret = nkv_err(EINVAL, "no decode");
+	nkv_topo_free(t);
+	free(l);
+	return ret;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -110,6 +148,8 @@ static void usage(FILE *f)
 		"  --scale F          fabric: shaped rate = nominal / F (default 200: NIC 2, leaf up 1, spine up\n"
 		"                     0.5 Gbit/s, so one flow gets 2 / 1 / 0.5 Gbit/s at tier leaf / pod / core;\n"
 		"                     all KV traffic of the demo peaks near 3 Gbit/s, within what 2 cores shape)\n"
+		"  --decode LIST      the decode GPUs (default h1g0,h2g0,h4g0,h5g0; e.g. h2g0,h3g0,h4g0,h5g0 leaves\n"
+		"                     no decode under the prefills' leaf, so every KV byte crosses the pod or core)\n"
 		"  --tier-gbps LIST   loopback: pacing per tier host,leaf,pod,core in Gb/s (default 0,8,2,0.5)\n"
 		"  --trace FILE       Mooncake JSONL (default: a generated chatbot-like trace)\n"
 		"  --requests N       requests to replay (default 150)\n"
@@ -119,9 +159,18 @@ static void usage(FILE *f)
 		"  --policies LIST    comma-separated (default rr,cla*,netkv)\n"
 		"  --w-cache X --w-load Y  cla* weights (default: tuned first, in the simulator on this trace\n"
 		"                     and topology: grid {0,.25,.5,1,2,4}^2, min mean TTFT)\n"
+		"  --tenant TIER:UTIL fabric: other tenants' traffic on TIER (pod or core) at mean utilisation UTIL\n"
+		"                     in (0, 1), repeatable (the spelling of netkv sim --tenant). Real TCP flows\n"
+		"                     between sibling switches (leaf0 <-> leaf1 for pod, spine0 <-> spine1 for core)\n"
+		"                     through the shaped links, on and off (exponential periods, seeded), so no NIC\n"
+		"                     carries them and the scheduler learns of them only by measuring. Each policy\n"
+		"                     then runs twice: POLICY (the 1:1 control, no tenants) and POLICY+tenants\n"
+		"  --tenant-on S      mean on period of a tenant flow, default 0.1 s\n"
 		"  --time-scale X     emulated compute time x X (default 0.1)\n"
 		"  -o, --output DIR   work dir (default /tmp/netkv-demo-PID): logs, replay-POLICY.csv per policy,\n"
-		"                     topo.json (the topology as emulated), run.json (mode, rates, weights, ...)\n"
+		"                     topo.json (the topology as emulated), run.json (mode, rates, weights, ...);\n"
+		"                     on the fabric also replay-calibration.csv: 112 pushes of 1..8 blocks, one at\n"
+		"                     a time, made first, on which netkv sim validate measures the per-push overhead\n"
 		"  --json             results as JSON on stdout\n");
 }
 
@@ -143,24 +192,78 @@ static int parse_list(const char *s, double *out, int n, const char *what)
 }
 
 struct result {
-	char name[32];
+	char name[48];
 	struct replay_result r;
 	int rc;
+	bool tenants;
+	double tenant_util[NKV_TIERS], tenant_on[NKV_TIERS]; /* measured, -1 none */
 };
+
+/* One run: a cluster (and tenant flows when dt), a replay of trace,
+ * DIR/replay-NAME.csv and logs in DIR/log-NAME/, everything stopped after.
+ * co->policy etc. set by the caller; k numbers the run (its port). */
+static int run_one(struct cluster_opts *co, const char *dir, const char *trace, double speed, unsigned requests,
+		   double scale, int k, struct demo_tenants *dt, uint64_t seed, struct result *rs)
+{
+	char addr[48], logdir[300], label[64], csv[600];
+	struct cluster cl;
+
+	if (co->fabric)
+		snprintf(addr, sizeof(addr), NKV_FABRIC_MGMT_ADDR ":%d", 17400 + k);
+	else
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", 17400 + (int)(getpid() % 2000) + k);
+	/* logs per run: DIR/log-NAME, named like DIR/replay-NAME.csv (known
+	 * policy names only, nkv__testbed_check_policies: no '/') */
+	snprintf(logdir, sizeof(logdir), "%s/log-%s", dir, rs->name);
+	mkdir(logdir, 0755);
+	co->addr = addr;
+	co->dir = logdir;
+	g_cluster = &cl;
+	int rc = nkv__cluster_start(co, &cl);
+	if (!rc && dt)
+		rc = nkv__demo_tenants_start(dt, &cl, co->fabric, logdir, seed, 3600);
+	if (rc) {
+		fprintf(stderr, "netkv demo: %s: %s\n", rs->name, nkv_last_error());
+		nkv__cluster_stop(&cl);
+		g_cluster = NULL;
+		return rs->rc = rc;
+	}
+	snprintf(label, sizeof(label), "  %-14s ", rs->name);
+	struct replay_opts ro = { .sched = addr, .token = co->token, .trace = trace, .speed = speed, .limit = requests,
+				  .ttft_slo = 2 * scale, .tbt_slo = 0.1 * scale, .timeout_s = 60, .progress = true,
+				  .label = label };
+	rs->rc = nkv_replay_run(&ro, &rs->r);
+	if (rs->rc)
+		fprintf(stderr, "netkv demo: %s: %s\n", rs->name, nkv_last_error());
+	snprintf(csv, sizeof(csv), "%s/replay-%s.csv", dir, rs->name);
+	if (rs->r.recs && nkv_replay_csv(&rs->r, csv))
+		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
+	nkv__cluster_stop(&cl);
+	g_cluster = NULL;
+	if (dt) {
+		nkv__demo_tenants_measured(dt, rs->tenant_util, rs->tenant_on);
+		snprintf(csv, sizeof(csv), "%s/tenants-%s.csv", dir, rs->name);
+		if (rs->r.recs && nkv__demo_tenants_schedule(dt, rs->r.start_s, csv))
+			fprintf(stderr, "netkv demo: %s: %s\n", rs->name, nkv_last_error());
+	}
+	return rs->rc;
+}
 
 int nkv_cmd_demo(int argc, char **argv)
 {
 	const char *trace = NULL, *policies = "rr,cla*,netkv", *tiers = "0,8,2,0.5", *dir_arg = NULL;
-	const char *fabric_arg = "auto", *links_arg = "400,200,100";
+	const char *fabric_arg = "auto", *links_arg = "400,200,100", *decodes = "h1g0,h2g0,h4g0,h5g0";
 	unsigned requests = 150;
 	uint64_t seed = 42;
 	double speed = 1, scale = 0.1, rate = 8, fscale = 200, wc = -1, wl = -1;
-	bool json = false;
+	bool json = false, tenants = false;
+	struct demo_tenants dten = { .on_s = 0.1 };
 	static const struct option opts[] = {
 		{ "trace", 1, 0, 'f' }, { "requests", 1, 0, 'n' }, { "rate-scale", 1, 0, 'x' }, { "policies", 1, 0, 'p' },
 		{ "time-scale", 1, 0, 'S' }, { "tier-gbps", 1, 0, 'T' }, { "output", 1, 0, 'd' }, { "json", 0, 0, 'j' },
 		{ "rate", 1, 0, 'r' }, { "fabric", 1, 0, 'F' }, { "link-gbps", 1, 0, 'L' }, { "scale", 1, 0, 'k' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'l' }, { "seed", 1, 0, 's' }, { "help", 0, 0, 'h' },
+		{ "tenant", 1, 0, 'U' }, { "tenant-on", 1, 0, 'O' }, { "decode", 1, 0, 'D' },
 		{ "dir", 1, 0, 'd' }, { "speed", 1, 0, 'x' }, /* hidden aliases for one release */
 		{ 0, 0, 0, 0 } };
 	int c;
@@ -175,6 +278,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		case 'o': dir_arg = optarg; break;
 		case 'j': json = true; break;
 		case 'F': fabric_arg = optarg; break;
+		case 'D': decodes = optarg; break;
 		case 'L': links_arg = optarg; break;
 		case 'x': dp = &speed; break;
 		case 'S': dp = &scale; break;
@@ -193,6 +297,23 @@ int nkv_cmd_demo(int argc, char **argv)
 			break;
 		case 'n':
 			if (nkv_cli_u32("demo", "--requests", optarg, 1, UINT32_MAX, &requests))
+				return 2;
+			break;
+		case 'U': {
+			int k;
+			double u;
+			if (nkv_sim_tenant_parse(optarg, &k, &u) ||
+			    (k == NKV_TIER_LEAF && nkv_err(EINVAL, "the demo loads pod and core (switch-to-switch "
+								   "flows); a leaf-tier flow would share the agents' NICs"))) {
+				fprintf(stderr, "netkv demo: --tenant '%s': %s\n", optarg, nkv_last_error());
+				return 2;
+			}
+			dten.util[k] = u;
+			tenants = true;
+			break;
+		}
+		case 'O':
+			if (nkv_cli_double("demo", "--tenant-on", optarg, 1e-4, 3600, &dten.on_s))
 				return 2;
 			break;
 		case 'h': usage(stdout); return 0;
@@ -286,6 +407,11 @@ int nkv_cmd_demo(int argc, char **argv)
 			 strcmp(fabric_arg, "on") ? "; --fabric off for loopback" : "");
 	}
 
+	if (tenants && !fabric) {
+		fprintf(stderr, "netkv demo: --tenant needs the emulated fabric (%s)\n", why);
+		return 1;
+	}
+
 	/* The topology as emulated: what the scheduler gets, and what the
 	 * simulator should replay against (link capacities = what is shaped or paced). */
 	snprintf(topo, sizeof(topo), "%s/topo.json", dir);
@@ -303,6 +429,11 @@ int nkv_cmd_demo(int argc, char **argv)
 	    (fabric && nkv__cluster_write_topo(topo_nominal, link[0], link[1], link[2]))) {
 		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
 		return 1;
+	}
+
+	if (check_decodes(topo, decodes)) {
+		fprintf(stderr, "netkv demo: --decode '%s': %s\n", decodes, nkv_last_error());
+		return 2;
 	}
 
 	/* cla*: tuned unless the weights were given. */
@@ -345,6 +476,12 @@ int nkv_cmd_demo(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (tenants && nkv__demo_tenants_plan(&dten, topo, fab.prefix)) {
+		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
+		nkv__cluster_fabric_down(&fab);
+		g_fabric_up = 0;
+		return 1;
+	}
 	if (fabric)
 		fprintf(stderr, "netkv demo: mode fabric (%s)\n"
 				"  namespaces %s*: tbf per link at nominal / %g: NIC %g, leaf uplink %g, spine uplink %g Gbit/s\n"
@@ -354,12 +491,22 @@ int nkv_cmd_demo(int argc, char **argv)
 	else
 		fprintf(stderr, "netkv demo: mode loopback (%s)\n  tiers paced per path at %s Gb/s (host,leaf,pod,core), "
 				"links not shared\n", why, tiers);
-	fprintf(stderr, "  2 prefill (h0g0, h0g1) + 4 decode agents (h1g0 leaf, h2g0 pod, h4g0 and h5g0 core),\n"
-			"  compute x %g, --verify on; trace %s (%u requests); work dir %s/\n", scale, trace, requests, dir);
+	fprintf(stderr, "  2 prefill (h0g0, h0g1) + decode agents %s, compute x %g, --verify on;\n"
+			"  trace %s (%u requests); work dir %s/\n", decodes, scale, trace, requests, dir);
 	if (want_cla)
 		fprintf(stderr, "  cla*: %s\n", wdesc);
+	if (tenants) {
+		fprintf(stderr, "  tenants: each policy runs as POLICY (no tenants) and POLICY+tenants:");
+		for (int k = NKV_TIER_POD; k < NKV_TIERS; k++)
+			if (dten.util[k] > 0)
+				fprintf(stderr, " %s %g", nkv_tier_name(k), dten.util[k]);
+		fprintf(stderr, ", on/off, mean on %g s; flows", dten.on_s);
+		for (int i = 0; i < dten.n; i++)
+			fprintf(stderr, " %s>%s", dten.ep[i].sw, dten.ep[i].peer_sw);
+		fprintf(stderr, "\n");
+	}
 
-	char token[48], addr[48];
+	char token[48];
 	uint8_t rnd[16];
 	/* A random token for this run: the scheduler's and the data plane's secret. */
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
@@ -368,75 +515,71 @@ int nkv_cmd_demo(int argc, char **argv)
 	}
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(token + 2 * i, 3, "%02x", rnd[i]);
-	char *list = strdup(policies), *save = NULL;
-	struct result res[MAX_POLICIES];
-	int np = 0, failures = 0;
-	for (char *pol = strtok_r(list, ",", &save); pol && np < MAX_POLICIES; pol = strtok_r(NULL, ",", &save)) {
-		struct cluster cl;
-		if (fabric)
-			snprintf(addr, sizeof(addr), NKV_FABRIC_MGMT_ADDR ":%d", 17400 + np);
+	/* Calibration (fabric): the per-push overhead of this testbed, measured
+	 * on pushes of its own (demo_calib.c) that `netkv sim validate` models. */
+	struct result calib = { .name = "calibration" };
+	bool calib_ok = false;
+	char calib_trace[600];
+	snprintf(calib_trace, sizeof(calib_trace), "%s/calibration-trace.jsonl", dir);
+	struct cluster_opts co = { .netkv = g_self, .token = token, .prefill = "h0g0,h0g1", .decode = decodes,
+				   .time_scale = scale, .prefill_blocks = 512, .decode_blocks = 512,
+				   .tier_gbps = fabric ? NULL : tiers, .verify = true, .topo = topo,
+				   .fabric = fabric ? fab.prefix : NULL };
+	if (fabric) {
+		fprintf(stderr, "netkv demo: calibration: %u pushes of 1..8 blocks, one at a time, policy rr (for sim validate)\n",
+			CALIB_REQUESTS);
+		co.policy = "rr";
+		unsigned nd = 1;
+		for (const char *p = decodes; *p; p++)
+			nd += *p == ',';
+		if (nkv__demo_calib_trace(calib_trace, nd))
+			fprintf(stderr, "netkv demo: calibration: %s\n", nkv_last_error());
 		else
-			snprintf(addr, sizeof(addr), "127.0.0.1:%d", 17400 + (int)(getpid() % 2000) + np);
-		bool cla = !strcmp(pol, "cla*");
-		/* logs per policy: DIR/log-POLICY, named like DIR/replay-POLICY.csv (known
-		 * policy names only, nkv__testbed_check_policies: no '/') */
-		char logdir[300];
-		snprintf(logdir, sizeof(logdir), "%s/log-%s", dir, pol);
-		mkdir(logdir, 0755);
-		struct cluster_opts co = { .netkv = g_self, .dir = logdir, .addr = addr, .token = token, .policy = pol,
-					   .prefill = "h0g0,h0g1", .decode = "h1g0,h2g0,h4g0,h5g0", .time_scale = scale,
-					   .prefill_blocks = 512, .decode_blocks = 512, .tier_gbps = fabric ? NULL : tiers,
-					   .verify = true, .topo = topo, .fabric = fabric ? fab.prefix : NULL,
-					   .w_cache = cla ? wc : 0, .w_load = cla ? wl : 0 };
-		snprintf(res[np].name, sizeof(res[np].name), "%s", pol);
-		g_cluster = &cl;
-		int rc = nkv__cluster_start(&co, &cl);
-		if (rc) {
-			fprintf(stderr, "netkv demo: %s: %s\n", pol, nkv_last_error());
-			nkv__cluster_stop(&cl);
-			g_cluster = NULL;
-			res[np].rc = rc;
-			memset(&res[np].r, 0, sizeof(res[np].r));
-			np++;
-			failures++;
-			continue;
-		}
-		char label[48];
-		snprintf(label, sizeof(label), "  %-6s ", pol);
-		struct replay_opts ro = { .sched = addr, .token = token, .trace = trace, .speed = speed, .limit = requests,
-					  .ttft_slo = 2 * scale, .tbt_slo = 0.1 * scale, .timeout_s = 60, .progress = true,
-					  .label = label };
-		res[np].rc = nkv_replay_run(&ro, &res[np].r);
-		if (res[np].rc) {
-			fprintf(stderr, "netkv demo: %s: %s\n", pol, nkv_last_error());
-			failures++;
-		}
-		char csv[600];
-		snprintf(csv, sizeof(csv), "%s/replay-%s.csv", dir, pol);
-		if (res[np].r.recs && nkv_replay_csv(&res[np].r, csv))
-			fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
-		nkv__cluster_stop(&cl);
-		g_cluster = NULL;
-		np++;
+			calib_ok = run_one(&co, dir, calib_trace, 1, CALIB_REQUESTS, scale, 0, NULL, 0, &calib) == 0;
+		if (!calib_ok)
+			fprintf(stderr, "netkv demo: calibration failed (sim validate will have no measured overhead)\n");
+		nkv_replay_free(&calib.r);
 	}
+	char *list = strdup(policies), *save = NULL;
+	struct result res[2 * MAX_POLICIES];
+	int np = 0, failures = 0;
+	for (char *pol = strtok_r(list, ",", &save); pol; pol = strtok_r(NULL, ",", &save))
+		for (int with = 0; with <= (int)tenants; with++) {
+			/* with tenants: POLICY (the 1:1 control) then POLICY+tenants, back to back */
+			bool cla = !strcmp(pol, "cla*");
+			struct result *rs = &res[np];
+			memset(rs, 0, sizeof(*rs));
+			snprintf(rs->name, sizeof(rs->name), "%s%s", pol, with ? "+tenants" : "");
+			rs->tenants = with;
+			co.policy = pol;
+			co.w_cache = cla ? wc : 0, co.w_load = cla ? wl : 0;
+			/* same seed for every policy: each meets the same tenant schedule */
+			if (run_one(&co, dir, trace, speed, requests, scale, np + 1, with ? &dten : NULL,
+				    seed ^ 0x74656e61ull, rs))
+				failures++;
+			np++;
+		}
 	free(list);
 	if (fabric) {
 		nkv__cluster_fabric_down(&fab);
 		g_fabric_up = 0;
 	}
-	const char *pnames[MAX_POLICIES];
-	bool pok[MAX_POLICIES];
+	const char *pnames[2 * MAX_POLICIES];
+	bool pok[2 * MAX_POLICIES], pten[2 * MAX_POLICIES];
 	for (int i = 0; i < np; i++) {
 		pnames[i] = res[i].name;
 		pok[i] = res[i].rc == 0;
+		pten[i] = res[i].tenants;
 	}
 	struct nkv_run_info info = {
 		.mode = fabric ? "fabric" : "loopback", .mode_reason = why, .scale = fscale,
 		.link_gbps = { link[0], link[1], link[2] }, .shaped_gbps = { shaped[0], shaped[1], shaped[2] },
 		.tier_gbps = tiers, .time_scale = scale, .trace = trace, .requests = requests, .speed = speed,
 		.tuned = tuned, .w_cache = wc, .w_load = wl, .dir = dir, .npolicies = np, .policies = pnames,
-		.policy_ok = pok,
+		.policy_ok = pok, .decode = decodes, .calibration = calib_ok ? "calibration" : NULL,
+		.policy_tenants = pten, .tenant_on_s = dten.on_s,
 	};
+	memcpy(info.tenant_util, dten.util, sizeof(info.tenant_util));
 	if (nkv_run_desc_write(runjson, &info)) {
 		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
 		failures++;
@@ -453,6 +596,12 @@ int nkv_cmd_demo(int argc, char **argv)
 						       r->tbt_mean, "slo_attainment",
 						       r->finished ? (double)r->slo_met / (double)r->finished : 0.0,
 						       "blocks_bad", (json_int_t)r->blocks_bad, "kv_gb", r->gb));
+			json_t *o = json_array_get(arr, json_array_size(arr) - 1);
+			json_object_set_new(o, "tenants", json_boolean(res[i].tenants));
+			for (int k = NKV_TIER_POD; k < NKV_TIERS && res[i].tenants; k++)
+				if (res[i].tenant_util[k] >= 0)
+					json_object_set_new(o, k == NKV_TIER_POD ? "tenant_util_pod" : "tenant_util_core",
+							    json_real(res[i].tenant_util[k]));
 		}
 		nkv_json_print(stdout, arr); /* {"meta", "results": [...]} */
 	} else {
@@ -463,13 +612,13 @@ int nkv_cmd_demo(int argc, char **argv)
 			printf("\nmode loopback: per-path pacing %s Gb/s (host,leaf,pod,core)\n", tiers);
 		if (want_cla)
 			printf("cla*: %s\n", wdesc);
-		printf("%-7s %5s %5s | %9s %9s %9s %9s | %8s | %6s | %8s | %-23s | %s\n", "policy", "done", "fail",
+		printf("%-14s %5s %5s | %9s %9s %9s %9s | %8s | %6s | %8s | %-23s | %s\n", "policy", "done", "fail",
 		       "TTFT mean", "p50", "p90", "p99", "TBT mean", "SLO", "KV GB", "requests leaf/pod/core", "blocks ok/bad");
 		for (int i = 0; i < np; i++) {
 			const struct replay_result *r = &res[i].r;
 			char tiers_s[32];
 			snprintf(tiers_s, sizeof(tiers_s), "%zu/%zu/%zu", r->n_tier[1], r->n_tier[2], r->n_tier[3]);
-			printf("%-7s %5zu %5zu | %7.1fms %7.1fms %7.1fms %7.1fms | %6.2fms | %5.1f%% | %8.3f | %-23s | %zu/%zu\n",
+			printf("%-14s %5zu %5zu | %7.1fms %7.1fms %7.1fms %7.1fms | %6.2fms | %5.1f%% | %8.3f | %-23s | %zu/%zu\n",
 			       res[i].name, r->finished, r->failed, r->ttft[0] * 1e3, r->ttft[1] * 1e3, r->ttft[2] * 1e3,
 			       r->ttft[3] * 1e3, r->tbt_mean * 1e3,
 			       r->finished ? 100.0 * (double)r->slo_met / (double)r->finished : 0, r->gb, tiers_s,
@@ -477,13 +626,13 @@ int nkv_cmd_demo(int argc, char **argv)
 		}
 		/* What the bytes met on the way: per tier, pushes, mean push time and
 		 * the rate they got (bytes / push time summed over the tier). */
-		printf("\nKV pushes by tier: count, mean push time, rate they got (bytes / push time)\n%-7s", "policy");
+		printf("\nKV pushes by tier: count, mean push time, rate they got (bytes / push time)\n%-14s", "policy");
 		for (int t = 1; t < 4; t++)
 			printf(" | %-27s", nkv_tier_name(t));
 		printf("\n");
 		for (int i = 0; i < np; i++) {
 			const struct replay_result *r = &res[i].r;
-			printf("%-7s", res[i].name);
+			printf("%-14s", res[i].name);
 			for (unsigned t = 1; t < 4; t++) {
 				double bytes = 0, secs = 0;
 				size_t n = 0;
@@ -499,6 +648,26 @@ int nkv_cmd_demo(int argc, char **argv)
 					printf(" | %-27s", "-");
 			}
 			printf("\n");
+		}
+		if (tenants) {
+			printf("\ntenant flows, asked:");
+			for (int k = NKV_TIER_POD; k < NKV_TIERS; k++)
+				if (dten.util[k] > 0)
+					printf(" %s %.2f", nkv_tier_name(k), dten.util[k]);
+			printf(" (on/off, mean on %g s); measured per run: utilisation of the links they load (share of time on)\n",
+			       dten.on_s);
+			for (int i = 0; i < np; i++) {
+				if (!res[i].tenants)
+					continue;
+				printf("%-14s", res[i].name);
+				for (int k = NKV_TIER_POD; k < NKV_TIERS; k++)
+					if (dten.util[k] > 0 && res[i].tenant_util[k] >= 0)
+						printf(" | %s %.2f (on %.2f)", nkv_tier_name(k), res[i].tenant_util[k],
+						       res[i].tenant_on[k]);
+					else if (dten.util[k] > 0)
+						printf(" | %s -", nkv_tier_name(k));
+				printf("\n");
+			}
 		}
 		if (fabric)
 			printf("(one flow is shaped to leaf %g, pod %g, core %g Gbit/s; a push smaller than a link's tbf\n"

@@ -188,6 +188,7 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 	double start = nkv_now_s(), last_submit = start, last_progress = 0;
 	size_t next = 0, got = 0;
 	char lost_why[160] = "";
+	res->start_s = start;
 	while (!rc) {
 		double now = nkv_now_s();
 		while (next < t->n && now - start >= (double)t->reqs[next].timestamp_ms / 1000.0 / o->speed) {

@@ -56,7 +56,7 @@ struct replay_result {
 	double ttft[4], tbt_mean, tbt_p99;  /* ttft: mean p50 p90 p99 */
 	double gb, gb_tier[4];
 	size_t n_tier[4];
-	double wall_s;
+	double wall_s, start_s;           /* start_s: nkv_now_s() at arrival time 0 */
 	struct replay_agent agents[64];
 	size_t nagents;
 };

@@ -80,6 +80,10 @@ static int parse(json_t *j, const char *name, const char *policy, struct nkv_run
 		return ret;
 	if (!d->block_tokens)
 		d->block_tokens = 512;
+	if ((x = json_object_get(j, "calibration")) &&
+	    ((ret = get_str(json_object_get(x, "csv"), "calibration.csv", d->calib_csv, sizeof(d->calib_csv), name)) ||
+	     (ret = get_str(json_object_get(x, "trace"), "calibration.trace", d->calib_trace, sizeof(d->calib_trace), name))))
+		return ret;
 	if (policy) {
 		json_t *pols = json_object_get(j, "policies"), *pol;
 		json_t *csv = json_object_get(json_object_get(pols, policy), "csv");
@@ -95,6 +99,27 @@ static int parse(json_t *j, const char *name, const char *policy, struct nkv_run
 		snprintf(key, sizeof(key), "policies.%s.csv", policy);
 		if ((ret = get_str(csv, key, d->csv, sizeof(d->csv), name)))
 			return ret;
+		/* a run beside tenant flows (netkv demo --tenant): what they were asked to load */
+		json_t *tn = json_object_get(json_object_get(pols, policy), "tenants");
+		if (tn) {
+			x = json_object_get(tn, "on_s");
+			if (!json_is_object(tn) || !json_is_number(x) || !(json_number_value(x) >= 1e-4) ||
+			    !(json_number_value(x) <= 3600))
+				return nkv_err(EINVAL, "%s: policies.%s.tenants: want {\"pod\": U, \"core\": U, \"on_s\": S}, "
+						       "S in 1e-4..3600", name, policy);
+			d->tenant_on_s = json_number_value(x);
+			snprintf(key, sizeof(key), "policies.%s.tenants.csv", policy);
+			if ((ret = get_str(json_object_get(tn, "csv"), key, d->tenant_csv, sizeof(d->tenant_csv), name)))
+				return ret;
+			for (int t = NKV_TIER_POD; t < NKV_TIERS; t++) {
+				double u = 0;
+				if ((x = json_object_get(tn, nkv_tier_name(t))) &&
+				    (!json_is_number(x) || !((u = json_number_value(x)) >= 0 && u < 1)))
+					return nkv_err(EINVAL, "%s: policies.%s.tenants.%s: want a utilisation in [0, 1)", name,
+						       policy, nkv_tier_name(t));
+				d->tenant_util[t] = u;
+			}
+		}
 	}
 	return 0;
 }
@@ -139,7 +164,15 @@ int nkv_run_desc_write(const char *path, const struct nkv_run_info *r)
 	for (int i = 0; i < r->npolicies; i++) {
 		json_t *o = json_pack("{s:o,s:b}", "csv", json_sprintf("%s/replay-%s.csv", dir, r->policies[i]), "ok",
 				      r->policy_ok[i]);
-		if (!strcmp(r->policies[i], "cla*"))
+		if (r->policy_tenants && r->policy_tenants[i]) {
+			json_t *tn = json_pack("{s:f,s:o}", "on_s", r->tenant_on_s, "csv",
+					       json_sprintf("%s/tenants-%s.csv", dir, r->policies[i]));
+			for (int t = NKV_TIER_POD; t < NKV_TIERS; t++)
+				if (r->tenant_util[t] > 0)
+					json_object_set_new(tn, nkv_tier_name(t), json_real(r->tenant_util[t]));
+			json_object_set_new(o, "tenants", tn);
+		}
+		if (!strncmp(r->policies[i], "cla*", 4))
 			json_object_set_new(o, "weights", json_pack("{s:f,s:f,s:b}", "w_cache", r->w_cache, "w_load",
 								    r->w_load, "tuned", r->tuned));
 		json_object_set_new(pol, r->policies[i], o);
@@ -181,6 +214,9 @@ int nkv_run_desc_write(const char *path, const struct nkv_run_info *r)
 	json_object_set_new(j, "speed", json_real(r->speed));
 	json_object_set_new(j, "slo", json_pack("{s:f,s:f}", "ttft_s", 2 * r->time_scale, "tbt_mean_s", 0.1 * r->time_scale));
 	json_object_set_new(j, "policies", pol);
+	if (r->calibration)
+		json_object_set_new(j, "calibration", json_pack("{s:o,s:o}", "csv", json_sprintf("%s/replay-%s.csv", dir,
+							r->calibration), "trace", json_sprintf("%s/%s-trace.jsonl", dir, r->calibration)));
 	json_object_set_new(j, "meta", nkv_json_meta()); /* version, host, time, command line; the reader skips it */
 	int rc = json_dump_file(j, path, NKV_JSON_FLAGS) ? nkv_err(EIO, "cannot write %s", path) : 0;
 	json_decref(j);

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "netkv_topo.h"
+
 /* A run.json time_scale (and sim validate --time-scale) above this leaves a
  * run's timeline far behind: compute x 1000. */
 #define NKV_MAX_TIME_SCALE 1000.0
@@ -36,6 +38,9 @@ struct nkv_run_info {
 	 * instances), the agents' --model and --blocks, the topology file */
 	const char *prefill, *decode, *kv_model, *topo;
 	unsigned pool_blocks;
+	const char *calibration;         /* NULL, or the run name of the calibration pushes (demo_calib.c) */
+	const bool *policy_tenants;      /* NULL, or: did each run meet tenant flows */
+	double tenant_util[NKV_TIERS], tenant_on_s; /* what they were asked to load (--tenant) */
 };
 /* Write DIR/run.json. 0 or -errno (nkv_last_error). */
 int nkv_run_desc_write(const char *path, const struct nkv_run_info *r);
@@ -49,6 +54,9 @@ struct nkv_run_desc {
 	double time_scale;
 	int shared;                      /* links_shared, -1 unknown */
 	uint64_t pool_prefill, pool_decode, block_tokens;
+	double tenant_util[NKV_TIERS], tenant_on_s; /* the policy's run met tenants (0: none) */
+	char tenant_csv[1024];           /* their on periods as they were (demo_tenants.c), "" when none */
+	char calib_csv[1024], calib_trace[1024]; /* the calibration pushes ("" when none) */
 };
 int nkv_run_desc_load(const char *path, const char *policy, struct nkv_run_desc *d);
 /* The same from memory; name is used in error messages. */

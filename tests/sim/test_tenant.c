@@ -124,11 +124,54 @@ static void bad_targets(void **st)
 	nkv_topo_free(t);
 }
 
+/* Scheduled sources (a demo run's tenants replayed): on exactly over their
+ * periods, then never again; a bad period is refused. A link on over
+ * [1, 3) and [5, 6) of 10 s carries 0.3 of its capacity x 10 s. */
+static void scheduled(void **st)
+{
+	(void)st;
+	struct nkv_fat_tree_params p;
+	struct nkv_topo *t;
+	struct nkv_flownet *n;
+	struct sim_tenants *ts;
+	struct nkv_link_info li;
+	uint32_t l = 0;
+	int f;
+	double next;
+
+	nkv_fat_tree_defaults(&p);
+	assert_int_equal(nkv_topo_fat_tree(&p, &t), 0);
+	while (nkv_topo_link(t, l, &li) == 0 && li.tier != NKV_TIER_POD)
+		l++;
+	assert_int_equal(li.tier, NKV_TIER_POD);
+	struct nkv_sim_tenant_on on[2] = { { .link = l, .start_s = 1, .end_s = 3 }, { .link = l, .start_s = 5, .end_s = 6 } };
+	assert_int_equal(nkv_flownet_create(t, &n), 0);
+	assert_int_equal(nkv__sim_tenants_sched(t, on, 2, &ts), 0);
+	assert_int_equal(nkv__sim_tenants_count(ts), 2);
+	for (uint32_t i = 0; i < 2; i++) {
+		double at = nkv__sim_tenant_first(ts, i, 0);
+		assert_true(at == on[i].start_s);
+		assert_int_equal(nkv__sim_tenant_toggle(ts, i, n, at, &f, &next), 0);
+		assert_true(f >= 0 && next == on[i].end_s);
+		assert_int_equal(nkv__sim_tenant_toggle(ts, i, n, next, &f, &next), 0);
+		assert_true(f < 0 && isinf(next));
+	}
+	assert_int_equal(nkv_flownet_pop(n, 10, NULL, NULL), -ENOENT);
+	assert_true(fabs(nkv_flownet_link_carried(n, l) / (li.bytes_per_s * 10) - 0.3) < 1e-6);
+	nkv__sim_tenants_free(ts);
+	on[1].end_s = 5;
+	assert_int_equal(nkv__sim_tenants_sched(t, on, 2, &ts), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "on period 1"));
+	nkv_flownet_free(n);
+	nkv_topo_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(tier_utilisation),
 		cmocka_unit_test(bad_targets),
+		cmocka_unit_test(scheduled),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

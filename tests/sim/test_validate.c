@@ -67,7 +67,19 @@ static int inst(const struct nkv_topo *t, const char *name)
  *   paced:  each alone at 1 GB/s: 1.001 ms.
  *   setup 3 ms is added (5.001 / 4.001 ms); a floor of 3 ms shows only
  *   where the flow is quicker (paced: 3 ms; shared: 2.001 ms stays). */
-static void run_small(bool paced, double setup, double floor_s, double want_xfer)
+/* The small runs' simulator: prefill 1e-4 s/token, decode 5 ms, two forced requests. */
+static void small_config(struct nkv_sim_config *c, const struct nkv_topo *t, const struct nkv_sim_assign *as)
+{
+	nkv_sim_defaults(c);
+	c->topo = t;
+	c->perf.prefill_a = 0, c->perf.prefill_b = 1e-4, c->perf.prefill_c = 0;
+	c->perf.decode_a = 5e-3, c->perf.decode_b = 0, c->perf.decode_c = 0;
+	c->probes = false;
+	c->assign = as;
+	c->nassign = 2;
+}
+
+static void run_small_conn(bool paced, double setup, double floor_s, double conn, double want_xfer)
 {
 	struct nkv_topo *t = small_tree();
 	const char *tr_doc = "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 1, \"hash_ids\": [11]}\n"
@@ -81,16 +93,11 @@ static void run_small(bool paced, double setup, double floor_s, double want_xfer
 	};
 
 	assert_int_equal(nkv_trace_parse(tr_doc, strlen(tr_doc), "small", NULL, &tr), 0);
-	nkv_sim_defaults(&c);
-	c.topo = t;
-	c.perf.prefill_a = 0, c.perf.prefill_b = 1e-4, c.perf.prefill_c = 0;
-	c.perf.decode_a = 5e-3, c.perf.decode_b = 0, c.perf.decode_c = 0;
-	c.probes = false;
-	c.assign = as;
-	c.nassign = 2;
+	small_config(&c, t, as);
 	c.isolated_flows = paced;
 	c.xfer_setup_s = setup;
 	c.xfer_floor_s = floor_s;
+	c.xfer_conn_s = conn;
 	assert_int_equal(nkv_sim_run(&c, tr, &r), 0);
 	assert_int_equal(r->n, 2);
 	for (int i = 0; i < 2; i++) {
@@ -108,9 +115,44 @@ static void run_small(bool paced, double setup, double floor_s, double want_xfer
 	nkv_topo_free(t);
 }
 
+static void run_small(bool paced, double setup, double floor_s, double want_xfer)
+{
+	run_small_conn(paced, setup, floor_s, 0, want_xfer);
+}
+
+/* A connection's first push waits xfer_conn_s before its bytes leave; a later
+ * push on the same pair does not. Two requests h0g0 -> h1g0, 100 ms apart,
+ * each alone at 1 GB/s: 2 ms + 1.001 ms, then 1.001 ms. */
+static void conn_first_push(void **st)
+{
+	(void)st;
+	struct nkv_topo *t = small_tree();
+	const char *tr_doc = "{\"timestamp\": 0, \"input_length\": 100, \"output_length\": 1, \"hash_ids\": [11]}\n"
+			     "{\"timestamp\": 100, \"input_length\": 100, \"output_length\": 1, \"hash_ids\": [22]}\n";
+	struct nkv_trace *tr;
+	struct nkv_sim_config c;
+	struct nkv_sim_result *r;
+	struct nkv_sim_assign as[2] = {
+		{ .prefill = (uint32_t)inst(t, "h0g0"), .decode = (uint32_t)inst(t, "h1g0"), .bytes = 1000000, .arrival_s = -1 },
+		{ .prefill = (uint32_t)inst(t, "h0g0"), .decode = (uint32_t)inst(t, "h1g0"), .bytes = 1000000, .arrival_s = -1 },
+	};
+
+	assert_int_equal(nkv_trace_parse(tr_doc, strlen(tr_doc), "small", NULL, &tr), 0);
+	small_config(&c, t, as);
+	c.xfer_conn_s = 2e-3;
+	assert_int_equal(nkv_sim_run(&c, tr, &r), 0);
+	assert_int_equal(r->n, 2);
+	near(r->recs[0].transfer_s, 2e-3 + 1e-3 + 1e-6, 1e-9);
+	near(r->recs[1].transfer_s, 1e-3 + 1e-6, 1e-9);
+	nkv_sim_result_free(r);
+	nkv_trace_free(tr);
+	nkv_topo_free(t);
+}
+
 static void forced_small(void **st)
 {
 	(void)st;
+	run_small_conn(false, 0, 0, 1e-3, 1e-3 + 2e-3 + 1e-6); /* both pushes first on their pair */
 	run_small(false, 0, 0, 2e-3 + 1e-6);
 	run_small(true, 0, 0, 1e-3 + 1e-6);
 	run_small(false, 3e-3, 0, 2e-3 + 1e-6 + 3e-3);
@@ -666,6 +708,26 @@ static void run_desc_written(void **st)
 	assert_int_equal(nkv_run_desc_load(tmp("written.json"), "cla*", &d), 0);
 	assert_string_equal(d.csv, "d/replay-cla*.csv");
 	assert_true(fabs(d.time_scale - 0.1) < 1e-12);
+	assert_true(d.tenant_on_s == 0 && !d.tenant_csv[0] && !d.calib_csv[0]);
+
+	/* demo --tenant: a control and a tenant run, and the calibration pushes */
+	static const char *const tpols[] = { "rr", "rr+tenants" };
+	static const bool ten[] = { false, true };
+	ri.policies = tpols, ri.policy_tenants = ten, ri.tenant_on_s = 0.05, ri.calibration = "calibration";
+	ri.tenant_util[NKV_TIER_CORE] = 0.5;
+	assert_int_equal(nkv_run_desc_write(tmp("written.json"), &ri), 0);
+	assert_int_equal(nkv_run_desc_load(tmp("written.json"), "rr+tenants", &d), 0);
+	assert_string_equal(d.csv, "d/replay-rr+tenants.csv");
+	assert_string_equal(d.tenant_csv, "d/tenants-rr+tenants.csv");
+	assert_true(d.tenant_on_s == 0.05 && d.tenant_util[NKV_TIER_CORE] == 0.5 && d.tenant_util[NKV_TIER_POD] == 0);
+	assert_string_equal(d.calib_csv, "d/replay-calibration.csv");
+	assert_string_equal(d.calib_trace, "d/calibration-trace.jsonl");
+	assert_int_equal(nkv_run_desc_load(tmp("written.json"), "rr", &d), 0);
+	assert_true(d.tenant_on_s == 0 && !d.tenant_csv[0]);
+	const char *bad = "{\"format\": \"netkv-demo-run/1\", \"policies\": {\"rr\": {\"csv\": \"x.csv\", "
+			  "\"tenants\": {\"on_s\": 0.1, \"core\": 1.5}}}}";
+	assert_int_equal(nkv_run_desc_parse(bad, strlen(bad), "run.json", "rr", &d), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "policies.rr.tenants.core: want a utilisation in [0, 1)"));
 	j = json_load_file(tmp("written.json"), 0, NULL);
 	assert_non_null(j);
 	meta = json_object_get(j, "meta");
@@ -695,7 +757,7 @@ static int teardown(void **st)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(forced_small), cmocka_unit_test(forced_bad), cmocka_unit_test(round_trip),
+		cmocka_unit_test(forced_small), cmocka_unit_test(conn_first_push), cmocka_unit_test(forced_bad), cmocka_unit_test(round_trip),
 		cmocka_unit_test(malformed), cmocka_unit_test(validate_refuses), cmocka_unit_test(absolute_arrivals),
 		cmocka_unit_test(run_desc), cmocka_unit_test(run_desc_written),
 		cmocka_unit_test(cli_round_trip), cmocka_unit_test(cli_flag_messages),
