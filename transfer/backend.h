@@ -47,6 +47,19 @@ struct nkv_region {
 	/* NKV_MEM_CUDA: how the backend reaches the memory and why. */
 	const char *gpu_mode; /* "dma-buf", "peermem", "staging" */
 	char gpu_why[320];
+	bool granted;         /* NKV_REGION_GRANTED: writes only inside a request's grant (grant.c) */
+};
+
+/* A request's permission to write into one granted region (grant.c):
+ * sorted, merged byte ranges. */
+struct nkv__span { uint64_t off, len; };
+struct nkv_grant {
+	uint64_t req_id;
+	uint32_t region;
+	size_t n;
+	uint64_t bytes;               /* sum of the ranges */
+	struct nkv__span *rg;
+	struct nkv_grant *hnext;
 };
 
 /* One block checksum as pushed with a --verify request (little-endian on the wire). */
@@ -94,6 +107,10 @@ struct nkv_backend_ops {
 	/* Tear down: fail what is in flight (events), release c->be. The
 	 * common struct is freed by engine.c afterwards. */
 	void (*close)(struct nkv_conn *c);
+	/* The receiver checks every range against a region's grants
+	 * (NKV_REGION_GRANTED can be set); false where the NIC writes without
+	 * asking the receiving process (verbs' one-sided WRITE). */
+	bool grants;
 	/* Optional (push_shape.h): the descriptors one push of the plan posts. */
 	int (*shape)(struct nkv_engine *e, const struct nkv_plan *p, struct nkv__push_shape *out);
 };
@@ -118,6 +135,8 @@ struct nkv_engine {
 	struct nkv_gpu_ctx *gpu; /* gpu_stage.c: opened on the first GPU region */
 	uint8_t secret[NKV_SECRET_MAX]; /* opts.secret, copied (opts.secret is NULL after create) */
 	size_t secret_len;
+	struct nkv_grant **grants;  /* grant.c: hash by request id, nb a power of two */
+	size_t grant_nb, ngrants;
 };
 
 /* For backends. */
@@ -134,6 +153,17 @@ void nkv__emitf(struct nkv_engine *e, enum nkv_event_type t, struct nkv_conn *c,
  * status to report back to the sender (0 or -EBADMSG). */
 int nkv__recv_done(struct nkv_engine *e, struct nkv_conn *c, uint64_t req_id, uint64_t bytes, uint32_t region,
 		   const struct nkv_block_sum *sums, size_t nsums);
+/* grant.c, for receivers. The request's grant, or NULL. */
+struct nkv_grant *nkv__grant_find(const struct nkv_engine *e, uint64_t req_id);
+/* May req_id write [off, +len) of granted region r, as part of a request
+ * of total bytes (len 0: only the grant and the total are checked)? 0, or
+ * -EACCES with the reason in why (for the peer). */
+int nkv__grant_check(const struct nkv_engine *e, const struct nkv_region *r, uint64_t req_id, uint64_t off,
+		     uint64_t len, uint64_t total, char *why, size_t wlen);
+/* The request's bytes are in (its NKV_EV_RECV): its grant is used up. */
+void nkv__grant_consume(struct nkv_engine *e, uint64_t req_id, uint32_t region);
+void nkv__grants_drop_region(struct nkv_engine *e, uint32_t region);
+void nkv__grants_free(struct nkv_engine *e);
 /* Logged reasons (stderr, one line, "netkv: ..."), for things no event covers. */
 __attribute__((format(printf, 1, 2)))
 void nkv__log(const char *fmt, ...);

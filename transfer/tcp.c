@@ -222,4 +222,5 @@ const struct nkv_backend_ops nkv_tcp_ops = {
 	.push = nkv__tcp_push,
 	.progress = tcp_progress,
 	.close = nkv__tcp_close,
+	.grants = true,
 };

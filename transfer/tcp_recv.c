@@ -266,6 +266,18 @@ static int on_header(struct tstream *s)
 			  (unsigned long long)h->req_id, (unsigned long long)h->len, sizeof(struct nkv_block_sum), MAX_SUMS);
 		return -1;
 	}
+	/* A region that requires grants: the request must hold one for it, and
+	 * (DATA) this range must lie inside it; DATAV entries are checked in
+	 * vent_done(). Refused before any state is made or byte written. */
+	if (r->granted) {
+		char why[160];
+		bool ranged = !sums && !vec;
+		if (nkv__grant_check(e, r, h->req_id, ranged ? h->offset : 0, ranged ? h->len : 0, h->total, why,
+				     sizeof(why))) {
+			nkv__tcp_conn_fail(tc, -EACCES, "stream %u: refused: %s", s->idx, why);
+			return -1;
+		}
+	}
 	slot = rreq_slot(tc, h->req_id);
 	/* A request the peer never sent a valid byte for is not reported as
 	 * dropped: a rejected first header removes the entry it made. */
@@ -361,30 +373,50 @@ static int on_header(struct tstream *s)
 	return 0;
 }
 
-/* A DATAV's entries are in: each must lie inside the region and together
- * they must add up to the payload the header announced. */
+/* A DATAV's entries are in: each must lie inside the region (and its
+ * grant, where the region requires them) and together they must add up to
+ * the payload the header announced. */
 static int vent_done(struct tstream *s)
 {
+	const struct nkv_region *r = nkv__region(s->te->e, s->h.region);
 	uint64_t sum = 0;
+	char why[200];
+	int st = 0;
 
-	for (unsigned i = 0; i < s->nvent; i++) {
+	why[0] = 0;
+	for (unsigned i = 0; i < s->nvent && !why[0]; i++) {
 		const struct nkv_wire_vent *v = &s->vent[i];
+		char g[160];
 
 		if (!v->len || v->offset > s->vrlen || v->len > s->vrlen - v->offset) {
-			nkv__tcp_conn_fail(s->tc, -EPROTO, "stream %u: request %llu: vector entry %u [%llu, +%llu) outside region %u of %llu bytes",
-				  s->idx, (unsigned long long)s->h.req_id, i, (unsigned long long)v->offset,
-				  (unsigned long long)v->len, s->h.region, (unsigned long long)s->vrlen);
-			return -1;
-		}
-		sum += v->len;
-		if (rreq_note(s, s->cur, v->offset, v->len))
-			return -1;
+			st = -EPROTO;
+			snprintf(why, sizeof(why), "vector entry %u [%llu, +%llu) outside region %u of %llu bytes", i,
+				 (unsigned long long)v->offset, (unsigned long long)v->len, s->h.region,
+				 (unsigned long long)s->vrlen);
+		} else if (r && r->granted &&
+			 (st = nkv__grant_check(s->te->e, r, s->h.req_id, v->offset, v->len, s->h.total, g, sizeof(g))))
+			snprintf(why, sizeof(why), "refused: vector entry %u: %s", i, g);
+		else
+			sum += v->len;
 	}
-	if (sum != s->vpay) {
-		nkv__tcp_conn_fail(s->tc, -EPROTO, "stream %u: request %llu: vector entries add up to %llu bytes, header says %llu",
-			  s->idx, (unsigned long long)s->h.req_id, (unsigned long long)sum, (unsigned long long)s->vpay);
+	if (!why[0] && sum != s->vpay) {
+		st = -EPROTO;
+		snprintf(why, sizeof(why), "vector entries add up to %llu bytes, header says %llu",
+			 (unsigned long long)sum, (unsigned long long)s->vpay);
+	}
+	if (why[0]) {
+		/* A request this message opened is forgotten, not reported dropped:
+		 * nothing of it was accepted. */
+		if (s->cur->claimed == s->vpay) {
+			nkv__tcp_rreq_remove(s->tc, s->cur);
+			s->cur = NULL;
+		}
+		nkv__tcp_conn_fail(s->tc, st, "stream %u: request %llu: %s", s->idx, (unsigned long long)s->h.req_id, why);
 		return -1;
 	}
+	for (unsigned i = 0; i < s->nvent; i++)
+		if (rreq_note(s, s->cur, s->vent[i].offset, s->vent[i].len))
+			return -1;
 	s->rs = R_VDATA;
 	s->dlen = s->vpay;
 	s->dgot = 0;

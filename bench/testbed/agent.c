@@ -60,7 +60,8 @@ enum rstate { R_WAIT_ROOM, R_WAIT, R_READY, R_RUNNING, R_FREE };
 
 struct req {
 	enum rstate st;
-	uint64_t id;
+	uint64_t id;  /* the scheduler's: random, so arrival order is seq */
+	uint64_t seq;
 	uint32_t input, output, n, first, peer, tier;
 	uint64_t *ids;
 	uint32_t *blocks;
@@ -105,7 +106,9 @@ struct agent {
 	uint32_t probe_region;
 	struct { uint64_t id; uint32_t peer, tier; uint64_t bytes; double t0, hold; struct nkv_plan *plan; } probes[16];
 	uint32_t nprobes;
+	uint64_t seq;   /* requests taken, for arrival order */
 	/* decode */
+	bool grants;    /* the KV pool takes pushes only into pages granted to the request (TCP) */
 	bool iter_on;
 	double iter_end, iter_start;
 	uint32_t max_batch;
@@ -273,6 +276,7 @@ static void prefill_task(struct agent *a, struct nkv_msg *m)
 		return;
 	memset(r, 0, sizeof(*r));
 	r->id = m->req, r->input = m->input_len, r->output = m->output_len, r->n = m->nids;
+	r->seq = ++a->seq;
 	r->peer = m->peer, r->tier = m->tier;
 	snprintf(r->addr, sizeof(r->addr), "%s", m->addr);
 	r->ids = m->ids;
@@ -312,8 +316,8 @@ static void prefill_timers(struct agent *a, double now)
 	uint64_t oldest = UINT64_MAX;
 	size_t oi = 0;
 	for (size_t i = 0; i < a->nr; i++)
-		if (a->r[i].st == R_WAIT_ROOM && a->r[i].id < oldest)
-			oldest = a->r[i].id, oi = i;
+		if (a->r[i].st == R_WAIT_ROOM && a->r[i].seq < oldest)
+			oldest = a->r[i].seq, oi = i;
 	if (oldest != UINT64_MAX)
 		prefill_start(a, &a->r[oi]);
 	for (size_t i = 0; i < a->nr; i++) {
@@ -520,6 +524,7 @@ static void tokens_report(struct agent *a, struct req *r, int status, const char
 	}
 	nkv_msg_set_text(&m, why ? why : "");
 	send_ctl(a, &m);
+	nkv_revoke(a->eng, r->id); /* none left once its bytes came in */
 	if (status) {
 		agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
 		alog(a, "request %llu failed: %s", (unsigned long long)r->id, why);
@@ -558,10 +563,20 @@ static bool decode_reserve(struct agent *a, struct req *r)
 		return false;
 	}
 	agent_pool_pages(&a->pool, r->blocks + r->first, r->n - r->first, pages);
-	nkv_msg_set_blocks(&m, pages, np);
+	/* The pool takes this request's bytes into exactly these pages. */
+	int grc = a->grants && np ? nkv_grant_blocks(a->eng, r->id, a->pool.region, pages, np) : 0;
+	if (!grc)
+		nkv_msg_set_blocks(&m, pages, np);
 	free(pages);
-	send_ctl(a, &m);
 	r->st = R_WAIT;
+	if (grc) {
+		char why[NKV_ERRSTR_MAX];
+		snprintf(why, sizeof(why), "granting its pages: %s", nkv_last_error());
+		nkv_msg_clear(&m);
+		tokens_report(a, r, grc, why);
+		return true;
+	}
+	send_ctl(a, &m);
 	return true;
 }
 
@@ -695,6 +710,8 @@ static void cancel(struct agent *a, const struct nkv_msg *m)
 		return;
 	if (r->pushing)
 		return; /* the push completes or fails on its own; xfer_report then frees it */
+	if (a->role == NKV_ROLE_DECODE)
+		nkv_revoke(a->eng, r->id);
 	if (r->st != R_WAIT_ROOM) {
 		if (a->role == NKV_ROLE_DECODE && !r->got_recv)
 			agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
@@ -991,6 +1008,13 @@ int nkv_cmd_agent(int argc, char **argv)
 	} else if (!rc) {
 		p->mem = mem;
 	}
+	/* A decode's pool takes pushes only for requests it granted pages to
+	 * (decode_reserve); verbs peers write through the NIC, which cannot be
+	 * asked. The probe region stays open to any authenticated peer: probe
+	 * bytes land there and are never read. */
+	a->grants = !rc && role == NKV_ROLE_DECODE && !verbs;
+	if (a->grants)
+		rc = nkv_region_set_access(a->eng, p->region, NKV_REGION_GRANTED);
 	if (!rc)
 		nkv_region_describe(a->eng, p->region, mem_desc, sizeof(mem_desc));
 	a->probe_l = p->layout;

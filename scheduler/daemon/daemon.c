@@ -88,7 +88,6 @@ struct daemon {
 	int *prefill_peer, *decode_peer; /* list index -> peer index or -1 */
 	struct nkv__rqtab rqtab;               /* in flight, by id */
 	struct rqlist { struct rq *head, *tail; size_t n; } pending, running;
-	uint64_t next_rq;
 	uint64_t kv_bpt;
 	/* counters */
 	uint64_t decisions, finished, failed, rerouted, bad_peers, xfer_bytes;
@@ -252,12 +251,12 @@ static struct rq *find_rq(struct daemon *d, uint64_t gid, int from, const char *
 {
 	struct nkv__rqnode *x = nkv__rqtab_find(&d->rqtab, gid);
 	if (!x) {
-		if (gid >= d->next_rq) {
+		if (!nkv__rqtab_was_retired(&d->rqtab, gid)) { /* else a late report for a settled request */
 			char lb[96];
 			logf_("%s for unknown request %llu from %s (ignored)", what, (unsigned long long)gid,
 			      peer_label(&d->pt.p[from], lb, sizeof(lb)));
 		}
-		return NULL; /* below next_rq: a late report for a request already settled */
+		return NULL;
 	}
 	struct rq *q = (struct rq *)((char *)x - offsetof(struct rq, node));
 	if (q->state != RQ_RUNNING || (q->pp != from && q->dp != from))
@@ -517,12 +516,11 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 		struct rq *q = calloc(1, sizeof(*q));
 		if (!q)
 			return nkv_err(ENOMEM, "out of memory for requests");
-		q->node.id = d->next_rq;
-		if (nkv__rqtab_add(&d->rqtab, &q->node)) {
+		int rc = nkv__rqtab_new_id(&d->rqtab, &q->node.id);
+		if (rc || nkv__rqtab_add(&d->rqtab, &q->node)) {
 			free(q);
-			return nkv_err(ENOMEM, "out of memory for the request table");
+			return rc ? rc : nkv_err(ENOMEM, "out of memory for the request table");
 		}
-		d->next_rq++;
 		q->state = RQ_PENDING;
 		rql_push(&d->pending, q);
 		q->client = pi;
