@@ -155,11 +155,13 @@ int nkv__recv_done(struct nkv_engine *e, struct nkv_conn *c, uint64_t req_id, ui
 		   const struct nkv_block_sum *sums, size_t nsums);
 /* grant.c, for receivers. The request's grant, or NULL. */
 struct nkv_grant *nkv__grant_find(const struct nkv_engine *e, uint64_t req_id);
-/* May req_id write [off, +len) of granted region r, as part of a request
- * of total bytes (len 0: only the grant and the total are checked)? 0, or
- * -EACCES with the reason in why (for the peer). */
-int nkv__grant_check(const struct nkv_engine *e, const struct nkv_region *r, uint64_t req_id, uint64_t off,
-		     uint64_t len, uint64_t total, char *why, size_t wlen);
+/* The grant under which req_id may write granted region r, as a request
+ * of total bytes; NULL with the reason (for the peer) in why if there is
+ * none, it is for another region, or it covers fewer bytes. */
+const struct nkv_grant *nkv__grant_for(const struct nkv_engine *e, const struct nkv_region *r, uint64_t req_id,
+				       uint64_t total, char *why, size_t wlen);
+/* Does the grant hold all of [off, +len)? */
+bool nkv__grant_covers(const struct nkv_grant *g, uint64_t off, uint64_t len);
 /* The request's bytes are in (its NKV_EV_RECV): its grant is used up. */
 void nkv__grant_consume(struct nkv_engine *e, uint64_t req_id, uint32_t region);
 void nkv__grants_drop_region(struct nkv_engine *e, uint32_t region);

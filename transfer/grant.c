@@ -209,25 +209,28 @@ int nkv_revoke(struct nkv_engine *e, uint64_t req_id)
 	return 1;
 }
 
-int nkv__grant_check(const struct nkv_engine *e, const struct nkv_region *r, uint64_t req_id, uint64_t off,
-		     uint64_t len, uint64_t total, char *why, size_t wlen)
+const struct nkv_grant *nkv__grant_for(const struct nkv_engine *e, const struct nkv_region *r, uint64_t req_id,
+				       uint64_t total, char *why, size_t wlen)
 {
 	const struct nkv_grant *g = nkv__grant_find(e, req_id);
-	size_t lo = 0, hi;
 
 	if (!g || g->region != r->id) {
 		snprintf(why, wlen, "request %llu has no grant to write region %u", (unsigned long long)req_id, r->id);
-		return -EACCES;
+		return NULL;
 	}
 	if (total > g->bytes) {
 		snprintf(why, wlen, "request %llu announces %llu bytes, its grant in region %u covers %llu",
 			 (unsigned long long)req_id, (unsigned long long)total, r->id, (unsigned long long)g->bytes);
-		return -EACCES;
+		return NULL;
 	}
-	if (!len)
-		return 0;
-	/* The last span starting at or before off must hold all of [off, +len). */
-	hi = g->n;
+	return g;
+}
+
+bool nkv__grant_covers(const struct nkv_grant *g, uint64_t off, uint64_t len)
+{
+	size_t lo = 0, hi = g->n;
+
+	/* The last range starting at or before off must hold all of [off, +len). */
 	while (hi - lo > 1) {
 		size_t mid = lo + (hi - lo) / 2;
 		if (g->rg[mid].off <= off)
@@ -235,12 +238,8 @@ int nkv__grant_check(const struct nkv_engine *e, const struct nkv_region *r, uin
 		else
 			hi = mid;
 	}
-	if (g->rg[lo].off > off || off - g->rg[lo].off > g->rg[lo].len || len > g->rg[lo].len - (off - g->rg[lo].off)) {
-		snprintf(why, wlen, "request %llu: range [%llu, +%llu) of region %u is outside its grant",
-			 (unsigned long long)req_id, (unsigned long long)off, (unsigned long long)len, r->id);
-		return -EACCES;
-	}
-	return 0;
+	return g->rg[lo].off <= off && off - g->rg[lo].off <= g->rg[lo].len &&
+	       len <= g->rg[lo].len - (off - g->rg[lo].off);
 }
 
 void nkv__grant_consume(struct nkv_engine *e, uint64_t req_id, uint32_t region)

@@ -271,10 +271,15 @@ static int on_header(struct tstream *s)
 	 * vent_done(). Refused before any state is made or byte written. */
 	if (r->granted) {
 		char why[160];
-		bool ranged = !sums && !vec;
-		if (nkv__grant_check(e, r, h->req_id, ranged ? h->offset : 0, ranged ? h->len : 0, h->total, why,
-				     sizeof(why))) {
+		const struct nkv_grant *g = nkv__grant_for(e, r, h->req_id, h->total, why, sizeof(why));
+		if (!g) {
 			nkv__tcp_conn_fail(tc, -EACCES, "stream %u: refused: %s", s->idx, why);
+			return -1;
+		}
+		if (!sums && !vec && !nkv__grant_covers(g, h->offset, h->len)) {
+			nkv__tcp_conn_fail(tc, -EACCES, "stream %u: refused: request %llu: range [%llu, +%llu) of region %u "
+					   "is outside its grant", s->idx, (unsigned long long)h->req_id,
+					   (unsigned long long)h->offset, (unsigned long long)h->len, h->region);
 			return -1;
 		}
 	}
@@ -379,25 +384,32 @@ static int on_header(struct tstream *s)
 static int vent_done(struct tstream *s)
 {
 	const struct nkv_region *r = nkv__region(s->te->e, s->h.region);
+	const struct nkv_grant *g = NULL;
 	uint64_t sum = 0;
-	char why[200];
+	char why[200], gwhy[160];
 	int st = 0;
 
 	why[0] = 0;
+	/* Looked up again: the application may have revoked it since the header. */
+	if (r && r->granted && !(g = nkv__grant_for(s->te->e, r, s->h.req_id, s->h.total, gwhy, sizeof(gwhy)))) {
+		st = -EACCES;
+		snprintf(why, sizeof(why), "refused: %s", gwhy);
+	}
 	for (unsigned i = 0; i < s->nvent && !why[0]; i++) {
 		const struct nkv_wire_vent *v = &s->vent[i];
-		char g[160];
 
 		if (!v->len || v->offset > s->vrlen || v->len > s->vrlen - v->offset) {
 			st = -EPROTO;
 			snprintf(why, sizeof(why), "vector entry %u [%llu, +%llu) outside region %u of %llu bytes", i,
 				 (unsigned long long)v->offset, (unsigned long long)v->len, s->h.region,
 				 (unsigned long long)s->vrlen);
-		} else if (r && r->granted &&
-			 (st = nkv__grant_check(s->te->e, r, s->h.req_id, v->offset, v->len, s->h.total, g, sizeof(g))))
-			snprintf(why, sizeof(why), "refused: vector entry %u: %s", i, g);
-		else
+		} else if (g && !nkv__grant_covers(g, v->offset, v->len)) {
+			st = -EACCES;
+			snprintf(why, sizeof(why), "refused: vector entry %u: range [%llu, +%llu) of region %u is outside "
+				 "its grant", i, (unsigned long long)v->offset, (unsigned long long)v->len, s->h.region);
+		} else {
 			sum += v->len;
+		}
 	}
 	if (!why[0] && sum != s->vpay) {
 		st = -EPROTO;
