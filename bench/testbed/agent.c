@@ -49,7 +49,7 @@
 
 #define BLOCK_TOKENS AGENT_HASH_TOKENS
 #define PROBE_PAGES 4096
-#define PROBE_BIT (1ull << 63) /* request ids of probe pushes */
+#define PROBE_BIT NKV_PROTO_PROBE_BIT /* request ids of probe pushes */
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }

@@ -1,6 +1,7 @@
 /* The in-flight request table (rqtab.h): chained buckets, resized by powers
  * of two; random request ids and a ring of the recently retired ones. */
 #include "rqtab.h"
+#include "netkv_proto.h"
 #include "nkv_util.h"
 
 #include <errno.h>
@@ -73,7 +74,7 @@ int nkv__rqtab_new_id(const struct nkv__rqtab *t, uint64_t *id)
 		if (n != (ssize_t)sizeof(*id))
 			return nkv_err(n < 0 ? errno : EIO, "getrandom for a request id: %s",
 				       n < 0 ? strerror(errno) : "short read");
-		*id &= ~NKV__RQ_PROBE_BIT;
+		*id &= ~NKV_PROTO_PROBE_BIT;
 		if (*id && !nkv__rqtab_find(t, *id) && !nkv__rqtab_was_retired(t, *id))
 			return 0;
 	}

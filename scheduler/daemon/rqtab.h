@@ -19,7 +19,6 @@
 #include <stdint.h>
 
 #define NKV__RQ_RETIRED 4096
-#define NKV__RQ_PROBE_BIT (1ull << 63) /* never set in a request id: agents mark probe pushes with it */
 
 struct nkv__rqnode {
 	uint64_t id;

@@ -112,7 +112,7 @@ static void *hostile(void *arg)
 	for (uint64_t k = 0; !atomic_load(&stop) && tries < 400; k++) {
 		uint64_t id = k; /* what a scheduler counting from 0 issues */
 		if (k % 4 == 3 && getrandom(&id, sizeof(id), 0) == sizeof(id))
-			id &= ~(1ull << 63); /* a random guess (bit 63 marks probes) */
+			id &= ~NKV_PROTO_PROBE_BIT; /* a random guess */
 		attempt(k % 8 == 7 ? without : with, k % 8 == 7 ? sid2 : sid, id, k % 8 != 7);
 		usleep(20000);
 	}
