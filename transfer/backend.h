@@ -53,6 +53,7 @@ struct nkv_region {
 /* A request's permission to write into one granted region (grant.c):
  * sorted, merged byte ranges. */
 struct nkv__span { uint64_t off, len; };
+#define NKV__REVOKED_KEEP 1024
 struct nkv_grant {
 	uint64_t req_id;
 	uint32_t region;
@@ -137,6 +138,8 @@ struct nkv_engine {
 	size_t secret_len;
 	struct nkv_grant **grants;  /* grant.c: hash by request id, nb a power of two */
 	size_t grant_nb, ngrants;
+	struct { uint64_t req_id; uint32_t region; } revoked[NKV__REVOKED_KEEP]; /* ring */
+	size_t nrevoked;            /* revokes ever; the ring holds the last ones */
 };
 
 /* For backends. */
@@ -165,6 +168,9 @@ bool nkv__grant_covers(const struct nkv_grant *g, uint64_t off, uint64_t len);
 /* The request's bytes are in (its NKV_EV_RECV): its grant is used up. */
 void nkv__grant_consume(struct nkv_engine *e, uint64_t req_id, uint32_t region);
 void nkv__grants_drop_region(struct nkv_engine *e, uint32_t region);
+/* Was req_id's grant in region revoked lately (the last NKV__REVOKED_KEEP
+ * revokes)? Its late bytes are then dropped, not refused (grant.c). */
+bool nkv__grant_revoked(const struct nkv_engine *e, uint64_t req_id, uint32_t region);
 void nkv__grants_free(struct nkv_engine *e);
 /* Logged reasons (stderr, one line, "netkv: ..."), for things no event covers. */
 __attribute__((format(printf, 1, 2)))

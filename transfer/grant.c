@@ -202,11 +202,25 @@ int nkv_grant_blocks(struct nkv_engine *e, uint64_t req_id, uint32_t region, con
 int nkv_revoke(struct nkv_engine *e, uint64_t req_id)
 {
 	struct nkv_grant **pp;
+	size_t k;
 
 	if (!e->ngrants || !*(pp = grant_slot(e, req_id)))
 		return 0;
+	k = e->nrevoked++ % NKV__REVOKED_KEEP;
+	e->revoked[k].req_id = req_id;
+	e->revoked[k].region = (*pp)->region;
 	grant_unlink(e, pp);
 	return 1;
+}
+
+bool nkv__grant_revoked(const struct nkv_engine *e, uint64_t req_id, uint32_t region)
+{
+	size_t n = e->nrevoked < NKV__REVOKED_KEEP ? e->nrevoked : NKV__REVOKED_KEEP;
+
+	for (size_t i = 0; i < n; i++)
+		if (e->revoked[i].req_id == req_id && e->revoked[i].region == region)
+			return true;
+	return false;
 }
 
 const struct nkv_grant *nkv__grant_for(const struct nkv_engine *e, const struct nkv_region *r, uint64_t req_id,

@@ -249,11 +249,14 @@ struct nkv_event {
  * (random 64-bit, e.g. the testbed scheduler's) so that knowing the secret
  * is not enough to write into a request that is not yours. A grant is used
  * up by the request's NKV_EV_RECV (every byte in place: an id writes once);
- * revoke it when the request ends otherwise (failed, cancelled). Not bound
- * to a connection: a prefill that reconnects may push the request again.
- * A range whose header was accepted before the revoke may still land (at
- * most one in flight per stream); reuse the pages after that request's
- * connection is done with it, or check what arrives (--verify).
+ * revoke it when the request ends otherwise (failed, cancelled). Bytes of
+ * a lately revoked request (the last 1024 revokes) that arrive after the
+ * revoke are read and dropped, not written: the request ends on the
+ * receiver with NKV_EV_RECV -ECANCELED, its sender's push with -ECANCELED,
+ * and the connection's other requests go on. A range whose header was
+ * accepted before the revoke may still land (at most one in flight per
+ * stream); check what arrives in pages reused soon after (--verify). Not
+ * bound to a connection: a prefill that reconnects may push again.
  *
  * TCP only: verbs' one-sided WRITE is checked by the NIC against the
  * region's rkey, not by this process, so setting NKV_REGION_GRANTED on a

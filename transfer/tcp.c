@@ -127,6 +127,7 @@ static void tcp_fini(struct nkv_engine *e)
 		nkv__tcp_stream_free(s);
 	}
 	io_uring_queue_exit(&te->ring);
+	free(te->skip);
 	free(te);
 }
 

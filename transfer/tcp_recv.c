@@ -50,6 +50,9 @@ static void post_recv(struct tstream *s)
 	if (s->rs == R_HDR) {
 		s->riov[0] = (struct iovec){ (char *)&s->h + s->hgot, HDR - s->hgot };
 		s->rmsg.msg_iovlen = 1;
+	} else if (s->rs == R_SKIP) {
+		s->riov[0] = (struct iovec){ s->te->skip, s->dlen - s->dgot < SKIP_BUF ? s->dlen - s->dgot : SKIP_BUF };
+		s->rmsg.msg_iovlen = 1;
 	} else if (s->rs == R_VENT || s->rs == R_CTL) {
 		s->riov[0] = (struct iovec){ s->dst + s->dgot, s->dlen - s->dgot };
 		s->rmsg.msg_iovlen = 1;
@@ -151,6 +154,14 @@ static void rreq_complete(struct tstream *s, struct rreq *rq)
 	struct tconn *tc = s->tc;
 	int st;
 
+	if (rq->discard) {
+		nkv__emitf(tc->te->e, NKV_EV_RECV, tc->c, rq->req_id, -ECANCELED, "request %llu: its grant was revoked; "
+			   "%llu of its %llu bytes came after and were dropped", (unsigned long long)rq->req_id,
+			   (unsigned long long)rq->skipped, (unsigned long long)rq->total);
+		nkv__tcp_queue_ctrl(s, NKV_W_ACK, rq->req_id, (uint64_t)(int64_t)-ECANCELED, NULL, 0);
+		nkv__tcp_rreq_remove(tc, rq);
+		return;
+	}
 	/* Every byte counted once: no two ranges may overlap. Ranges that came
 	 * in ascending order need no sort (the check below is then linear). */
 	if (rq->unsorted)
@@ -269,14 +280,24 @@ static int on_header(struct tstream *s)
 	/* A region that requires grants: the request must hold one for it, and
 	 * (DATA) this range must lie inside it; DATAV entries are checked in
 	 * vent_done(). Refused before any state is made or byte written. */
+	bool drop = false;
 	if (r->granted) {
 		char why[160];
 		const struct nkv_grant *g = nkv__grant_for(e, r, h->req_id, h->total, why, sizeof(why));
-		if (!g) {
+		/* A grant revoked lately (the request ended on the receiver while its
+		 * sender still pushed): read the rest and drop it, answer -ECANCELED,
+		 * and leave the connection's other requests be. */
+		if (!g && nkv__grant_revoked(e, h->req_id, h->region))
+			drop = true;
+		else if (!g) {
 			nkv__tcp_conn_fail(tc, -EACCES, "stream %u: refused: %s", s->idx, why);
 			return -1;
 		}
-		if (!sums && !vec && !nkv__grant_covers(g, h->offset, h->len)) {
+		if (drop && !s->te->skip && !(s->te->skip = malloc(SKIP_BUF))) {
+			nkv__tcp_conn_fail(tc, -ENOMEM, "out of memory for a revoked request's bytes");
+			return -1;
+		}
+		if (g && !sums && !vec && !nkv__grant_covers(g, h->offset, h->len)) {
 			nkv__tcp_conn_fail(tc, -EACCES, "stream %u: refused: request %llu: range [%llu, +%llu) of region %u "
 					   "is outside its grant", s->idx, (unsigned long long)h->req_id,
 					   (unsigned long long)h->offset, (unsigned long long)h->len, h->region);
@@ -310,6 +331,8 @@ static int on_header(struct tstream *s)
 				       "(size, region or verify flag)", s->idx, (unsigned long long)h->req_id);
 		return -1;
 	}
+	if (drop)
+		rq->discard = true; /* bytes that landed before the revoke stay where they are */
 	if (sums) {
 		if (!rq->want_sums || rq->have_sums || rq->sums) {
 			uint64_t id = h->req_id;
@@ -318,6 +341,13 @@ static int on_header(struct tstream *s)
 			nkv__tcp_conn_fail(tc, -EPROTO, "stream %u: request %llu: unexpected checksum list", s->idx,
 				  (unsigned long long)id);
 			return -1;
+		}
+		if (rq->discard) {
+			s->rs = R_SKIP;
+			s->cur = rq;
+			s->dlen = h->len;
+			s->dgot = 0;
+			return 0;
 		}
 		if (tc->sums_bytes + h->len > SUMS_CONN_BYTES || s->te->sums_bytes + h->len > SUMS_ENGINE_BYTES) {
 			bool conn = tc->sums_bytes + h->len > SUMS_CONN_BYTES;
@@ -357,11 +387,19 @@ static int on_header(struct tstream *s)
 			s->vbase = r->ptr;
 			s->vrlen = r->len;
 			s->vpay = h->len;
-			nkv__rx_begin(&s->rx, r, 0); /* GPU: payload into a slot, see rx_ready() */
+			if (!rq->discard)
+				nkv__rx_begin(&s->rx, r, 0); /* GPU: payload into a slot, see rx_ready() */
 			s->dst = (uint8_t *)s->vent;
 			s->rs = R_VENT;
 			s->cur = rq;
 			s->dlen = s->nvent * sizeof(struct nkv_wire_vent);
+			s->dgot = 0;
+			return 0;
+		}
+		if (rq->discard) {
+			s->rs = R_SKIP;
+			s->cur = rq;
+			s->dlen = h->len;
 			s->dgot = 0;
 			return 0;
 		}
@@ -389,6 +427,12 @@ static int vent_done(struct tstream *s)
 	char why[200], gwhy[160];
 	int st = 0;
 
+	if (s->cur->discard) { /* its grant was revoked: nothing is written, the payload is dropped */
+		s->rs = R_SKIP;
+		s->dlen = s->vpay;
+		s->dgot = 0;
+		return 0;
+	}
 	why[0] = 0;
 	/* Looked up again: the application may have revoked it since the header. */
 	if (r && r->granted && !(g = nkv__grant_for(s->te->e, r, s->h.req_id, s->h.total, gwhy, sizeof(gwhy)))) {
@@ -467,10 +511,14 @@ static void payload_done(struct tstream *s)
 	struct rreq *rq = s->cur;
 	int rc = 1;
 
-	if (s->rs == R_SUMS)
+	if (s->rs == R_SUMS || (s->rs == R_SKIP && s->h.type == NKV_W_SUMS)) {
 		rq->have_sums = true;
-	else if ((rc = deliver(s, rq)) > 0)
+	} else if (s->rs == R_SKIP) {
 		rq->got += s->dlen;
+		rq->skipped += s->dlen;
+	} else if ((rc = deliver(s, rq)) > 0) {
+		rq->got += s->dlen;
+	}
 	s->cur = NULL;
 	s->rs = R_HDR;
 	if (rc > 0)

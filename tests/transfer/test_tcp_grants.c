@@ -7,8 +7,9 @@
  * covers; a granted id aimed at another region. Each is refused with the
  * reason on the wire, and the pool is byte for byte what it was. Then an
  * engine pushes a granted request (it lands; the grant is used up, so a
- * second push of the id is refused), a revoked grant is refused, an open
- * region still takes any authenticated peer, and the API's own checks.
+ * second push of the id is refused); the bytes of a request whose grant
+ * was revoked are dropped with -ECANCELED while the connection goes on; an
+ * open region still takes any authenticated peer; and the API's own checks.
  * 127.0.0.1 only; every wait has a deadline.
  */
 #include "raw_peer.h"
@@ -163,12 +164,31 @@ int main(void)
 	}
 	pool_unchanged("guessed ids");
 
-	/* A revoked id is refused like a forged one. */
+	/* A revoked id (the receiver ended the request while its sender still
+	 * pushed): its bytes are read and dropped, the sender is told
+	 * -ECANCELED, and the connection stays up. */
 	fd = authed(20);
-	send_data(fd, rid, H, block_off(20), chunk, chunk);
+	send_data(fd, rid, H, block_off(20), chunk, 2 * chunk);
+	send_data(fd, rid, H, block_off(21), chunk, 2 * chunk);
+	{
+		struct nkv_wire_hdr h;
+		rc = raw_answer(fd, &h, why, sizeof(why));
+		CHECK(rc == 0 && h.type == NKV_W_ACK && h.req_id == H && (int64_t)h.offset == -ECANCELED,
+		      "revoked id: %d type %u status %lld '%s'", rc, h.type, (long long)(int64_t)h.offset, why);
+	}
+	send_data(fd, rid, 44, block_off(3), chunk, chunk); /* still up: a forged id after it is refused */
 	rc = refused(fd, why, sizeof(why));
-	CHECK(rc == -EACCES && strstr(why, "has no grant"), "revoked id: %d '%s'", rc, why);
+	CHECK(rc == -EACCES && strstr(why, "request 44 has no grant"), "after the revoked id: %d '%s'", rc, why);
 	downs++;
+	{
+		struct nkv_event ev;
+		bool seen = false;
+		for (int i = 0; h_find(&rp, NKV_EV_RECV, i, &ev); i++)
+			if (ev.req_id == H)
+				seen = ev.status == -ECANCELED && strstr(ev.reason, "revoked");
+		CHECK(seen, "no RECV -ECANCELED for the revoked request");
+	}
+	pool_unchanged("revoked id");
 
 	/* The granted id, a range outside its grant (block 4 is in bounds, not granted). */
 	fd = authed(21);
@@ -262,7 +282,7 @@ int main(void)
 	      "push: %s", nkv_last_error());
 	CHECK(h_poll_until(se, NKV_EV_PUSH_DONE, 1, 10, got, 8, &ngot) == 1 && got[ngot - 1].status == 0,
 	      "granted push failed: %s", ngot ? got[ngot - 1].reason : "(no event)");
-	CHECK(h_wait(&rp, NKV_EV_RECV, 2, 5) == 2 && recv_reported(G), "granted request not reported");
+	CHECK(h_wait(&rp, NKV_EV_RECV, 3, 5) == 3 && recv_reported(G), "granted request not reported");
 	for (uint32_t b = 0; b < NBLOCKS; b++) {
 		bool granted = b == 3 || b == 7 || b == 8;
 		for (uint32_t layer = 0; layer < L.model.layers; layer++)
@@ -283,6 +303,33 @@ int main(void)
 	      strstr(got[ngot - 1].reason, "has no grant"), "second push of a used grant: %s",
 	      ngot ? got[ngot - 1].reason : "(no event)");
 	pool_unchanged("second push of a used grant");
+
+	/* A push whose grant the receiver revoked: dropped, -ECANCELED, and the
+	 * same connection then carries a granted push. */
+	nkv_conn_close(good);
+	CHECK(nkv_connect(se, addr, &good) == 0, "reconnect: %s", nkv_last_error());
+	h_pause(&rp);
+	CHECK(nkv_grant_blocks(rp.e, H, rid, (uint32_t[]){ 20 }, 1) == 0 && nkv_revoke(rp.e, H) == 1 &&
+	      nkv_grant_blocks(rp.e, G + 2, rid, gblocks, 3) == 0, "grants: %s", nkv_last_error());
+	h_resume(&rp);
+	{
+		struct nkv_plan *p20;
+		CHECK(nkv_plan_build(&L, &L, (uint32_t[]){ 20 }, (uint32_t[]){ 20 }, 1, &p20) == 0, "plan 20");
+		ngot = 0;
+		CHECK(nkv_push(good, &(struct nkv_push){ .req_id = H, .src_region = sid, .dst_region = rid, .plan = p20 }) == 0,
+		      "push H: %s", nkv_last_error());
+		CHECK(h_poll_until(se, NKV_EV_PUSH_DONE, 1, 10, got, 8, &ngot) == 1 && got[ngot - 1].status == -ECANCELED &&
+		      strstr(got[ngot - 1].reason, "revoked"), "push of a revoked grant: %d %s",
+		      ngot ? got[ngot - 1].status : 0, ngot ? got[ngot - 1].reason : "(no event)");
+		pool_unchanged("push of a revoked grant");
+		ngot = 0;
+		CHECK(nkv_push(good, &(struct nkv_push){ .req_id = G + 2, .src_region = sid, .dst_region = rid,
+							 .plan = plan }) == 0, "push G+2: %s", nkv_last_error());
+		CHECK(h_poll_until(se, NKV_EV_PUSH_DONE, 1, 10, got, 8, &ngot) == 1 && got[ngot - 1].status == 0,
+		      "granted push after a revoked one on the same connection: %s",
+		      ngot ? got[ngot - 1].reason : "(no event)");
+		nkv_plan_free(p20);
+	}
 
 	nkv_plan_free(plan);
 	nkv_conn_close(good);
