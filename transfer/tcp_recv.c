@@ -186,6 +186,16 @@ static void maybe_complete(struct tstream *s, struct rreq *rq)
 		rreq_complete(s, rq);
 }
 
+/* A revoked request's payload: read into scratch and dropped (R_SKIP). */
+static int skip_payload(struct tstream *s, struct rreq *rq, uint64_t len)
+{
+	s->rs = R_SKIP;
+	s->cur = rq;
+	s->dlen = len;
+	s->dgot = 0;
+	return 0;
+}
+
 /* A header has fully arrived on an attached stream: check it and set up
  * the payload. Returns 0, or -1 after failing the connection. */
 static int on_header(struct tstream *s)
@@ -342,13 +352,8 @@ static int on_header(struct tstream *s)
 				  (unsigned long long)id);
 			return -1;
 		}
-		if (rq->discard) {
-			s->rs = R_SKIP;
-			s->cur = rq;
-			s->dlen = h->len;
-			s->dgot = 0;
-			return 0;
-		}
+		if (rq->discard)
+			return skip_payload(s, rq, h->len);
 		if (tc->sums_bytes + h->len > SUMS_CONN_BYTES || s->te->sums_bytes + h->len > SUMS_ENGINE_BYTES) {
 			bool conn = tc->sums_bytes + h->len > SUMS_CONN_BYTES;
 			uint64_t id = h->req_id;
@@ -396,13 +401,8 @@ static int on_header(struct tstream *s)
 			s->dgot = 0;
 			return 0;
 		}
-		if (rq->discard) {
-			s->rs = R_SKIP;
-			s->cur = rq;
-			s->dlen = h->len;
-			s->dgot = 0;
-			return 0;
-		}
+		if (rq->discard)
+			return skip_payload(s, rq, h->len);
 		if (rreq_note(s, rq, h->offset, h->len))
 			return -1;
 		s->rs = R_DATA;
@@ -427,12 +427,8 @@ static int vent_done(struct tstream *s)
 	char why[200], gwhy[160];
 	int st = 0;
 
-	if (s->cur->discard) { /* its grant was revoked: nothing is written, the payload is dropped */
-		s->rs = R_SKIP;
-		s->dlen = s->vpay;
-		s->dgot = 0;
-		return 0;
-	}
+	if (s->cur->discard)
+		return skip_payload(s, s->cur, s->vpay);
 	why[0] = 0;
 	/* Looked up again: the application may have revoked it since the header. */
 	if (r && r->granted && !(g = nkv__grant_for(s->te->e, r, s->h.req_id, s->h.total, gwhy, sizeof(gwhy)))) {
