@@ -81,6 +81,13 @@ int nkv_region_set_access(struct nkv_engine *e, uint32_t region, enum nkv_region
 	return 0;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static int cmp_span(const void *a, const void *b)
 {
 	const struct nkv__span *x = a, *y = b;
@@ -98,7 +105,11 @@ static int grant_add(struct nkv_engine *e, uint64_t req_id, uint32_t region, str
 		free(rg);
 		return nkv_err(EEXIST, "request %llu already has a grant", (unsigned long long)req_id);
 	}
-	qsort(rg, n, sizeof(*rg), cmp_span);
+	for (size_t i = 1; i < n; i++)
+		if (rg[i].off < rg[i - 1].off) { /* nkv_grant_blocks() hands them over sorted */
+			qsort(rg, n, sizeof(*rg), cmp_span);
+			break;
+		}
 	for (size_t i = 1; i < n; i++) {
 		if (rg[i].off <= rg[k].off + rg[k].len) {
 			uint64_t end = rg[i].off + rg[i].len;
@@ -172,7 +183,8 @@ int nkv_grant_blocks(struct nkv_engine *e, uint64_t req_id, uint32_t region, con
 	const struct nkv_layout *l;
 	uint32_t per;
 	uint64_t chunk;
-	struct nkv__span *rg;
+	struct nkv__span *rg = NULL;
+	uint32_t *sorted = NULL;
 	size_t k = 0;
 	int rc;
 
@@ -184,18 +196,33 @@ int nkv_grant_blocks(struct nkv_engine *e, uint64_t req_id, uint32_t region, con
 	l = &r->layout;
 	per = l->model.layers * nkv_layout_tensors(l);
 	chunk = nkv_layout_chunk_bytes(l);
-	if (n > SIZE_MAX / per / sizeof(*rg) || !(rg = malloc(n * per * sizeof(*rg))))
+	if (n > SIZE_MAX / per / sizeof(*rg) || !(rg = malloc(n * per * sizeof(*rg))) ||
+	    !(sorted = malloc(n * sizeof(*sorted)))) {
+		free(rg);
 		return nkv_err(ENOMEM, "out of memory for request %llu's grant", (unsigned long long)req_id);
-	for (size_t i = 0; i < n; i++) {
-		if (blocks[i] >= l->num_blocks) {
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((sorted[i] = blocks[i]) >= l->num_blocks) {
 			free(rg);
+			free(sorted);
 			return nkv_err(ERANGE, "grant for request %llu: block %u beyond region %u's %u blocks",
 				       (unsigned long long)req_id, blocks[i], region, l->num_blocks);
 		}
+	/* Pieces in address order, so they need no sort: blocks ascending within
+	 * each (layer, K/V) tensor (layer-major), or each block's pieces in turn. */
+	qsort(sorted, n, sizeof(*sorted), cmp_u32);
+	if (l->kind == NKV_LAYOUT_LAYER_MAJOR) {
 		for (uint32_t layer = 0; layer < l->model.layers; layer++)
 			for (uint32_t kv = 0; kv < nkv_layout_tensors(l); kv++)
-				rg[k++] = (struct nkv__span){ nkv_layout_chunk_offset(l, blocks[i], layer, kv), chunk };
+				for (size_t i = 0; i < n; i++)
+					rg[k++] = (struct nkv__span){ nkv_layout_chunk_offset(l, sorted[i], layer, kv), chunk };
+	} else {
+		for (size_t i = 0; i < n; i++)
+			for (uint32_t layer = 0; layer < l->model.layers; layer++)
+				for (uint32_t kv = 0; kv < nkv_layout_tensors(l); kv++)
+					rg[k++] = (struct nkv__span){ nkv_layout_chunk_offset(l, sorted[i], layer, kv), chunk };
 	}
+	free(sorted);
 	return grant_add(e, req_id, region, rg, k);
 }
 

@@ -16,7 +16,8 @@
  * fast streams take more and one request is striped over all of them.
  *
  * The receiver reads each 48-byte header, checks it against its registered
- * regions, and receives the payload straight into the region (no bounce
+ * regions (and, for a region that requires grants, against the request's
+ * grant: grant.c), and receives the payload straight into the region (no bounce
  * buffer); the recvmsg for a payload also asks for the next header, saving a
  * syscall per range. When a request's byte count (and its checksums, with
  * --verify) is complete it raises NKV_EV_RECV and sends an ACK, which the
