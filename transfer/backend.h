@@ -59,6 +59,7 @@ struct nkv_grant {
 	uint32_t region;
 	size_t n;
 	uint64_t bytes;               /* sum of the ranges */
+	struct nkv_conn *writer;      /* the connection that wrote to it first; NULL until then or once it is gone */
 	struct nkv__span *rg;
 	struct nkv_grant *hnext;
 };
@@ -158,11 +159,15 @@ int nkv__recv_done(struct nkv_engine *e, struct nkv_conn *c, uint64_t req_id, ui
 		   const struct nkv_block_sum *sums, size_t nsums);
 /* grant.c, for receivers. The request's grant, or NULL. */
 struct nkv_grant *nkv__grant_find(const struct nkv_engine *e, uint64_t req_id);
-/* The grant under which req_id may write granted region r, as a request
- * of total bytes; NULL with the reason (for the peer) in why if there is
- * none, it is for another region, or it covers fewer bytes. */
-const struct nkv_grant *nkv__grant_for(const struct nkv_engine *e, const struct nkv_region *r, uint64_t req_id,
-				       uint64_t total, char *why, size_t wlen);
+/* The grant under which req_id may write granted region r over connection
+ * c, as a request of total bytes; NULL with the reason (for the peer) in
+ * why if there is none, it is for another region, it covers fewer bytes,
+ * or another connection is writing it (the first to write holds it while
+ * it lives). */
+const struct nkv_grant *nkv__grant_for(struct nkv_engine *e, const struct nkv_region *r, struct nkv_conn *c,
+				       uint64_t req_id, uint64_t total, char *why, size_t wlen);
+/* Connection c failed or closed: the grants it held may be written again. */
+void nkv__grants_conn_gone(struct nkv_engine *e, struct nkv_conn *c);
 /* Does the grant hold all of [off, +len)? */
 bool nkv__grant_covers(const struct nkv_grant *g, uint64_t off, uint64_t len);
 /* The request's bytes are in (its NKV_EV_RECV): its grant is used up. */

@@ -345,6 +345,7 @@ void nkv_conn_close(struct nkv_conn *c)
 	e = c->e;
 	e->ops->close(c);
 	conn_unlink(c);
+	nkv__grants_conn_gone(e, c);
 	/* Events already queued may still name this connection: clear them. */
 	for (size_t i = 0; i < e->evq.count; i++) {
 		struct nkv_event *ev = &e->evq.ev[(e->evq.head + i) % e->evq.cap];

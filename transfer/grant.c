@@ -250,10 +250,10 @@ bool nkv__grant_revoked(const struct nkv_engine *e, uint64_t req_id, uint32_t re
 	return false;
 }
 
-const struct nkv_grant *nkv__grant_for(const struct nkv_engine *e, const struct nkv_region *r, uint64_t req_id,
-				       uint64_t total, char *why, size_t wlen)
+const struct nkv_grant *nkv__grant_for(struct nkv_engine *e, const struct nkv_region *r, struct nkv_conn *c,
+				       uint64_t req_id, uint64_t total, char *why, size_t wlen)
 {
-	const struct nkv_grant *g = nkv__grant_find(e, req_id);
+	struct nkv_grant *g = nkv__grant_find(e, req_id);
 
 	if (!g || g->region != r->id) {
 		snprintf(why, wlen, "request %llu has no grant to write region %u", (unsigned long long)req_id, r->id);
@@ -264,7 +264,20 @@ const struct nkv_grant *nkv__grant_for(const struct nkv_engine *e, const struct 
 			 (unsigned long long)req_id, (unsigned long long)total, r->id, (unsigned long long)g->bytes);
 		return NULL;
 	}
+	if (g->writer && g->writer != c) {
+		snprintf(why, wlen, "request %llu is being written by another connection", (unsigned long long)req_id);
+		return NULL;
+	}
+	g->writer = c;
 	return g;
+}
+
+void nkv__grants_conn_gone(struct nkv_engine *e, struct nkv_conn *c)
+{
+	for (size_t i = 0; e->ngrants && i < e->grant_nb; i++)
+		for (struct nkv_grant *g = e->grants[i]; g; g = g->hnext)
+			if (g->writer == c)
+				g->writer = NULL;
 }
 
 bool nkv__grant_covers(const struct nkv_grant *g, uint64_t off, uint64_t len)

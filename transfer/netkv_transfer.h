@@ -255,8 +255,10 @@ struct nkv_event {
  * receiver with NKV_EV_RECV -ECANCELED, its sender's push with -ECANCELED,
  * and the connection's other requests go on. A range whose header was
  * accepted before the revoke may still land (at most one in flight per
- * stream); check what arrives in pages reused soon after (--verify). Not
- * bound to a connection: a prefill that reconnects may push again.
+ * stream); check what arrives in pages reused soon after (--verify). The
+ * first connection that writes under a grant holds it while it lives:
+ * another connection naming the request is refused; once the holder fails
+ * or closes, a prefill that reconnects may push the request again.
  *
  * TCP only: verbs' one-sided WRITE is checked by the NIC against the
  * region's rkey, not by this process, so setting NKV_REGION_GRANTED on a

@@ -293,13 +293,13 @@ static int on_header(struct tstream *s)
 	bool drop = false;
 	if (r->granted) {
 		char why[160];
-		const struct nkv_grant *g = nkv__grant_for(e, r, h->req_id, h->total, why, sizeof(why));
+		const struct nkv_grant *g = NULL;
 		/* A grant revoked lately (the request ended on the receiver while its
 		 * sender still pushed): read the rest and drop it, answer -ECANCELED,
 		 * and leave the connection's other requests be. */
-		if (!g && nkv__grant_revoked(e, h->req_id, h->region))
+		if (!nkv__grant_find(e, h->req_id) && nkv__grant_revoked(e, h->req_id, h->region))
 			drop = true;
-		else if (!g) {
+		else if (!(g = nkv__grant_for(e, r, tc->c, h->req_id, h->total, why, sizeof(why)))) {
 			nkv__tcp_conn_fail(tc, -EACCES, "stream %u: refused: %s", s->idx, why);
 			return -1;
 		}
@@ -431,7 +431,8 @@ static int vent_done(struct tstream *s)
 		return skip_payload(s, s->cur, s->vpay);
 	why[0] = 0;
 	/* Looked up again: the application may have revoked it since the header. */
-	if (r && r->granted && !(g = nkv__grant_for(s->te->e, r, s->h.req_id, s->h.total, gwhy, sizeof(gwhy)))) {
+	if (r && r->granted &&
+	    !(g = nkv__grant_for(s->te->e, r, s->tc->c, s->h.req_id, s->h.total, gwhy, sizeof(gwhy)))) {
 		st = -EACCES;
 		snprintf(why, sizeof(why), "refused: %s", gwhy);
 	}

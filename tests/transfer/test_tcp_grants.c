@@ -4,7 +4,8 @@
  * granted, only inside the grant. Hostile peers: no credentials; the secret
  * and a valid handshake but forged or guessed request ids; a granted id
  * with ranges (DATA or DATAV) outside its grant or more bytes than it
- * covers; a granted id aimed at another region. Each is refused with the
+ * covers; a granted id aimed at another region; a second connection naming
+ * a request another connection is writing. Each is refused with the
  * reason on the wire, and the pool is byte for byte what it was. Then an
  * engine pushes a granted request (it lands; the grant is used up, so a
  * second push of the id is refused); the bytes of a request whose grant
@@ -87,7 +88,7 @@ int main(void)
 	struct nkv_event got[8];
 	uint32_t rid, open_id, other_id, sid;
 	uint8_t *src, *open_mem, *other_mem;
-	const uint64_t G = 0x5eed1234abcd0001ull, H = 0x5eed1234abcd0002ull;
+	const uint64_t G = 0x5eed1234abcd0001ull, H = 0x5eed1234abcd0002ull, K = 0x5eed1234abcd0003ull;
 	const uint32_t gblocks[] = { 3, 7, 8 };
 	uint64_t chunk;
 	char addr[64], why[400];
@@ -255,6 +256,31 @@ int main(void)
 	CHECK(rc == -EACCES && strstr(why, "request 43 has no grant"), "checksums without a grant: %d '%s'", rc, why);
 	downs++;
 
+	/* A granted id is held by the first connection that writes under it:
+	 * another connection naming it is refused; the holder finishes. */
+	h_pause(&rp);
+	CHECK(nkv_grant_blocks(rp.e, K, rid, (uint32_t[]){ 12 }, 1) == 0, "grant K: %s", nkv_last_error());
+	h_resume(&rp);
+	{
+		int a = authed(27), b = authed(28);
+		struct nkv_wire_hdr h;
+		send_data(a, rid, K, block_off(12), chunk, 2 * chunk);
+		usleep(100000); /* a's header first */
+		send_data(b, rid, K, nkv_layout_chunk_offset(&L, 12, 1, 0), chunk, 2 * chunk);
+		rc = refused(b, why, sizeof(why));
+		CHECK(rc == -EACCES && strstr(why, "being written by another connection"), "second writer: %d '%s'", rc,
+		      why);
+		downs++;
+		send_data(a, rid, K, nkv_layout_chunk_offset(&L, 12, 1, 0), chunk, 2 * chunk);
+		rc = raw_answer(a, &h, why, sizeof(why));
+		CHECK(rc == 0 && h.type == NKV_W_ACK && h.req_id == K && h.offset == 0, "holder: %d %u '%s'", rc,
+		      h.type, why);
+		close(a);
+		downs++;
+		for (uint32_t layer = 0; layer < 2; layer++) /* the holder's bytes, then the pool as it is now */
+			CHECK(pool[nkv_layout_chunk_offset(&L, 12, layer, 0)] == 0xEE, "holder's bytes not placed");
+		memcpy(snap, pool, pool_len);
+	}
 	pool_unchanged("hostile peers with the secret");
 	CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, downs, 5) == downs, "refused connections not all down");
 	CHECK(!recv_reported(G) && !recv_reported(42) && !recv_reported(43),
@@ -279,7 +305,7 @@ int main(void)
 	      "push: %s", nkv_last_error());
 	CHECK(h_poll_until(se, NKV_EV_PUSH_DONE, 1, 10, got, 8, &ngot) == 1 && got[ngot - 1].status == 0,
 	      "granted push failed: %s", ngot ? got[ngot - 1].reason : "(no event)");
-	CHECK(h_wait(&rp, NKV_EV_RECV, 3, 5) == 3 && recv_reported(G), "granted request not reported");
+	CHECK(h_wait(&rp, NKV_EV_RECV, 4, 5) == 4 && recv_reported(G), "granted request not reported");
 	for (uint32_t b = 0; b < NBLOCKS; b++) {
 		bool granted = b == 3 || b == 7 || b == 8;
 		for (uint32_t layer = 0; layer < L.model.layers; layer++)
@@ -307,7 +333,7 @@ int main(void)
 	CHECK(nkv_connect(se, addr, &good) == 0, "reconnect: %s", nkv_last_error());
 	h_pause(&rp);
 	CHECK(nkv_grant_blocks(rp.e, H, rid, (uint32_t[]){ 20 }, 1) == 0 && nkv_revoke(rp.e, H) == 1 &&
-	      nkv_grant_blocks(rp.e, G + 2, rid, gblocks, 3) == 0, "grants: %s", nkv_last_error());
+	      nkv_grant_blocks(rp.e, G + 3, rid, gblocks, 3) == 0, "grants: %s", nkv_last_error());
 	h_resume(&rp);
 	{
 		struct nkv_plan *p20;
@@ -320,8 +346,8 @@ int main(void)
 		      ngot ? got[ngot - 1].status : 0, ngot ? got[ngot - 1].reason : "(no event)");
 		pool_unchanged("push of a revoked grant");
 		ngot = 0;
-		CHECK(nkv_push(good, &(struct nkv_push){ .req_id = G + 2, .src_region = sid, .dst_region = rid,
-							 .plan = plan }) == 0, "push G+2: %s", nkv_last_error());
+		CHECK(nkv_push(good, &(struct nkv_push){ .req_id = G + 3, .src_region = sid, .dst_region = rid,
+							 .plan = plan }) == 0, "push G+3: %s", nkv_last_error());
 		CHECK(h_poll_until(se, NKV_EV_PUSH_DONE, 1, 10, got, 8, &ngot) == 1 && got[ngot - 1].status == 0,
 		      "granted push after a revoked one on the same connection: %s",
 		      ngot ? got[ngot - 1].reason : "(no event)");
