@@ -1,10 +1,13 @@
 /*
  * Grants (netkv_transfer.h): which request may write which bytes of a region
  * that requires them. The receiving application grants a request's pages
- * once it has reserved them; the backend's receiver asks nkv__grant_check()
- * for every range header before a payload byte lands. Held in a hash by
- * request id that grows and shrinks with the grants held; each grant's
- * ranges are sorted and merged, so a check is one lookup and a binary search.
+ * once it has reserved them; the backend's receiver asks nkv__grant_for()
+ * (and nkv__grant_covers() for each range) on every header before a
+ * payload byte lands. Held in a hash by request id that grows and shrinks
+ * with the grants held; each grant's ranges are sorted and merged, so a
+ * check is one lookup and a binary search. The first connection to write
+ * under a grant holds it; the last revoked ids are remembered so that a
+ * request's bytes still on the way after a revoke can be dropped quietly.
  */
 #include "backend.h"
 #include "nkv_util.h"
