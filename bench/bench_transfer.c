@@ -57,6 +57,7 @@ struct bopts {
 	/* memory: this end's region (loopback: the sender's; dst_mem the receiver's) */
 	enum nkv_mem_kind mem, dst_mem;
 	bool describe;
+	bool grants; /* the receiver's region requires grants (server_grant) */
 };
 
 static void usage(FILE *f)
@@ -94,6 +95,9 @@ static void usage(FILE *f)
 		"  --dst-mem host|cuda   loopback: the receiver's memory if different from --mem\n"
 		"  --gpu N               CUDA device of cuda regions (default 0)\n"
 		"  --verify              per-block xxhash64 sent along and checked by the receiver (paged mode, tcp)\n"
+		"  --grants              the receiver's region takes only granted requests (tcp): it grants\n"
+		"                        each request id ahead of the sender (paged: the request's blocks;\n"
+		"                        raw: the whole region), so every range header is checked\n"
 		"  --describe            print the descriptors one push posts (ranges; verbs: SGEs, WRs) and exit:\n"
 		"                        no memory, no peer (verbs needs the device for its limits)\n"
 		"  --json                JSON on stdout instead of the table\n"
@@ -126,6 +130,9 @@ struct server {
 	char errmsg[NKV_ERRSTR_MAX];
 	uint64_t recv_ok, recv_bad;
 	void *pool;            /* the receiver's region */
+	/* --grants: request ids below `granted` have been granted */
+	uint32_t rid, *gblocks, ngblocks;
+	uint64_t rlen, granted, window, limit; /* limit: the requests the sender makes (-n; -D: its cap) */
 };
 
 /* Region the receiver exposes: raw slots or the paged pool. */
@@ -143,17 +150,51 @@ static uint64_t region_bytes(const struct bopts *o, bool dst)
 	return slots * max;
 }
 
+/* --grants: the sender numbers requests from 0, so every id below
+ * (requests received + window) is granted. The window covers the requests
+ * in flight and those received whose events are not read yet (a progress
+ * call may complete many): up to 65536 ids or 256 MiB of grants, at least
+ * 2 x depth + 128, and never past the ids the sender will use. */
+static int server_grant(struct server *s)
+{
+	while (s->granted < s->recv_ok + s->recv_bad + s->window && s->granted < s->limit) {
+		int rc = s->gblocks ? nkv_grant_blocks(s->e, s->granted, s->rid, s->gblocks, s->ngblocks)
+				    : nkv_grant(s->e, s->granted, s->rid, &(struct nkv_range){ .len = s->rlen }, 1);
+		if (rc)
+			return nkv_err_wrap(rc, "--grants");
+		s->granted++;
+	}
+	return 0;
+}
+
 static int server_setup(struct server *s, const struct bopts *o, const char *addr, uint16_t *port)
 {
-	uint32_t id;
 	void *p;
 	int rc;
 
 	if ((rc = nkv_engine_create(&o->eo, &s->e)))
 		return rc;
-	if ((rc = nkv_region_alloc(s->e, o->dst_mem, region_bytes(o, true), o->paged ? &o->dst : NULL, &id, &p)))
+	s->rlen = region_bytes(o, true);
+	if ((rc = nkv_region_alloc(s->e, o->dst_mem, s->rlen, o->paged ? &o->dst : NULL, &s->rid, &p)))
 		return nkv_err_wrap(rc, "receiver region");
 	s->pool = p;
+	if (o->grants) {
+		uint64_t per = 80; /* bytes a grant holds: raw, one range */
+		if ((rc = nkv_region_set_access(s->e, s->rid, NKV_REGION_GRANTED)))
+			return nkv_err_wrap(rc, "--grants");
+		if (o->paged) {
+			s->ngblocks = (uint32_t)(o->tokens / o->dst.block_tokens);
+			if (!(s->gblocks = nkv__bench_block_ids(o->pattern, s->ngblocks, true)))
+				return nkv_err(ENOMEM, "bench: out of memory");
+			per += (uint64_t)s->ngblocks * o->dst.model.layers * nkv_layout_tensors(&o->dst) * 16;
+		}
+		s->window = (256ull << 20) / per < 65536 ? (256ull << 20) / per : 65536;
+		if (s->window < 2ull * o->depth + 128)
+			s->window = 2ull * o->depth + 128;
+		s->limit = o->iters; /* -D: its cap, 10M */
+		if ((rc = server_grant(s)))
+			return rc;
+	}
 	return nkv_listen(s->e, addr, port);
 }
 
@@ -176,6 +217,7 @@ static int64_t server_check(struct server *s, const struct bopts *o)
 static int server_loop(struct server *s, bool until_disconnect)
 {
 	struct nkv_event ev[64];
+	int rc;
 
 	while (!atomic_load(&s->stop)) {
 		int n = nkv_poll(s->e, ev, 64, 50);
@@ -193,6 +235,11 @@ static int server_loop(struct server *s, bool until_disconnect)
 				} else {
 					s->recv_ok++;
 				}
+				if (s->window && (rc = server_grant(s))) {
+					s->err = rc;
+					snprintf(s->errmsg, sizeof(s->errmsg), "%s", nkv_last_error());
+					return rc;
+				}
 			} else if (ev[i].type == NKV_EV_CONN_UP && until_disconnect) {
 				fprintf(stderr, "receiver: peer connected (%s)\n", ev[i].reason);
 			} else if (ev[i].type == NKV_EV_CONN_DOWN && until_disconnect) {
@@ -203,6 +250,12 @@ static int server_loop(struct server *s, bool until_disconnect)
 		}
 	}
 	return 0;
+}
+
+static void server_free(struct server *s)
+{
+	nkv_engine_destroy(s->e);
+	free(s->gblocks);
 }
 
 static void *server_thread(void *arg)
@@ -562,7 +615,7 @@ enum {
 	O_LOOPBACK = 256, O_SERVER, O_CLIENT, O_BACKEND, O_STREAMS, O_VERIFY, O_JSON, O_MODEL, O_MODEL_JSON, O_DTYPE,
 	O_TOKENS, O_BLOCK_TOKENS, O_LAYOUT, O_DST_LAYOUT, O_PATTERN, O_REGION,
 	O_DEVICE, O_GID_INDEX, O_COMPLETION, O_LOOPBACK_ADDR, /* verbs */
-	O_MEM, O_DST_MEM, O_GPU, O_DESCRIBE,
+	O_MEM, O_DST_MEM, O_GPU, O_DESCRIBE, O_GRANTS,
 };
 
 /* -p PORT as ib_write_bw has it: the port the server listens on (on -l HOST,
@@ -625,6 +678,7 @@ static int parse(int argc, char **argv, struct bopts *o)
 		{ "duration", required_argument, 0, 'D' },
 		{ "mem", required_argument, 0, O_MEM }, { "dst-mem", required_argument, 0, O_DST_MEM },
 		{ "gpu", required_argument, 0, O_GPU }, { "describe", no_argument, 0, O_DESCRIBE },
+		{ "grants", no_argument, 0, O_GRANTS },
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	const char *dtype = NULL, *dst_layout = NULL;
@@ -726,6 +780,9 @@ static int parse(int argc, char **argv, struct bopts *o)
 		case O_VERIFY:
 			o->eo.verify = true;
 			break;
+		case O_GRANTS:
+			o->grants = true;
+			break;
 		case O_JSON:
 			o->json = true;
 			break;
@@ -791,6 +848,8 @@ static int parse(int argc, char **argv, struct bopts *o)
 		return nkv_err(EINVAL, "-n and -D both say when to stop: pick one");
 	if (o->all && o->paged)
 		return nkv_err(EINVAL, "-a sweeps raw sizes; it does not combine with --model");
+	if (o->all && o->grants)
+		return nkv_err(EINVAL, "--grants follows one run's request ids, and -a starts them again per size: give -s");
 	if (o->eo.verify && !o->paged)
 		return nkv_err(EINVAL, "--verify checks KV blocks: use it with --model");
 	if (o->describe && o->all)
@@ -906,6 +965,7 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 	json_object_set_new(out, "role", json_string(o.role == ROLE_LOOPBACK ? "loopback" : o.role == ROLE_SERVER ? "server" : "client"));
 	json_object_set_new(out, "streams", json_integer(o.eo.streams));
 	json_object_set_new(out, "depth", json_integer(o.depth));
+	json_object_set_new(out, "grants", json_boolean(o.grants));
 	json_object_set_new(out, "note", json_string("Gb/s = 1e9 bit/s, GB/s = 1e9 byte/s"));
 
 	if (o.describe) {
@@ -926,7 +986,7 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 	if (o.role == ROLE_SERVER) {
 		if ((rc = server_setup(&s, &o, o.listen, &port))) {
 			fprintf(stderr, "netkv bench transfer: %s\n", nkv_last_error());
-			nkv_engine_destroy(s.e);
+			server_free(&s);
 			json_decref(out);
 			return 1;
 		}
@@ -949,7 +1009,7 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 				fprintf(stderr, "receiver: %lld blocks checked\n", (long long)k);
 			}
 		}
-		nkv_engine_destroy(s.e);
+		server_free(&s);
 		json_decref(out);
 		return rc ? 1 : 0;
 	}
@@ -959,7 +1019,7 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 		snprintf(addr, sizeof(addr), "%s:0", lip);
 		if ((rc = server_setup(&s, &o, addr, &port))) {
 			fprintf(stderr, "netkv bench transfer: %s\n", nkv_last_error());
-			nkv_engine_destroy(s.e);
+			server_free(&s);
 			json_decref(out);
 			return 1;
 		}
@@ -995,7 +1055,7 @@ int nkv_cmd_bench_transfer(int argc, char **argv)
 					       (unsigned)(o.tokens / o.src.block_tokens), (long long)k);
 			}
 		}
-		nkv_engine_destroy(s.e);
+		server_free(&s);
 	}
 	if (o.json && !rc)
 		nkv_json_print(stdout, json_incref(out));

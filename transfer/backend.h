@@ -47,6 +47,21 @@ struct nkv_region {
 	/* NKV_MEM_CUDA: how the backend reaches the memory and why. */
 	const char *gpu_mode; /* "dma-buf", "peermem", "staging" */
 	char gpu_why[320];
+	bool granted;         /* NKV_REGION_GRANTED: writes only inside a request's grant (grant.c) */
+};
+
+/* A request's permission to write into one granted region (grant.c):
+ * sorted, merged byte ranges. */
+struct nkv__span { uint64_t off, len; };
+#define NKV__REVOKED_KEEP 1024
+struct nkv_grant {
+	uint64_t req_id;
+	uint32_t region;
+	size_t n;
+	uint64_t bytes;               /* sum of the ranges */
+	struct nkv_conn *writer;      /* the connection that wrote to it first; NULL until then or once it is gone */
+	struct nkv__span *rg;
+	struct nkv_grant *hnext;
 };
 
 /* One block checksum as pushed with a --verify request (little-endian on the wire). */
@@ -94,6 +109,10 @@ struct nkv_backend_ops {
 	/* Tear down: fail what is in flight (events), release c->be. The
 	 * common struct is freed by engine.c afterwards. */
 	void (*close)(struct nkv_conn *c);
+	/* The receiver checks every range against a region's grants
+	 * (NKV_REGION_GRANTED can be set); false where the NIC writes without
+	 * asking the receiving process (verbs' one-sided WRITE). */
+	bool grants;
 	/* Optional (push_shape.h): the descriptors one push of the plan posts. */
 	int (*shape)(struct nkv_engine *e, const struct nkv_plan *p, struct nkv__push_shape *out);
 };
@@ -118,6 +137,10 @@ struct nkv_engine {
 	struct nkv_gpu_ctx *gpu; /* gpu_stage.c: opened on the first GPU region */
 	uint8_t secret[NKV_SECRET_MAX]; /* opts.secret, copied (opts.secret is NULL after create) */
 	size_t secret_len;
+	struct nkv_grant **grants;  /* grant.c: hash by request id, nb a power of two */
+	size_t grant_nb, ngrants;
+	struct { uint64_t req_id; uint32_t region; } revoked[NKV__REVOKED_KEEP]; /* ring */
+	size_t nrevoked;            /* revokes ever; the ring holds the last ones */
 };
 
 /* For backends. */
@@ -134,6 +157,26 @@ void nkv__emitf(struct nkv_engine *e, enum nkv_event_type t, struct nkv_conn *c,
  * status to report back to the sender (0 or -EBADMSG). */
 int nkv__recv_done(struct nkv_engine *e, struct nkv_conn *c, uint64_t req_id, uint64_t bytes, uint32_t region,
 		   const struct nkv_block_sum *sums, size_t nsums);
+/* grant.c, for receivers. The request's grant, or NULL. */
+struct nkv_grant *nkv__grant_find(const struct nkv_engine *e, uint64_t req_id);
+/* The grant under which req_id may write granted region r over connection
+ * c, as a request of total bytes; NULL with the reason (for the peer) in
+ * why if there is none, it is for another region, it covers fewer bytes,
+ * or another connection is writing it (the first to write holds it while
+ * it lives). */
+const struct nkv_grant *nkv__grant_for(struct nkv_engine *e, const struct nkv_region *r, struct nkv_conn *c,
+				       uint64_t req_id, uint64_t total, char *why, size_t wlen);
+/* Connection c failed or closed: the grants it held may be written again. */
+void nkv__grants_conn_gone(struct nkv_engine *e, struct nkv_conn *c);
+/* Does the grant hold all of [off, +len)? */
+bool nkv__grant_covers(const struct nkv_grant *g, uint64_t off, uint64_t len);
+/* The request's bytes are in (its NKV_EV_RECV): its grant is used up. */
+void nkv__grant_consume(struct nkv_engine *e, uint64_t req_id, uint32_t region);
+void nkv__grants_drop_region(struct nkv_engine *e, uint32_t region);
+/* Was req_id's grant in region revoked lately (the last NKV__REVOKED_KEEP
+ * revokes)? Its late bytes are then dropped, not refused (grant.c). */
+bool nkv__grant_revoked(const struct nkv_engine *e, uint64_t req_id, uint32_t region);
+void nkv__grants_free(struct nkv_engine *e);
 /* Logged reasons (stderr, one line, "netkv: ..."), for things no event covers. */
 __attribute__((format(printf, 1, 2)))
 void nkv__log(const char *fmt, ...);

@@ -91,6 +91,7 @@ void nkv_engine_destroy(struct nkv_engine *e)
 		if (e->regions[i].used)
 			nkv_region_release(e, i);
 	e->ops->fini(e);
+	nkv__grants_free(e);
 	nkv__gpu_ctx_free(e);
 	free(e->regions);
 	free(e->evq.ev);
@@ -241,6 +242,7 @@ int nkv_region_release(struct nkv_engine *e, uint32_t id)
 	if (!r)
 		return nkv_err(ENOENT, "no region %u", id);
 	e->ops->dereg(e, r);
+	nkv__grants_drop_region(e, id);
 	if (r->owned && r->kind == NKV_MEM_CUDA)
 		nkv__gpu_region_free(e, r->ptr);
 	else if (r->owned)
@@ -343,6 +345,7 @@ void nkv_conn_close(struct nkv_conn *c)
 	e = c->e;
 	e->ops->close(c);
 	conn_unlink(c);
+	nkv__grants_conn_gone(e, c);
 	/* Events already queued may still name this connection: clear them. */
 	for (size_t i = 0; i < e->evq.count; i++) {
 		struct nkv_event *ev = &e->evq.ev[(e->evq.head + i) % e->evq.cap];
@@ -495,6 +498,8 @@ int nkv__recv_done(struct nkv_engine *e, struct nkv_conn *c, uint64_t req_id, ui
 	}
 	if (!ev.status && nsums)
 		snprintf(ev.reason, sizeof(ev.reason), "%zu blocks verified", nsums);
+	if (r && r->granted)
+		nkv__grant_consume(e, req_id, region); /* every byte is in: an id writes once */
 	nkv__emit(e, &ev);
 	return ev.status;
 }

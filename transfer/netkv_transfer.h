@@ -12,7 +12,8 @@
  *    id + byte count) after the last byte is in place, as RDMA WRITE_WITH_IMM
  *    gives. A failed request gives one event with a negative status instead.
  *  - A receiver never writes outside a registered region, whatever the peer
- *    sends.
+ *    sends; into a region that requires grants, only inside the grant of
+ *    the request the bytes name (see "grants" below).
  *  - Functions return 0 (or a count) or a negative errno; nkv_last_error()
  *    (netkv_error.h) has the detail.
  *
@@ -229,6 +230,56 @@ struct nkv_event {
 	struct nkv_conn *conn;
 	char reason[160];
 };
+
+/* ---- grants: which request may write where (receiver side) ----------------
+ *
+ * A region is open by default: any peer that passed the connection's
+ * authentication may write anywhere inside it (what `netkv bench transfer`,
+ * the examples and the testbed's probe region use). A region set to
+ * NKV_REGION_GRANTED accepts bytes only for a request id the receiving
+ * application granted, and only inside that grant's byte ranges. A peer
+ * that names a request with no grant in the region, announces more bytes
+ * than the grant covers, or sends a range outside it is refused before a
+ * byte of the payload is written: its connection gets an ERROR naming the
+ * request and why, and closes (the requests it had in flight fail on both
+ * sides; other connections go on).
+ *
+ * Grant the request's destination ranges once its pages are reserved, and
+ * hand its id only to the peer that is to write them; make ids unguessable
+ * (random 64-bit, e.g. the testbed scheduler's) so that knowing the secret
+ * is not enough to write into a request that is not yours. A grant is used
+ * up by the request's NKV_EV_RECV (every byte in place: an id writes once);
+ * revoke it when the request ends otherwise (failed, cancelled). Bytes of
+ * a lately revoked request (the last 1024 revokes) that arrive after the
+ * revoke are read and dropped, not written: the request ends on the
+ * receiver with NKV_EV_RECV -ECANCELED, its sender's push with -ECANCELED,
+ * and the connection's other requests go on. A range whose header was
+ * accepted before the revoke may still land (at most one in flight per
+ * stream); check what arrives in pages reused soon after (--verify). The
+ * first connection that writes under a grant holds it while it lives:
+ * another connection naming the request is refused; once the holder fails
+ * or closes, a prefill that reconnects may push the request again.
+ *
+ * TCP only: verbs' one-sided WRITE is checked by the NIC against the
+ * region's rkey, not by this process, so setting NKV_REGION_GRANTED on a
+ * verbs engine is refused (EOPNOTSUPP). */
+enum nkv_region_access {
+	NKV_REGION_OPEN,    /* any authenticated peer, anywhere in the region (the default) */
+	NKV_REGION_GRANTED, /* only granted requests, only inside their grants */
+};
+/* Setting a region back to open drops its grants. */
+int nkv_region_set_access(struct nkv_engine *e, uint32_t region, enum nkv_region_access access);
+/* Request req_id may write the byte ranges [dst_off, +len) of ranges[0..n)
+ * (src_off ignored) into granted region `region`. Ranges may come in any
+ * order and touch or overlap (they are merged); each must be non-empty and
+ * inside the region. One grant per request id: -EEXIST if it has one. */
+int nkv_grant(struct nkv_engine *e, uint64_t req_id, uint32_t region, const struct nkv_range *ranges, size_t n);
+/* The same for whole blocks (pages) of the region's layout: every (layer,
+ * K/V) piece of each block. The region needs a layout. */
+int nkv_grant_blocks(struct nkv_engine *e, uint64_t req_id, uint32_t region, const uint32_t *blocks, size_t n);
+/* Removes req_id's grant: 1 if it had one, 0 if not (never granted, or used
+ * up by its NKV_EV_RECV). */
+int nkv_revoke(struct nkv_engine *e, uint64_t req_id);
 
 /* Threads: an engine is not thread-safe; drive each from one thread at a
  * time. io_uring cancels operations when the thread that submitted them

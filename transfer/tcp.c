@@ -137,6 +137,7 @@ static void tcp_fini(struct nkv_engine *e)
 		nkv__tcp_stream_free(s);
 	}
 	io_uring_queue_exit(&te->ring);
+	free(te->skip);
 	free(te);
 }
 
@@ -232,4 +233,5 @@ const struct nkv_backend_ops nkv_tcp_ops = {
 	.push = nkv__tcp_push,
 	.progress = tcp_progress,
 	.close = nkv__tcp_close,
+	.grants = true,
 };

@@ -16,7 +16,8 @@
  * fast streams take more and one request is striped over all of them.
  *
  * The receiver reads each 48-byte header, checks it against its registered
- * regions, and receives the payload straight into the region (no bounce
+ * regions (and, for a region that requires grants, against the request's
+ * grant: grant.c), and receives the payload straight into the region (no bounce
  * buffer); the recvmsg for a payload also asks for the next header, saving a
  * syscall per range. When a request's byte count (and its checksums, with
  * --verify) is complete it raises NKV_EV_RECV and sends an ACK, which the
@@ -67,6 +68,7 @@
 #define RANGES_ENGINE (4u << 20)    /* ... and per engine */
 #define HANDSHAKE_DEFAULT_MS 10000
 #define MAX_CONNS_DEFAULT 256
+#define SKIP_BUF (64u << 10)        /* scratch that a revoked request's payload is read into */
 #define STAGED_PER_CONN (NKV_GPU_OUT_SLOTS / 2) /* chunks copied out, not yet sent, per connection */
 
 enum { OP_ACCEPT = 0, OP_RECV = 1, OP_SEND = 2, OP_IGNORE = 3 };
@@ -123,6 +125,8 @@ struct rreq {
 	uint64_t got;     /* bytes whose payload is in place */
 	uint32_t region;
 	bool want_sums, have_sums;
+	bool discard;     /* its grant was revoked: the rest is read and dropped (R_SKIP) */
+	uint64_t skipped; /* payload bytes dropped so */
 	struct nkv_block_sum *sums;
 	size_t nsums;
 	/* Its destination ranges as they arrived (adjacent ones merged): checked
@@ -134,7 +138,8 @@ struct rreq {
 	struct rreq *hnext;
 };
 
-enum rstate { R_HDR, R_DATA, R_SUMS, R_VENT, R_VDATA, R_CTL /* a handshake or ERROR payload into s->dst */ };
+enum rstate { R_HDR, R_DATA, R_SUMS, R_VENT, R_VDATA, R_CTL /* a handshake or ERROR payload into s->dst */,
+	      R_SKIP /* a revoked request's payload, read into te->skip and dropped */ };
 
 /* A passive stream's handshake (tcp_conn.c). */
 enum astate { A_HELLO, A_NONCE, A_AUTH, A_MAC, A_DONE };
@@ -226,6 +231,7 @@ struct tcp_engine {
 	unsigned npending, max_conns; /* streams in handshake; cap on them and on passive connections */
 	bool reap;
 	uint64_t gpu_gen;        /* nkv__gpu_ready_gen() last acted on */
+	uint8_t *skip;           /* SKIP_BUF bytes, made on first use */
 };
 
 static inline void q_push(struct tqueue *q, struct titem *it)

@@ -817,6 +817,7 @@ void nkv__tcp_conn_fail(struct tconn *tc, int status, const char *fmt, ...)
 				   (unsigned long long)rq->req_id, (unsigned long long)rq->got,
 				   (unsigned long long)rq->total);
 	tc->c->down = true;
+	nkv__grants_conn_gone(e, tc->c);
 	nkv__emitf(e, NKV_EV_CONN_DOWN, tc->c, 0, status, "%s", tc->fail_reason);
 	tc->te->reap = true;
 }

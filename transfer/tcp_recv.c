@@ -50,6 +50,9 @@ static void post_recv(struct tstream *s)
 	if (s->rs == R_HDR) {
 		s->riov[0] = (struct iovec){ (char *)&s->h + s->hgot, HDR - s->hgot };
 		s->rmsg.msg_iovlen = 1;
+	} else if (s->rs == R_SKIP) {
+		s->riov[0] = (struct iovec){ s->te->skip, s->dlen - s->dgot < SKIP_BUF ? s->dlen - s->dgot : SKIP_BUF };
+		s->rmsg.msg_iovlen = 1;
 	} else if (s->rs == R_VENT || s->rs == R_CTL) {
 		s->riov[0] = (struct iovec){ s->dst + s->dgot, s->dlen - s->dgot };
 		s->rmsg.msg_iovlen = 1;
@@ -151,6 +154,14 @@ static void rreq_complete(struct tstream *s, struct rreq *rq)
 	struct tconn *tc = s->tc;
 	int st;
 
+	if (rq->discard) {
+		nkv__emitf(tc->te->e, NKV_EV_RECV, tc->c, rq->req_id, -ECANCELED, "request %llu: its grant was revoked; "
+			   "%llu of its %llu bytes came after and were dropped", (unsigned long long)rq->req_id,
+			   (unsigned long long)rq->skipped, (unsigned long long)rq->total);
+		nkv__tcp_queue_ctrl(s, NKV_W_ACK, rq->req_id, (uint64_t)(int64_t)-ECANCELED, NULL, 0);
+		nkv__tcp_rreq_remove(tc, rq);
+		return;
+	}
 	/* Every byte counted once: no two ranges may overlap. Ranges that came
 	 * in ascending order need no sort (the check below is then linear). */
 	if (rq->unsorted)
@@ -173,6 +184,16 @@ static void maybe_complete(struct tstream *s, struct rreq *rq)
 {
 	if (rq->got == rq->total && (!rq->want_sums || rq->have_sums))
 		rreq_complete(s, rq);
+}
+
+/* A revoked request's payload: read into scratch and dropped (R_SKIP). */
+static int skip_payload(struct tstream *s, struct rreq *rq, uint64_t len)
+{
+	s->rs = R_SKIP;
+	s->cur = rq;
+	s->dlen = len;
+	s->dgot = 0;
+	return 0;
 }
 
 /* A header has fully arrived on an attached stream: check it and set up
@@ -266,6 +287,33 @@ static int on_header(struct tstream *s)
 			  (unsigned long long)h->req_id, (unsigned long long)h->len, sizeof(struct nkv_block_sum), MAX_SUMS);
 		return -1;
 	}
+	/* A region that requires grants: the request must hold one for it, and
+	 * (DATA) this range must lie inside it; DATAV entries are checked in
+	 * vent_done(). Refused before any state is made or byte written. */
+	bool drop = false;
+	if (r->granted) {
+		char why[160];
+		const struct nkv_grant *g = NULL;
+		/* A grant revoked lately (the request ended on the receiver while its
+		 * sender still pushed): read the rest and drop it, answer -ECANCELED,
+		 * and leave the connection's other requests be. */
+		if (!nkv__grant_find(e, h->req_id) && nkv__grant_revoked(e, h->req_id, h->region))
+			drop = true;
+		else if (!(g = nkv__grant_for(e, r, tc->c, h->req_id, h->total, why, sizeof(why)))) {
+			nkv__tcp_conn_fail(tc, -EACCES, "stream %u: refused: %s", s->idx, why);
+			return -1;
+		}
+		if (drop && !s->te->skip && !(s->te->skip = malloc(SKIP_BUF))) {
+			nkv__tcp_conn_fail(tc, -ENOMEM, "out of memory for a revoked request's bytes");
+			return -1;
+		}
+		if (g && !sums && !vec && !nkv__grant_covers(g, h->offset, h->len)) {
+			nkv__tcp_conn_fail(tc, -EACCES, "stream %u: refused: request %llu: range [%llu, +%llu) of region %u "
+					   "is outside its grant", s->idx, (unsigned long long)h->req_id,
+					   (unsigned long long)h->offset, (unsigned long long)h->len, h->region);
+			return -1;
+		}
+	}
 	slot = rreq_slot(tc, h->req_id);
 	/* A request the peer never sent a valid byte for is not reported as
 	 * dropped: a rejected first header removes the entry it made. */
@@ -293,6 +341,8 @@ static int on_header(struct tstream *s)
 				       "(size, region or verify flag)", s->idx, (unsigned long long)h->req_id);
 		return -1;
 	}
+	if (drop)
+		rq->discard = true; /* bytes that landed before the revoke stay where they are */
 	if (sums) {
 		if (!rq->want_sums || rq->have_sums || rq->sums) {
 			uint64_t id = h->req_id;
@@ -302,6 +352,8 @@ static int on_header(struct tstream *s)
 				  (unsigned long long)id);
 			return -1;
 		}
+		if (rq->discard)
+			return skip_payload(s, rq, h->len);
 		if (tc->sums_bytes + h->len > SUMS_CONN_BYTES || s->te->sums_bytes + h->len > SUMS_ENGINE_BYTES) {
 			bool conn = tc->sums_bytes + h->len > SUMS_CONN_BYTES;
 			uint64_t id = h->req_id;
@@ -340,7 +392,8 @@ static int on_header(struct tstream *s)
 			s->vbase = r->ptr;
 			s->vrlen = r->len;
 			s->vpay = h->len;
-			nkv__rx_begin(&s->rx, r, 0); /* GPU: payload into a slot, see rx_ready() */
+			if (!rq->discard)
+				nkv__rx_begin(&s->rx, r, 0); /* GPU: payload into a slot, see rx_ready() */
 			s->dst = (uint8_t *)s->vent;
 			s->rs = R_VENT;
 			s->cur = rq;
@@ -348,6 +401,8 @@ static int on_header(struct tstream *s)
 			s->dgot = 0;
 			return 0;
 		}
+		if (rq->discard)
+			return skip_payload(s, rq, h->len);
 		if (rreq_note(s, rq, h->offset, h->len))
 			return -1;
 		s->rs = R_DATA;
@@ -361,30 +416,60 @@ static int on_header(struct tstream *s)
 	return 0;
 }
 
-/* A DATAV's entries are in: each must lie inside the region and together
- * they must add up to the payload the header announced. */
+/* A DATAV's entries are in: each must lie inside the region (and its
+ * grant, where the region requires them) and together they must add up to
+ * the payload the header announced. */
 static int vent_done(struct tstream *s)
 {
+	const struct nkv_region *r = nkv__region(s->te->e, s->h.region);
+	const struct nkv_grant *g = NULL;
 	uint64_t sum = 0;
+	char why[200], gwhy[160];
+	int st = 0;
 
-	for (unsigned i = 0; i < s->nvent; i++) {
+	if (s->cur->discard)
+		return skip_payload(s, s->cur, s->vpay);
+	why[0] = 0;
+	/* Looked up again: the application may have revoked it since the header. */
+	if (r && r->granted &&
+	    !(g = nkv__grant_for(s->te->e, r, s->tc->c, s->h.req_id, s->h.total, gwhy, sizeof(gwhy)))) {
+		st = -EACCES;
+		snprintf(why, sizeof(why), "refused: %s", gwhy);
+	}
+	for (unsigned i = 0; i < s->nvent && !why[0]; i++) {
 		const struct nkv_wire_vent *v = &s->vent[i];
 
 		if (!v->len || v->offset > s->vrlen || v->len > s->vrlen - v->offset) {
-			nkv__tcp_conn_fail(s->tc, -EPROTO, "stream %u: request %llu: vector entry %u [%llu, +%llu) outside region %u of %llu bytes",
-				  s->idx, (unsigned long long)s->h.req_id, i, (unsigned long long)v->offset,
-				  (unsigned long long)v->len, s->h.region, (unsigned long long)s->vrlen);
-			return -1;
+			st = -EPROTO;
+			snprintf(why, sizeof(why), "vector entry %u [%llu, +%llu) outside region %u of %llu bytes", i,
+				 (unsigned long long)v->offset, (unsigned long long)v->len, s->h.region,
+				 (unsigned long long)s->vrlen);
+		} else if (g && !nkv__grant_covers(g, v->offset, v->len)) {
+			st = -EACCES;
+			snprintf(why, sizeof(why), "refused: vector entry %u: range [%llu, +%llu) of region %u is outside "
+				 "its grant", i, (unsigned long long)v->offset, (unsigned long long)v->len, s->h.region);
+		} else {
+			sum += v->len;
 		}
-		sum += v->len;
-		if (rreq_note(s, s->cur, v->offset, v->len))
-			return -1;
 	}
-	if (sum != s->vpay) {
-		nkv__tcp_conn_fail(s->tc, -EPROTO, "stream %u: request %llu: vector entries add up to %llu bytes, header says %llu",
-			  s->idx, (unsigned long long)s->h.req_id, (unsigned long long)sum, (unsigned long long)s->vpay);
+	if (!why[0] && sum != s->vpay) {
+		st = -EPROTO;
+		snprintf(why, sizeof(why), "vector entries add up to %llu bytes, header says %llu",
+			 (unsigned long long)sum, (unsigned long long)s->vpay);
+	}
+	if (why[0]) {
+		/* A request this message opened is forgotten, not reported dropped:
+		 * nothing of it was accepted. */
+		if (s->cur->claimed == s->vpay) {
+			nkv__tcp_rreq_remove(s->tc, s->cur);
+			s->cur = NULL;
+		}
+		nkv__tcp_conn_fail(s->tc, st, "stream %u: request %llu: %s", s->idx, (unsigned long long)s->h.req_id, why);
 		return -1;
 	}
+	for (unsigned i = 0; i < s->nvent; i++)
+		if (rreq_note(s, s->cur, s->vent[i].offset, s->vent[i].len))
+			return -1;
 	s->rs = R_VDATA;
 	s->dlen = s->vpay;
 	s->dgot = 0;
@@ -423,10 +508,14 @@ static void payload_done(struct tstream *s)
 	struct rreq *rq = s->cur;
 	int rc = 1;
 
-	if (s->rs == R_SUMS)
+	if (s->rs == R_SUMS || (s->rs == R_SKIP && s->h.type == NKV_W_SUMS)) {
 		rq->have_sums = true;
-	else if ((rc = deliver(s, rq)) > 0)
+	} else if (s->rs == R_SKIP) {
 		rq->got += s->dlen;
+		rq->skipped += s->dlen;
+	} else if ((rc = deliver(s, rq)) > 0) {
+		rq->got += s->dlen;
+	}
 	s->cur = NULL;
 	s->rs = R_HDR;
 	if (rc > 0)

@@ -426,7 +426,8 @@ void nkv__tcp_sreq_finish(struct tconn *tc, struct sreq *sr)
 		ev.status = -EPROTO;
 	if (ev.status)
 		snprintf(ev.reason, sizeof(ev.reason), "the receiver reported: %s%s", strerror(-ev.status),
-			 ev.status == -EBADMSG ? " (block checksum mismatch)" : "");
+			 ev.status == -EBADMSG ? " (block checksum mismatch)" :
+			 ev.status == -ECANCELED ? " (it revoked the request's grant; nothing of it was written after)" : "");
 	nkv__emit(tc->te->e, &ev);
 	nkv__tcp_sreq_free(tc, sr);
 }

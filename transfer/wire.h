@@ -43,7 +43,12 @@
  *   SUMS    active -> passive: payload is struct nkv_block_sum[len / 16],
  *           the request's per-block xxhash64s (--verify).
  *   ACK     passive -> active: request req_id is placed (and verified);
- *           offset carries the status (0 or a negative errno) as int64.
+ *           offset carries the status (0 or a negative errno) as int64;
+ *           -ECANCELED: the receiver revoked the request's grant and dropped
+ *           the bytes that came after (netkv_transfer.h, grants).
+ *   Into a region that requires grants, a DATA, DATAV or SUMS whose request
+ *   has no grant there, or a range outside it, is answered with an ERROR
+ *   (-EACCES, the request and the reason) and the close.
  */
 #ifndef NKV_TRANSFER_WIRE_H
 #define NKV_TRANSFER_WIRE_H

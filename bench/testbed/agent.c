@@ -65,7 +65,7 @@
 
 #define BLOCK_TOKENS AGENT_HASH_TOKENS
 #define PROBE_PAGES 4096
-#define PROBE_BIT (1ull << 63) /* request ids of probe pushes */
+#define PROBE_BIT NKV_PROTO_PROBE_BIT /* request ids of probe pushes */
 #define ADMIT_STARVE_S 1.0     /* a waiter this old is not passed by later ones */
 #define HANDSHAKE_MS 2000      /* a data connection's handshake (connect) deadline */
 
@@ -78,7 +78,7 @@ enum rstate { R_WAIT_ROOM, R_WAIT, R_READY, R_RUNNING, R_FREE };
 
 struct req {
 	enum rstate st;
-	uint64_t id;
+	uint64_t id;         /* the scheduler's: random, so arrival order is seq */
 	uint64_t seq;        /* arrival order here */
 	double t_arrive;
 	bool waited;         /* did not get room at once */
@@ -141,6 +141,7 @@ struct agent {
 	struct { uint64_t id; uint32_t peer, tier; uint64_t bytes; double t0, hold; struct nkv_plan *plan; bool orphan; } probes[16];
 	uint32_t nprobes;
 	/* decode */
+	bool grants;    /* the KV pool takes pushes only into pages granted to the request (TCP) */
 	bool iter_on;
 	double iter_end, iter_start;
 	uint32_t max_batch;
@@ -615,6 +616,7 @@ static void tokens_report(struct agent *a, struct req *r, int status, const char
 	}
 	nkv_msg_set_text(&m, why ? why : "");
 	send_ctl(a, &m);
+	nkv_revoke(a->eng, r->id); /* none left once its bytes came in */
 	if (status) {
 		agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
 		alog(a, "request %llu failed: %s", (unsigned long long)r->id, why);
@@ -653,10 +655,20 @@ static bool decode_reserve(struct agent *a, struct req *r)
 		return false;
 	}
 	agent_pool_pages(&a->pool, r->blocks + r->first, r->n - r->first, pages);
-	nkv_msg_set_blocks(&m, pages, np);
+	/* The pool takes this request's bytes into exactly these pages. */
+	int grc = a->grants && np ? nkv_grant_blocks(a->eng, r->id, a->pool.region, pages, np) : 0;
+	if (!grc)
+		nkv_msg_set_blocks(&m, pages, np);
 	free(pages);
-	send_ctl(a, &m);
 	r->st = R_WAIT;
+	if (grc) {
+		char why[NKV_ERRSTR_MAX];
+		snprintf(why, sizeof(why), "granting its pages: %s", nkv_last_error());
+		nkv_msg_clear(&m);
+		tokens_report(a, r, grc, why);
+		return true;
+	}
+	send_ctl(a, &m);
 	return true;
 }
 
@@ -811,6 +823,8 @@ static void cancel(struct agent *a, const struct nkv_msg *m)
 		abort_pushes(a, r, m); /* its PUSH_DONE then frees it (xfer_report) */
 		return;
 	}
+	if (a->role == NKV_ROLE_DECODE)
+		nkv_revoke(a->eng, r->id);
 	if (r->st != R_WAIT_ROOM) {
 		if (a->role == NKV_ROLE_DECODE && !r->got_recv)
 			agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
@@ -940,6 +954,7 @@ static void orphan_timers(struct agent *a, double now)
 	for (size_t i = 0; i < a->nr; i++) {
 		struct req *r = &a->r[i];
 		if (r->st != R_FREE && r->orphan && r->orphan_until > 0 && now >= r->orphan_until) {
+			nkv_revoke(a->eng, r->id); /* its push is given up: no late bytes into these pages */
 			agent_pool_unpin(&a->pool, r->blocks, r->n);
 			req_free(r);
 		}
@@ -1217,6 +1232,13 @@ int nkv_cmd_agent(int argc, char **argv)
 	} else if (!rc) {
 		p->mem = mem;
 	}
+	/* A decode's pool takes pushes only for requests it granted pages to
+	 * (decode_reserve); verbs peers write through the NIC, which cannot be
+	 * asked. The probe region stays open to any authenticated peer: probe
+	 * bytes land there and are never read. */
+	a->grants = !rc && role == NKV_ROLE_DECODE && !verbs;
+	if (a->grants)
+		rc = nkv_region_set_access(a->eng, p->region, NKV_REGION_GRANTED);
 	if (!rc)
 		nkv_region_describe(a->eng, p->region, mem_desc, sizeof(mem_desc));
 	a->probe_l = p->layout;

@@ -103,7 +103,6 @@ struct daemon {
 	struct rq *ahead, *atail;              /* all in flight, oldest (first deadline) first */
 	double agent_timeout, request_timeout; /* --agent-timeout, --request-timeout */
 	double next_liveness;                  /* when agents' silence is checked next */
-	uint64_t next_rq;
 	uint64_t kv_bpt;
 	/* counters */
 	uint64_t decisions, finished, failed, rerouted, bad_peers, xfer_bytes;
@@ -225,10 +224,11 @@ static void age_unlink(struct daemon *d, struct rq *q)
  * message about its first assignment names an id no longer in flight). */
 static int rq_take_id(struct daemon *d, struct rq *q)
 {
-	q->node.id = d->next_rq;
+	int rc = nkv__rqtab_new_id(&d->rqtab, &q->node.id);
+	if (rc)
+		return rc;
 	if (nkv__rqtab_add(&d->rqtab, &q->node))
 		return nkv_err(ENOMEM, "out of memory for the request table");
-	d->next_rq++;
 	q->r.id = q->node.id;
 	return 0;
 }
@@ -315,12 +315,12 @@ static struct rq *find_rq(struct daemon *d, uint64_t gid, int from, const char *
 {
 	struct nkv__rqnode *x = nkv__rqtab_find(&d->rqtab, gid);
 	if (!x) {
-		if (gid >= d->next_rq) {
+		if (!nkv__rqtab_was_retired(&d->rqtab, gid)) { /* else a late report for a settled request */
 			char lb[96];
 			logf_("%s for unknown request %llu from %s (ignored)", what, (unsigned long long)gid,
 			      peer_label(&d->pt.p[from], lb, sizeof(lb)));
 		}
-		return NULL; /* below next_rq: a late report for a request already settled */
+		return NULL;
 	}
 	struct rq *q = (struct rq *)((char *)x - offsetof(struct rq, node));
 	if (q->state != RQ_RUNNING || (q->pp != from && q->dp != from))
@@ -637,9 +637,10 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 		struct rq *q = calloc(1, sizeof(*q));
 		if (!q)
 			return nkv_err(ENOMEM, "out of memory for requests");
-		if (rq_take_id(d, q)) {
+		int rc = rq_take_id(d, q);
+		if (rc) {
 			free(q);
-			return -ENOMEM;
+			return rc;
 		}
 		q->state = RQ_PENDING;
 		rql_push(&d->pending, q);
@@ -1265,15 +1266,14 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	}
 	struct daemon *d = calloc(1, sizeof(*d));
 	d->token = token;
-	/* Request ids start at this start's wall clock in microseconds, not at 0,
-	 * so a restarted scheduler never reuses an id its predecessor gave out:
-	 * an agent still finishing a push or probe of the old one (agent.c,
-	 * orphans) can tell the two apart. Below bit 63, which agents keep for
-	 * probes. */
+	/* Request ids are random (rqtab.c), so a restarted scheduler does not reuse
+	 * its predecessor's; probe ids count from this start's wall clock in
+	 * microseconds for the same reason: an agent still finishing a push or
+	 * probe of the old one (agent.c, orphans) can tell the two apart. Below
+	 * bit 63, which agents keep for probes. */
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
-	d->next_rq = ((uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec) & ((1ull << 62) - 1);
-	d->next_probe = d->next_rq; /* probe ids likewise (a separate count) */
+	d->next_probe = ((uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec) & ((1ull << 62) - 1);
 	d->probe = probes;
 	d->agent_timeout = agent_s;
 	d->request_timeout = request_s;

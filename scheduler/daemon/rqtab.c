@@ -1,8 +1,13 @@
-/* The in-flight request table (rqtab.h): chained buckets, resized by powers of two. */
+/* The in-flight request table (rqtab.h): chained buckets, resized by powers
+ * of two; random request ids and a ring of the recently retired ones. */
 #include "rqtab.h"
+#include "netkv_proto.h"
+#include "nkv_util.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
 
 static size_t slot(uint64_t id, size_t nb)
 {
@@ -49,8 +54,35 @@ struct nkv__rqnode *nkv__rqtab_find(const struct nkv__rqtab *t, uint64_t id)
 	return NULL;
 }
 
+bool nkv__rqtab_was_retired(const struct nkv__rqtab *t, uint64_t id)
+{
+	size_t n = t->nretired < NKV__RQ_RETIRED ? t->nretired : NKV__RQ_RETIRED;
+
+	for (size_t i = 0; i < n; i++)
+		if (t->retired[i] == id)
+			return true;
+	return false;
+}
+
+int nkv__rqtab_new_id(const struct nkv__rqtab *t, uint64_t *id)
+{
+	/* A collision needs ~2^31 ids in flight or remembered; the loop is for correctness. */
+	for (;;) {
+		ssize_t n = getrandom(id, sizeof(*id), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != (ssize_t)sizeof(*id))
+			return nkv_err(n < 0 ? errno : EIO, "getrandom for a request id: %s",
+				       n < 0 ? strerror(errno) : "short read");
+		*id &= ~NKV_PROTO_PROBE_BIT;
+		if (*id && !nkv__rqtab_find(t, *id) && !nkv__rqtab_was_retired(t, *id))
+			return 0;
+	}
+}
+
 void nkv__rqtab_del(struct nkv__rqtab *t, struct nkv__rqnode *node)
 {
+	t->retired[t->nretired++ % NKV__RQ_RETIRED] = node->id;
 	if (!t->nb)
 		return;
 	for (struct nkv__rqnode **pp = &t->b[slot(node->id, t->nb)]; *pp; pp = &(*pp)->hnext)

@@ -76,6 +76,10 @@
 #define NKV_PROTO_MAX_INPUT (16u << 20)
 #define NKV_PROTO_MAX_OUTPUT (1u << 20)
 #define NKV_PROTO_NT 12
+/* Never set in a request id (the scheduler's are 63 random bits): a prefill
+ * sets it in the transfer request id of a probe push, so the decode tells
+ * probe bytes (its open probe region) from a request's. */
+#define NKV_PROTO_PROBE_BIT (1ull << 63)
 
 enum nkv_msg_type {
 	NKV_MSG_REGISTER = 1,

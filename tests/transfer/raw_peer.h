@@ -72,6 +72,20 @@ static inline int raw_answer(int fd, struct nkv_wire_hdr *h, char *why, size_t w
 	return 0;
 }
 
+/* After a refusal: the engine's ERROR (its status, the reason in why), then
+ * the close. */
+static inline int raw_refused(int fd, char *why, size_t wlen)
+{
+	struct nkv_wire_hdr h;
+	int rc = raw_answer(fd, &h, why, wlen);
+	char b[64];
+
+	if (!rc)
+		snprintf(why, wlen, "(no error, message type %u)", h.type);
+	CHECK(recv(fd, b, sizeof(b), 0) <= 0, "not closed after the error");
+	return rc;
+}
+
 /* The whole handshake for stream idx of n with the given secret; on
  * success the region list is read and 0 returned. Otherwise the ERROR's
  * status (<0) with its reason in why, or -EBADMSG if the engine's own

@@ -31,19 +31,6 @@ static void pool_unchanged(const char *what)
 		}
 }
 
-/* Reads an ERROR (reason into why) then EOF; returns the ERROR's status. */
-static int refused(int fd, char *why, size_t wlen)
-{
-	struct nkv_wire_hdr h;
-	int rc = raw_answer(fd, &h, why, wlen);
-	char b[64];
-
-	if (!rc)
-		snprintf(why, wlen, "(no error, message type %u)", h.type);
-	CHECK(recv(fd, b, sizeof(b), 0) <= 0, "not closed after the error");
-	return rc;
-}
-
 static void no_conn_events(const char *what)
 {
 	CHECK(h_wait(&rp, NKV_EV_CONN_UP, 2, 0.2) == 1, "%s: a refused peer was reported up", what);
@@ -136,7 +123,7 @@ int main(void)
 		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
 		send(fd, mac, sizeof(mac), MSG_NOSIGNAL);
 	}
-	rc = refused(fd, why, sizeof(why));
+	rc = raw_refused(fd, why, sizeof(why));
 	CHECK(rc == -EACCES && strstr(why, "authentication failed"), "forged proof: %d '%s'", rc, why);
 	close(fd);
 
@@ -151,7 +138,7 @@ int main(void)
 		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
 		send(fd, payload, sizeof(payload), MSG_NOSIGNAL);
 	}
-	rc = refused(fd, why, sizeof(why));
+	rc = raw_refused(fd, why, sizeof(why));
 	CHECK(rc == -EPROTO && strstr(why, "not a hello"), "data without a handshake: %d '%s'", rc, why);
 	close(fd);
 
@@ -173,13 +160,13 @@ int main(void)
 		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
 		send(fd, pay, 64, MSG_NOSIGNAL);
 	}
-	rc = refused(fd, why, sizeof(why));
+	rc = raw_refused(fd, why, sizeof(why));
 	CHECK(rc == -EPROTO && strstr(why, "expected the proof"), "data instead of the proof: %d '%s'", rc, why);
 	close(fd);
 
 	/* Silent after connecting: refused when the handshake time is up. */
 	fd = h_raw_connect(port);
-	rc = refused(fd, why, sizeof(why));
+	rc = raw_refused(fd, why, sizeof(why));
 	CHECK(rc == -ETIMEDOUT && strstr(why, "handshake not finished within 1500 ms"), "silent peer: %d '%s'", rc, why);
 	close(fd);
 
@@ -198,7 +185,7 @@ int main(void)
 		h.len = h.total = 16;
 		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
 	}
-	rc = refused(fd, why, sizeof(why));
+	rc = raw_refused(fd, why, sizeof(why));
 	CHECK(rc == -EPROTO && strstr(why, "region 99, which is not registered"), "bad region: %d '%s'", rc, why);
 	close(fd);
 	CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, 1, 5) == 1, "no CONN_DOWN for the bad-region peer");
@@ -228,7 +215,7 @@ int main(void)
 		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
 		free(junk);
 	}
-	rc = refused(fd, why, sizeof(why));
+	rc = raw_refused(fd, why, sizeof(why));
 	CHECK(rc == -ENOBUFS && strstr(why, "checksums allowed per connection"), "checksum lists: %d '%s'", rc, why);
 	close(fd);
 	CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, 2, 5) == 2, "no CONN_DOWN for the checksum-list peer");
@@ -272,7 +259,7 @@ int main(void)
 		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
 		send(fd, same, sizeof(same), MSG_NOSIGNAL);
 	}
-	rc = refused(fd, why, sizeof(why));
+	rc = raw_refused(fd, why, sizeof(why));
 	CHECK(rc == -EPROTO && strstr(why, "request 3: ranges [0, +4096) and [1024, +4096) overlap"), "overlap: %d '%s'",
 	      rc, why);
 	close(fd);
