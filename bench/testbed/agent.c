@@ -803,8 +803,8 @@ static void abort_pushes(struct agent *a, struct req *r, const struct nkv_msg *m
 			continue;
 		struct nkv_conn *c = a->conns[i].c;
 		snprintf(a->abort_why, sizeof(a->abort_why),
-			 "push aborted: connection to decode %s closed as request %llu was cancelled (%.200s)", r->addr,
-			 (unsigned long long)r->id, m->text ? m->text : "");
+			 "push aborted: connection to decode %s closed, a request on it was cancelled (%.300s)", r->addr,
+			 m->text ? m->text : "");
 		double t0 = nkv_now_s();
 		conn_forget(a, c);
 		nkv_conn_close(c);

@@ -679,7 +679,7 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 		if (!q || pi != q->pp || q->xfer_done)
 			return 0;
 		if (m->status) {
-			char why[256];
+			char why[NKV_ERRSTR_MAX];
 			snprintf(why, sizeof(why), "transfer %s -> %s failed: %s", p->name, d->pt.p[q->dp].name,
 				 m->text ? m->text : "");
 			finish_rq(d, q, m->status, why);
