@@ -88,7 +88,8 @@ int main(void)
 	struct nkv_event got[8];
 	uint32_t rid, open_id, other_id, sid;
 	uint8_t *src, *open_mem, *other_mem;
-	const uint64_t G = 0x5eed1234abcd0001ull, H = 0x5eed1234abcd0002ull, K = 0x5eed1234abcd0003ull;
+	const uint64_t G = 0x5eed1234abcd0001ull, H = 0x5eed1234abcd0002ull, K = 0x5eed1234abcd0003ull,
+		       M = 0x5eed1234abcd0004ull;
 	const uint32_t gblocks[] = { 3, 7, 8 };
 	uint64_t chunk;
 	char addr[64], why[400];
@@ -281,6 +282,42 @@ int main(void)
 			CHECK(pool[nkv_layout_chunk_offset(&L, 12, layer, 0)] == 0xEE, "holder's bytes not placed");
 		memcpy(snap, pool, pool_len);
 	}
+	/* A DATAV whose grant is revoked after its header was accepted, before
+	 * its entries came: its bytes are dropped (-ECANCELED) and the
+	 * connection goes on, as for a revoke before the header. */
+	h_pause(&rp);
+	CHECK(nkv_grant_blocks(rp.e, M, rid, (uint32_t[]){ 14 }, 1) == 0, "grant M: %s", nkv_last_error());
+	h_resume(&rp);
+	fd = authed(29);
+	{
+		struct nkv_wire_hdr h = raw_hdr(NKV_W_DATAV);
+		struct nkv_wire_vent v[2] = { { nkv_layout_chunk_offset(&L, 14, 0, 0), chunk },
+					      { nkv_layout_chunk_offset(&L, 14, 1, 0), chunk } };
+		uint8_t *pay = malloc(2 * chunk);
+		memset(pay, 0xEE, 2 * chunk);
+		h.region = rid;
+		h.req_id = M;
+		h.offset = 2;
+		h.len = 2 * chunk;
+		h.total = 2 * chunk;
+		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+		usleep(100000); /* the header is checked (and the grant held) first */
+		h_pause(&rp);
+		CHECK(nkv_revoke(rp.e, M) == 1, "revoke M");
+		h_resume(&rp);
+		send(fd, v, sizeof(v), MSG_NOSIGNAL);
+		send(fd, pay, 2 * chunk, MSG_NOSIGNAL);
+		free(pay);
+		rc = raw_answer(fd, &h, why, sizeof(why));
+		CHECK(rc == 0 && h.type == NKV_W_ACK && h.req_id == M && (int64_t)h.offset == -ECANCELED,
+		      "revoked between a DATAV's header and its entries: %d type %u status %lld '%s'", rc, h.type,
+		      (long long)(int64_t)h.offset, why);
+	}
+	send_data(fd, rid, 45, block_off(3), chunk, chunk); /* still up: a forged id after it is refused */
+	rc = refused(fd, why, sizeof(why));
+	CHECK(rc == -EACCES && strstr(why, "request 45 has no grant"), "after the DATAV revoked mid-way: %d '%s'", rc,
+	      why);
+	downs++;
 	pool_unchanged("hostile peers with the secret");
 	CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, downs, 5) == downs, "refused connections not all down");
 	CHECK(!recv_reported(G) && !recv_reported(42) && !recv_reported(43),
@@ -305,7 +342,7 @@ int main(void)
 	      "push: %s", nkv_last_error());
 	CHECK(h_poll_until(se, NKV_EV_PUSH_DONE, 1, 10, got, 8, &ngot) == 1 && got[ngot - 1].status == 0,
 	      "granted push failed: %s", ngot ? got[ngot - 1].reason : "(no event)");
-	CHECK(h_wait(&rp, NKV_EV_RECV, 4, 5) == 4 && recv_reported(G), "granted request not reported");
+	CHECK(h_wait(&rp, NKV_EV_RECV, 5, 5) == 5 && recv_reported(G), "granted request not reported");
 	for (uint32_t b = 0; b < NBLOCKS; b++) {
 		bool granted = b == 3 || b == 7 || b == 8;
 		for (uint32_t layer = 0; layer < L.model.layers; layer++)
