@@ -108,6 +108,9 @@ struct req {
 	 * push ends; decode: until the bytes land or orphan_until). */
 	bool orphan;
 	double orphan_until;
+	/* prefill: its push's connection was closed by another request's CANCEL
+	 * (abort_pushes): the reason its -ECANCELED is reported with */
+	char *abort_why;
 };
 
 struct agent {
@@ -134,7 +137,6 @@ struct agent {
 	/* data connections by the decode's data address (agent ids change when the scheduler restarts) */
 	struct { char addr[NKV_PROTO_MAX_ADDR + 1]; struct nkv_conn *c; } conns[64];
 	uint32_t nconns;
-	char abort_why[NKV_ERRSTR_MAX]; /* why the last connection was closed under its pushes */
 	/* probes: a separate region on both sides, so probe bytes never touch the KV pool */
 	struct nkv_layout probe_l;
 	uint32_t probe_region;
@@ -254,7 +256,7 @@ static struct req *req_find(struct agent *a, uint64_t id) { return req_lookup(a,
 
 static void req_free(struct req *r)
 {
-	free(r->ids), free(r->blocks), free(r->fresh), free(r->dst), free(r->gaps);
+	free(r->ids), free(r->blocks), free(r->fresh), free(r->dst), free(r->gaps), free(r->abort_why);
 	if (r->plan)
 		nkv_plan_free(r->plan);
 	memset(r, 0, sizeof(*r));
@@ -562,7 +564,7 @@ static void prefill_event(struct agent *a, const struct nkv_event *ev)
 		return;
 	double now = nkv_now_s();
 	if (ev->status) {
-		xfer_report(a, r, ev->status, ev->status == -ECANCELED && a->abort_why[0] ? a->abort_why : ev->reason, now);
+		xfer_report(a, r, ev->status, ev->status == -ECANCELED && r->abort_why ? r->abort_why : ev->reason, now);
 		return;
 	}
 	r->xfer_s = now - r->push_t0;
@@ -795,20 +797,30 @@ static void decode_step(struct agent *a, double now)
 
 /* A push in flight for a cancelled request: the decode may never take it
  * (stopped), so the connection to it is closed; every push on it fails
- * (PUSH_DONE events, reported with abort_why) and frees its blocks. */
+ * (PUSH_DONE events, each reported with the abort_why set here, not the
+ * engine's bare -ECANCELED; a push that fails so for another reason later,
+ * e.g. a decode's revoke, keeps its own) and frees its blocks. */
 static void abort_pushes(struct agent *a, struct req *r, const struct nkv_msg *m)
 {
 	for (uint32_t i = 0; i < a->nconns; i++) {
 		if (strcmp(a->conns[i].addr, r->addr))
 			continue;
 		struct nkv_conn *c = a->conns[i].c;
-		snprintf(a->abort_why, sizeof(a->abort_why),
+		char why[NKV_ERRSTR_MAX];
+		snprintf(why, sizeof(why),
 			 "push aborted: connection to decode %s closed, a request on it was cancelled (%.300s)", r->addr,
 			 m->text ? m->text : "");
+		for (size_t k = 0; k < a->nr; k++) {
+			struct req *o = &a->r[k];
+			if (o->st != R_FREE && o->pushing && !strcmp(o->addr, r->addr)) {
+				free(o->abort_why);
+				o->abort_why = strdup(why); /* NULL: reported with the engine's reason */
+			}
+		}
 		double t0 = nkv_now_s();
 		conn_forget(a, c);
 		nkv_conn_close(c);
-		alog(a, "%s; closed in %.1f ms", a->abort_why, (nkv_now_s() - t0) * 1e3);
+		alog(a, "%s; closed in %.1f ms", why, (nkv_now_s() - t0) * 1e3);
 		return;
 	}
 }
