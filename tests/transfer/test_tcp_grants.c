@@ -58,6 +58,32 @@ static void send_data(int fd, uint32_t region, uint64_t req, uint64_t off, uint6
 	free(pay);
 }
 
+/* A DATAV of n entries (payload 0xEE); between its header and its entries
+ * the test's `between` runs, when given. */
+static void send_datav(int fd, uint32_t region, uint64_t req, const struct nkv_wire_vent *v, uint32_t n,
+		       void (*between)(void))
+{
+	struct nkv_wire_hdr h = raw_hdr(NKV_W_DATAV);
+	uint64_t len = 0;
+	uint8_t *pay;
+
+	for (uint32_t i = 0; i < n; i++)
+		len += v[i].len;
+	pay = malloc(len);
+	memset(pay, 0xEE, len);
+	h.region = region;
+	h.req_id = req;
+	h.offset = n;
+	h.len = len;
+	h.total = len;
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	if (between)
+		between();
+	send(fd, v, n * sizeof(*v), MSG_NOSIGNAL);
+	send(fd, pay, len, MSG_NOSIGNAL);
+	free(pay);
+}
+
 /* The engine's ERROR (its status, reason in why) and then the close. */
 static int refused(int fd, char *why, size_t wlen)
 {
@@ -77,6 +103,17 @@ static bool recv_reported(uint64_t req)
 	return false;
 }
 
+#define M 0x5eed1234abcd0004ull
+
+/* After the DATAV header is checked (the grant held), before its entries come. */
+static void revoke_m(void)
+{
+	usleep(100000);
+	h_pause(&rp);
+	CHECK(nkv_revoke(rp.e, M) == 1, "revoke M");
+	h_resume(&rp);
+}
+
 static uint64_t block_off(uint32_t b) { return nkv_layout_chunk_offset(&L, b, 0, 0); }
 
 int main(void)
@@ -88,8 +125,7 @@ int main(void)
 	struct nkv_event got[8];
 	uint32_t rid, open_id, other_id, sid;
 	uint8_t *src, *open_mem, *other_mem;
-	const uint64_t G = 0x5eed1234abcd0001ull, H = 0x5eed1234abcd0002ull, K = 0x5eed1234abcd0003ull,
-		       M = 0x5eed1234abcd0004ull;
+	const uint64_t G = 0x5eed1234abcd0001ull, H = 0x5eed1234abcd0002ull, K = 0x5eed1234abcd0003ull;
 	const uint32_t gblocks[] = { 3, 7, 8 };
 	uint64_t chunk;
 	char addr[64], why[400];
@@ -209,21 +245,7 @@ int main(void)
 	downs++;
 	/* ... a DATAV whose second entry is outside: nothing of it is written. */
 	fd = authed(24);
-	{
-		struct nkv_wire_hdr h = raw_hdr(NKV_W_DATAV);
-		struct nkv_wire_vent v[2] = { { block_off(3), chunk }, { block_off(5), chunk } };
-		uint8_t *pay = malloc(2 * chunk);
-		memset(pay, 0xEE, 2 * chunk);
-		h.region = rid;
-		h.req_id = G;
-		h.offset = 2;
-		h.len = 2 * chunk;
-		h.total = 2 * chunk;
-		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
-		send(fd, v, sizeof(v), MSG_NOSIGNAL);
-		send(fd, pay, 2 * chunk, MSG_NOSIGNAL);
-		free(pay);
-	}
+	send_datav(fd, rid, G, (struct nkv_wire_vent[]){ { block_off(3), chunk }, { block_off(5), chunk } }, 2, NULL);
 	rc = refused(fd, why, sizeof(why));
 	CHECK(rc == -EACCES && strstr(why, "vector entry 1") && strstr(why, "outside its grant"),
 	      "vector entry outside the grant: %d '%s'", rc, why);
@@ -289,25 +311,11 @@ int main(void)
 	CHECK(nkv_grant_blocks(rp.e, M, rid, (uint32_t[]){ 14 }, 1) == 0, "grant M: %s", nkv_last_error());
 	h_resume(&rp);
 	fd = authed(29);
+	send_datav(fd, rid, M, (struct nkv_wire_vent[]){ { nkv_layout_chunk_offset(&L, 14, 0, 0), chunk },
+						     { nkv_layout_chunk_offset(&L, 14, 1, 0), chunk } },
+		   2, revoke_m);
 	{
-		struct nkv_wire_hdr h = raw_hdr(NKV_W_DATAV);
-		struct nkv_wire_vent v[2] = { { nkv_layout_chunk_offset(&L, 14, 0, 0), chunk },
-					      { nkv_layout_chunk_offset(&L, 14, 1, 0), chunk } };
-		uint8_t *pay = malloc(2 * chunk);
-		memset(pay, 0xEE, 2 * chunk);
-		h.region = rid;
-		h.req_id = M;
-		h.offset = 2;
-		h.len = 2 * chunk;
-		h.total = 2 * chunk;
-		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
-		usleep(100000); /* the header is checked (and the grant held) first */
-		h_pause(&rp);
-		CHECK(nkv_revoke(rp.e, M) == 1, "revoke M");
-		h_resume(&rp);
-		send(fd, v, sizeof(v), MSG_NOSIGNAL);
-		send(fd, pay, 2 * chunk, MSG_NOSIGNAL);
-		free(pay);
+		struct nkv_wire_hdr h;
 		rc = raw_answer(fd, &h, why, sizeof(why));
 		CHECK(rc == 0 && h.type == NKV_W_ACK && h.req_id == M && (int64_t)h.offset == -ECANCELED,
 		      "revoked between a DATAV's header and its entries: %d type %u status %lld '%s'", rc, h.type,
