@@ -135,8 +135,8 @@ struct agent {
 	double busy_until;
 	uint64_t st_pushes, st_pages, st_ranges, st_bytes; /* how scattered the pushes were */
 	/* data connections by the decode's data address (agent ids change when the scheduler restarts) */
-	struct { char addr[NKV_PROTO_MAX_ADDR + 1]; struct nkv_conn *c; } conns[64];
-	uint32_t nconns;
+	struct dconn { char addr[NKV_PROTO_MAX_ADDR + 1]; struct nkv_conn *c; } *conns;
+	uint32_t nconns, capconns;
 	/* probes: a separate region on both sides, so probe bytes never touch the KV pool */
 	struct nkv_layout probe_l;
 	uint32_t probe_region;
@@ -300,13 +300,22 @@ static struct nkv_conn *conn_for(struct agent *a, const char *addr)
 	for (uint32_t i = 0; i < a->nconns; i++)
 		if (!strcmp(a->conns[i].addr, addr))
 			return a->conns[i].c;
+	if (a->nconns == a->capconns) {
+		uint32_t cap = a->capconns ? a->capconns * 2 : 16;
+		struct dconn *v = realloc(a->conns, cap * sizeof(*v));
+		if (!v) {
+			nkv_err(ENOMEM, "out of memory for a connection to %s", addr);
+			return NULL;
+		}
+		a->conns = v;
+		a->capconns = cap;
+	}
 	struct nkv_conn *c = NULL;
 	if (nkv_connect(a->eng, addr, &c))
 		return NULL;
-	if (a->nconns < 64) {
-		snprintf(a->conns[a->nconns].addr, sizeof(a->conns[0].addr), "%s", addr);
-		a->conns[a->nconns++].c = c;
-	}
+	/* kept (and reused) until it goes down: one connection per decode */
+	snprintf(a->conns[a->nconns].addr, sizeof(a->conns[0].addr), "%s", addr);
+	a->conns[a->nconns++].c = c;
 	return c;
 }
 
@@ -1049,6 +1058,7 @@ static void agent_free(struct agent *a)
 			nkv_plan_free(a->probes[i].plan);
 	for (uint32_t i = 0; i < a->nconns; i++)
 		nkv_conn_close(a->conns[i].c);
+	free(a->conns);
 	if (a->eng)
 		nkv_engine_destroy(a->eng);
 	if (a->ctl.fd > 0)
