@@ -186,9 +186,15 @@ static void maybe_complete(struct tstream *s, struct rreq *rq)
 		rreq_complete(s, rq);
 }
 
-/* A revoked request's payload: read into scratch and dropped (R_SKIP). */
+/* A revoked request's payload: read into scratch and dropped (R_SKIP).
+ * Returns 0, or -1 after failing the connection. */
 static int skip_payload(struct tstream *s, struct rreq *rq, uint64_t len)
 {
+	if (!s->te->skip && !(s->te->skip = malloc(SKIP_BUF))) {
+		nkv__tcp_conn_fail(s->tc, -ENOMEM, "out of memory for a revoked request's bytes");
+		return -1;
+	}
+	rq->discard = true;
 	s->rs = R_SKIP;
 	s->cur = rq;
 	s->dlen = len;
@@ -301,10 +307,6 @@ static int on_header(struct tstream *s)
 			drop = true;
 		else if (!(g = nkv__grant_for(e, r, tc->c, h->req_id, h->total, why, sizeof(why)))) {
 			nkv__tcp_conn_fail(tc, -EACCES, "stream %u: refused: %s", s->idx, why);
-			return -1;
-		}
-		if (drop && !s->te->skip && !(s->te->skip = malloc(SKIP_BUF))) {
-			nkv__tcp_conn_fail(tc, -ENOMEM, "out of memory for a revoked request's bytes");
 			return -1;
 		}
 		if (g && !sums && !vec && !nkv__grant_covers(g, h->offset, h->len)) {
@@ -430,7 +432,11 @@ static int vent_done(struct tstream *s)
 	if (s->cur->discard)
 		return skip_payload(s, s->cur, s->vpay);
 	why[0] = 0;
-	/* Looked up again: the application may have revoked it since the header. */
+	/* Looked up again: the application may have revoked it since the header
+	 * (then dropped like bytes that come after a revoke, see on_header()). */
+	if (r && r->granted && !nkv__grant_find(s->te->e, s->h.req_id) &&
+	    nkv__grant_revoked(s->te->e, s->h.req_id, s->h.region))
+		return skip_payload(s, s->cur, s->vpay);
 	if (r && r->granted &&
 	    !(g = nkv__grant_for(s->te->e, r, s->tc->c, s->h.req_id, s->h.total, gwhy, sizeof(gwhy)))) {
 		st = -EACCES;

@@ -108,6 +108,9 @@ struct req {
 	 * push ends; decode: until the bytes land or orphan_until). */
 	bool orphan;
 	double orphan_until;
+	/* prefill: its push's connection was closed by another request's CANCEL
+	 * (abort_pushes): the reason its -ECANCELED is reported with */
+	char *abort_why;
 };
 
 struct agent {
@@ -132,9 +135,8 @@ struct agent {
 	double busy_until;
 	uint64_t st_pushes, st_pages, st_ranges, st_bytes; /* how scattered the pushes were */
 	/* data connections by the decode's data address (agent ids change when the scheduler restarts) */
-	struct { char addr[NKV_PROTO_MAX_ADDR + 1]; struct nkv_conn *c; } conns[64];
-	uint32_t nconns;
-	char abort_why[NKV_ERRSTR_MAX]; /* why the last connection was closed under its pushes */
+	struct dconn { char addr[NKV_PROTO_MAX_ADDR + 1]; struct nkv_conn *c; } *conns;
+	uint32_t nconns, capconns;
 	/* probes: a separate region on both sides, so probe bytes never touch the KV pool */
 	struct nkv_layout probe_l;
 	uint32_t probe_region;
@@ -254,7 +256,7 @@ static struct req *req_find(struct agent *a, uint64_t id) { return req_lookup(a,
 
 static void req_free(struct req *r)
 {
-	free(r->ids), free(r->blocks), free(r->fresh), free(r->dst), free(r->gaps);
+	free(r->ids), free(r->blocks), free(r->fresh), free(r->dst), free(r->gaps), free(r->abort_why);
 	if (r->plan)
 		nkv_plan_free(r->plan);
 	memset(r, 0, sizeof(*r));
@@ -298,13 +300,22 @@ static struct nkv_conn *conn_for(struct agent *a, const char *addr)
 	for (uint32_t i = 0; i < a->nconns; i++)
 		if (!strcmp(a->conns[i].addr, addr))
 			return a->conns[i].c;
+	if (a->nconns == a->capconns) {
+		uint32_t cap = a->capconns ? a->capconns * 2 : 16;
+		struct dconn *v = realloc(a->conns, cap * sizeof(*v));
+		if (!v) {
+			nkv_err(ENOMEM, "out of memory for a connection to %s", addr);
+			return NULL;
+		}
+		a->conns = v;
+		a->capconns = cap;
+	}
 	struct nkv_conn *c = NULL;
 	if (nkv_connect(a->eng, addr, &c))
 		return NULL;
-	if (a->nconns < 64) {
-		snprintf(a->conns[a->nconns].addr, sizeof(a->conns[0].addr), "%s", addr);
-		a->conns[a->nconns++].c = c;
-	}
+	/* kept (and reused) until it goes down: one connection per decode */
+	snprintf(a->conns[a->nconns].addr, sizeof(a->conns[0].addr), "%s", addr);
+	a->conns[a->nconns++].c = c;
 	return c;
 }
 
@@ -562,7 +573,7 @@ static void prefill_event(struct agent *a, const struct nkv_event *ev)
 		return;
 	double now = nkv_now_s();
 	if (ev->status) {
-		xfer_report(a, r, ev->status, ev->status == -ECANCELED && a->abort_why[0] ? a->abort_why : ev->reason, now);
+		xfer_report(a, r, ev->status, ev->status == -ECANCELED && r->abort_why ? r->abort_why : ev->reason, now);
 		return;
 	}
 	r->xfer_s = now - r->push_t0;
@@ -795,20 +806,30 @@ static void decode_step(struct agent *a, double now)
 
 /* A push in flight for a cancelled request: the decode may never take it
  * (stopped), so the connection to it is closed; every push on it fails
- * (PUSH_DONE events, reported with abort_why) and frees its blocks. */
+ * (PUSH_DONE events, each reported with the abort_why set here, not the
+ * engine's bare -ECANCELED; a push that fails so for another reason later,
+ * e.g. a decode's revoke, keeps its own) and frees its blocks. */
 static void abort_pushes(struct agent *a, struct req *r, const struct nkv_msg *m)
 {
 	for (uint32_t i = 0; i < a->nconns; i++) {
 		if (strcmp(a->conns[i].addr, r->addr))
 			continue;
 		struct nkv_conn *c = a->conns[i].c;
-		snprintf(a->abort_why, sizeof(a->abort_why),
+		char why[NKV_ERRSTR_MAX];
+		snprintf(why, sizeof(why),
 			 "push aborted: connection to decode %s closed, a request on it was cancelled (%.300s)", r->addr,
 			 m->text ? m->text : "");
+		for (size_t k = 0; k < a->nr; k++) {
+			struct req *o = &a->r[k];
+			if (o->st != R_FREE && o->pushing && !strcmp(o->addr, r->addr)) {
+				free(o->abort_why);
+				o->abort_why = strdup(why); /* NULL: reported with the engine's reason */
+			}
+		}
 		double t0 = nkv_now_s();
 		conn_forget(a, c);
 		nkv_conn_close(c);
-		alog(a, "%s; closed in %.1f ms", a->abort_why, (nkv_now_s() - t0) * 1e3);
+		alog(a, "%s; closed in %.1f ms", why, (nkv_now_s() - t0) * 1e3);
 		return;
 	}
 }
@@ -1037,6 +1058,7 @@ static void agent_free(struct agent *a)
 			nkv_plan_free(a->probes[i].plan);
 	for (uint32_t i = 0; i < a->nconns; i++)
 		nkv_conn_close(a->conns[i].c);
+	free(a->conns);
 	if (a->eng)
 		nkv_engine_destroy(a->eng);
 	if (a->ctl.fd > 0)

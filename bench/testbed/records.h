@@ -51,7 +51,7 @@ struct nkv_rec_row {
 	char prefill[40], decode[40];    /* "" unknown */
 	int64_t held_blocks;             /* -1 unknown */
 	double est_transfer_s, tbt_max_s; /* NaN unknown */
-	char reason[160];
+	char reason[256];
 	uint64_t file_line;              /* reader: line in the file */
 };
 /* Every field unknown / zero. */

@@ -28,7 +28,7 @@ struct replay_rec {
 	double queue, prefill, transfer, xfer_s, decode_wait, step, ttft, tbt_mean, tbt_p99, e2e;
 	double arrival;        /* submit time (this client's clock) from the start of the run */
 	uint32_t prefill_id, decode_id; /* agent ids from the RECORD (0 = none) */
-	char reason[160];      /* failed: the scheduler's reason; lost: why no record came */
+	char reason[256];      /* failed: the scheduler's reason; lost: why no record came */
 };
 
 /* Agent id -> topology instance name, from the scheduler's STATUS. */

@@ -58,6 +58,32 @@ static void send_data(int fd, uint32_t region, uint64_t req, uint64_t off, uint6
 	free(pay);
 }
 
+/* A DATAV of n entries (payload 0xEE); between its header and its entries
+ * the test's `between` runs, when given. */
+static void send_datav(int fd, uint32_t region, uint64_t req, const struct nkv_wire_vent *v, uint32_t n,
+		       void (*between)(void))
+{
+	struct nkv_wire_hdr h = raw_hdr(NKV_W_DATAV);
+	uint64_t len = 0;
+	uint8_t *pay;
+
+	for (uint32_t i = 0; i < n; i++)
+		len += v[i].len;
+	pay = malloc(len);
+	memset(pay, 0xEE, len);
+	h.region = region;
+	h.req_id = req;
+	h.offset = n;
+	h.len = len;
+	h.total = len;
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
+	if (between)
+		between();
+	send(fd, v, n * sizeof(*v), MSG_NOSIGNAL);
+	send(fd, pay, len, MSG_NOSIGNAL);
+	free(pay);
+}
+
 /* The engine's ERROR (its status, reason in why) and then the close. */
 static int refused(int fd, char *why, size_t wlen)
 {
@@ -75,6 +101,17 @@ static bool recv_reported(uint64_t req)
 		if (ev.req_id == req)
 			return true;
 	return false;
+}
+
+#define M 0x5eed1234abcd0004ull
+
+/* After the DATAV header is checked (the grant held), before its entries come. */
+static void revoke_m(void)
+{
+	usleep(100000);
+	h_pause(&rp);
+	CHECK(nkv_revoke(rp.e, M) == 1, "revoke M");
+	h_resume(&rp);
 }
 
 static uint64_t block_off(uint32_t b) { return nkv_layout_chunk_offset(&L, b, 0, 0); }
@@ -208,21 +245,7 @@ int main(void)
 	downs++;
 	/* ... a DATAV whose second entry is outside: nothing of it is written. */
 	fd = authed(24);
-	{
-		struct nkv_wire_hdr h = raw_hdr(NKV_W_DATAV);
-		struct nkv_wire_vent v[2] = { { block_off(3), chunk }, { block_off(5), chunk } };
-		uint8_t *pay = malloc(2 * chunk);
-		memset(pay, 0xEE, 2 * chunk);
-		h.region = rid;
-		h.req_id = G;
-		h.offset = 2;
-		h.len = 2 * chunk;
-		h.total = 2 * chunk;
-		send(fd, &h, sizeof(h), MSG_NOSIGNAL);
-		send(fd, v, sizeof(v), MSG_NOSIGNAL);
-		send(fd, pay, 2 * chunk, MSG_NOSIGNAL);
-		free(pay);
-	}
+	send_datav(fd, rid, G, (struct nkv_wire_vent[]){ { block_off(3), chunk }, { block_off(5), chunk } }, 2, NULL);
 	rc = refused(fd, why, sizeof(why));
 	CHECK(rc == -EACCES && strstr(why, "vector entry 1") && strstr(why, "outside its grant"),
 	      "vector entry outside the grant: %d '%s'", rc, why);
@@ -281,6 +304,28 @@ int main(void)
 			CHECK(pool[nkv_layout_chunk_offset(&L, 12, layer, 0)] == 0xEE, "holder's bytes not placed");
 		memcpy(snap, pool, pool_len);
 	}
+	/* A DATAV whose grant is revoked after its header was accepted, before
+	 * its entries came: its bytes are dropped (-ECANCELED) and the
+	 * connection goes on, as for a revoke before the header. */
+	h_pause(&rp);
+	CHECK(nkv_grant_blocks(rp.e, M, rid, (uint32_t[]){ 14 }, 1) == 0, "grant M: %s", nkv_last_error());
+	h_resume(&rp);
+	fd = authed(29);
+	send_datav(fd, rid, M, (struct nkv_wire_vent[]){ { nkv_layout_chunk_offset(&L, 14, 0, 0), chunk },
+						     { nkv_layout_chunk_offset(&L, 14, 1, 0), chunk } },
+		   2, revoke_m);
+	{
+		struct nkv_wire_hdr h;
+		rc = raw_answer(fd, &h, why, sizeof(why));
+		CHECK(rc == 0 && h.type == NKV_W_ACK && h.req_id == M && (int64_t)h.offset == -ECANCELED,
+		      "revoked between a DATAV's header and its entries: %d type %u status %lld '%s'", rc, h.type,
+		      (long long)(int64_t)h.offset, why);
+	}
+	send_data(fd, rid, 45, block_off(3), chunk, chunk); /* still up: a forged id after it is refused */
+	rc = refused(fd, why, sizeof(why));
+	CHECK(rc == -EACCES && strstr(why, "request 45 has no grant"), "after the DATAV revoked mid-way: %d '%s'", rc,
+	      why);
+	downs++;
 	pool_unchanged("hostile peers with the secret");
 	CHECK(h_wait(&rp, NKV_EV_CONN_DOWN, downs, 5) == downs, "refused connections not all down");
 	CHECK(!recv_reported(G) && !recv_reported(42) && !recv_reported(43),
@@ -305,7 +350,7 @@ int main(void)
 	      "push: %s", nkv_last_error());
 	CHECK(h_poll_until(se, NKV_EV_PUSH_DONE, 1, 10, got, 8, &ngot) == 1 && got[ngot - 1].status == 0,
 	      "granted push failed: %s", ngot ? got[ngot - 1].reason : "(no event)");
-	CHECK(h_wait(&rp, NKV_EV_RECV, 4, 5) == 4 && recv_reported(G), "granted request not reported");
+	CHECK(h_wait(&rp, NKV_EV_RECV, 5, 5) == 5 && recv_reported(G), "granted request not reported");
 	for (uint32_t b = 0; b < NBLOCKS; b++) {
 		bool granted = b == 3 || b == 7 || b == 8;
 		for (uint32_t layer = 0; layer < L.model.layers; layer++)
