@@ -68,6 +68,7 @@
 #define PROBE_BIT NKV_PROTO_PROBE_BIT /* request ids of probe pushes */
 #define ADMIT_STARVE_S 1.0     /* a waiter this old is not passed by later ones */
 #define HANDSHAKE_MS 2000      /* a data connection's handshake (connect) deadline */
+#define CANCEL_GRACE_S 1.0     /* a cancelled push the decode has not ended by then is aborted */
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
@@ -111,6 +112,8 @@ struct req {
 	/* prefill: its push's connection was closed by another request's CANCEL
 	 * (abort_pushes): the reason its -ECANCELED is reported with */
 	char *abort_why;
+	double abort_at;      /* cancelled while pushing: close its connection then (CANCEL_GRACE_S) */
+	char *cancel_text;    /* the CANCEL's reason */
 };
 
 struct agent {
@@ -256,7 +259,7 @@ static struct req *req_find(struct agent *a, uint64_t id) { return req_lookup(a,
 
 static void req_free(struct req *r)
 {
-	free(r->ids), free(r->blocks), free(r->fresh), free(r->dst), free(r->gaps), free(r->abort_why);
+	free(r->ids), free(r->blocks), free(r->fresh), free(r->dst), free(r->gaps), free(r->abort_why), free(r->cancel_text);
 	if (r->plan)
 		nkv_plan_free(r->plan);
 	memset(r, 0, sizeof(*r));
@@ -416,6 +419,8 @@ static bool prefill_start(struct agent *a, struct req *r)
 	return true;
 }
 
+static void abort_pushes(struct agent *a, struct req *r, const char *text);
+
 static void prefill_timers(struct agent *a, double now)
 {
 	admit_waiting(a, now, prefill_start);
@@ -448,6 +453,10 @@ static void prefill_timers(struct agent *a, double now)
 		}
 		if (r->pushing && r->hold_until > 0 && now >= r->hold_until)
 			xfer_report(a, r, 0, NULL, r->hold_until);
+		else if (r->pushing && r->abort_at > 0 && now >= r->abort_at) {
+			r->abort_at = INFINITY; /* once: the close fails its push, and PUSH_DONE frees it */
+			abort_pushes(a, r, r->cancel_text);
+		}
 	}
 }
 
@@ -809,7 +818,7 @@ static void decode_step(struct agent *a, double now)
  * (PUSH_DONE events, each reported with the abort_why set here, not the
  * engine's bare -ECANCELED; a push that fails so for another reason later,
  * e.g. a decode's revoke, keeps its own) and frees its blocks. */
-static void abort_pushes(struct agent *a, struct req *r, const struct nkv_msg *m)
+static void abort_pushes(struct agent *a, struct req *r, const char *text)
 {
 	for (uint32_t i = 0; i < a->nconns; i++) {
 		if (strcmp(a->conns[i].addr, r->addr))
@@ -818,7 +827,7 @@ static void abort_pushes(struct agent *a, struct req *r, const struct nkv_msg *m
 		char why[NKV_ERRSTR_MAX];
 		snprintf(why, sizeof(why),
 			 "push aborted: connection to decode %s closed, a request on it was cancelled (%.300s)", r->addr,
-			 m->text ? m->text : "");
+			 text ? text : "");
 		for (size_t k = 0; k < a->nr; k++) {
 			struct req *o = &a->r[k];
 			if (o->st != R_FREE && o->pushing && !strcmp(o->addr, r->addr)) {
@@ -841,7 +850,14 @@ static void cancel(struct agent *a, const struct nkv_msg *m)
 	if (!r)
 		return;
 	if (r->pushing && r->hold_until == 0) {
-		abort_pushes(a, r, m); /* its PUSH_DONE then frees it (xfer_report) */
+		/* A live decode revokes the request's grant on its own CANCEL, and the
+		 * push ends -ECANCELED; one that does not answer (stopped) leaves it on
+		 * the wire: close the connection after CANCEL_GRACE_S (its PUSH_DONE
+		 * then frees it, xfer_report), failing the others on it too. */
+		if (r->abort_at == 0) {
+			r->abort_at = nkv_now_s() + CANCEL_GRACE_S;
+			r->cancel_text = m->text ? strdup(m->text) : NULL;
+		}
 		return;
 	}
 	if (a->role == NKV_ROLE_DECODE)
