@@ -40,6 +40,7 @@ struct nkv_run_info {
 	unsigned pool_blocks;
 	const char *calibration;         /* NULL, or the run name of the calibration pushes (demo_calib.c) */
 	const bool *policy_tenants;      /* NULL, or: did each run meet tenant flows */
+	const char *const *policy_topo;  /* NULL, or per run: its own topology file (NULL entry: "topology") */
 	double tenant_util[NKV_TIERS], tenant_on_s; /* what they were asked to load (--tenant) */
 };
 /* Write DIR/run.json. 0 or -errno (nkv_last_error). */
