@@ -48,7 +48,8 @@ int nkv_run_desc_write(const char *path, const struct nkv_run_info *r);
 
 /* What `netkv demo` wrote about its run (DIR/run.json, format
  * netkv-demo-run/1), for `netkv sim validate --run`. Absent keys leave ""
- * or 0 (shared -1, block_tokens 512); policy (may be NULL) picks the CSV. */
+ * or 0 (shared -1, block_tokens 512); policy (may be NULL) picks the CSV (and
+ * the topology, where that run had its own: demo --control). */
 struct nkv_run_desc {
 	char topo[1024], trace[1024], csv[1024];
 	char model[32], gpu[32];         /* perf_model "MODEL/GPU" */
