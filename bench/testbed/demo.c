@@ -257,6 +257,15 @@ static int run_one(struct cluster_opts *co, const char *dir, const char *trace, 
 	return rs->rc;
 }
 
+/* the policy of the next run; only cla* takes the weights */
+static void set_policy(struct cluster_opts *co, const char *pol, double wc, double wl)
+{
+	bool cla = !strcmp(pol, "cla*");
+
+	co->policy = pol;
+	co->w_cache = cla ? wc : 0, co->w_load = cla ? wl : 0;
+}
+
 static const struct result *find(const struct result *res, int np, const char *pol, const char *suffix)
 {
 	char name[48];
@@ -274,8 +283,8 @@ static const struct result *find(const struct result *res, int np, const char *p
 static void compare(const struct result *res, int np, bool oversub)
 {
 	static const char *const sfx[] = { "", "+tenants", "@1:1" };
-	const char *what[] = { oversub ? "oversubscribed" : "1:1 (--link-gbps)", oversub ? "oversubscribed + tenants" : "1:1 + tenants",
-			       "1:1 control" };
+	const char *what[] = { oversub ? "oversubscribed" : "1:1 (--link-gbps)",
+			       oversub ? "oversubscribed + tenants" : "1:1 + tenants", "1:1 control" };
 	bool head = false;
 
 	for (int k = 0; k < 3; k++) {
@@ -605,13 +614,11 @@ int nkv_cmd_demo(int argc, char **argv)
 	for (char *pol = strtok_r(list, ",", &save); pol; pol = strtok_r(NULL, ",", &save))
 		for (int with = 0; with <= (int)tenants; with++) {
 			/* with tenants: POLICY (the 1:1 control) then POLICY+tenants, back to back */
-			bool cla = !strcmp(pol, "cla*");
 			struct result *rs = &res[np];
 			memset(rs, 0, sizeof(*rs));
 			snprintf(rs->name, sizeof(rs->name), "%s%s", pol, with ? "+tenants" : "");
 			rs->tenants = with;
-			co.policy = pol;
-			co.w_cache = cla ? wc : 0, co.w_load = cla ? wl : 0;
+			set_policy(&co, pol, wc, wl);
 			/* same seed for every policy: each meets the same tenant schedule */
 			if (run_one(&co, dir, trace, speed, requests, scale, np + 1, with ? &dten : NULL,
 				    seed ^ 0x74656e61ull, rs))
@@ -634,13 +641,11 @@ int nkv_cmd_demo(int argc, char **argv)
 			for (int i = 0; i < nmain; i++) {
 				if (res[i].tenants)
 					continue;
-				bool cla = !strcmp(res[i].name, "cla*");
 				struct result *rs = &res[np];
 				memset(rs, 0, sizeof(*rs));
 				snprintf(rs->name, sizeof(rs->name), "%.40s@1:1", res[i].name); /* policy names are short */
 				rs->control = true;
-				co.policy = res[i].name;
-				co.w_cache = cla ? wc : 0, co.w_load = cla ? wl : 0;
+				set_policy(&co, res[i].name, wc, wl);
 				if (run_one(&co, dir, trace, speed, requests, scale, np + 1, NULL, 0, rs))
 					failures++;
 				np++;
@@ -686,7 +691,8 @@ int nkv_cmd_demo(int argc, char **argv)
 						       "blocks_bad", (json_int_t)r->blocks_bad, "kv_gb", r->gb));
 			json_t *o = json_array_get(arr, json_array_size(arr) - 1);
 			json_object_set_new(o, "tenants", json_boolean(res[i].tenants));
-			json_object_set_new(o, "fabric", json_string(!fabric ? "loopback" : res[i].control || !oversub ? "1:1" : "oversubscribed"));
+			const char *fab_kind = res[i].control || !oversub ? "1:1" : "oversubscribed";
+			json_object_set_new(o, "fabric", json_string(fabric ? fab_kind : "loopback"));
 			for (int k = NKV_TIER_POD; k < NKV_TIERS && res[i].tenants; k++)
 				if (res[i].tenant_util[k] >= 0)
 					json_object_set_new(o, k == NKV_TIER_POD ? "tenant_util_pod" : "tenant_util_core",
@@ -699,6 +705,9 @@ int nkv_cmd_demo(int argc, char **argv)
 			       fmin(shaped[0], shaped[1]), fmin(fmin(shaped[0], shaped[1]), shaped[2]));
 		else
 			printf("\nmode loopback: per-path pacing %s Gb/s (host,leaf,pod,core)\n", tiers);
+		if (control)
+			printf("POLICY@1:1: the 1:1 control, leaf uplink %g, spine uplink %g Gbit/s: one flow gets %g at every tier\n",
+			       4 * shaped[0], 8 * shaped[0], shaped[0]);
 		if (want_cla)
 			printf("cla*: %s\n", wdesc);
 		printf("%-14s %5s %5s | %9s %9s %9s %9s | %8s | %6s | %8s | %-23s | %s\n", "policy", "done", "fail",
