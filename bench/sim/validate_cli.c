@@ -844,7 +844,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 									"setup_s", cfg.xfer_setup_s, "conn_s", cfg.xfer_conn_s, "rate_share", cal_eff,
 									"peak_gbps", peak_gbps, "pushes", (json_int_t)cal_n,
 									"median_abs_rel_err", cal_err));
-		if (cfg.tenant_on_s > 0)
+		if (cfg.tenant_util[NKV_TIER_POD] > 0 || cfg.tenant_util[NKV_TIER_CORE] > 0) /* the run met tenants */
 			json_object_set_new(o, "tenants", json_pack("{s:f, s:f, s:f, s:I}", "pod", cfg.tenant_util[NKV_TIER_POD],
 								    "core", cfg.tenant_util[NKV_TIER_CORE], "on_s",
 								    cfg.tenant_on_s, "on_periods_replayed",
@@ -862,7 +862,7 @@ int nkv_sim_validate_cmd(int argc, char **argv)
 		if (cfg.n_tenant_on)
 			printf("  tenants: pod %g, core %g asked; their %zu link on periods replayed as measured (%s)\n",
 			       cfg.tenant_util[NKV_TIER_POD], cfg.tenant_util[NKV_TIER_CORE], cfg.n_tenant_on, rd.tenant_csv);
-		else if (cfg.tenant_on_s > 0)
+		else if (cfg.tenant_util[NKV_TIER_POD] > 0 || cfg.tenant_util[NKV_TIER_CORE] > 0)
 			printf("  tenants: pod %g, core %g, mean on %g s (simulated on/off sources at the utilisation asked; "
 			       "the run recorded no schedule)\n", cfg.tenant_util[NKV_TIER_POD],
 			       cfg.tenant_util[NKV_TIER_CORE], cfg.tenant_on_s);

@@ -12,9 +12,12 @@
  * and this process sit on the unshaped management network. Else over
  * loopback, tiers emulated by per-path pacing in the prefill agents.
  *
- * With --tenant TIER:UTIL (fabric only) each policy runs twice, as the
- * 1:1 control and then beside real tenant flows on the pod / core links
- * (demo_tenants.c), and the table shows both.
+ * With --tenant TIER:UTIL (fabric only) each policy runs twice, without
+ * tenants and then beside real tenant flows on the pod / core links
+ * (demo_tenants.c). With --control each policy runs once more on the 1:1
+ * control: the fabric rebuilt with every uplink at the sum of the NICs
+ * below it, where placement cannot win bandwidth, so a gain netkv shows on
+ * the oversubscribed fabric and not there is the network's doing.
  *
  * cla* runs with weights tuned in the simulator on the same trace and
  * topology (demo_tune.c). The work dir keeps per policy the per-request
@@ -164,8 +167,13 @@ static void usage(FILE *f)
 		"                     between sibling switches (leaf0 <-> leaf1 for pod, spine0 <-> spine1 for core)\n"
 		"                     through the shaped links, on and off (exponential periods, seeded), so no NIC\n"
 		"                     carries them and the scheduler learns of them only by measuring. Each policy\n"
-		"                     then runs twice: POLICY (the 1:1 control, no tenants) and POLICY+tenants\n"
+		"                     then runs twice: POLICY (no tenants) and POLICY+tenants\n"
 		"  --tenant-on S      mean on period of a tenant flow, default 0.1 s\n"
+		"  --control          fabric: each policy also runs as POLICY@1:1 on the 1:1 control, the same tree\n"
+		"                     rebuilt after the other runs with no oversubscription (leaf uplink 4 x NIC, spine\n"
+		"                     uplink 8 x NIC: every tier gives a flow the NIC's rate), without tenants; the\n"
+		"                     table then compares netkv with cla* and rr per fabric. (One fabric alone:\n"
+		"                     --link-gbps 400,1600,3200 is the same 1:1 tree.)\n"
 		"  --time-scale X     emulated compute time x X (default 0.1)\n"
 		"  -o, --output DIR   work dir (default /tmp/netkv-demo-PID): logs, replay-POLICY.csv per policy,\n"
 		"                     topo.json (the topology as emulated), run.json (mode, rates, weights, ...);\n"
@@ -195,7 +203,7 @@ struct result {
 	char name[48];
 	struct replay_result r;
 	int rc;
-	bool tenants;
+	bool tenants, control; /* met tenant flows; ran on the 1:1 control fabric */
 	double tenant_util[NKV_TIERS], tenant_on[NKV_TIERS]; /* measured, -1 none */
 };
 
@@ -249,6 +257,55 @@ static int run_one(struct cluster_opts *co, const char *dir, const char *trace, 
 	return rs->rc;
 }
 
+/* the policy of the next run; only cla* takes the weights */
+static void set_policy(struct cluster_opts *co, const char *pol, double wc, double wl)
+{
+	bool cla = !strcmp(pol, "cla*");
+
+	co->policy = pol;
+	co->w_cache = cla ? wc : 0, co->w_load = cla ? wl : 0;
+}
+
+static const struct result *find(const struct result *res, int np, const char *pol, const char *suffix)
+{
+	char name[48];
+
+	snprintf(name, sizeof(name), "%s%s", pol, suffix);
+	for (int i = 0; i < np; i++)
+		if (!strcmp(res[i].name, name) && !res[i].rc && res[i].r.finished)
+			return &res[i];
+	return NULL;
+}
+
+/* netkv's mean and p90 TTFT against cla*'s and rr's, per fabric and load:
+ * the question the control answers (a gain on the oversubscribed fabric
+ * that stays at 1:1 is not the network's). */
+static void compare(const struct result *res, int np, bool oversub)
+{
+	static const char *const sfx[] = { "", "+tenants", "@1:1" };
+	const char *what[] = { oversub ? "oversubscribed" : "1:1 (--link-gbps)",
+			       oversub ? "oversubscribed + tenants" : "1:1 + tenants", "1:1 control" };
+	bool head = false;
+
+	for (int k = 0; k < 3; k++) {
+		const struct result *n = find(res, np, "netkv", sfx[k]);
+		const struct result *o[2] = { find(res, np, "cla*", sfx[k]), find(res, np, "rr", sfx[k]) };
+		if (!n || (!o[0] && !o[1]))
+			continue;
+		if (!head)
+			printf("\nnetkv vs cla* and vs rr, TTFT mean (p90), negative = netkv faster\n");
+		head = true;
+		printf("  %-26s", what[k]);
+		for (int j = 0; j < 2; j++)
+			if (o[j])
+				printf(" | vs %-4s %+6.1f%% (%+6.1f%%)", j ? "rr" : "cla*", 100 * (n->r.ttft[0] / o[j]->r.ttft[0] - 1),
+				       100 * (n->r.ttft[2] / o[j]->r.ttft[2] - 1));
+			else
+				printf(" | vs %-4s %17s", j ? "rr" : "cla*", "-");
+		printf("\n");
+	}
+}
+
 int nkv_cmd_demo(int argc, char **argv)
 {
 	const char *trace = NULL, *policies = "rr,cla*,netkv", *tiers = "0,8,2,0.5", *dir_arg = NULL;
@@ -256,14 +313,14 @@ int nkv_cmd_demo(int argc, char **argv)
 	unsigned requests = 150;
 	uint64_t seed = 42;
 	double speed = 1, scale = 0.1, rate = 8, fscale = 200, wc = -1, wl = -1;
-	bool json = false, tenants = false;
+	bool json = false, tenants = false, control = false;
 	struct demo_tenants dten = { .on_s = 0.1 };
 	static const struct option opts[] = {
 		{ "trace", 1, 0, 'f' }, { "requests", 1, 0, 'n' }, { "rate-scale", 1, 0, 'x' }, { "policies", 1, 0, 'p' },
 		{ "time-scale", 1, 0, 'S' }, { "tier-gbps", 1, 0, 'T' }, { "output", 1, 0, 'd' }, { "json", 0, 0, 'j' },
 		{ "rate", 1, 0, 'r' }, { "fabric", 1, 0, 'F' }, { "link-gbps", 1, 0, 'L' }, { "scale", 1, 0, 'k' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'l' }, { "seed", 1, 0, 's' }, { "help", 0, 0, 'h' },
-		{ "tenant", 1, 0, 'U' }, { "tenant-on", 1, 0, 'O' }, { "decode", 1, 0, 'D' },
+		{ "tenant", 1, 0, 'U' }, { "tenant-on", 1, 0, 'O' }, { "decode", 1, 0, 'D' }, { "control", 0, 0, 'C' },
 		{ "dir", 1, 0, 'd' }, { "speed", 1, 0, 'x' }, /* hidden aliases for one release */
 		{ 0, 0, 0, 0 } };
 	int c;
@@ -277,6 +334,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		case 'd':
 		case 'o': dir_arg = optarg; break;
 		case 'j': json = true; break;
+		case 'C': control = true; break;
 		case 'F': fabric_arg = optarg; break;
 		case 'D': decodes = optarg; break;
 		case 'L': links_arg = optarg; break;
@@ -359,7 +417,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		return 2;
 	}
 
-	char dir[256], path[512], topo[512], topo_nominal[512], runjson[512];
+	char dir[256], path[512], topo[512], topo_nominal[512], runjson[512], topo1[512], topo1_nominal[512];
 	if (dir_arg)
 		snprintf(dir, sizeof(dir), "%s", dir_arg);
 	else
@@ -407,8 +465,8 @@ int nkv_cmd_demo(int argc, char **argv)
 			 strcmp(fabric_arg, "on") ? "; --fabric off for loopback" : "");
 	}
 
-	if (tenants && !fabric) {
-		fprintf(stderr, "netkv demo: --tenant needs the emulated fabric (%s)\n", why);
+	if ((tenants || control) && !fabric) {
+		fprintf(stderr, "netkv demo: %s needs the emulated fabric (%s)\n", tenants ? "--tenant" : "--control", why);
 		return 1;
 	}
 
@@ -417,6 +475,8 @@ int nkv_cmd_demo(int argc, char **argv)
 	snprintf(topo, sizeof(topo), "%s/topo.json", dir);
 	snprintf(topo_nominal, sizeof(topo_nominal), "%s/topo-nominal.json", dir);
 	snprintf(runjson, sizeof(runjson), "%s/run.json", dir);
+	snprintf(topo1, sizeof(topo1), "%s/topo-1to1.json", dir);
+	snprintf(topo1_nominal, sizeof(topo1_nominal), "%s/topo-1to1-nominal.json", dir);
 	if (fabric) {
 		for (int i = 0; i < 3; i++)
 			shaped[i] = link[i] / fscale;
@@ -426,7 +486,10 @@ int nkv_cmd_demo(int argc, char **argv)
 			shaped[i] = tier_v[i + 1] > 0 ? tier_v[i + 1] : 40;
 	}
 	if (nkv__cluster_write_topo(topo, shaped[0], shaped[1], shaped[2]) ||
-	    (fabric && nkv__cluster_write_topo(topo_nominal, link[0], link[1], link[2]))) {
+	    (fabric && nkv__cluster_write_topo(topo_nominal, link[0], link[1], link[2])) ||
+	    /* the 1:1 control: each uplink carries all the NICs below it (4 under a leaf, 8 under a spine) */
+	    (control && (nkv__cluster_write_topo(topo1, shaped[0], 4 * shaped[0], 8 * shaped[0]) ||
+			 nkv__cluster_write_topo(topo1_nominal, link[0], 4 * link[0], 8 * link[0])))) {
 		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
 		return 1;
 	}
@@ -476,6 +539,8 @@ int nkv_cmd_demo(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* 4 NICs under a leaf, 2 leaves under a spine (nkv__cluster_write_topo) */
+	bool oversub = link[1] < 4 * link[0] || link[2] < 2 * link[1];
 	if (tenants && nkv__demo_tenants_plan(&dten, topo, fab.prefix)) {
 		fprintf(stderr, "netkv demo: %s\n", nkv_last_error());
 		nkv__cluster_fabric_down(&fab);
@@ -505,6 +570,9 @@ int nkv_cmd_demo(int argc, char **argv)
 			fprintf(stderr, " %s>%s", dten.ep[i].sw, dten.ep[i].peer_sw);
 		fprintf(stderr, "\n");
 	}
+	if (control)
+		fprintf(stderr, "  control: each policy also runs as POLICY@1:1 on the 1:1 fabric (leaf uplink %g, spine uplink %g "
+				"Gbit/s shaped), rebuilt after the other runs\n", 4 * shaped[0], 8 * shaped[0]);
 
 	char token[48];
 	uint8_t rnd[16];
@@ -541,18 +609,16 @@ int nkv_cmd_demo(int argc, char **argv)
 		nkv_replay_free(&calib.r);
 	}
 	char *list = strdup(policies), *save = NULL;
-	struct result res[2 * MAX_POLICIES];
+	struct result res[3 * MAX_POLICIES];
 	int np = 0, failures = 0;
 	for (char *pol = strtok_r(list, ",", &save); pol; pol = strtok_r(NULL, ",", &save))
 		for (int with = 0; with <= (int)tenants; with++) {
 			/* with tenants: POLICY (the 1:1 control) then POLICY+tenants, back to back */
-			bool cla = !strcmp(pol, "cla*");
 			struct result *rs = &res[np];
 			memset(rs, 0, sizeof(*rs));
 			snprintf(rs->name, sizeof(rs->name), "%s%s", pol, with ? "+tenants" : "");
 			rs->tenants = with;
-			co.policy = pol;
-			co.w_cache = cla ? wc : 0, co.w_load = cla ? wl : 0;
+			set_policy(&co, pol, wc, wl);
 			/* same seed for every policy: each meets the same tenant schedule */
 			if (run_one(&co, dir, trace, speed, requests, scale, np + 1, with ? &dten : NULL,
 				    seed ^ 0x74656e61ull, rs))
@@ -560,16 +626,43 @@ int nkv_cmd_demo(int argc, char **argv)
 			np++;
 		}
 	free(list);
+	/* The 1:1 control: the same tree without oversubscription, each policy
+	 * once more (no tenants, same cla* weights), on a fabric built anew. */
+	if (control) {
+		fprintf(stderr, "netkv demo: the 1:1 control: rebuilding the fabric without oversubscription...\n");
+		nkv__cluster_fabric_down(&fab);
+		if (nkv__cluster_fabric_up('d', topo1_nominal, fscale, &fab)) {
+			fprintf(stderr, "netkv demo: 1:1 fabric: %s\n", nkv_last_error());
+			failures++;
+		} else {
+			co.topo = topo1;
+			co.fabric = fab.prefix;
+			int nmain = np;
+			for (int i = 0; i < nmain; i++) {
+				if (res[i].tenants)
+					continue;
+				struct result *rs = &res[np];
+				memset(rs, 0, sizeof(*rs));
+				snprintf(rs->name, sizeof(rs->name), "%.40s@1:1", res[i].name); /* policy names are short */
+				rs->control = true;
+				set_policy(&co, res[i].name, wc, wl);
+				if (run_one(&co, dir, trace, speed, requests, scale, np + 1, NULL, 0, rs))
+					failures++;
+				np++;
+			}
+		}
+	}
 	if (fabric) {
 		nkv__cluster_fabric_down(&fab);
 		g_fabric_up = 0;
 	}
-	const char *pnames[2 * MAX_POLICIES];
-	bool pok[2 * MAX_POLICIES], pten[2 * MAX_POLICIES];
+	const char *pnames[3 * MAX_POLICIES], *ptopo[3 * MAX_POLICIES];
+	bool pok[3 * MAX_POLICIES], pten[3 * MAX_POLICIES];
 	for (int i = 0; i < np; i++) {
 		pnames[i] = res[i].name;
 		pok[i] = res[i].rc == 0;
 		pten[i] = res[i].tenants;
+		ptopo[i] = res[i].control ? topo1 : NULL;
 	}
 	struct nkv_run_info info = {
 		.mode = fabric ? "fabric" : "loopback", .mode_reason = why, .scale = fscale,
@@ -577,7 +670,7 @@ int nkv_cmd_demo(int argc, char **argv)
 		.tier_gbps = tiers, .time_scale = scale, .trace = trace, .requests = requests, .speed = speed,
 		.tuned = tuned, .w_cache = wc, .w_load = wl, .dir = dir, .npolicies = np, .policies = pnames,
 		.policy_ok = pok, .decode = decodes, .calibration = calib_ok ? "calibration" : NULL,
-		.policy_tenants = pten, .tenant_on_s = dten.on_s,
+		.policy_tenants = pten, .tenant_on_s = dten.on_s, .policy_topo = control ? ptopo : NULL,
 	};
 	memcpy(info.tenant_util, dten.util, sizeof(info.tenant_util));
 	if (nkv_run_desc_write(runjson, &info)) {
@@ -598,6 +691,8 @@ int nkv_cmd_demo(int argc, char **argv)
 						       "blocks_bad", (json_int_t)r->blocks_bad, "kv_gb", r->gb));
 			json_t *o = json_array_get(arr, json_array_size(arr) - 1);
 			json_object_set_new(o, "tenants", json_boolean(res[i].tenants));
+			const char *fab_kind = res[i].control || !oversub ? "1:1" : "oversubscribed";
+			json_object_set_new(o, "fabric", json_string(fabric ? fab_kind : "loopback"));
 			for (int k = NKV_TIER_POD; k < NKV_TIERS && res[i].tenants; k++)
 				if (res[i].tenant_util[k] >= 0)
 					json_object_set_new(o, k == NKV_TIER_POD ? "tenant_util_pod" : "tenant_util_core",
@@ -610,6 +705,9 @@ int nkv_cmd_demo(int argc, char **argv)
 			       fmin(shaped[0], shaped[1]), fmin(fmin(shaped[0], shaped[1]), shaped[2]));
 		else
 			printf("\nmode loopback: per-path pacing %s Gb/s (host,leaf,pod,core)\n", tiers);
+		if (control)
+			printf("POLICY@1:1: the 1:1 control, leaf uplink %g, spine uplink %g Gbit/s: one flow gets %g at every tier\n",
+			       4 * shaped[0], 8 * shaped[0], shaped[0]);
 		if (want_cla)
 			printf("cla*: %s\n", wdesc);
 		printf("%-14s %5s %5s | %9s %9s %9s %9s | %8s | %6s | %8s | %-23s | %s\n", "policy", "done", "fail",
@@ -649,6 +747,7 @@ int nkv_cmd_demo(int argc, char **argv)
 			}
 			printf("\n");
 		}
+		compare(res, np, oversub);
 		if (tenants) {
 			printf("\ntenant flows, asked:");
 			for (int k = NKV_TIER_POD; k < NKV_TIERS; k++)

@@ -99,6 +99,11 @@ static int parse(json_t *j, const char *name, const char *policy, struct nkv_run
 		snprintf(key, sizeof(key), "policies.%s.csv", policy);
 		if ((ret = get_str(csv, key, d->csv, sizeof(d->csv), name)))
 			return ret;
+		/* a run on a fabric of its own (netkv demo --control): its topology */
+		snprintf(key, sizeof(key), "policies.%s.topology", policy);
+		if ((ret = get_str(json_object_get(json_object_get(pols, policy), "topology"), key, d->topo, sizeof(d->topo),
+				   name)))
+			return ret;
 		/* a run beside tenant flows (netkv demo --tenant): what they were asked to load */
 		json_t *tn = json_object_get(json_object_get(pols, policy), "tenants");
 		if (tn) {
@@ -164,6 +169,8 @@ int nkv_run_desc_write(const char *path, const struct nkv_run_info *r)
 	for (int i = 0; i < r->npolicies; i++) {
 		json_t *o = json_pack("{s:o,s:b}", "csv", json_sprintf("%s/replay-%s.csv", dir, r->policies[i]), "ok",
 				      r->policy_ok[i]);
+		if (r->policy_topo && r->policy_topo[i]) /* netkv demo --control: the 1:1 tree */
+			json_object_set_new(o, "topology", json_string(r->policy_topo[i]));
 		if (r->policy_tenants && r->policy_tenants[i]) {
 			json_t *tn = json_pack("{s:f,s:o}", "on_s", r->tenant_on_s, "csv",
 					       json_sprintf("%s/tenants-%s.csv", dir, r->policies[i]));

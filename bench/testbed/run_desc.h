@@ -40,6 +40,7 @@ struct nkv_run_info {
 	unsigned pool_blocks;
 	const char *calibration;         /* NULL, or the run name of the calibration pushes (demo_calib.c) */
 	const bool *policy_tenants;      /* NULL, or: did each run meet tenant flows */
+	const char *const *policy_topo;  /* NULL, or per run: its own topology file (NULL entry: "topology") */
 	double tenant_util[NKV_TIERS], tenant_on_s; /* what they were asked to load (--tenant) */
 };
 /* Write DIR/run.json. 0 or -errno (nkv_last_error). */
@@ -47,7 +48,8 @@ int nkv_run_desc_write(const char *path, const struct nkv_run_info *r);
 
 /* What `netkv demo` wrote about its run (DIR/run.json, format
  * netkv-demo-run/1), for `netkv sim validate --run`. Absent keys leave ""
- * or 0 (shared -1, block_tokens 512); policy (may be NULL) picks the CSV. */
+ * or 0 (shared -1, block_tokens 512); policy (may be NULL) picks the CSV (and
+ * the topology, where that run had its own: demo --control). */
 struct nkv_run_desc {
 	char topo[1024], trace[1024], csv[1024];
 	char model[32], gpu[32];         /* perf_model "MODEL/GPU" */

@@ -724,6 +724,21 @@ static void run_desc_written(void **st)
 	assert_string_equal(d.calib_trace, "d/calibration-trace.jsonl");
 	assert_int_equal(nkv_run_desc_load(tmp("written.json"), "rr", &d), 0);
 	assert_true(d.tenant_on_s == 0 && !d.tenant_csv[0]);
+	assert_string_equal(d.topo, "d/topo.json");
+	/* demo --control: the 1:1 run names its own topology, the others keep the run's */
+	static const char *const cpols[] = { "rr", "rr@1:1" }, *const ctopo[] = { NULL, "d/topo-1to1.json" };
+	static const bool noten[] = { false, false };
+	ri.policies = cpols, ri.policy_tenants = noten, ri.policy_topo = ctopo;
+	assert_int_equal(nkv_run_desc_write(tmp("written.json"), &ri), 0);
+	assert_int_equal(nkv_run_desc_load(tmp("written.json"), "rr@1:1", &d), 0);
+	assert_string_equal(d.topo, "d/topo-1to1.json");
+	assert_string_equal(d.csv, "d/replay-rr@1:1.csv");
+	assert_int_equal(nkv_run_desc_load(tmp("written.json"), "rr", &d), 0);
+	assert_string_equal(d.topo, "d/topo.json");
+	const char *badt = "{\"format\": \"netkv-demo-run/1\", \"policies\": {\"rr\": {\"csv\": \"x.csv\", "
+			   "\"topology\": 7}}}";
+	assert_int_equal(nkv_run_desc_parse(badt, strlen(badt), "run.json", "rr", &d), -EINVAL);
+	assert_non_null(strstr(nkv_last_error(), "policies.rr.topology: want a non-empty string"));
 	const char *bad = "{\"format\": \"netkv-demo-run/1\", \"policies\": {\"rr\": {\"csv\": \"x.csv\", "
 			  "\"tenants\": {\"on_s\": 0.1, \"core\": 1.5}}}}";
 	assert_int_equal(nkv_run_desc_parse(bad, strlen(bad), "run.json", "rr", &d), -EINVAL);
