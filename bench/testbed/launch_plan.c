@@ -154,7 +154,7 @@ int nkv__launch_plan_make(const struct launch_plan_opts *o, struct launch_plan *
 	if (o->topo && (!nkv__launch_word_ok(o->topo) || strlen(o->topo) >= sizeof(p->topo)))
 		return nkv_err(EINVAL, "--topo '%.100s': want a path of letters, digits and . _ - + / (no spaces)", o->topo);
 	if (o->fabric && (strlen(o->fabric) >= sizeof(p->fabric) || !nkv__launch_word_ok(o->fabric)))
-		return nkv_err(EINVAL, "--fabric '%.40s': not a fabric prefix", o->fabric);
+		return nkv_err(EINVAL, "--prefix '%.40s': not a fabric prefix", o->fabric);
 	if ((rc = roles_load(o->topo, o->prefill, o->decode, &t, &roles, &slot, &nh)))
 		goto out;
 	snprintf(p->topo, sizeof(p->topo), "%s", o->topo);
@@ -162,7 +162,7 @@ int nkv__launch_plan_make(const struct launch_plan_opts *o, struct launch_plan *
 		goto out;
 	size_t need = (nh + p->per_node - 1) / p->per_node;
 	if (o->fabric && need > 1) {
-		rc = nkv_err(EINVAL, "--fabric emulates the topology on one node: %zu hosts need --per-node %zu", nh, nh);
+		rc = nkv_err(EINVAL, "--prefix (an emulated fabric) is on one node: %zu hosts need --per-node %zu", nh, nh);
 		goto out;
 	}
 	if (p->nnodes < need) {
@@ -403,8 +403,8 @@ static void plan_usage(FILE *f)
 		"  --per-node N       topology hosts per node (default 1)\n"
 		"  --backend B        tcp (default; a NIC needs an IPv4 address) | verbs (needs an RDMA device)\n"
 		"  --mem M            host (default) | cuda (a node needs the GPUs its instances name)\n"
-		"  --fabric PREFIX    agents in the namespaces of the emulated fabric PREFIX that is up on this\n"
-		"                     node (`netkv fabric up --mgmt`), on their NICs' fabric addresses\n"
+		"  --prefix PREFIX    agents in the namespaces of the emulated fabric PREFIX that is up on this\n"
+		"                     node (`netkv fabric up --mgmt --prefix PREFIX`), on their NICs' fabric addresses\n"
 		"  --port P           the scheduler's port on the first node (default 7400)\n"
 		"  -o, --output FILE  write the plan (JSON, netkv-launch-plan/1)\n"
 		"  --hostfile FILE    write one node per rank, for SLURM_HOSTFILE with srun --distribution=arbitrary\n"
@@ -431,7 +431,7 @@ int nkv_cmd_launch_plan(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "topo", 1, 0, 't' }, { "prefill", 1, 0, 'P' }, { "decode", 1, 0, 'D' }, { "nodes", 1, 0, 'n' },
 		{ "hosts", 1, 0, 'H' }, { "per-node", 1, 0, 'k' }, { "backend", 1, 0, 'b' }, { "mem", 1, 0, 'm' },
-		{ "fabric", 1, 0, 'F' }, { "port", 1, 0, 'p' }, { "output", 1, 0, 'o' }, { "hostfile", 1, 0, 'f' },
+		{ "prefix", 1, 0, 'F' }, { "port", 1, 0, 'p' }, { "output", 1, 0, 'o' }, { "hostfile", 1, 0, 'f' },
 		{ "json", 0, 0, 'j' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	struct launch_plan_opts o = { .backend = "tcp", .mem = "host", .per_node = 1, .port = 7400 };
 	const char *out = NULL, *hostfile = NULL;

@@ -69,9 +69,10 @@ static void slurm_usage(FILE *f)
 		"  placement (as `netkv launch plan`):\n"
 		"  --hosts FILE         the nodes' NICs from a hosts file (default: discovered on every node)\n"
 		"  --per-node N         topology hosts per node (default 1)\n"
-		"  --fabric             emulate the topology's links on one node (root, ip netns, tc tbf; `netkv\n"
+		"  --fabric on|off      on: emulate the topology's links on one node (root, ip netns, tc tbf; `netkv\n"
 		"                       fabric up --mgmt --scale 1`, so give it rates this node can shape) with\n"
-		"                       each agent in its host's namespace; for testing the launch on one box\n"
+		"                       each agent in its host's namespace; for testing the launch on one box.\n"
+		"                       off (default): the allocation's real network\n"
 		"  Slurm:\n"
 		"  --time MIN           the job's time limit, minutes (default 30)\n"
 		"  --partition P        --gpus-per-node N (default with --mem cuda: the GPUs a host uses; 0 = none)\n"
@@ -186,7 +187,7 @@ static void write_script(FILE *f, const struct slurm_opts *o, size_t nodes, size
 		fprintf(f, "\"$NETKV\" fabric up --topo \"$OUT/topo.json\" --prefix \"$FABRIC\" --mgmt --scale 1 > logs/fabric.log 2>&1 ||\n"
 			   "\t{ say \"the emulated fabric did not come up (logs/fabric.log)\"; FABRIC=; finish \"no fabric\"; exit 1; }\n");
 	fprintf(f, "\"$NETKV\" launch plan --topo \"$OUT/topo.json\" --prefill %s --decode %s --hosts \"$HOSTS\" \\\n"
-		   "\t--per-node %u --backend %s --mem %s --port $PORT ${FABRIC:+--fabric $FABRIC} \\\n"
+		   "\t--per-node %u --backend %s --mem %s --port $PORT ${FABRIC:+--prefix $FABRIC} \\\n"
 		   "\t-o \"$OUT/plan.json\" --hostfile \"$OUT/hostfile\" > plan.txt 2> logs/plan.log ||\n"
 		   "\t{ say \"no plan: $(cat logs/plan.log)\"; finish \"no plan\"; exit 1; }\n"
 		   "cat plan.txt >&2\n"
@@ -245,7 +246,7 @@ int nkv_cmd_launch_slurm(int argc, char **argv)
 		{ "mem", 1, 0, O_MEM }, { "model", 1, 0, O_MODEL }, { "blocks", 1, 0, O_BLOCKS },
 		{ "page-tokens", 1, 0, O_PT }, { "layout", 1, 0, O_LAYOUT }, { "qps", 1, 0, O_QPS },
 		{ "gid-index", 1, 0, O_GID }, { "hosts", 1, 0, O_HOSTS }, { "per-node", 1, 0, O_PERNODE },
-		{ "fabric", 0, 0, O_FABRIC }, { "time", 1, 0, O_TIME }, { "partition", 1, 0, O_PART },
+		{ "fabric", 1, 0, O_FABRIC }, { "time", 1, 0, O_TIME }, { "partition", 1, 0, O_PART },
 		{ "gpus-per-node", 1, 0, O_GPN }, { "sbatch-arg", 1, 0, O_SBATCH }, { "netkv", 1, 0, O_NETKV },
 		{ "submit", 0, 0, O_SUBMIT }, { "wait", 0, 0, O_WAIT }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 } };
 	struct slurm_opts o = { .policies = "rr,netkv", .model = "llama3-8b", .backend = "tcp", .mem = "host",
@@ -269,7 +270,13 @@ int nkv_cmd_launch_slurm(int argc, char **argv)
 		case O_HOSTS: o.hosts = optarg; break;
 		case O_PART: o.partition = optarg; break;
 		case O_NETKV: o.netkv = optarg; break;
-		case O_FABRIC: o.fabric = true; break;
+		case O_FABRIC:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				fprintf(stderr, "netkv launch slurm: --fabric '%s': expected on or off\n", optarg);
+				return 2;
+			}
+			o.fabric = !strcmp(optarg, "on");
+			break;
 		case O_SUBMIT: o.submit = true; break;
 		case O_WAIT: o.wait = o.submit = true; break;
 		case O_REQUESTS: bad = nkv_cli_u32(cmd, "--requests", optarg, 1, UINT32_MAX, &o.requests); break;
@@ -351,7 +358,7 @@ int nkv_cmd_launch_slurm(int argc, char **argv)
 		return 1;
 	}
 	if (o.fabric && nodes > 1) {
-		fprintf(stderr, "netkv launch slurm: --fabric emulates the topology on one node: give --per-node %zu\n",
+		fprintf(stderr, "netkv launch slurm: --fabric on emulates the topology on one node: give --per-node %zu\n",
 			nodes * o.per_node);
 		return 2;
 	}
