@@ -2,9 +2,9 @@
  * Verbs backend internals (rdma-core: libibverbs + librdmacm).
  *
  * Shape of a connection: nqps RC queue pairs (opts.streams, --qps), each one
- * rdma_cm connection, all sharing one completion queue. The decode side
- * advertises its regions (addr, len, rkey) in the private data of each
- * accept. A request is cut into at most nqps parts (big requests are striped,
+ * rdma_cm connection, all sharing one completion queue. Each QP first
+ * proves the data-plane secret both ways (verbs_cm.c); only then does the
+ * decode side send its regions (addr, len, rkey) on it, one ADVERT each. A request is cut into at most nqps parts (big requests are striped,
  * small ones go to one QP round-robin); each part goes down its QP as
  *   SEND (inline 32-byte header: seq, req id, bytes, region, parts)
  *   RDMA WRITE ... (SGLs built from the coalesced ranges)
