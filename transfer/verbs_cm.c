@@ -759,7 +759,7 @@ void nkv__vb_auth_sweep(struct nkv_engine *e)
 	uint64_t now = nkv_now_ns();
 	struct nkv_conn *c, *next;
 
-	if (now < ve->next_sweep)
+	if (!ve->listen_id || now < ve->next_sweep)
 		return;
 	ve->next_sweep = now + 50000000; /* 50 ms */
 	for (c = e->conns; c; c = next) {

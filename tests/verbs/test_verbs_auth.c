@@ -154,6 +154,7 @@ static struct raw raw_peer(const char *ip, uint16_t port, bool forge, double sec
 	}
 	while (nkv_now_s() < t0 + sec) {
 		struct ibv_wc wc[8];
+		bool was_down = out.down;
 		int n = ibv_poll_cq(cq, 8, wc);
 		for (int i = 0; i < n; i++) {
 			if (wc[i].status != IBV_WC_SUCCESS || wc[i].opcode != IBV_WC_RECV)
@@ -175,7 +176,7 @@ static struct raw raw_peer(const char *ip, uint16_t port, bool forge, double sec
 			}
 			rdma_ack_cm_event(ev);
 		}
-		if (out.down && !n)
+		if (was_down && !n)
 			break; /* what came before the close is drained */
 	}
 	rdma_disconnect(id);
