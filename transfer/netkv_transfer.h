@@ -149,8 +149,8 @@ struct nkv_engine_opts {
 	 * authenticating nothing. */
 	const char *secret;
 	/* TCP: connections (accepted and handshaking) a listening engine keeps
-	 * at once; verbs: connections still authenticating. More are refused
-	 * with a reason (0 = 256). */
+	 * at once; verbs: 4x that many QPs of connections still authenticating.
+	 * More are refused with a reason (0 = 256). */
 	unsigned max_conns;
 };
 

@@ -73,6 +73,7 @@
 #define VB_AUTH_MAGIC 0x414b4e4eu   /* "NNKA" */
 #define VB_ADV_MAGIC 0x564b4e4eu    /* "NNKV" */
 #define VB_ERR_MAGIC 0x454b4e4eu    /* "NNKE" */
+#define VB_MAX_QPS 64               /* per connection (opts.streams' limit) */
 #define VB_NONCE 32                 /* Na (connect request), Np (accept) */
 #define VB_MAC 32                   /* HMAC-SHA256, in the accept */
 #define VB_AUTH_MAC 24              /* AUTH's MAC: HMAC-SHA256 cut to 192 bits (32-byte receive buffers) */

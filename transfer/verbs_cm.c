@@ -21,7 +21,7 @@
  *   T = Na || Np || token (8 LE) || QP index (4 LE) || QP count (4 LE), the
  *   MACs of nkv__tcp_auth_mac with the verbs labels.
  * The listener closes a connection not up (every QP authenticated) within
- * opts.handshake_ms, and keeps at most opts.max_conns of them pending.
+ * opts.handshake_ms, and keeps at most 4 x opts.max_conns QPs pending.
  */
 #include "verbs.h"
 #include "nkv_util.h"
@@ -569,8 +569,8 @@ int nkv__vb_connect(struct nkv_engine *e, const char *host, uint16_t port, struc
 	uint64_t deadline = nkv_now_ns() + handshake_ns(e);
 	int rc;
 
-	if (e->opts.streams > 255)
-		return nkv_err(EINVAL, "at most 255 QPs per connection");
+	if (e->opts.streams > VB_MAX_QPS)
+		return nkv_err(EINVAL, "at most %d QPs per connection", VB_MAX_QPS);
 	if ((rc = resolve(host, port, &dst)))
 		return rc;
 	if (!(vc = conn_alloc(e, c, e->opts.streams)))
@@ -640,13 +640,16 @@ static struct vb_conn *find_pending(struct nkv_engine *e, uint64_t token)
 	return NULL;
 }
 
-static unsigned pending_conns(struct nkv_engine *e)
+/* QPs of the connections still authenticating: what an unauthenticated
+ * peer can make this engine hold (a CQ sized for them, rings per QP). */
+static unsigned pending_qps(struct nkv_engine *e)
 {
 	unsigned n = 0;
 
 	for (struct nkv_conn *c = e->conns; c; c = c->next) {
 		struct vb_conn *vc = c->be;
-		n += c->passive && vc && !vc->up_emitted && !vc->failed;
+		if (c->passive && vc && !vc->up_emitted && !vc->failed)
+			n += vc->nqps;
 	}
 	return n;
 }
@@ -675,8 +678,8 @@ static void on_connect_request(struct nkv_engine *e, struct rdma_cm_event *ev)
 		why = "a connect request without netkv verbs version 3 private data";
 		goto reject;
 	}
-	if (!req.nqps || req.qp_index >= req.nqps) {
-		why = "a connect request with a bad QP index";
+	if (!req.nqps || req.nqps > VB_MAX_QPS || req.qp_index >= req.nqps) {
+		why = "a connect request with a bad QP index or count (at most 64 QPs)";
 		goto reject;
 	}
 	if (id->verbs != ve->dev.ctx) {
@@ -684,9 +687,9 @@ static void on_connect_request(struct nkv_engine *e, struct rdma_cm_event *ev)
 		goto reject;
 	}
 	if (!(vc = find_pending(e, le64toh(req.token)))) {
-		if (pending_conns(e) >= max) {
+		if (pending_qps(e) + req.nqps > 4 * max) {
 			rej.code = htole32(VB_WHY_BUSY);
-			why = "a connect request: too many connections are still proving the secret (opts.max_conns)";
+			why = "a connect request: too many QPs are still proving the secret (4 x opts.max_conns)";
 			goto reject;
 		}
 		rej.code = htole32(VB_WHY_RESOURCES);
