@@ -1210,7 +1210,7 @@ int nkv_cmd_agent(int argc, char **argv)
 	 * pattern check of every received block. */
 	eo.verify = a->verify && !verbs;
 	eo.src_addr = src;
-	eo.handshake_ms = verbs ? 0 : HANDSHAKE_MS; /* verbs: the CM's own 10 s (a slow rxe VM needs it) */
+	eo.handshake_ms = verbs ? 0 : HANDSHAKE_MS; /* verbs: the default 10 s (a slow rxe VM needs it) */
 	/* The data plane's secret is the shared token (TCP and verbs). */
 	eo.secret = token;
 	if (cuda)
