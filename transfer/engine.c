@@ -50,11 +50,6 @@ int nkv_engine_create(const struct nkv_engine_opts *o, struct nkv_engine **out)
 			free(e);
 			return nkv_err(EINVAL, "data-plane secret of %zu bytes (at most %d)", n, NKV_SECRET_MAX);
 		}
-		if (n && o->backend == NKV_BACKEND_VERBS) {
-			free(e);
-			return nkv_err(EINVAL, "the verbs backend does not authenticate its peers yet: a data-plane "
-					       "secret needs --backend tcp");
-		}
 		memcpy(e->secret, o->secret, n);
 		e->secret_len = n;
 	}

@@ -134,20 +134,23 @@ struct nkv_engine_opts {
 	int gid_index;        /* verbs: -1 = automatic (RoCEv2 IPv4 GID on the routed netdev) */
 	unsigned streams;     /* TCP streams / QPs per connection for striping (>= 1) */
 	bool verify;          /* per-block xxhash64 computed by sender, checked by receiver */
-	unsigned handshake_ms; /* TCP: how long connect waits for the peer, and how long an
-				  accepted connection may take to open all its streams (0 = 10 s) */
+	unsigned handshake_ms; /* how long connect waits for the peer, and how long an accepted
+				  connection may take to open (and authenticate) all its streams
+				  or QPs (0 = 10 s) */
 	const char *src_addr; /* TCP: local IP that connections leave from (a host's NIC on a
 			       * multi-NIC host), NULL = the route's choice; must outlive the engine */
 	int gpu;              /* CUDA device (runtime ordinal) of NKV_MEM_CUDA regions; default 0 */
-	/* TCP: the data-plane secret both ends of a connection must hold (up to
+	/* The data-plane secret both ends of a connection must hold (up to
 	 * NKV_SECRET_MAX bytes; copied at create). Each side proves it to the
-	 * other by HMAC-SHA256 over fresh nonces of both (transfer/wire.h); it
-	 * never crosses the wire. NULL or "" = the empty secret: connections to
-	 * and from engines with no secret only, authenticating nothing.
-	 * Verbs does not authenticate yet: a secret there is refused (EINVAL). */
+	 * other by HMAC-SHA256 over fresh nonces of both (TCP: transfer/wire.h,
+	 * verbs: transfer/verbs_cm.c, on every QP, before a verbs listener
+	 * sends its rkeys); it never crosses the wire. NULL or "" = the empty
+	 * secret: connections to and from engines with no secret only,
+	 * authenticating nothing. */
 	const char *secret;
 	/* TCP: connections (accepted and handshaking) a listening engine keeps
-	 * at once; more are refused with a reason (0 = 256). */
+	 * at once; verbs: 4x that many QPs of connections still authenticating.
+	 * More are refused with a reason (0 = 256). */
 	unsigned max_conns;
 };
 

@@ -2,9 +2,9 @@
  * Verbs backend internals (rdma-core: libibverbs + librdmacm).
  *
  * Shape of a connection: nqps RC queue pairs (opts.streams, --qps), each one
- * rdma_cm connection, all sharing one completion queue. The decode side
- * advertises its regions (addr, len, rkey) in the private data of each
- * accept. A request is cut into at most nqps parts (big requests are striped,
+ * rdma_cm connection, all sharing one completion queue. Each QP first
+ * proves the data-plane secret both ways (verbs_cm.c); only then does the
+ * decode side send its regions (addr, len, rkey) on it, one ADVERT each. A request is cut into at most nqps parts (big requests are striped,
  * small ones go to one QP round-robin); each part goes down its QP as
  *   SEND (inline 32-byte header: seq, req id, bytes, region, parts)
  *   RDMA WRITE ... (SGLs built from the coalesced ranges)
@@ -53,11 +53,11 @@
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
-#define VB_VERSION 2 /* 2: receiver staging (credits, units, the header's flags) */
+#define VB_VERSION 3 /* 2: receiver staging; 3: authenticated connections (see verbs_cm.c) */
 #define VB_REQ_MAGIC 0x514b4e4eu /* "NNKQ" */
 #define VB_REP_MAGIC 0x504b4e4eu /* "NNKP" */
 #define VB_HDR_MAGIC 0x484b4e4eu /* "NNKH" */
-#define VB_REP_REGIONS 7         /* accept private data is 196 bytes */
+#define VB_REP_REGIONS 7         /* regions a listener advertises (one ADVERT message each) */
 #define VB_RECV_RING 512         /* receive WQEs per QP (headers + immediates) */
 #define VB_PARTS_OPEN 200        /* parts in flight per QP: 2 receives each */
 #define VB_SQ_DEPTH 512
@@ -70,6 +70,16 @@
 #define VB_HDR_STAGED 1u            /* vb_hdr.flags: the data comes as units */
 #define VB_CREDITS 4                /* bounce slots lent per connection */
 #define VB_CREDIT_RING (2 * VB_CREDITS + 2) /* receives on the sender for credits */
+#define VB_AUTH_MAGIC 0x414b4e4eu   /* "NNKA" */
+#define VB_ADV_MAGIC 0x564b4e4eu    /* "NNKV" */
+#define VB_ERR_MAGIC 0x454b4e4eu    /* "NNKE" */
+#define VB_MAX_QPS 64               /* per connection (opts.streams' limit) */
+#define VB_NONCE 32                 /* Na (connect request), Np (accept) */
+#define VB_MAC 32                   /* HMAC-SHA256, in the accept */
+#define VB_AUTH_MAC 24              /* AUTH's MAC: HMAC-SHA256 cut to 192 bits (32-byte receive buffers) */
+#define VB_LABEL_LISTENER "netkv-verbs-v3 listener"
+#define VB_LABEL_CONNECTOR "netkv-verbs-v3 connector"
+#define VB_CTRL_SENDS (VB_REP_REGIONS + 1) /* ADVERTs or an ERROR a QP sends once */
 #define VB_UNIT_RANGES 512u
 #define VB_UNIT_DESC (VB_UNIT_RANGES * sizeof(struct vb_unit_range))
 #define VB_UNIT_PAYLOAD (NKV_GPU_IN_BYTES - VB_UNIT_DESC)
@@ -81,22 +91,51 @@ struct vb_req_pd {
 	uint64_t token;  /* names the connection the QP belongs to */
 	uint32_t mtu;    /* the sender port's active MTU in bytes */
 	uint32_t pad2;
+	uint8_t na[VB_NONCE]; /* the connector's fresh nonce */
 };
 
-struct vb_wire_region {
-	uint32_t id, rkey;
-	uint64_t addr, len;
-};
-
-/* Accept private data (passive -> active, <= 196 bytes). */
+/* Accept private data (passive -> active): the listener's proof, no regions. */
 struct vb_rep_pd {
 	uint32_t magic;
-	uint8_t version, nregions;
-	uint16_t pad;
+	uint8_t version, pad;
+	uint16_t pad1;
 	uint32_t mtu;
 	uint32_t pad2;
-	struct vb_wire_region r[VB_REP_REGIONS];
+	uint8_t np[VB_NONCE];
+	uint8_t mac[VB_MAC]; /* HMAC(secret, VB_LABEL_LISTENER || T), see verbs_cm.c */
 };
+
+_Static_assert(sizeof(struct vb_req_pd) == 56, "connect private data holds 56 bytes");
+
+/* Connector -> listener, the first SEND on each QP: its proof. */
+struct vb_auth {
+	uint32_t magic;
+	uint32_t pad;
+	uint8_t mac[VB_AUTH_MAC]; /* HMAC(secret, VB_LABEL_CONNECTOR || T), first 24 bytes */
+};
+
+/* Listener -> connector after a good AUTH, on that QP: region `index` of
+ * `count` (count 0: one message, no region). */
+struct vb_advert {
+	uint32_t magic;
+	uint32_t id;
+	uint64_t addr;
+	uint64_t len;
+	uint32_t rkey;
+	uint8_t index, count;
+	uint16_t pad;
+};
+
+/* Either way during the handshake, and a reject's private data: a refusal;
+ * its reason is `code` (VB_WHY_*). */
+struct vb_error {
+	uint32_t magic;
+	int32_t status;  /* a negative errno */
+	uint32_t code;
+	uint8_t pad[20];
+};
+
+enum { VB_WHY_PROOF = 1, VB_WHY_PROTO, VB_WHY_REGIONS, VB_WHY_TIMEOUT, VB_WHY_BUSY, VB_WHY_REQUEST, VB_WHY_RESOURCES };
 
 /* The per-part header, sent inline. */
 struct vb_hdr {
@@ -137,8 +176,11 @@ struct vb_unit_range {     /* in the slot's descriptor area, little-endian */
 	uint64_t len;
 };
 
-/* All three share the receive ring's 32-byte buffers. */
+/* All share the receive ring's 32-byte buffers. */
 _Static_assert(sizeof(struct vb_hdr) == 32, "vb_hdr is 32 bytes");
+_Static_assert(sizeof(struct vb_auth) == 32, "vb_auth is 32 bytes");
+_Static_assert(sizeof(struct vb_advert) == 32, "vb_advert is 32 bytes");
+_Static_assert(sizeof(struct vb_error) == 32, "vb_error is 32 bytes");
 _Static_assert(sizeof(struct vb_credit) == 32, "vb_credit is 32 bytes");
 _Static_assert(sizeof(struct vb_unit) == 32, "vb_unit is 32 bytes");
 
@@ -225,6 +267,11 @@ struct vb_qp {
 	struct rdma_cm_id *id;
 	uint32_t idx, qpn;
 	bool established;
+	/* the handshake */
+	bool authed;                   /* passive: its AUTH checked out; active: its ADVERTs all came */
+	uint8_t na[VB_NONCE], np[VB_NONCE];
+	uint32_t nadv, adv_count;      /* active: ADVERTs received, of how many */
+	uint32_t ctrl_out;             /* ADVERT / AUTH / ERROR SENDs not yet completed */
 	/* send side */
 	uint32_t sq_depth, sq_out, since_sig, parts_open;
 	struct vb_sig sig[VB_SQ_DEPTH];
@@ -258,9 +305,13 @@ struct vb_conn {
 	struct nkv_engine *e;
 	struct ibv_cq *cq;
 	struct vb_qp *qps;
-	uint32_t nqps, nup;
+	uint32_t nqps, nup, nauth;     /* QPs established, QPs authenticated */
 	uint64_t token;
 	bool failed, up_emitted;
+	bool refusing;                 /* an ERROR is on its way: fail with `why` once it left */
+	int fail_status;               /* the first failure's status and reason */
+	char why[160];
+	uint64_t auth_deadline;        /* passive: up (every QP authenticated) by then, or closed */
 	uint32_t next_seq, rr, inflight;
 	struct vb_req *reqs;
 	struct vb_rslot *rslots;       /* passive side */
@@ -288,6 +339,7 @@ struct vb_engine {
 	bool event_mode;               /* NKV_VERBS_COMPLETION=event */
 	uint32_t spin_ns;              /* adaptive busy-poll budget */
 	uint32_t cm_skip;              /* polls since the CM channel was last looked at */
+	uint64_t next_sweep;           /* nkv__vb_auth_sweep's next look at pending connections */
 	struct {                       /* staging slots registered so far */
 		const void *base;
 		struct ibv_mr *mr;
@@ -308,6 +360,11 @@ uint32_t nkv__vb_mtu_bytes(enum ibv_mtu m);
 
 /* verbs_cm.c */
 int nkv__vb_cm_events(struct nkv_engine *e);
+void nkv__vb_auth_sweep(struct nkv_engine *e);
+void nkv__vb_auth_recv(struct vb_conn *vc, struct vb_qp *q, const void *msg);
+void nkv__vb_ctrl_sent(struct vb_conn *vc, struct vb_qp *q);
+__attribute__((format(printf, 5, 6)))
+void nkv__vb_refuse(struct vb_conn *vc, struct vb_qp *q, int status, uint32_t code, const char *fmt, ...);
 __attribute__((format(printf, 3, 4)))
 void nkv__vb_conn_fail(struct vb_conn *vc, int status, const char *fmt, ...);
 int nkv__vb_qp_create(struct vb_conn *vc, struct vb_qp *q, bool passive);
@@ -315,6 +372,7 @@ int nkv__vb_qp_create(struct vb_conn *vc, struct vb_qp *q, bool passive);
 /* verbs_data.c */
 int nkv__vb_cq_create(struct nkv_engine *e, struct vb_conn *vc);
 int nkv__vb_post_recvs(struct vb_qp *q, uint32_t n);
+int nkv__vb_send_ctrl(struct vb_qp *q, const void *msg);
 void nkv__vb_lend_slots(struct vb_conn *vc);
 void nkv__vb_lend_free(struct vb_conn *vc);
 void nkv__vb_post_pending(struct vb_qp *q);

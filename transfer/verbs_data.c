@@ -23,7 +23,7 @@
 #define NO_SLOT_MSG "the peer has no bounce slot to lend this connection for its staged GPU memory (all taken " \
 		    "by other connections, or its registration failed: see the peer's log)"
 
-enum { WR_HDR = 1, WR_WRITE = 2, WR_IMM = 3, WR_CREDIT = 4, WR_UNIT = 5 };
+enum { WR_HDR = 1, WR_WRITE = 2, WR_IMM = 3, WR_CREDIT = 4, WR_UNIT = 5, WR_CTRL = 6 };
 #define VB_RECV_TAG (1ull << 63)
 
 int nkv__vb_cq_create(struct nkv_engine *e, struct vb_conn *vc)
@@ -580,6 +580,7 @@ static const char *wr_kind(uint64_t wr_id, bool recv)
 	case WR_IMM: return "RDMA WRITE_WITH_IMM";
 	case WR_CREDIT: return "credit SEND";
 	case WR_UNIT: return "unit SEND";
+	case WR_CTRL: return "handshake SEND";
 	default: return "work request";
 	}
 }
@@ -612,6 +613,21 @@ static void send_done(struct vb_conn *vc, struct vb_qp *q)
 			nkv__vb_req_free(vc, r);
 		}
 	}
+}
+
+/* A handshake message (AUTH, ADVERT, ERROR: 32 bytes, inline, signalled). */
+int nkv__vb_send_ctrl(struct vb_qp *q, const void *msg)
+{
+	struct ibv_sge sge = { .addr = (uintptr_t)msg, .length = 32 };
+	struct ibv_send_wr w = { .wr_id = WR_CTRL, .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_SEND,
+				 .send_flags = IBV_SEND_INLINE | IBV_SEND_SIGNALED }, *bad;
+	int err = ibv_post_send(q->id->qp, &w, &bad);
+
+	if (err)
+		return nkv_err(err, "verbs %s QP 0x%x: posting a handshake message: %s", VE(q->vc->e)->dev.name, q->qpn,
+			       strerror(err));
+	q->ctrl_out++;
+	return 0;
 }
 
 /* ---- receiver staging ------------------------------------------------------ */
@@ -803,7 +819,13 @@ static void recv_done(struct vb_conn *vc, struct vb_qp *q, struct ibv_wc *wc)
 		uint32_t magic = le32toh(h.magic);
 		if (wc->byte_len != sizeof(h))
 			return nkv__vb_conn_fail(vc, -EPROTO, "verbs %s QP 0x%x: a %u-byte message", dev, q->qpn, wc->byte_len);
-		if (magic == VB_CREDIT_MAGIC && !vc->c->passive) {
+		if (vc->refusing)
+			return; /* it is being closed */
+		if (!q->authed || magic == VB_ERR_MAGIC) {
+			nkv__vb_auth_recv(vc, q, &q->rbuf[slot]);
+			if (vc->failed || vc->refusing)
+				return;
+		} else if (magic == VB_CREDIT_MAGIC && !vc->c->passive) {
 			int rc = credit_arrived(vc, (const struct vb_credit *)&q->rbuf[slot]);
 			if (rc)
 				return nkv__vb_conn_fail(vc, rc, "verbs %s QP 0x%x: %s", dev, q->qpn, nkv_last_error());
@@ -827,6 +849,9 @@ static void recv_done(struct vb_conn *vc, struct vb_qp *q, struct ibv_wc *wc)
 							.bytes = le64toh(h.bytes), .region = le32toh(h.region),
 							.nparts = le16toh(h.nparts) };
 		}
+	} else if (!q->authed) {
+		return nkv__vb_refuse(vc, q, -EPROTO, VB_WHY_PROTO, "verbs %s QP 0x%x: an RDMA write before the handshake ended",
+				      dev, q->qpn);
 	} else if (wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
 		uint32_t seq = ntohl(wc->imm_data);
 		struct vb_rslot *s = vc->c->passive ? &vc->rslots[seq % VB_RSLOTS] : NULL;
@@ -858,6 +883,10 @@ int nkv__vb_poll_cq(struct vb_conn *vc)
 			bool recv = wc[i].wr_id & VB_RECV_TAG;
 			if (!q || vc->failed)
 				continue; /* after the first error: flushes, and nothing left to account */
+			if (!recv && (wc[i].wr_id & 0xff) == WR_CTRL) {
+				nkv__vb_ctrl_sent(vc, q);
+				continue;
+			}
 			if (wc[i].status != IBV_WC_SUCCESS) {
 				nkv__vb_conn_fail(vc, wc[i].status == IBV_WC_REM_ACCESS_ERR ? -EACCES : -EIO,
 					     "verbs %s QP 0x%x: %s (seq %u) failed: %s (status %d, vendor error 0x%x)",
@@ -942,6 +971,7 @@ int nkv__vb_progress(struct nkv_engine *e, int timeout_ms)
 	uint64_t start = nkv_now_ns(), deadline = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000;
 	int n;
 
+	nkv__vb_auth_sweep(e);
 	if ((n = poll_all(e, false)) || timeout_ms == 0)
 		return n;
 	/* Adaptive busy-poll: spin for a budget that grows when work turns up
@@ -960,6 +990,7 @@ int nkv__vb_progress(struct nkv_engine *e, int timeout_ms)
 		int ms;
 		if (now >= deadline)
 			return 0;
+		nkv__vb_auth_sweep(e);
 		ms = deadline == UINT64_MAX ? 1000 : (int)((deadline - now + 999999) / 1000000);
 		if (ms > 1000)
 			ms = 1000;

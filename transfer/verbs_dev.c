@@ -225,9 +225,10 @@ void nkv__vb_describe(struct nkv_engine *e, struct vb_conn *vc)
 	else
 		snprintf(mtu, sizeof(mtu), "port mtu %u", nkv__vb_mtu_bytes(d->port.active_mtu));
 	char buf[320];
-	size_t n = (size_t)snprintf(buf, sizeof(buf), "verbs %s port %u gid %d (%s%s%s) %s, %s", d->name, d->port_num,
+	size_t n = (size_t)snprintf(buf, sizeof(buf), "verbs %s port %u gid %d (%s%s%s) %s, %s%s", d->name, d->port_num,
 				    idx, type, ip[0] ? " " : "", ip, mtu,
-				    ve->event_mode ? "event channel" : "adaptive busy-poll");
+				    ve->event_mode ? "event channel" : "adaptive busy-poll",
+				    e->secret_len ? ", authenticated" : ", no data-plane secret");
 	if (n >= sizeof(e->desc))
 		n = sizeof(e->desc) - 1;
 	memcpy(e->desc, buf, n);

@@ -1248,9 +1248,9 @@ int nkv_cmd_agent(int argc, char **argv)
 	 * pattern check of every received block. */
 	eo.verify = a->verify && !verbs;
 	eo.src_addr = src;
-	eo.handshake_ms = verbs ? 0 : HANDSHAKE_MS; /* verbs: the CM's own 10 s (a slow rxe VM needs it) */
-	/* The data plane's secret is the shared token; verbs cannot check one yet. */
-	eo.secret = verbs ? NULL : token;
+	eo.handshake_ms = verbs ? 0 : HANDSHAKE_MS; /* verbs: the default 10 s (a slow rxe VM needs it) */
+	/* The data plane's secret is the shared token (TCP and verbs). */
+	eo.secret = token;
 	if (cuda)
 		eo.gpu = agent_pick_gpu(gpu == UINT32_MAX ? -1 : (int)gpu, device, gpu_why, sizeof(gpu_why));
 	p->gpu = eo.gpu;

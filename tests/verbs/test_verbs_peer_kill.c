@@ -44,10 +44,8 @@ static pid_t spawn_receiver(const char *ip, uint16_t *port)
 	return pid;
 }
 
-static void run(struct nkv_engine *tx, uint32_t sid, const char *ip, bool kill_it)
+static void run(struct nkv_engine *tx, uint32_t sid, const char *ip, pid_t pid, uint16_t port, bool kill_it)
 {
-	uint16_t port;
-	pid_t pid = spawn_receiver(ip, &port);
 	char addr[96];
 	struct nkv_conn *c;
 	struct nkv_plan *plan;
@@ -126,11 +124,16 @@ int main(void)
 	void *sbuf;
 
 	vt_need_rdma(ip, sizeof(ip));
+	/* Both receivers are forked before this process opens the device: a
+	 * child would inherit librdmacm's device contexts, whose command fd the
+	 * kernel refuses to another process (EACCES on the child's first SEND). */
+	uint16_t port[2];
+	pid_t pid[2] = { spawn_receiver(ip, &port[0]), spawn_receiver(ip, &port[1]) };
 	tx = vt_engine(2);
 	VT_CHECK(nkv_region_alloc(tx, NKV_MEM_HOST, RLEN, NULL, &sid, &sbuf) == 0, "tx region");
 	vt_fill(sbuf, RLEN, 5);
-	run(tx, sid, ip, true);
-	run(tx, sid, ip, false);
+	run(tx, sid, ip, pid[0], port[0], true);
+	run(tx, sid, ip, pid[1], port[1], false);
 	nkv_engine_destroy(tx);
 	printf("ok\n");
 	return 0;
