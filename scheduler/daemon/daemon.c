@@ -1276,6 +1276,7 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	d->next_probe = ((uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec) & ((1ull << 62) - 1);
 	d->probe = probes;
 	d->agent_timeout = agent_s;
+	nkv_proto_set_dead_s(agent_s); /* control connections: a vanished host is an error within it */
 	d->request_timeout = request_s;
 	d->lfd = d->mfd = -1;
 	int rc = nkv_topo_load(topo, &d->topo);
