@@ -256,19 +256,22 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 	struct nkv_msg m;
 	double start = nkv_now_s(), last_submit = start, last_progress = 0;
 	/* --resubmit: while the scheduler is away (up false), when it went and
-	 * when to try again (backoff 0.1 s doubling to 2 s, for --timeout). */
+	 * when to try again (backoff 0.1 s doubling to 2 s). It must be back
+	 * within --timeout of the first loss since the last record (stuck_at),
+	 * so a scheduler that dies again at each return cannot keep us forever. */
 	bool up = !rc;
-	double down_at = 0, retry_at = 0, backoff = 0.1, back_at = 0;
+	double down_at = 0, stuck_at = 0, retry_at = 0, backoff = 0.1, back_at = 0;
 	size_t next = 0, got = 0;
 	char lost_why[160] = "", down_why[128] = "";
 	res->start_s = start;
 	while (!rc) {
 		double now = nkv_now_s();
 		if (!up) {
-			if (now - down_at > o->timeout_s) {
+			if (now - stuck_at > o->timeout_s) {
 				rc = nkv_err(ETIMEDOUT, "scheduler not back within %g s (--timeout): %s", o->timeout_s,
 					     down_why);
-				snprintf(lost_why, sizeof(lost_why), "scheduler connection lost after %.1f s, not back within %g s (--timeout): %.60s",
+				snprintf(lost_why, sizeof(lost_why),
+					 "scheduler connection lost after %.1f s, not back within %g s (--timeout): %.60s",
 					 down_at - start, o->timeout_s, down_why);
 				break;
 			}
@@ -357,6 +360,7 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 			if (m.type == NKV_MSG_RECORD && m.req < t->n && !res->recs[m.req].done) {
 				take_record(&res->recs[m.req], &m);
 				got++;
+				stuck_at = 0;
 			} else if (m.type == NKV_MSG_ERROR) {
 				said = nkv_err(EPROTO, "scheduler: %s", m.text ? m.text : "");
 			}
@@ -378,6 +382,7 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 			nkv_pconn_close(&c);
 			up = false;
 			down_at = retry_at = nkv_now_s();
+			stuck_at = stuck_at ? stuck_at : down_at;
 			backoff = 0.1;
 			rc = 0;
 			continue;
