@@ -31,9 +31,10 @@
  * transfer_s: prefill end -> last byte placed; xfer_s: push start -> last
  * byte placed (the data movement alone; the simulator has no gap between
  * the two). resubmits: how often `netkv replay --resubmit` submitted the
- * request again after losing the scheduler. An empty field means "not known on this side" (the simulator
- * verifies no blocks and keeps no per-token gaps; the testbed's records do
- * not carry the scheduler's estimate or the blocks held).
+ * request again after losing the scheduler. An empty field means "not
+ * known on this side" (the simulator verifies no blocks and keeps no
+ * per-token gaps; the testbed's records do not carry the scheduler's
+ * estimate or the blocks held).
  */
 enum nkv_rec_status { NKV_REC_ST_OK, NKV_REC_ST_FAILED, NKV_REC_ST_LOST };
 

@@ -110,7 +110,7 @@ int nkv_proto_keepalive(int fd, double dead_s)
 	 * at least 1 (what TCP_KEEPIDLE and TCP_KEEPINTVL take). */
 	int idle = dead_s / 2 >= 1 ? (int)(dead_s / 2) : 1, intvl = dead_s / 6 >= 1 ? (int)(dead_s / 6) : 1, cnt = 3;
 	int one = 1;
-	unsigned ms = dead_s * 1000 < 1e9 ? (unsigned)(dead_s * 1000) : 1000000000u;
+	unsigned ms = dead_s * 1000 < 1 ? 1 : dead_s * 1000 < 1e9 ? (unsigned)(dead_s * 1000) : 1000000000u; /* 0 = off */
 	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
