@@ -142,8 +142,12 @@ static void step_add(struct step *st, const struct replay_result *r, bool count_
 	st->resubmitted += r->resubmitted;
 	st->blocks_ok += r->blocks_ok;
 	st->blocks_bad += r->blocks_bad;
-	for (size_t k = 0; k < r->nfailed_why; k++)
+	for (size_t k = 0; k < r->nfailed_why; k++) {
 		nkv_replay_why_add(st->failed_why, &st->nfailed_why, r->failed_why[k].reason, r->failed_why[k].n);
+		/* a block that failed verification fails its request at the decode: a bad block too */
+		if (strstr(r->failed_why[k].reason, "checksum mismatch"))
+			st->blocks_bad += r->failed_why[k].n;
+	}
 	for (size_t i = 0; i < r->n; i++) {
 		const struct replay_rec *x = &r->recs[i];
 		if (x->done && !x->status)
