@@ -145,6 +145,10 @@ int nkv_pconn_read(struct nkv_pconn *c)
 	/* At most one largest frame, or c->inmax bytes (a peer that has not
 	 * registered yet gets a small buffer from the daemon). */
 	size_t lim = c->inmax ? c->inmax : NKV_PROTO_MAX_PAYLOAD + NKV_PROTO_HDR;
+	if (c->inoff) { /* what nkv_pconn_next consumed goes here, once per read, not once per frame */
+		memmove(c->in, c->in + c->inoff, c->inlen);
+		c->inoff = 0;
+	}
 	for (;;) {
 		/* Full: let the caller decode first (or refuse a frame that cannot fit). */
 		if (c->inlen >= lim)
@@ -178,10 +182,12 @@ int nkv_pconn_read(struct nkv_pconn *c)
 int nkv_pconn_next(struct nkv_pconn *c, struct nkv_msg *m)
 {
 	size_t used = 0;
-	int rc = nkv_msg_decode(c->in, c->inlen, m, &used);
+	int rc = nkv_msg_decode(c->inlen ? c->in + c->inoff : c->in, c->inlen, m, &used);
 	if (rc == 1) {
-		memmove(c->in, c->in + used, c->inlen - used);
+		c->inoff += used;
 		c->inlen -= used;
+		if (!c->inlen)
+			c->inoff = 0;
 	}
 	return rc;
 }

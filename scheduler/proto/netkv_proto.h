@@ -177,7 +177,7 @@ int nkv_msg_decode(const uint8_t *buf, size_t len, struct nkv_msg *m, size_t *us
 struct nkv_pconn {
 	int fd;
 	uint8_t *in;
-	size_t inlen, incap;
+	size_t inoff, inlen, incap;    /* unread input: in[inoff .. inoff + inlen) */
 	size_t inmax;                  /* input buffer bound; 0 = one largest frame */
 	struct nkv_buf out;
 };
