@@ -1340,10 +1340,15 @@ int nkv_cmd_agent(int argc, char **argv)
 	double next_hb = 0;
 	int status = 0;
 	struct nkv_msg m;
+	/* Just joined: what came behind REGISTER_OK (a task for a request that
+	 * waited for this agent) is already in the buffer, and no POLLIN will
+	 * say so: read the buffer once without waiting. */
+	bool joined = false;
 	while (!g_stop) {
 		double now = nkv_now_s();
 		if (a->ctl.fd < 0) {
 			int jrc = agent_ctl_join(jc, &a->ctl, now, &g_stop);
+			joined = jrc == 0;
 			if (jrc == 0) {
 				heartbeat_full(a);
 				next_hb = nkv_now_s() + 0.05;
@@ -1382,7 +1387,7 @@ int nkv_cmd_agent(int argc, char **argv)
 				wake = a->probes[i].hold;
 		if (a->iter_on && a->iter_end < wake)
 			wake = a->iter_end;
-		double dt = wake - now;
+		double dt = joined ? 0 : wake - now;
 		struct timespec ts = { 0, dt > 0 ? (long)(dt * 1e9) : 0 };
 		/* a negative fd (no scheduler now) is ignored by ppoll */
 		struct pollfd pf = { .fd = a->ctl.fd, .events = (short)(POLLIN | (nkv_pconn_pending(&a->ctl) ? POLLOUT : 0)) };
@@ -1390,7 +1395,8 @@ int nkv_cmd_agent(int argc, char **argv)
 			break;
 		if (pf.revents & POLLOUT)
 			nkv_pconn_flush(&a->ctl);
-		if (pf.revents & (POLLIN | POLLHUP | POLLERR)) {
+		if ((pf.revents & (POLLIN | POLLHUP | POLLERR)) || joined) {
+			joined = false;
 			int rrc = nkv_pconn_read(&a->ctl);
 			char lost[NKV_ERRSTR_MAX], drc_bad[NKV_ERRSTR_MAX + 32] = "";
 			snprintf(lost, sizeof(lost), "%s", rrc ? nkv_last_error() : "");

@@ -55,6 +55,7 @@ static const struct col cols[] = {
 	{ "held_blocks", C_I64, F(held_blocks), false, false, 0 },
 	{ "est_transfer_s", C_DBL, F(est_transfer_s), false, false, 0 },
 	{ "tbt_max_s", C_DBL, F(tbt_max_s), false, false, 0 },
+	{ "resubmits", C_I64, F(resubmits), false, false, 0 },
 	{ "reason", C_TEXT, F(reason), false, false, 0 },
 };
 #undef F
@@ -72,7 +73,7 @@ void nkv_rec_row_init(struct nkv_rec_row *r)
 	r->queue_s = r->prefill_s = r->transfer_s = r->xfer_s = r->decode_wait_s = r->first_step_s = NAN;
 	r->ttft_s = r->tbt_mean_s = r->tbt_p99_s = r->e2e_s = r->arrival_s = NAN;
 	r->est_transfer_s = r->tbt_max_s = NAN;
-	r->blocks_ok = r->blocks_bad = r->held_blocks = -1;
+	r->blocks_ok = r->blocks_bad = r->held_blocks = r->resubmits = -1;
 }
 
 void nkv_rec_write_header(FILE *f)

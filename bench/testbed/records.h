@@ -22,7 +22,7 @@
  *   req line input output status tier bytes queue_s prefill_s transfer_s
  *   xfer_s decode_wait_s first_step_s ttft_s tbt_mean_s tbt_p99_s e2e_s
  *   tokens blocks_ok blocks_bad slo_met arrival_s prefill decode
- *   held_blocks est_transfer_s tbt_max_s reason
+ *   held_blocks est_transfer_s tbt_max_s resubmits reason
  *
  * (the first 21 are the original replay columns, in their original
  * places; reason, free text in double quotes with "" for a quote, stays
@@ -30,9 +30,11 @@
  * from the start of the run. prefill/decode: topology instance names.
  * transfer_s: prefill end -> last byte placed; xfer_s: push start -> last
  * byte placed (the data movement alone; the simulator has no gap between
- * the two). An empty field means "not known on this side" (the simulator
- * verifies no blocks and keeps no per-token gaps; the testbed's records do
- * not carry the scheduler's estimate or the blocks held).
+ * the two). resubmits: how often `netkv replay --resubmit` submitted the
+ * request again after losing the scheduler. An empty field means "not
+ * known on this side" (the simulator verifies no blocks and keeps no
+ * per-token gaps; the testbed's records do not carry the scheduler's
+ * estimate or the blocks held).
  */
 enum nkv_rec_status { NKV_REC_ST_OK, NKV_REC_ST_FAILED, NKV_REC_ST_LOST };
 
@@ -51,6 +53,7 @@ struct nkv_rec_row {
 	char prefill[40], decode[40];    /* "" unknown */
 	int64_t held_blocks;             /* -1 unknown */
 	double est_transfer_s, tbt_max_s; /* NaN unknown */
+	int64_t resubmits;               /* -1 unknown */
 	char reason[256];
 	uint64_t file_line;              /* reader: line in the file */
 };

@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -154,6 +155,91 @@ static const char *agent_name(const struct replay_result *res, uint32_t id)
 	return NULL;
 }
 
+/* Names for the records that came so far, before a new scheduler's ids replace the map. */
+static void pin_names(struct replay_result *res)
+{
+	for (size_t i = 0; i < res->n; i++) {
+		struct replay_rec *r = &res->recs[i];
+		const char *pn = agent_name(res, r->prefill_id), *dn = agent_name(res, r->decode_id);
+		if (r->done && !r->pname[0] && pn)
+			snprintf(r->pname, sizeof(r->pname), "%s", pn);
+		if (r->done && !r->dname[0] && dn)
+			snprintf(r->dname, sizeof(r->dname), "%s", dn);
+	}
+}
+
+/* Connect (retrying a refused connect for connect_s), register as a client
+ * and learn the agents' names. On failure c is closed; -EACCES: refused. */
+static int sched_join(const struct replay_opts *o, struct nkv_pconn *c, double connect_s, struct replay_result *res)
+{
+	int fd = nkv_proto_connect(o->sched, connect_s);
+	if (fd < 0)
+		return fd; /* c untouched */
+	nkv_pconn_init(c, fd);
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_REGISTER);
+	m.role = NKV_ROLE_CLIENT;
+	snprintf(m.token, sizeof(m.token), "%s", o->token ? o->token : "");
+	snprintf(m.name, sizeof(m.name), "replay");
+	int rc = nkv_pconn_send_wait(c, &m);
+	if (!rc)
+		rc = nkv_pconn_recv_wait(c, &m, 10);
+	if (!rc && m.type != NKV_MSG_REGISTER_OK)
+		rc = nkv_err(EACCES, "scheduler refused the client: %s", m.text ? m.text : nkv_msg_type_name(m.type));
+	nkv_msg_clear(&m);
+	if (rc) {
+		nkv_pconn_close(c);
+		return rc;
+	}
+	pin_names(res);
+	res->nagents = 0;
+	query_agents(c, res);
+	return 0;
+}
+
+static int submit(struct nkv_pconn *c, const struct nkv_trace *t, size_t i, const struct replay_rec *r)
+{
+	struct nkv_msg m;
+	nkv_msg_init(&m, NKV_MSG_SUBMIT);
+	m.req = i;
+	m.input_len = r->input;
+	m.output_len = r->output;
+	nkv_msg_set_ids(&m, t->reqs[i].hash_ids, t->reqs[i].nblocks);
+	int rc = nkv_pconn_send(c, &m);
+	nkv_msg_clear(&m);
+	return rc;
+}
+
+static void take_record(struct replay_rec *r, const struct nkv_msg *m)
+{
+	const double *x = m->t;
+	r->done = true;
+	r->status = m->status;
+	r->ntokens = m->ntokens;
+	r->blocks_ok = m->blocks_ok;
+	r->blocks_bad = m->blocks_bad;
+	r->tier = m->tier;
+	r->bytes = m->bytes;
+	r->prefill_id = m->agent_id;
+	r->decode_id = m->peer;
+	snprintf(r->reason, sizeof(r->reason), "%s", m->text ? m->text : "");
+	if (m->status)
+		return;
+	/* The scheduler's times count from the last submit; what passed since
+	 * the first (a scheduler outage, --resubmit) is the client's wait too. */
+	double late = r->last_s - r->first_s;
+	r->queue = x[NKV_REC_PREFILL_T0] - x[NKV_REC_SUBMIT] + late;
+	r->prefill = x[NKV_REC_PREFILL_T1] - x[NKV_REC_PREFILL_T0];
+	r->transfer = x[NKV_REC_XFER_END] - x[NKV_REC_PREFILL_T1];
+	r->xfer_s = x[NKV_REC_XFER_S];
+	r->decode_wait = x[NKV_REC_ADMIT] - x[NKV_REC_XFER_END];
+	r->step = x[NKV_REC_STEP_S];
+	r->ttft = x[NKV_REC_FIRST] - x[NKV_REC_SUBMIT] + late;
+	r->tbt_mean = x[NKV_REC_TBT_MEAN];
+	r->tbt_p99 = x[NKV_REC_TBT_P99];
+	r->e2e = x[NKV_REC_END] - x[NKV_REC_SUBMIT] + late;
+}
+
 int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 {
 	memset(res, 0, sizeof(*res));
@@ -165,53 +251,88 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 		return rc;
 	res->n = t->n;
 	res->recs = calloc(t->n + 1, sizeof(*res->recs));
-	int fd = nkv_proto_connect(o->sched, 10);
-	if (fd < 0) {
-		nkv_trace_free(t);
-		return fd;
-	}
-	struct nkv_pconn c;
-	nkv_pconn_init(&c, fd);
+	struct nkv_pconn c = { .fd = -1 };
+	rc = sched_join(o, &c, 10, res);
 	struct nkv_msg m;
-	nkv_msg_init(&m, NKV_MSG_REGISTER);
-	m.role = NKV_ROLE_CLIENT;
-	snprintf(m.token, sizeof(m.token), "%s", o->token ? o->token : "");
-	snprintf(m.name, sizeof(m.name), "replay");
-	rc = nkv_pconn_send_wait(&c, &m);
-	if (!rc)
-		rc = nkv_pconn_recv_wait(&c, &m, 10);
-	if (!rc && m.type != NKV_MSG_REGISTER_OK)
-		rc = nkv_err(EACCES, "scheduler refused the client: %s", m.text ? m.text : nkv_msg_type_name(m.type));
-	nkv_msg_clear(&m);
-	if (!rc)
-		query_agents(&c, res);
 	double start = nkv_now_s(), last_submit = start, last_progress = 0;
+	/* --resubmit: while the scheduler is away (up false), when it went and
+	 * when to try again (backoff 0.1 s doubling to 2 s). It must be back
+	 * within --timeout of the first loss since the last record (stuck_at),
+	 * so a scheduler that dies again at each return cannot keep us forever. */
+	bool up = !rc;
+	double down_at = 0, stuck_at = 0, retry_at = 0, backoff = 0.1, back_at = 0;
 	size_t next = 0, got = 0;
-	char lost_why[160] = "";
+	char lost_why[160] = "", down_why[128] = "";
 	res->start_s = start;
 	while (!rc) {
 		double now = nkv_now_s();
+		if (!up) {
+			if (now - stuck_at > o->timeout_s) {
+				rc = nkv_err(ETIMEDOUT, "scheduler not back within %g s (--timeout): %s", o->timeout_s,
+					     down_why);
+				snprintf(lost_why, sizeof(lost_why),
+					 "scheduler connection lost after %.1f s, not back within %g s (--timeout): %.60s",
+					 down_at - start, o->timeout_s, down_why);
+				break;
+			}
+			if (now < retry_at) {
+				struct timespec ts = { 0, 20 * 1000 * 1000 };
+				nanosleep(&ts, NULL);
+				continue;
+			}
+			int jr = sched_join(o, &c, 0.2, res);
+			if (jr == -EACCES) { /* refused: it would be refused again */
+				rc = jr;
+				snprintf(lost_why, sizeof(lost_why), "scheduler connection lost after %.1f s, then: %.100s",
+					 down_at - start, nkv_last_error());
+				break;
+			}
+			if (jr) {
+				snprintf(down_why, sizeof(down_why), "%s", nkv_last_error());
+				retry_at = nkv_now_s() + backoff;
+				backoff = backoff * 2 > 2 ? 2 : backoff * 2;
+				continue;
+			}
+			up = true;
+			back_at = now = nkv_now_s();
+			res->reconnects++;
+			size_t again = 0;
+			for (size_t i = 0; i < next && !rc; i++) {
+				struct replay_rec *r = &res->recs[i];
+				if (!r->sent || r->done)
+					continue;
+				r->resubmits++;
+				res->resubmitted += r->resubmits == 1;
+				r->last_s = now;
+				again++;
+				rc = submit(&c, t, i, r);
+			}
+			fprintf(stderr, "%sscheduler back after %.1f s: %zu requests without a record submitted again\n",
+				o->label ? o->label : "", now - down_at, again);
+			last_submit = now;
+			if (rc)
+				goto lost;
+		}
 		while (next < t->n && now - start >= (double)t->reqs[next].timestamp_ms / 1000.0 / o->speed) {
 			const struct nkv_trace_req *tr = &t->reqs[next];
 			struct replay_rec *r = &res->recs[next];
+			double due = start + (double)tr->timestamp_ms / 1000.0 / o->speed;
 			r->line = tr->line;
 			r->input = tr->input_len;
 			r->output = o->max_output && tr->output_len > o->max_output ? o->max_output : tr->output_len;
-			r->arrival = now - start;
-			nkv_msg_init(&m, NKV_MSG_SUBMIT);
-			m.req = next;
-			m.input_len = r->input;
-			m.output_len = r->output;
-			nkv_msg_set_ids(&m, tr->hash_ids, tr->nblocks);
-			rc = nkv_pconn_send(&c, &m);
-			nkv_msg_clear(&m);
-			if (rc)
-				break;
-			r->sent = true;
+			/* Due while the scheduler was away: its wait counts from when it was due. */
+			r->first_s = due < back_at ? due : now;
+			r->last_s = now;
+			r->arrival = r->first_s - start;
+			r->sent = true; /* a failed send is a lost connection: resubmitted or lost */
 			next++;
 			last_submit = now;
+			if ((rc = submit(&c, t, next - 1, r)))
+				break;
 		}
-		if (rc || got == t->n)
+		if (rc)
+			goto lost;
+		if (got == t->n)
 			break;
 		if (next == t->n && now - last_submit > o->timeout_s) {
 			rc = nkv_err(ETIMEDOUT, "%zu requests without a record %.0f s after the last submit", t->n - got,
@@ -233,50 +354,42 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 			nkv_pconn_flush(&c);
 		if (!(pf.revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
-		int rrc = nkv_pconn_read(&c);
-		int drc;
+		rc = nkv_pconn_read(&c);
+		int drc, said = 0;
 		while ((drc = nkv_pconn_next(&c, &m)) == 1) {
 			if (m.type == NKV_MSG_RECORD && m.req < t->n && !res->recs[m.req].done) {
-				struct replay_rec *r = &res->recs[m.req];
-				const double *x = m.t;
-				r->done = true;
-				r->status = m.status;
-				r->ntokens = m.ntokens;
-				r->blocks_ok = m.blocks_ok;
-				r->blocks_bad = m.blocks_bad;
-				r->tier = m.tier;
-				r->bytes = m.bytes;
-				r->prefill_id = m.agent_id;
-				r->decode_id = m.peer;
-				snprintf(r->reason, sizeof(r->reason), "%s", m.text ? m.text : "");
-				if (!m.status) {
-					r->queue = x[NKV_REC_PREFILL_T0] - x[NKV_REC_SUBMIT];
-					r->prefill = x[NKV_REC_PREFILL_T1] - x[NKV_REC_PREFILL_T0];
-					r->transfer = x[NKV_REC_XFER_END] - x[NKV_REC_PREFILL_T1];
-					r->xfer_s = x[NKV_REC_XFER_S];
-					r->decode_wait = x[NKV_REC_ADMIT] - x[NKV_REC_XFER_END];
-					r->step = x[NKV_REC_STEP_S];
-					r->ttft = x[NKV_REC_FIRST] - x[NKV_REC_SUBMIT];
-					r->tbt_mean = x[NKV_REC_TBT_MEAN];
-					r->tbt_p99 = x[NKV_REC_TBT_P99];
-					r->e2e = x[NKV_REC_END] - x[NKV_REC_SUBMIT];
-				}
+				take_record(&res->recs[m.req], &m);
 				got++;
+				stuck_at = 0;
 			} else if (m.type == NKV_MSG_ERROR) {
-				rc = nkv_err(EPROTO, "scheduler: %s", m.text ? m.text : "");
+				said = nkv_err(EPROTO, "scheduler: %s", m.text ? m.text : "");
 			}
 			nkv_msg_clear(&m);
 		}
-		if ((drc < 0 || rrc) && !rc)
-			snprintf(lost_why, sizeof(lost_why), "scheduler connection lost after %.1f s: %s%.100s",
-				 nkv_now_s() - start, drc < 0 ? "bad frame: " : "", nkv_last_error());
-		if (drc < 0)
-			rc = nkv_err_wrap(drc, "from the scheduler");
-		else if (rrc && !rc)
-			rc = nkv_err_wrap(rrc, "scheduler connection");
-		else if (rc && !lost_why[0])
+		if (said || drc < 0) { /* the scheduler's ERROR or a bad frame: not a connection to try again */
+			rc = said ? said : nkv_err_wrap(drc, "from the scheduler");
 			snprintf(lost_why, sizeof(lost_why), "scheduler connection lost after %.1f s: %.100s",
 				 nkv_now_s() - start, nkv_last_error());
+			break;
+		}
+		if (!rc)
+			continue;
+	lost: /* the connection failed (rc) */
+		if (o->resubmit) {
+			snprintf(down_why, sizeof(down_why), "%s", nkv_last_error());
+			fprintf(stderr, "%sscheduler connection lost (%s): reconnecting for up to %g s (--resubmit)\n",
+				o->label ? o->label : "", down_why, o->timeout_s);
+			nkv_pconn_close(&c);
+			up = false;
+			down_at = retry_at = nkv_now_s();
+			stuck_at = stuck_at ? stuck_at : down_at;
+			backoff = 0.1;
+			rc = 0;
+			continue;
+		}
+		rc = nkv_err_wrap(rc, "scheduler connection");
+		snprintf(lost_why, sizeof(lost_why), "scheduler connection lost after %.1f s: %.100s", nkv_now_s() - start,
+			 nkv_last_error());
 	}
 	/* Every request without a record says why: the connection lost, the
 	 * timeout, or (not submitted) the run stopped before its time came. */
@@ -299,11 +412,12 @@ int nkv_replay_run(const struct replay_opts *o, struct replay_result *res)
 	res->wall_s = nkv_now_s() - start;
 	/* Agents that registered during the run (restarts) get new ids. */
 	bool unknown = false;
-	for (size_t i = 0; i < next && !rc; i++)
+	for (size_t i = 0; i < next && up && !rc; i++)
 		unknown |= (res->recs[i].prefill_id && !agent_name(res, res->recs[i].prefill_id)) ||
 			   (res->recs[i].decode_id && !agent_name(res, res->recs[i].decode_id));
 	if (unknown)
 		query_agents(&c, res);
+	pin_names(res);
 	nkv_pconn_close(&c);
 	nkv_trace_free(t);
 	summarise(o, res);
@@ -371,6 +485,9 @@ void nkv_replay_print(FILE *f, const struct replay_result *r)
 		fprintf(f, "  failed %5zu: %s\n", r->failed_why[i].n, r->failed_why[i].reason);
 	for (size_t i = 0; i < r->nlost_why; i++)
 		fprintf(f, "  lost   %5zu: %s\n", r->lost_why[i].n, r->lost_why[i].reason);
+	if (r->reconnects)
+		fprintf(f, "resubmitted %zu (without a record when the scheduler connection was lost; %zu reconnects)\n",
+			r->resubmitted, r->reconnects);
 	fprintf(f, "TTFT ms   mean %8.2f  p50 %8.2f  p90 %8.2f  p99 %8.2f\n", r->ttft[0] * 1e3, r->ttft[1] * 1e3,
 		r->ttft[2] * 1e3, r->ttft[3] * 1e3);
 	fprintf(f, "TBT ms    mean %8.3f  max p99 %8.3f\n", r->tbt_mean * 1e3, r->tbt_p99 * 1e3);
@@ -391,7 +508,6 @@ int nkv_replay_csv(const struct replay_result *r, const char *path)
 	for (size_t i = 0; i < r->n; i++) {
 		const struct replay_rec *x = &r->recs[i];
 		struct nkv_rec_row w;
-		const char *pn = agent_name(r, x->prefill_id), *dn = agent_name(r, x->decode_id);
 
 		nkv_rec_row_init(&w);
 		w.req = i;
@@ -416,8 +532,9 @@ int nkv_replay_csv(const struct replay_result *r, const char *path)
 		w.blocks_bad = x->blocks_bad;
 		w.slo_met = x->slo;
 		w.arrival_s = x->line ? x->arrival : NAN; /* line 0: never submitted */
-		snprintf(w.prefill, sizeof(w.prefill), "%s", pn ? pn : "");
-		snprintf(w.decode, sizeof(w.decode), "%s", dn ? dn : "");
+		snprintf(w.prefill, sizeof(w.prefill), "%s", x->pname);
+		snprintf(w.decode, sizeof(w.decode), "%s", x->dname);
+		w.resubmits = x->resubmits;
 		snprintf(w.reason, sizeof(w.reason), "%s", x->reason);
 		nkv_rec_write_row(f, &w);
 	}
@@ -441,6 +558,8 @@ static json_t *result_json(const struct replay_result *r)
 						       "requests", (json_int_t)r->n_tier[i]));
 	json_object_set_new(o, "tiers", tiers);
 	json_object_set_new(o, "not_submitted", json_integer((json_int_t)r->unsent));
+	json_object_set_new(o, "resubmitted", json_integer((json_int_t)r->resubmitted));
+	json_object_set_new(o, "reconnects", json_integer((json_int_t)r->reconnects));
 	for (int k = 0; k < 2; k++) {
 		const struct replay_why *w = k ? r->lost_why : r->failed_why;
 		json_t *a = json_array();
@@ -476,6 +595,9 @@ static void usage(FILE *f)
 		"  --max-output N     clamp output tokens (default: as in the trace)\n"
 		"  --csv FILE         per-request records\n"
 		"  --timeout S        wait for records after the last submit (default 120)\n"
+		"  --resubmit         when the scheduler connection is lost, reconnect (backoff, for up to\n"
+		"                     --timeout), register again and submit again every request without a\n"
+		"                     record (at least once; TTFT still counts from the first submit)\n"
 		"  --json             summary as JSON on stdout\n");
 }
 
@@ -490,7 +612,7 @@ int nkv_cmd_replay(int argc, char **argv)
 		{ "scheduler", 1, 0, 's' }, { "trace", 1, 0, 'f' }, { "rate-scale", 1, 0, 'x' }, { "limit", 1, 0, 'n' },
 		{ "token", 1, 0, 't' }, { "abort-on-bad", 0, 0, 'a' }, { "slo-ttft", 1, 0, 'T' }, { "slo-tbt", 1, 0, 'B' },
 		{ "time-scale", 1, 0, 'S' }, { "csv", 1, 0, 'c' }, { "timeout", 1, 0, 'w' }, { "json", 0, 0, 'j' },
-		{ "max-output", 1, 0, 'o' }, { "help", 0, 0, 'h' }, { "token-file", 1, 0, 'F' },
+		{ "max-output", 1, 0, 'o' }, { "help", 0, 0, 'h' }, { "token-file", 1, 0, 'F' }, { "resubmit", 0, 0, 'r' },
 		/* hidden aliases for one release (errors and "did you mean" name the entries above) */
 		{ "ttft-slo", 1, 0, 'T' }, { "tbt-slo", 1, 0, 'B' }, { "speed", 1, 0, 'x' }, { 0, 0, 0, 0 } };
 	int c;
@@ -512,6 +634,7 @@ int nkv_cmd_replay(int argc, char **argv)
 			break;
 		}
 		case 'a': o.abort_on_bad = true; break;
+		case 'r': o.resubmit = true; break;
 		case 'c': csv = optarg; break;
 		case 'j': json = true; break;
 		case 'x': dp = &o.speed; break;

@@ -13,7 +13,9 @@ struct replay_opts {
 	size_t limit;
 	bool abort_on_bad;
 	double ttft_slo, tbt_slo; /* seconds, already scaled */
-	double timeout_s;      /* wait for records after the last submit */
+	double timeout_s;      /* wait for records after the last submit; with resubmit,
+				* also how long to try to get the scheduler back */
+	bool resubmit;         /* on a lost scheduler connection: reconnect, submit again what has no record */
 	uint32_t max_output;   /* clamp output tokens (0 = as in the trace) */
 	bool progress;
 	const char *label;     /* progress prefix */
@@ -24,10 +26,14 @@ struct replay_rec {
 	uint32_t input, output, ntokens, blocks_ok, blocks_bad, tier;
 	int status;
 	bool sent, done, slo;
+	uint32_t resubmits;    /* times submitted again after a lost scheduler connection */
 	uint64_t bytes;
 	double queue, prefill, transfer, xfer_s, decode_wait, step, ttft, tbt_mean, tbt_p99, e2e;
-	double arrival;        /* submit time (this client's clock) from the start of the run */
+	double arrival;        /* first submit time (this client's clock) from the start of the run */
+	double first_s, last_s; /* nkv_now_s() of the first submit (or when it was due, if the scheduler
+				 * was away then) and of the last one; TTFT counts from first_s */
 	uint32_t prefill_id, decode_id; /* agent ids from the RECORD (0 = none) */
+	char pname[40], dname[40]; /* their names, once pinned (a restarted scheduler gives new ids) */
 	char reason[256];      /* failed: the scheduler's reason; lost: why no record came */
 };
 
@@ -50,6 +56,7 @@ struct replay_why {
  * (the run stopped first; counted in lost too, with that reason). */
 struct replay_result {
 	size_t n, finished, failed, lost, unsent, bad_lines, blocks_ok, blocks_bad, slo_met;
+	size_t resubmitted, reconnects; /* requests submitted more than once; scheduler connections regained */
 	struct replay_why failed_why[REPLAY_WHY_MAX + 1], lost_why[REPLAY_WHY_MAX + 1];
 	size_t nfailed_why, nlost_why;
 	struct replay_rec *recs;

@@ -7,10 +7,13 @@
  * step the faults of --faults are injected one after the other while the
  * load runs: a decode agent killed (SIGKILL) and started again, a decode
  * agent stopped (SIGSTOP) for --stop-for seconds and continued, the
- * scheduler killed and started again on the same port. The replay that was
- * connected to a killed scheduler reports what it had in flight as lost
- * (with the reason); once the agents are back, the rest of the step's trace
- * is replayed on the new scheduler, so the load goes on.
+ * scheduler killed and started again on the same port. The replay runs
+ * with --resubmit: it reconnects to the restarted scheduler and submits
+ * again what had no record, so nothing should be lost. With --no-resubmit
+ * (the comparison) the replay that was connected to a killed scheduler
+ * reports what it had in flight as lost (with the reason); once the agents
+ * are back, the rest of the step's trace is replayed on the new scheduler,
+ * so the load goes on.
  *
  * Per step it prints the offered and held request rate (finished / the
  * step's wall time), p99 TTFT of the finished requests, faults survived
@@ -51,11 +54,12 @@ struct soak {
 	char decodes[CLUSTER_MAX][32];
 	int ndecodes;
 	double rejoin_s;
+	bool resubmit;
 };
 
 struct step {
 	double rate, wall_s, held, ttft_p99, rejoin_s;
-	size_t n, finished, failed, lost, blocks_ok, blocks_bad;
+	size_t n, finished, failed, lost, resubmitted, blocks_ok, blocks_bad;
 	int injected, survived;
 	long rss_kib, rss_kill_kib; /* the scheduler's at the end of the step, and just before it was killed */
 	struct replay_why failed_why[REPLAY_WHY_MAX + 1], lost_why[REPLAY_WHY_MAX + 1];
@@ -135,10 +139,15 @@ static void step_add(struct step *st, const struct replay_result *r, bool count_
 	st->finished += r->finished;
 	st->failed += r->failed;
 	st->lost += r->lost - (count_unsent ? 0 : r->unsent);
+	st->resubmitted += r->resubmitted;
 	st->blocks_ok += r->blocks_ok;
 	st->blocks_bad += r->blocks_bad;
-	for (size_t k = 0; k < r->nfailed_why; k++)
+	for (size_t k = 0; k < r->nfailed_why; k++) {
 		nkv_replay_why_add(st->failed_why, &st->nfailed_why, r->failed_why[k].reason, r->failed_why[k].n);
+		/* a block that failed verification fails its request at the decode: a bad block too */
+		if (strstr(r->failed_why[k].reason, "checksum mismatch"))
+			st->blocks_bad += r->failed_why[k].n;
+	}
 	for (size_t i = 0; i < r->n; i++) {
 		const struct replay_rec *x = &r->recs[i];
 		if (x->done && !x->status)
@@ -165,10 +174,12 @@ static int run_step(struct soak *s, int idx, double rate, double step_s, int fau
 	if (!ttft)
 		return nkv_err(ENOMEM, "out of memory");
 	size_t nt = 0;
-	char label[64];
+	char label[64], plabel[72];
 	snprintf(label, sizeof(label), "rate %g/s", rate);
+	snprintf(plabel, sizeof(plabel), "%s: ", label);
 	struct rjob a = { .o = { .sched = s->addr, .token = s->token, .trace = trace, .speed = 1, .ttft_slo = 1e9,
-				 .tbt_slo = 1e9, .timeout_s = 30, .max_output = max_output, .label = label } };
+				 .tbt_slo = 1e9, .timeout_s = 30, .max_output = max_output, .label = plabel,
+				 .resubmit = s->resubmit } };
 	double t0 = nkv_now_s(), took;
 	pthread_create(&a.th, NULL, rjob_main, &a);
 	bool sched_restarted = false;
@@ -213,7 +224,7 @@ static int run_step(struct soak *s, int idx, double rate, double step_s, int fau
 	for (size_t i = 0; i < a.r.n; i++)
 		sent += a.r.recs[i].sent;
 	/* the rest of the step's trace on the restarted scheduler */
-	bool rest = sched_restarted && sent < n;
+	bool rest = sched_restarted && sent < n && !s->resubmit;
 	step_add(st, &a.r, !rest, ttft, &nt);
 	nkv_replay_free(&a.r);
 	if (rest) {
@@ -288,6 +299,8 @@ static void usage(FILE *f)
 		"                     and restarted, one SIGSTOPped for --stop-for s, the scheduler SIGKILLed\n"
 		"                     and restarted, at 20%%, 45%% and 70%% of each step\n"
 		"  --stop-for S       how long a stopped agent stays stopped (default 2)\n"
+		"  --no-resubmit      the replay without --resubmit: what a killed scheduler had in flight\n"
+		"                     is lost (and counted so); the rest of the step is replayed after it\n"
 		"  --rejoin-deadline S  the cluster must be whole again within S after a fault (default 30)\n"
 		"  --prefill LIST     prefill instances of the 16-GPU tree (default h0g0,h0g1)\n"
 		"  --decode LIST      decode instances (default h1g0,h2g0,h4g0,h5g0)\n"
@@ -298,8 +311,8 @@ static void usage(FILE *f)
 		"  -o, --output DIR   work dir: logs, traces (default /tmp/netkv-soak-PID, removed after a\n"
 		"                     run that passed)\n"
 		"  --json             the figures as JSON on stdout\n"
-		"Exits 1 when a fault was not survived, a request was lost other than to a scheduler's\n"
-		"death (those are reported, with their reason), or a block failed verification.\n");
+		"Exits 1 when a fault was not survived, a request was lost (with --no-resubmit: other than\n"
+		"to a scheduler's death; those are reported, with their reason), or a block failed verification.\n");
 }
 
 static json_t *why_json(const struct replay_why *w, size_t n)
@@ -321,12 +334,13 @@ int nkv_cmd_bench_testbed_soak(int argc, char **argv)
 	if (!s)
 		return 1;
 	s->rejoin_s = 30;
+	s->resubmit = true;
 	static const struct option opts[] = {
 		{ "rates", 1, 0, 'r' }, { "step", 1, 0, 's' }, { "faults", 1, 0, 'f' }, { "stop-for", 1, 0, 'S' },
 		{ "rejoin-deadline", 1, 0, 'R' }, { "prefill", 1, 0, 'P' }, { "decode", 1, 0, 'D' },
 		{ "blocks", 1, 0, 'b' }, { "time-scale", 1, 0, 'T' }, { "max-output", 1, 0, 'm' },
 		{ "policy", 1, 0, 'p' }, { "output", 1, 0, 'o' }, { "json", 0, 0, 'j' }, { "help", 0, 0, 'h' },
-		{ 0, 0, 0, 0 } };
+		{ "no-resubmit", 0, 0, 'N' }, { 0, 0, 0, 0 } };
 	int bad = 0;
 	optind = 1;
 	while (!bad && (c = nkv_cli_getopt(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -350,6 +364,7 @@ int nkv_cmd_bench_testbed_soak(int argc, char **argv)
 		case 'p': policy = optarg; break;
 		case 'o': out = optarg; break;
 		case 'j': json = true; break;
+		case 'N': s->resubmit = false; break;
 		case 'h': usage(stdout); free(s); return 0;
 		default: free(s); return 2;
 		}
@@ -430,15 +445,17 @@ int nkv_cmd_bench_testbed_soak(int argc, char **argv)
 		json_t *steps = json_array();
 		for (int i = 0; i < done; i++)
 			json_array_append_new(steps, json_pack(
-				"{s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:i, s:i, s:f, s:I, s:I, s:I, s:I, s:o, s:o}", "rate", st[i].rate,
+				"{s:f, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:i, s:i, s:f, s:I, s:I, s:I, s:I, s:o, s:o}", "rate", st[i].rate,
 				"requests", (json_int_t)st[i].n, "finished", (json_int_t)st[i].finished, "failed",
-				(json_int_t)st[i].failed, "lost", (json_int_t)st[i].lost, "wall_s", st[i].wall_s,
+				(json_int_t)st[i].failed, "lost", (json_int_t)st[i].lost, "resubmitted",
+				(json_int_t)st[i].resubmitted, "wall_s", st[i].wall_s,
 				"held_rps", st[i].held, "ttft_p99_s", st[i].ttft_p99, "faults_injected", st[i].injected,
 				"faults_survived", st[i].survived, "sched_rejoin_s", st[i].rejoin_s, "blocks_ok",
 				(json_int_t)st[i].blocks_ok, "blocks_bad", (json_int_t)st[i].blocks_bad, "sched_rss_kib",
 				(json_int_t)st[i].rss_kib, "sched_rss_before_kill_kib", (json_int_t)st[i].rss_kill_kib, "failed_reasons", why_json(st[i].failed_why, st[i].nfailed_why),
 				"lost_reasons", why_json(st[i].lost_why, st[i].nlost_why)));
-		json_t *o = nkv_json_with_meta(json_pack("{s:o, s:I, s:I, s:i, s:i, s:I, s:I}", "steps", steps, "lost",
+		json_t *o = nkv_json_with_meta(json_pack("{s:o, s:b, s:I, s:I, s:i, s:i, s:I, s:I}", "steps", steps,
+							 "resubmit", s->resubmit, "lost",
 							 (json_int_t)lost, "failed", (json_int_t)failed, "faults_injected",
 							 inj, "faults_survived", surv, "sched_rss_start_kib",
 							 (json_int_t)rss0, "sched_rss_end_kib", (json_int_t)rss1));
@@ -447,11 +464,11 @@ int nkv_cmd_bench_testbed_soak(int argc, char **argv)
 		free(js);
 		json_decref(o);
 	} else {
-		printf("%-7s %8s %8s %6s %5s %8s %11s %7s %8s %8s %13s %11s\n", "rate/s", "requests", "finished", "failed",
-		       "lost", "held/s", "p99 TTFT", "faults", "rejoin s", "blk bad", "RSS@kill KiB", "RSS@end KiB");
+		printf("%-7s %8s %8s %6s %5s %5s %8s %11s %7s %8s %8s %13s %11s\n", "rate/s", "requests", "finished",
+		       "failed", "lost", "resub", "held/s", "p99 TTFT", "faults", "rejoin s", "blk bad", "RSS@kill KiB", "RSS@end KiB");
 		for (int i = 0; i < done; i++)
-			printf("%-7g %8zu %8zu %6zu %5zu %8.2f %9.1fms %4d/%-2d %8.2f %8zu %13ld %11ld\n", st[i].rate, st[i].n,
-			       st[i].finished, st[i].failed, st[i].lost, st[i].held, st[i].ttft_p99 * 1e3, st[i].survived,
+			printf("%-7g %8zu %8zu %6zu %5zu %5zu %8.2f %9.1fms %4d/%-2d %8.2f %8zu %13ld %11ld\n", st[i].rate,
+			       st[i].n, st[i].finished, st[i].failed, st[i].lost, st[i].resubmitted, st[i].held, st[i].ttft_p99 * 1e3, st[i].survived,
 			       st[i].injected, st[i].rejoin_s, st[i].blocks_bad, st[i].rss_kill_kib, st[i].rss_kib);
 		for (int i = 0; i < done; i++) {
 			for (size_t k = 0; k < st[i].nfailed_why; k++)
@@ -461,23 +478,26 @@ int nkv_cmd_bench_testbed_soak(int argc, char **argv)
 		}
 	}
 	/* The verdict: lost requests are expected only where a scheduler died
-	 * with them in flight; anything else lost, a fault not survived or a
-	 * block that failed verification fails the soak. */
-	size_t bad_lost = 0, blocks_bad = 0;
+	 * with them in flight and the replay did not resubmit; anything else
+	 * lost, a fault not survived or a block that failed verification fails
+	 * the soak. */
+	size_t bad_lost = 0, blocks_bad = 0, resub = 0;
 	for (int i = 0; i < done; i++) {
 		blocks_bad += st[i].blocks_bad;
+		resub += st[i].resubmitted;
 		for (size_t k = 0; k < st[i].nlost_why; k++)
-			if (!strstr(st[i].lost_why[k].reason, "scheduler connection lost after "))
+			if (s->resubmit || !strstr(st[i].lost_why[k].reason, "scheduler connection lost after "))
 				bad_lost += st[i].lost_why[k].n;
 	}
 	if (!json)
-		printf("faults survived %d of %d; requests lost %zu (%zu in flight when a scheduler was killed, %zu otherwise),"
+		printf("faults survived %d of %d; requests lost %zu (%zu of them failing the run), resubmitted %zu%s,"
 		       " failed %zu; scheduler RSS %ld KiB at start, %ld KiB at end (the last scheduler started)\n",
-		       surv, inj, lost, lost - bad_lost, bad_lost, failed, rss0, rss1);
+		       surv, inj, lost, bad_lost, resub, s->resubmit ? "" : " (--no-resubmit)", failed, rss0, rss1);
 	bool ok = !rc && surv == inj && !bad_lost && !blocks_bad;
 	if (!ok)
-		fprintf(stderr, "soak: FAILED: %d of %d faults survived, %zu requests lost other than to a scheduler's death,"
-				" %zu blocks failed verification%s; logs in %s/\n", surv, inj, bad_lost, blocks_bad,
+		fprintf(stderr, "soak: FAILED: %d of %d faults survived, %zu requests lost%s,"
+				" %zu blocks failed verification%s; logs in %s/\n", surv, inj, bad_lost,
+			s->resubmit ? "" : " other than to a scheduler's death", blocks_bad,
 			rc ? ", the run stopped early" : "", s->dir);
 	else if (out)
 		fprintf(stderr, "soak: logs in %s/\n", s->dir);

@@ -102,11 +102,12 @@ struct daemon {
 	struct rqlist { struct rq *head, *tail; size_t n; } pending, running;
 	struct rq *ahead, *atail;              /* all in flight, oldest (first deadline) first */
 	double agent_timeout, request_timeout; /* --agent-timeout, --request-timeout */
+	size_t max_pending;                    /* --max-pending: requests in flight before SUBMITs are refused */
 	double next_liveness;                  /* when agents' silence is checked next */
 	uint64_t kv_bpt;
 	/* counters */
 	uint64_t decisions, finished, failed, rerouted, bad_peers, xfer_bytes;
-	uint64_t requests_timed_out, agents_timed_out;
+	uint64_t requests_timed_out, agents_timed_out, requests_busy;
 	double decide_s_sum, decide_s_max;
 	struct nkv_prom_hist decide_h, ttft_h; /* decision time; TTFT of finished requests */
 	uint64_t inflight_tier[NKV_TIERS];
@@ -547,6 +548,7 @@ static char *status_json(struct daemon *d)
 	json_object_set_new(o, "rerouted", json_integer((json_int_t)d->rerouted));
 	json_object_set_new(o, "bad_peers", json_integer((json_int_t)d->bad_peers));
 	json_object_set_new(o, "requests_timed_out", json_integer((json_int_t)d->requests_timed_out));
+	json_object_set_new(o, "requests_refused_busy", json_integer((json_int_t)d->requests_busy));
 	json_object_set_new(o, "agents_timed_out", json_integer((json_int_t)d->agents_timed_out));
 	json_object_set_new(o, "xfer_bytes", json_integer((json_int_t)d->xfer_bytes));
 	json_object_set_new(o, "probes_sent", json_integer((json_int_t)d->probes_sent));
@@ -634,6 +636,20 @@ static int on_msg(struct daemon *d, int pi, struct nkv_msg *m)
 	case NKV_MSG_SUBMIT: {
 		if (p->role != NKV_ROLE_CLIENT)
 			break;
+		if (d->rqtab.n >= d->max_pending) { /* refused at once, with a record: never dropped, never queued */
+			char why[96];
+			snprintf(why, sizeof(why), "scheduler busy: %zu requests pending (--max-pending)", d->rqtab.n);
+			struct nkv_msg r;
+			nkv_msg_init(&r, NKV_MSG_RECORD);
+			r.req = m->req;
+			r.status = -EBUSY;
+			nkv_msg_set_text(&r, why);
+			send_msg(d, pi, &r);
+			nkv_msg_clear(&r);
+			d->requests_busy++;
+			d->failed++;
+			return 0;
+		}
 		struct rq *q = calloc(1, sizeof(*q));
 		if (!q)
 			return nkv_err(ENOMEM, "out of memory for requests");
@@ -1128,6 +1144,8 @@ static void usage(FILE *f)
 		"  --request-timeout S  every request ends within S seconds of its submission, failed with\n"
 		"                     the stage it was stuck in if not finished (default 60; the replay's\n"
 		"                     --timeout, 120, is longer, so it gets that record)\n"
+		"  --max-pending N    requests in flight at most; a SUBMIT over it gets a failed record at once,\n"
+		"                     \"scheduler busy: N requests pending\" (default 65536)\n"
 		"  --refresh S        oracle telemetry refresh interval, seconds (default 1)\n"
 		"  --no-probes        no active probes (passive samples from transfers only)\n");
 }
@@ -1191,7 +1209,7 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	const char *listen_addr = "127.0.0.1:7400", *topo = NULL, *policy = "netkv", *token = getenv("NKV_TOKEN");
 	const char *prefill = NULL, *decode = NULL, *perf_model = "llama3-8b", *metrics = NULL, *gpu = NULL;
 	double scale = 1, w_cache = 1, w_load = 1, refresh = 1, auth_s = 3, agent_s = 3, request_s = 60;
-	uint32_t max_peers = NKV__PEERS_DEFAULT;
+	uint32_t max_peers = NKV__PEERS_DEFAULT, max_pending = 65536;
 	static const struct option opts[] = {
 		{ "listen", 1, 0, 'l' }, { "topo", 1, 0, 'T' }, { "policy", 1, 0, 'p' }, { "token", 1, 0, 't' },
 		{ "max-peers", 1, 0, 'X' }, { "auth-timeout", 1, 0, 'A' }, { "agent-timeout", 1, 0, 'G' },
@@ -1199,7 +1217,7 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		{ "prefill", 1, 0, 'P' }, { "decode", 1, 0, 'D' }, { "perf", 1, 0, 'm' }, { "time-scale", 1, 0, 's' },
 		{ "w-cache", 1, 0, 'c' }, { "w-load", 1, 0, 'L' }, { "metrics", 1, 0, 'M' }, { "refresh", 1, 0, 'r' },
 		{ "no-probes", 0, 0, 'N' }, { "gpu-model", 1, 0, 'g' }, { "help", 0, 0, 'h' }, { "token-file", 1, 0, 'F' },
-		{ 0, 0, 0, 0 } };
+		{ "max-pending", 1, 0, 'Q' }, { 0, 0, 0, 0 } };
 	static char token_buf[NKV_PROTO_MAX_TOKEN + 1];
 	int c;
 	bool probes = true;
@@ -1233,6 +1251,10 @@ int nkv_cmd_scheduler(int argc, char **argv)
 		case 'R': dp = &request_s; break;
 		case 'X':
 			if (nkv_cli_u32("scheduler", "--max-peers", optarg, 1, 1u << 20, &max_peers))
+				return 2;
+			break;
+		case 'Q':
+			if (nkv_cli_u32("scheduler", "--max-pending", optarg, 1, 1u << 24, &max_pending))
 				return 2;
 			break;
 		case 'h': usage(stdout); return 0;
@@ -1276,7 +1298,9 @@ int nkv_cmd_scheduler(int argc, char **argv)
 	d->next_probe = ((uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec) & ((1ull << 62) - 1);
 	d->probe = probes;
 	d->agent_timeout = agent_s;
+	nkv_proto_set_dead_s(agent_s); /* control connections: a vanished host is an error within it */
 	d->request_timeout = request_s;
+	d->max_pending = max_pending;
 	d->lfd = d->mfd = -1;
 	int rc = nkv_topo_load(topo, &d->topo);
 	struct nkv_perf perf;

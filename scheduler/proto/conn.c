@@ -1,4 +1,11 @@
-/* Control-protocol sockets: non-blocking, buffered both ways, one frame at a time. */
+/*
+ * Control-protocol sockets: non-blocking, buffered both ways, one frame at
+ * a time. Every control connection also has TCP keepalive and
+ * TCP_USER_TIMEOUT (nkv_proto_keepalive), so a peer whose host vanished
+ * without a RST (power loss, a cable, a partition) shows as a connection
+ * error within the dead-peer deadline instead of never: an agent then
+ * rejoins, the replay (--resubmit) reconnects.
+ */
 #include "netkv_proto.h"
 
 #include <arpa/inet.h>
@@ -89,12 +96,37 @@ int nkv_proto_connect(const char *addr, double timeout_s)
 	}
 }
 
+static double g_dead_s = NKV_PROTO_DEAD_S;
+
+void nkv_proto_set_dead_s(double dead_s)
+{
+	g_dead_s = dead_s > 0 ? dead_s : NKV_PROTO_DEAD_S;
+}
+
+int nkv_proto_keepalive(int fd, double dead_s)
+{
+	/* Silent for dead_s/2: probe every dead_s/6, 3 probes; data unacknowledged
+	 * for dead_s: the kernel gives up (ETIMEDOUT) either way. Whole seconds,
+	 * at least 1 (what TCP_KEEPIDLE and TCP_KEEPINTVL take). */
+	int idle = dead_s / 2 >= 1 ? (int)(dead_s / 2) : 1, intvl = dead_s / 6 >= 1 ? (int)(dead_s / 6) : 1, cnt = 3;
+	int one = 1;
+	unsigned ms = dead_s * 1000 < 1 ? 1 : dead_s * 1000 < 1e9 ? (unsigned)(dead_s * 1000) : 1000000000u; /* 0 = off */
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms)))
+		return nkv_err(errno, "keepalive: %s", strerror(errno));
+	return 0;
+}
+
 void nkv_pconn_init(struct nkv_pconn *c, int fd)
 {
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	nkv_proto_keepalive(fd, g_dead_s); /* best effort: not a TCP socket (a test's socketpair) */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
@@ -113,6 +145,10 @@ int nkv_pconn_read(struct nkv_pconn *c)
 	/* At most one largest frame, or c->inmax bytes (a peer that has not
 	 * registered yet gets a small buffer from the daemon). */
 	size_t lim = c->inmax ? c->inmax : NKV_PROTO_MAX_PAYLOAD + NKV_PROTO_HDR;
+	if (c->inoff) { /* what nkv_pconn_next consumed goes here, once per read, not once per frame */
+		memmove(c->in, c->in + c->inoff, c->inlen);
+		c->inoff = 0;
+	}
 	for (;;) {
 		/* Full: let the caller decode first (or refuse a frame that cannot fit). */
 		if (c->inlen >= lim)
@@ -146,10 +182,12 @@ int nkv_pconn_read(struct nkv_pconn *c)
 int nkv_pconn_next(struct nkv_pconn *c, struct nkv_msg *m)
 {
 	size_t used = 0;
-	int rc = nkv_msg_decode(c->in, c->inlen, m, &used);
+	int rc = nkv_msg_decode(c->inlen ? c->in + c->inoff : c->in, c->inlen, m, &used);
 	if (rc == 1) {
-		memmove(c->in, c->in + used, c->inlen - used);
+		c->inoff += used;
 		c->inlen -= used;
+		if (!c->inlen)
+			c->inoff = 0;
 	}
 	return rc;
 }

@@ -177,7 +177,7 @@ int nkv_msg_decode(const uint8_t *buf, size_t len, struct nkv_msg *m, size_t *us
 struct nkv_pconn {
 	int fd;
 	uint8_t *in;
-	size_t inlen, incap;
+	size_t inoff, inlen, incap;    /* unread input: in[inoff .. inoff + inlen) */
 	size_t inmax;                  /* input buffer bound; 0 = one largest frame */
 	struct nkv_buf out;
 };
@@ -186,8 +186,17 @@ struct nkv_pconn {
 int nkv_proto_listen(const char *addr, uint16_t *port_out);
 /* Blocking connect to host:port (retries for up to timeout_s while refused), TCP_NODELAY. */
 int nkv_proto_connect(const char *addr, double timeout_s);
-/* Wrap a connected socket (made non-blocking). */
+/* Wrap a connected socket (made non-blocking, TCP_NODELAY, keepalive for the dead-peer deadline). */
 void nkv_pconn_init(struct nkv_pconn *c, int fd);
+/* Dead-peer deadline of control connections: a peer that acknowledges
+ * nothing for this long (keepalive probes or data) is a connection error
+ * (ETIMEDOUT). NKV_PROTO_DEAD_S unless set; the scheduler sets its
+ * --agent-timeout. Applies to connections wrapped after the call. */
+#define NKV_PROTO_DEAD_S 10.0
+void nkv_proto_set_dead_s(double dead_s);
+/* SO_KEEPALIVE with idle dead_s/2, interval dead_s/6, 3 probes, and
+ * TCP_USER_TIMEOUT dead_s (whole seconds, at least 1 for the keepalive ones). */
+int nkv_proto_keepalive(int fd, double dead_s);
 void nkv_pconn_close(struct nkv_pconn *c);
 /* Read what is available, up to inmax buffered. 0 ok (maybe nothing), -ECONNRESET on EOF,
  * other negative errno. The caller decodes after an error too: the peer's last frames

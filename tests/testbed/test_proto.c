@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -319,6 +321,50 @@ static void test_conn_error_before_close(void **st)
 	}
 }
 
+static int sockopt(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t l = sizeof(v);
+	assert_int_equal(getsockopt(fd, level, name, &v, &l), 0);
+	return v;
+}
+
+/* Both ends of a control connection get keepalive and TCP_USER_TIMEOUT from
+ * the dead-peer deadline (the default, then the one a scheduler sets). */
+static void test_conn_keepalive(void **st)
+{
+	(void)st;
+	for (int k = 0; k < 2; k++) {
+		double dead = k ? 3 : NKV_PROTO_DEAD_S;
+		if (k)
+			nkv_proto_set_dead_s(dead);
+		uint16_t port = 0;
+		int lfd = nkv_proto_listen("127.0.0.1:0", &port);
+		assert_true(lfd >= 0);
+		char addr[32];
+		snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
+		int cfd = nkv_proto_connect(addr, 2), afd = -1;
+		assert_true(cfd >= 0);
+		for (int i = 0; i < 200 && afd < 0; i++, usleep(10000))
+			afd = accept(lfd, NULL, NULL);
+		assert_true(afd >= 0);
+		struct nkv_pconn a, c;
+		nkv_pconn_init(&c, cfd);
+		nkv_pconn_init(&a, afd);
+		for (int fd = cfd, n = 0; n < 2; n++, fd = afd) {
+			assert_int_equal(sockopt(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+			assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE), (int)(dead / 2));
+			assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL), dead / 6 >= 1 ? (int)(dead / 6) : 1);
+			assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_KEEPCNT), 3);
+			assert_int_equal(sockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), (int)(dead * 1000));
+		}
+		nkv_pconn_close(&a);
+		nkv_pconn_close(&c);
+		close(lfd);
+	}
+	nkv_proto_set_dead_s(0); /* back to the default */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -328,6 +374,7 @@ int main(void)
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_conn_inmax),
 		cmocka_unit_test(test_conn_error_before_close),
+		cmocka_unit_test(test_conn_keepalive),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

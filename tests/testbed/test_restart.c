@@ -6,7 +6,10 @@
  *    empty reason), and counts finished + failed + lost = all;
  *  - every agent stays up, joins the restarted scheduler within a deadline
  *    (`scheduler status` lists each by name) and tells it its prefix set;
- *  - a second replay completes: every request finished, every block verified.
+ *  - a second replay completes: every request finished, every block verified;
+ *  - a third replay with --resubmit across another kill and restart loses
+ *    nothing: it reconnects, submits again what had no record, and every
+ *    request finishes with every block verified (TTFT counts the outage).
  */
 #include <pthread.h>
 #include <time.h>
@@ -29,6 +32,20 @@ static void nap(double s)
 {
 	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
 	nanosleep(&ts, NULL);
+}
+
+struct rjob {
+	struct replay_opts o;
+	struct replay_result r;
+	int rc;
+	pthread_t th;
+};
+
+static void *replayer(void *arg)
+{
+	struct rjob *j = arg;
+	j->rc = nkv_replay_run(&j->o, &j->r);
+	return NULL;
 }
 
 static void *killer(void *arg)
@@ -150,6 +167,36 @@ int main(void)
 	if (r.failed || r.lost)
 		nkv_replay_print(stderr, &r);
 	nkv_replay_free(&r);
+
+	/* --resubmit across a kill: the replay in a thread, the kill and the
+	 * restart from this one (see above). */
+	struct rjob j = { .o = o };
+	j.o.resubmit = true;
+	j.o.limit = 150;
+	j.o.label = "with --resubmit ";
+	pthread_create(&j.th, NULL, replayer, &j);
+	nap(3);
+	killed = !nkv__cluster_kill(&cl, "scheduler");
+	nap(1);
+	restarted = killed && !nkv__cluster_restart(&cl, "scheduler");
+	CHECK(killed && restarted, "the scheduler was not killed and restarted a second time: %s", nkv_last_error());
+	pthread_join(j.th, NULL);
+	nkv_replay_print(stderr, &j.r);
+	CHECK(j.rc == 0, "replay with --resubmit failed");
+	CHECK(j.r.reconnects == 1, "replay with --resubmit: %zu reconnects, not 1", j.r.reconnects);
+	CHECK(j.r.resubmitted > 0, "nothing resubmitted: the kill came after the replay");
+	CHECK(j.r.lost == 0 && j.r.failed == 0 && j.r.finished == j.r.n && j.r.n == 150,
+	      "replay with --resubmit: %zu of %zu finished, %zu failed, %zu lost", j.r.finished, j.r.n, j.r.failed,
+	      j.r.lost);
+	CHECK(j.r.blocks_ok > 0 && j.r.blocks_bad == 0, "replay with --resubmit: blocks %zu ok, %zu bad",
+	      j.r.blocks_ok, j.r.blocks_bad);
+	/* A resubmitted request's TTFT counts from its first submit: at least the outage. */
+	double worst = 0;
+	for (size_t i = 0; i < j.r.n; i++)
+		if (j.r.recs[i].resubmits && j.r.recs[i].ttft > worst)
+			worst = j.r.recs[i].ttft;
+	CHECK(worst >= 1, "a resubmitted request's TTFT (at most %.3f s) hides the >= 1 s outage", worst);
+	nkv_replay_free(&j.r);
 	nkv__cluster_stop(&cl);
 	if (fails) {
 		e2e_dump_logs(dir);
