@@ -69,6 +69,7 @@
 #define ADMIT_STARVE_S 1.0     /* a waiter this old is not passed by later ones */
 #define HANDSHAKE_MS 2000      /* a data connection's handshake (connect) deadline */
 #define CANCEL_GRACE_S 1.0     /* a cancelled push the decode has not ended by then is aborted */
+#define CANCEL_QUARANTINE_S 2.0 /* a cancelled request's decode pages stay pinned this long */
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
@@ -862,6 +863,16 @@ static void cancel(struct agent *a, const struct nkv_msg *m)
 	}
 	if (a->role == NKV_ROLE_DECODE)
 		nkv_revoke(a->eng, r->id);
+	if (a->role == NKV_ROLE_DECODE && r->st == R_WAIT && !r->got_recv) {
+		/* Its pages were handed to the prefill: a range already past the
+		 * receiver's grant check (TCP), or a WRITE on the wire (verbs), may
+		 * still land. Keep them pinned a while as an orphan (never reported,
+		 * freed by orphan_timers), not given to the next request. */
+		agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
+		r->orphan = true;
+		r->orphan_until = nkv_now_s() + CANCEL_QUARANTINE_S;
+		return;
+	}
 	if (r->st != R_WAIT_ROOM) {
 		if (a->role == NKV_ROLE_DECODE && !r->got_recv)
 			agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
