@@ -70,6 +70,8 @@ int nkv_proto_listen(const char *addr, uint16_t *port_out)
 	return fd;
 }
 
+#define CONNECT_MIN_S 1.0 /* the least a connect attempt is given to complete */
+
 int nkv_proto_connect(const char *addr, double timeout_s)
 {
 	struct sockaddr_storage ss;
@@ -79,15 +81,29 @@ int nkv_proto_connect(const char *addr, double timeout_s)
 		return rc;
 	double end = nkv_now_s() + timeout_s;
 	for (;;) {
-		int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		/* Non-blocking, so a peer that neither accepts nor refuses (a host
+		 * that drops SYNs, a full listen backlog) costs at most the deadline
+		 * (at least CONNECT_MIN_S), not the kernel's minutes of SYN retries. */
+		int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd < 0)
 			return nkv_err(errno, "socket: %s", strerror(errno));
-		if (connect(fd, (struct sockaddr *)&ss, sl) == 0) {
+		int e = connect(fd, (struct sockaddr *)&ss, sl) == 0 ? 0 : errno;
+		if (e == EINPROGRESS) {
+			double now = nkv_now_s(), until = end > now + CONNECT_MIN_S ? end : now + CONNECT_MIN_S;
+			struct pollfd pf = { .fd = fd, .events = POLLOUT };
+			int n;
+			while ((n = poll(&pf, 1, (int)((until - nkv_now_s()) * 1000) + 1)) < 0 && errno == EINTR)
+				;
+			socklen_t el = sizeof(e);
+			if (n <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el))
+				e = n < 0 ? errno : ETIMEDOUT;
+		}
+		if (e == 0) {
 			int one = 1;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK); /* callers get a blocking socket, as before */
 			return fd;
 		}
-		int e = errno;
 		close(fd);
 		if ((e != ECONNREFUSED && e != EAGAIN) || nkv_now_s() >= end)
 			return nkv_err(e, "connect to %s: %s", addr, strerror(e));

@@ -184,7 +184,8 @@ struct nkv_pconn {
 
 /* Listening socket on host:port ("0.0.0.0:0" picks a port); *port_out may be NULL. */
 int nkv_proto_listen(const char *addr, uint16_t *port_out);
-/* Blocking connect to host:port (retries for up to timeout_s while refused), TCP_NODELAY. */
+/* Connect to host:port (retries for up to timeout_s while refused), TCP_NODELAY; returns a blocking
+ * socket. An attempt that neither completes nor is refused ends at the deadline (at least 1 s). */
 int nkv_proto_connect(const char *addr, double timeout_s);
 /* Wrap a connected socket (made non-blocking, TCP_NODELAY, keepalive for the dead-peer deadline). */
 void nkv_pconn_init(struct nkv_pconn *c, int fd);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -365,6 +366,40 @@ static void test_conn_keepalive(void **st)
 	nkv_proto_set_dead_s(0); /* back to the default */
 }
 
+/* A listener that never accepts, its backlog full: the kernel drops further
+ * SYNs, and a blocking connect would wait minutes. nkv_proto_connect gives up
+ * at its deadline (at least 1 s) with ETIMEDOUT. */
+static void test_connect_deadline(void **st)
+{
+	(void)st;
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sl), 0);
+	assert_int_equal(listen(lfd, 0), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+	int fill[8];
+	for (int i = 0; i < 8; i++) { /* more than the queue holds */
+		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		connect(fill[i], (struct sockaddr *)&sa, sizeof(sa));
+	}
+	usleep(100000);
+	char addr[32];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sa.sin_port));
+	double t0 = nkv_now_s();
+	int fd = nkv_proto_connect(addr, 0.2);
+	double dt = nkv_now_s() - t0;
+	if (fd >= 0)
+		close(fd); /* this kernel queued it after all: only the time is checked */
+	else
+		assert_int_equal(fd, -ETIMEDOUT);
+	assert_true(dt < 3.0);
+	for (int i = 0; i < 8; i++)
+		close(fill[i]);
+	close(lfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -375,6 +410,7 @@ int main(void)
 		cmocka_unit_test(test_conn_inmax),
 		cmocka_unit_test(test_conn_error_before_close),
 		cmocka_unit_test(test_conn_keepalive),
+		cmocka_unit_test(test_connect_deadline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
