@@ -411,6 +411,21 @@ static bool prefill_start(struct agent *a, struct req *r)
 	if (!agent_pool_reserve(&a->pool, r->ids, r->n, r->blocks, &r->first, r->fresh))
 		return false;
 	r->st = R_WAIT;
+	/* The blocks' bytes are written now, not when the emulated compute ends:
+	 * a later request with the same prefix reuses these slots at once (as
+	 * held), and may finish its compute and push them first. Filled at the
+	 * compute's end, such a push read (and summed) slots still being written. */
+	int frc = 0;
+	for (uint32_t k = 0; k < r->n && !frc; k++)
+		if (r->fresh[k])
+			frc = agent_pool_fill(&a->pool, r->blocks[k], r->ids[k]);
+	if (frc) {
+		char why[NKV_ERRSTR_MAX];
+		snprintf(why, sizeof(why), "filling the pool: %s", nkv_last_error());
+		agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
+		xfer_report(a, r, frc, why, nkv_now_s());
+		return true; /* settled: reported failed */
+	}
 	uint64_t cached = (uint64_t)r->first * BLOCK_TOKENS;
 	uint64_t uncached = r->input > cached ? r->input - cached : 0;
 	double now = nkv_now_s();
@@ -430,17 +445,6 @@ static void prefill_timers(struct agent *a, double now)
 		if (r->st != R_WAIT)
 			continue;
 		if (!r->computed && now >= r->t1) {
-			int frc = 0;
-			for (uint32_t k = 0; k < r->n && !frc; k++)
-				if (r->fresh[k])
-					frc = agent_pool_fill(&a->pool, r->blocks[k], r->ids[k]);
-			if (frc) {
-				char why[NKV_ERRSTR_MAX];
-				snprintf(why, sizeof(why), "filling the pool: %s", nkv_last_error());
-				agent_pool_drop(&a->pool, r->blocks, r->fresh, r->n);
-				xfer_report(a, r, frc, why, now);
-				continue;
-			}
 			struct nkv_msg m;
 			nkv_msg_init(&m, NKV_MSG_PREFILL_DONE);
 			m.req = r->id;
