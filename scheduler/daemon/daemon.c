@@ -1105,8 +1105,9 @@ static int parse_names(struct daemon *d, const char *list, uint32_t **out, uint3
 	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		int inst = nkv_topo_find(d->topo, t);
 		if (inst < 0) {
+			int rc = nkv_err(ENOENT, "--%s: instance '%s' is not in the topology", what, t); /* t is in copy */
 			free(copy);
-			return nkv_err(ENOENT, "--%s: instance '%s' is not in the topology", what, t);
+			return rc;
 		}
 		if (*n == cap)
 			*out = realloc(*out, (cap *= 2) * sizeof(**out));
