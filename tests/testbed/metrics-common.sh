@@ -10,12 +10,12 @@ WORK=$(mktemp -d /tmp/netkv-metrics.XXXXXX)
 PIDS=()
 KEEP_WORK=0
 
-# stop_all: SIGTERM every process started, SIGKILL what is left after 5 s;
+# stop_all: SIGTERM every process started, SIGKILL what is left after 15 s;
 # records each exit status in EXIT_OF[pid].
 declare -A EXIT_OF
 declare -A AGENT_PID # instance name -> agent PID (start_agents)
 stop_all() {
-	local pid rc end=$((SECONDS + 5))
+	local pid rc end=$((SECONDS + 15)) # ASan's exit (leak scan) on a loaded 2-core box took over 5 s
 	for pid in "${PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 		kill -CONT "$pid" 2>/dev/null || true # one a test stopped takes the TERM now
@@ -56,7 +56,7 @@ skip() {
 	exit $SKIP
 }
 
-# stop_checked: SIGTERM every process started (5 s, then SIGKILL), then fail unless the
+# stop_checked: SIGTERM every process started (15 s, then SIGKILL), then fail unless the
 # scheduler exited 0 and no log holds a sanitizer report (ASan/UBSan builds).
 stop_checked() {
 	stop_all
