@@ -15,7 +15,7 @@ KEEP_WORK=0
 declare -A EXIT_OF
 declare -A AGENT_PID # instance name -> agent PID (start_agents)
 stop_all() {
-	local pid rc end=$((SECONDS + 15)) # ASan's exit (leak scan) on a loaded 2-core box took over 5 s
+	local pid rc end=$((SECONDS + 15)) # an ASan build on a loaded 2-core box took over 5 s to exit
 	for pid in "${PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 		kill -CONT "$pid" 2>/dev/null || true # one a test stopped takes the TERM now
