@@ -38,6 +38,14 @@ static inline int e2e_paths(char *netkv, size_t nl, char *trace, size_t tl, char
 }
 
 /* Remove the work dir of a passing run (a failing one keeps its logs). */
+/* A scheduler port for this test process, even (port + 1 is free for a data
+ * port too) and below the ephemeral range (32768..), which the testbed's own
+ * connections draw from. */
+static inline int e2e_port(void)
+{
+	return 20000 + (int)(getpid() % 6000) * 2;
+}
+
 static inline void e2e_cleanup(const char *dir)
 {
 	char cmd[400];

@@ -144,7 +144,7 @@ int main(void)
 	int rc = e2e_paths(netkv, sizeof(netkv), trace, sizeof(trace), dir, sizeof(dir));
 	if (rc)
 		return rc;
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", 20000 + (int)(getpid() % 12000) /* below the ephemeral ports (32768..) */);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", e2e_port());
 	/* netkv demo: bad flags stop it before anything starts. An unknown policy
 	 * used to be found only when its scheduler refused it, fabric already up. */
 	CHECK(DEMO("--fabric", "off", "--dir", dir, "--requests", "1", "--policies", "nope,rr") == 2, "demo: unknown policy accepted");

@@ -128,7 +128,7 @@ int main(void)
 	if (rc)
 		return rc;
 	setenv("NKV_QUIET", "1", 1); /* the hostile engines' own refusals */
-	int base = 20000 + (int)(getpid() % 6000) * 2; /* below the ephemeral range (32768..), which the testbed's own connections use */
+	int base = e2e_port();
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", base);
 	snprintf(data_addr, sizeof(data_addr), "127.0.0.1:%d", base + 1);
 	struct cluster_opts co = { .netkv = netkv, .dir = dir, .addr = addr, .token = TOKEN, .policy = "rr",

@@ -35,7 +35,7 @@ int main(void)
 	int rc = e2e_paths(netkv, sizeof(netkv), trace, sizeof(trace), dir, sizeof(dir));
 	if (rc)
 		return rc;
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", 20000 + (int)(getpid() % 12000) /* below the ephemeral ports (32768..) */);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", e2e_port());
 	struct cluster_opts co = { .netkv = netkv, .dir = dir, .addr = addr, .token = "kill-token", .policy = "rr",
 				   .prefill = "h0g0,h0g1", .decode = "h1g0,h2g0,h4g0,h5g0", .time_scale = 0.05,
 				   .prefill_blocks = 512, .decode_blocks = 512, .verify = true };

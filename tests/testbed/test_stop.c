@@ -107,7 +107,7 @@ int main(void)
 	int rc = e2e_paths(netkv, sizeof(netkv), trace, sizeof(trace), dir, sizeof(dir));
 	if (rc)
 		return rc;
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", 20000 + (int)(getpid() % 12000) /* below the ephemeral ports (32768..) */);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", e2e_port());
 	struct cluster_opts co = { .netkv = netkv, .dir = dir, .addr = addr, .token = "stop-token", .policy = "rr",
 				   .prefill = "h0g0", .decode = VICTIM "," HEALTHY, .time_scale = 0.2,
 				   .prefill_blocks = 512, .decode_blocks = 512, .verify = true };
